@@ -1,0 +1,20 @@
+"""drivingseg: camera/lidar readers, fusion, U-Net road and car segmentation, streaming node."""
+
+from drivingseg.errors import (
+    CalibrationError,
+    ConfigError,
+    DrivingsegError,
+    RecordingError,
+    SyncError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CalibrationError",
+    "ConfigError",
+    "DrivingsegError",
+    "RecordingError",
+    "SyncError",
+    "__version__",
+]

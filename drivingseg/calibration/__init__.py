@@ -1,0 +1,3 @@
+"""drivingseg.calibration."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""drivingseg.fusion."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""drivingseg.model."""
+
+__all__: list[str] = []

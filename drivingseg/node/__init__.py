@@ -1,0 +1,3 @@
+"""drivingseg.node."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""drivingseg.outputs."""
+
+__all__: list[str] = []

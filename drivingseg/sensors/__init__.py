@@ -1,0 +1,3 @@
+"""drivingseg.sensors."""
+
+__all__: list[str] = []

@@ -1,0 +1,147 @@
+"""The reader interface every recording format implements.
+
+A reader is a context manager: metadata (calibration, timestamps, topic lists) loads in
+``open()``, frames load lazily while iterating, so a long drive is never held whole in
+memory. Using a reader that is not open raises :class:`RecordingError`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar
+
+from drivingseg.calibration.types import Rig
+from drivingseg.errors import RecordingError
+from drivingseg.sensors.frames import CameraFrame, LidarScan
+
+__all__ = ["Recording", "RecordingInfo", "StreamInfo"]
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What one sensor stream or topic of a recording holds."""
+
+    name: str
+    kind: str
+    msgtype: str
+    count: int
+    first_ns: int | None
+    last_ns: int | None
+
+    @property
+    def duration_s(self) -> float:
+        if self.first_ns is None or self.last_ns is None:
+            return 0.0
+        return (self.last_ns - self.first_ns) / 1e9
+
+    @property
+    def rate_hz(self) -> float | None:
+        """Mean message rate; ``None`` with fewer than two messages."""
+        if self.count < 2 or self.duration_s <= 0.0:
+            return None
+        return (self.count - 1) / self.duration_s
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """Summary of a recording, as ``drivingseg info`` prints it."""
+
+    path: str
+    format: str
+    streams: tuple[StreamInfo, ...]
+
+    @property
+    def start_ns(self) -> int | None:
+        firsts = [s.first_ns for s in self.streams if s.first_ns is not None]
+        return min(firsts) if firsts else None
+
+    @property
+    def end_ns(self) -> int | None:
+        lasts = [s.last_ns for s in self.streams if s.last_ns is not None]
+        return max(lasts) if lasts else None
+
+    @property
+    def duration_s(self) -> float:
+        if self.start_ns is None or self.end_ns is None:
+            return 0.0
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+class Recording(ABC):
+    """Base class of recording readers (``with Reader(path) as r: ...``)."""
+
+    format: ClassVar[str] = "unknown"
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self.path = Path(path)
+        self._is_open = False
+
+    def open(self) -> None:
+        """Load metadata and check the recording; idempotent."""
+        if not self._is_open:
+            self._open()
+            self._is_open = True
+
+    def close(self) -> None:
+        if self._is_open:
+            self._close()
+            self._is_open = False
+
+    def __enter__(self) -> Recording:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._is_open
+
+    def _check_open(self) -> None:
+        if not self._is_open:
+            raise RecordingError(
+                f"{type(self).__name__} is not open; use 'with {type(self).__name__}(path) as r:'",
+                path=self.path,
+            )
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Read metadata; raise RecordingError naming the file on bad input."""
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release handles; default has none."""
+
+    @abstractmethod
+    def info(self) -> RecordingInfo:
+        """Streams, counts, rates and time span."""
+
+    @abstractmethod
+    def camera_frames(self) -> Iterator[CameraFrame]:
+        """Camera frames in recorded order, loaded one at a time."""
+
+    @abstractmethod
+    def lidar_scans(self) -> Iterator[LidarScan]:
+        """Lidar scans in recorded order, loaded one at a time."""
+
+    def rig(self) -> Rig | None:
+        """The calibration that comes with the recording, if any."""
+        return None
+
+    def messages(self) -> Iterator[CameraFrame | LidarScan]:
+        """Camera frames and lidar scans merged in stamp order (for replay and sync)."""
+        self._check_open()
+        yield from heapq.merge(
+            self.camera_frames(), self.lidar_scans(), key=lambda m: m.stamp_ns
+        )
