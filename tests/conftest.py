@@ -47,3 +47,9 @@ def kitti_object_root() -> Path:
 @pytest.fixture
 def camvid_root() -> Path:
     return require_data("camvid")
+
+
+@pytest.fixture
+def shared_data_root() -> Path:
+    """The whole shared data folder (skip or fail as ``require_data`` does)."""
+    return require_data()
