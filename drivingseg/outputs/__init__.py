@@ -1,3 +1,6 @@
-"""drivingseg.outputs."""
+"""Outputs: ROS 2 MCAP recording and conversion of recordings to MCAP."""
 
-__all__: list[str] = []
+from drivingseg.outputs.convert import ConvertStats, McapTopics, convert_to_mcap, kitti_topics
+from drivingseg.outputs.mcap import Ros2McapWriter
+
+__all__ = ["ConvertStats", "McapTopics", "Ros2McapWriter", "convert_to_mcap", "kitti_topics"]

@@ -11,16 +11,19 @@ import heapq
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, TypeVar, cast
 
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import RecordingError
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 __all__ = ["Recording", "RecordingInfo", "StreamInfo"]
+
+R = TypeVar("R", bound="Recording")
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class Recording(ABC):
             self._close()
             self._is_open = False
 
-    def __enter__(self) -> Recording:
+    def __enter__(self: R) -> R:
         self.open()
         return self
 
@@ -142,6 +145,7 @@ class Recording(ABC):
     def messages(self) -> Iterator[CameraFrame | LidarScan]:
         """Camera frames and lidar scans merged in stamp order (for replay and sync)."""
         self._check_open()
-        yield from heapq.merge(
-            self.camera_frames(), self.lidar_scans(), key=lambda m: m.stamp_ns
+        merged = heapq.merge(
+            self.camera_frames(), self.lidar_scans(), key=attrgetter("stamp_ns")
         )
+        yield from cast("Iterator[CameraFrame | LidarScan]", merged)

@@ -1,0 +1,55 @@
+"""One entry point for every calibration source a user can name on the command line."""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+from drivingseg.calibration.kitti import CAM_TO_CAM, load_kitti_object_rig, load_kitti_raw_rig
+from drivingseg.calibration.rig_yaml import load_rig
+from drivingseg.calibration.types import Rig
+from drivingseg.errors import CalibrationError, ConfigError
+
+__all__ = ["ACCEPTED_SOURCES", "load_rig_any"]
+
+ACCEPTED_SOURCES = (
+    "a drivingseg rig file (*.yaml / *.yml, docs/RIG_FORMAT.md)",
+    f"a KITTI raw date folder holding {CAM_TO_CAM} (or that file itself)",
+    "a KITTI object/road calib file (*.txt with P0..P3, R0_rect, Tr_velo_to_cam; needs image_size)",
+)
+
+
+def load_rig_any(
+    path: str | PathLike[str],
+    *,
+    camera: int = 2,
+    image_size: tuple[int, int] | None = None,
+) -> Rig:
+    """Load a :class:`Rig` from whichever supported source ``path`` is.
+
+    ``camera`` picks the KITTI camera (ignored for rig YAML); ``image_size`` ``(width,
+    height)`` is required for KITTI object calib files, which do not store it.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if (p / CAM_TO_CAM).is_file():
+            return load_kitti_raw_rig(p, camera=camera)
+        message = f"folder holds no {CAM_TO_CAM}; accepted: " + "; ".join(ACCEPTED_SOURCES)
+        raise CalibrationError(message, path=p)
+    if not p.exists():
+        raise CalibrationError("calibration file not found", path=p)
+    suffix = p.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return load_rig(p)
+    if p.name == CAM_TO_CAM:
+        return load_kitti_raw_rig(p.parent, camera=camera)
+    if suffix == ".txt":
+        if image_size is None:
+            message = (
+                "KITTI object calib files do not store the image size: "
+                "pass image_size=(width, height) (read it from the image)"
+            )
+            raise ConfigError(message, path=p)
+        return load_kitti_object_rig(p, camera=camera, image_size=image_size)
+    message = f"unknown calibration source {p.name!r}; accepted: " + "; ".join(ACCEPTED_SOURCES)
+    raise CalibrationError(message, path=p)

@@ -1,0 +1,438 @@
+"""Read camera, lidar and calibration from ROS 1 and ROS 2 bags.
+
+Accepted paths: a ROS 1 ``.bag`` file, a ROS 2 bag folder (``metadata.yaml`` with
+``.db3`` or ``.mcap`` files), a single ``.db3`` file or a single ``.mcap`` file; all are
+read with rosbags' ``AnyReader``. A ``.mcap`` file that rosbags refuses (one without a
+summary, left by a killed writer) is read sequentially with the ``mcap`` library and
+rosbags' typestore, up to its last complete chunk.
+
+Frames stream lazily: each iterator opens its own reader, so ``messages()`` can merge the
+camera and lidar iterators without ever loading the bag whole. Stamps are the messages'
+``header.stamp`` in nanoseconds (the log time when a header stamp is zero).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import struct
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from mcap.exceptions import McapError
+from mcap.records import Channel, Message, Schema
+from mcap.stream_reader import StreamReader
+from rosbags.highlevel import AnyReader
+from rosbags.highlevel.anyreader import AnyReaderError
+from rosbags.rosbag1 import ReaderError as Rosbag1ReaderError
+from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
+from rosbags.serde import SerdeError
+from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
+
+from drivingseg.calibration.types import Rig, RigidTransform
+from drivingseg.errors import CalibrationError, RecordingError
+from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
+from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.sensors.ros_msgs import (
+    camera_model_from_camera_info,
+    image_from_msg,
+    points_from_pointcloud2,
+    stamp_ns_of,
+    transform_from_tf,
+)
+
+__all__ = ["TOPIC_KINDS", "BagRecording"]
+
+log = logging.getLogger(__name__)
+
+TOPIC_KINDS = {
+    "sensor_msgs/msg/Image": "camera",
+    "sensor_msgs/msg/CompressedImage": "camera",
+    "sensor_msgs/msg/PointCloud2": "lidar",
+    "sensor_msgs/msg/CameraInfo": "camera_info",
+    "tf2_msgs/msg/TFMessage": "tf",
+}
+"""Message type -> stream kind; every other type is ``other``."""
+
+_SENSOR_KINDS = ("camera", "lidar", "camera_info")
+_ROSBAGS_ERRORS = (
+    AnyReaderError,
+    Rosbag1ReaderError,
+    Rosbag2ReaderError,
+    SerdeError,
+    TypesysError,
+    sqlite3.Error,
+    OSError,
+)
+
+
+@dataclass(frozen=True)
+class _Topic:
+    name: str
+    msgtype: str
+    count: int
+
+    @property
+    def kind(self) -> str:
+        return TOPIC_KINDS.get(self.msgtype, "other")
+
+
+class _RosbagsSource:
+    """rosbags' AnyReader behind the small interface BagRecording needs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+        self._reader.open()
+        self.topics = {
+            name: _Topic(name, info.msgtype or "", info.msgcount)
+            for name, info in self._reader.topics.items()
+        }
+
+    def raw_messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
+        conns = [c for c in self._reader.connections if c.topic in topics]
+        if not conns:
+            return
+        for conn, log_ns, raw in self._reader.messages(connections=conns):
+            yield conn.topic, log_ns, raw
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        return self._reader.deserialize(raw, msgtype)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class _McapStreamSource:
+    """A ``.mcap`` file read front to back with the mcap library's ``StreamReader``.
+
+    For files rosbags refuses, typically one whose writer was killed before writing the
+    summary: every complete record up to the damaged tail is read, then a warning is
+    logged. Schemas must be ``ros2msg`` and messages ``cdr``; they are decoded with a
+    rosbags typestore built from the schema text in the file.
+    """
+
+    def __init__(self, path: Path, *, rosbags_error: str) -> None:
+        self.path = path
+        self._typestore = get_typestore(Stores.EMPTY)
+        self._rosbags_error = rosbags_error
+        msgtypes: dict[str, str] = {}
+        counts: Counter[str] = Counter()
+        for topic, msgtype, _, _ in self._records(warn=True):
+            msgtypes.setdefault(topic, msgtype)
+            counts[topic] += 1
+        self.topics = {t: _Topic(t, m, counts[t]) for t, m in msgtypes.items()}
+
+    def _records(self, *, warn: bool) -> Iterator[tuple[str, str, int, bytes]]:
+        """``(topic, msgtype, log_ns, raw)`` of every decodable message in file order."""
+        schemas: dict[int, str] = {}
+        channels: dict[int, tuple[str, str]] = {}
+        n_records = 0
+        with self.path.open("rb") as f:
+            try:
+                for record in StreamReader(f, record_size_limit=2**32).records:
+                    n_records += 1
+                    if isinstance(record, Schema) and record.encoding == "ros2msg":
+                        if record.name not in self._typestore.fielddefs:
+                            types = get_types_from_msg(record.data.decode(), record.name)
+                            self._typestore.register(types)
+                        schemas[record.id] = record.name
+                    elif isinstance(record, Channel) and record.schema_id in schemas:
+                        if record.message_encoding == "cdr":
+                            channels[record.id] = (record.topic, schemas[record.schema_id])
+                    elif isinstance(record, Message) and record.channel_id in channels:
+                        topic, msgtype = channels[record.channel_id]
+                        yield topic, msgtype, record.log_time, record.data
+            except (McapError, struct.error, ValueError, TypesysError) as exc:
+                if n_records == 0:
+                    message = (
+                        f"cannot read bag: {self._rosbags_error}; as an MCAP stream: {exc}"
+                    )
+                    raise RecordingError(message, path=self.path) from exc
+                if warn:
+                    log.warning("%s: MCAP file ends early or is damaged after %d records "
+                                "(%r); reading what comes before", self.path, n_records, exc)
+
+    def raw_messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
+        for topic, _, log_ns, raw in self._records(warn=False):
+            if topic in topics:
+                yield topic, log_ns, raw
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        return self._typestore.deserialize_cdr(raw, msgtype)
+
+    def close(self) -> None:
+        """Nothing stays open between iterations."""
+
+
+_Source = _RosbagsSource | _McapStreamSource
+
+
+class BagRecording(Recording):
+    """A ROS bag as a :class:`Recording` (``with BagRecording(path) as bag: ...``).
+
+    Without ``image_topic`` / ``lidar_topic`` the single topic of the matching type is
+    used (Image or CompressedImage; PointCloud2); a bag with several must be told which.
+    A bag without camera (or lidar) topic yields no camera frames (or scans).
+    """
+
+    format = "rosbag"
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        image_topic: str | None = None,
+        lidar_topic: str | None = None,
+        camera_info_topic: str | None = None,
+    ) -> None:
+        super().__init__(path)
+        self._want = {
+            "camera": image_topic,
+            "lidar": lidar_topic,
+            "camera_info": camera_info_topic,
+        }
+        self.image_topic: str | None = None
+        self.lidar_topic: str | None = None
+        self.camera_info_topic: str | None = None
+        self._source: _Source | None = None
+        self._topics: dict[str, _Topic] = {}
+        self._info: RecordingInfo | None = None
+        self._rig: Rig | None = None
+        self._rig_done = False
+
+    # ------------------------------------------------------------------ opening
+
+    def _check_path(self) -> None:
+        p = self.path
+        if not p.exists():
+            raise RecordingError("bag not found", path=p)
+        if p.is_dir():
+            if not (p / "metadata.yaml").is_file():
+                message = "folder has no metadata.yaml; a ROS 2 bag folder needs one"
+                raise RecordingError(message, path=p)
+        elif p.suffix not in (".bag", ".db3", ".mcap"):
+            message = (
+                f"unsupported file type {p.suffix!r}; expected a ROS 1 .bag, a ROS 2 bag "
+                "folder, a .db3 or a .mcap file"
+            )
+            raise RecordingError(message, path=p)
+
+    def _new_source(self) -> _Source:
+        if isinstance(self._source, _McapStreamSource):
+            return self._source  # holds no open file between iterations: share it
+        try:
+            return _RosbagsSource(self.path)
+        except _ROSBAGS_ERRORS as exc:
+            if self.path.suffix == ".mcap" and self.path.is_file():
+                log.info("rosbags cannot read %s (%s); reading it as a stream", self.path, exc)
+                return _McapStreamSource(self.path, rosbags_error=str(exc))
+            raise RecordingError(f"cannot read bag: {exc}", path=self.path) from exc
+
+    def _open(self) -> None:
+        self._check_path()
+        self._source = self._new_source()
+        self._topics = dict(self._source.topics)
+        try:
+            self.image_topic = self._choose("camera")
+            self.lidar_topic = self._choose("lidar")
+            self.camera_info_topic = self._choose("camera_info")
+        except RecordingError:
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+        self._source = None
+        self._info = None
+        self._rig = None
+        self._rig_done = False
+
+    def _topic_list(self) -> str:
+        return ", ".join(f"{t.name} ({t.msgtype})" for t in self._topics.values()) or "none"
+
+    def _choose(self, kind: str) -> str | None:
+        wanted = self._want[kind]
+        candidates = [t.name for t in self._topics.values() if t.kind == kind]
+        if wanted is not None:
+            topic = self._topics.get(wanted)
+            if topic is None:
+                message = (
+                    f"{kind} topic {wanted!r} is not in the bag; topics: {self._topic_list()}"
+                )
+                raise RecordingError(message, path=self.path)
+            if topic.kind != kind:
+                message = f"{kind} topic {wanted!r} carries {topic.msgtype!r}, not a {kind} type"
+                raise RecordingError(message, path=self.path)
+            return wanted
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
+        if kind == "camera_info" and self.image_topic is not None:
+            sibling = self.image_topic.rsplit("/", 1)[0] + "/camera_info"
+            if sibling in candidates:
+                return sibling
+        option = {"camera": "image_topic", "lidar": "lidar_topic"}.get(kind, "camera_info_topic")
+        message = f"several {kind} topics {sorted(candidates)!r}; choose one with {option}="
+        raise RecordingError(message, path=self.path)
+
+    # ------------------------------------------------------------------ reading
+
+    def _messages(self, topic: str) -> Iterator[tuple[int, Any]]:
+        """``(stamp_ns, message)`` of one topic from a reader of its own."""
+        msgtype = self._topics[topic].msgtype
+        source = self._new_source()
+        with closing(source):
+            try:
+                for _, log_ns, raw in source.raw_messages({topic}):
+                    msg = source.deserialize(raw, msgtype)
+                    stamp = stamp_ns_of(msg) if hasattr(msg, "header") else 0
+                    yield (stamp or log_ns), msg
+            except _ROSBAGS_ERRORS as exc:
+                raise RecordingError(f"cannot read topic {topic!r}: {exc}", path=self.path) from exc
+
+    def _source_name(self, topic: str) -> str:
+        return f"{self.path}:{topic}"
+
+    def camera_frames(self) -> Iterator[CameraFrame]:
+        """Frames of ``image_topic`` in bag order, one decoded at a time."""
+        self._check_open()
+        if self.image_topic is None:
+            return
+        source = self._source_name(self.image_topic)
+        for index, (stamp_ns, msg) in enumerate(self._messages(self.image_topic)):
+            yield CameraFrame(
+                stamp_ns=stamp_ns,
+                image=image_from_msg(msg, source),
+                frame_id=str(msg.header.frame_id) or "camera",
+                index=index,
+                source=source,
+            )
+
+    def lidar_scans(self) -> Iterator[LidarScan]:
+        """Scans of ``lidar_topic`` in bag order, one decoded at a time."""
+        self._check_open()
+        if self.lidar_topic is None:
+            return
+        source = self._source_name(self.lidar_topic)
+        for index, (stamp_ns, msg) in enumerate(self._messages(self.lidar_topic)):
+            yield LidarScan(
+                stamp_ns=stamp_ns,
+                points=points_from_pointcloud2(msg, source),
+                frame_id=str(msg.header.frame_id) or "velodyne",
+                index=index,
+                source=source,
+            )
+
+    def info(self) -> RecordingInfo:
+        """Every topic with kind, type, count and time span (one pass over the bag, cached).
+
+        Sensor streams (camera, lidar, camera_info) span their header stamps; every other
+        topic spans its log (receive) times.
+        """
+        self._check_open()
+        if self._info is None:
+            self._info = RecordingInfo(str(self.path), self.format, tuple(self._scan_streams()))
+        return self._info
+
+    def _scan_streams(self) -> list[StreamInfo]:
+        counts = dict.fromkeys(self._topics, 0)
+        spans: dict[str, tuple[int, int]] = {}
+        source = self._new_source()
+        with closing(source):
+            try:
+                for topic, log_ns, raw in source.raw_messages(set(self._topics)):
+                    stamp = log_ns
+                    meta = self._topics[topic]
+                    if meta.kind in _SENSOR_KINDS:
+                        stamp = stamp_ns_of(source.deserialize(raw, meta.msgtype)) or log_ns
+                    counts[topic] += 1
+                    lo, hi = spans.get(topic, (stamp, stamp))
+                    spans[topic] = (min(lo, stamp), max(hi, stamp))
+            except _ROSBAGS_ERRORS as exc:
+                raise RecordingError(f"cannot scan bag: {exc}", path=self.path) from exc
+        return [
+            StreamInfo(
+                name=t.name,
+                kind=t.kind,
+                msgtype=t.msgtype,
+                count=counts[t.name],
+                first_ns=spans[t.name][0] if t.name in spans else None,
+                last_ns=spans[t.name][1] if t.name in spans else None,
+            )
+            for t in sorted(self._topics.values(), key=lambda t: t.name)
+        ]
+
+    # ------------------------------------------------------------------ calibration
+
+    def rig(self) -> Rig | None:
+        """Camera from the first CameraInfo and the lidar->camera transform from /tf_static.
+
+        ``None`` without a CameraInfo topic, a lidar topic, or a /tf_static chain linking
+        the lidar frame (first PointCloud2 header) to the camera frame. The images count
+        as rectified when the image topic name contains ``rect`` or the camera has no
+        distortion.
+        """
+        self._check_open()
+        if not self._rig_done:
+            self._rig = self._build_rig()
+            self._rig_done = True
+        return self._rig
+
+    def _first(self, topic: str) -> Any:
+        return next((msg for _, msg in self._messages(topic)), None)
+
+    def _build_rig(self) -> Rig | None:
+        if self.camera_info_topic is None or self.lidar_topic is None:
+            log.info("%s: no CameraInfo or lidar topic, so no rig", self.path)
+            return None
+        info_msg = self._first(self.camera_info_topic)
+        cloud_msg = self._first(self.lidar_topic)
+        if info_msg is None or cloud_msg is None:
+            return None
+        source = self._source_name(self.camera_info_topic)
+        camera = camera_model_from_camera_info(info_msg, source)
+        rectified = "rect" in (self.image_topic or "") or not camera.has_distortion
+        camera = camera_model_from_camera_info(info_msg, source, image_rectified=rectified)
+        lidar_frame = str(cloud_msg.header.frame_id) or "velodyne"
+        T = self._lookup_static(camera.frame_id, lidar_frame)
+        if T is None:
+            log.info("%s: /tf_static has no chain %s <- %s, so no rig",
+                     self.path, camera.frame_id, lidar_frame)
+            return None
+        try:
+            return Rig(name=self.path.stem, camera=camera, T_cam_velo=T, path=str(self.path))
+        except CalibrationError as exc:
+            raise RecordingError(f"bad rig from bag: {exc.message}", path=self.path) from exc
+
+    def _lookup_static(self, target: str, source_frame: str) -> RigidTransform | None:
+        """``T_target_source`` chained through every /tf_static transform (either way)."""
+        edges: dict[str, list[RigidTransform]] = {}
+        for name, topic in self._topics.items():
+            if topic.kind != "tf" or name.lstrip("/") != "tf_static":
+                continue
+            for _, msg in self._messages(name):
+                for stamped in msg.transforms:
+                    T = transform_from_tf(stamped, self._source_name(name))
+                    edges.setdefault(T.source_frame, []).append(T)
+                    edges.setdefault(T.target_frame, []).append(T.inverse())
+        # Breadth-first search from the source frame; each edge maps frame -> other.
+        found: dict[str, RigidTransform | None] = {source_frame: None}
+        queue = deque([source_frame])
+        while queue:
+            frame = queue.popleft()
+            so_far = found[frame]
+            if frame == target:
+                return so_far or RigidTransform.from_rt(
+                    [[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 0, 0], source_frame, target
+                )
+            for edge in edges.get(frame, []):
+                if edge.target_frame not in found:
+                    found[edge.target_frame] = edge if so_far is None else edge.compose(so_far)
+                    queue.append(edge.target_frame)
+        return None

@@ -1,0 +1,75 @@
+"""KITTI ``timestamps.txt`` files, parsed to exact integer nanoseconds.
+
+KITTI writes one line per frame, ``YYYY-MM-DD HH:MM:SS.nnnnnnnnn``, in UTC. Going
+through ``float`` seconds would lose the last digits (a float64 holds about 16
+significant digits, an epoch time in ns needs 19), so the date part is converted with
+:func:`calendar.timegm` and the fraction is read as an integer.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import datetime
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from drivingseg.errors import RecordingError
+
+__all__ = ["parse_kitti_timestamp", "read_kitti_timestamps"]
+
+_STAMP_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?")
+_NS_PER_S = 1_000_000_000
+
+
+def parse_kitti_timestamp(text: str) -> int:
+    """Parse ``YYYY-MM-DD HH:MM:SS[.fraction]`` (UTC) to ns since the Unix epoch.
+
+    Surrounding whitespace is ignored; the fraction may have 1 to 9 digits. Raises
+    ``ValueError`` on anything else (callers add the file and line).
+    """
+    match = _STAMP_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("expected 'YYYY-MM-DD HH:MM:SS.nnnnnnnnn'")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    # datetime validates the ranges (month 13, 31 February, hour 24 ...).
+    dt = datetime(year, month, day, hour, minute, second)
+    fraction = match.group(7) or ""
+    return calendar.timegm(dt.timetuple()) * _NS_PER_S + int(fraction.ljust(9, "0"))
+
+
+def read_kitti_timestamps(path: str | PathLike[str]) -> npt.NDArray[np.int64]:
+    """Read a KITTI ``timestamps.txt`` into a read-only int64 array of ns.
+
+    Empty lines at the end are ignored; an empty line between stamps, a malformed
+    line or a stamp earlier than the one before raises :class:`RecordingError`
+    naming the file and the 1-based line number.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="ascii")
+    except FileNotFoundError as exc:
+        raise RecordingError("timestamps file not found", path=p) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordingError(f"cannot read timestamps file: {exc}", path=p) from exc
+    lines = text.rstrip().splitlines()
+    stamps: list[int] = []
+    for lineno, line in enumerate(lines, start=1):
+        try:
+            stamp = parse_kitti_timestamp(line)
+        except ValueError as exc:
+            msg = f"line {lineno}: malformed timestamp {line!r} ({exc})"
+            raise RecordingError(msg, path=p) from exc
+        if stamps and stamp < stamps[-1]:
+            msg = (
+                f"line {lineno}: timestamp goes backwards: {line.strip()!r} ({stamp} ns) "
+                f"is before line {lineno - 1} ({stamps[-1]} ns)"
+            )
+            raise RecordingError(msg, path=p)
+        stamps.append(stamp)
+    arr = np.array(stamps, dtype=np.int64)
+    arr.setflags(write=False)
+    return arr

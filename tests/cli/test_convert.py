@@ -1,0 +1,201 @@
+"""convert_to_mcap and ``drivingseg convert``, checked with mcap + mcap_ros2 only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+
+from drivingseg.calibration.types import CameraModel, Rig, RigidTransform
+from drivingseg.cli.main import main
+from drivingseg.errors import RecordingError
+from drivingseg.outputs.convert import McapTopics, convert_to_mcap, kitti_topics
+from drivingseg.sensors.bag import BagRecording
+from drivingseg.sensors.base import Recording, RecordingInfo
+from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+RNG = np.random.default_rng(5)
+T0 = 1_317_042_000_000_000_000
+
+
+def decoded(path: Path) -> list[tuple[str, str, int, Any]]:
+    with path.open("rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        return [
+            (channel.topic, schema.name if schema else "", message.log_time, msg)
+            for schema, channel, message, msg in reader.iter_decoded_messages(log_time_order=False)
+        ]
+
+
+def quaternion_matrix(q: Any) -> np.ndarray:
+    x, y, z, w = q.x, q.y, q.z, q.w
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+class FakeRecording(Recording):
+    """Three camera frames and three scans 50 ms later; frame ``fail_at`` raises."""
+
+    format = "fake"
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        super().__init__("fake_drive")
+        self.fail_at = fail_at
+        self.images = [RNG.integers(0, 256, (4, 5, 3), dtype=np.uint8) for _ in range(3)]
+        self.points = [RNG.normal(size=(10 + k, 4)).astype(np.float32) for k in range(3)]
+        R, _ = cv2.Rodrigues(np.array([1.2, -1.2, 1.2]))
+        K = np.array([[10.0, 0, 2], [0, 10, 2], [0, 0, 1]])
+        camera = CameraModel(5, 4, K, frame_id="cam0")
+        self._rig = Rig("fake", camera, RigidTransform.from_rt(R, [0.1, -0.2, 0.3], "velo", "cam0"))
+
+    def _open(self) -> None:
+        pass
+
+    def info(self) -> RecordingInfo:
+        return RecordingInfo(str(self.path), self.format, ())
+
+    def rig(self) -> Rig | None:
+        return self._rig
+
+    def camera_frames(self) -> Iterator[CameraFrame]:
+        for k, img in enumerate(self.images):
+            if k == self.fail_at:
+                raise RecordingError("truncated PNG (no IEND chunk at the end)", path=f"{k}.png")
+            yield CameraFrame(T0 + k * 100_000_000, img, frame_id="image_02", index=k)
+
+    def lidar_scans(self) -> Iterator[LidarScan]:
+        for k, pts in enumerate(self.points):
+            yield LidarScan(T0 + k * 100_000_000 + 50_000_000, pts, frame_id="v", index=k)
+
+
+def test_convert_fake_recording(tmp_path: Path) -> None:
+    rec = FakeRecording()
+    out = tmp_path / "fake.mcap"
+    seen: list[int] = []
+
+    def spy(items: Any) -> Iterator[Any]:
+        for item in items:
+            seen.append(item.stamp_ns)
+            yield item
+
+    with rec:
+        stats = convert_to_mcap(rec, out, progress=spy)
+    topics = McapTopics()
+    assert stats.counts == {topics.tf_static: 1, topics.image: 3, topics.camera_info: 3,
+                            topics.points: 3}
+    assert (stats.first_ns, stats.last_ns, stats.total) == (T0, T0 + 250_000_000, 10)
+    assert len(seen) == 6
+    msgs = decoded(out)
+    assert [t for _, _, t, _ in msgs] == sorted(t for _, _, t, _ in msgs)  # stamp order
+    assert [m[0] for m in msgs[:4]] == [topics.tf_static, topics.image, topics.camera_info,
+                                        topics.points]
+    images = [m for t, _, _, m in msgs if t == topics.image]
+    for img, want in zip(images, rec.images, strict=True):
+        assert img.header.frame_id == "cam0"  # the rig's camera frame, as CameraInfo
+        got = np.frombuffer(bytes(img.data), np.uint8).reshape(4, 5, 3)
+        np.testing.assert_array_equal(got, want)
+    clouds = [m for t, _, _, m in msgs if t == topics.points]
+    assert [c.header.frame_id for c in clouds] == ["velo"] * 3
+    for cloud, want_pts in zip(clouds, rec.points, strict=True):
+        pts = np.frombuffer(bytes(cloud.data), "<f4").reshape(-1, 4)
+        np.testing.assert_array_equal(pts, want_pts)
+
+
+def test_convert_failure_half_way_keeps_a_valid_file(tmp_path: Path) -> None:
+    out = tmp_path / "broken.mcap"
+    with FakeRecording(fail_at=2) as rec, pytest.raises(RecordingError, match="truncated PNG"):
+        convert_to_mcap(rec, out, topics=kitti_topics(3))
+    msgs = decoded(out)  # needs the summary: the file was finalised
+    counts: dict[str, int] = {}
+    for topic, *_ in msgs:
+        counts[topic] = counts.get(topic, 0) + 1
+    # messages() reads one frame ahead per stream, so the error comes before scan 1.
+    assert counts == {"/tf_static": 1, "/kitti/camera_color_right/image_rect": 2,
+                      "/kitti/camera_color_right/camera_info": 2, "/kitti/velo/pointcloud": 1}
+
+
+def test_convert_real_kitti_drive(kitti_raw_drive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "kitti.mcap"
+    with KittiRawDrive(kitti_raw_drive, camera=2) as drive:
+        rig = drive.rig()
+        stats = convert_to_mcap(drive, out, max_frames=3, compression="lz4")
+    assert rig is not None
+    topics = McapTopics()
+    assert stats.counts == {topics.tf_static: 1, topics.image: 3, topics.camera_info: 3,
+                            topics.points: 3}
+    msgs = decoded(out)
+    types = {t: s for t, s, _, _ in msgs}
+    assert types == {topics.tf_static: "tf2_msgs/msg/TFMessage",
+                     topics.image: "sensor_msgs/msg/Image",
+                     topics.camera_info: "sensor_msgs/msg/CameraInfo",
+                     topics.points: "sensor_msgs/msg/PointCloud2"}
+    images = [m for t, _, _, m in msgs if t == topics.image]
+    want_first = None
+    for k, img in enumerate(images):
+        png = kitti_raw_drive / "image_02" / "data" / f"{k:010d}.png"
+        bgr = cv2.imread(str(png), cv2.IMREAD_COLOR)
+        assert bgr is not None
+        want = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        got = np.frombuffer(bytes(img.data), np.uint8).reshape(img.height, img.width, 3)
+        assert img.encoding == "rgb8" and (img.width, img.height) == (1242, 375)
+        np.testing.assert_array_equal(got, want)
+        want_first = want if want_first is None else want_first
+        assert img.header.stamp.sec == T0 // 10**9 and img.header.stamp.nanosec == k * 10**8
+    clouds = [m for t, _, _, m in msgs if t == topics.points]
+    for k, cloud in enumerate(clouds):
+        binfile = kitti_raw_drive / "velodyne_points" / "data" / f"{k:010d}.bin"
+        assert cloud.width == binfile.stat().st_size // 16
+        np.testing.assert_array_equal(
+            np.frombuffer(bytes(cloud.data), "<f4"), np.fromfile(binfile, "<f4"))
+    (tf_msg,) = [m for t, _, _, m in msgs if t == topics.tf_static]
+    (tf,) = tf_msg.transforms
+    assert (tf.header.frame_id, tf.child_frame_id) == (rig.camera_frame, rig.lidar_frame)
+    tr = tf.transform.translation
+    np.testing.assert_allclose([tr.x, tr.y, tr.z], rig.T_cam_velo.translation, atol=1e-12)
+    np.testing.assert_allclose(
+        quaternion_matrix(tf.transform.rotation), rig.T_cam_velo.rotation, atol=1e-6)
+    info = next(m for t, _, _, m in msgs if t == topics.camera_info)
+    np.testing.assert_array_equal(np.reshape(info.p, (3, 4)), rig.camera.P)
+    np.testing.assert_array_equal(np.reshape(info.r, (3, 3)), rig.camera.R)
+    assert info.header.frame_id == rig.camera_frame
+    # drivingseg's own bag reader gets the same frames and rig back.
+    with BagRecording(out) as bag:
+        back = bag.rig()
+        first = next(bag.camera_frames())
+    assert back is not None and back.camera.image_rectified == rig.camera.image_rectified
+    # KITTI rotations are orthonormal to ~1e-7 only; a quaternion makes them exact.
+    np.testing.assert_allclose(back.T_cam_velo.matrix, rig.T_cam_velo.matrix, atol=1e-6)
+    np.testing.assert_array_equal(back.camera.projection_matrix(), rig.camera.projection_matrix())
+    np.testing.assert_array_equal(first.image, want_first)
+
+
+def test_cli_convert_refuses_to_overwrite(
+    kitti_raw_drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.mcap"
+    assert main(["convert", str(kitti_raw_drive), str(out), "--max-frames", "1"]) == 0
+    assert "wrote 4 messages" in capsys.readouterr().out
+    size = out.stat().st_size
+    assert main(["convert", str(kitti_raw_drive), str(out), "--max-frames", "2"]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert out.stat().st_size == size
+    assert main(["convert", str(kitti_raw_drive), str(out), "--max-frames", "2", "--force"]) == 0
+    assert "wrote 7 messages" in capsys.readouterr().out
+    assert main(["convert", str(kitti_raw_drive), str(tmp_path / "x.bag")]) == 2
+    assert "must be a .mcap file" in capsys.readouterr().err
+
+
+def test_cli_convert_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", str(tmp_path / "missing"), str(tmp_path / "o.mcap")]) == 2
+    assert f"{tmp_path / 'missing'}: no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "o.mcap").exists()

@@ -1,0 +1,56 @@
+"""``drivingseg info`` on real recordings, and the CLI's error contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from drivingseg.cli import main
+from drivingseg.errors import RecordingError
+
+
+def test_info_on_kitti_raw_drive(kitti_raw_drive: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(kitti_raw_drive)]) == 0
+    out = capsys.readouterr().out
+    assert "format:    kitti_raw" in out
+    assert "start:     2011-09-26T13:00:00.000000000Z" in out
+    assert "duration:  2.900 s" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[7:] if line}
+    assert rows["image_02"][1:5] == ["camera", "png", "30", "10.00"]
+    assert rows["velodyne_points"][1:5] == ["lidar", "bin", "30", "10.00"]
+    assert "1242x375" in out
+
+
+def test_info_json_on_kitti_object_folder(
+    kitti_object_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["info", "--json", str(kitti_object_root)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "kitti_benchmark"
+    counts = {s["kind"]: s["count"] for s in info["streams"]}
+    assert counts["camera"] == 3 and counts["lidar"] == 3
+
+
+def test_missing_path_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope"
+    assert main(["info", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"drivingseg info: error: {missing}: no such file or folder" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_folder_lists_accepted_formats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["info", str(tmp_path)]) == 2
+    assert "accepted: KITTI raw drive folder" in capsys.readouterr().err
+
+
+def test_debug_shows_the_exception(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="no such file or folder"):
+        main(["--debug", "info", str(tmp_path / "nope")])

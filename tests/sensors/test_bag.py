@@ -1,0 +1,325 @@
+"""BagRecording on ROS 1 bags, ROS 2 sqlite3 / MCAP bags and single files, built in tmp_path."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.rosbag1 import Writer as Writer1
+from rosbags.rosbag2 import StoragePlugin
+from rosbags.rosbag2 import Writer as Writer2
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+from drivingseg.calibration.types import RigidTransform
+from drivingseg.errors import RecordingError
+from drivingseg.outputs.mcap import Ros2McapWriter
+from drivingseg.sensors.bag import BagRecording
+from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.sensors.ros_msgs import quaternion_from_matrix
+
+ROS1 = get_typestore(Stores.ROS1_NOETIC)
+ROS1.register(get_types_from_msg("geometry_msgs/TransformStamped[] transforms",
+                                 "tf2_msgs/msg/TFMessage"))  # noetic store lacks tf2_msgs
+ROS2 = get_typestore(Stores.ROS2_HUMBLE)
+RNG = np.random.default_rng(3)
+IMAGES = [RNG.integers(0, 256, size=(6, 8, 3), dtype=np.uint8) for _ in range(3)]
+T0 = 1_600_000_000_000_000_000
+CAM_NS = [T0 + k * 100_000_000 for k in range(3)]
+LIDAR_NS = [T0 + k * 100_000_000 + 20_000_000 for k in range(3)]
+LOG_DELAY = 5_000_000  # log (receive) time is 5 ms after the header stamp
+XYZI = np.array([[1.0, 2.0, 3.0, 10.0], [np.nan, 0.0, 0.0, 5.0], [-4.5, 5.25, 6.0, 20.0]])
+K9 = [700.0, 0.0, 4.0, 0.0, 700.0, 3.0, 0.0, 0.0, 1.0]
+# base_link -> camera and base_link -> velo; expected T_cam_velo = inv(T_base_cam) @ T_base_velo
+R_BASE_CAM, _ = cv2.Rodrigues(np.array([0.3, -1.2, 0.4]))
+T_BASE_CAM = RigidTransform.from_rt(R_BASE_CAM, [0.2, 0.0, 1.5], "cam_optical", "base_link")
+T_BASE_VELO = RigidTransform.from_rt(np.eye(3), [0.0, 0.1, 1.8], "velo", "base_link")
+T_CAM_VELO = T_BASE_CAM.inverse().compose(T_BASE_VELO)
+
+
+def header(ts: Typestore, stamp_ns: int, frame: str) -> Any:
+    sec, nsec = divmod(stamp_ns, 1_000_000_000)
+    stamp = ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
+    if ts is ROS1:
+        return ts.types["std_msgs/msg/Header"](seq=0, stamp=stamp, frame_id=frame)
+    return ts.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame)
+
+
+def image_msg(ts: Typestore, k: int) -> Any:
+    """Frame ``k`` as bgr8 with 5 bytes of row padding."""
+    rows = IMAGES[k][:, :, ::-1].reshape(6, -1)
+    data = np.concatenate([rows, np.full((6, 5), 7, np.uint8)], axis=1)
+    return ts.types["sensor_msgs/msg/Image"](
+        header=header(ts, CAM_NS[k], "cam_optical"), height=6, width=8, encoding="bgr8",
+        is_bigendian=0, step=29, data=data.reshape(-1),
+    )
+
+
+def compressed_msg(ts: Typestore, k: int, ext: str) -> Any:
+    ok, buf = cv2.imencode(ext, IMAGES[k][:, :, ::-1])
+    assert ok
+    return ts.types["sensor_msgs/msg/CompressedImage"](
+        header=header(ts, CAM_NS[k], "cam_optical"), format=ext[1:], data=buf.reshape(-1)
+    )
+
+
+def cloud_msg(ts: Typestore, k: int, fields: tuple[str, ...] = ("x", "y", "z")) -> Any:
+    """z, float64 x, padding, y, intensity: an unusual layout with a NaN point."""
+    layout = {"z": (0, "<f4", 7), "x": (8, "<f8", 8), "y": (20, "<f4", 7),
+              "intensity": (24, "<f4", 7)}
+    names = [*fields, "intensity"]
+    dtype = np.dtype({"names": names, "formats": [layout[n][1] for n in names],
+                      "offsets": [layout[n][0] for n in names], "itemsize": 32})
+    rec = np.zeros(3, dtype=dtype)
+    for col, name in enumerate(("x", "y", "z", "intensity")):
+        if name in names:
+            rec[name] = XYZI[:, col] + k
+    pf = ts.types["sensor_msgs/msg/PointField"]
+    return ts.types["sensor_msgs/msg/PointCloud2"](
+        header=header(ts, LIDAR_NS[k], "velo"), height=1, width=3,
+        fields=[pf(name=n, offset=layout[n][0], datatype=layout[n][2], count=1) for n in names],
+        is_bigendian=False, point_step=32, row_step=96, data=rec.view(np.uint8).reshape(-1),
+        is_dense=False,
+    )
+
+
+def info_msg(ts: Typestore, k: int) -> Any:
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
+    mats = {"d": np.zeros(5), "k": np.array(K9), "r": np.eye(3).ravel(), "p": np.zeros(12)}
+    if ts is ROS1:
+        mats = {n.upper(): v for n, v in mats.items()}
+    return ts.types["sensor_msgs/msg/CameraInfo"](
+        header=header(ts, CAM_NS[k], "cam_optical"), height=6, width=8,
+        distortion_model="plumb_bob", binning_x=0, binning_y=0, roi=roi, **mats,
+    )
+
+
+def tf_msg(ts: Typestore, transforms: list[RigidTransform]) -> Any:
+    stamped = []
+    for T in transforms:
+        x, y, z, w = quaternion_from_matrix(T.rotation)
+        t = T.translation
+        stamped.append(ts.types["geometry_msgs/msg/TransformStamped"](
+            header=header(ts, T0, T.target_frame), child_frame_id=T.source_frame,
+            transform=ts.types["geometry_msgs/msg/Transform"](
+                translation=ts.types["geometry_msgs/msg/Vector3"](x=t[0], y=t[1], z=t[2]),
+                rotation=ts.types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w),
+            ),
+        ))
+    return ts.types["tf2_msgs/msg/TFMessage"](transforms=stamped)
+
+
+Entry = tuple[str, str, int, object]  # topic, msgtype, log time, message
+
+
+def standard_entries(ts: Typestore) -> list[Entry]:
+    out: list[Entry] = [("/tf_static", "tf2_msgs/msg/TFMessage", T0,
+                         tf_msg(ts, [T_BASE_CAM, T_BASE_VELO]))]
+    for k in range(3):
+        out.append(("/cam/image_rect", "sensor_msgs/msg/Image", CAM_NS[k] + LOG_DELAY,
+                    image_msg(ts, k)))
+        out.append(("/cam/camera_info", "sensor_msgs/msg/CameraInfo", CAM_NS[k] + LOG_DELAY,
+                    info_msg(ts, k)))
+        out.append(("/velo/points", "sensor_msgs/msg/PointCloud2", LIDAR_NS[k] + LOG_DELAY,
+                    cloud_msg(ts, k)))
+    for k in range(2):
+        out.append(("/chatter", "std_msgs/msg/String", T0 + 7 + k,
+                    ts.types["std_msgs/msg/String"](data=f"hello {k}")))
+    return out
+
+
+def write_bag(path: Path, kind: str, entries: list[Entry]) -> Path:
+    """Write ``entries`` as a ``kind`` bag ('ros1', 'sqlite3' or 'mcap'); return its path."""
+    entries = sorted(entries, key=lambda e: e[2])
+    if kind == "ros1":
+        with Writer1(path) as w1:
+            conns1 = {}
+            for topic, msgtype, t, msg in entries:
+                if topic not in conns1:
+                    conns1[topic] = w1.add_connection(topic, msgtype, typestore=ROS1)
+                w1.write(conns1[topic], t, ROS1.serialize_ros1(msg, msgtype))
+        return path
+    plugin = StoragePlugin.MCAP if kind == "mcap" else StoragePlugin.SQLITE3
+    with Writer2(path, version=9, storage_plugin=plugin) as w2:
+        conns2 = {}
+        for topic, msgtype, t, msg in entries:
+            if topic not in conns2:
+                conns2[topic] = w2.add_connection(topic, msgtype, typestore=ROS2)
+            w2.write(conns2[topic], t, ROS2.serialize_cdr(msg, msgtype))
+    return path
+
+
+@pytest.fixture(params=["ros1", "sqlite3", "mcap", "db3_file", "mcap_file"])
+def standard_bag(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    kind = request.param
+    if kind == "ros1":
+        return write_bag(tmp_path / "drive.bag", "ros1", standard_entries(ROS1))
+    storage = "mcap" if kind.startswith("mcap") else "sqlite3"
+    folder = write_bag(tmp_path / "drive", storage, standard_entries(ROS2))
+    if kind.endswith("_file"):
+        (single,) = folder.glob("*.mcap" if storage == "mcap" else "*.db3")
+        return single
+    return folder
+
+
+def expected_points(k: int) -> np.ndarray:
+    return (XYZI[[0, 2]] + k).astype(np.float32)
+
+
+def test_reads_frames_scans_info_and_rig(standard_bag: Path) -> None:
+    with BagRecording(standard_bag) as bag:
+        assert (bag.image_topic, bag.lidar_topic, bag.camera_info_topic) == (
+            "/cam/image_rect", "/velo/points", "/cam/camera_info")
+        frames = list(bag.camera_frames())
+        assert [f.stamp_ns for f in frames] == CAM_NS
+        assert [f.index for f in frames] == [0, 1, 2]
+        for f, img in zip(frames, IMAGES, strict=True):
+            np.testing.assert_array_equal(f.image, img)
+            assert f.frame_id == "cam_optical"
+        scans = list(bag.lidar_scans())
+        assert [s.stamp_ns for s in scans] == LIDAR_NS
+        for k, s in enumerate(scans):
+            np.testing.assert_array_equal(s.points, expected_points(k))
+            assert s.frame_id == "velo"
+        merged = list(bag.messages())
+        assert [m.stamp_ns for m in merged] == sorted(CAM_NS + LIDAR_NS)
+        assert isinstance(merged[0], CameraFrame) and isinstance(merged[1], LidarScan)
+
+        streams = {s.name: s for s in bag.info().streams}
+        assert set(streams) == {"/tf_static", "/cam/image_rect", "/cam/camera_info",
+                                "/velo/points", "/chatter"}
+        kinds = {n: (s.kind, s.count) for n, s in streams.items()}
+        assert kinds == {"/tf_static": ("tf", 1), "/cam/image_rect": ("camera", 3),
+                         "/cam/camera_info": ("camera_info", 3), "/velo/points": ("lidar", 3),
+                         "/chatter": ("other", 2)}
+        cam = streams["/cam/image_rect"]
+        assert (cam.first_ns, cam.last_ns) == (CAM_NS[0], CAM_NS[-1])  # header stamps
+        assert cam.msgtype == "sensor_msgs/msg/Image"
+        assert (streams["/chatter"].first_ns, streams["/chatter"].last_ns) == (T0 + 7, T0 + 8)
+
+        rig = bag.rig()
+        assert rig is not None
+        assert (rig.camera_frame, rig.lidar_frame) == ("cam_optical", "velo")
+        assert rig.camera.image_rectified
+        np.testing.assert_array_equal(rig.camera.K.ravel(), K9)
+        np.testing.assert_allclose(rig.T_cam_velo.matrix, T_CAM_VELO.matrix, atol=1e-9)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_compressed_images(tmp_path: Path, ext: str) -> None:
+    entries: list[Entry] = [
+        ("/cam/compressed", "sensor_msgs/msg/CompressedImage", CAM_NS[k],
+         compressed_msg(ROS2, k, ext)) for k in range(3)
+    ]
+    bag_path = write_bag(tmp_path / "c", "sqlite3", entries)
+    with BagRecording(bag_path) as bag:
+        frames = list(bag.camera_frames())
+        assert bag.rig() is None and list(bag.lidar_scans()) == []
+    assert len(frames) == 3
+    for k, f in enumerate(frames):
+        if ext == ".png":
+            np.testing.assert_array_equal(f.image, IMAGES[k])
+        else:  # random pixels suffer in JPEG: compare with OpenCV's decoding of the bytes
+            data = np.asarray(entries[k][3].data)  # type: ignore[attr-defined]
+            decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            assert decoded is not None
+            want = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+            np.testing.assert_array_equal(f.image, want)
+            assert np.abs(f.image.astype(int) - IMAGES[k].astype(int)).mean() < 60
+
+
+def test_no_rig_without_tf_chain(tmp_path: Path) -> None:
+    entries = [e for e in standard_entries(ROS2) if e[0] != "/tf_static"]
+    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0, tf_msg(ROS2, [T_BASE_CAM])))
+    with BagRecording(write_bag(tmp_path / "b", "sqlite3", entries)) as bag:
+        assert bag.rig() is None
+
+
+def test_requested_topic_absent_lists_topics(tmp_path: Path) -> None:
+    path = write_bag(tmp_path / "b.bag", "ros1", standard_entries(ROS1))
+    match = (r"b\.bag: camera topic '/nope' is not in the bag; topics: .*"
+             r"/velo/points \(sensor_msgs/msg/PointCloud2\)")
+    with pytest.raises(RecordingError, match=match), BagRecording(path, image_topic="/nope"):
+        pass
+    with (pytest.raises(RecordingError, match=r"'/chatter' carries 'std_msgs/msg/String'"),
+          BagRecording(path, lidar_topic="/chatter")):
+        pass
+
+
+def test_several_camera_topics_must_be_chosen(tmp_path: Path) -> None:
+    entries = standard_entries(ROS2)
+    entries.append(("/cam2/image", "sensor_msgs/msg/Image", CAM_NS[0], image_msg(ROS2, 0)))
+    path = write_bag(tmp_path / "b", "mcap", entries)
+    match = r"several camera topics.*choose one with image_topic"
+    with pytest.raises(RecordingError, match=match), BagRecording(path):
+        pass
+    with BagRecording(path, image_topic="/cam2/image") as bag:
+        assert len(list(bag.camera_frames())) == 1
+        assert bag.camera_info_topic == "/cam/camera_info"
+
+
+def test_pointcloud_without_x_names_bag_and_topic(tmp_path: Path) -> None:
+    entries: list[Entry] = [("/velo/points", "sensor_msgs/msg/PointCloud2", LIDAR_NS[0],
+                             cloud_msg(ROS2, 0, fields=("y", "z")))]
+    path = write_bag(tmp_path / "b", "sqlite3", entries)
+    with (BagRecording(path) as bag,
+          pytest.raises(RecordingError, match=r"b:/velo/points: PointCloud2 has no x field")):
+        list(bag.lidar_scans())
+
+
+def test_unsupported_encoding_in_bag(tmp_path: Path) -> None:
+    msg = image_msg(ROS2, 0)
+    msg.encoding = "bayer_rggb8"
+    path = write_bag(tmp_path / "b", "sqlite3", [("/cam", "sensor_msgs/msg/Image", T0, msg)])
+    with (BagRecording(path) as bag,
+          pytest.raises(RecordingError, match=r"unsupported image encoding 'bayer_rggb8'")):
+        list(bag.camera_frames())
+
+
+@pytest.mark.parametrize("name", ["bad.bag", "bad.db3", "bad.mcap"])
+def test_corrupt_files_name_the_file(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"this is not a bag at all" * 10)
+    with pytest.raises(RecordingError, match=rf"{name}: cannot read bag"), BagRecording(path):
+        pass
+
+
+def test_bad_paths(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="bag not found"), BagRecording(tmp_path / "x.bag"):
+        pass
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(RecordingError, match=r"unsupported file type '\.txt'"):
+        BagRecording(tmp_path / "x.txt").open()
+    with pytest.raises(RecordingError, match=r"no metadata\.yaml"), BagRecording(tmp_path):
+        pass
+    bag = BagRecording(tmp_path / "x.bag")
+    with pytest.raises(RecordingError, match="not open"):
+        next(bag.camera_frames())
+
+
+def test_mcap_without_summary_reads_complete_chunks(tmp_path: Path) -> None:
+    """A writer killed mid-file leaves no summary: complete chunks stay readable."""
+    out = tmp_path / "live.mcap"
+    killed = tmp_path / "killed.mcap"
+    sizes = []
+    with Ros2McapWriter(out, chunk_size_bytes=1) as w:
+        for k in range(3):
+            w.write_image("/cam", CameraFrame(CAM_NS[k], IMAGES[k], frame_id="cam"))
+            sizes.append(out.stat().st_size)
+        shutil.copyfile(out, killed)  # what a SIGKILL now would leave on disk
+    with BagRecording(killed) as bag:
+        frames = list(bag.camera_frames())
+        assert [s.count for s in bag.info().streams] == [3]
+    assert [f.stamp_ns for f in frames] == CAM_NS
+    np.testing.assert_array_equal(frames[2].image, IMAGES[2])
+    # Cut into the last chunk: the first two frames remain.
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(killed.read_bytes()[: (sizes[1] + sizes[2]) // 2])
+    with BagRecording(cut) as bag:
+        assert [f.stamp_ns for f in bag.camera_frames()] == CAM_NS[:2]

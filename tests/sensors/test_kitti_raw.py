@@ -1,0 +1,315 @@
+"""KittiRawDrive and the KITTI timestamp parser, on the real drive and on small fake drives."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from drivingseg.errors import CalibrationError, ConfigError, RecordingError
+from drivingseg.sensors import kitti_raw
+from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.sensors.kitti_raw import KittiRawDrive
+from drivingseg.sensors.kitti_timestamps import parse_kitti_timestamp, read_kitti_timestamps
+
+START_NS = int(datetime(2011, 9, 26, 13, 0, 0, tzinfo=timezone.utc).timestamp()) * 10**9
+STEP_NS = 100_000_000
+
+
+def _imread_rgb(path: Path) -> np.ndarray:
+    """The reference decoding: OpenCV's own reader, BGR turned to RGB."""
+    bgr = cv2.imread(str(path))
+    assert bgr is not None, path
+    return bgr[:, :, ::-1]
+
+
+def _stamp_line(ns: int) -> str:
+    sec, frac = divmod(ns, 10**9)
+    day = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{day}.{frac:09d}"
+
+
+def make_drive(
+    root: Path,
+    *,
+    n_cam: int | None = 2,
+    n_lidar: int | None = 2,
+    cam_stamps: list[str] | None = None,
+) -> Path:
+    """A tiny drive ``root/2011_09_26/x_drive_sync`` with 8x6 PNGs and 5-point scans."""
+    drive = root / "2011_09_26" / "x_drive_sync"
+    drive.mkdir(parents=True)
+    if n_cam is not None:
+        data = drive / "image_02" / "data"
+        data.mkdir(parents=True)
+        for i in range(n_cam):
+            img = np.full((6, 8, 3), (10 * i, 20, 30), dtype=np.uint8)
+            assert cv2.imwrite(str(data / f"{i:010d}.png"), img)
+        lines = cam_stamps or [_stamp_line(START_NS + i * STEP_NS) for i in range(n_cam)]
+        (drive / "image_02" / "timestamps.txt").write_text("\n".join(lines) + "\n")
+    if n_lidar is not None:
+        data = drive / "velodyne_points" / "data"
+        data.mkdir(parents=True)
+        for i in range(n_lidar):
+            np.full((5, 4), i, dtype=np.float32).tofile(data / f"{i:010d}.bin")
+        lines = [_stamp_line(START_NS + 50_000_000 + i * STEP_NS) for i in range(n_lidar)]
+        (drive / "velodyne_points" / "timestamps.txt").write_text("\n".join(lines) + "\n")
+    return drive
+
+
+# --- timestamps -------------------------------------------------------------------------
+
+
+def test_timestamp_parse_is_exact_to_the_nanosecond() -> None:
+    assert parse_kitti_timestamp("2011-09-26 13:00:00.000000000") == START_NS
+    # 19 significant digits: a float64 would round the last ones away.
+    assert parse_kitti_timestamp("2011-09-26 13:00:00.123456789") == START_NS + 123_456_789
+    assert parse_kitti_timestamp("  2011-09-26 13:00:01.5\t") == START_NS + 1_500_000_000
+    assert parse_kitti_timestamp("1970-01-01 00:00:00") == 0
+
+
+@pytest.mark.parametrize(
+    "text", ["2011-09-26", "2011-13-26 13:00:00.0", "2011-09-26 13:00:00.1234567890", "x"]
+)
+def test_timestamp_parse_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_kitti_timestamp(text)
+
+
+def test_read_timestamps_tolerates_trailing_blank_lines(tmp_path: Path) -> None:
+    f = tmp_path / "timestamps.txt"
+    f.write_text(f"  {_stamp_line(START_NS)}  \n{_stamp_line(START_NS + 7)}\n\n  \n")
+    stamps = read_kitti_timestamps(f)
+    assert stamps.dtype == np.int64
+    assert stamps.tolist() == [START_NS, START_NS + 7]
+    assert not stamps.flags.writeable
+
+
+def test_read_timestamps_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match=r"nope\.txt: timestamps file not found"):
+        read_kitti_timestamps(tmp_path / "nope.txt")
+
+
+# --- the real drive ---------------------------------------------------------------------
+
+
+def test_real_drive_counts_stamps_and_info(kitti_raw_drive: Path) -> None:
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        assert len(drive) == 30
+        for stamps in (drive.camera_stamps_ns, drive.lidar_stamps_ns):
+            assert stamps.dtype == np.int64
+            assert len(stamps) == 30
+            assert int(stamps[0]) == START_NS == 1_317_042_000_000_000_000
+            assert np.all(np.diff(stamps) == STEP_NS)
+        info = drive.info()
+    assert info.format == "kitti_raw"
+    assert [(s.name, s.kind, s.msgtype, s.count) for s in info.streams] == [
+        ("image_02", "camera", "png", 30),
+        ("velodyne_points", "lidar", "bin", 30),
+    ]
+    assert info.streams[0].first_ns == START_NS
+    assert info.streams[1].last_ns == START_NS + 29 * STEP_NS
+    assert info.streams[0].rate_hz == pytest.approx(10.0)
+
+
+def test_real_drive_frames_match_the_files(kitti_raw_drive: Path) -> None:
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        rig = drive.rig()
+        assert rig is not None
+        assert rig.camera.image_size == (1242, 375)
+        frame = drive.camera(5)
+        scan = drive.lidar(5)
+    png = kitti_raw_drive / "image_02" / "data" / "0000000005.png"
+    assert frame.image.shape == (375, 1242, 3)
+    assert frame.image.dtype == np.uint8
+    np.testing.assert_array_equal(frame.image, _imread_rgb(png))
+    assert (frame.index, frame.stamp_ns, frame.source) == (5, START_NS + 5 * STEP_NS, str(png))
+    assert frame.frame_id == rig.camera_frame
+    binf = kitti_raw_drive / "velodyne_points" / "data" / "0000000005.bin"
+    expected = np.fromfile(binf, dtype=np.float32).reshape(-1, 4)
+    assert scan.points.dtype == np.float32
+    assert 100_000 < len(scan) < 130_000
+    np.testing.assert_array_equal(scan.points, expected)
+    assert scan.frame_id == rig.lidar_frame == "velodyne"
+
+
+def test_real_drive_messages_are_time_ordered_and_interleaved(kitti_raw_drive: Path) -> None:
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        msgs = list(drive.messages())
+    assert len(msgs) == 60
+    stamps = [m.stamp_ns for m in msgs]
+    assert stamps == sorted(stamps)
+    kinds = [type(m) for m in msgs]
+    assert kinds == [CameraFrame, LidarScan] * 30
+    assert [m.index for m in msgs[::2]] == list(range(30))
+
+
+def test_iteration_is_lazy(kitti_raw_drive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Path] = []
+    real = kitti_raw.read_image_rgb
+
+    def counting(path: Path) -> np.ndarray:
+        calls.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(kitti_raw, "read_image_rgb", counting)
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        frames = drive.camera_frames()
+        assert calls == []
+        next(frames)
+        next(frames)
+        assert [p.name for p in calls] == ["0000000000.png", "0000000001.png"]
+
+
+def test_explicit_calib_dir_and_camera_argument(kitti_raw_root: Path, tmp_path: Path) -> None:
+    drive = make_drive(tmp_path)
+    with KittiRawDrive(drive) as plain:
+        assert plain.rig() is None
+        assert plain.camera(0).frame_id == "image_02"
+        assert plain.lidar(0).frame_id == "velodyne"
+    with KittiRawDrive(drive, calib_dir=kitti_raw_root) as calibrated:
+        rig = calibrated.rig()
+        assert rig is not None
+        assert calibrated.camera(1).frame_id == rig.camera_frame
+    with pytest.raises(CalibrationError, match="calib"):
+        KittiRawDrive(drive, calib_dir=tmp_path / "nowhere").open()
+    with pytest.raises(ConfigError, match="camera must be"):
+        KittiRawDrive(drive, camera=7)
+
+
+def test_not_open_raises(kitti_raw_drive: Path) -> None:
+    drive = KittiRawDrive(kitti_raw_drive)
+    for use in (
+        lambda: len(drive),
+        lambda: drive.camera(0),
+        lambda: drive.camera_frames(),
+        lambda: drive.lidar_scans(),
+        lambda: list(drive.messages()),
+        lambda: drive.info(),
+        lambda: drive.rig(),
+        lambda: drive.camera_stamps_ns,
+    ):
+        with pytest.raises(RecordingError, match="KittiRawDrive is not open"):
+            use()
+    with drive:
+        assert len(drive) == 30
+    with pytest.raises(RecordingError, match="not open"):
+        drive.lidar(0)
+
+
+# --- fake drives ------------------------------------------------------------------------
+
+
+def test_camera_only_and_lidar_only(tmp_path: Path) -> None:
+    cam_only = make_drive(tmp_path / "a", n_cam=3, n_lidar=None)
+    with KittiRawDrive(cam_only) as drive:
+        assert len(drive) == 3
+        assert [s.name for s in drive.info().streams] == ["image_02"]
+        assert list(drive.lidar_scans()) == []
+        assert len(drive.lidar_stamps_ns) == 0
+        assert len(list(drive.messages())) == 3
+        with pytest.raises(RecordingError, match="no velodyne_points/ folder"):
+            drive.lidar(0)
+    lidar_only = make_drive(tmp_path / "b", n_cam=None, n_lidar=4)
+    with KittiRawDrive(lidar_only) as drive:
+        assert len(drive) == 4
+        assert [s.kind for s in drive.info().streams] == ["lidar"]
+        assert [len(s) for s in drive.lidar_scans()] == [5, 5, 5, 5]
+    empty = tmp_path / "c" / "drive"
+    empty.mkdir(parents=True)
+    with pytest.raises(RecordingError, match="neither image_02/ nor velodyne_points/"):
+        KittiRawDrive(empty).open()
+    with pytest.raises(RecordingError, match="drive folder not found"):
+        KittiRawDrive(tmp_path / "missing").open()
+
+
+def test_bin_size_not_multiple_of_16_fails_only_that_scan(tmp_path: Path) -> None:
+    drive = make_drive(tmp_path, n_lidar=3)
+    (drive / "velodyne_points" / "data" / "0000000001.bin").write_bytes(b"\x00" * 20)
+    with KittiRawDrive(drive) as reader:
+        scans = reader.lidar_scans()
+        assert len(next(scans)) == 5
+        with pytest.raises(
+            RecordingError, match=r"0000000001\.bin: size 20 bytes .*multiple of 16"
+        ):
+            next(scans)
+
+
+def test_truncated_real_png(kitti_raw_drive: Path, tmp_path: Path) -> None:
+    drive = make_drive(tmp_path)
+    real = (kitti_raw_drive / "image_02" / "data" / "0000000000.png").read_bytes()
+    (drive / "image_02" / "data" / "0000000001.png").write_bytes(real[: len(real) // 2])
+    with KittiRawDrive(drive) as reader:
+        assert reader.camera(0).image.shape == (6, 8, 3)
+        with pytest.raises(RecordingError, match=r"0000000001\.png: truncated PNG"):
+            reader.camera(1)
+
+
+def test_corrupt_png(tmp_path: Path) -> None:
+    drive = make_drive(tmp_path)
+    garbage = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4 + b"IEND\xaeB`\x82"
+    (drive / "image_02" / "data" / "0000000000.png").write_bytes(garbage)
+    with (
+        KittiRawDrive(drive) as reader,
+        pytest.raises(RecordingError, match=r"0000000000\.png: corrupt image"),
+    ):
+        list(reader.camera_frames())
+
+
+def test_timestamps_going_backwards(tmp_path: Path) -> None:
+    lines = [_stamp_line(START_NS + STEP_NS), _stamp_line(START_NS)]
+    drive = make_drive(tmp_path, cam_stamps=lines)
+    pattern = (
+        rf"image_02/timestamps\.txt: line 2: timestamp goes backwards: "
+        rf"'{re.escape(lines[1])}' \({START_NS} ns\) is before line 1 \({START_NS + STEP_NS} ns\)"
+    )
+    with pytest.raises(RecordingError, match=pattern):
+        KittiRawDrive(drive).open()
+
+
+def test_malformed_timestamp_line(tmp_path: Path) -> None:
+    lines = [_stamp_line(START_NS), "2011-09-26 13:00:xx.100000000"]
+    drive = make_drive(tmp_path, cam_stamps=lines)
+    pattern = r"timestamps\.txt: line 2: malformed timestamp '2011-09-26 13:00:xx\.100000000'"
+    with pytest.raises(RecordingError, match=pattern):
+        KittiRawDrive(drive).open()
+
+
+def test_timestamp_count_mismatch(tmp_path: Path) -> None:
+    lines = [_stamp_line(START_NS + i * STEP_NS) for i in range(3)]
+    drive = make_drive(tmp_path, n_cam=2, cam_stamps=lines)
+    with pytest.raises(RecordingError, match=r"timestamps\.txt: 3 timestamps for 2 \.png files"):
+        KittiRawDrive(drive).open()
+
+
+def test_gap_in_numbering_names_the_missing_file(tmp_path: Path) -> None:
+    drive = make_drive(tmp_path, n_cam=3)
+    (drive / "image_02" / "data" / "0000000001.png").unlink()
+    with pytest.raises(RecordingError, match=r"0000000001\.png: frame 1 is missing"):
+        KittiRawDrive(drive).open()
+
+
+def test_missing_timestamps_file(tmp_path: Path) -> None:
+    drive = make_drive(tmp_path)
+    (drive / "velodyne_points" / "timestamps.txt").unlink()
+    with pytest.raises(RecordingError, match=r"velodyne_points/timestamps\.txt: .*not found"):
+        KittiRawDrive(drive).open()
+
+
+def test_broken_calibration_raises(kitti_raw_root: Path, tmp_path: Path) -> None:
+    drive = make_drive(tmp_path)
+    date = drive.parent
+    shutil.copy(kitti_raw_root / "calib_cam_to_cam.txt", date)
+    with pytest.raises(CalibrationError, match=r"calib_velo_to_cam\.txt"):
+        KittiRawDrive(drive).open()
+    shutil.copy(kitti_raw_root / "calib_velo_to_cam.txt", date)
+    with KittiRawDrive(drive) as ok:
+        assert ok.rig() is not None
+    (date / "calib_velo_to_cam.txt").write_text("R: 1 0 0\nT: 0 0 0\n")
+    with pytest.raises(CalibrationError, match=r"calib_velo_to_cam\.txt: field 'R'"):
+        KittiRawDrive(drive).open()

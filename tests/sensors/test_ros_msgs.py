@@ -1,0 +1,307 @@
+"""ROS message <-> drivingseg conversions on messages built with rosbags typestores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.store import Typestore
+
+from drivingseg.calibration.types import CameraModel, RigidTransform
+from drivingseg.errors import RecordingError
+from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.sensors.ros_msgs import (
+    camera_info_to_msg,
+    camera_model_from_camera_info,
+    compressed_image_to_msg,
+    image_from_msg,
+    image_to_msg,
+    pointcloud2_to_msg,
+    points_from_pointcloud2,
+    quaternion_from_matrix,
+    stamp_ns_of,
+    tf_static_msg,
+    transform_from_tf,
+)
+
+ROS2 = get_typestore(Stores.ROS2_HUMBLE)
+ROS1 = get_typestore(Stores.ROS1_NOETIC)
+RNG = np.random.default_rng(7)
+RGB = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+
+
+def make_header(ts: Typestore, stamp_ns: int = 1_500_000_123_456_789, frame: str = "cam") -> Any:
+    sec, nsec = divmod(stamp_ns, 1_000_000_000)
+    stamp = ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
+    cls = ts.types["std_msgs/msg/Header"]
+    if ts is ROS1:
+        return cls(seq=0, stamp=stamp, frame_id=frame)
+    return cls(stamp=stamp, frame_id=frame)
+
+
+def make_image(ts: Typestore, pixels: np.ndarray, encoding: str, pad: int = 0) -> Any:
+    """An Image with ``pad`` junk bytes at the end of every row."""
+    h, w = pixels.shape[:2]
+    rows = pixels.reshape(h, -1)
+    padded = np.concatenate([rows, np.full((h, pad), 0xAB, np.uint8)], axis=1)
+    return ts.types["sensor_msgs/msg/Image"](
+        header=make_header(ts), height=h, width=w, encoding=encoding, is_bigendian=0,
+        step=padded.shape[1], data=padded.reshape(-1),
+    )
+
+
+def make_cloud(
+    ts: Typestore,
+    fields: list[tuple[str, int, str]],
+    values: dict[str, np.ndarray],
+    *,
+    point_step: int,
+    height: int = 1,
+    row_pad: int = 0,
+    big_endian: bool = False,
+) -> Any:
+    """A PointCloud2 from (name, offset, numpy kind) fields; rows padded by ``row_pad`` bytes."""
+    codes = {"i1": 1, "u1": 2, "i2": 3, "u2": 4, "i4": 5, "u4": 6, "f4": 7, "f8": 8}
+    order = ">" if big_endian else "<"
+    dtype = np.dtype({
+        "names": [f[0] for f in fields],
+        "formats": [order + f[2] for f in fields],
+        "offsets": [f[1] for f in fields],
+        "itemsize": point_step,
+    })
+    n = len(next(iter(values.values())))
+    rec = np.zeros(n, dtype=dtype)
+    for name, arr in values.items():
+        rec[name] = arr
+    width = n // height
+    raw = rec.view(np.uint8).reshape(height, width * point_step)
+    raw = np.concatenate([raw, np.zeros((height, row_pad), np.uint8)], axis=1)
+    pf = ts.types["sensor_msgs/msg/PointField"]
+    return ts.types["sensor_msgs/msg/PointCloud2"](
+        header=make_header(ts, frame="velo"), height=height, width=width,
+        fields=[pf(name=f[0], offset=f[1], datatype=codes[f[2]], count=1) for f in fields],
+        is_bigendian=big_endian, point_step=point_step, row_step=raw.shape[1],
+        data=raw.reshape(-1), is_dense=False,
+    )
+
+
+# --------------------------------------------------------------------------- images
+
+
+@pytest.mark.parametrize("ts", [ROS1, ROS2], ids=["ros1", "ros2"])
+@pytest.mark.parametrize("pad", [0, 3])
+def test_image_encodings_with_row_padding(ts: Typestore, pad: int) -> None:
+    np.testing.assert_array_equal(image_from_msg(make_image(ts, RGB, "rgb8", pad), "t"), RGB)
+    bgr = RGB[:, :, ::-1].copy()
+    np.testing.assert_array_equal(image_from_msg(make_image(ts, bgr, "bgr8", pad), "t"), RGB)
+    rgba = np.dstack([RGB, np.full(RGB.shape[:2], 9, np.uint8)])
+    np.testing.assert_array_equal(image_from_msg(make_image(ts, rgba, "rgba8", pad), "t"), RGB)
+    bgra = np.dstack([bgr, np.full(RGB.shape[:2], 9, np.uint8)])
+    np.testing.assert_array_equal(image_from_msg(make_image(ts, bgra, "bgra8", pad), "t"), RGB)
+    grey = RGB[:, :, 0].copy()
+    out = image_from_msg(make_image(ts, grey, "mono8", pad), "t")
+    assert out.shape == (5, 7, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(out[:, :, c], grey)
+
+
+def test_unsupported_encoding_lists_supported() -> None:
+    msg = make_image(ROS2, RGB[:, :, :2].copy(), "16UC1")
+    with pytest.raises(RecordingError, match=r"unsupported image encoding '16UC1'.*rgb8, bgr8"):
+        image_from_msg(msg, "bag:/cam")
+
+
+def test_image_too_short_is_refused() -> None:
+    msg = make_image(ROS2, RGB, "rgb8")
+    msg.data = msg.data[:-5]
+    with pytest.raises(RecordingError, match="bytes"):
+        image_from_msg(msg, "bag:/cam")
+
+
+def _compressed(ext: str, fmt: str) -> Any:
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))
+    assert ok
+    return ROS2.types["sensor_msgs/msg/CompressedImage"](
+        header=make_header(ROS2), format=fmt, data=buf.reshape(-1)
+    )
+
+
+def test_compressed_png_exact_and_jpeg_close() -> None:
+    np.testing.assert_array_equal(image_from_msg(_compressed(".png", "png"), "t"), RGB)
+    smooth = np.tile(np.linspace(0, 250, 64, dtype=np.uint8)[None, :, None], (48, 1, 3))
+    _, buf = cv2.imencode(".jpg", smooth, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    msg = ROS2.types["sensor_msgs/msg/CompressedImage"](
+        header=make_header(ROS2), format="rgb8; jpeg compressed bgr8", data=buf.reshape(-1)
+    )
+    out = image_from_msg(msg, "t")
+    assert out.shape == smooth.shape
+    assert np.abs(out.astype(int) - smooth.astype(int)).mean() < 2.0
+
+
+def test_compressed_unsupported_format() -> None:
+    msg = _compressed(".png", "tiff")
+    with pytest.raises(RecordingError, match=r"unsupported CompressedImage format 'tiff'"):
+        image_from_msg(msg, "t")
+
+
+# --------------------------------------------------------------------------- point clouds
+
+
+XYZI = np.array(
+    [[1.0, 2.0, 3.0, 10.0], [np.nan, 0.0, 0.0, 5.0], [-4.5, 5.25, 6.0, 20.0],
+     [7.0, np.inf, 1.0, 1.0], [0.125, -8.0, 9.5, 30.0]],
+)
+FINITE = XYZI[[0, 2, 4]].astype(np.float32)
+
+
+@pytest.mark.parametrize("ts", [ROS1, ROS2], ids=["ros1", "ros2"])
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_pointcloud_unusual_layout(ts: Typestore, big_endian: bool) -> None:
+    # intensity first as uint16 named 'i', then padding, z, float64 x, y; rows padded.
+    fields = [("i", 0, "u2"), ("z", 4, "f4"), ("ring", 8, "u2"), ("x", 12, "f8"), ("y", 24, "f8")]
+    values = {"x": XYZI[:4, 0], "y": XYZI[:4, 1], "z": XYZI[:4, 2], "i": XYZI[:4, 3]}
+    msg = make_cloud(ts, fields, values, point_step=40, height=2, row_pad=6, big_endian=big_endian)
+    pts = points_from_pointcloud2(msg, "t")
+    assert pts.dtype == np.float32 and pts.shape == (2, 4)
+    np.testing.assert_array_equal(pts, XYZI[[0, 2]].astype(np.float32))
+
+
+def test_pointcloud_reflectivity_and_no_intensity() -> None:
+    fields = [("x", 0, "f4"), ("y", 4, "f4"), ("z", 8, "f4"), ("reflectivity", 12, "u1")]
+    values = {"x": XYZI[:, 0], "y": XYZI[:, 1], "z": XYZI[:, 2], "reflectivity": XYZI[:, 3]}
+    pts = points_from_pointcloud2(make_cloud(ROS2, fields, values, point_step=16), "t")
+    np.testing.assert_array_equal(pts, FINITE)
+    values.pop("reflectivity")
+    pts = points_from_pointcloud2(make_cloud(ROS2, fields[:3], values, point_step=12), "t")
+    np.testing.assert_array_equal(pts[:, :3], FINITE[:, :3])
+    np.testing.assert_array_equal(pts[:, 3], 0.0)
+
+
+def test_pointcloud_without_x_names_fields() -> None:
+    fields = [("y", 0, "f4"), ("z", 4, "f4"), ("intensity", 8, "f4")]
+    values = {"y": XYZI[:, 1], "z": XYZI[:, 2], "intensity": XYZI[:, 3]}
+    msg = make_cloud(ROS2, fields, values, point_step=12)
+    with pytest.raises(RecordingError, match=r"bag:/velo: PointCloud2 has no x field.*'intensity'"):
+        points_from_pointcloud2(msg, "bag:/velo")
+
+
+def test_pointcloud_field_outside_point_is_refused() -> None:
+    fields = [("x", 0, "f4"), ("y", 4, "f4"), ("z", 8, "f8")]
+    values = {"x": XYZI[:, 0], "y": XYZI[:, 1], "z": XYZI[:, 2]}
+    msg = make_cloud(ROS2, fields, values, point_step=16)
+    msg.point_step = 12
+    with pytest.raises(RecordingError, match="does not fit in point_step 12"):
+        points_from_pointcloud2(msg, "t")
+
+
+def test_pointcloud_round_trip() -> None:
+    scan = LidarScan(42, RNG.normal(size=(50, 4)).astype(np.float32), frame_id="velo")
+    msg = pointcloud2_to_msg(scan, ROS2)
+    assert msg.point_step == 16 and msg.width == 50 and msg.header.frame_id == "velo"
+    np.testing.assert_array_equal(points_from_pointcloud2(msg, "t"), scan.points)
+    assert stamp_ns_of(msg) == 42
+
+
+def test_image_round_trips() -> None:
+    frame = CameraFrame(1_000_000_007, RGB, frame_id="cam2")
+    msg = image_to_msg(frame, ROS2)
+    assert (msg.encoding, msg.step, stamp_ns_of(msg)) == ("rgb8", 21, 1_000_000_007)
+    np.testing.assert_array_equal(image_from_msg(msg, "t"), RGB)
+    png = compressed_image_to_msg(frame, ROS2, fmt="png")
+    np.testing.assert_array_equal(image_from_msg(png, "t"), RGB)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _camera_info(ts: Typestore, K: list[float], R: list[float], P: list[float]) -> Any:
+    upper = ts is ROS1
+    names = ("D", "K", "R", "P") if upper else ("d", "k", "r", "p")
+    values = ([0.1, -0.2, 0.001, 0.002, 0.05], K, R, P)
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
+    kwargs = {n: np.array(v, dtype=np.float64) for n, v in zip(names, values, strict=True)}
+    return ts.types["sensor_msgs/msg/CameraInfo"](
+        header=make_header(ts, frame="cam_optical"), height=375, width=1242,
+        distortion_model="plumb_bob", binning_x=0, binning_y=0, roi=roi, **kwargs,
+    )
+
+
+K9 = [700.0, 0.0, 600.0, 0.0, 710.0, 180.0, 0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("ts", [ROS1, ROS2], ids=["ros1", "ros2"])
+def test_camera_info_both_spellings(ts: Typestore) -> None:
+    R = [0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    P = [690.0, 0.0, 610.0, 45.0, 0.0, 690.0, 170.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    cam = camera_model_from_camera_info(_camera_info(ts, K9, R, P), "t")
+    assert (cam.width, cam.height, cam.frame_id) == (1242, 375, "cam_optical")
+    assert cam.image_rectified is False and cam.distortion_model == "plumb_bob"
+    np.testing.assert_array_equal(cam.K.ravel(), K9)
+    np.testing.assert_array_equal(cam.R.ravel(), R)
+    assert cam.P is not None
+    np.testing.assert_array_equal(cam.P.ravel(), P)
+    np.testing.assert_array_equal(cam.D, [0.1, -0.2, 0.001, 0.002, 0.05])
+
+
+def test_camera_info_zero_r_and_p() -> None:
+    cam = camera_model_from_camera_info(
+        _camera_info(ROS2, K9, [0.0] * 9, [0.0] * 12), "t", image_rectified=True
+    )
+    np.testing.assert_array_equal(cam.R, np.eye(3))
+    np.testing.assert_array_equal(cam.P, np.hstack([np.reshape(K9, (3, 3)), np.zeros((3, 1))]))
+    assert cam.image_rectified is True
+
+
+def test_camera_info_uncalibrated_is_refused() -> None:
+    msg = _camera_info(ROS2, [0.0] * 9, [0.0] * 9, [0.0] * 12)
+    with pytest.raises(RecordingError, match="bag:/info: CameraInfo has an all-zero K"):
+        camera_model_from_camera_info(msg, "bag:/info")
+
+
+def test_camera_info_round_trip() -> None:
+    P = np.array([[690.0, 0, 610, 45], [0, 690, 170, 0], [0, 0, 1, 0]])
+    cam = CameraModel(1242, 375, np.reshape(K9, (3, 3)), P=P, distortion_model="none",
+                      frame_id="cam0")
+    msg = camera_info_to_msg(cam, 77, ROS2)
+    assert msg.distortion_model == "plumb_bob" and stamp_ns_of(msg) == 77
+    back = camera_model_from_camera_info(msg, "t")
+    np.testing.assert_array_equal(back.K, cam.K)
+    np.testing.assert_array_equal(back.P, cam.P)
+    assert back.frame_id == "cam0" and not back.has_distortion
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    R, _ = cv2.Rodrigues(np.asarray(axis, float) / np.linalg.norm(axis) * angle)
+    return np.asarray(R)
+
+
+@pytest.mark.parametrize(
+    ("axis", "angle"),
+    [([1, 0, 0], 0.0), ([0, 0, 1], np.pi), ([1, 0, 0], np.pi), ([0, 1, 0], np.pi),
+     ([1, 2, 3], 2.5), ([-3, 1, 0.5], 0.7), ([1, 1, 0], np.pi)],
+)
+def test_tf_round_trip(axis: list[float], angle: float) -> None:
+    R = _rotation(np.array(axis), angle)
+    x, y, z, w = quaternion_from_matrix(R)
+    assert w >= 0 and abs(np.linalg.norm([x, y, z, w]) - 1) < 1e-12
+    T = RigidTransform.from_rt(R, [0.5, -1.0, 2.0], "velodyne", "cam0")
+    msg = tf_static_msg(T, 5_000_000_001, ROS2)
+    (stamped,) = msg.transforms
+    assert (stamped.header.frame_id, stamped.child_frame_id) == ("cam0", "velodyne")
+    assert stamp_ns_of(stamped) == 5_000_000_001
+    back = transform_from_tf(stamped, "t")
+    assert (back.source_frame, back.target_frame) == ("velodyne", "cam0")
+    np.testing.assert_allclose(back.matrix, T.matrix, atol=1e-12)
+
+
+def test_tf_zero_quaternion_is_refused() -> None:
+    msg = tf_static_msg(RigidTransform(np.eye(4), "a", "b"), 0, ROS2)
+    q = msg.transforms[0].transform.rotation
+    q.x = q.y = q.z = q.w = 0.0
+    with pytest.raises(RecordingError, match="zero or invalid quaternion"):
+        transform_from_tf(msg.transforms[0], "t")
