@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 from tqdm import tqdm
 
-__all__ = ["progress"]
+from drivingseg.sensors.base import Recording
+from drivingseg.sensors.open import open_recording
+
+__all__ = ["add_recording_args", "open_from_args", "progress"]
 
 T = TypeVar("T")
 
@@ -16,3 +21,24 @@ T = TypeVar("T")
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
     """Wrap a long job's iterable in a progress bar on stderr (hidden when not a TTY)."""
     yield from tqdm(items, total=total, desc=desc, unit="frame", file=sys.stderr, disable=None)
+
+
+def add_recording_args(parser: argparse.ArgumentParser) -> None:
+    """Options every command that reads a recording takes (KITTI camera, bag topics)."""
+    parser.add_argument(
+        "--camera", type=int, default=2, choices=(0, 1, 2, 3), help="KITTI camera (default 2)"
+    )
+    parser.add_argument("--image-topic", help="bag: camera topic (default: the only one)")
+    parser.add_argument("--lidar-topic", help="bag: PointCloud2 topic (default: the only one)")
+    parser.add_argument("--camera-info-topic", help="bag: CameraInfo topic (default: the only one)")
+
+
+def open_from_args(path: str | Path, args: argparse.Namespace) -> Recording:
+    """Open ``path`` with the options of :func:`add_recording_args`."""
+    return open_recording(
+        path,
+        camera=args.camera,
+        image_topic=args.image_topic,
+        lidar_topic=args.lidar_topic,
+        camera_info_topic=args.camera_info_topic,
+    )

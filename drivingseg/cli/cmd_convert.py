@@ -9,10 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from drivingseg.cli._common import progress
+from drivingseg.cli._common import add_recording_args, open_from_args, progress
 from drivingseg.errors import ConfigError
 from drivingseg.outputs.convert import Message, convert_to_mcap, kitti_topics
-from drivingseg.sensors.open import open_recording
 
 __all__ = ["add_parser", "run"]
 
@@ -36,9 +35,7 @@ def add_parser(subparsers: Any) -> None:
         help="KITTI raw drive folder (..._drive_NNNN_sync) or any recording 'info' reads",
     )
     parser.add_argument("output", type=Path, help="MCAP file to write (.mcap)")
-    parser.add_argument(
-        "--camera", type=int, default=2, choices=(0, 1, 2, 3), help="KITTI camera (default 2)"
-    )
+    add_recording_args(parser)
     parser.add_argument(
         "--max-frames",
         type=int,
@@ -59,12 +56,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"output {str(out)!r} exists; pass --force to overwrite it")
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames!r}")
-    with open_recording(args.input, camera=args.camera) as drive:
+    with open_from_args(args.input, args) as drive:
         if drive.rig() is None:
             log.warning(
                 "%s has no calibration: writing no camera_info and no /tf_static", args.input
             )
-        total = sum(s.count for s in drive.info().streams)
+        total = sum(s.count for s in drive.info().streams if s.kind in ("camera", "lidar"))
         if args.max_frames is not None:
             total = min(total, 2 * args.max_frames)
 

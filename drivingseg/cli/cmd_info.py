@@ -7,8 +7,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from drivingseg.cli._common import add_recording_args, open_from_args
 from drivingseg.sensors.base import RecordingInfo
-from drivingseg.sensors.open import open_recording
 
 __all__ = ["add_parser", "format_info", "run"]
 
@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
         "message counts, rates, duration and time span, and its calibration.",
     )
     p.add_argument("path", help="KITTI raw drive, KITTI object/road folder, bag or MCAP")
-    p.add_argument("--camera", type=int, default=2, help="KITTI camera number (default 2)")
+    add_recording_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -64,7 +64,7 @@ def format_info(info: RecordingInfo, rig_line: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_recording(args.path, camera=args.camera) as rec:
+    with open_from_args(args.path, args) as rec:
         info = rec.info()
         rig = rec.rig()
     if rig is None:

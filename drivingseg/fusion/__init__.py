@@ -1,3 +1,53 @@
-"""drivingseg.fusion."""
+"""Fusion: lidar points in image space, z-buffered depth, lidar image channels, ground/clusters."""
 
-__all__: list[str] = []
+from drivingseg.fusion.channels import CHANNEL_NAMES, LidarChannels, densify_depth, lidar_channels
+from drivingseg.fusion.ground import (
+    Cluster,
+    GroundPlane,
+    SceneSegmentation,
+    fit_ground_plane,
+    segment_scene,
+)
+from drivingseg.fusion.overlay import (
+    depth_to_png16,
+    draw_overlay,
+    read_depth_png,
+    write_depth_png,
+    write_image_atomic,
+)
+from drivingseg.fusion.projection import (
+    DEFAULT_MIN_DEPTH_M,
+    Projection,
+    check_image_size,
+    project_points,
+    scale_camera,
+    scale_rig,
+    visible_points,
+)
+from drivingseg.fusion.zbuffer import depth_image, zbuffer
+
+__all__ = [
+    "CHANNEL_NAMES",
+    "DEFAULT_MIN_DEPTH_M",
+    "Cluster",
+    "GroundPlane",
+    "LidarChannels",
+    "Projection",
+    "SceneSegmentation",
+    "check_image_size",
+    "densify_depth",
+    "depth_image",
+    "depth_to_png16",
+    "draw_overlay",
+    "fit_ground_plane",
+    "lidar_channels",
+    "project_points",
+    "read_depth_png",
+    "scale_camera",
+    "scale_rig",
+    "segment_scene",
+    "visible_points",
+    "write_depth_png",
+    "write_image_atomic",
+    "zbuffer",
+]

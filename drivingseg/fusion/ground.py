@@ -1,0 +1,249 @@
+"""Ground plane and object clusters of a lidar scan, with open3d.
+
+The ground is a RANSAC plane (``segment_plane``) on a voxel-downsampled copy of the
+points near the car and no higher than ``band_m`` above the lowest of them (walls and
+car bodies otherwise outnumber the road). A plane tilted more than ``max_tilt_deg``
+from the lidar's z axis, or with more than ``max_below_fraction`` of the points over
+``BELOW_MARGIN_M`` below it (a kerb, bonnet or roof level rather than the road), is set
+aside and RANSAC runs again on the rest. Points more than
+``ground_threshold_m`` above the plane are clustered with DBSCAN (``cluster_dbscan``) on
+their voxels, and each point inherits its voxel's label. open3d's random generator is
+seeded, so the same scan always gives the same plane and clusters.
+
+The results give lidar hints for segmentation: ground points hint at road, clusters of
+car-like size at cars, and the signed distance to the plane is the height channel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import open3d as o3d
+
+from drivingseg.calibration.types import FloatArray
+from drivingseg.errors import ConfigError, RecordingError
+
+__all__ = ["Cluster", "GroundPlane", "SceneSegmentation", "fit_ground_plane", "segment_scene"]
+
+BELOW_MARGIN_M = 0.5
+"""A point this far below a candidate ground plane counts against it."""
+CAR_HEIGHT_M = (1.0, 2.6)
+"""Top of a car-like cluster above the ground (metres, inclusive range)."""
+CAR_LENGTH_M = (1.4, 6.5)
+"""Longest horizontal extent of a car-like cluster (a car seen from behind is ~1.6 m)."""
+CAR_WIDTH_MAX_M = 3.0
+"""Shortest horizontal extent of a car-like cluster at most this."""
+
+
+@dataclass(frozen=True, eq=False)
+class GroundPlane:
+    """Plane ``a x + b y + c z + d = 0`` in the lidar frame; unit normal points up (c > 0)."""
+
+    coefficients: FloatArray
+    n_inliers: int
+
+    @property
+    def normal(self) -> FloatArray:
+        return self.coefficients[:3]
+
+    @property
+    def sensor_height_m(self) -> float:
+        """Height of the lidar origin above the ground (``d``)."""
+        return float(self.coefficients[3])
+
+    @property
+    def tilt_deg(self) -> float:
+        """Angle between the plane normal and the lidar's +z axis."""
+        return math.degrees(math.acos(min(1.0, float(self.coefficients[2]))))
+
+    def height_m(self, xyz: npt.ArrayLike) -> FloatArray:
+        """Signed height above the plane of Nx3 (or Nx4) points, metres."""
+        pts = np.asarray(xyz, dtype=np.float64)[:, :3]
+        return np.asarray(pts @ self.coefficients[:3] + self.coefficients[3])
+
+
+@dataclass(frozen=True, eq=False)
+class Cluster:
+    """One DBSCAN cluster of above-ground points; extents along its principal axes."""
+
+    label: int
+    n_points: int
+    centroid: FloatArray
+    box_min: FloatArray
+    box_max: FloatArray
+    length_m: float
+    width_m: float
+    top_m: float
+
+    @property
+    def is_car_like(self) -> bool:
+        """Plausible as (the visible part of) a car: size and height fit."""
+        return (
+            CAR_HEIGHT_M[0] <= self.top_m <= CAR_HEIGHT_M[1]
+            and CAR_LENGTH_M[0] <= self.length_m <= CAR_LENGTH_M[1]
+            and self.width_m <= CAR_WIDTH_MAX_M
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class SceneSegmentation:
+    """Per-point ground mask and cluster label (-1: ground, noise or out of range)."""
+
+    plane: GroundPlane
+    ground_mask: npt.NDArray[np.bool_]
+    labels: npt.NDArray[np.int32]
+    clusters: tuple[Cluster, ...]
+
+    @property
+    def car_like(self) -> tuple[Cluster, ...]:
+        return tuple(c for c in self.clusters if c.is_car_like)
+
+
+def _xyz(points: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Nx3 float64 points and the mask of finite rows."""
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] not in (3, 4):
+        message = f"points must be an Nx3 or Nx4 array, got shape {pts.shape!r}"
+        raise ConfigError(message)
+    xyz = np.asarray(pts[:, :3], dtype=np.float64)
+    finite = np.asarray(np.isfinite(xyz).all(axis=1), dtype=np.bool_)
+    return xyz, finite
+
+
+def _cloud(xyz: FloatArray) -> Any:
+    return o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz))
+
+
+def _seed(seed: int) -> None:
+    random = getattr(o3d.utility, "random", None)
+    if random is not None:
+        random.seed(seed)
+
+
+def fit_ground_plane(
+    points: Any,
+    *,
+    voxel_size_m: float = 0.2,
+    distance_threshold_m: float = 0.15,
+    num_iterations: int = 300,
+    max_range_m: float = 40.0,
+    max_tilt_deg: float = 15.0,
+    band_m: float = 1.5,
+    max_below_fraction: float = 0.1,
+    seed: int = 0,
+) -> GroundPlane:
+    """Fit the ground plane of a scan (lidar frame) with RANSAC; deterministic per seed."""
+    xyz, finite = _xyz(points)
+    near = finite.copy()
+    near[finite] = np.hypot(xyz[finite, 0], xyz[finite, 1]) <= max_range_m
+    if near.sum() < 3:
+        message = f"only {int(near.sum())} finite points within {max_range_m!r} m; no ground"
+        raise RecordingError(message)
+    z_low = float(np.percentile(xyz[near, 2], 1.0))
+    near &= xyz[:, 2] <= z_low + band_m
+    cloud = _cloud(xyz[near]).voxel_down_sample(voxel_size_m)
+    low = np.asarray(cloud.points)
+    _seed(seed)
+    for _ in range(5):
+        if len(cloud.points) < 3:
+            break
+        coeffs, inliers = cloud.segment_plane(distance_threshold_m, 3, num_iterations)
+        plane = np.asarray(coeffs, dtype=np.float64)
+        plane /= np.linalg.norm(plane[:3])
+        if plane[2] < 0:
+            plane = -plane
+        below = float(np.mean(low @ plane[:3] + plane[3] < -BELOW_MARGIN_M))
+        tilt_deg = math.degrees(math.acos(min(1.0, plane[2])))
+        if tilt_deg <= max_tilt_deg and below <= max_below_fraction:
+            plane.setflags(write=False)
+            return GroundPlane(plane, len(inliers))
+        cloud = cloud.select_by_index(inliers, invert=True)
+    message = (
+        f"no ground plane within {max_tilt_deg!r} degrees of horizontal among "
+        f"{int(near.sum())} points within {max_range_m!r} m"
+    )
+    raise RecordingError(message)
+
+
+def _trace_labels(cloud: Any, voxel_size_m: float, n: int) -> tuple[Any, npt.NDArray[np.int64]]:
+    """Downsample ``cloud`` and return it with each input point's voxel index."""
+    down, _, traces = cloud.voxel_down_sample_and_trace(
+        voxel_size_m, cloud.get_min_bound(), cloud.get_max_bound(), False
+    )
+    members = [np.asarray(t, dtype=np.int64) for t in traces]
+    voxel_of = np.full(n, -1, dtype=np.int64)
+    if members:
+        sizes = np.fromiter((m.size for m in members), dtype=np.int64, count=len(members))
+        voxel_of[np.concatenate(members)] = np.repeat(np.arange(len(members)), sizes)
+    return down, voxel_of
+
+
+def _describe(label: int, xyz: FloatArray, heights: FloatArray) -> Cluster:
+    centroid = xyz.mean(axis=0)
+    xy = xyz[:, :2] - centroid[:2]
+    if xy.shape[0] >= 2:
+        _, vecs = np.linalg.eigh(xy.T @ xy)
+        ext = xy @ vecs
+        spans = np.sort(ext.max(axis=0) - ext.min(axis=0))
+    else:
+        spans = np.zeros(2)
+    return Cluster(
+        label=label,
+        n_points=int(xyz.shape[0]),
+        centroid=centroid,
+        box_min=xyz.min(axis=0),
+        box_max=xyz.max(axis=0),
+        length_m=float(spans[1]),
+        width_m=float(spans[0]),
+        top_m=float(heights.max()),
+    )
+
+
+def segment_scene(
+    points: Any,
+    *,
+    plane: GroundPlane | None = None,
+    voxel_size_m: float = 0.2,
+    ground_threshold_m: float = 0.2,
+    max_height_m: float = 4.0,
+    max_range_m: float = 50.0,
+    eps_m: float = 0.6,
+    min_points: int = 8,
+    seed: int = 0,
+) -> SceneSegmentation:
+    """Ground mask and DBSCAN clusters of a scan; fits the plane unless one is given.
+
+    Ground: within ``ground_threshold_m`` of the plane. Clusters: voxels of the points
+    between ``ground_threshold_m`` and ``max_height_m`` above it, within ``max_range_m``.
+    """
+    xyz, finite = _xyz(points)
+    if plane is None:
+        plane = fit_ground_plane(points, seed=seed)
+    height = np.full(xyz.shape[0], np.nan)
+    height[finite] = plane.height_m(xyz[finite])
+    with np.errstate(invalid="ignore"):
+        ground = np.abs(height) <= ground_threshold_m
+        above = (height > ground_threshold_m) & (height <= max_height_m)
+    above[finite] &= np.hypot(xyz[finite, 0], xyz[finite, 1]) <= max_range_m
+    labels = np.full(xyz.shape[0], -1, dtype=np.int32)
+    clusters: list[Cluster] = []
+    above_idx = np.flatnonzero(above)
+    if above_idx.size:
+        down, voxel_of = _trace_labels(_cloud(xyz[above_idx]), voxel_size_m, above_idx.size)
+        _seed(seed)
+        voxel_labels = np.asarray(down.cluster_dbscan(eps_m, min_points), dtype=np.int32)
+        point_labels = np.where(voxel_of >= 0, voxel_labels[np.maximum(voxel_of, 0)], -1)
+        labels[above_idx] = point_labels
+        order = np.argsort(labels, kind="stable")
+        sorted_labels = labels[order]
+        n_labels = int(voxel_labels.max(initial=-1)) + 1
+        starts = np.searchsorted(sorted_labels, np.arange(n_labels + 1))
+        for k in range(n_labels):
+            members = order[starts[k] : starts[k + 1]]
+            if members.size:
+                clusters.append(_describe(k, xyz[members], height[members]))
+    return SceneSegmentation(plane, ground, labels, tuple(clusters))

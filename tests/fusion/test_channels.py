@@ -1,0 +1,68 @@
+"""Lidar image channels on a real scan, and IP-Basic densification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivingseg.calibration.types import Rig
+from drivingseg.errors import ConfigError
+from drivingseg.fusion.channels import CHANNEL_NAMES, densify_depth, lidar_channels
+from drivingseg.fusion.ground import fit_ground_plane
+from drivingseg.fusion.zbuffer import depth_image
+
+
+def test_channels_of_real_scan(raw_scan: np.ndarray, raw_rig: Rig) -> None:
+    plane = fit_ground_plane(raw_scan)
+    ch = lidar_channels(raw_scan, raw_rig, plane=plane)
+    assert (ch.width, ch.height) == (1242, 375)
+    valid = ch.valid > 0
+    assert np.array_equal(ch.depth_m, depth_image(raw_scan, raw_rig))
+    assert np.array_equal(valid, ch.depth_m > 0)
+    assert not ch.height_m[~valid].any() and not ch.intensity[~valid].any()
+    assert ch.intensity.min() >= 0.0 and ch.intensity.max() <= 1.0
+    assert ch.intensity[valid].mean() > 0.05
+    # Road in front (bottom rows, centre) is at ground level; the lorry side on the right is not.
+    road = ch.height_m[340:375, 560:680][valid[340:375, 560:680]]
+    assert np.abs(np.median(road)) < 0.1
+    lorry = ch.height_m[120:200, 1100:1240][valid[120:200, 1100:1240]]
+    assert np.median(lorry) > 1.0
+    stacked = ch.stack()
+    assert stacked.shape == (4, 375, 1242) and stacked.dtype == np.float32
+    assert np.array_equal(stacked[CHANNEL_NAMES.index("valid")], ch.valid)
+
+
+def test_channels_fit_plane_and_other_resolution(raw_scan: np.ndarray, raw_rig: Rig) -> None:
+    ch = lidar_channels(raw_scan, raw_rig, width=320, height=96)
+    assert ch.stack().shape == (4, 96, 320)
+    road = ch.height_m[86:96, 144:176][ch.valid[86:96, 144:176] > 0]
+    assert np.abs(np.median(road)) < 0.1
+
+
+def test_densified_depth_fills_and_keeps_measurements(raw_scan: np.ndarray, raw_rig: Rig) -> None:
+    sparse = lidar_channels(raw_scan, raw_rig, densify=False)
+    dense = lidar_channels(raw_scan, raw_rig, densify=True)
+    assert dense.densified and np.array_equal(dense.valid, sparse.valid)
+    lower = slice(200, 375)
+    assert np.count_nonzero(dense.depth_m[lower]) > 0.95 * dense.depth_m[lower].size
+    measured = sparse.valid > 0
+    diff = np.abs(dense.depth_m[measured] - sparse.depth_m[measured])
+    assert np.median(diff) < 0.2
+    assert not dense.depth_m[:20].any()  # sky above the top laser stays empty
+
+
+def test_densify_edge_cases() -> None:
+    assert not densify_depth(np.zeros((10, 10), np.float32)).any()
+    with pytest.raises(ConfigError, match="2-D"):
+        densify_depth(np.zeros((2, 2, 2)))
+    one = np.zeros((40, 40), np.float32)
+    one[20, 20] = 12.5
+    filled = densify_depth(one)
+    assert filled[20, 20] == pytest.approx(12.5, abs=1e-3) and np.count_nonzero(filled) > 1
+    with pytest.raises(ConfigError, match="must exceed"):
+        densify_depth(one, max_depth_m=10.0)
+
+
+def test_empty_scan_channels(raw_rig: Rig) -> None:
+    ch = lidar_channels(np.zeros((0, 4), np.float32), raw_rig, densify=True)
+    assert ch.stack().shape == (4, 375, 1242) and not ch.stack().any()

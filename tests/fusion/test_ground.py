@@ -1,0 +1,58 @@
+"""Ground plane and DBSCAN clusters on real scans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivingseg.errors import RecordingError
+from drivingseg.fusion.ground import fit_ground_plane, segment_scene
+
+
+def test_raw_ground_plane_is_level_at_lidar_height(raw_scan: np.ndarray) -> None:
+    plane = fit_ground_plane(raw_scan)
+    assert plane.normal[2] > 0.995
+    assert np.linalg.norm(plane.normal) == pytest.approx(1.0)
+    assert plane.sensor_height_m == pytest.approx(1.73, abs=0.08)
+    again = fit_ground_plane(raw_scan)
+    assert np.array_equal(plane.coefficients, again.coefficients)
+
+
+def test_argoverse_ground_not_confused_with_car_roofs(object_scan: np.ndarray) -> None:
+    plane = fit_ground_plane(object_scan)
+    assert plane.normal[2] > 0.99
+    # The road lies ~0.35 m below this lidar origin; roofs and walls are far higher.
+    assert plane.sensor_height_m == pytest.approx(0.35, abs=0.15)
+
+
+def test_segment_scene_finds_ground_and_cars(raw_scan: np.ndarray) -> None:
+    scene = segment_scene(raw_scan)
+    ground_frac = scene.ground_mask.mean()
+    assert 0.2 < ground_frac < 0.6
+    assert (scene.labels[scene.ground_mask] == -1).all()
+    assert len(scene.clusters) >= 20
+    assert len(scene.car_like) >= 5
+    for c in scene.car_like:
+        assert c.n_points == int((scene.labels == c.label).sum())
+        assert np.all(c.box_min <= c.centroid) and np.all(c.centroid <= c.box_max)
+    again = segment_scene(raw_scan, plane=scene.plane)
+    assert np.array_equal(scene.labels, again.labels)
+
+
+def test_nonfinite_points_are_ignored(raw_scan: np.ndarray) -> None:
+    bad = raw_scan.copy()
+    bad[::50, 2] = np.nan
+    scene = segment_scene(bad)
+    assert scene.plane.sensor_height_m == pytest.approx(1.73, abs=0.08)
+    assert not scene.ground_mask[::50].any() and (scene.labels[::50] == -1).all()
+
+
+def test_no_ground_raises(tmp_path: Path) -> None:
+    wall = np.random.default_rng(0).uniform(-5, 5, size=(2000, 3))
+    wall[:, 0] = 3.0  # a vertical plane x = 3 and nothing else
+    with pytest.raises(RecordingError, match="no ground plane"):
+        fit_ground_plane(wall)
+    with pytest.raises(RecordingError, match="only 0 finite points"):
+        fit_ground_plane(np.zeros((0, 4), np.float32))
