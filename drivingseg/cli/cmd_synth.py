@@ -25,10 +25,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("out_dir", type=Path, help="folder to write into (created if missing)")
     p.add_argument("--frames", type=int, default=100, help="camera/lidar pairs (default 100)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
-    p.add_argument("--rig", type=Path, default=None,
-                   help="rig YAML (default: calibration/synthetic.yaml)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="processes rendering frames in parallel (default 2)")
+    p.add_argument(
+        "--rig", type=Path, default=None, help="rig YAML (default: calibration/synthetic.yaml)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes rendering frames in parallel; 1 renders in this process (default 2)",
+    )
     p.set_defaults(func=run)
 
 
@@ -38,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     drive_dir = write_synthetic_drive(
-        args.out_dir, frames=args.frames, seed=args.seed, rig_path=args.rig,
-        workers=args.workers, wrap=wrap,
+        args.out_dir,
+        frames=args.frames,
+        seed=args.seed,
+        rig_path=args.rig,
+        workers=args.workers,
+        wrap=wrap,
     )
     elapsed = time.perf_counter() - start
     print(f"wrote {args.frames} frames (seed {args.seed}) in {elapsed:.1f} s to {drive_dir}")

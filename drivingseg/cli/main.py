@@ -18,7 +18,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from drivingseg.cli import cmd_convert, cmd_fuse, cmd_info
+    from drivingseg.cli import cmd_convert, cmd_fuse, cmd_info, cmd_synth
 
     parser = argparse.ArgumentParser(
         prog="drivingseg",
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drivingseg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (cmd_info, cmd_convert, cmd_fuse):
+    for module in (cmd_info, cmd_convert, cmd_fuse, cmd_synth):
         module.add_parser(sub)
     return parser
 

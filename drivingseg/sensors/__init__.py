@@ -8,6 +8,7 @@ from drivingseg.sensors.kitti_benchmark import KittiBenchmark, KittiObject, read
 from drivingseg.sensors.kitti_raw import KittiRawDrive
 from drivingseg.sensors.kitti_timestamps import parse_kitti_timestamp, read_kitti_timestamps
 from drivingseg.sensors.open import FORMATS, detect_format, open_recording
+from drivingseg.sensors.synthetic import SyntheticDrive, write_synthetic_drive
 
 __all__ = [
     "FORMATS",
@@ -20,6 +21,7 @@ __all__ = [
     "Recording",
     "RecordingInfo",
     "StreamInfo",
+    "SyntheticDrive",
     "decode_image",
     "detect_format",
     "open_recording",
@@ -28,4 +30,5 @@ __all__ = [
     "read_kitti_labels",
     "read_kitti_timestamps",
     "read_velodyne_bin",
+    "write_synthetic_drive",
 ]

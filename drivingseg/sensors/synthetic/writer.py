@@ -1,0 +1,188 @@
+"""Write a synthetic drive to disk as a KITTI raw folder, with its ground truth beside it.
+
+Layout (readable by :class:`drivingseg.sensors.kitti_raw.KittiRawDrive`)::
+
+    <out>/2024_05_01/calib_cam_to_cam.txt, calib_velo_to_cam.txt
+    <out>/2024_05_01/2024_05_01_drive_0001_sync/
+        image_02/timestamps.txt, image_02/data/0000000000.png ...
+        velodyne_points/timestamps.txt, velodyne_points/data/0000000000.bin ...
+        gt/image_02/0000000000.png          uint8 class per pixel (0 bg, 1 road, 2 car)
+        gt/velodyne/0000000000.bin          uint8 class per point, same order as the scan
+        gt/boxes/0000000000.txt             cars within 120 m, lidar frame, lidar stamp
+
+Each box line is ``car_id x y z length width height yaw moving`` (metres, radians
+about the lidar z axis; ``moving`` 0 or 1).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from os import PathLike
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from drivingseg.calibration.kitti import save_kitti_raw_calib
+from drivingseg.errors import RecordingError
+from drivingseg.sensors.synthetic.drive import START_NS, SyntheticDrive
+from drivingseg.sensors.synthetic.lidar import MAX_RANGE_M as LIDAR_RANGE_M
+
+__all__ = ["drive_folder", "format_kitti_timestamp", "write_synthetic_drive"]
+
+CAMERA_FOLDER = "image_02"
+LIDAR_FOLDER = "velodyne_points"
+
+Wrap = Callable[[Iterable[tuple[int, int]], int], Iterable[tuple[int, int]]]
+
+
+def format_kitti_timestamp(stamp_ns: int) -> str:
+    """``YYYY-MM-DD HH:MM:SS.nnnnnnnnn`` (UTC), KITTI's ``timestamps.txt`` line format."""
+    seconds, nanos = divmod(int(stamp_ns), 1_000_000_000)
+    dt = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return f"{dt:%Y-%m-%d %H:%M:%S}.{nanos:09d}"
+
+
+def drive_folder(out_dir: str | PathLike[str], drive: int = 1) -> Path:
+    """Where :func:`write_synthetic_drive` puts the drive (the folder KittiRawDrive reads)."""
+    date = datetime.fromtimestamp(START_NS // 1_000_000_000, tz=timezone.utc)
+    day = f"{date:%Y_%m_%d}"
+    return Path(out_dir) / day / f"{day}_drive_{drive:04d}_sync"
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    data = image[..., ::-1] if image.ndim == 3 else image
+    if not cv2.imwrite(str(path), np.ascontiguousarray(data)):
+        raise RecordingError("OpenCV could not write the PNG", path=path)
+
+
+def _box_lines(drive: SyntheticDrive, i: int) -> str:
+    lines = []
+    for box in drive.car_boxes(i, "lidar", max_range_m=LIDAR_RANGE_M):
+        yaw = float(np.arctan2(box.rotation[1, 0], box.rotation[0, 0]))
+        x, y, z = box.center
+        length, width, height = box.size_lwh
+        lines.append(
+            f"{box.car_id} {x:.4f} {y:.4f} {z:.4f} {length:.4f} {width:.4f} {height:.4f} "
+            f"{yaw:.6f} {int(box.moving)}"
+        )
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The folders of one written drive."""
+
+    drive_dir: Path
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        d = self.drive_dir
+        return (
+            d / CAMERA_FOLDER / "data",
+            d / LIDAR_FOLDER / "data",
+            d / "gt" / "image_02",
+            d / "gt" / "velodyne",
+            d / "gt" / "boxes",
+        )
+
+
+def _write_frame(drive: SyntheticDrive, layout: _Layout, i: int) -> tuple[int, int]:
+    """Write frame ``i``'s image, scan and ground truth; return (camera, lidar) stamps."""
+    cam_dir, velo_dir, gt_img, gt_velo, gt_box = layout.folders
+    name = f"{i:010d}"
+    cam = drive.camera(i)
+    scan = drive.lidar(i)
+    _write_png(cam_dir / f"{name}.png", cam.image)
+    _write_png(gt_img / f"{name}.png", drive.labels(i))
+    try:
+        scan.points.astype("<f4").tofile(velo_dir / f"{name}.bin")
+        drive.point_labels(i).tofile(gt_velo / f"{name}.bin")
+        (gt_box / f"{name}.txt").write_text(_box_lines(drive, i), encoding="ascii")
+    except OSError as exc:
+        raise RecordingError(f"cannot write frame {i}: {exc}", path=layout.drive_dir) from exc
+    return cam.stamp_ns, scan.stamp_ns
+
+
+_worker: tuple[SyntheticDrive, _Layout] | None = None
+
+
+def _init_worker(seed: int, frames: int, rig_path: Path | None, layout: _Layout) -> None:
+    global _worker
+    cv2.setNumThreads(1)  # the processes already use the cores; more threads only contend
+    drive = SyntheticDrive(seed=seed, frames=frames, rig_path=rig_path)
+    drive.open()
+    _worker = (drive, layout)
+
+
+def _worker_frame(i: int) -> tuple[int, int]:
+    assert _worker is not None
+    return _write_frame(_worker[0], _worker[1], i)
+
+
+def write_synthetic_drive(
+    out_dir: str | PathLike[str],
+    frames: int = 100,
+    seed: int = 0,
+    *,
+    rig_path: str | PathLike[str] | None = None,
+    workers: int = 1,
+    wrap: Wrap | None = None,
+) -> Path:
+    """Render ``frames`` camera/lidar pairs of drive ``seed`` into ``out_dir``; return the drive.
+
+    ``workers`` > 1 renders frames in that many processes (the output is the same, as
+    every frame depends only on the seed and its index). ``wrap(iterable, frames)`` may
+    wrap the frame loop (a progress bar). Files of an earlier drive in the same place are
+    overwritten or removed.
+    """
+    layout = _Layout(drive_folder(out_dir))
+    rig = None if rig_path is None else Path(rig_path)
+    with SyntheticDrive(seed=seed, frames=frames, rig_path=rig) as drive:
+        try:
+            for folder in layout.folders:
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"cannot create output folder: {exc}", path=out_dir) from exc
+        save_kitti_raw_calib(drive.rig(), layout.drive_dir.parent, camera=2)
+        stamps: Iterable[tuple[int, int]]
+        if workers > 1:
+            # spawn, not fork: forking a process whose OpenMP/BLAS threads hold locks can hang.
+            pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(drive.seed, drive.frames, rig, layout),
+            )
+            stamps = pool.map(_worker_frame, range(frames), chunksize=4)
+        else:
+            pool = None
+            stamps = (_write_frame(drive, layout, i) for i in range(frames))
+        try:
+            if wrap is not None:
+                stamps = wrap(stamps, frames)
+            cam_ns, velo_ns = zip(*stamps, strict=True)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    for name, values in ((CAMERA_FOLDER, cam_ns), (LIDAR_FOLDER, velo_ns)):
+        path = layout.drive_dir / name / "timestamps.txt"
+        text = "".join(format_kitti_timestamp(v) + "\n" for v in values)
+        try:
+            path.write_text(text, encoding="ascii")
+        except OSError as exc:
+            raise RecordingError(f"cannot write timestamps: {exc}", path=path) from exc
+    _remove_stale(frames, *layout.folders)
+    return layout.drive_dir
+
+
+def _remove_stale(frames: int, *folders: Path) -> None:
+    """Delete numbered files ``>= frames`` left by an earlier, longer drive in the same place."""
+    for folder in folders:
+        for path in folder.iterdir():
+            if path.stem.isdigit() and int(path.stem) >= frames and path.is_file():
+                path.unlink()
