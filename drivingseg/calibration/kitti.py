@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from drivingseg.calibration._atomic import write_text_atomic
 from drivingseg.calibration.types import (
     CameraModel,
     FloatArray,
@@ -34,6 +33,7 @@ from drivingseg.calibration.types import (
     check_rotation,
 )
 from drivingseg.errors import CalibrationError, ConfigError
+from drivingseg.fileio import write_text_atomic
 
 __all__ = [
     "CAMERA_FRAME",
@@ -317,12 +317,27 @@ def save_kitti_raw_calib(rig: Rig, calib_dir: str | PathLike[str], camera: int =
         f"P_rect_{x}: {_fmt(P)}",
     ]
     T = rig.T_cam_velo
-    write_text_atomic(folder / CAM_TO_CAM, "\n".join(lines) + "\n")
-    write_text_atomic(folder / VELO_TO_CAM, f"R: {_fmt(T.rotation)}\nT: {_fmt(T.translation)}\n")
+    write_text_atomic(
+        folder / CAM_TO_CAM,
+        "\n".join(lines) + "\n",
+        error=CalibrationError,
+        what="calibration file",
+    )
+    write_text_atomic(
+        folder / VELO_TO_CAM,
+        f"R: {_fmt(T.rotation)}\nT: {_fmt(T.translation)}\n",
+        error=CalibrationError,
+        what="calibration file",
+    )
     imu_file = folder / IMU_TO_VELO
     if rig.T_velo_imu is not None:
         T_imu = rig.T_velo_imu
-        write_text_atomic(imu_file, f"R: {_fmt(T_imu.rotation)}\nT: {_fmt(T_imu.translation)}\n")
+        write_text_atomic(
+            imu_file,
+            f"R: {_fmt(T_imu.rotation)}\nT: {_fmt(T_imu.translation)}\n",
+            error=CalibrationError,
+            what="calibration file",
+        )
     elif imu_file.exists():
         logger.info("%s: removing stale %s (rig has no T_velo_imu)", folder, IMU_TO_VELO)
         os.remove(imu_file)

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from drivingseg.calibration._atomic import write_text_atomic
 from drivingseg.calibration.types import (
     CameraModel,
     FloatArray,
@@ -26,6 +25,7 @@ from drivingseg.calibration.types import (
     check_rotation,
 )
 from drivingseg.errors import CalibrationError
+from drivingseg.fileio import write_text_atomic
 
 __all__ = ["RIG_FORMAT", "load_rig", "rig_from_dict", "rig_to_dict", "save_rig"]
 
@@ -98,7 +98,7 @@ def save_rig(rig: Rig, path: str | PathLike[str], source: str = "") -> None:
         width=10_000,
         allow_unicode=True,
     )
-    write_text_atomic(path, text)
+    write_text_atomic(path, text, error=CalibrationError, what="calibration file")
 
 
 def _get(data: Mapping[str, Any], key: str, where: str, path: PathArg) -> Any:

@@ -8,8 +8,6 @@ in the target folder, then renamed, so a failure never leaves half a file behind
 
 from __future__ import annotations
 
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import numpy.typing as npt
 
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError, RecordingError
+from drivingseg.fileio import write_bytes_atomic
 from drivingseg.fusion._backend import backend_of
 from drivingseg.fusion.projection import (
     DEFAULT_MIN_DEPTH_M,
@@ -73,22 +72,7 @@ def write_image_atomic(path: str | PathLike[str], image: npt.NDArray[Any]) -> No
     if not ok:
         message = f"OpenCV cannot encode a {image.dtype} image as {target.suffix!r}"
         raise ConfigError(message, path=target)
-    tmp_name: str | None = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buf.tobytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except OSError as exc:
-        message = f"cannot write image: {exc.strerror or exc}"
-        raise ConfigError(message, path=target) from exc
-    finally:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    write_bytes_atomic(target, buf.tobytes(), error=ConfigError, what="image")
 
 
 def write_depth_png(path: str | PathLike[str], depth_m: npt.ArrayLike) -> None:
