@@ -8,6 +8,7 @@ exit status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"drivingseg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress details (INFO level)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (cmd_info, cmd_convert, cmd_fuse, cmd_synth):
         module.add_parser(sub)
@@ -35,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
+        format="drivingseg: %(levelname)s: %(message)s",
+    )
     try:
         return int(args.func(args) or 0)
     except DrivingsegError as exc:

@@ -120,8 +120,12 @@ class Ros2McapWriter:
         tb: TracebackType | None,
     ) -> None:
         if exc is not None:
-            log.warning("closing %s early after %s; the file holds %d messages",
-                        self.path, type(exc).__name__, sum(self.counts.values()))
+            log.info(
+                "closing %s early after %s; the file holds %d messages",
+                self.path,
+                type(exc).__name__,
+                sum(self.counts.values()),
+            )
         self.close()
 
     @property
