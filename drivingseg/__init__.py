@@ -4,6 +4,7 @@ from drivingseg.errors import (
     CalibrationError,
     ConfigError,
     DrivingsegError,
+    ModelError,
     RecordingError,
     SyncError,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "CalibrationError",
     "ConfigError",
     "DrivingsegError",
+    "ModelError",
     "RecordingError",
     "SyncError",
     "__version__",

@@ -13,6 +13,7 @@ __all__ = [
     "CalibrationError",
     "ConfigError",
     "DrivingsegError",
+    "ModelError",
     "RecordingError",
     "SyncError",
 ]
@@ -41,3 +42,7 @@ class SyncError(DrivingsegError):
 
 class ConfigError(DrivingsegError):
     """A parameter, launch file or command-line value is invalid."""
+
+
+class ModelError(ConfigError):
+    """A model config, checkpoint or model input is invalid (wrong channels, classes, file)."""

@@ -19,7 +19,17 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from drivingseg.cli import cmd_convert, cmd_fuse, cmd_info, cmd_synth
+    from drivingseg.cli import (
+        cmd_convert,
+        cmd_demo,
+        cmd_eval,
+        cmd_fuse,
+        cmd_info,
+        cmd_launch,
+        cmd_replay,
+        cmd_synth,
+        cmd_train,
+    )
 
     parser = argparse.ArgumentParser(
         prog="drivingseg",
@@ -31,7 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log progress details (INFO level)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (cmd_info, cmd_convert, cmd_fuse, cmd_synth):
+    for module in (
+        cmd_demo,
+        cmd_replay,
+        cmd_launch,
+        cmd_info,
+        cmd_convert,
+        cmd_fuse,
+        cmd_synth,
+        cmd_train,
+        cmd_eval,
+    ):
         module.add_parser(sub)
     return parser
 

@@ -1,3 +1,39 @@
-"""drivingseg.model."""
+"""Model: the U-Net, its checkpoints, data, training, metrics, evaluation and inference."""
 
-__all__: list[str] = []
+from drivingseg.errors import ModelError
+from drivingseg.model.checkpoint import (
+    default_weights,
+    load_checkpoint,
+    resolve_weights,
+    save_checkpoint,
+)
+from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, InputSpec, ModelConfig
+from drivingseg.model.data import discover, load_pair
+from drivingseg.model.evaluate import evaluate
+from drivingseg.model.infer import Segmentation, Segmenter
+from drivingseg.model.metrics import ConfusionMatrix, RoadPR
+from drivingseg.model.train import train
+from drivingseg.model.train_config import load_train_config
+from drivingseg.model.unet import UNet
+
+__all__ = [
+    "CLASS_NAMES",
+    "IGNORE_INDEX",
+    "ConfusionMatrix",
+    "InputSpec",
+    "ModelConfig",
+    "ModelError",
+    "RoadPR",
+    "Segmentation",
+    "Segmenter",
+    "UNet",
+    "default_weights",
+    "discover",
+    "evaluate",
+    "load_checkpoint",
+    "load_pair",
+    "load_train_config",
+    "resolve_weights",
+    "save_checkpoint",
+    "train",
+]

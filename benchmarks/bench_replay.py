@@ -1,0 +1,185 @@
+"""Replay the shared KITTI raw drive through the node graph: latency at 10 Hz, fps flat out.
+
+Runs ``launch/replay_kitti.yaml`` (sources, sync, fusion, segmentation, latency tracker;
+outputs off unless ``--outputs``) twice on the 30-frame drive: at the recorded 10 Hz with
+keep-last queues, and as fast as possible with blocking queues. Prints p50/p95/max
+end-to-end latency, deadline misses against the 100 ms budget, achieved frames per second
+and drops. Uses the shipped weights; without them an untrained model of the shipped
+architecture and input size (``configs/train_default.yaml``) is timed instead (the cost of
+a forward pass does not depend on the weight values).
+
+``--concurrency`` also measures what decided threads over processes: the same work done
+sequentially in one thread, and the cost of moving one frame's messages to another
+process and back through a ``multiprocessing`` queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DRIVE = ("kitti_raw", "2011_09_26", "2011_09_26_drive_0000_sync")
+
+
+def data_root() -> Path:
+    env = os.environ.get("DRIVINGSEG_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def weights_or_untrained(weights: str, tmp: Path) -> tuple[str, str]:
+    """(weights path, description); an untrained stand-in when the shipped ones are missing."""
+    from drivingseg.model.checkpoint import resolve_weights, save_checkpoint
+
+    path = resolve_weights(weights)
+    if path.is_file():
+        return str(path), f"{path.name}"
+    from drivingseg.model.config import InputSpec, ModelConfig
+    from drivingseg.model.unet import UNet
+
+    cfg = yaml.safe_load((REPO / "configs" / "train_default.yaml").read_text())
+    config = ModelConfig(**cfg["model"])
+    spec = InputSpec(width=cfg["input"]["width"], height=cfg["input"]["height"])
+    saved = save_checkpoint(tmp / "untrained", UNet(config).eval(), config, spec)
+    return str(saved), f"untrained stand-in ({path.name} missing)"
+
+
+def replay(
+    drive: Path, weights: str, fast: bool, outputs: bool, out: Path, num_threads: int
+) -> dict[str, Any]:
+    from drivingseg.node.latency import LatencyTracker
+    from drivingseg.node.launch import build_graph, load_launch
+
+    desc = load_launch("replay_kitti", {
+        "input": str(drive), "weights": weights, "rate": 0.0 if fast else 1.0,
+        "overflow": "block" if fast else "drop_oldest", "out_dir": str(out),
+        "record": outputs, "masks": outputs, "video": outputs, "live": False, "status": False,
+        "num_threads": num_threads,
+    })
+    graph = build_graph(desc)
+    for node in graph.nodes:
+        if isinstance(node, LatencyTracker):
+            node.p["summary"] = False
+    graph.setup()
+    seg = next(n for n in graph.nodes if n.type_name == "segmentation")
+    spec = seg.segmenter.spec  # type: ignore[attr-defined]
+    graph.run(handle_signals=False)
+    tracker = next(n for n in graph.nodes if isinstance(n, LatencyTracker))
+    assert tracker.report is not None
+    report = tracker.report.as_dict()
+    report["input_size"] = f"{spec.width}x{spec.height}"
+    return report
+
+
+def sequential_fps(drive: Path, weights: str) -> float:
+    """The graph's work (read camera and lidar, segment) done one after the other."""
+    from drivingseg.model.infer import Segmenter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    seg = Segmenter(weights, device="cpu", fp16=False)
+    with KittiRawDrive(drive) as d:
+        n = len(d)
+        start = time.perf_counter()
+        for i in range(n):
+            cam, _ = d.camera(i), d.lidar(i)
+            seg(cam.image, None, probabilities=False)
+        return n / (time.perf_counter() - start)
+
+
+def _echo(q_in: Any, q_out: Any) -> None:
+    while (item := q_in.get()) is not None:
+        q_out.put(item)
+
+
+def ipc_ms_per_frame(drive: Path, frames: int = 10) -> float:
+    """One-way cost of moving a frame's camera image, lidar scan and mask to a process."""
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    with KittiRawDrive(drive) as d:
+        items = [(d.camera(i), d.lidar(i), np.zeros((375, 1242), np.uint8)) for i in range(frames)]
+    ctx = mp.get_context("fork")
+    q_in, q_out = ctx.Queue(), ctx.Queue()
+    proc = ctx.Process(target=_echo, args=(q_in, q_out))
+    proc.start()
+    q_in.put(items[0])
+    q_out.get()
+    start = time.perf_counter()
+    for item in items:
+        q_in.put(item)
+        q_out.get()
+    elapsed = time.perf_counter() - start
+    q_in.put(None)
+    proc.join()
+    return elapsed / frames / 2 * 1e3
+
+
+def line(name: str, r: dict[str, Any]) -> str:
+    e2e = r["latency_ms"]["e2e"]
+    inf = r["latency_ms"]["inference"]
+    return (
+        f"{name:<14} {r['masks']:>3}/{r['frames_in']:<3} masks  {r['fps']:5.1f} fps  e2e p50 "
+        f"{e2e['p50']:6.1f}  p95 {e2e['p95']:6.1f}  max {e2e['max']:6.1f} ms  inference p50 "
+        f"{inf['p50']:5.1f} ms  misses {r['deadline_misses']:>2}  dropped {r['dropped']}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="default")
+    parser.add_argument("--outputs", action="store_true", help="MCAP, PNGs and video on too")
+    parser.add_argument("--concurrency", action="store_true",
+                        help="also time the sequential loop and the cost of processes")
+    parser.add_argument("--num-threads", type=int, default=0,
+                        help="torch intra-op threads of the segmentation node (0 = torch's)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    drive = data_root().joinpath(*DRIVE)
+    if not drive.is_dir():
+        print(f"skip: {drive} not found (set DRIVINGSEG_DATA)")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        weights, what = weights_or_untrained(args.weights, tmp)
+        load = os.getloadavg()
+        outputs = "on" if args.outputs else "off"
+        print(f"drive {drive.name}, weights {what}, {os.cpu_count()} CPUs, load average "
+              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, outputs {outputs}, torch threads "
+              f"{args.num_threads or 'default'}")
+        results = {
+            "10 Hz": replay(drive, weights, False, args.outputs, tmp / "paced",
+                            args.num_threads),
+            "as fast as possible": replay(drive, weights, True, args.outputs, tmp / "fast",
+                                          args.num_threads),
+        }
+        print(f"model input {results['10 Hz']['input_size']}, budget 100 ms")
+        for name, r in results.items():
+            print(line(name, r))
+            for where, n in r["drops"].items():
+                print(f"    dropped {n} at {where}")
+        figures: dict[str, Any] = {"weights": what, "load_average": load, **results}
+        if args.concurrency:
+            seq = sequential_fps(drive, weights)
+            ipc = ipc_ms_per_frame(drive)
+            fast = results["as fast as possible"]["fps"]
+            print(f"sequential loop (same work, one thread): {seq:5.1f} fps; threaded graph "
+                  f"{fast:5.1f} fps ({fast / seq:.2f}x)")
+            print(f"moving one frame's messages to another process: {ipc:.1f} ms one way "
+                  f"(pickle + pipe), paid at every process boundary")
+            figures.update(sequential_fps=seq, ipc_ms_per_frame=ipc)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Benchmark: drivingseg's U-Net against segmentation_models_pytorch's ``Unet``, same run.
+
+Both models train from scratch (smp: ``encoder_weights=None``) for the same epochs on
+the same CamVid frames at the same input size with the same loop, loss (median-frequency
+weighted cross-entropy + Dice), optimiser, schedule, augmentation and seed; then both are
+scored on the held-out sequence (default 0006R0) at the labels' own size, and their CPU
+inference time per frame (model forward at the input size, batch 1) is measured.
+
+smp needs torchvision and timm, which drivingseg must not depend on: run this from a
+separate virtualenv that has them plus drivingseg (see docs/MODEL.md)::
+
+    /work/smpvenv/bin/python benchmarks/bench_unet_vs_smp.py --epochs 2 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+from torch.utils.data import DataLoader
+
+from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset, normalise
+from drivingseg.model.config import CLASS_NAMES, InputSpec, ModelConfig
+from drivingseg.model.data import camvid_sequence, discover, load_pair
+from drivingseg.model.metrics import ConfusionMatrix
+from drivingseg.model.train import class_weights, segmentation_loss
+from drivingseg.model.unet import UNet, count_parameters
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _samples(root: Path, val_seq: str, limit: int | None) -> tuple[list[Sample], list[Sample]]:
+    files = discover(root)
+    train = [f for f in files if camvid_sequence(f.image) != val_seq][:limit]
+    val = [f for f in files if camvid_sequence(f.image) == val_seq]
+    return [Sample(*load_pair(f)) for f in train], [Sample(*load_pair(f)) for f in val]
+
+
+def _train(model: nn.Module, samples: list[Sample], spec: InputSpec, args: argparse.Namespace
+           ) -> float:
+    torch.manual_seed(args.seed)
+    aug = Augmenter(spec, seed=args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    loader = DataLoader(SegmentationDataset(samples, spec, aug), batch_size=args.batch_size,
+                        shuffle=True, drop_last=True, generator=gen)
+    weights = class_weights(samples, len(CLASS_NAMES))
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    total, step = args.epochs * len(loader), 0
+    t0 = time.perf_counter()
+    model.train()
+    for epoch in range(args.epochs):
+        aug.reseed(args.seed * 1000 + epoch)
+        for x, y in loader:
+            for g in opt.param_groups:
+                g["lr"] = args.lr * min(1.0, (step + 1) / 20) * (1 - step / total) ** 0.9
+            loss = segmentation_loss(model(x), y, weights, 0.5)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+    return time.perf_counter() - t0
+
+
+@torch.inference_mode()
+def _score(model: nn.Module, samples: list[Sample], spec: InputSpec) -> dict[str, Any]:
+    import cv2
+
+    model.eval()
+    cm = ConfusionMatrix()
+    for s in samples:
+        small = np.asarray(cv2.resize(s.image, (spec.width, spec.height),
+                                      interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        logits = model(normalise(small, spec).unsqueeze(0))
+        logits = functional.interpolate(logits, size=s.labels.shape, mode="bilinear",
+                                        align_corners=False)
+        cm.update(s.labels, logits.argmax(1)[0].numpy())
+    return {"iou": {c.name: c.iou for c in cm.scores()}, "mean_iou_road_car": cm.mean_iou()}
+
+
+@torch.inference_mode()
+def _time_ms(model: nn.Module, spec: InputSpec, runs: int) -> float:
+    model.eval()
+    x = torch.randn(1, 3, spec.height, spec.width)
+    for _ in range(3):
+        model(x)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        model(x)
+        times.append(1000 * (time.perf_counter() - t))
+    return statistics.median(times)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "camvid")
+    p.add_argument("--val-sequence", default="0006R0")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--height", type=int, default=192)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--limit", type=int, help="use only the first N training frames")
+    p.add_argument("--encoder", default="resnet18", help="smp encoder (no pretrained weights)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=20, help="timed inference runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError:
+        print("segmentation_models_pytorch is not installed in this environment; "
+              "see the module docstring", file=sys.stderr)
+        return 1
+    if not args.data.is_dir():
+        print(f"CamVid not found at {args.data}", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    spec = InputSpec(width=args.width, height=args.height)
+    train, val = _samples(args.data, args.val_sequence, args.limit)
+    torch.manual_seed(args.seed)
+    models: dict[str, nn.Module] = {
+        "drivingseg_unet": UNet(ModelConfig(depth=4, base_channels=16)),
+        f"smp_unet_{args.encoder}": smp.Unet(encoder_name=args.encoder, encoder_weights=None,
+                                             classes=len(CLASS_NAMES)),
+    }
+    results: dict[str, Any] = {
+        "torch": torch.__version__, "smp": smp.__version__, "threads": args.threads,
+        "input": [spec.width, spec.height], "epochs": args.epochs, "train_frames": len(train),
+        "val_frames": len(val), "val_sequence": args.val_sequence, "models": {},
+    }
+    for name, model in models.items():
+        train_s = _train(model, train, spec, args)
+        row = {"parameters": count_parameters(model), "train_s": round(train_s, 1),
+               **_score(model, val, spec), "cpu_ms_per_frame": _time_ms(model, spec, args.runs)}
+        results["models"][name] = row
+        print(name, json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

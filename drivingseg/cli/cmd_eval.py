@@ -1,0 +1,47 @@
+"""``drivingseg eval --data DIR --weights W [--json OUT]``: score a model on labelled frames.
+
+Works on CamVid (``X/`` + ``Xannot/``), KITTI road, KITTI semantics and synthetic drive
+folders; prints per-class IoU, precision, recall, F1, the mean IoU over road and car and
+the confusion matrix (plus MaxF and AP on KITTI road); ``--json`` writes everything,
+one row per frame included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from drivingseg.cli._common import progress
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "eval", help="score a model on a labelled folder",
+        description="Evaluate a U-Net checkpoint on CamVid / KITTI road / KITTI semantics data.",
+    )
+    p.add_argument("--data", required=True, help="labelled folder (any supported layout)")
+    p.add_argument("--weights", default="default",
+                   help="checkpoint (.safetensors beside its .json) or 'default' (shipped)")
+    p.add_argument("--json", dest="json_out", help="write the full report (per frame) here")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--sequences", nargs="+", default=[], metavar="SEQ",
+                   help="only frames of these CamVid sequences (file-name prefix, e.g. 0006R0)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N frames")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from drivingseg.model.evaluate import evaluate, format_report
+
+    report = evaluate(args.data, args.weights, device=args.device, limit=args.limit,
+                      sequences=tuple(args.sequences),
+                      wrap=lambda items, n: progress(items, total=n, desc="eval"))
+    print(format_report(report))
+    if args.json_out:
+        out = Path(args.json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

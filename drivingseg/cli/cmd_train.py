@@ -1,0 +1,45 @@
+"""``drivingseg train --config FILE [--resume]``: train the U-Net from a YAML config.
+
+Runs on the CPU by default (``train.device``), on CUDA with AMP when configured, and on
+several GPUs or processes under ``torchrun`` (DDP from the environment variables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "train", help="train the U-Net from a YAML config",
+        description="Train the road/car U-Net; checkpoints go to the config's out_dir.",
+    )
+    p.add_argument("--config", required=True, help="training YAML (see configs/train_default.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue from out_dir/last.*")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--time-limit-min", type=float, help="override train.time_limit_min")
+    p.add_argument("--device", help="override train.device (cpu, cuda, cuda:1, auto)")
+    p.add_argument("--out-dir", help="override out_dir")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from drivingseg.model.train import train
+    from drivingseg.model.train_config import load_train_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = load_train_config(args.config, epochs=args.epochs, time_limit_min=args.time_limit_min,
+                            device=args.device)
+    if args.out_dir:
+        cfg = replace(cfg, out_dir=Path(args.out_dir))
+    summary = train(cfg, resume=args.resume)
+    best = {k: summary[k] for k in ("best_mean_iou", "steps", "elapsed_s", "out_dir")}
+    print(json.dumps(best))
+    return 0

@@ -1,0 +1,166 @@
+"""Augmentations applied consistently to image, lidar channels and labels, and the tensors.
+
+One random draw (scale, crop offset, flip, colour) is applied to every array of a sample:
+the image is resized bilinearly, lidar channels and labels with nearest neighbour (labels
+must stay ids, sparse lidar pixels must not be smeared), so a pixel's label stays with
+its pixel. Colour jitter touches the image only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch.utils.data import Dataset
+
+from drivingseg.model.config import IGNORE_INDEX, InputSpec
+
+__all__ = ["Augmenter", "Sample", "SegmentationDataset", "normalise", "resize_sample"]
+
+Image = npt.NDArray[np.uint8]
+Labels = npt.NDArray[np.uint8]
+Lidar = npt.NDArray[np.float32]
+
+
+@dataclass
+class Sample:
+    """One frame: RGB uint8 H x W x 3, labels H x W uint8, optional lidar H x W x C float32."""
+
+    image: Image
+    labels: Labels
+    lidar: Lidar | None = None
+
+
+def _resize(sample: Sample, width: int, height: int) -> Sample:
+    size = (width, height)
+    image: Image = np.asarray(
+        cv2.resize(sample.image, size, interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
+    labels: Labels = np.asarray(
+        cv2.resize(sample.labels, size, interpolation=cv2.INTER_NEAREST_EXACT), dtype=np.uint8)
+    lidar: Lidar | None = None
+    if sample.lidar is not None:
+        small = np.asarray(cv2.resize(sample.lidar, size, interpolation=cv2.INTER_NEAREST_EXACT),
+                           dtype=np.float32)
+        lidar = small[:, :, None] if small.ndim == 2 else small
+    return Sample(image, labels, lidar)
+
+
+def resize_sample(sample: Sample, spec: InputSpec) -> Sample:
+    """Resize the whole frame to the model input size (what evaluation and inference see)."""
+    return _resize(sample, spec.width, spec.height)
+
+
+class Augmenter:
+    """Random scale + crop to ``spec``'s size, horizontal flip and colour jitter.
+
+    Scale 1 shows the whole frame as inference does (the frame resized to cover the
+    input size); ``scale_range`` zooms in (> 1) and out (< 1, padded with ignore).
+    """
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        *,
+        scale_range: tuple[float, float] = (0.8, 1.6),
+        flip: bool = True,
+        jitter: float = 0.3,
+        seed: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.scale_range = scale_range
+        self.flip = flip
+        self.jitter = jitter
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, sample: Sample) -> Sample:
+        out_w, out_h = self.spec.width, self.spec.height
+        h, w = sample.labels.shape
+        base = max(out_w / w, out_h / h)
+        s = base * float(self.rng.uniform(*self.scale_range))
+        rw, rh = max(1, round(w * s)), max(1, round(h * s))
+        res = _resize(sample, rw, rh)
+        res = self._pad(res, max(out_w, rw), max(out_h, rh))
+        x0 = int(self.rng.integers(0, res.labels.shape[1] - out_w + 1))
+        y0 = int(self.rng.integers(0, res.labels.shape[0] - out_h + 1))
+        crop = (slice(y0, y0 + out_h), slice(x0, x0 + out_w))
+        image, labels = res.image[crop], res.labels[crop]
+        lidar = None if res.lidar is None else res.lidar[crop]
+        if self.flip and self.rng.random() < 0.5:
+            image, labels = image[:, ::-1], labels[:, ::-1]
+            lidar = None if lidar is None else lidar[:, ::-1]
+        if self.jitter > 0:
+            image = self._colour(image)
+        return Sample(
+            np.ascontiguousarray(image),
+            np.ascontiguousarray(labels),
+            None if lidar is None else np.ascontiguousarray(lidar),
+        )
+
+    @staticmethod
+    def _pad(sample: Sample, width: int, height: int) -> Sample:
+        h, w = sample.labels.shape
+        if (h, w) == (height, width):
+            return sample
+        image = np.zeros((height, width, 3), dtype=np.uint8)
+        labels = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
+        image[:h, :w], labels[:h, :w] = sample.image, sample.labels
+        lidar = None
+        if sample.lidar is not None:
+            lidar = np.zeros((height, width, sample.lidar.shape[2]), dtype=np.float32)
+            lidar[:h, :w] = sample.lidar
+        return Sample(image, labels, lidar)
+
+    def _colour(self, image: Image) -> Image:
+        j = self.jitter
+        img = image.astype(np.float32)
+        grey = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        sat = float(self.rng.uniform(1 - j, 1 + j))
+        img = grey[..., None] + (img - grey[..., None]) * sat
+        contrast = float(self.rng.uniform(1 - j, 1 + j))
+        img = (img - float(grey.mean())) * contrast + float(grey.mean())
+        img = img * float(self.rng.uniform(1 - j, 1 + j))
+        img += self.rng.uniform(-8, 8, size=3).astype(np.float32)
+        return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def normalise(image: Image, spec: InputSpec) -> torch.Tensor:
+    """uint8 H x W x 3 RGB -> float32 3 x H x W, scaled to [0, 1] and standardised."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(spec.mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32).view(3, 1, 1)
+    return (t - mean) / std
+
+
+class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """In-memory samples -> (input C x H x W float32, labels H x W int64) tensors.
+
+    With an ``augmenter`` each access draws a new augmentation; without one the whole
+    frame is resized to the input size.
+    """
+
+    def __init__(
+        self, samples: list[Sample], spec: InputSpec, augmenter: Augmenter | None = None
+    ) -> None:
+        self.samples = samples
+        self.spec = spec
+        self.augmenter = augmenter
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sample = self.samples[index]
+        if self.augmenter is not None:
+            sample = self.augmenter(sample)
+        else:
+            sample = resize_sample(sample, self.spec)
+        x = normalise(sample.image, self.spec)
+        if sample.lidar is not None:
+            x = torch.cat([x, torch.from_numpy(sample.lidar).permute(2, 0, 1).float()], dim=0)
+        return x, torch.from_numpy(sample.labels.astype(np.int64))

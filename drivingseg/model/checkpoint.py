@@ -1,0 +1,236 @@
+"""Checkpoints: weights as safetensors, everything else as a JSON file beside them.
+
+``name.safetensors`` holds the tensors (and a copy of the config in its header metadata);
+``name.json`` holds the constructor arguments, the class names, the input size and
+normalisation, and free-form training notes. Nothing is pickled, so loading a checkpoint
+cannot run code. Every problem (missing or truncated file, wrong channel or class count,
+a config that does not match the tensors) raises :class:`ModelError` naming the file.
+
+Training state for ``--resume`` (optimizer moments, step, RNG) is a second pair,
+``name.state.safetensors`` + ``name.state.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from drivingseg.errors import ModelError
+from drivingseg.fileio import write_atomic
+from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, InputSpec, ModelConfig
+from drivingseg.model.unet import UNet
+
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "checkpoint_paths",
+    "default_weights",
+    "load_checkpoint",
+    "load_training_state",
+    "resolve_weights",
+    "save_checkpoint",
+    "save_training_state",
+]
+
+FORMAT = "drivingseg-unet/1"
+DEFAULT_WEIGHTS_NAME = "unet_rgb"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model with what it needs to be used: classes, input size, notes."""
+
+    model: UNet
+    config: ModelConfig
+    spec: InputSpec
+    classes: tuple[str, ...] = CLASS_NAMES
+    notes: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(``x.safetensors``, ``x.json``) for ``x``, ``x.safetensors`` or ``x.json``."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def default_weights() -> Path:
+    """The weights shipped in the package (``drivingseg/weights/unet_rgb.*``)."""
+    return Path(__file__).resolve().parents[1] / "weights" / f"{DEFAULT_WEIGHTS_NAME}.safetensors"
+
+
+def resolve_weights(name: str | os.PathLike[str]) -> Path:
+    """``'default'`` -> the shipped weights; anything else is a path."""
+    return default_weights() if str(name) == "default" else Path(name)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    write_atomic(path, write, error=ModelError, what="checkpoint")
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: torch.nn.Module,
+    config: ModelConfig,
+    spec: InputSpec,
+    notes: dict[str, Any] | None = None,
+    *,
+    half: bool = False,
+) -> Path:
+    """Write the weights (optionally as float16) and the JSON config; returns the weights path."""
+    weights, meta_path = checkpoint_paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    inner = getattr(model, "module", model)
+    tensors = {}
+    for k, v in inner.state_dict().items():
+        t = v.detach().to("cpu").contiguous()
+        tensors[k] = t.half() if half and t.is_floating_point() else t
+    config_json = json.dumps(config.to_dict(), sort_keys=True)
+    meta = {
+        "format": FORMAT,
+        "model": config.to_dict(),
+        "classes": list(CLASS_NAMES[: config.num_classes]),
+        "ignore_index": IGNORE_INDEX,
+        "input": spec.to_dict(),
+        "notes": notes or {},
+    }
+    _atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"model": config_json}))
+    _atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return weights
+
+
+def _read_meta(meta_path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError as exc:
+        message = "checkpoint config (JSON beside the .safetensors) not found"
+        raise ModelError(message, path=meta_path) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"checkpoint config is not valid JSON: {exc}", path=meta_path) from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else meta
+        message = f"not a drivingseg checkpoint config: format is {got!r}, expected {FORMAT!r}"
+        raise ModelError(message, path=meta_path)
+    return meta
+
+
+def _read_tensors(weights: Path) -> dict[str, torch.Tensor]:
+    if not weights.is_file():
+        raise ModelError("checkpoint weights file not found", path=weights)
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        message = f"cannot read the weights (truncated or not safetensors): {exc}"
+        raise ModelError(message, path=weights) from exc
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Load and check a checkpoint; ``in_channels`` / ``num_classes`` say what the caller needs."""
+    weights, meta_path = checkpoint_paths(resolve_weights(path))
+    meta = _read_meta(meta_path)
+    config = ModelConfig.from_dict(meta.get("model"), meta_path)
+    spec = InputSpec.from_dict(meta.get("input"), meta_path)
+    classes = tuple(str(c) for c in meta.get("classes", ()))
+    if len(classes) != config.num_classes:
+        message = f"config lists classes {classes!r} but num_classes is {config.num_classes!r}"
+        raise ModelError(message, path=meta_path)
+    if in_channels is not None and config.in_channels != in_channels:
+        message = (
+            f"checkpoint takes {config.in_channels} input channels but {in_channels} are "
+            "given; use RGB weights (3) or RGB+lidar weights (7) to match the input"
+        )
+        raise ModelError(message, path=meta_path)
+    if num_classes is not None and config.num_classes != num_classes:
+        message = f"checkpoint predicts {config.num_classes} classes, expected {num_classes}"
+        raise ModelError(message, path=meta_path)
+    tensors = _read_tensors(weights)
+    model = UNet(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong:
+        details = []
+        if wrong:
+            k = wrong[0]
+            details.append(
+                f"{len(wrong)} tensors of the wrong shape (e.g. {k!r}: file "
+                f"{tuple(tensors[k].shape)!r}, config {tuple(expected[k].shape)!r})"
+            )
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[0]!r})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})")
+        message = (
+            f"weights do not match the config {config.to_dict()!r}: " + "; ".join(details)
+            + f" (config: {meta_path.name})"
+        )
+        raise ModelError(message, path=weights)
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    model.to(device).eval()
+    notes = meta.get("notes", {})
+    return Checkpoint(model, config, spec, classes, notes if isinstance(notes, dict) else {},
+                      weights)
+
+
+def save_training_state(
+    path: str | os.PathLike[str],
+    optimizer: torch.optim.Optimizer,
+    info: dict[str, Any],
+) -> None:
+    """Optimizer tensors + RNG state as safetensors, step counters and groups as JSON."""
+    weights, meta_path = checkpoint_paths(Path(str(path) + ".state"))
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, state in sd["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"opt.{idx}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    meta = {"param_groups": sd["param_groups"], "scalars": scalars, "info": info}
+    _atomic_write(weights, lambda p: save_file(tensors, str(p)))
+    _atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+
+
+def load_training_state(
+    path: str | os.PathLike[str], optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore what :func:`save_training_state` wrote; returns its ``info``."""
+    weights, meta_path = checkpoint_paths(Path(str(path) + ".state"))
+    tensors = _read_tensors(weights)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read training state: {exc}", path=meta_path) from exc
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for idx, values in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (KeyError, ValueError) as exc:
+        message = f"training state does not match this optimizer/model: {exc}"
+        raise ModelError(message, path=meta_path) from exc
+    torch.set_rng_state(tensors["rng.torch"])
+    info = meta.get("info", {})
+    return info if isinstance(info, dict) else {}

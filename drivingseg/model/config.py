@@ -1,0 +1,147 @@
+"""Typed, frozen model configuration and the class table shared by training and inference.
+
+A :class:`ModelConfig` is everything needed to rebuild a :class:`~drivingseg.model.unet.UNet`;
+it is stored as JSON beside the safetensors weights. :class:`ModelError` is the error of
+every user-caused model problem (bad config, wrong checkpoint, wrong input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from os import PathLike
+from typing import Any
+
+from drivingseg.errors import ModelError
+
+__all__ = [
+    "CLASS_NAMES",
+    "IGNORE_INDEX",
+    "NORMS",
+    "NUM_CLASSES",
+    "RGB_MEAN",
+    "RGB_STD",
+    "InputSpec",
+    "ModelConfig",
+]
+
+CLASS_NAMES: tuple[str, ...] = ("background", "road", "car")
+"""Class ids of every label map and prediction: 0 background, 1 road, 2 car."""
+NUM_CLASSES = len(CLASS_NAMES)
+IGNORE_INDEX = 255
+"""Label id of pixels that neither count in the loss nor in the metrics."""
+NORMS = ("batch", "group", "none")
+RGB_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+RGB_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+RGB_CHANNELS = 3
+LIDAR_CHANNELS = 4
+"""depth_m, height_m, intensity, valid (``drivingseg.fusion.channels.CHANNEL_NAMES``)."""
+
+
+def _fail(message: str, path: str | PathLike[str] | None) -> ModelError:
+    return ModelError(message, path=path)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """U-Net shape: ``depth`` down/up levels, ``base_channels`` at the first level (doubling
+    per level), ``in_channels`` 3 (RGB) or 7 (RGB + 4 lidar channels), ``norm`` after each conv."""
+
+    depth: int = 4
+    base_channels: int = 16
+    in_channels: int = RGB_CHANNELS
+    num_classes: int = NUM_CLASSES
+    norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, path: str | PathLike[str] | None = None) -> None:
+        """Raise :class:`ModelError` naming the bad value and the valid choices."""
+        if self.norm not in NORMS:
+            raise _fail(f"unknown norm {self.norm!r}; valid choices: {', '.join(NORMS)}", path)
+        for name, value, lo, hi in (
+            ("depth", self.depth, 1, 6),
+            ("base_channels", self.base_channels, 4, 128),
+            ("num_classes", self.num_classes, 2, 64),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise _fail(f"{name} must be an integer in [{lo}, {hi}], got {value!r}", path)
+        if self.in_channels not in (RGB_CHANNELS, RGB_CHANNELS + LIDAR_CHANNELS):
+            message = (
+                f"in_channels must be {RGB_CHANNELS} (RGB) or {RGB_CHANNELS + LIDAR_CHANNELS} "
+                f"(RGB + lidar depth_m, height_m, intensity, valid), got {self.in_channels!r}"
+            )
+            raise _fail(message, path)
+        if self.norm == "group" and self.base_channels % 4:
+            message = f"norm 'group' needs base_channels divisible by 4, got {self.base_channels!r}"
+            raise _fail(message, path)
+
+    @property
+    def uses_lidar(self) -> bool:
+        return self.in_channels > RGB_CHANNELS
+
+    @property
+    def size_multiple(self) -> int:
+        """Inputs are padded to a multiple of this (2 ** depth) and cropped back."""
+        return 2**self.depth
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(
+        cls, data: object, path: str | PathLike[str] | None = None
+    ) -> ModelConfig:
+        """Build from a JSON/YAML mapping; unknown keys are refused with the valid ones."""
+        if not isinstance(data, dict):
+            raise _fail(f"model config must be a mapping, got {type(data).__name__}", path)
+        valid = tuple(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            message = f"unknown model config keys {unknown!r}; valid keys: {', '.join(valid)}"
+            raise _fail(message, path)
+        try:
+            config = cls(**data)
+        except ModelError as exc:
+            raise _fail(exc.message, path) from exc
+        return config
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How frames become model input: resize to ``width`` x ``height``, normalise RGB."""
+
+    width: int = 320
+    height: int = 240
+    mean: tuple[float, ...] = field(default=RGB_MEAN)
+    std: tuple[float, ...] = field(default=RGB_STD)
+
+    def __post_init__(self) -> None:
+        for name, value in (("width", self.width), ("height", self.height)):
+            if not isinstance(value, int) or not 16 <= value <= 4096:
+                raise ModelError(f"input {name} must be an integer in [16, 4096], got {value!r}")
+        if len(self.mean) != RGB_CHANNELS or len(self.std) != RGB_CHANNELS:
+            message = f"mean and std need 3 values (RGB), got {self.mean!r} and {self.std!r}"
+            raise ModelError(message)
+        if min(self.std) <= 0:
+            raise ModelError(f"std values must be positive, got {self.std!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"width": self.width, "height": self.height,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: object, path: str | PathLike[str] | None = None) -> InputSpec:
+        if not isinstance(data, dict) or not {"width", "height"} <= set(data):
+            raise _fail(f"input spec must be a mapping with width and height, got {data!r}", path)
+        try:
+            return cls(
+                width=data["width"],
+                height=data["height"],
+                mean=tuple(float(v) for v in data.get("mean", RGB_MEAN)),
+                std=tuple(float(v) for v in data.get("std", RGB_STD)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise _fail(f"invalid input spec {data!r}: {exc}", path) from exc
+        except ModelError as exc:
+            raise _fail(exc.message, path) from exc

@@ -1,0 +1,193 @@
+"""Labelled driving frames: CamVid, KITTI road, KITTI semantics and synthetic drives.
+
+Every layout becomes a list of :class:`LabelledFile` (image path, label path, layout);
+:func:`read_labels` maps the layout's label convention onto drivingseg's three classes
+(0 background, 1 road, 2 car, 255 ignore):
+
+- ``camvid`` (SegNet layout ``X/`` + ``Xannot/``): 3 road, 8 car, 11 unlabelled -> 255,
+  ids 0-10 otherwise background; anything above 11 is refused.
+- ``kitti_road`` (``image_2/um_000000.png`` + ``gt_image_2/um_road_000000.png``): colour
+  labels, magenta (255, 0, 255) road, red (255, 0, 0) not road, black -> 255. Cars are not
+  labelled there, so only road is scored on this layout.
+- ``kitti_semantics`` (``image_2/`` + ``semantic/``, Cityscapes label ids): 7 road,
+  26 car, 0 unlabelled -> 255, other ids 1-33 background; above 33 is refused.
+- ``synthetic`` (a drive written by ``write_synthetic_drive``: ``image_02/data/`` +
+  ``gt/image_02/``): exact ids 0/1/2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from drivingseg.errors import RecordingError
+from drivingseg.model.config import IGNORE_INDEX
+from drivingseg.sensors.decode import decode_image, read_image_rgb
+
+__all__ = [
+    "LAYOUTS",
+    "LabelledFile",
+    "camvid_sequence",
+    "discover",
+    "load_pair",
+    "map_label_ids",
+    "read_labels",
+    "synthetic_frames",
+]
+
+LAYOUTS = ("camvid", "kitti_road", "kitti_semantics", "synthetic")
+Labels = npt.NDArray[np.uint8]
+Image = npt.NDArray[np.uint8]
+
+_CAMVID_LUT = np.zeros(256, dtype=np.uint8)
+_CAMVID_LUT[3], _CAMVID_LUT[8], _CAMVID_LUT[11] = 1, 2, IGNORE_INDEX
+_CAMVID_MAX = 11
+_CITYSCAPES_LUT = np.zeros(256, dtype=np.uint8)
+_CITYSCAPES_LUT[7], _CITYSCAPES_LUT[26], _CITYSCAPES_LUT[0] = 1, 2, IGNORE_INDEX
+_CITYSCAPES_MAX = 33
+_SYNTHETIC_MAX = 2
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class LabelledFile:
+    """One labelled frame on disk: RGB image, label image and the layout's convention."""
+
+    image: Path
+    label: Path
+    layout: str
+
+    @property
+    def name(self) -> str:
+        return self.image.stem
+
+
+def camvid_sequence(path: str | PathLike[str]) -> str:
+    """CamVid's sequence of a frame: the file name prefix (``0016E5_07959.png`` -> 0016E5)."""
+    return Path(path).name.split("_", 1)[0]
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+
+
+def _pairs(images: Path, labels: Path, layout: str, label_name: str = "{stem}{suffix}") -> list[
+    LabelledFile
+]:
+    out = []
+    for img in _images(images):
+        if layout == "kitti_road":
+            cat, _, num = img.stem.partition("_")
+            lbl = labels / f"{cat}_road_{num}{img.suffix}"
+        else:
+            lbl = labels / label_name.format(stem=img.stem, suffix=img.suffix)
+        if not lbl.is_file():
+            raise RecordingError(f"no label image {lbl.name!r} for this frame", path=img)
+        out.append(LabelledFile(img, lbl, layout))
+    return out
+
+
+def discover(root: str | PathLike[str]) -> list[LabelledFile]:
+    """Every labelled frame under ``root``, whatever the layout (see the module docstring).
+
+    ``root`` may be a CamVid root (``train/``, ``trainannot/``, ...), one CamVid split
+    (``val`` beside ``valannot``), a KITTI road or semantics folder (or its parent holding
+    ``training/``) or a synthetic drive folder (or the date folder above it).
+    """
+    path = Path(root)
+    if not path.is_dir():
+        raise RecordingError("data folder not found (or not a folder)", path=path)
+    if (path / "training").is_dir():
+        path = path / "training"
+    if (path / "image_2").is_dir() and (path / "gt_image_2").is_dir():
+        return _pairs(path / "image_2", path / "gt_image_2", "kitti_road")
+    if (path / "image_2").is_dir() and (path / "semantic").is_dir():
+        return _pairs(path / "image_2", path / "semantic", "kitti_semantics")
+    sibling = path.parent / f"{path.name}annot"
+    if sibling.is_dir():
+        return _pairs(path, sibling, "camvid")
+    camvid = sorted(d for d in path.iterdir() if d.is_dir() and (path / f"{d.name}annot").is_dir())
+    if camvid:
+        return [f for d in camvid for f in _pairs(d, path / f"{d.name}annot", "camvid")]
+    drives = [path] if (path / "gt" / "image_02").is_dir() else sorted(
+        d for d in path.iterdir() if (d / "gt" / "image_02").is_dir()
+    )
+    if drives:
+        return [f for d in drives for f in _pairs(d / "image_02" / "data", d / "gt" / "image_02",
+                                                   "synthetic")]
+    message = (
+        "no labelled frames found: expected a CamVid folder (X/ beside Xannot/), KITTI road "
+        "(image_2/ + gt_image_2/), KITTI semantics (image_2/ + semantic/) or a synthetic "
+        "drive (image_02/data/ + gt/image_02/)"
+    )
+    raise RecordingError(message, path=path)
+
+
+def map_label_ids(raw: Labels, layout: str, source: str | PathLike[str]) -> Labels:
+    """Map a single-channel label image of ``layout`` onto 0/1/2/255; unknown ids raise."""
+    limits = {"camvid": (_CAMVID_MAX, _CAMVID_LUT), "kitti_semantics": (_CITYSCAPES_MAX,
+              _CITYSCAPES_LUT), "synthetic": (_SYNTHETIC_MAX, None)}
+    if layout not in limits:
+        raise RecordingError(f"unknown label layout {layout!r}; valid: {', '.join(LAYOUTS)}",
+                             path=source)
+    top, lut = limits[layout]
+    if raw.size and int(raw.max()) > top:
+        bad = sorted(int(v) for v in np.unique(raw[raw > top]))[:8]
+        message = f"label image holds unknown {layout} ids {bad!r} (valid ids are 0..{top})"
+        raise RecordingError(message, path=source)
+    return raw.copy() if lut is None else lut[raw]
+
+
+def _kitti_road_labels(rgb: Image, source: Path) -> Labels:
+    road = (rgb[..., 0] > 127) & (rgb[..., 2] > 127)
+    not_road = (rgb[..., 0] > 127) & (rgb[..., 2] <= 127)
+    out = np.full(rgb.shape[:2], IGNORE_INDEX, dtype=np.uint8)
+    out[not_road] = 0
+    out[road] = 1
+    return out
+
+
+def read_labels(file: LabelledFile) -> Labels:
+    """Read ``file.label`` as H x W uint8 drivingseg ids; errors name the file."""
+    try:
+        data = file.label.read_bytes()
+    except OSError as exc:
+        raise RecordingError(f"cannot read label image: {exc.strerror}", path=file.label) from exc
+    if file.layout == "kitti_road":
+        return _kitti_road_labels(decode_image(data, file.label), file.label)
+    decode_image(data, file.label)  # integrity checks (truncation) with a clear error
+    raw = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 2:
+        shape = None if raw is None else (raw.shape, str(raw.dtype))
+        message = f"expected a single-channel 8-bit label image, got {shape!r}"
+        raise RecordingError(message, path=file.label)
+    return map_label_ids(np.asarray(raw, dtype=np.uint8), file.layout, file.label)
+
+
+def load_pair(file: LabelledFile) -> tuple[Image, Labels]:
+    """RGB image and drivingseg labels of one frame; sizes must match."""
+    image = read_image_rgb(file.image)
+    labels = read_labels(file)
+    if labels.shape != image.shape[:2]:
+        message = (
+            f"label image is {labels.shape[1]}x{labels.shape[0]} but its camera image "
+            f"{file.image.name!r} is {image.shape[1]}x{image.shape[0]} (width x height)"
+        )
+        raise RecordingError(message, path=file.label)
+    return image, labels
+
+
+def synthetic_frames(seed: int, frames: int, step: int = 1) -> list[tuple[Image, Labels]]:
+    """Frames ``0, step, 2*step, ...`` of a synthetic drive with their exact labels."""
+    from drivingseg.sensors.synthetic.drive import SyntheticDrive
+
+    out = []
+    with SyntheticDrive(seed=seed, frames=frames) as drive:
+        for i in range(0, frames, max(1, step)):
+            out.append((drive.camera(i).image, drive.labels(i)))
+    return out

@@ -1,0 +1,123 @@
+"""``drivingseg eval``: score a checkpoint on a labelled folder, frame by frame.
+
+Predictions are made by :class:`~drivingseg.model.infer.Segmenter` (the node's code path)
+at the labels' own size. The report holds the confusion matrix, per-class IoU, precision,
+recall and F1, the mean IoU over road and car, one row per frame, and on KITTI road data
+the benchmark's MaxF and AP from the road probability (perspective space). On KITTI road
+only road is labelled, so car predictions count as "not road" there and car is not scored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from drivingseg.errors import RecordingError
+from drivingseg.model.checkpoint import load_checkpoint
+from drivingseg.model.config import IGNORE_INDEX
+from drivingseg.model.data import LabelledFile, camvid_sequence, discover, load_pair
+from drivingseg.model.infer import Segmenter
+from drivingseg.model.metrics import ConfusionMatrix, RoadPR, mean_iou_of, scores_of
+
+__all__ = ["evaluate", "format_report"]
+
+ROAD, CAR = 1, 2
+
+
+def evaluate(
+    data: str | os.PathLike[str],
+    weights: str | os.PathLike[str] = "default",
+    *,
+    device: str = "cpu",
+    limit: int | None = None,
+    sequences: tuple[str, ...] = (),
+    wrap: Callable[[Iterable[LabelledFile], int], Iterable[LabelledFile]] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``weights`` on the labelled frames under ``data``.
+
+    ``sequences`` keeps only frames whose CamVid sequence (file-name prefix) is listed;
+    ``limit`` keeps the first N frames after that.
+    """
+    files = discover(data)
+    if sequences:
+        files = [f for f in files if camvid_sequence(f.image) in sequences]
+        if not files:
+            message = f"no frames of sequences {list(sequences)!r} in this folder"
+            raise RecordingError(message, path=data)
+    files = files[:limit] if limit else files
+    ckpt = load_checkpoint(weights, device=device)
+    seg = Segmenter(ckpt, device=device)
+    layouts = sorted({f.layout for f in files})
+    road_only = layouts == ["kitti_road"]
+    classes = ("not_road", "road") if road_only else ckpt.classes
+    cm = ConfusionMatrix(classes)
+    road_pr = RoadPR() if road_only else None
+    rows = []
+    iterable = wrap(files, len(files)) if wrap is not None else files
+    for f in iterable:
+        image, labels = load_pair(f)
+        out = seg(image, probabilities=road_pr is not None)
+        pred = out.class_ids
+        if road_only:
+            pred = (pred == ROAD).astype(np.uint8)
+        frame_cm = cm.update(labels, pred)
+        if road_pr is not None and out.probs is not None:
+            road_pr.update(labels, out.probs[ROAD])
+        frame_scores = {s.name: s.iou for s in scores_of(frame_cm, classes)}
+        valid = labels != IGNORE_INDEX
+        rows.append({
+            "frame": f.name,
+            "image": str(f.image),
+            "iou": frame_scores,
+            "mean_iou": mean_iou_of(frame_cm, classes),
+            "pixel_accuracy": float((pred[valid] == labels[valid]).mean()) if valid.any()
+            else None,
+        })
+    report: dict[str, Any] = {
+        "data": str(data),
+        "weights": str(ckpt.path),
+        "layouts": layouts,
+        "frames": len(files),
+        "sequences": sorted({camvid_sequence(f.image) for f in files}),
+        "classes": list(classes),
+        "input_size": [ckpt.spec.width, ckpt.spec.height],
+        "confusion_matrix": cm.matrix.tolist(),
+        "per_class": {s.name: asdict(s) for s in cm.scores()},
+        "mean_iou_road_car": cm.mean_iou(),
+        "per_frame": rows,
+    }
+    if road_pr is not None:
+        report["kitti_road"] = road_pr.result()
+    return report
+
+
+def _pct(value: float | None) -> str:
+    return "   n/a" if value is None else f"{100 * value:6.2f}"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A short human-readable table of a report from :func:`evaluate`."""
+    lines = [
+        f"{report['frames']} frames ({', '.join(report['layouts'])}) from {report['data']}",
+        f"weights {report['weights']} at input {report['input_size'][0]}x"
+        f"{report['input_size'][1]}",
+        f"{'class':<12}{'IoU %':>8}{'prec %':>8}{'recall %':>10}{'F1 %':>8}",
+    ]
+    for name, s in report["per_class"].items():
+        lines.append(f"{name:<12}{_pct(s['iou']):>8}{_pct(s['precision']):>8}"
+                     f"{_pct(s['recall']):>10}{_pct(s['f1']):>8}")
+    lines.append(f"mean IoU (road, car): {_pct(report['mean_iou_road_car']).strip()} %")
+    if "kitti_road" in report:
+        k = report["kitti_road"]
+        lines.append(f"KITTI road (perspective): MaxF {_pct(k['max_f']).strip()} %, "
+                     f"AP {_pct(k['ap']).strip()} %")
+    lines.append("confusion matrix (rows: label, columns: prediction; "
+                 + ", ".join(report["classes"]) + ")")
+    lines += ["  " + " ".join(f"{v:>10d}" for v in row) for row in report["confusion_matrix"]]
+    return "\n".join(lines)
+
+

@@ -1,0 +1,178 @@
+"""Inference for the streaming node: uint8 RGB in, class ids and probabilities out.
+
+:class:`Segmenter` keeps its input buffers between calls (a resized-frame buffer on the
+host and a normalised input tensor on the device), runs under ``torch.inference_mode``,
+and returns results at the frame's own size (logits upsampled bilinearly, then softmax
+and arg-max). The same code runs on CUDA, in float16 when ``fp16`` (default there).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from torch.nn import functional
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from drivingseg.errors import ModelError
+from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
+from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
+from drivingseg.model.unet import UNet
+
+__all__ = ["Segmentation", "Segmenter", "fuse_batch_norm"]
+
+
+def fuse_batch_norm(model: UNet) -> UNet:
+    """Fold each eval-mode BatchNorm into the conv before it (same outputs, less work)."""
+    model.eval()
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(conv, bn)
+                seq[i + 1] = nn.Identity()
+    return model
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """``class_ids`` H x W uint8 (0 background, 1 road, 2 car); ``probs`` classes x H x W."""
+
+    class_ids: npt.NDArray[np.uint8]
+    probs: npt.NDArray[np.float32] | None
+
+
+class Segmenter:
+    """A loaded model ready for frames: ``Segmenter("default")(rgb).class_ids``."""
+
+    def __init__(
+        self,
+        weights: str | os.PathLike[str] | Checkpoint = "default",
+        device: str | torch.device = "cpu",
+        fp16: bool | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(f"device {str(device)!r} asked for but CUDA is not available")
+        ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
+        self._setup(fuse_batch_norm(ckpt.model), ckpt.config, ckpt.spec, ckpt.classes, fp16)
+
+    @classmethod
+    def from_model(
+        cls, model: UNet, spec: InputSpec, device: str | torch.device = "cpu",
+        fp16: bool | None = None,
+    ) -> Segmenter:
+        """Wrap a model in training (validation uses the same code path as the node)."""
+        obj = cls.__new__(cls)
+        obj.device = torch.device(device)
+        from drivingseg.model.config import CLASS_NAMES
+
+        obj._setup(model, model.config, spec, CLASS_NAMES[: model.config.num_classes], fp16)
+        return obj
+
+    def _setup(
+        self, model: UNet, config: ModelConfig, spec: InputSpec, classes: tuple[str, ...],
+        fp16: bool | None,
+    ) -> None:
+        self.config, self.spec, self.classes = config, spec, classes
+        self.fp16 = (self.device.type == "cuda") if fp16 is None else fp16
+        if self.fp16 and self.device.type != "cuda":
+            raise ModelError("fp16 inference needs a CUDA device; use fp16=False on the CPU")
+        self.dtype = torch.float16 if self.fp16 else torch.float32
+        self.model = model.half() if self.fp16 else model
+        h, w = spec.height, spec.width
+        self._host = np.empty((h, w, 3), dtype=np.uint8)
+        self._input = torch.empty((1, config.in_channels, h, w), device=self.device,
+                                  dtype=self.dtype)
+        self._scale = (1.0 / (255.0 * torch.tensor(spec.std))).view(1, 3, 1, 1).to(
+            self.device, self.dtype)
+        self._shift = (-torch.tensor(spec.mean) / torch.tensor(spec.std)).view(1, 3, 1, 1).to(
+            self.device, self.dtype)
+
+    def _prepare(self, image: npt.NDArray[np.uint8], lidar: npt.NDArray[np.float32] | None
+                 ) -> None:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            message = (
+                f"expected an H x W x 3 uint8 RGB image, got shape {image.shape!r} dtype "
+                f"{image.dtype}; convert BGR/float images first"
+            )
+            raise ModelError(message)
+        if (lidar is not None) != self.config.uses_lidar:
+            need = "needs the 4 lidar channels (lidar=...)" if self.config.uses_lidar else (
+                "is RGB only; do not pass lidar channels")
+            raise ModelError(f"this model {need}")
+        cv2.resize(image, (self.spec.width, self.spec.height), dst=self._host,
+                   interpolation=cv2.INTER_AREA)
+        rgb = torch.from_numpy(self._host).to(self.device, non_blocking=True)
+        self._input[:, :3].copy_(rgb.permute(2, 0, 1).unsqueeze(0))
+        self._input[:, :3].mul_(self._scale).add_(self._shift)
+        if lidar is not None:
+            self._input[:, 3:].copy_(self._lidar_tensor(lidar, image.shape[:2]))
+
+    def _lidar_tensor(self, lidar: npt.NDArray[np.float32], hw: tuple[int, ...]) -> torch.Tensor:
+        arr = np.asarray(lidar, dtype=np.float32)
+        if arr.ndim == 3 and arr.shape[0] == LIDAR_CHANNELS and arr.shape[1:] == hw:
+            arr = np.moveaxis(arr, 0, -1)
+        if arr.shape != (*hw, LIDAR_CHANNELS):
+            message = (
+                f"lidar channels must be 4 x H x W or H x W x 4 at the image size {hw!r}, "
+                f"got {lidar.shape!r}"
+            )
+            raise ModelError(message)
+        small = cv2.resize(arr, (self.spec.width, self.spec.height),
+                           interpolation=cv2.INTER_NEAREST_EXACT)
+        return torch.from_numpy(small).permute(2, 0, 1).unsqueeze(0).to(self.device, self.dtype)
+
+    def __call__(
+        self,
+        image: npt.NDArray[np.uint8],
+        lidar: npt.NDArray[np.float32] | None = None,
+        *,
+        probabilities: bool = True,
+    ) -> Segmentation:
+        """Segment one RGB frame (and its lidar channels when the model takes them)."""
+        self._prepare(image, lidar)
+        logits = self.logits()
+        height, width = int(image.shape[0]), int(image.shape[1])
+        if self.device.type == "cpu":
+            return self._finish_numpy(logits, height, width, probabilities)
+        if (height, width) != tuple(logits.shape[1:]):
+            logits = functional.interpolate(logits[None].float(), size=(height, width),
+                                            mode="bilinear", align_corners=False)[0]
+        ids = logits.argmax(dim=0).to(torch.uint8).cpu().numpy()
+        probs = torch.softmax(logits.float(), dim=0).cpu().numpy() if probabilities else None
+        return Segmentation(ids, probs)
+
+    @staticmethod
+    def _finish_numpy(logits: torch.Tensor, height: int, width: int, probabilities: bool
+                      ) -> Segmentation:
+        """CPU: OpenCV's bilinear resize (same pixel-centre convention as torch's
+        ``align_corners=False``) and a numpy arg-max over the last axis, several times
+        faster than torch's arg-max over the leading class axis."""
+        arr = np.ascontiguousarray(logits.float().permute(1, 2, 0).numpy())
+        if (height, width) != arr.shape[:2]:
+            arr = cv2.resize(arr, (width, height), interpolation=cv2.INTER_LINEAR)
+            arr = arr[:, :, None] if arr.ndim == 2 else arr
+        ids = arr.argmax(axis=2).astype(np.uint8)
+        if not probabilities:
+            return Segmentation(ids, None)
+        e = np.exp(arr - arr.max(axis=2, keepdims=True))
+        e /= e.sum(axis=2, keepdims=True)
+        return Segmentation(ids, np.ascontiguousarray(e.transpose(2, 0, 1), dtype=np.float32))
+
+    def logits(self) -> torch.Tensor:
+        """Run the model on the prepared input: classes x h x w logits at the input size."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                return self.model(self._input)[0]
+        finally:
+            self.model.train(was_training)

@@ -1,0 +1,146 @@
+"""Exact segmentation metrics: an int64 confusion matrix and the KITTI road MaxF / AP.
+
+The confusion matrix ``cm[true, pred]`` is accumulated with integer counts (no float
+rounding, whatever the number of frames); IoU, precision, recall and F1 per class and
+the mean IoU over road and car are derived from it. Pixels labelled ``ignore_index`` do
+not count. :class:`RoadPR` follows the KITTI road devkit (``evaluateRoad.py``): the road
+probability is quantised to 256 thresholds ``t / 255``; a pixel is called road when its
+probability is ``>= t``; MaxF is the best F1 over thresholds and AP the PASCAL VOC
+11-point average precision, both over all frames' pixels together (perspective space).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX
+
+__all__ = ["ClassScores", "ConfusionMatrix", "RoadPR", "confusion_matrix"]
+
+SCORED_CLASSES = ("road", "car")
+
+
+def confusion_matrix(
+    labels: npt.ArrayLike, pred: npt.ArrayLike, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> npt.NDArray[np.int64]:
+    """``cm[t, p]`` = pixels with label ``t`` predicted ``p``; ignored pixels skipped."""
+    t = np.asarray(labels).ravel().astype(np.int64)
+    p = np.asarray(pred).ravel().astype(np.int64)
+    if t.shape != p.shape:
+        raise ValueError(f"labels and predictions differ in size: {t.shape} vs {p.shape}")
+    keep = t != ignore_index
+    t, p = t[keep], p[keep]
+    if t.size and (t.max() >= num_classes or p.max() >= num_classes or p.min() < 0):
+        raise ValueError(f"class ids must be in [0, {num_classes}) or {ignore_index}")
+    return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    ).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """Scores of one class; ``None`` where the denominator is 0 (class absent)."""
+
+    name: str
+    tp: int
+    fp: int
+    fn: int
+    iou: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+class ConfusionMatrix:
+    """Accumulates an int64 confusion matrix over frames."""
+
+    def __init__(self, classes: tuple[str, ...] = CLASS_NAMES) -> None:
+        self.classes = classes
+        self.matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+
+    def update(self, labels: npt.ArrayLike, pred: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """Add one frame; returns that frame's own matrix."""
+        cm = confusion_matrix(labels, pred, len(self.classes))
+        self.matrix += cm
+        return cm
+
+    def merge(self, other: npt.ArrayLike) -> None:
+        self.matrix += np.asarray(other, dtype=np.int64)
+
+    def scores(self) -> list[ClassScores]:
+        return scores_of(self.matrix, self.classes)
+
+    def mean_iou(self, names: tuple[str, ...] = SCORED_CLASSES) -> float | None:
+        return mean_iou_of(self.matrix, self.classes, names)
+
+
+def scores_of(matrix: npt.NDArray[np.int64], classes: tuple[str, ...]) -> list[ClassScores]:
+    """Per-class TP/FP/FN, IoU, precision, recall and F1 from ``matrix[true, pred]``."""
+    out = []
+    for i, name in enumerate(classes):
+        tp = int(matrix[i, i])
+        fp = int(matrix[:, i].sum()) - tp
+        fn = int(matrix[i, :].sum()) - tp
+        out.append(ClassScores(name, tp, fp, fn, _ratio(tp, tp + fp + fn), _ratio(tp, tp + fp),
+                               _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)))
+    return out
+
+
+def mean_iou_of(
+    matrix: npt.NDArray[np.int64], classes: tuple[str, ...], names: tuple[str, ...] = SCORED_CLASSES
+) -> float | None:
+    """Mean IoU over ``names`` (the classes that are present)."""
+    ious = [s.iou for s in scores_of(matrix, classes) if s.name in names and s.iou is not None]
+    return float(np.mean(ious)) if ious else None
+
+
+class RoadPR:
+    """KITTI road MaxF and AP from per-pixel road probabilities (devkit convention)."""
+
+    LEVELS = 256
+
+    def __init__(self) -> None:
+        self.pos_hist = np.zeros(self.LEVELS, dtype=np.int64)
+        self.neg_hist = np.zeros(self.LEVELS, dtype=np.int64)
+
+    def update(self, road_labels: npt.ArrayLike, road_prob: npt.ArrayLike) -> None:
+        """``road_labels``: 1 road, 0 not road, ``IGNORE_INDEX`` don't care."""
+        lab = np.asarray(road_labels).ravel()
+        prob = np.asarray(road_prob, dtype=np.float64).ravel()
+        q = np.clip(np.rint(prob * (self.LEVELS - 1)), 0, self.LEVELS - 1).astype(np.int64)
+        self.pos_hist += np.bincount(q[lab == 1], minlength=self.LEVELS)
+        self.neg_hist += np.bincount(q[lab == 0], minlength=self.LEVELS)
+
+    def curve(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(precision, recall) at thresholds ``t / 255`` for t = 0 .. 255."""
+        tp = np.cumsum(self.pos_hist[::-1])[::-1]  # positives with level >= t
+        fp = np.cumsum(self.neg_hist[::-1])[::-1]
+        n_pos = int(self.pos_hist.sum())
+        recall = tp / max(n_pos, 1)
+        precision = tp / np.maximum(tp + fp, 1)
+        return precision.astype(np.float64), recall.astype(np.float64)
+
+    def result(self) -> dict[str, Any]:
+        """``max_f``, ``ap``, and the threshold, precision and recall at MaxF."""
+        precision, recall = self.curve()
+        keep = ~((recall == 0) & (precision == 0))
+        if not keep.any():
+            return {"max_f": 0.0, "ap": 0.0, "threshold": None, "precision": 0.0, "recall": 0.0}
+        thresholds = np.arange(self.LEVELS)[keep] / (self.LEVELS - 1)
+        p, r = precision[keep], recall[keep]
+        ap = 0.0
+        for level in np.linspace(0.0, 1.0, 11):
+            above = r >= level - 1e-12
+            ap += float(p[above].max()) if above.any() else 0.0
+        f = 2 * p * r / np.maximum(p + r, 1e-12)
+        i = int(f.argmax())
+        return {"max_f": float(f[i]), "ap": ap / 11, "threshold": float(thresholds[i]),
+                "precision": float(p[i]), "recall": float(r[i])}

@@ -1,0 +1,247 @@
+"""Training: YAML config -> data -> U-Net, with checkpoints, resume, seeds, AMP and DDP.
+
+The loss is class-weighted cross-entropy (median-frequency weights from the training
+labels: cars are few pixels) plus a soft Dice term over road and car; both skip
+``IGNORE_INDEX`` pixels. The learning rate follows a polynomial decay over the larger of
+step progress and time progress (``time_limit_min``), so a time-boxed run still anneals.
+Each epoch writes ``last.*`` (weights + training state for ``--resume``) and, when the
+validation mean IoU over road and car improves, ``best.*``. Under ``torchrun`` the
+environment variables select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.distributed as dist
+from torch.nn import functional
+from torch.utils.data import DataLoader, DistributedSampler
+
+from drivingseg.errors import ModelError
+from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset
+from drivingseg.model.checkpoint import (
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
+from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX
+from drivingseg.model.data import load_pair
+from drivingseg.model.infer import Segmenter
+from drivingseg.model.metrics import ConfusionMatrix
+from drivingseg.model.train_config import DataSource, TrainConfig
+from drivingseg.model.unet import UNet, count_parameters
+
+__all__ = ["class_weights", "dice_loss", "load_sources", "segmentation_loss", "train"]
+
+log = logging.getLogger(__name__)
+
+
+def load_sources(sources: tuple[DataSource, ...]) -> list[Sample]:
+    """Read every frame of ``sources`` into memory (images at full size)."""
+    from drivingseg.model.data import synthetic_frames
+
+    samples: list[Sample] = []
+    for src in sources:
+        if src.synthetic_seed is not None:
+            frames = synthetic_frames(src.synthetic_seed, src.synthetic_frames, src.synthetic_step)
+            samples += [Sample(img, lbl) for img, lbl in frames]
+        else:
+            samples += [Sample(*load_pair(f)) for f in src.files()]
+    return samples
+
+
+def class_weights(samples: list[Sample], num_classes: int, cap: float = 10.0) -> torch.Tensor:
+    """Median-frequency balancing (Eigen & Fergus): ``median(freq) / freq_c``, capped."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    present = np.zeros(num_classes, dtype=np.int64)
+    for s in samples:
+        c = np.bincount(s.labels.ravel(), minlength=256)[:num_classes]
+        counts += c
+        present += (c > 0) * s.labels.size
+    freq = counts / np.maximum(present, 1)
+    w = np.where(freq > 0, np.median(freq[freq > 0]) / np.maximum(freq, 1e-12), 1.0)
+    return torch.tensor(np.minimum(w, cap), dtype=torch.float32)
+
+
+def dice_loss(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
+    """1 - soft Dice averaged over ``classes``, on non-ignored pixels of the batch."""
+    valid = (labels != IGNORE_INDEX).unsqueeze(1).float()
+    probs = torch.softmax(logits.float(), dim=1) * valid
+    target = functional.one_hot(labels.clamp(max=logits.shape[1] - 1), logits.shape[1])
+    target = target.permute(0, 3, 1, 2).float() * valid
+    idx = list(classes)
+    inter = (probs[:, idx] * target[:, idx]).sum(dim=(0, 2, 3))
+    denom = probs[:, idx].sum(dim=(0, 2, 3)) + target[:, idx].sum(dim=(0, 2, 3))
+    return 1.0 - ((2 * inter + 1.0) / (denom + 1.0)).mean()
+
+
+def segmentation_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, dice_weight: float
+) -> torch.Tensor:
+    ce = functional.cross_entropy(logits.float(), labels, weight=weights, ignore_index=IGNORE_INDEX)
+    if dice_weight <= 0:
+        return ce
+    return ce + dice_weight * dice_loss(logits, labels, (1, 2))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"train.device is {name!r} but CUDA is not available; use 'cpu'")
+    return torch.device(name)
+
+
+def validate(model: UNet, cfg: TrainConfig, samples: list[Sample], device: torch.device
+             ) -> dict[str, Any]:
+    """Confusion matrix over ``samples`` at the labels' own size (as ``drivingseg eval``)."""
+    seg = Segmenter.from_model(model, cfg.input, device=device, fp16=False)
+    cm = ConfusionMatrix(CLASS_NAMES[: cfg.model.num_classes])
+    for s in samples:
+        cm.update(s.labels, seg(s.image, s.lidar, probabilities=False).class_ids)
+    scores = {c.name: c.iou for c in cm.scores()}
+    return {"iou": scores, "mean_iou": cm.mean_iou(), "pixels": int(cm.matrix.sum())}
+
+
+def _lr(cfg: TrainConfig, step: int, total: int, elapsed_s: float) -> float:
+    progress = step / max(total, 1)
+    if cfg.time_limit_min:
+        progress = max(progress, elapsed_s / (60.0 * cfg.time_limit_min))
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    return cfg.lr * warm * max(0.0, 1.0 - min(progress, 1.0)) ** 0.9
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Run the whole training described by ``cfg``; returns a summary (best scores, times)."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = _device(cfg.device)
+    if distributed:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    rank = dist.get_rank() if distributed else 0
+    main = rank == 0
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    _seed_everything(cfg.seed + rank)
+    out = cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    t_load = time.perf_counter()
+    train_samples = load_sources(cfg.train_sources)
+    val_samples = load_sources(cfg.val_sources) if main else []
+    log.info("loaded %d training and %d validation frames in %.1f s", len(train_samples),
+             len(val_samples), time.perf_counter() - t_load)
+    weights = class_weights(train_samples, cfg.model.num_classes).to(device)
+    log.info("class weights %s", [round(float(w), 3) for w in weights])
+    model = UNet(cfg.model).to(device)
+    log.info("U-Net %s: %d parameters", cfg.model.to_dict(), count_parameters(model))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_epoch, step, best, history = 0, 0, -1.0, []
+    elapsed_before = 0.0
+    if resume:
+        last = out / "last"
+        ckpt = load_checkpoint(last)
+        if ckpt.config != cfg.model:
+            message = f"resume: checkpoint config {ckpt.config!r} differs from {cfg.model!r}"
+            raise ModelError(message, path=last)
+        model.load_state_dict(ckpt.model.state_dict())
+        info = load_training_state(last, opt)
+        start_epoch, step = int(info["epoch"]) + 1, int(info["step"])
+        best, history = float(info.get("best", -1.0)), list(info.get("history", []))
+        elapsed_before = float(info.get("elapsed_s", 0.0))
+    net: torch.nn.Module = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    autocast = cfg.amp  # on the CPU, bfloat16 autocast when asked (exercises the same path)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    aug = Augmenter(cfg.input, scale_range=cfg.scale_range, flip=True, jitter=cfg.jitter)
+    dataset = SegmentationDataset(train_samples, cfg.input, aug)
+    sampler: DistributedSampler[Any] | None = (
+        DistributedSampler(dataset, seed=cfg.seed) if distributed else None
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None,
+                        sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
+                        generator=gen, pin_memory=device.type == "cuda")
+    total_steps = cfg.epochs * len(loader)
+    t0 = time.perf_counter() - elapsed_before
+    from drivingseg.cli._common import progress
+
+    for epoch in range(start_epoch, cfg.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        aug.reseed(cfg.seed * 1000 + epoch * 10 + rank)
+        gen.manual_seed(cfg.seed + epoch)
+        net.train()
+        losses: list[float] = []
+        batches = progress(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}") \
+            if show_progress and main else loader
+        for x, y in batches:
+            for group in opt.param_groups:
+                group["lr"] = _lr(cfg, step, total_steps, time.perf_counter() - t0)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=autocast):
+                logits = net(x)
+            loss = segmentation_loss(logits, y, weights, cfg.dice_weight)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            step += 1
+        elapsed = time.perf_counter() - t0
+        record: dict[str, Any] = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)),
+                                  "elapsed_s": round(elapsed, 1)}
+        if main:
+            if val_samples and (epoch + 1) % cfg.val_every == 0:
+                record["val"] = validate(model, cfg, val_samples, device)
+            history.append(record)
+            score = record.get("val", {}).get("mean_iou")
+            notes = {"epoch": epoch, "step": step, "elapsed_s": round(elapsed, 1),
+                     "val": record.get("val"), "config": str(cfg.path)}
+            if score is not None and score > best:
+                best = float(score)
+                save_checkpoint(out / "best", model, cfg.model, cfg.input, notes)
+            save_checkpoint(out / "last", model, cfg.model, cfg.input, notes)
+            save_training_state(out / "last", opt, {"epoch": epoch, "step": step, "best": best,
+                                                    "history": history, "elapsed_s": elapsed})
+            log.info("epoch %d: %s", epoch + 1, record)
+        stop = cfg.time_limit_min and elapsed >= 60.0 * cfg.time_limit_min
+        if distributed:
+            flag = torch.tensor([1 if stop else 0], device=device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        if stop:
+            log.info("time limit of %s min reached after epoch %d", cfg.time_limit_min, epoch + 1)
+            break
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"best_mean_iou": best, "history": history, "steps": step,
+            "elapsed_s": time.perf_counter() - t0, "out_dir": str(out)}
+
+
+def mean_losses(history: list[dict[str, Any]]) -> npt.NDArray[np.float64]:
+    """The per-epoch mean training losses of a history (for reports and tests)."""
+    return np.array([h["loss"] for h in history], dtype=np.float64)
+
+

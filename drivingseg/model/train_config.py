@@ -1,0 +1,141 @@
+"""The training config file (YAML): model shape, input size, data sources, optimisation.
+
+Paths are relative to the config file's folder; ``$VARS`` are expanded. A data source is
+either a labelled folder (any layout of :func:`drivingseg.model.data.discover`) with
+optional ``include_sequences`` / ``exclude_sequences`` (CamVid file-name prefixes, so the
+split is by drive, not by frame), or a synthetic drive ``{synthetic: {seed, frames, step}}``.
+See ``configs/train_default.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drivingseg.errors import ModelError
+from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.data import LabelledFile, camvid_sequence, discover
+
+__all__ = ["DataSource", "TrainConfig", "load_train_config"]
+
+_TRAIN_KEYS = {
+    "epochs": int, "batch_size": int, "lr": float, "weight_decay": float, "dice_weight": float,
+    "time_limit_min": float, "num_threads": int, "num_workers": int, "device": str,
+    "amp": bool, "val_every": int, "warmup_steps": int, "jitter": float,
+}
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A labelled folder (with a sequence filter) or a synthetic drive."""
+
+    path: Path | None = None
+    include_sequences: tuple[str, ...] = ()
+    exclude_sequences: tuple[str, ...] = ()
+    synthetic_seed: int | None = None
+    synthetic_frames: int = 100
+    synthetic_step: int = 5
+
+    def files(self) -> list[LabelledFile]:
+        assert self.path is not None
+        files = discover(self.path)
+        if self.include_sequences:
+            files = [f for f in files if camvid_sequence(f.image) in self.include_sequences]
+        return [f for f in files if camvid_sequence(f.image) not in self.exclude_sequences]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs (see the module docstring for the file format)."""
+
+    model: ModelConfig
+    input: InputSpec
+    train_sources: tuple[DataSource, ...]
+    val_sources: tuple[DataSource, ...]
+    out_dir: Path
+    seed: int = 0
+    epochs: int = 60
+    batch_size: int = 8
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    dice_weight: float = 0.5
+    time_limit_min: float = 0.0
+    num_threads: int = 0
+    num_workers: int = 0
+    device: str = "cpu"
+    amp: bool = False
+    val_every: int = 1
+    warmup_steps: int = 50
+    jitter: float = 0.3
+    scale_range: tuple[float, float] = (0.8, 1.6)
+    path: Path | None = field(default=None, compare=False)
+
+
+def _source(item: object, base: Path, path: Path) -> DataSource:
+    if isinstance(item, dict) and "synthetic" in item:
+        syn = item["synthetic"] or {}
+        try:
+            return DataSource(synthetic_seed=int(syn.get("seed", 0)),
+                              synthetic_frames=int(syn.get("frames", 100)),
+                              synthetic_step=int(syn.get("step", 5)))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"invalid synthetic source {item!r}: {exc}", path=path) from exc
+    if not isinstance(item, dict) or "path" not in item:
+        message = f"a data source needs 'path: DIR' or 'synthetic: {{seed, frames}}', got {item!r}"
+        raise ModelError(message, path=path)
+    folder = Path(os.path.expandvars(str(item["path"])))
+    return DataSource(
+        path=folder if folder.is_absolute() else base / folder,
+        include_sequences=tuple(str(s) for s in item.get("include_sequences", ())),
+        exclude_sequences=tuple(str(s) for s in item.get("exclude_sequences", ())),
+    )
+
+
+def load_train_config(path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+    """Parse a training YAML; ``overrides`` replace keys of its ``train:`` section."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ModelError(f"cannot read training config: {exc.strerror}", path=p) from exc
+    except yaml.YAMLError as exc:
+        raise ModelError(f"training config is not valid YAML: {exc}", path=p) from exc
+    if not isinstance(raw, dict):
+        raise ModelError(f"training config must be a mapping, got {raw!r}", path=p)
+    valid = {"model", "input", "data", "train", "out_dir", "seed"}
+    unknown = sorted(set(raw) - valid)
+    if unknown:
+        raise ModelError(f"unknown keys {unknown!r}; valid: {', '.join(sorted(valid))}", path=p)
+    base = p.resolve().parent
+    data = raw.get("data") or {}
+    if not isinstance(data, dict) or not data.get("train"):
+        raise ModelError("data.train must list at least one source", path=p)
+    train = dict(raw.get("train") or {})
+    train.update({k: v for k, v in overrides.items() if v is not None})
+    kwargs: dict[str, Any] = {}
+    for key, value in train.items():
+        if key == "scale_range":
+            kwargs[key] = (float(value[0]), float(value[1]))
+            continue
+        if key not in _TRAIN_KEYS:
+            message = f"unknown train key {key!r}; valid: {', '.join(sorted(_TRAIN_KEYS))}"
+            raise ModelError(message, path=p)
+        try:
+            kwargs[key] = _TRAIN_KEYS[key](value)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"train.{key}: invalid value {value!r}", path=p) from exc
+    out_dir = Path(os.path.expandvars(str(raw.get("out_dir", "runs/unet"))))
+    return TrainConfig(
+        model=ModelConfig.from_dict(raw.get("model") or {}, p),
+        input=InputSpec.from_dict(raw.get("input") or {"width": 256, "height": 192}, p),
+        train_sources=tuple(_source(s, base, p) for s in data["train"]),
+        val_sources=tuple(_source(s, base, p) for s in data.get("val") or ()),
+        out_dir=out_dir if out_dir.is_absolute() else base / out_dir,
+        seed=int(raw.get("seed", 0)),
+        path=p,
+        **kwargs,
+    )

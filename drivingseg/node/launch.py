@@ -1,0 +1,262 @@
+"""Launch files: YAML node graphs in the spirit of ROS 2 launch.
+
+A launch file declares ``arguments`` (with defaults), ``include``s other launch files with
+explicit arguments, and lists ``nodes`` (``type``, ``name``, ``parameters``,
+``remappings``, ``enabled``). ``$(arg name)`` is replaced by the argument's value: a value
+that is exactly one substitution keeps the argument's type, otherwise it is pasted as
+text. Command-line values (``name:=value``) are read as YAML scalars (``0.5`` a number,
+``true`` a boolean). A top-level ``qos: {overflow: drop_oldest|block}`` sets the graph's
+overflow policy (the including file's wins over its includes'). Errors name the file,
+the node and the parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drivingseg.errors import ConfigError
+from drivingseg.node.graph import Graph
+from drivingseg.node.params import where
+
+__all__ = [
+    "LAUNCH_DIR",
+    "LaunchDescription",
+    "NodeSpec",
+    "build_graph",
+    "find_launch_file",
+    "load_launch",
+    "parse_cli_arguments",
+]
+
+LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"
+"""The repository's ``launch/`` folder (the package is installed editable)."""
+
+_SUBST = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
+_TOP_KEYS = ("arguments", "include", "nodes", "qos", "description")
+_NODE_KEYS = ("type", "name", "parameters", "remappings", "enabled")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a launch file, substitutions done; ``path`` is the file declaring it."""
+
+    type: str
+    name: str
+    parameters: dict[str, Any]
+    remappings: dict[str, str]
+    path: Path
+
+
+@dataclass(frozen=True)
+class LaunchDescription:
+    """Every enabled node of a launch file and its includes."""
+
+    path: Path
+    nodes: tuple[NodeSpec, ...]
+    overflow: str
+    arguments: dict[str, Any]
+
+
+def find_launch_file(name: str | PathLike[str]) -> Path:
+    """``name`` as a path, else ``launch/<name>`` (``.yaml`` optional)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    for candidate in (LAUNCH_DIR / p, LAUNCH_DIR / f"{p}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(f.name for f in LAUNCH_DIR.glob("*.yaml")))
+    raise ConfigError(f"launch file not found (in {LAUNCH_DIR}: {known})", path=p)
+
+
+def parse_cli_arguments(items: Sequence[str]) -> dict[str, Any]:
+    """``["name:=value", ...]`` to a dict; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition(":=")
+        if not sep or not name.isidentifier():
+            raise ConfigError(f"launch arguments are name:=value, got {item!r}")
+        out[name] = _scalar(text)
+    return out
+
+
+def _scalar(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, str | int | float | bool) else text
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read launch file: {exc.strerror}", path=path) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=path) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"a launch file is a mapping, got {type(data).__name__}", path=path)
+    unknown = sorted(set(data) - set(_TOP_KEYS))
+    if unknown:
+        message = f"unknown top-level keys {unknown!r}; valid: {', '.join(_TOP_KEYS)}"
+        raise ConfigError(message, path=path)
+    return data
+
+
+def _declared_arguments(data: dict[str, Any], path: Path) -> dict[str, tuple[bool, Any]]:
+    """name -> (has default, default)."""
+    raw = data.get("arguments") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("'arguments' must map names to defaults", path=path)
+    out: dict[str, tuple[bool, Any]] = {}
+    for name, decl in raw.items():
+        if isinstance(decl, dict):
+            unknown = sorted(set(decl) - {"default", "description"})
+            if unknown:
+                message = (
+                    f"argument {name!r}: unknown keys {unknown!r}; valid: default, description"
+                )
+                raise ConfigError(message, path=path)
+            out[str(name)] = ("default" in decl, decl.get("default"))
+        else:
+            out[str(name)] = (True, decl)
+    return out
+
+
+def _substitute(value: Any, args: Mapping[str, Any], path: Path, context: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, args, path, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, args, path, context) for v in value]
+    if not isinstance(value, str) or "$(" not in value:
+        return value
+
+    def lookup(name: str) -> Any:
+        if name not in args:
+            message = f"{context}: $(arg {name}) is not a declared argument"
+            raise ConfigError(message, path=path)
+        return args[name]
+
+    whole = _SUBST.fullmatch(value)
+    if whole:
+        return lookup(whole.group(1))
+    text = _SUBST.sub(lambda m: str(lookup(m.group(1))), value)
+    if "$(" in text:
+        message = f"{context}: unknown substitution in {value!r}; use $(arg NAME)"
+        raise ConfigError(message, path=path)
+    return text
+
+
+def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...]) -> tuple[
+        list[NodeSpec], str | None, dict[str, Any]]:
+    resolved = path.resolve()
+    if resolved in stack:
+        chain = " -> ".join(p.name for p in (*stack, resolved))
+        raise ConfigError(f"launch files include each other: {chain}", path=path)
+    data = _read_yaml(path)
+    declared = _declared_arguments(data, path)
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        valid = ", ".join(sorted(declared)) or "none"
+        raise ConfigError(f"unknown arguments {unknown!r}; declared: {valid}", path=path)
+    args: dict[str, Any] = {}
+    for name, (has_default, default) in declared.items():
+        if name in given:
+            args[name] = given[name]
+        elif has_default:
+            args[name] = _substitute(default, args, path, f"argument {name!r}")
+        else:
+            raise ConfigError(f"argument {name!r} is required: pass {name}:=VALUE", path=path)
+
+    nodes: list[NodeSpec] = []
+    overflow = None
+    for i, inc in enumerate(data.get("include") or []):
+        if not isinstance(inc, dict) or "file" not in inc:
+            raise ConfigError(f"include #{i + 1} needs a 'file' key", path=path)
+        inc = _substitute(inc, args, path, f"include #{i + 1}")
+        target = Path(str(inc["file"]))
+        if not target.is_absolute():
+            local = path.parent / target
+            target = local if local.is_file() else LAUNCH_DIR / target
+        if not target.is_file():
+            raise ConfigError(f"include #{i + 1}: no launch file {str(inc['file'])!r}", path=path)
+        inc_args = inc.get("arguments") or {}
+        if not isinstance(inc_args, dict):
+            raise ConfigError(f"include #{i + 1}: 'arguments' must be a mapping", path=path)
+        inc_nodes, inc_overflow, _ = _load(target, inc_args, (*stack, resolved))
+        nodes += inc_nodes
+        overflow = overflow or inc_overflow
+
+    for i, raw in enumerate(data.get("nodes") or []):
+        nodes += _node_spec(raw, i, args, path)
+
+    if data.get("qos") is not None:
+        qos = _substitute(data["qos"], args, path, "qos")
+        if not isinstance(qos, dict) or set(qos) - {"overflow"}:
+            raise ConfigError(f"qos takes only 'overflow', got {qos!r}", path=path)
+        overflow = qos.get("overflow")
+    return nodes, overflow, args
+
+
+def _node_spec(raw: Any, i: int, args: Mapping[str, Any], path: Path) -> list[NodeSpec]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"node #{i + 1}: expected a mapping, got {raw!r}", path=path)
+    name = str(raw.get("name") or raw.get("type") or f"#{i + 1}")
+    unknown = sorted(set(raw) - set(_NODE_KEYS))
+    if unknown:
+        message = f"node {name!r}: unknown keys {unknown!r}; valid: {', '.join(_NODE_KEYS)}"
+        raise ConfigError(message, path=path)
+    spec = _substitute(raw, args, path, f"node {name!r}")
+    if "type" not in spec:
+        raise ConfigError(f"node {name!r}: parameter 'type' is missing", path=path)
+    enabled = spec.get("enabled", True)
+    if not isinstance(enabled, bool):
+        message = f"node {name!r}: 'enabled' must be true or false, got {enabled!r}"
+        raise ConfigError(message, path=path)
+    if not enabled:
+        return []
+    params = spec.get("parameters") or {}
+    remaps = spec.get("remappings") or {}
+    if not isinstance(params, dict) or not isinstance(remaps, dict):
+        message = f"node {name!r}: 'parameters' and 'remappings' must be mappings"
+        raise ConfigError(message, path=path)
+    return [NodeSpec(str(spec["type"]), name, dict(params),
+                     {str(k): str(v) for k, v in remaps.items()}, path)]
+
+
+def load_launch(
+    file: str | PathLike[str], arguments: Mapping[str, Any] | None = None
+) -> LaunchDescription:
+    """Read a launch file (and its includes) with ``arguments`` applied."""
+    path = find_launch_file(file)
+    nodes, overflow, args = _load(path, dict(arguments or {}), ())
+    return LaunchDescription(path, tuple(nodes), overflow or "drop_oldest", args)
+
+
+def build_graph(desc: LaunchDescription) -> Graph:
+    """Create every node of ``desc`` (parameters validated); call ``setup`` then ``run``."""
+    from drivingseg.node.registry import NODE_TYPES
+
+    graph = Graph(overflow=desc.overflow, path=desc.path)
+    for spec in desc.nodes:
+        origin = "" if spec.path.resolve() == desc.path.resolve() else spec.path.name
+        cls = NODE_TYPES.get(spec.type)
+        if cls is None:
+            message = (
+                f"{where(spec.name, spec.type, 'type', origin)}: unknown node type "
+                f"{spec.type!r}; known: {', '.join(NODE_TYPES)}"
+            )
+            raise ConfigError(message, path=desc.path)
+        graph.add(cls, spec.name, spec.parameters, remappings=spec.remappings, path=desc.path,
+                  origin=origin)
+    return graph

@@ -1,0 +1,164 @@
+"""Typed messages that travel on the node graph's topics.
+
+Every message is a frozen dataclass that carries a :class:`Timing`: the sensor stamp of the
+camera frame it derives from, the monotonic moment that frame became available, and the
+time each stage spent on it. Messages share their arrays with the messages they derive
+from (no copies); nobody writes into a published array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from drivingseg.calibration.types import Rig
+from drivingseg.sensors.frames import CameraFrame, LidarScan
+
+__all__ = [
+    "STAGES",
+    "CameraImage",
+    "Detection",
+    "Detections",
+    "Diagnostics",
+    "FusedInput",
+    "LidarCloud",
+    "Mask",
+    "Message",
+    "SyncedFrames",
+    "Timing",
+]
+
+STAGES = ("read", "sync", "fusion", "inference", "publish")
+"""Stages whose durations every mask reports, in pipeline order."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where a frame's time went.
+
+    ``available_ns`` is ``time.perf_counter_ns()`` at the moment the source had the frame
+    (for replay at a rate: its scheduled release time; as fast as possible: when reading
+    finished). ``stages`` holds ``(stage, duration_ns)`` pairs in the order they ran.
+    """
+
+    stamp_ns: int
+    seq: int
+    available_ns: int
+    stages: tuple[tuple[str, int], ...] = ()
+
+    def with_stage(self, stage: str, duration_ns: int) -> Timing:
+        """A copy with ``stage`` appended (durations below 0 are clamped to 0)."""
+        return replace(self, stages=(*self.stages, (stage, max(0, int(duration_ns)))))
+
+    def stage_ns(self, stage: str) -> int:
+        """Total time spent in ``stage`` (0 when it did not run)."""
+        return sum(d for name, d in self.stages if name == stage)
+
+
+@dataclass(frozen=True, eq=False)
+class CameraImage:
+    """A camera frame with its calibration (as ROS publishes Image with CameraInfo)."""
+
+    frame: CameraFrame
+    rig: Rig | None
+    timing: Timing
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.timing.stamp_ns
+
+
+@dataclass(frozen=True, eq=False)
+class LidarCloud:
+    """A lidar sweep."""
+
+    scan: LidarScan
+    timing: Timing
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.timing.stamp_ns
+
+
+@dataclass(frozen=True, eq=False)
+class SyncedFrames:
+    """A camera frame and the lidar scan paired with it (``None`` when unmatched and kept)."""
+
+    camera: CameraImage
+    lidar: LidarCloud | None
+    timing: Timing
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.timing.stamp_ns
+
+
+@dataclass(frozen=True, eq=False)
+class FusedInput:
+    """Model input: the RGB frame and, when computed, lidar channels (4 x H x W float32)."""
+
+    frame: CameraFrame
+    scan: LidarScan | None
+    channels: npt.NDArray[np.float32] | None
+    rig: Rig | None
+    timing: Timing
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.timing.stamp_ns
+
+
+@dataclass(frozen=True, eq=False)
+class Mask:
+    """Per-pixel class ids of one frame (H x W uint8: 0 background, 1 road, 2 car).
+
+    ``published_ns`` is when the segmentation node started publishing it; a subscriber
+    measures the ``publish`` stage as its receive time minus that.
+    """
+
+    frame: CameraFrame
+    class_ids: npt.NDArray[np.uint8]
+    classes: tuple[str, ...]
+    timing: Timing
+    published_ns: int
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.timing.stamp_ns
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object in image pixels (filled by a later detection stage)."""
+
+    label: str
+    score: float
+    box_xyxy_px: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """Detections of one frame."""
+
+    detections: tuple[Detection, ...]
+    timing: Timing
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.timing.stamp_ns
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Health report (diagnostic_msgs/DiagnosticStatus in spirit): level 0 OK, 1 WARN, 2 ERROR."""
+
+    stamp_ns: int
+    name: str
+    level: int
+    message: str
+    values: tuple[tuple[str, str], ...] = field(default=())
+
+
+Message = CameraImage | LidarCloud | SyncedFrames | FusedInput | Mask | Detections | Diagnostics

@@ -1,0 +1,252 @@
+"""Output nodes: ROS 2 MCAP recorder, mask PNGs, overlay video, live window.
+
+The recorder writes, per mask, the input image (``sensor_msgs/Image`` rgb8), the mask
+(``sensor_msgs/Image`` mono8 holding class ids 0/1/2), a colourised overlay
+(``sensor_msgs/CompressedImage`` jpeg), and the tracker's ``/diagnostics``
+(``diagnostic_msgs/DiagnosticArray``), all logged at the sensor stamp so Foxglove shows
+them in step. The writer is closed in ``shutdown``, which runs after a signal too, so the
+file always gets its summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from drivingseg.errors import DrivingsegError
+from drivingseg.fusion.overlay import write_image_atomic
+from drivingseg.node.messages import Diagnostics, Mask
+from drivingseg.node.params import Param
+from drivingseg.node.runtime import Node
+from drivingseg.outputs.mcap import Ros2McapWriter
+from drivingseg.sensors.frames import CameraFrame
+from drivingseg.sensors.ros_msgs import compressed_image_to_msg, header, image_to_msg
+
+__all__ = ["PALETTE_RGB", "LiveView", "MaskWriter", "McapRecorder", "VideoWriter", "colourise"]
+
+log = logging.getLogger(__name__)
+
+PALETTE_RGB = np.array([[0, 0, 0], [255, 0, 255], [0, 160, 255]], dtype=np.uint8)
+"""Overlay colour per class id: background (not drawn), road magenta, car blue."""
+
+
+def colourise(image_rgb: npt.NDArray[np.uint8], class_ids: npt.NDArray[np.uint8],
+              alpha: float = 0.5) -> npt.NDArray[np.uint8]:
+    """The image with road and car pixels blended with their palette colour (RGB)."""
+    colours = PALETTE_RGB[np.minimum(class_ids, len(PALETTE_RGB) - 1)]
+    blended = cv2.addWeighted(image_rgb, 1.0 - alpha, colours, alpha, 0.0)
+    out = image_rgb.copy()
+    sel = class_ids > 0
+    out[sel] = blended[sel]
+    return out
+
+
+def _out_path(node: Node, param: str) -> Path:
+    value = node.p[param]
+    if not value:
+        raise node.config_error("no output path given", param)
+    return Path(value)
+
+
+class McapRecorder(Node):
+    """Records masks, images, overlays and diagnostics into one ROS 2 MCAP file."""
+
+    type_name = "mcap_recorder"
+    description = "ROS 2 MCAP of image, mask, overlay and diagnostics (Foxglove opens it)"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("path", str, "", "MCAP file to write"),
+        Param("image", bool, True, "record the input image (rgb8)"),
+        Param("overlay", bool, True, "record the colourised overlay (jpeg)"),
+        Param("image_topic", str, "/camera/image", "MCAP topic of the input image"),
+        Param("mask_topic", str, "/segmentation/mask", "MCAP topic of the mask"),
+        Param("overlay_topic", str, "/segmentation/overlay/compressed",
+              "MCAP topic of the overlay"),
+        Param("diagnostics_topic", str, "/diagnostics", "MCAP topic of the diagnostics"),
+        Param("frame_id", str, "camera", "header frame_id of images"),
+        Param("jpeg_quality", int, 85, "overlay JPEG quality", min=1, max=100),
+        Param("compression", str, "zstd", "chunk compression", choices=("zstd", "lz4", "none")),
+        Param("chunk_kb", int, 1024, "chunk size: a hard kill loses at most the open chunk",
+              "KiB", min=1, max=1 << 20),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_subscription("/segmentation/mask", Mask, self.on_mask)
+        self.create_subscription("/diagnostics", Diagnostics, self.on_diagnostics)
+        self.writer: Ros2McapWriter | None = None
+
+    def setup(self) -> None:
+        path = _out_path(self, "path")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = Ros2McapWriter(path, chunk_size_bytes=self.p["chunk_kb"] * 1024,
+                                         compression=self.p["compression"])
+            self.writer.open()
+        except (DrivingsegError, OSError) as exc:
+            raise self.config_error(str(exc), "path") from exc
+
+    def on_mask(self, msg: Mask) -> None:
+        w = self.writer
+        assert w is not None
+        stamp, frame_id = msg.stamp_ns, self.p["frame_id"]
+        frame = msg.frame if msg.frame.stamp_ns == stamp else CameraFrame(
+            stamp, msg.frame.image, msg.frame.frame_id, msg.frame.index, msg.frame.source)
+        if self.p["image"]:
+            w.write(self.p["image_topic"], image_to_msg(frame, w.typestore, frame_id=frame_id),
+                    "sensor_msgs/msg/Image", stamp)
+        ids = np.ascontiguousarray(msg.class_ids)
+        mask = w.typestore.types["sensor_msgs/msg/Image"](
+            header=header(stamp, frame_id, w.typestore), height=ids.shape[0],
+            width=ids.shape[1], encoding="mono8", is_bigendian=0, step=ids.shape[1],
+            data=ids.reshape(-1),
+        )
+        w.write(self.p["mask_topic"], mask, "sensor_msgs/msg/Image", stamp)
+        if self.p["overlay"]:
+            over = CameraFrame(stamp, colourise(frame.image, ids), frame.frame_id, frame.index)
+            msg_c = compressed_image_to_msg(over, w.typestore, fmt="jpeg",
+                                            jpeg_quality=self.p["jpeg_quality"], frame_id=frame_id)
+            w.write(self.p["overlay_topic"], msg_c, "sensor_msgs/msg/CompressedImage", stamp)
+
+    def on_diagnostics(self, msg: Diagnostics) -> None:
+        w = self.writer
+        assert w is not None
+        ts = w.typestore
+        kv = ts.types["diagnostic_msgs/msg/KeyValue"]
+        status = ts.types["diagnostic_msgs/msg/DiagnosticStatus"](
+            level=int(msg.level), name=msg.name, message=msg.message, hardware_id="drivingseg",
+            values=[kv(key=k, value=v) for k, v in msg.values],
+        )
+        array = ts.types["diagnostic_msgs/msg/DiagnosticArray"](
+            header=header(msg.stamp_ns, "", ts), status=[status])
+        w.write(self.p["diagnostics_topic"], array, "diagnostic_msgs/msg/DiagnosticArray",
+                msg.stamp_ns)
+
+    def shutdown(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            log.info("%s: wrote %s (%s)", self.name, self.writer.path, dict(self.writer.counts))
+
+
+class MaskWriter(Node):
+    """Writes each mask as a PNG named by its sensor stamp: ``<stamp_ns>.png``.
+
+    By default the PNG holds the class ids (0, 1, 2) as grey values; ``colour`` writes the
+    palette colours instead.
+    """
+
+    type_name = "mask_writer"
+    description = "per-frame mask PNGs"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("dir", str, "", "folder for the PNGs"),
+        Param("colour", bool, False, "palette colours instead of class ids"),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_subscription("/segmentation/mask", Mask, self.on_mask)
+        self.written = 0
+
+    def setup(self) -> None:
+        path = _out_path(self, "dir")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self.config_error(f"cannot create {str(path)!r}: {exc.strerror}", "dir") from exc
+
+    def on_mask(self, msg: Mask) -> None:
+        ids = msg.class_ids
+        image = PALETTE_RGB[ids][:, :, ::-1] if self.p["colour"] else ids
+        write_image_atomic(Path(self.p["dir"]) / f"{msg.stamp_ns}.png", np.ascontiguousarray(image))
+        self.written += 1
+
+
+class VideoWriter(Node):
+    """Writes the colourised overlays into a video through OpenCV (``mp4v`` for .mp4)."""
+
+    type_name = "video_writer"
+    description = "overlay video"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("path", str, "", "video file to write"),
+        Param("fps", float, 10.0, "frame rate written in the file", "Hz", min=0.1, max=1000.0),
+        Param("fourcc", str, "mp4v", "OpenCV codec four-character code"),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_subscription("/segmentation/mask", Mask, self.on_mask)
+        self.video: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.written = 0
+
+    def setup(self) -> None:
+        path = _out_path(self, "path")
+        if len(self.p["fourcc"]) != 4:
+            raise self.config_error(f"{self.p['fourcc']!r} is not four characters", "fourcc")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self.config_error(f"cannot create the folder: {exc.strerror}", "path") from exc
+
+    def on_mask(self, msg: Mask) -> None:
+        bgr = cv2.cvtColor(colourise(msg.frame.image, msg.class_ids), cv2.COLOR_RGB2BGR)
+        if self.video is None:
+            self.size = (bgr.shape[1], bgr.shape[0])
+            fourcc = cv2.VideoWriter.fourcc(*self.p["fourcc"])
+            self.video = cv2.VideoWriter(self.p["path"], fourcc, self.p["fps"], self.size)
+            if not self.video.isOpened():
+                raise self.config_error(
+                    f"OpenCV cannot write {self.p['path']!r} with codec {self.p['fourcc']!r}",
+                    "fourcc")
+        if self.size != (bgr.shape[1], bgr.shape[0]):
+            bgr = cv2.resize(bgr, self.size)
+        self.video.write(bgr)
+        self.written += 1
+
+    def shutdown(self) -> None:
+        if self.video is not None:
+            self.video.release()
+
+
+def display_available() -> bool:
+    """Whether a window can open: a DISPLAY/WAYLAND_DISPLAY on Linux, always elsewhere."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+class LiveView(Node):
+    """Shows the overlay in an OpenCV window when a display exists; otherwise does nothing."""
+
+    type_name = "live_view"
+    description = "live window (cv2.imshow) of the overlay"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("window", str, "drivingseg", "window title"),
+        Param("scale", float, 1.0, "window size relative to the image", min=0.1, max=8.0),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.enabled = display_available()
+        if self.enabled:
+            self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=1)
+        else:
+            log.warning("%s: no display (DISPLAY is not set); the live window is off", self.name)
+
+    def on_mask(self, msg: Mask) -> None:
+        bgr = cv2.cvtColor(colourise(msg.frame.image, msg.class_ids), cv2.COLOR_RGB2BGR)
+        if self.p["scale"] != 1.0:
+            bgr = cv2.resize(bgr, None, fx=self.p["scale"], fy=self.p["scale"])
+        cv2.imshow(self.p["window"], bgr)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.context.graph.stop()
+
+    def shutdown(self) -> None:
+        if self.enabled:
+            cv2.destroyAllWindows()

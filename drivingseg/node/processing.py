@@ -1,0 +1,221 @@
+"""Processing nodes: camera-lidar sync, fusion (lidar channels), segmentation.
+
+The segmentation node depends on the model only through
+:class:`drivingseg.model.infer.Segmenter`. ``num_threads`` sets torch's intra-op thread
+count for the process (0 keeps torch's default, one per core). On a CPU shared with
+another busy process, set it to 1: OpenMP's spinning workers then made one inference an
+order of magnitude slower in our measurements (benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, ClassVar
+
+from drivingseg.calibration.load import load_rig_any
+from drivingseg.calibration.types import Rig
+from drivingseg.errors import DrivingsegError
+from drivingseg.fusion.channels import lidar_channels
+from drivingseg.node.messages import CameraImage, FusedInput, LidarCloud, Mask, SyncedFrames
+from drivingseg.node.params import Param
+from drivingseg.node.runtime import Node, Subscription
+from drivingseg.sync import ApproximateTimeSync
+
+__all__ = ["FusionNode", "SegmentationNode", "SyncNode"]
+
+log = logging.getLogger(__name__)
+
+
+class SyncNode(Node):
+    """Pairs ``/camera/image`` with ``/lidar/points`` by nearest stamp; publishes ``/synced``.
+
+    The ``sync`` stage of a frame runs from its arrival here to the publication of its pair,
+    so it includes waiting for the lidar scan that decides the match.
+    """
+
+    type_name = "sync"
+    description = "approximate-time camera/lidar pairing"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("tolerance_ms", float, 50.0, "largest camera-lidar stamp difference paired", "ms",
+              min=0.0, max=10_000.0),
+        Param("lidar_min_period_ms", float, 0.0,
+              "lidar period lower bound: decide a frame without waiting for the next scan "
+              "(0 = off)", "ms", min=0.0, max=10_000.0),
+        Param("queue_size", int, 10, "frames held per stream while waiting for a match",
+              "messages", min=1, max=1000),
+        Param("keep_unmatched", bool, False, "publish camera frames without a scan too"),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.camera_sub = self.create_subscription("/camera/image", CameraImage, self.on_camera)
+        self.lidar_sub = self.create_subscription("/lidar/points", LidarCloud, self.on_lidar)
+        self.pub = self.create_publisher("/synced", SyncedFrames)
+        self.sync: ApproximateTimeSync[CameraImage, LidarCloud] = ApproximateTimeSync(
+            int(self.p["tolerance_ms"] * 1e6),
+            queue_size=self.p["queue_size"],
+            lidar_min_period_ns=int(self.p["lidar_min_period_ms"] * 1e6),
+            keep_unmatched=self.p["keep_unmatched"],
+        )
+        self._arrived: dict[int, int] = {}
+
+    def choose(self) -> Subscription[Any] | None:
+        """As fast as possible, merge the two streams by stamp (as recorded), not by arrival."""
+        if self.context.overflow != "block":
+            return super().choose()
+        waiting = [s for s in self.subscriptions if len(s) or not s.topic.closed]
+        if not waiting or any(not len(s) for s in waiting):
+            return None
+        return min(waiting, key=lambda s: s.head().stamp_ns)  # type: ignore[union-attr]
+
+    def on_camera(self, msg: CameraImage) -> None:
+        self._arrived[msg.timing.seq] = time.perf_counter_ns()
+        self._emit(self.sync.add_camera(msg))
+
+    def on_lidar(self, msg: LidarCloud) -> None:
+        self._emit(self.sync.add_lidar(msg))
+
+    def on_inputs_closed(self) -> None:
+        self._emit(self.sync.flush())
+
+    def _emit(self, pairs: list[Any]) -> None:
+        for pair in pairs:
+            cam: CameraImage = pair.camera
+            now = time.perf_counter_ns()
+            arrived = self._arrived.pop(cam.timing.seq, now)
+            for seq in [s for s in self._arrived if s < cam.timing.seq]:
+                del self._arrived[seq]
+            timing = cam.timing.with_stage("sync", now - arrived)
+            self.pub.publish(SyncedFrames(cam, pair.lidar, timing))
+
+    def drops(self) -> dict[str, int]:
+        s = self.sync.stats
+        out = super().drops()
+        out[f"{self.name}: camera frame without a lidar scan in tolerance"] = s.unmatched_camera
+        out[f"{self.name}: camera queue full"] = s.dropped_queue_camera
+        out[f"{self.name}: camera stamp out of order"] = s.out_of_order_camera
+        return out
+
+
+class FusionNode(Node):
+    """Computes the lidar image channels of each synced pair; publishes ``/fused``.
+
+    ``channels: auto`` computes them only when a node on ``/fused`` needs them (a model
+    that takes lidar input), so an RGB model does not pay for the projection.
+    """
+
+    type_name = "fusion"
+    description = "lidar projected into the image: depth, height, intensity, valid channels"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("channels", str, "auto", "compute lidar channels", choices=("auto", "on", "off")),
+        Param("densify", bool, False, "fill the depth channel (IP-Basic)"),
+        Param("calibration", str, "", "rig file overriding the camera's ('' = camera's)"),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_subscription("/synced", SyncedFrames, self.on_synced)
+        self.pub = self.create_publisher("/fused", FusedInput)
+        self.rig: Rig | None = None
+        self.compute = self.p["channels"] == "on"
+
+    def setup(self) -> None:
+        if self.p["calibration"]:
+            try:
+                self.rig = load_rig_any(self.p["calibration"])
+            except DrivingsegError as exc:
+                raise self.config_error(str(exc), "calibration") from exc
+
+    def ready(self) -> None:
+        if self.p["channels"] == "auto":
+            users = [s.node for s in self.pub.topic.subscriptions]
+            self.compute = any(getattr(n, "wants_lidar_channels", False) for n in users)
+        log.info("%s: lidar channels %s", self.name, "on" if self.compute else "off")
+
+    def on_synced(self, msg: SyncedFrames) -> None:
+        t0 = time.perf_counter_ns()
+        frame = msg.camera.frame
+        rig = self.rig or msg.camera.rig
+        scan = msg.lidar.scan if msg.lidar is not None else None
+        channels = None
+        if self.compute and scan is not None:
+            if rig is None:
+                raise self.config_error("no calibration to project the lidar with; set it",
+                                        "calibration")
+            channels = lidar_channels(
+                scan.points, rig, width=frame.width, height=frame.height,
+                densify=self.p["densify"],
+            ).stack()
+        timing = msg.timing.with_stage("fusion", time.perf_counter_ns() - t0)
+        self.pub.publish(FusedInput(frame, scan, channels, rig, timing))
+
+
+class SegmentationNode(Node):
+    """Runs the U-Net on each fused input; publishes ``/segmentation/mask``."""
+
+    type_name = "segmentation"
+    description = "U-Net road/car segmentation"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("weights", str, "default", "checkpoint ('default' = the shipped weights)"),
+        Param("device", str, "auto", "where to run (auto = CUDA when present)",
+              choices=("auto", "cpu", "cuda")),
+        Param("fp16", str, "auto", "half precision (auto = on CUDA)",
+              choices=("auto", "on", "off")),
+        Param("num_threads", int, 0, "torch intra-op threads (0 = torch's default)", min=0,
+              max=256),
+        Param("extra_delay_ms", float, 0.0, "test only: added to every inference (overload)",
+              "ms", min=0.0, max=60_000.0),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_subscription("/fused", FusedInput, self.on_fused)
+        self.pub = self.create_publisher("/segmentation/mask", Mask)
+        self.segmenter: Any = None
+
+    @property
+    def wants_lidar_channels(self) -> bool:
+        return bool(self.segmenter is not None and self.segmenter.config.uses_lidar)
+
+    def setup(self) -> None:
+        import torch
+
+        from drivingseg.model.checkpoint import resolve_weights
+        from drivingseg.model.infer import Segmenter
+
+        if self.p["num_threads"]:
+            torch.set_num_threads(self.p["num_threads"])
+        device = self.p["device"]
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        fp16 = None if self.p["fp16"] == "auto" else self.p["fp16"] == "on"
+        weights = self.p["weights"]
+        path = resolve_weights(weights)
+        if weights == "default" and not path.is_file():
+            message = (
+                f"the shipped weights are missing ({path}); train them with 'drivingseg train "
+                "configs/train_default.yaml' or set weights:=PATH to a checkpoint"
+            )
+            raise self.config_error(message, "weights")
+        try:
+            self.segmenter = Segmenter(path, device=device, fp16=fp16)
+        except DrivingsegError as exc:
+            raise self.config_error(str(exc), "weights") from exc
+        log.info("%s: %s on %s, input %dx%d", self.name, path.name, device,
+                 self.segmenter.spec.width, self.segmenter.spec.height)
+
+    def on_fused(self, msg: FusedInput) -> None:
+        t0 = time.perf_counter_ns()
+        seg = self.segmenter
+        lidar = msg.channels if seg.config.uses_lidar else None
+        if seg.config.uses_lidar and lidar is None:
+            raise self.config_error("the model takes lidar channels but the input has none; "
+                                    "set the fusion node's channels to on", "weights")
+        result = seg(msg.frame.image, lidar, probabilities=False)
+        delay_s = self.p["extra_delay_ms"] / 1e3
+        if delay_s:
+            self.context.abort.wait(delay_s)
+        timing = msg.timing.with_stage("inference", time.perf_counter_ns() - t0)
+        published = time.perf_counter_ns()
+        self.pub.publish(Mask(msg.frame, result.class_ids, tuple(seg.classes), timing, published))

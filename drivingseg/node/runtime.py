@@ -1,0 +1,318 @@
+"""The node runtime: topics, publishers, subscriptions with a QoS depth, and the Node base.
+
+Every node runs in its own thread (the heavy work, torch, numpy and OpenCV, releases the
+GIL). A subscription is a keep-last-N queue: when it is full, a publisher either drops the
+oldest message and counts the drop against that subscription (``drop_oldest``, the live
+default, so a slow consumer never grows a queue) or waits for room (``block``, for replay
+as fast as possible, where nothing should be lost). A topic closes when all of its
+publishers have closed; a node whose inputs are all closed and drained finishes, closes
+its own publishers, and so the end of a recording flows down the graph.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from drivingseg.errors import ConfigError
+from drivingseg.node.params import Param, resolve_parameters, where
+
+if TYPE_CHECKING:
+    from drivingseg.node.graph import Graph
+
+__all__ = [
+    "OVERFLOW_POLICIES",
+    "GraphContext",
+    "Node",
+    "Publisher",
+    "QoS",
+    "Subscription",
+    "Topic",
+]
+
+log = logging.getLogger(__name__)
+
+OVERFLOW_POLICIES = ("drop_oldest", "block")
+_ARRIVAL = itertools.count()
+_WAIT_S = 0.05
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class QoS:
+    """Keep the last ``depth`` messages; on overflow drop the oldest or block the publisher."""
+
+    depth: int = 2
+    overflow: str = "drop_oldest"
+
+
+class GraphContext:
+    """What every node shares: the stop/abort events, the replay clock, the graph."""
+
+    def __init__(self, graph: Graph, overflow: str) -> None:
+        self.graph = graph
+        self.overflow = overflow
+        self.stop = threading.Event()
+        """Set on SIGINT/SIGTERM or end of run: sources stop, others drain their queues."""
+        self.abort = threading.Event()
+        """Set on a second signal: every node leaves at once (outputs are still closed)."""
+        self.clock_start_ns = 0
+        """``perf_counter_ns`` at which replay time starts (set just before threads start)."""
+
+
+class Topic(Generic[M]):
+    """A named, typed channel; closed once every publisher has closed."""
+
+    def __init__(self, name: str, msg_type: type[M]) -> None:
+        self.name = name
+        self.msg_type = msg_type
+        self.subscriptions: list[Subscription[M]] = []
+        self.publishers: list[Publisher[M]] = []
+        self._lock = threading.Lock()
+        self._open = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._open == 0
+
+    def _publisher_opened(self) -> None:
+        with self._lock:
+            self._open += 1
+
+    def _publisher_closed(self) -> None:
+        with self._lock:
+            self._open -= 1
+            last = self._open == 0
+        if last:
+            for sub in self.subscriptions:
+                sub.wake()
+
+
+class Subscription(Generic[M]):
+    """A node's keep-last-N queue on a topic; counts what it received and dropped."""
+
+    def __init__(
+        self, node: Node, topic: Topic[M], callback: Callable[[M], None], qos: QoS
+    ) -> None:
+        self.node = node
+        self.topic = topic
+        self.callback = callback
+        self.qos = qos
+        self.received = 0
+        self.dropped = 0
+        self.max_queued = 0
+        self.active = True
+        self._queue: deque[tuple[int, M]] = deque()
+
+    @property
+    def where(self) -> str:
+        """``topic -> node``: how drops are reported."""
+        return f"{self.topic.name} -> {self.node.name}"
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def head_arrival(self) -> int | None:
+        return self._queue[0][0] if self._queue else None
+
+    def head(self) -> M | None:
+        return self._queue[0][1] if self._queue else None
+
+    def wake(self) -> None:
+        with self.node.cond:
+            self.node.cond.notify_all()
+
+    def push(self, msg: M) -> None:
+        """Called by a publisher's thread: enqueue, dropping or waiting when full."""
+        cond = self.node.cond
+        ctx = self.node.context
+        with cond:
+            if not self.active:
+                return
+            if self.qos.overflow == "block":
+                while len(self._queue) >= self.qos.depth and self.active and not ctx.abort.is_set():
+                    cond.wait(_WAIT_S)
+            while len(self._queue) >= self.qos.depth:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append((next(_ARRIVAL), msg))
+            self.received += 1
+            self.max_queued = max(self.max_queued, len(self._queue))
+            cond.notify_all()
+
+    def pop(self) -> M:
+        """Take the head (the caller holds ``node.cond``)."""
+        msg = self._queue.popleft()[1]
+        self.node.cond.notify_all()
+        return msg
+
+
+class Publisher(Generic[M]):
+    """Sends messages of one type to every subscription of a topic."""
+
+    def __init__(self, node: Node, topic: Topic[M]) -> None:
+        self.node = node
+        self.topic = topic
+        self.published = 0
+        self._closed = False
+        topic._publisher_opened()
+
+    def publish(self, msg: M) -> None:
+        if not isinstance(msg, self.topic.msg_type):
+            message = (
+                f"node {self.node.name!r} published a {type(msg).__name__} on "
+                f"{self.topic.name!r}, which carries {self.topic.msg_type.__name__}"
+            )
+            raise TypeError(message)
+        for sub in self.topic.subscriptions:
+            sub.push(msg)
+        self.published += 1
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.topic._publisher_closed()
+
+
+class Node:
+    """Base of every node: declared parameters, topics, and a spin loop in its own thread.
+
+    Subclasses set ``type_name`` and ``parameters``, create publishers and subscriptions
+    in ``__init__``, open resources in :meth:`setup`, and release them in
+    :meth:`shutdown` (always called, also after errors and signals). Sources override
+    :meth:`run`; other nodes get their callbacks called from the default :meth:`run`.
+    """
+
+    type_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    parameters: ClassVar[tuple[Param, ...]] = ()
+    common_parameters: ClassVar[tuple[Param, ...]] = (
+        Param("qos_depth", int, 2, "queue depth of each subscription (keep last N)",
+              "messages", min=1, max=1000),
+    )
+    is_frame_source: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        context: GraphContext,
+        *,
+        remappings: Mapping[str, str] | None = None,
+        path: str | Path | None = None,
+        origin: str = "",
+    ) -> None:
+        self.name = name
+        self.origin = origin
+        self.path = None if path is None else Path(path)
+        self.context = context
+        self.remappings = dict(remappings or {})
+        declared = (*self.parameters, *self.common_parameters)
+        self.p = resolve_parameters(
+            declared, params, node=name, node_type=self.type_name, path=self.path,
+            origin=origin,
+        )
+        self.cond = threading.Condition()
+        self.subscriptions: list[Subscription[Any]] = []
+        self.publishers: list[Publisher[Any]] = []
+        self.frames_published = 0
+
+    # ---------------------------------------------------------------- errors
+
+    def config_error(self, message: str, param: str | None = None) -> ConfigError:
+        """A ConfigError naming the launch file, this node and ``param``."""
+        prefix = where(self.name, self.type_name, param, self.origin)
+        return ConfigError(f"{prefix}: {message}", path=self.path)
+
+    # ---------------------------------------------------------------- topics
+
+    def resolve(self, topic: str) -> str:
+        return self.remappings.get(topic, topic)
+
+    def create_publisher(self, topic: str, msg_type: type[M]) -> Publisher[M]:
+        t = self.context.graph.topic(self.resolve(topic), msg_type, self)
+        pub = Publisher(self, t)
+        t.publishers.append(pub)
+        self.publishers.append(pub)
+        return pub
+
+    def create_subscription(
+        self, topic: str, msg_type: type[M], callback: Callable[[M], None],
+        depth: int | None = None,
+    ) -> Subscription[M]:
+        t = self.context.graph.topic(self.resolve(topic), msg_type, self)
+        qos = QoS(depth or int(self.p["qos_depth"]), self.context.overflow)
+        sub = Subscription(self, t, callback, qos)
+        t.subscriptions.append(sub)
+        self.subscriptions.append(sub)
+        return sub
+
+    # ---------------------------------------------------------------- lifecycle hooks
+
+    def setup(self) -> None:
+        """Open files, load models; raise a DrivingsegError naming the parameter on bad input."""
+
+    def ready(self) -> None:
+        """Called once every node is set up, before any thread starts."""
+
+    def on_inputs_closed(self) -> None:
+        """All inputs closed and drained: flush what is held (not called on abort)."""
+
+    def shutdown(self) -> None:
+        """Release resources; always called last, in the node's thread."""
+
+    def after_run(self) -> None:
+        """Called in the main thread once every node thread has ended."""
+
+    def drops(self) -> dict[str, int]:
+        """Frames lost at this node, by where (``topic -> node`` or a named reason)."""
+        return {sub.where: sub.dropped for sub in self.subscriptions}
+
+    # ---------------------------------------------------------------- spinning
+
+    def choose(self) -> Subscription[Any] | None:
+        """Which subscription to serve next (the caller holds ``cond``): earliest arrival."""
+        ready = [s for s in self.subscriptions if len(s)]
+        if not ready:
+            return None
+        return min(ready, key=lambda s: s.head_arrival() or 0)
+
+    def _next(self) -> tuple[Subscription[Any], Any] | None:
+        with self.cond:
+            while True:
+                if self.context.abort.is_set():
+                    return None
+                sub = self.choose()
+                if sub is not None:
+                    return sub, sub.pop()
+                if all(s.topic.closed and not len(s) for s in self.subscriptions):
+                    return None
+                self.cond.wait(_WAIT_S)
+
+    def run(self) -> None:
+        """Serve callbacks until every input is closed and drained (or abort)."""
+        while True:
+            item = self._next()
+            if item is None:
+                break
+            sub, msg = item
+            sub.callback(msg)
+        if not self.context.abort.is_set():
+            self.on_inputs_closed()
+
+    def deactivate(self) -> None:
+        """Stop accepting messages (the node has ended) and close the node's publishers."""
+        with self.cond:
+            for sub in self.subscriptions:
+                sub.active = False
+                sub._queue.clear()
+            self.cond.notify_all()
+        for pub in self.publishers:
+            pub.close()

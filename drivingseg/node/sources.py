@@ -1,0 +1,214 @@
+"""Source nodes: camera frames and lidar scans of a recording, paced like the live sensors.
+
+At ``rate`` R > 0 a message is released at ``clock start + (stamp - window start) / R``
+(both sources of a graph share the clock, so their streams interleave as recorded); the
+frame is read ahead of that moment and its latency counts from the release, as it would
+from a live driver. At ``rate`` 0 messages go out as fast as the graph takes them and
+latency counts from the end of reading. ``start_s``/``end_s`` cut a window (seconds from
+the start of the recording); ``loop`` replays the window again and again with the stamps
+shifted by the window length rounded down to whole periods plus one period, so time keeps
+increasing at the recorded rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from drivingseg.calibration.load import load_rig_any
+from drivingseg.calibration.types import Rig
+from drivingseg.errors import DrivingsegError
+from drivingseg.node.messages import CameraImage, LidarCloud, Timing
+from drivingseg.node.params import Param
+from drivingseg.node.runtime import Node, Publisher
+from drivingseg.sensors.base import Recording
+from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.sensors.open import open_recording
+
+__all__ = ["CameraSource", "LidarSource", "RecordingSource"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_PERIOD_NS = 100_000_000
+
+
+class RecordingSource(Node):
+    """Shared replay logic of the camera and lidar sources."""
+
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("input", str, "", "recording: KITTI folder, bag, .mcap, or synthetic[:SEED]"),
+        Param("camera", int, 2, "KITTI camera number", min=0, max=3),
+        Param("image_topic", str, "", "bag: camera topic ('' = the only one)"),
+        Param("lidar_topic", str, "", "bag: PointCloud2 topic ('' = the only one)"),
+        Param("camera_info_topic", str, "", "bag: CameraInfo topic ('' = the only one)"),
+        Param("rate", float, 1.0, "replay speed (1 = recorded rate, 0 = as fast as possible)",
+              "x", min=0.0, max=1000.0),
+        Param("loop", bool, False, "replay the window again and again"),
+        Param("start_s", float, 0.0, "start of the window after the recording start", "s",
+              min=0.0),
+        Param("end_s", float, 0.0, "end of the window after the recording start (0 = end)", "s",
+              min=0.0),
+        Param("max_frames", int, 0, "stop after this many messages (0 = no limit)", min=0),
+    )
+    topic_name: ClassVar[str] = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recording: Recording | None = None
+        self._window_ns = (0, 0)
+        self._period_ns = _DEFAULT_PERIOD_NS
+
+    def setup(self) -> None:
+        if not self.p["input"]:
+            raise self.config_error("no recording given (set it, e.g. input:=PATH)", "input")
+        if self.p["end_s"] and self.p["end_s"] <= self.p["start_s"]:
+            message = f"{self.p['end_s']!r} must be after start_s {self.p['start_s']!r}"
+            raise self.config_error(message, "end_s")
+        try:
+            rec = open_recording(
+                self.p["input"],
+                camera=self.p["camera"],
+                image_topic=self.p["image_topic"] or None,
+                lidar_topic=self.p["lidar_topic"] or None,
+                camera_info_topic=self.p["camera_info_topic"] or None,
+            )
+        except DrivingsegError as exc:
+            raise self.config_error(f"{exc} (input {self.p['input']!r})", "input") from exc
+        self.recording = rec
+        info = rec.info()
+        first = info.start_ns or 0
+        last = info.end_ns or first
+        rates = [s.rate_hz for s in info.streams if s.rate_hz]
+        if rates:
+            self._period_ns = int(1e9 / max(rates))
+        start = first + int(self.p["start_s"] * 1e9)
+        end = first + int(self.p["end_s"] * 1e9) if self.p["end_s"] else last
+        if start > last:
+            message = (
+                f"{self.p['start_s']!r} is past the end of the recording "
+                f"({info.duration_s:.2f} s)"
+            )
+            raise self.config_error(message, "start_s")
+        self._window_ns = (start, min(end, last))
+
+    def shutdown(self) -> None:
+        if self.recording is not None:
+            self.recording.close()
+
+    def items(self) -> Iterator[Any]:
+        """The recording's messages of this source's kind, in recorded order."""
+        raise NotImplementedError
+
+    def restamp(self, item: Any, stamp_ns: int) -> Any:
+        return dataclasses.replace(item, stamp_ns=stamp_ns)
+
+    def message(self, item: Any, timing: Timing) -> Any:
+        raise NotImplementedError
+
+    def _wait_until(self, release_ns: int) -> bool:
+        """Sleep until ``release_ns`` (perf_counter_ns); False when stopped meanwhile."""
+        delay_s = (release_ns - time.perf_counter_ns()) / 1e9
+        if delay_s > 0:
+            return not self.context.stop.wait(delay_s)
+        return not self.context.stop.is_set()
+
+    def run(self) -> None:
+        pub: Publisher[Any] = self.publishers[0]
+        start, end = self._window_ns
+        periods = int((end - start) / self._period_ns + 0.01) + 1
+        shift_step = periods * self._period_ns
+        rate = float(self.p["rate"])
+        limit = int(self.p["max_frames"])
+        seq = 0
+        passes = 0
+        while not self.context.stop.is_set():
+            shift = passes * shift_step
+            it = self.items()
+            sent_this_pass = 0
+            while not self.context.stop.is_set():
+                t0 = time.perf_counter_ns()
+                item = next(it, None)
+                t1 = time.perf_counter_ns()
+                if item is None or item.stamp_ns > end:
+                    break
+                if item.stamp_ns < start:
+                    continue
+                stamp = item.stamp_ns + shift
+                if rate > 0:
+                    available = self.context.clock_start_ns + int((stamp - start) / rate)
+                    if not self._wait_until(available):
+                        break
+                else:
+                    available = t1
+                timing = Timing(stamp, seq, available).with_stage("read", t1 - t0)
+                if shift:
+                    item = self.restamp(item, stamp)
+                pub.publish(self.message(item, timing))
+                seq += 1
+                sent_this_pass += 1
+                if self.is_frame_source:
+                    self.frames_published += 1
+                if limit and seq >= limit:
+                    return
+            passes += 1
+            if not self.p["loop"] or sent_this_pass == 0:
+                break
+
+
+class CameraSource(RecordingSource):
+    """Publishes the recording's camera frames (with the rig) on ``/camera/image``."""
+
+    type_name = "camera_source"
+    description = "camera frames of a recording, paced by their stamps"
+    parameters = (
+        *RecordingSource.parameters,
+        Param("calibration", str, "", "rig file overriding the recording's ('' = recording's)"),
+    )
+    is_frame_source = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_publisher("/camera/image", CameraImage)
+        self.rig: Rig | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        assert self.recording is not None
+        if self.p["calibration"]:
+            try:
+                self.rig = load_rig_any(self.p["calibration"], camera=self.p["camera"])
+            except DrivingsegError as exc:
+                raise self.config_error(str(exc), "calibration") from exc
+        else:
+            self.rig = self.recording.rig()
+            if self.rig is None:
+                log.warning("%s: the recording has no calibration; fusion will need one",
+                            self.name)
+
+    def items(self) -> Iterator[CameraFrame]:
+        assert self.recording is not None
+        return iter(self.recording.camera_frames())
+
+    def message(self, item: CameraFrame, timing: Timing) -> CameraImage:
+        return CameraImage(item, self.rig, timing)
+
+
+class LidarSource(RecordingSource):
+    """Publishes the recording's lidar scans on ``/lidar/points``."""
+
+    type_name = "lidar_source"
+    description = "lidar scans of a recording, paced by their stamps"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_publisher("/lidar/points", LidarCloud)
+
+    def items(self) -> Iterator[LidarScan]:
+        assert self.recording is not None
+        return iter(self.recording.lidar_scans())
+
+    def message(self, item: LidarScan, timing: Timing) -> LidarCloud:
+        return LidarCloud(item, timing)

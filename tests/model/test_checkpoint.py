@@ -1,0 +1,133 @@
+"""Checkpoint round trip (safetensors + JSON, no pickle) and every refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from drivingseg.errors import ModelError
+from drivingseg.model.checkpoint import (
+    checkpoint_paths,
+    load_checkpoint,
+    load_training_state,
+    resolve_weights,
+    save_checkpoint,
+    save_training_state,
+)
+from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.unet import UNet
+
+CONFIG = ModelConfig(depth=2, base_channels=4)
+SPEC = InputSpec(width=64, height=48)
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[Path, UNet]:
+    torch.manual_seed(1)
+    model = UNet(CONFIG)
+    model(torch.randn(2, 3, 16, 16))  # move the batch-norm running stats off their defaults
+    model.eval()
+    return save_checkpoint(tmp_path / "m", model, CONFIG, SPEC, {"epoch": 3}), model
+
+
+def test_round_trip_gives_identical_outputs(saved: tuple[Path, UNet]) -> None:
+    path, model = saved
+    assert path.suffix == ".safetensors"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["classes"] == ["background", "road", "car"]
+    assert meta["input"]["width"] == 64
+    ckpt = load_checkpoint(path)
+    assert ckpt.config == CONFIG and ckpt.spec == SPEC and ckpt.notes == {"epoch": 3}
+    x = torch.randn(1, 3, 20, 28)
+    with torch.no_grad():
+        assert torch.equal(ckpt.model(x), model(x))
+    assert load_checkpoint(path.with_suffix("")).config == CONFIG  # stem works too
+
+
+def test_half_precision_checkpoint_loads_as_float32(tmp_path: Path, saved: tuple[Path, UNet]
+                                                    ) -> None:
+    _, model = saved
+    path = save_checkpoint(tmp_path / "h", model, CONFIG, SPEC, half=True)
+    ckpt = load_checkpoint(path)
+    assert next(ckpt.model.parameters()).dtype == torch.float32
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(ckpt.model(x), model(x), atol=5e-2)
+
+
+def test_wrong_input_channels_or_classes(saved: tuple[Path, UNet]) -> None:
+    path, _ = saved
+    with pytest.raises(ModelError, match=r"takes 3 input channels but 7 are given"):
+        load_checkpoint(path, in_channels=7)
+    with pytest.raises(ModelError, match=r"predicts 3 classes, expected 2"):
+        load_checkpoint(path, num_classes=2)
+
+
+def test_truncated_weights(saved: tuple[Path, UNet]) -> None:
+    path, _ = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match=r"m\.safetensors: cannot read the weights \(truncated"):
+        load_checkpoint(path)
+
+
+def test_config_that_does_not_match_the_weights(saved: tuple[Path, UNet]) -> None:
+    path, _ = saved
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["model"]["base_channels"] = 8
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"weights do not match the config .*wrong shape"):
+        load_checkpoint(path)
+    meta["model"]["base_channels"] = 4
+    meta["model"]["depth"] = 3
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"do not match the config.*missing"):
+        load_checkpoint(path)
+
+
+def test_bad_or_missing_config(saved: tuple[Path, UNet]) -> None:
+    path, _ = saved
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["model"]["norm"] = "layer"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"m\.json: unknown norm 'layer'; valid choices"):
+        load_checkpoint(path)
+    meta_path.write_text("{not json")
+    with pytest.raises(ModelError, match=r"not valid JSON"):
+        load_checkpoint(path)
+    meta_path.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelError, match=r"format is 'something-else'"):
+        load_checkpoint(path)
+    meta_path.unlink()
+    with pytest.raises(ModelError, match=r"checkpoint config .* not found"):
+        load_checkpoint(path)
+
+
+def test_missing_weights_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"not found"):
+        load_checkpoint(tmp_path / "nothing.safetensors")
+
+
+def test_paths_and_default() -> None:
+    assert checkpoint_paths("a/b.json") == (Path("a/b.safetensors"), Path("a/b.json"))
+    assert resolve_weights("default").name == "unet_rgb.safetensors"
+    assert resolve_weights("x.safetensors") == Path("x.safetensors")
+
+
+def test_training_state_round_trip(tmp_path: Path) -> None:
+    model = UNet(CONFIG)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(2, 3, 16, 16)).mean().backward()
+    opt.step()
+    save_training_state(tmp_path / "last", opt, {"epoch": 4, "step": 9})
+    fresh = torch.optim.AdamW(model.parameters(), lr=5.0)
+    info = load_training_state(tmp_path / "last", fresh)
+    assert info == {"epoch": 4, "step": 9}
+    assert fresh.param_groups[0]["lr"] == 1e-3
+    a, b = opt.state_dict()["state"][0], fresh.state_dict()["state"][0]
+    assert torch.equal(a["exp_avg"], b["exp_avg"]) and float(a["step"]) == float(b["step"])

@@ -1,0 +1,161 @@
+"""Layouts, label mappings and refusals on real CamVid frames; augmentation consistency."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from drivingseg.errors import RecordingError
+from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset, resize_sample
+from drivingseg.model.config import InputSpec
+from drivingseg.model.data import camvid_sequence, discover, load_pair, read_labels
+
+
+def test_camvid_discovery_and_sequences(camvid_root: Path) -> None:
+    files = discover(camvid_root)
+    assert len(files) == 468 and {f.layout for f in files} == {"camvid"}
+    seqs = {camvid_sequence(f.image) for f in files}
+    assert seqs == {"0001TP", "0006R0", "0016E5"}
+    assert len(discover(camvid_root / "val")) == 101
+
+
+def test_camvid_label_mapping_on_a_real_frame(camvid_pair: tuple[Path, Path]) -> None:
+    image_path, label_path = camvid_pair
+    raw = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
+    image, labels = load_pair(discover(image_path.parent)[0].__class__(image_path, label_path,
+                                                                       "camvid"))
+    assert image.shape == (360, 480, 3) and labels.shape == (360, 480)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels == 1, raw == 3)
+    np.testing.assert_array_equal(labels == 2, raw == 8)
+    np.testing.assert_array_equal(labels == 255, raw == 11)
+    assert set(np.unique(labels)) <= {0, 1, 2, 255}
+    assert (labels == 1).mean() > 0.1  # a road scene
+
+
+def _fake_camvid(tmp_path: Path, camvid_pair: tuple[Path, Path], label: np.ndarray) -> Path:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "xannot").mkdir()
+    shutil.copy(camvid_pair[0], tmp_path / "x" / "a_1.png")
+    cv2.imwrite(str(tmp_path / "xannot" / "a_1.png"), label)
+    return tmp_path / "x"
+
+
+def test_unknown_label_ids_are_refused_naming_the_file(
+    tmp_path: Path, camvid_pair: tuple[Path, Path]
+) -> None:
+    label = np.full((360, 480), 3, dtype=np.uint8)
+    label[0, :5] = [12, 40, 12, 3, 3]
+    folder = _fake_camvid(tmp_path, camvid_pair, label)
+    with pytest.raises(RecordingError, match=r"xannot/a_1\.png: .*unknown camvid ids \[12, 40\]"):
+        load_pair(discover(folder)[0])
+
+
+def test_label_size_mismatch_is_refused(tmp_path: Path, camvid_pair: tuple[Path, Path]) -> None:
+    folder = _fake_camvid(tmp_path, camvid_pair, np.zeros((180, 240), dtype=np.uint8))
+    with pytest.raises(RecordingError, match=r"a_1\.png: label image is 240x180 but .* 480x360"):
+        load_pair(discover(folder)[0])
+
+
+def test_missing_label_and_unknown_layout(tmp_path: Path, camvid_pair: tuple[Path, Path]) -> None:
+    folder = _fake_camvid(tmp_path, camvid_pair, np.zeros((360, 480), dtype=np.uint8))
+    (folder.parent / "xannot" / "a_1.png").unlink()
+    with pytest.raises(RecordingError, match=r"a_1\.png: no label image 'a_1\.png'"):
+        discover(folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RecordingError, match=r"no labelled frames found"):
+        discover(tmp_path / "empty")
+
+
+def test_kitti_road_colours(kitti_road_from_camvid: Path, camvid_pair: tuple[Path, Path]) -> None:
+    files = discover(kitti_road_from_camvid)
+    assert [f.layout for f in files] == ["kitti_road"]
+    labels = read_labels(files[0])
+    raw = cv2.imread(str(camvid_pair[1]), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(labels == 1, raw == 3)
+    np.testing.assert_array_equal(labels == 255, raw == 11)
+    assert set(np.unique(labels)) == {0, 1, 255}
+
+
+def test_kitti_semantics_cityscapes_ids(tmp_path: Path, camvid_pair: tuple[Path, Path]) -> None:
+    root = tmp_path / "training"
+    (root / "image_2").mkdir(parents=True)
+    (root / "semantic").mkdir()
+    shutil.copy(camvid_pair[0], root / "image_2" / "000000_10.png")
+    ids = np.zeros((360, 480), dtype=np.uint8)
+    ids[:, :100], ids[:, 100:200], ids[:, 200:300], ids[:, 300:] = 7, 26, 0, 21
+    cv2.imwrite(str(root / "semantic" / "000000_10.png"), ids)
+    f = discover(tmp_path)[0]
+    assert f.layout == "kitti_semantics"
+    labels = read_labels(f)
+    assert labels[0, 0] == 1 and labels[0, 150] == 2 and labels[0, 250] == 255
+    assert labels[0, 400] == 0
+    ids[0, 0] = 34
+    cv2.imwrite(str(root / "semantic" / "000000_10.png"), ids)
+    with pytest.raises(RecordingError, match=r"unknown kitti_semantics ids \[34\]"):
+        read_labels(f)
+
+
+def _colour_coded(labels: np.ndarray) -> np.ndarray:
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[0], lut[1], lut[2] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    return lut[labels]
+
+
+def test_scale_crop_flip_keep_each_label_with_its_pixel(camvid_pair: tuple[Path, Path]) -> None:
+    """Image colours encode the labels; lidar encodes them too. After any augmentation,
+    every pixel whose colour is still a pure class colour carries that class's label, and
+    the lidar channel equals the label wherever the label is not padding."""
+    raw_labels = read_labels(discover(camvid_pair[0].parent)[0].__class__(
+        camvid_pair[0], camvid_pair[1], "camvid"))
+    labels = np.where(raw_labels == 255, 0, raw_labels).astype(np.uint8)
+    lidar = np.repeat(labels[..., None].astype(np.float32), 4, axis=2)
+    sample = Sample(_colour_coded(labels), labels, lidar)
+    aug = Augmenter(InputSpec(width=128, height=96), scale_range=(0.6, 2.0), jitter=0.0, seed=3)
+    flips = 0
+    for _ in range(8):
+        out = aug(sample)
+        assert out.image.shape == (96, 128, 3) and out.labels.shape == (96, 128)
+        assert out.lidar is not None and out.lidar.shape == (96, 128, 4)
+        pure = _colour_coded(np.arange(3, dtype=np.uint8))
+        matched = 0
+        for cls in range(3):
+            mask = np.all(out.image == pure[cls], axis=2)
+            assert np.all(out.labels[mask] == cls)
+            matched += int(mask.sum())
+        assert matched > 0.8 * (out.labels != 255).sum()
+        keep = out.labels != 255
+        np.testing.assert_array_equal(out.lidar[keep][:, 0], out.labels[keep].astype(np.float32))
+        flips += int(out.labels[:, 0].mean() != out.labels[:, -1].mean())
+    assert flips > 0
+
+
+def test_flip_moves_image_and_labels_together(camvid_pair: tuple[Path, Path]) -> None:
+    image, labels = load_pair(discover(camvid_pair[0].parent)[0].__class__(
+        camvid_pair[0], camvid_pair[1], "camvid"))
+    spec = InputSpec(width=128, height=96)
+    plain = resize_sample(Sample(image, labels), spec)
+    aug = Augmenter(spec, scale_range=(1.0, 1.0), jitter=0.0, seed=0)
+    seen = set()
+    for _ in range(10):
+        out = aug(Sample(image, labels))
+        flipped = np.array_equal(out.labels, plain.labels[:, ::-1])
+        same = np.array_equal(out.labels, plain.labels)
+        assert flipped != same
+        ref = plain.image[:, ::-1] if flipped else plain.image
+        np.testing.assert_array_equal(out.image, ref)
+        seen.add(flipped)
+    assert seen == {True, False}
+
+
+def test_dataset_tensors(camvid_pair: tuple[Path, Path]) -> None:
+    image, labels = load_pair(discover(camvid_pair[0].parent)[0].__class__(
+        camvid_pair[0], camvid_pair[1], "camvid"))
+    spec = InputSpec(width=64, height=48)
+    x, y = SegmentationDataset([Sample(image, labels)], spec)[0]
+    assert x.shape == (3, 48, 64) and y.shape == (48, 64)
+    assert str(y.dtype) == "torch.int64" and -3 < float(x.mean()) < 3

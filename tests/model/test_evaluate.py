@@ -1,0 +1,73 @@
+"""``drivingseg eval`` on real CamVid frames and a KITTI road folder built from one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from drivingseg.errors import DrivingsegError
+from drivingseg.model.checkpoint import save_checkpoint
+from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.evaluate import evaluate
+from drivingseg.model.unet import UNet
+
+
+def _main(argv: list[str]) -> int:
+    """The real ``drivingseg`` entry point (exit 2 and one line on a DrivingsegError)."""
+    from drivingseg.cli import main
+
+    return main(argv)
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4)
+    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
+
+
+def test_eval_report_is_consistent(small_camvid: Path, tiny_weights: Path) -> None:
+    report = evaluate(small_camvid, tiny_weights)
+    assert report["frames"] == 3 and report["layouts"] == ["camvid"]
+    cm = np.array(report["confusion_matrix"])
+    assert cm.shape == (3, 3) and len(report["per_frame"]) == 3
+    road = report["per_class"]["road"]
+    assert road["tp"] == cm[1, 1] and road["fn"] == cm[1].sum() - cm[1, 1]
+    assert "kitti_road" not in report
+
+
+def test_eval_cli_writes_json(small_camvid: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r" / "eval.json"
+    rc = _main(["eval", "--data", str(small_camvid / "val"), "--weights", "default",
+                "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "mean IoU (road, car)" in text and "road" in text
+    report = json.loads(out.read_text())
+    assert report["per_class"]["road"]["iou"] > 0.7
+    assert [r["frame"] for r in report["per_frame"]] == sorted(
+        p.stem for p in (small_camvid / "val").iterdir())
+
+
+def test_eval_on_kitti_road_gives_maxf_and_ap(kitti_road_from_camvid: Path) -> None:
+    report = evaluate(kitti_road_from_camvid, "default")
+    assert report["classes"] == ["not_road", "road"]
+    k = report["kitti_road"]
+    assert 0.7 < k["max_f"] <= 1.0 and 0.5 < k["ap"] <= 1.0
+    assert k["max_f"] >= report["per_class"]["road"]["f1"] - 1e-9
+
+
+def test_eval_bad_folder_is_one_error(tmp_path: Path) -> None:
+    assert _main(["eval", "--data", str(tmp_path), "--weights", "default"]) == 2
+
+
+def test_eval_sequence_filter(small_camvid: Path, tiny_weights: Path) -> None:
+    report = evaluate(small_camvid, tiny_weights, sequences=("0006R0",), limit=2)
+    assert report["frames"] == 2 and report["sequences"] == ["0006R0"]
+    with pytest.raises(DrivingsegError, match=r"no frames of sequences \['0001TP'\]"):
+        evaluate(small_camvid, tiny_weights, sequences=("0001TP",))

@@ -1,0 +1,97 @@
+"""Segmenter: shapes, dtypes, errors, and the shipped model finding road on a held-out frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from drivingseg.errors import ModelError
+from drivingseg.model.checkpoint import default_weights, load_checkpoint, save_checkpoint
+from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.data import LabelledFile, load_pair
+from drivingseg.model.infer import Segmenter
+from drivingseg.model.unet import UNet
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4)
+    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
+
+
+def test_shapes_and_dtypes_on_a_real_frame(tiny_weights: Path,
+                                           camvid_pair: tuple[Path, Path]) -> None:
+    image, _ = load_pair(LabelledFile(*camvid_pair, "camvid"))
+    seg = Segmenter(tiny_weights)
+    out = seg(image)
+    assert out.class_ids.shape == (360, 480) and out.class_ids.dtype == np.uint8
+    assert out.probs is not None and out.probs.shape == (3, 360, 480)
+    assert out.probs.dtype == np.float32
+    np.testing.assert_allclose(out.probs.sum(axis=0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(out.class_ids, out.probs.argmax(axis=0))
+    again = seg(np.ascontiguousarray(image[:100, :150]), probabilities=False)
+    assert again.class_ids.shape == (100, 150) and again.probs is None
+
+
+def test_input_errors(tiny_weights: Path) -> None:
+    seg = Segmenter(tiny_weights)
+    with pytest.raises(ModelError, match=r"H x W x 3 uint8 RGB image, got shape \(10, 10\)"):
+        seg(np.zeros((10, 10), dtype=np.uint8))
+    with pytest.raises(ModelError, match=r"dtype float32"):
+        seg(np.zeros((10, 10, 3), dtype=np.float32))
+    with pytest.raises(ModelError, match=r"RGB only; do not pass lidar"):
+        seg(np.zeros((10, 10, 3), dtype=np.uint8), np.zeros((4, 10, 10), dtype=np.float32))
+    with pytest.raises(ModelError, match=r"fp16 inference needs a CUDA device"):
+        Segmenter(tiny_weights, fp16=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match=r"CUDA is not available"):
+            Segmenter(tiny_weights, device="cuda")
+
+
+def test_lidar_model_takes_channels(tmp_path: Path) -> None:
+    cfg = ModelConfig(depth=2, base_channels=4, in_channels=7)
+    path = save_checkpoint(tmp_path / "l", UNet(cfg).eval(), cfg, InputSpec(64, 48))
+    seg = Segmenter(path)
+    image = np.zeros((30, 40, 3), dtype=np.uint8)
+    assert seg(image, np.zeros((4, 30, 40), dtype=np.float32)).class_ids.shape == (30, 40)
+    assert seg(image, np.zeros((30, 40, 4), dtype=np.float32)).class_ids.shape == (30, 40)
+    with pytest.raises(ModelError, match=r"needs the 4 lidar channels"):
+        seg(image)
+    with pytest.raises(ModelError, match=r"lidar channels must be 4 x H x W"):
+        seg(image, np.zeros((4, 20, 40), dtype=np.float32))
+
+
+def test_shipped_weights_load_and_are_small() -> None:
+    ckpt = load_checkpoint("default")
+    assert ckpt.config.in_channels == 3 and ckpt.classes == ("background", "road", "car")
+    assert default_weights().stat().st_size < 10 * 2**20
+
+
+def test_shipped_model_finds_road_on_a_held_out_frame(camvid_pair: tuple[Path, Path]) -> None:
+    """0006R0 is the held-out validation sequence (docs/MODEL.md)."""
+    image, labels = load_pair(LabelledFile(*camvid_pair, "camvid"))
+    ids = Segmenter("default")(image, probabilities=False).class_ids
+    lower = slice(180, 360)
+    truth, pred = labels[lower] == 1, ids[lower] == 1
+    valid = labels[lower] != 255
+    iou = (truth & pred & valid).sum() / ((truth | pred) & valid).sum()
+    assert iou > 0.5, iou
+
+
+def test_batch_norm_folding_keeps_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    cfg = ModelConfig(depth=2, base_channels=4)
+    model = UNet(cfg)
+    model(torch.randn(4, 3, 32, 32))  # non-trivial running statistics
+    path = save_checkpoint(tmp_path / "bn", model.eval(), cfg, InputSpec(64, 48))
+    image = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
+    folded = Segmenter(path)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.model.modules())
+    plain = Segmenter.from_model(load_checkpoint(path).model, InputSpec(64, 48))
+    a, b = folded(image), plain(image)
+    assert a.probs is not None and b.probs is not None
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)

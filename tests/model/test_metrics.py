@@ -1,0 +1,74 @@
+"""Confusion matrix, IoU/precision/recall/F1 and KITTI MaxF/AP against hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivingseg.model.metrics import ConfusionMatrix, RoadPR, confusion_matrix
+
+
+def test_confusion_matrix_by_hand() -> None:
+    labels = np.array([[0, 0, 1, 1], [1, 2, 2, 255]], dtype=np.uint8)
+    pred = np.array([[0, 1, 1, 1], [0, 2, 1, 2]], dtype=np.uint8)
+    # label 0: pred 0, 1        -> cm[0] = [1, 1, 0]
+    # label 1: pred 1, 1, 0     -> cm[1] = [1, 2, 0]
+    # label 2: pred 2, 1        -> cm[2] = [0, 1, 1];  the 255 pixel is ignored
+    expected = np.array([[1, 1, 0], [1, 2, 0], [0, 1, 1]])
+    cm = confusion_matrix(labels, pred, 3)
+    assert cm.dtype == np.int64
+    np.testing.assert_array_equal(cm, expected)
+
+    acc = ConfusionMatrix()
+    acc.update(labels, pred)
+    acc.update(labels, pred)
+    np.testing.assert_array_equal(acc.matrix, 2 * expected)
+    road, car = acc.scores()[1], acc.scores()[2]
+    # road: tp 4, fp (1+1)*2 = 4, fn 1*2 = 2 -> IoU 4/10, precision 4/8, recall 4/6
+    assert (road.tp, road.fp, road.fn) == (4, 4, 2)
+    assert road.iou == pytest.approx(0.4)
+    assert road.precision == pytest.approx(0.5)
+    assert road.recall == pytest.approx(4 / 6)
+    assert road.f1 == pytest.approx(8 / 14)
+    # car: tp 2, fp 0, fn 2 -> IoU 0.5
+    assert car.iou == pytest.approx(0.5)
+    assert car.precision == pytest.approx(1.0)
+    assert acc.mean_iou() == pytest.approx(0.45)
+
+
+def test_absent_class_scores_none() -> None:
+    acc = ConfusionMatrix()
+    acc.update(np.zeros(4, np.uint8), np.zeros(4, np.uint8))
+    assert acc.scores()[2].iou is None
+    assert acc.mean_iou() is None
+
+
+def test_confusion_matrix_is_exact_for_large_counts() -> None:
+    acc = ConfusionMatrix()
+    acc.merge(np.full((3, 3), 2**40, dtype=np.int64))
+    acc.update(np.array([1]), np.array([1]))
+    assert acc.matrix[1, 1] == 2**40 + 1
+
+
+def test_confusion_matrix_refuses_out_of_range_ids() -> None:
+    with pytest.raises(ValueError, match="class ids must be in"):
+        confusion_matrix(np.array([3]), np.array([0]), 3)
+
+
+def test_kitti_road_maxf_and_ap_by_hand() -> None:
+    """labels road, road, not, not with probabilities 1.0, 0.4, 0.6, 0.2.
+
+    Threshold <= 0.2: TP 2 FP 2 -> F 2/3; (0.2, 0.4]: TP 2 FP 1 -> P 2/3 R 1 F 0.8;
+    (0.4, 0.6]: TP 1 FP 1 -> F 0.5; above: TP 1 FP 0 -> P 1 R 0.5 F 2/3. MaxF 0.8 at
+    the first threshold above 0.2 (52/255). AP (11-point): recall levels 0..0.5 reach
+    precision 1, levels 0.6..1.0 reach 2/3: (6 * 1 + 5 * 2/3) / 11. The ignored pixel
+    (255) would be a false positive if it counted.
+    """
+    pr = RoadPR()
+    pr.update(np.array([1, 1, 0, 0, 255]), np.array([1.0, 102 / 255, 153 / 255, 51 / 255, 1.0]))
+    res = pr.result()
+    assert res["max_f"] == pytest.approx(0.8)
+    assert res["threshold"] == pytest.approx(52 / 255)
+    assert res["precision"] == pytest.approx(2 / 3)
+    assert res["recall"] == pytest.approx(1.0)
+    assert res["ap"] == pytest.approx((6 + 5 * 2 / 3) / 11)

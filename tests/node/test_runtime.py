@@ -1,0 +1,124 @@
+"""The runtime alone: keep-last-N queues drop the oldest and count it, ``block`` waits for
+room, closing publishers ends subscribers, parameters are validated by declaration."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, ClassVar
+
+import pytest
+
+from drivingseg.errors import ConfigError
+from drivingseg.node.graph import Graph
+from drivingseg.node.messages import Diagnostics
+from drivingseg.node.params import Param
+from drivingseg.node.runtime import Node
+
+
+class Talker(Node):
+    type_name = "talker"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pub = self.create_publisher("/chatter", Diagnostics)
+
+    def run(self) -> None:
+        for i in range(int(self.p["qos_depth"])):
+            self.pub.publish(msg(i))
+
+
+class Listener(Node):
+    type_name = "listener"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("delay_s", float, 0.0, "sleep per message", "s", min=0.0, max=1.0),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sub = self.create_subscription("/chatter", Diagnostics, self.on_msg)
+        self.got: list[int] = []
+        self.closed = False
+
+    def on_msg(self, m: Diagnostics) -> None:
+        time.sleep(self.p["delay_s"])
+        self.got.append(m.level)
+
+    def on_inputs_closed(self) -> None:
+        self.closed = True
+
+
+def msg(i: int) -> Diagnostics:
+    return Diagnostics(i, "test", i, "")
+
+
+def test_keep_last_drops_the_oldest_and_counts_where() -> None:
+    graph = Graph()
+    talker = graph.add(Talker, "talker")
+    listener = graph.add(Listener, "listener", {"qos_depth": 3})
+    for i in range(10):
+        talker.pub.publish(msg(i))
+    assert len(listener.sub) == 3
+    assert listener.sub.dropped == 7
+    assert graph.drops() == {"/chatter -> listener": 7}
+    talker.pub.close()
+    listener.run()
+    assert listener.got == [7, 8, 9]
+    assert listener.closed
+
+
+def test_block_overflow_waits_for_room_and_loses_nothing() -> None:
+    graph = Graph(overflow="block")
+    talker = graph.add(Talker, "talker", {"qos_depth": 50})
+    listener = graph.add(Listener, "listener", {"qos_depth": 2, "delay_s": 0.002})
+    result = graph.run(handle_signals=False, timeout_s=30)
+    assert result.signal is None
+    assert listener.got == list(range(50))
+    assert listener.sub.dropped == 0
+    assert listener.sub.max_queued <= 2
+    assert talker.pub.published == 50
+
+
+def test_stop_drains_and_abort_leaves() -> None:
+    graph = Graph()
+    talker = graph.add(Talker, "talker")
+    listener = graph.add(Listener, "listener", {"qos_depth": 5, "delay_s": 0.5})
+    for i in range(5):
+        talker.pub.publish(msg(i))
+    talker.pub.close()
+    thread = threading.Thread(target=listener.run)
+    thread.start()
+    time.sleep(0.1)
+    graph.abort()
+    thread.join(2.0)
+    assert not thread.is_alive()
+    assert listener.got == [0]
+    assert not listener.closed
+
+
+def test_parameters_are_validated_on_construction() -> None:
+    graph = Graph(path="x.yaml")
+    with pytest.raises(ConfigError, match=r"x\.yaml: node 'l' \(listener\): parameter "
+                       r"'delay_s': 2\.0 is above the maximum 1 s"):
+        graph.add(Listener, "l", {"delay_s": 2.0}, path="x.yaml")
+    with pytest.raises(ConfigError, match=r"parameter 'qos_depth': expected an integer, got 1\.5"):
+        graph.add(Listener, "l", {"qos_depth": 1.5}, path="x.yaml")
+    graph.add(Listener, "l")
+    with pytest.raises(ConfigError, match=r"node 'l': a node of that name already exists"):
+        graph.add(Talker, "l")
+    with pytest.raises(ConfigError, match=r"qos overflow 'sometimes' is not one of"):
+        Graph(overflow="sometimes")
+
+
+def test_live_view_without_a_display_does_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from drivingseg.node.outputs import LiveView
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    graph = Graph()
+    node = graph.add(LiveView, "live")
+    assert not node.enabled and not node.subscriptions
+    assert "live: no display (DISPLAY is not set); the live window is off" in caplog.text
+    graph.run(handle_signals=False, timeout_s=5)
