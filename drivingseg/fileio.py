@@ -1,4 +1,4 @@
-"""Atomic file writes: a failure, or a kill, never leaves half a file behind.
+"""File reads and writes with errors that name the file; writes are atomic.
 
 Every output the package finalises in one go (calibration files, images, depth PNGs,
 checkpoints) is written to a temporary file in the target folder, flushed to disk and
@@ -13,10 +13,19 @@ import tempfile
 from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from drivingseg.errors import DrivingsegError
 
-__all__ = ["write_atomic", "write_bytes_atomic", "write_text_atomic"]
+__all__ = [
+    "read_text",
+    "read_yaml_mapping",
+    "write_atomic",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
 
 
 def write_atomic(
@@ -67,3 +76,42 @@ def write_text_atomic(
         error=error,
         what=what,
     )
+
+
+def read_text(
+    path: str | PathLike[str],
+    *,
+    error: type[DrivingsegError],
+    what: str,
+    encoding: str = "utf-8",
+) -> str:
+    """Read a text file; a missing or unreadable file raises ``error`` naming it.
+
+    Messages: ``"{what} not found (does not exist)"`` / ``"(is a directory)"``, or
+    ``"cannot read {what}: ..."``.
+    """
+    file = Path(path)
+    if not file.is_file():
+        state = "is a directory" if file.is_dir() else "does not exist"
+        raise error(f"{what} not found ({state})", path=file)
+    try:
+        return file.read_text(encoding=encoding)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what}: {exc}", path=file) from exc
+
+
+def read_yaml_mapping(
+    path: str | PathLike[str], *, error: type[DrivingsegError], what: str
+) -> dict[str, Any]:
+    """Read a YAML file whose top level must be a mapping (an empty file gives ``{}``)."""
+    text = read_text(path, error=error, what=what)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{what} is not valid YAML: {exc}", path=path) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        message = f"{what} must be a YAML mapping, got {type(data).__name__} {data!r}"
+        raise error(message, path=path)
+    return data

@@ -33,7 +33,7 @@ from drivingseg.calibration.types import (
     check_rotation,
 )
 from drivingseg.errors import CalibrationError, ConfigError
-from drivingseg.fileio import write_text_atomic
+from drivingseg.fileio import read_text, write_text_atomic
 
 __all__ = [
     "CAMERA_FRAME",
@@ -74,13 +74,7 @@ def parse_kitti_calib_file(path: str | PathLike[str]) -> dict[str, np.ndarray]:
     and text, and a key given twice raise :class:`CalibrationError` with the line number.
     """
     file = Path(path)
-    if not file.is_file():
-        what = "is a directory" if file.is_dir() else "does not exist"
-        raise CalibrationError(f"calibration file not found ({what})", path=file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"cannot read calibration file: {exc}", path=file) from exc
+    text = read_text(file, error=CalibrationError, what="calibration file")
 
     values: dict[str, np.ndarray] = {}
     first_line: dict[str, int] = {}

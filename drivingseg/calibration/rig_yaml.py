@@ -25,7 +25,7 @@ from drivingseg.calibration.types import (
     check_rotation,
 )
 from drivingseg.errors import CalibrationError
-from drivingseg.fileio import write_text_atomic
+from drivingseg.fileio import read_text, write_text_atomic
 
 __all__ = ["RIG_FORMAT", "load_rig", "rig_from_dict", "rig_to_dict", "save_rig"]
 
@@ -229,13 +229,7 @@ def rig_from_dict(data: object, path: PathArg = None) -> Rig:
 def load_rig(path: str | PathLike[str]) -> Rig:
     """Read a ``drivingseg-rig/1`` YAML file (see docs/RIG_FORMAT.md)."""
     file = Path(path)
-    if not file.is_file():
-        what = "is a directory" if file.is_dir() else "does not exist"
-        raise CalibrationError(f"rig file not found ({what})", path=file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"cannot read rig file: {exc}", path=file) from exc
+    text = read_text(file, error=CalibrationError, what="rig file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from drivingseg.calibration.types import (
     CameraModel,
@@ -32,6 +31,7 @@ from drivingseg.calibration.types import (
     check_rotation,
 )
 from drivingseg.errors import CalibrationError
+from drivingseg.fileio import read_yaml_mapping
 
 __all__ = [
     "load_camera_info_yaml",
@@ -45,19 +45,7 @@ _QUATERNION_MIN_NORM = 1e-9
 
 def _read_yaml_mapping(path: str | PathLike[str], what: str) -> tuple[Path, dict[str, Any]]:
     file = Path(path)
-    if not file.is_file():
-        state = "is a directory" if file.is_dir() else "does not exist"
-        raise CalibrationError(f"{what} not found ({state})", path=file)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"cannot read {what}: {exc}", path=file) from exc
-    except yaml.YAMLError as exc:
-        raise CalibrationError(f"not valid YAML: {exc}", path=file) from exc
-    if not isinstance(data, dict):
-        message = f"expected a YAML mapping, got {type(data).__name__} {data!r}"
-        raise CalibrationError(message, path=file)
-    return file, data
+    return file, read_yaml_mapping(file, error=CalibrationError, what=what)
 
 
 def _get(data: dict[str, Any], key: str, path: Path) -> Any:

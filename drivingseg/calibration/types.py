@@ -72,9 +72,7 @@ def as_matrix(
     return arr
 
 
-def check_rotation(
-    R: FloatArray, name: str, path: str | PathLike[str] | None = None
-) -> None:
+def check_rotation(R: FloatArray, name: str, path: str | PathLike[str] | None = None) -> None:
     """Raise unless ``R`` is orthonormal with determinant +1 within ``ROTATION_TOLERANCE``."""
     ortho_err = float(np.max(np.abs(R.T @ R - np.eye(3))))
     det = float(np.linalg.det(R))

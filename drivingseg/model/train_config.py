@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from drivingseg.errors import ModelError
+from drivingseg.fileio import read_yaml_mapping
 from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover
 
@@ -98,14 +97,7 @@ def _source(item: object, base: Path, path: Path) -> DataSource:
 def load_train_config(path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
     """Parse a training YAML; ``overrides`` replace keys of its ``train:`` section."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ModelError(f"cannot read training config: {exc.strerror}", path=p) from exc
-    except yaml.YAMLError as exc:
-        raise ModelError(f"training config is not valid YAML: {exc}", path=p) from exc
-    if not isinstance(raw, dict):
-        raise ModelError(f"training config must be a mapping, got {raw!r}", path=p)
+    raw = read_yaml_mapping(p, error=ModelError, what="training config")
     valid = {"model", "input", "data", "train", "out_dir", "seed"}
     unknown = sorted(set(raw) - valid)
     if unknown:

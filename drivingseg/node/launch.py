@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from drivingseg.errors import ConfigError
+from drivingseg.fileio import read_yaml_mapping
 from drivingseg.node.graph import Graph
 from drivingseg.node.params import where
 
@@ -96,16 +97,7 @@ def _scalar(text: str) -> Any:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read launch file: {exc.strerror}", path=path) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", path=path) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"a launch file is a mapping, got {type(data).__name__}", path=path)
+    data = read_yaml_mapping(path, error=ConfigError, what="launch file")
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         message = f"unknown top-level keys {unknown!r}; valid: {', '.join(_TOP_KEYS)}"

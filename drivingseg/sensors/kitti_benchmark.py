@@ -27,6 +27,7 @@ from pathlib import Path
 from drivingseg.calibration.kitti import load_kitti_object_rig
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import CalibrationError, ConfigError, RecordingError
+from drivingseg.fileio import read_text
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
 from drivingseg.sensors.decode import read_image_rgb, read_velodyne_bin
 from drivingseg.sensors.frames import CameraFrame, LidarScan
@@ -110,12 +111,7 @@ def _parse_label_line(line: str, lineno: int, path: Path) -> KittiObject:
 def read_kitti_labels(path: str | PathLike[str]) -> list[KittiObject]:
     """Parse a KITTI label file (blank lines skipped); errors name the file and line."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise RecordingError("label file not found", path=p) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordingError(f"cannot read label file: {exc}", path=p) from exc
+    text = read_text(p, error=RecordingError, what="label file")
     return [
         _parse_label_line(line, lineno, p)
         for lineno, line in enumerate(text.splitlines(), start=1)

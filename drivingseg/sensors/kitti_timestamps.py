@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
+from drivingseg.fileio import read_text
 
 __all__ = ["parse_kitti_timestamp", "read_kitti_timestamps"]
 
@@ -49,12 +50,7 @@ def read_kitti_timestamps(path: str | PathLike[str]) -> npt.NDArray[np.int64]:
     naming the file and the 1-based line number.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="ascii")
-    except FileNotFoundError as exc:
-        raise RecordingError("timestamps file not found", path=p) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordingError(f"cannot read timestamps file: {exc}", path=p) from exc
+    text = read_text(p, error=RecordingError, what="timestamps file", encoding="ascii")
     lines = text.rstrip().splitlines()
     stamps: list[int] = []
     for lineno, line in enumerate(lines, start=1):

@@ -99,7 +99,7 @@ def test_config_errors(tmp_path: Path, small_camvid: Path) -> None:
     path.write_text("data: {train: []}")
     with pytest.raises(ConfigError, match=r"data\.train must list at least one source"):
         load_train_config(path)
-    with pytest.raises(ConfigError, match=r"cannot read training config"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml: training config not found"):
         load_train_config(tmp_path / "missing.yaml")
     path.write_text("data: {train: [{pth: x}]}")
     with pytest.raises(ConfigError, match=r"a data source needs 'path: DIR'"):
