@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 
 __all__ = ["add_parser", "run"]
 
@@ -34,12 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from drivingseg.model.train import train
     from drivingseg.model.train_config import load_train_config
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("drivingseg.model").setLevel(logging.INFO)  # epoch summaries
     cfg = load_train_config(args.config, epochs=args.epochs, time_limit_min=args.time_limit_min,
                             device=args.device)
     if args.out_dir:
         cfg = replace(cfg, out_dir=Path(args.out_dir))
     summary = train(cfg, resume=args.resume)
     best = {k: summary[k] for k in ("best_mean_iou", "steps", "elapsed_s", "out_dir")}
-    print(json.dumps(best))
+    if os.environ.get("RANK", "0") == "0":  # one summary line, from the first torchrun rank
+        print(json.dumps(best))
     return 0

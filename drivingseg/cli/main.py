@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_convert,
         cmd_demo,
         cmd_eval,
+        cmd_export,
         cmd_fuse,
         cmd_info,
         cmd_launch,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_synth,
         cmd_train,
         cmd_eval,
+        cmd_export,
     ):
         module.add_parser(sub)
     return parser

@@ -1,6 +1,7 @@
 """Model: the U-Net, its checkpoints, data, training, metrics, evaluation and inference."""
 
 from drivingseg.errors import ModelError
+from drivingseg.model.backends import OnnxSegmenter, make_segmenter
 from drivingseg.model.checkpoint import (
     default_weights,
     load_checkpoint,
@@ -10,7 +11,8 @@ from drivingseg.model.checkpoint import (
 from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, InputSpec, ModelConfig
 from drivingseg.model.data import discover, load_pair
 from drivingseg.model.evaluate import evaluate
-from drivingseg.model.infer import Segmentation, Segmenter
+from drivingseg.model.export import export_onnx
+from drivingseg.model.infer import RunOptions, Segmentation, Segmenter
 from drivingseg.model.metrics import ConfusionMatrix, RoadPR
 from drivingseg.model.train import train
 from drivingseg.model.train_config import load_train_config
@@ -23,16 +25,20 @@ __all__ = [
     "InputSpec",
     "ModelConfig",
     "ModelError",
+    "OnnxSegmenter",
     "RoadPR",
+    "RunOptions",
     "Segmentation",
     "Segmenter",
     "UNet",
     "default_weights",
     "discover",
     "evaluate",
+    "export_onnx",
     "load_checkpoint",
     "load_pair",
     "load_train_config",
+    "make_segmenter",
     "resolve_weights",
     "save_checkpoint",
     "train",

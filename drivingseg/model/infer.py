@@ -4,6 +4,11 @@
 host and a normalised input tensor on the device), runs under ``torch.inference_mode``,
 and returns results at the frame's own size (logits upsampled bilinearly, then softmax
 and arg-max). The same code runs on CUDA, in float16 when ``fp16`` (default there).
+
+:class:`RunOptions` are the vehicle-path switches, each a segmentation-node parameter:
+``channels_last`` memory format (any device), ``pin_memory`` for the host buffer (CUDA;
+a no-op on the CPU), ``compile`` with a ``torch.compile`` backend, and ``cuda_graph``
+(capture the forward once for the fixed input size and replay it; CUDA only).
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
 from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
 from drivingseg.model.unet import UNet
 
-__all__ = ["Segmentation", "Segmenter", "fuse_batch_norm"]
+__all__ = ["COMPILE_BACKENDS", "RunOptions", "Segmentation", "Segmenter", "check_frame",
+           "fuse_batch_norm"]
+
+COMPILE_BACKENDS = ("off", "inductor", "cudagraphs", "aot_eager", "eager")
+"""``RunOptions.compile`` values: off, or the ``torch.compile`` backend to use."""
 
 
 def fuse_batch_norm(model: UNet) -> UNet:
@@ -39,6 +48,41 @@ def fuse_batch_norm(model: UNet) -> UNet:
                 seq[i] = fuse_conv_bn_eval(conv, bn)
                 seq[i + 1] = nn.Identity()
     return model
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the torch backend runs the model (see the module docstring)."""
+
+    channels_last: bool = False
+    pin_memory: bool = False
+    compile: str = "off"
+    cuda_graph: bool = False
+
+    def check(self, device: torch.device) -> None:
+        """ModelError for a combination this device cannot run."""
+        if self.compile not in COMPILE_BACKENDS:
+            message = (f"unknown compile backend {self.compile!r}; valid: "
+                       f"{', '.join(COMPILE_BACKENDS)}")
+            raise ModelError(message)
+        if self.cuda_graph and device.type != "cuda":
+            message = (f"CUDA graph capture needs a CUDA device, the model runs on "
+                       f"{device.type!r}; set cuda_graph off or device cuda")
+            raise ModelError(message)
+
+
+def check_frame(image: npt.NDArray[np.uint8], lidar: object, uses_lidar: bool) -> None:
+    """ModelError unless ``image`` is H x W x 3 uint8 and lidar is given iff the model needs it."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        message = (
+            f"expected an H x W x 3 uint8 RGB image, got shape {image.shape!r} dtype "
+            f"{image.dtype}; convert BGR/float images first"
+        )
+        raise ModelError(message)
+    if (lidar is not None) != uses_lidar:
+        need = "needs the 4 lidar channels (lidar=...)" if uses_lidar else (
+            "is RGB only; do not pass lidar channels")
+        raise ModelError(f"this model {need}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,30 +101,35 @@ class Segmenter:
         weights: str | os.PathLike[str] | Checkpoint = "default",
         device: str | torch.device = "cpu",
         fp16: bool | None = None,
+        options: RunOptions | None = None,
     ) -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ModelError(f"device {str(device)!r} asked for but CUDA is not available")
         ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
-        self._setup(fuse_batch_norm(ckpt.model), ckpt.config, ckpt.spec, ckpt.classes, fp16)
+        self._setup(fuse_batch_norm(ckpt.model), ckpt.config, ckpt.spec, ckpt.classes, fp16,
+                    options)
 
     @classmethod
     def from_model(
         cls, model: UNet, spec: InputSpec, device: str | torch.device = "cpu",
-        fp16: bool | None = None,
+        fp16: bool | None = None, options: RunOptions | None = None,
     ) -> Segmenter:
         """Wrap a model in training (validation uses the same code path as the node)."""
         obj = cls.__new__(cls)
         obj.device = torch.device(device)
         from drivingseg.model.config import CLASS_NAMES
 
-        obj._setup(model, model.config, spec, CLASS_NAMES[: model.config.num_classes], fp16)
+        obj._setup(model, model.config, spec, CLASS_NAMES[: model.config.num_classes], fp16,
+                   options)
         return obj
 
     def _setup(
         self, model: UNet, config: ModelConfig, spec: InputSpec, classes: tuple[str, ...],
-        fp16: bool | None,
+        fp16: bool | None, options: RunOptions | None = None,
     ) -> None:
+        self.options = options or RunOptions()
+        self.options.check(self.device)
         self.config, self.spec, self.classes = config, spec, classes
         self.fp16 = (self.device.type == "cuda") if fp16 is None else fp16
         if self.fp16 and self.device.type != "cuda":
@@ -88,9 +137,21 @@ class Segmenter:
         self.dtype = torch.float16 if self.fp16 else torch.float32
         self.model = model.half() if self.fp16 else model
         h, w = spec.height, spec.width
-        self._host = np.empty((h, w, 3), dtype=np.uint8)
+        cuda = self.device.type == "cuda"
+        self._host_t = torch.empty((h, w, 3), dtype=torch.uint8,
+                                   pin_memory=cuda and self.options.pin_memory)
+        self._host = self._host_t.numpy()
         self._input = torch.empty((1, config.in_channels, h, w), device=self.device,
                                   dtype=self.dtype)
+        if self.options.channels_last:
+            self.model = self.model.to(  # type: ignore[call-overload]
+                memory_format=torch.channels_last)
+            self._input = self._input.contiguous(memory_format=torch.channels_last)
+        self._forward: nn.Module | object = self.model
+        if self.options.compile != "off":
+            self._forward = torch.compile(self.model, backend=self.options.compile)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_out: torch.Tensor | None = None
         self._scale = (1.0 / (255.0 * torch.tensor(spec.std))).view(1, 3, 1, 1).to(
             self.device, self.dtype)
         self._shift = (-torch.tensor(spec.mean) / torch.tensor(spec.std)).view(1, 3, 1, 1).to(
@@ -98,19 +159,10 @@ class Segmenter:
 
     def _prepare(self, image: npt.NDArray[np.uint8], lidar: npt.NDArray[np.float32] | None
                  ) -> None:
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            message = (
-                f"expected an H x W x 3 uint8 RGB image, got shape {image.shape!r} dtype "
-                f"{image.dtype}; convert BGR/float images first"
-            )
-            raise ModelError(message)
-        if (lidar is not None) != self.config.uses_lidar:
-            need = "needs the 4 lidar channels (lidar=...)" if self.config.uses_lidar else (
-                "is RGB only; do not pass lidar channels")
-            raise ModelError(f"this model {need}")
+        check_frame(image, lidar, self.config.uses_lidar)
         cv2.resize(image, (self.spec.width, self.spec.height), dst=self._host,
                    interpolation=cv2.INTER_AREA)
-        rgb = torch.from_numpy(self._host).to(self.device, non_blocking=True)
+        rgb = self._host_t.to(self.device, non_blocking=True)
         self._input[:, :3].copy_(rgb.permute(2, 0, 1).unsqueeze(0))
         self._input[:, :3].mul_(self._scale).add_(self._shift)
         if lidar is not None:
@@ -168,11 +220,34 @@ class Segmenter:
         return Segmentation(ids, np.ascontiguousarray(e.transpose(2, 0, 1), dtype=np.float32))
 
     def logits(self) -> torch.Tensor:
-        """Run the model on the prepared input: classes x h x w logits at the input size."""
+        """Run the model on the prepared input: classes x h x w logits at the input size
+        (with ``cuda_graph``, a buffer the next call overwrites)."""
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                return self.model(self._input)[0]
+                if self.options.cuda_graph:
+                    return self._replay()[0]
+                out: torch.Tensor = self._forward(self._input)  # type: ignore[operator]
+                return out[0]
         finally:
             self.model.train(was_training)
+
+    def _replay(self) -> torch.Tensor:
+        """Capture the forward on the fixed-size input once (after warm-up runs on a side
+        stream, as CUDA graphs need), then replay it; the input buffer is updated in place."""
+        if self._graph is None:
+            forward = self._forward
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    forward(self._input)  # type: ignore[operator]
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._graph_out = forward(self._input)  # type: ignore[operator]
+            self._graph = graph
+        self._graph.replay()
+        assert self._graph_out is not None
+        return self._graph_out

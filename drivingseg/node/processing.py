@@ -152,7 +152,13 @@ class FusionNode(Node):
 
 
 class SegmentationNode(Node):
-    """Runs the U-Net on each fused input; publishes ``/segmentation/mask``."""
+    """Runs the U-Net on each fused input; publishes ``/segmentation/mask``.
+
+    ``backend: torch`` runs :class:`~drivingseg.model.infer.Segmenter` on ``device`` with the
+    torch options (channels_last, pin_memory, compile, cuda_graph); ``backend: onnxruntime``
+    runs :class:`~drivingseg.model.backends.OnnxSegmenter` with ``providers`` (``device`` and
+    the torch options do not apply). Every combination is checked at start-up.
+    """
 
     type_name = "segmentation"
     description = "U-Net road/car segmentation"
@@ -164,6 +170,18 @@ class SegmentationNode(Node):
               choices=("auto", "on", "off")),
         Param("num_threads", int, 0, "torch intra-op threads (0 = torch's default)", min=0,
               max=256),
+        Param("backend", str, "torch", "inference backend (onnxruntime: an .onnx file from "
+              "'drivingseg export', or the checkpoint exported at start-up)",
+              choices=("torch", "onnxruntime")),
+        Param("providers", str, "CPUExecutionProvider",
+              "onnxruntime execution providers, comma-separated, in order of preference"),
+        Param("channels_last", bool, False, "torch: channels-last memory format"),
+        Param("pin_memory", bool, False, "torch: pinned host buffer for the upload (CUDA only; "
+              "a no-op on the CPU)"),
+        Param("compile", str, "off", "torch: torch.compile backend (off = eager)",
+              choices=("off", "inductor", "cudagraphs", "aot_eager", "eager")),
+        Param("cuda_graph", bool, False, "torch: capture the forward as a CUDA graph at the "
+              "fixed input size (CUDA only)"),
         Param("extra_delay_ms", float, 0.0, "test only: added to every inference (overload)",
               "ms", min=0.0, max=60_000.0),
     )
@@ -181,8 +199,9 @@ class SegmentationNode(Node):
     def setup(self) -> None:
         import torch
 
+        from drivingseg.model.backends import make_segmenter
         from drivingseg.model.checkpoint import resolve_weights
-        from drivingseg.model.infer import Segmenter
+        from drivingseg.model.infer import RunOptions
 
         if self.p["num_threads"]:
             torch.set_num_threads(self.p["num_threads"])
@@ -198,11 +217,37 @@ class SegmentationNode(Node):
                 "configs/train_default.yaml' or set weights:=PATH to a checkpoint"
             )
             raise self.config_error(message, "weights")
+        backend = self.p["backend"]
+        options = RunOptions(channels_last=self.p["channels_last"],
+                             pin_memory=self.p["pin_memory"], compile=self.p["compile"],
+                             cuda_graph=self.p["cuda_graph"])
+        providers = self.p["providers"].split(",")
+        if backend == "torch":
+            try:
+                options.check(torch.device(device))
+            except DrivingsegError as exc:
+                raise self.config_error(str(exc), "cuda_graph") from exc
+        else:
+            from drivingseg.model.backends import check_providers
+
+            try:
+                check_providers(providers)
+            except DrivingsegError as exc:
+                raise self.config_error(str(exc), "providers") from exc
+            changed = [k for k in ("channels_last", "pin_memory", "compile", "cuda_graph")
+                       if self.p[k] != getattr(RunOptions(), k)]
+            if changed:
+                message = f"is a torch option; backend is {backend!r}"
+                raise self.config_error(message, changed[0])
         try:
-            self.segmenter = Segmenter(path, device=device, fp16=fp16)
+            self.segmenter = make_segmenter(
+                path, backend=backend, device=device, fp16=fp16, providers=providers,
+                options=options if backend == "torch" else None,
+                num_threads=self.p["num_threads"])
         except DrivingsegError as exc:
             raise self.config_error(str(exc), "weights") from exc
-        log.info("%s: %s on %s, input %dx%d", self.name, path.name, device,
+        log.info("%s: %s with %s on %s, input %dx%d", self.name, path.name, backend,
+                 device if backend == "torch" else ",".join(providers),
                  self.segmenter.spec.width, self.segmenter.spec.height)
 
     def on_fused(self, msg: FusedInput) -> None:

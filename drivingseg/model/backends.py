@@ -1,0 +1,186 @@
+"""Inference backends behind one interface: torch (:class:`Segmenter`) or ONNX Runtime.
+
+Both take a uint8 RGB frame and return a :class:`~drivingseg.model.infer.Segmentation`
+(class ids, optionally probabilities) at the frame's own size, and both expose
+``config``, ``spec`` and ``classes``, so the segmentation node does not care which one runs.
+:class:`OnnxSegmenter` runs a file written by ``drivingseg export`` (uint8 NHWC input,
+normalisation inside the graph), or exports a checkpoint in memory at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from drivingseg.errors import ModelError
+from drivingseg.model.checkpoint import load_checkpoint, resolve_weights
+from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
+from drivingseg.model.infer import RunOptions, Segmentation, Segmenter, check_frame
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_PROVIDERS",
+    "FrameSegmenter",
+    "OnnxSegmenter",
+    "available_providers",
+    "check_providers",
+    "make_segmenter",
+]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime")
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+class FrameSegmenter(Protocol):
+    """What the segmentation node uses of a backend."""
+
+    config: ModelConfig
+    spec: InputSpec
+    classes: tuple[str, ...]
+
+    def __call__(self, image: npt.NDArray[np.uint8], lidar: npt.NDArray[np.float32] | None = None,
+                 *, probabilities: bool = True) -> Segmentation: ...
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        message = ("backend 'onnxruntime' needs the onnxruntime package: "
+                   "pip install 'drivingseg[onnx]'")
+        raise ModelError(message) from exc
+    return onnxruntime
+
+
+def available_providers() -> list[str]:
+    """The execution providers this onnxruntime build has (e.g. CPUExecutionProvider)."""
+    return list(_ort().get_available_providers())
+
+
+def check_providers(providers: Sequence[str]) -> list[str]:
+    """``providers`` as a list; ModelError naming the available ones when one is missing."""
+    wanted = [p.strip() for p in providers if p.strip()]
+    available = available_providers()
+    missing = [p for p in wanted if p not in available]
+    if not wanted or missing:
+        what = f"{missing!r} not installed" if missing else "none given"
+        message = (f"onnxruntime execution providers {what}; available: "
+                   f"{', '.join(available)}")
+        raise ModelError(message)
+    return wanted
+
+
+class OnnxSegmenter:
+    """An ONNX Runtime session ready for frames: ``OnnxSegmenter("model.onnx")(rgb)``.
+
+    ``model`` is an exported file or its bytes; the frame is resized on the host into a
+    preallocated uint8 buffer (as :class:`Segmenter` does), the logits are upsampled and
+    arg-maxed with the same numpy code as the torch backend on the CPU.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | bytes,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        *,
+        num_threads: int = 0,
+    ) -> None:
+        from drivingseg.model.export import read_metadata
+
+        ort = _ort()
+        self.providers = check_providers(providers)
+        source = "<in memory>" if isinstance(model, bytes) else str(model)
+        if not isinstance(model, bytes) and not Path(model).is_file():
+            raise ModelError("ONNX model file not found", path=source)
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        try:
+            self.session = ort.InferenceSession(
+                model if isinstance(model, bytes) else str(model), sess_options=options,
+                providers=self.providers)
+        except (RuntimeError, ValueError) as exc:
+            message = f"onnxruntime cannot load the model: {exc}"
+            raise ModelError(message, path=None if isinstance(model, bytes) else source) from exc
+        meta = read_metadata(self.session.get_modelmeta().custom_metadata_map, source)
+        self.config, self.spec, self.classes = meta.config, meta.spec, meta.classes
+        self.fp16 = meta.fp16
+        self._host = np.empty((1, self.spec.height, self.spec.width, 3), dtype=np.uint8)
+
+    def logits(self, feeds: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
+        """Run the session: classes x h x w float32 logits of the first batch item."""
+        out: npt.NDArray[np.float32] = self.session.run(["logits"], feeds)[0][0]
+        return out
+
+    def __call__(
+        self,
+        image: npt.NDArray[np.uint8],
+        lidar: npt.NDArray[np.float32] | None = None,
+        *,
+        probabilities: bool = True,
+    ) -> Segmentation:
+        """Segment one RGB frame (and its lidar channels when the model takes them)."""
+        check_frame(image, lidar, self.config.uses_lidar)
+        size = (self.spec.width, self.spec.height)
+        cv2.resize(image, size, dst=self._host[0], interpolation=cv2.INTER_AREA)
+        feeds: dict[str, npt.NDArray[Any]] = {"image": self._host}
+        if lidar is not None:
+            feeds["lidar"] = _lidar_input(lidar, image.shape[:2], size)
+        logits = torch.from_numpy(self.logits(feeds))
+        return Segmenter._finish_numpy(logits, int(image.shape[0]), int(image.shape[1]),
+                                       probabilities)
+
+
+def _lidar_input(lidar: npt.NDArray[np.float32], hw: tuple[int, ...], size: tuple[int, int]
+                 ) -> npt.NDArray[np.float32]:
+    """4 x H x W or H x W x 4 channels -> 1 x 4 x h x w at the model input size (nearest)."""
+    arr = np.asarray(lidar, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[0] == LIDAR_CHANNELS and arr.shape[1:] == hw:
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.shape != (*hw, LIDAR_CHANNELS):
+        message = (f"lidar channels must be 4 x H x W or H x W x 4 at the image size {hw!r}, "
+                   f"got {lidar.shape!r}")
+        raise ModelError(message)
+    small = cv2.resize(arr, size, interpolation=cv2.INTER_NEAREST_EXACT)
+    return np.ascontiguousarray(small.transpose(2, 0, 1)[None])
+
+
+def make_segmenter(
+    weights: str | os.PathLike[str] = "default",
+    *,
+    backend: str = "torch",
+    device: str = "cpu",
+    fp16: bool | None = None,
+    providers: Sequence[str] = DEFAULT_PROVIDERS,
+    options: RunOptions | None = None,
+    num_threads: int = 0,
+) -> Segmenter | OnnxSegmenter:
+    """The backend asked for. For ``onnxruntime``, ``weights`` is an ``.onnx`` file, or a
+    checkpoint exported in memory at its input size (float16 graph when ``fp16``)."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return Segmenter(resolve_weights(weights), device=device, fp16=fp16, options=options)
+    if options is not None and options != RunOptions():
+        message = (f"torch options {options!r} do not apply to backend 'onnxruntime'; "
+                   "leave channels_last, pin_memory, compile and cuda_graph at their defaults")
+        raise ModelError(message)
+    check_providers(providers)
+    path = resolve_weights(weights)
+    if path.suffix == ".onnx":
+        return OnnxSegmenter(path, providers, num_threads=num_threads)
+    from drivingseg.model.export import onnx_bytes
+
+    log.info("exporting %s to ONNX in memory for onnxruntime", path.name)
+    data = onnx_bytes(load_checkpoint(path), fp16=bool(fp16))
+    return OnnxSegmenter(data, providers, num_threads=num_threads)

@@ -1,0 +1,223 @@
+"""ONNX export of a checkpoint: uint8 RGB in, logits out, normalisation inside the graph.
+
+The exported graph takes ``image``: N x H x W x 3 **uint8** RGB (the layout OpenCV and the
+camera give; no host-side normalisation), converts it to float, standardises it with the
+checkpoint's mean and std, pads it to a multiple of ``2 ** depth`` (with zeros after
+normalisation, as :class:`~drivingseg.model.unet.UNet` does), runs the U-Net with its
+batch norms folded, and crops back: ``logits`` N x classes x H x W float32. Models with
+lidar input take a second input ``lidar``: N x 4 x H x W float32 (depth_m, height_m,
+intensity, valid). ``fp16`` runs the network in float16 (inputs and outputs stay as above).
+
+The exporter is torch's TorchScript-based one (``dynamo=False``): the dynamo exporter needs
+``onnxscript``, which drivingseg does not depend on. The file's ``metadata_props`` carry what
+a runtime needs (:data:`METADATA_KEYS`); :func:`read_metadata` reads them back.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from drivingseg import __version__
+from drivingseg.errors import ModelError
+from drivingseg.fileio import write_atomic
+from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
+from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
+from drivingseg.model.infer import fuse_batch_norm
+from drivingseg.model.unet import UNet
+
+__all__ = [
+    "INPUT_LAYOUT",
+    "METADATA_KEYS",
+    "OPSET",
+    "ExportedMetadata",
+    "NormalisedUNet",
+    "export_onnx",
+    "onnx_bytes",
+    "read_metadata",
+]
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+INPUT_LAYOUT = "image: N x H x W x 3 uint8 RGB (normalised inside the graph)"
+METADATA_KEYS = ("format", "classes", "mean", "std", "in_channels", "input_width",
+                 "input_height", "training_input", "input_layout", "dynamic", "fp16",
+                 "model_config", "drivingseg_version")
+FORMAT = "drivingseg-onnx/1"
+
+
+class NormalisedUNet(nn.Module):
+    """uint8 N x H x W x 3 (+ lidar) -> logits; the graph that :func:`export_onnx` writes."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self, model: UNet, spec: InputSpec, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+        std = torch.tensor(spec.std, dtype=torch.float32)
+        self.register_buffer("scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(dtype))
+        self.register_buffer("shift", (-torch.tensor(spec.mean) / std).view(1, 3, 1, 1).to(dtype))
+        self.multiple = model.config.size_multiple
+
+    def forward(self, image: torch.Tensor, lidar: torch.Tensor | None = None) -> torch.Tensor:
+        x = image.permute(0, 3, 1, 2).to(self.dtype) * self.scale + self.shift
+        if lidar is not None:
+            x = torch.cat([x, lidar.to(self.dtype)], dim=1)
+        h, w = x.shape[2], x.shape[3]
+        # Sizes stay symbolic under tracing, so a --dynamic graph pads every input size.
+        pad_h = (self.multiple - h % self.multiple) % self.multiple
+        pad_w = (self.multiple - w % self.multiple) % self.multiple
+        x = functional.pad(x, [0, pad_w, 0, pad_h])
+        logits: torch.Tensor = self.model(x)
+        return logits[:, :, :h, :w].float()
+
+
+@dataclass(frozen=True)
+class ExportedMetadata:
+    """What an exported file says about itself (from its ``metadata_props``)."""
+
+    config: ModelConfig
+    spec: InputSpec
+    classes: tuple[str, ...]
+    dynamic: bool
+    fp16: bool
+    version: str
+
+
+def _metadata(ckpt: Checkpoint, height: int, width: int, dynamic: bool, fp16: bool
+              ) -> dict[str, str]:
+    spec = ckpt.spec
+    return {
+        "format": FORMAT,
+        "classes": json.dumps(list(ckpt.classes)),
+        "mean": json.dumps(list(spec.mean)),
+        "std": json.dumps(list(spec.std)),
+        "in_channels": str(ckpt.config.in_channels),
+        "input_width": str(width),
+        "input_height": str(height),
+        "training_input": json.dumps({"width": spec.width, "height": spec.height}),
+        "input_layout": INPUT_LAYOUT + (
+            "; lidar: N x 4 x H x W float32" if ckpt.config.uses_lidar else ""),
+        "dynamic": json.dumps(dynamic),
+        "fp16": json.dumps(fp16),
+        "model_config": json.dumps(ckpt.config.to_dict(), sort_keys=True),
+        "drivingseg_version": __version__,
+    }
+
+
+def onnx_bytes(
+    ckpt: Checkpoint,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    dynamic: bool = False,
+    fp16: bool = False,
+) -> bytes:
+    """The serialised ONNX model of ``ckpt`` (fixed size: ``height`` x ``width``, default the
+    checkpoint's input size; ``dynamic``: any batch, height and width)."""
+    import onnx
+
+    if dynamic and (height is not None or width is not None):
+        raise ModelError("give either a fixed --height/--width or --dynamic, not both")
+    h = ckpt.spec.height if height is None else height
+    w = ckpt.spec.width if width is None else width
+    for name, value in (("height", h), ("width", w)):
+        if not 16 <= value <= 8192:
+            raise ModelError(f"export {name} must be in [16, 8192] pixels, got {value!r}")
+    dtype = torch.float16 if fp16 else torch.float32
+    model = fuse_batch_norm(copy.deepcopy(ckpt.model).to("cpu").float().eval()).to(dtype)
+    wrapper = NormalisedUNet(model, ckpt.spec, dtype).eval()
+    image = torch.zeros((1, h, w, 3), dtype=torch.uint8)
+    args: tuple[torch.Tensor, ...] = (image,)
+    names = ["image"]
+    axes: dict[str, dict[int, str]] = {"image": {0: "batch", 1: "height", 2: "width"},
+                                       "logits": {0: "batch", 2: "height", 3: "width"}}
+    if ckpt.config.uses_lidar:
+        args += (torch.zeros((1, LIDAR_CHANNELS, h, w), dtype=torch.float32),)
+        names.append("lidar")
+        axes["lidar"] = {0: "batch", 2: "height", 3: "width"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the U-Net's shape checks
+        try:
+            torch.onnx.export(
+                wrapper, args, buffer,  # type: ignore[arg-type]
+                dynamo=False, opset_version=OPSET, input_names=names,
+                output_names=["logits"], dynamic_axes=axes if dynamic else None,
+                do_constant_folding=True,
+            )
+        except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
+            raise ModelError(f"ONNX export failed: {exc}") from exc
+    proto = onnx.load_from_string(buffer.getvalue())
+    meta = _metadata(ckpt, h, w, dynamic, fp16)
+    onnx.helper.set_model_props(proto, meta)
+    proto.producer_name = "drivingseg"
+    proto.producer_version = __version__
+    return bytes(proto.SerializeToString())
+
+
+def export_onnx(
+    weights: str | os.PathLike[str] | Checkpoint,
+    out: str | os.PathLike[str],
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    dynamic: bool = False,
+    fp16: bool = False,
+) -> Path:
+    """Export a checkpoint (``'default'``, a path or a loaded one) to ``out`` atomically."""
+    ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
+    data = onnx_bytes(ckpt, height=height, width=width, dynamic=dynamic, fp16=fp16)
+    target = Path(out)
+    write_atomic(target, lambda p: p.write_bytes(data), error=ModelError, what="ONNX model")
+    log.info("exported %s (%d bytes)", target, len(data))
+    return target
+
+
+def _field(meta: dict[str, str], key: str, source: str) -> Any:
+    if key not in meta:
+        message = f"ONNX model has no {key!r} metadata; export it with 'drivingseg export'"
+        raise ModelError(message, path=source)
+    try:
+        return json.loads(meta[key])
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"ONNX metadata {key!r} is not JSON: {meta[key]!r}",
+                         path=source) from exc
+
+
+def read_metadata(meta: dict[str, str], source: str = "") -> ExportedMetadata:
+    """Parse the ``metadata_props`` of an exported file (e.g. an onnxruntime session's
+    ``get_modelmeta().custom_metadata_map``); ModelError when they are missing or wrong."""
+    if meta.get("format") != FORMAT:
+        message = (f"not a drivingseg ONNX export: metadata format is {meta.get('format')!r}, "
+                   f"expected {FORMAT!r}")
+        raise ModelError(message, path=source or None)
+    config = ModelConfig.from_dict(_field(meta, "model_config", source), source or None)
+    dynamic = bool(_field(meta, "dynamic", source))
+    # A dynamic graph takes any size: frames are resized to the training input size.
+    size = _field(meta, "training_input", source) if dynamic else {
+        "width": _field(meta, "input_width", source),
+        "height": _field(meta, "input_height", source)}
+    spec = InputSpec(
+        width=int(size["width"]),
+        height=int(size["height"]),
+        mean=tuple(float(v) for v in _field(meta, "mean", source)),
+        std=tuple(float(v) for v in _field(meta, "std", source)),
+    )
+    classes = tuple(str(c) for c in _field(meta, "classes", source))
+    return ExportedMetadata(config, spec, classes, dynamic,
+                            bool(_field(meta, "fp16", source)),
+                            meta.get("drivingseg_version", ""))

@@ -1,0 +1,206 @@
+"""Backends: onnxruntime against torch on real frames, torch run options, node parameters."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from drivingseg.errors import ConfigError, ModelError
+from drivingseg.model.backends import (
+    OnnxSegmenter,
+    available_providers,
+    check_providers,
+    make_segmenter,
+)
+from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint
+from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.data import LabelledFile, load_pair
+from drivingseg.model.export import export_onnx
+from drivingseg.model.infer import RunOptions, Segmenter
+from drivingseg.model.unet import UNet
+from drivingseg.node.graph import Graph
+from drivingseg.node.launch import build_graph, load_launch
+from drivingseg.node.processing import SegmentationNode
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4)
+    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
+
+
+@pytest.fixture
+def frame(camvid_pair: tuple[Path, Path]) -> np.ndarray:
+    image, _ = load_pair(LabelledFile(*camvid_pair, "camvid"))
+    return image
+
+
+def test_onnxruntime_backend_matches_torch_on_a_real_frame(tmp_path: Path,
+                                                           frame: np.ndarray) -> None:
+    onnx_path = export_onnx("default", tmp_path / "m.onnx")
+    ort_seg = OnnxSegmenter(onnx_path)
+    torch_seg = Segmenter("default")
+    assert (ort_seg.spec, ort_seg.classes, ort_seg.config) == (
+        torch_seg.spec, torch_seg.classes, torch_seg.config)
+    a, b = ort_seg(frame), torch_seg(frame)
+    assert a.class_ids.shape == frame.shape[:2] and a.class_ids.dtype == np.uint8
+    assert a.probs is not None and b.probs is not None
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
+    assert (a.class_ids == b.class_ids).mean() >= 0.9999
+    assert (a.class_ids == 1).mean() > 0.2  # the shipped model finds the road
+    assert ort_seg(frame, probabilities=False).probs is None
+
+
+def test_checkpoint_exported_in_memory_and_lidar_input(tmp_path: Path) -> None:
+    cfg = ModelConfig(depth=2, base_channels=4, in_channels=7)
+    path = save_checkpoint(tmp_path / "l", UNet(cfg).eval(), cfg, InputSpec(64, 48))
+    seg = make_segmenter(path, backend="onnxruntime")
+    assert isinstance(seg, OnnxSegmenter) and seg.config.in_channels == 7
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    lidar = rng.random((4, 30, 40), dtype=np.float32)
+    ref = Segmenter(path)(image, lidar)
+    out = seg(image, lidar)
+    assert out.probs is not None and ref.probs is not None
+    np.testing.assert_allclose(out.probs, ref.probs, atol=1e-5)
+    with pytest.raises(ModelError, match=r"needs the 4 lidar channels"):
+        seg(image)
+    with pytest.raises(ModelError, match=r"lidar channels must be 4 x H x W"):
+        seg(image, lidar[:, :10])
+
+
+def test_provider_errors_list_the_available_ones(tiny_weights: Path) -> None:
+    assert "CPUExecutionProvider" in available_providers()
+    assert check_providers([" CPUExecutionProvider "]) == ["CPUExecutionProvider"]
+    with pytest.raises(ModelError, match=r"\['NoSuchExecutionProvider'\] not installed; "
+                       r"available: .*CPUExecutionProvider"):
+        make_segmenter(tiny_weights, backend="onnxruntime",
+                       providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(ModelError, match=r"none given; available: .*CPUExecutionProvider"):
+        check_providers([""])
+    with pytest.raises(ModelError, match=r"unknown backend 'tensorrt'; valid: torch, onnx"):
+        make_segmenter(tiny_weights, backend="tensorrt")
+    with pytest.raises(ModelError, match=r"do not apply to backend 'onnxruntime'"):
+        make_segmenter(tiny_weights, backend="onnxruntime",
+                       options=RunOptions(channels_last=True))
+    with pytest.raises(ModelError, match=r"ONNX model file not found"):
+        OnnxSegmenter(tiny_weights.with_suffix(".onnx"))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_file_without_drivingseg_metadata_is_refused(tmp_path: Path) -> None:
+    model = UNet(ModelConfig(depth=2, base_channels=4)).eval()
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 48, 64),), str(plain), dynamo=False)
+    with pytest.raises(ModelError, match=r"plain\.onnx: not a drivingseg ONNX export"):
+        OnnxSegmenter(plain)
+
+
+def test_channels_last_and_pinned_memory_give_the_same_output(tiny_weights: Path,
+                                                              frame: np.ndarray) -> None:
+    ref = Segmenter(tiny_weights)(frame)
+    seg = Segmenter(tiny_weights, options=RunOptions(channels_last=True, pin_memory=True))
+    assert seg._input.is_contiguous(memory_format=torch.channels_last)
+    out = seg(frame)
+    assert out.probs is not None and ref.probs is not None
+    np.testing.assert_allclose(out.probs, ref.probs, atol=1e-5)
+    np.testing.assert_array_equal(out.class_ids, ref.class_ids)
+
+
+def test_compiled_forward_matches_eager(tiny_weights: Path, frame: np.ndarray) -> None:
+    # The "eager" torch.compile backend runs dynamo's graph capture (the compile code path)
+    # in a second; "inductor" needs a C++ toolchain and ~30 s per shape on this CPU.
+    ref = Segmenter(tiny_weights)(frame)
+    seg = Segmenter(tiny_weights, options=RunOptions(compile="eager"))
+    assert seg._forward is not seg.model
+    out = seg(frame)
+    assert out.probs is not None and ref.probs is not None
+    np.testing.assert_allclose(out.probs, ref.probs, atol=1e-5)
+
+
+def test_cuda_only_options_fail_clearly_on_the_cpu(tiny_weights: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the CPU refusal is not what runs")
+    with pytest.raises(ModelError, match=r"CUDA graph capture needs a CUDA device, the model "
+                       r"runs on 'cpu'"):
+        Segmenter(tiny_weights, options=RunOptions(cuda_graph=True))
+    with pytest.raises(ModelError, match=r"fp16 inference needs a CUDA device"):
+        Segmenter(tiny_weights, fp16=True)
+    with pytest.raises(ModelError, match=r"unknown compile backend 'tvm'"):
+        Segmenter(tiny_weights, options=RunOptions(compile="tvm"))
+
+
+def _segmentation_launch(tmp_path: Path, **params: object) -> Path:
+    items = ", ".join(f"{k}: {v}" for k, v in params.items())
+    text = f"""\
+        nodes:
+          - {{type: camera_source, name: camera, parameters: {{input: synthetic, max_frames: 2,
+              rate: 0.0}}}}
+          - {{type: lidar_source, name: lidar, parameters: {{input: synthetic, max_frames: 2,
+              rate: 0.0}}}}
+          - {{type: sync, name: sync}}
+          - {{type: fusion, name: fusion}}
+          - {{type: segmentation, name: seg, parameters: {{{items}}}}}
+        """
+    path = tmp_path / "seg.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _setup(path: Path) -> Graph:
+    graph = build_graph(load_launch(path))
+    graph.setup()
+    return graph
+
+
+def test_node_runs_the_onnxruntime_backend(tmp_path: Path, tiny_weights: Path) -> None:
+    onnx_path = export_onnx(tiny_weights, tmp_path / "tiny.onnx")
+    graph = _setup(_segmentation_launch(
+        tmp_path, weights=str(onnx_path), backend="onnxruntime",
+        providers="CPUExecutionProvider", num_threads=1))
+    node = next(n for n in graph.nodes if isinstance(n, SegmentationNode))
+    assert isinstance(node.segmenter, OnnxSegmenter)
+    result = graph.run(handle_signals=False, timeout_s=60)
+    assert result.errors == ()
+    assert node.pub.published == 2
+
+
+def test_node_torch_options_and_their_errors(tmp_path: Path, tiny_weights: Path) -> None:
+    graph = _setup(_segmentation_launch(tmp_path, weights=str(tiny_weights), device="cpu",
+                                        channels_last="true", pin_memory="true"))
+    node = next(n for n in graph.nodes if isinstance(n, SegmentationNode))
+    assert node.segmenter.options == RunOptions(channels_last=True, pin_memory=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"seg\.yaml: node 'seg' \(segmentation\): "
+                           r"parameter 'cuda_graph': CUDA graph capture needs a CUDA device"):
+            _setup(_segmentation_launch(tmp_path, weights=str(tiny_weights), device="cpu",
+                                        cuda_graph="true"))
+    with pytest.raises(ConfigError, match=r"parameter 'providers': onnxruntime execution "
+                       r"providers \['TensorrtExecutionProvider'\] not installed; available: "
+                       r".*CPUExecutionProvider"):
+        _setup(_segmentation_launch(tmp_path, weights=str(tiny_weights), backend="onnxruntime",
+                                    providers="TensorrtExecutionProvider"))
+    with pytest.raises(ConfigError, match=r"parameter 'compile': is a torch option; backend is "
+                       r"'onnxruntime'"):
+        _setup(_segmentation_launch(tmp_path, weights=str(tiny_weights), backend="onnxruntime",
+                                    compile="eager"))
+    with pytest.raises(ConfigError, match=r"parameter 'backend': 'tvm' is not one of torch, "
+                       r"onnxruntime"):
+        build_graph(load_launch(_segmentation_launch(tmp_path, backend="tvm")))
+
+
+def test_fp16_export_runs_close_to_fp32(tmp_path: Path, frame: np.ndarray) -> None:
+    ckpt = load_checkpoint("default")
+    half = OnnxSegmenter(export_onnx(ckpt, tmp_path / "h.onnx", fp16=True))
+    full = Segmenter(ckpt)
+    assert half.fp16
+    agree = (half(frame, probabilities=False).class_ids
+             == full(frame, probabilities=False).class_ids).mean()
+    assert agree > 0.99

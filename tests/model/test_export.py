@@ -1,0 +1,128 @@
+"""ONNX export: parity with torch on real CamVid frames, metadata, sizes, CLI and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from drivingseg.cli.main import main
+from drivingseg.errors import ModelError
+from drivingseg.model.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.export import METADATA_KEYS, export_onnx, onnx_bytes, read_metadata
+from drivingseg.model.unet import UNet
+from drivingseg.sensors.decode import read_image_rgb
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+def _session(path: Path | bytes) -> object:
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
+def _torch_logits(model: UNet, spec: InputSpec, batch: np.ndarray) -> np.ndarray:
+    """The reference: normalisation in torch, the checkpoint's model as loaded (not fused)."""
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0
+    x = (x - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        return model.eval()(x).numpy()
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4)
+    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
+
+
+def test_parity_with_torch_on_real_camvid_frames(tmp_path: Path, camvid_root: Path) -> None:
+    ckpt = load_checkpoint("default")
+    path = export_onnx(ckpt, tmp_path / "unet.onnx")
+    session = _session(path)
+    names = sorted((camvid_root / "val").glob("*.png"))[::25][:4]
+    assert len(names) == 4
+    spec = ckpt.spec
+    frames = [cv2.resize(read_image_rgb(p),
+                         (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+              for p in names]
+    worst, agree, pixels = 0.0, 0, 0
+    for rgb in frames:
+        batch = rgb[None]
+        got = session.run(["logits"], {"image": batch})[0]  # type: ignore[attr-defined]
+        ref = _torch_logits(ckpt.model, spec, batch)
+        assert got.shape == ref.shape == (1, 3, spec.height, spec.width)
+        worst = max(worst, float(np.abs(got - ref).max()))
+        agree += int((got.argmax(1) == ref.argmax(1)).sum())
+        pixels += ref[:, 0].size
+    assert worst < 1e-4, f"max abs logit difference {worst:.2e}"
+    assert agree / pixels >= 0.9999, f"argmax agrees on {agree / pixels:.6%}"
+
+
+def test_metadata_describes_the_model(tmp_path: Path, tiny_weights: Path) -> None:
+    path = export_onnx(tiny_weights, tmp_path / "out" / "tiny.onnx", height=40, width=70)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert set(METADATA_KEYS) <= set(props)
+    assert json.loads(props["classes"]) == ["background", "road", "car"]
+    assert json.loads(props["mean"]) == pytest.approx([0.485, 0.456, 0.406])
+    assert json.loads(props["training_input"]) == {"width": 64, "height": 48}
+    assert props["in_channels"] == "3" and props["input_layout"].startswith("image: N x H x W")
+    meta = read_metadata(props, str(path))
+    assert (meta.spec.width, meta.spec.height, meta.dynamic) == (70, 40, False)
+    assert meta.config == ModelConfig(depth=2, base_channels=4)
+    inp = proto.graph.input[0]
+    assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert dims == [1, 40, 70, 3]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.onnx"]  # no temp files
+
+
+def test_dynamic_export_takes_any_size(tmp_path: Path, tiny_weights: Path) -> None:
+    ckpt = load_checkpoint(tiny_weights)
+    session = _session(onnx_bytes(ckpt, dynamic=True))
+    rng = np.random.default_rng(1)
+    for shape in ((1, 37, 50, 3), (2, 48, 64, 3)):  # 37 x 50: padded to 40 x 52 inside
+        batch = rng.integers(0, 256, shape, dtype=np.uint8)
+        got = session.run(["logits"], {"image": batch})[0]  # type: ignore[attr-defined]
+        np.testing.assert_allclose(got, _torch_logits(ckpt.model, ckpt.spec, batch), atol=1e-5)
+    meta = read_metadata(session.get_modelmeta().custom_metadata_map)  # type: ignore[attr-defined]
+    assert meta.dynamic and (meta.spec.width, meta.spec.height) == (64, 48)
+
+
+def test_cli_export_fp16_and_check(tmp_path: Path, tiny_weights: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "half.onnx"
+    assert main(["export", "--weights", str(tiny_weights), "--onnx", str(out), "--fp16",
+                 "--check"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["fp16"] == "true"
+    assert main(["export", "--weights", str(tiny_weights), "--onnx", str(out), "--dynamic",
+                 "--width", "64"]) == 2
+    assert "either --height/--width or --dynamic" in capsys.readouterr().err
+
+
+def test_mismatched_config_says_what_the_weights_hold(tmp_path: Path, tiny_weights: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _, meta_path = checkpoint_paths(tiny_weights)
+    meta = json.loads(meta_path.read_text())
+    meta["model"]["in_channels"] = 7
+    meta_path.write_text(json.dumps(meta))
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ModelError, match=r"weights do not match the config .*'in_channels': 7.*"
+                       r"'stem\.0\.weight': file \(4, 3, 3, 3\), config \(4, 7, 3, 3\)"):
+        export_onnx(tiny_weights, out)
+    assert main(["export", "--weights", str(tiny_weights), "--onnx", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("drivingseg export: error: ")
+    assert not out.exists()
+    with pytest.raises(ModelError, match=r"export height must be in \[16, 8192\] pixels, got 8"):
+        onnx_bytes(load_checkpoint("default"), height=8)
