@@ -11,6 +11,7 @@ environment variables select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -234,7 +235,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             log.info("time limit of %s min reached after epoch %d", cfg.time_limit_min, epoch + 1)
             break
     if distributed:
+        # DDP's reducer sits in a reference cycle with the gloo group; left to the collector at
+        # interpreter exit, the group's threads abort the finished process, so free it first.
         dist.barrier()
+        del net, model, opt
+        gc.collect()
         dist.destroy_process_group()
     return {"best_mean_iou": best, "history": history, "steps": step,
             "elapsed_s": time.perf_counter() - t0, "out_dir": str(out)}
