@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_info,
         cmd_launch,
         cmd_replay,
+        cmd_report,
         cmd_synth,
         cmd_train,
     )
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_synth,
         cmd_train,
         cmd_eval,
+        cmd_report,
         cmd_export,
     ):
         module.add_parser(sub)

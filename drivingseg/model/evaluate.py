@@ -11,21 +11,71 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
 from drivingseg.model.checkpoint import load_checkpoint
 from drivingseg.model.config import IGNORE_INDEX
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover, load_pair
 from drivingseg.model.infer import Segmenter
-from drivingseg.model.metrics import ConfusionMatrix, RoadPR, mean_iou_of, scores_of
+from drivingseg.model.metrics import (
+    ConfusionMatrix,
+    RoadPR,
+    confusion_matrix,
+    mean_iou_of,
+    scores_of,
+)
 
-__all__ = ["evaluate", "format_report"]
+__all__ = ["FrameScore", "evaluate", "format_report", "score_frame", "scored_classes"]
 
 ROAD, CAR = 1, 2
+ROAD_ONLY_CLASSES = ("not_road", "road")
+
+
+@dataclass(frozen=True, eq=False)
+class FrameScore:
+    """Scores of one frame: its int64 confusion matrix (rows label, columns prediction),
+    per-class IoU (``None`` where the class is absent), mean IoU over road and car and
+    the pixel accuracy over labelled pixels; ``pred`` is the prediction that was scored."""
+
+    confusion: npt.NDArray[np.int64]
+    iou: dict[str, float | None]
+    mean_iou: float | None
+    pixel_accuracy: float | None
+    pred: npt.NDArray[np.uint8]
+
+
+def scored_classes(model_classes: tuple[str, ...], road_only: bool) -> tuple[str, ...]:
+    """The classes a frame is scored on: ``not_road``/``road`` on KITTI road labels."""
+    return ROAD_ONLY_CLASSES if road_only else model_classes
+
+
+def score_frame(
+    labels: npt.NDArray[np.uint8],
+    class_ids: npt.NDArray[np.uint8],
+    classes: tuple[str, ...],
+    *,
+    road_only: bool = False,
+) -> FrameScore:
+    """Score one frame's predicted ``class_ids`` against its ``labels`` (exact integers).
+
+    ``road_only`` (KITTI road labels) counts a car prediction as "not road". Both
+    ``drivingseg eval`` and ``drivingseg report`` score frames here.
+    """
+    pred = (class_ids == ROAD).astype(np.uint8) if road_only else class_ids
+    frame_cm = confusion_matrix(labels, pred, len(classes))
+    valid = labels != IGNORE_INDEX
+    return FrameScore(
+        confusion=frame_cm,
+        iou={s.name: s.iou for s in scores_of(frame_cm, classes)},
+        mean_iou=mean_iou_of(frame_cm, classes),
+        pixel_accuracy=float((pred[valid] == labels[valid]).mean()) if valid.any() else None,
+        pred=pred,
+    )
 
 
 def evaluate(
@@ -53,7 +103,7 @@ def evaluate(
     seg = Segmenter(ckpt, device=device)
     layouts = sorted({f.layout for f in files})
     road_only = layouts == ["kitti_road"]
-    classes = ("not_road", "road") if road_only else ckpt.classes
+    classes = scored_classes(ckpt.classes, road_only)
     cm = ConfusionMatrix(classes)
     road_pr = RoadPR() if road_only else None
     rows = []
@@ -61,21 +111,16 @@ def evaluate(
     for f in iterable:
         image, labels = load_pair(f)
         out = seg(image, probabilities=road_pr is not None)
-        pred = out.class_ids
-        if road_only:
-            pred = (pred == ROAD).astype(np.uint8)
-        frame_cm = cm.update(labels, pred)
+        score = score_frame(labels, out.class_ids, classes, road_only=road_only)
+        cm.merge(score.confusion)
         if road_pr is not None and out.probs is not None:
             road_pr.update(labels, out.probs[ROAD])
-        frame_scores = {s.name: s.iou for s in scores_of(frame_cm, classes)}
-        valid = labels != IGNORE_INDEX
         rows.append({
             "frame": f.name,
             "image": str(f.image),
-            "iou": frame_scores,
-            "mean_iou": mean_iou_of(frame_cm, classes),
-            "pixel_accuracy": float((pred[valid] == labels[valid]).mean()) if valid.any()
-            else None,
+            "iou": score.iou,
+            "mean_iou": score.mean_iou,
+            "pixel_accuracy": score.pixel_accuracy,
         })
     report: dict[str, Any] = {
         "data": str(data),

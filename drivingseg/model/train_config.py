@@ -23,8 +23,9 @@ __all__ = ["DataSource", "TrainConfig", "load_train_config"]
 
 _TRAIN_KEYS = {
     "epochs": int, "batch_size": int, "lr": float, "weight_decay": float, "dice_weight": float,
-    "time_limit_min": float, "num_threads": int, "num_workers": int, "device": str,
-    "amp": bool, "val_every": int, "warmup_steps": int, "jitter": float,
+    "class_weight_power": float, "time_limit_min": float, "num_threads": int,
+    "num_workers": int, "device": str, "amp": bool, "val_every": int, "warmup_steps": int,
+    "jitter": float,
 }
 
 
@@ -62,6 +63,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     dice_weight: float = 0.5
+    class_weight_power: float = 1.0
     time_limit_min: float = 0.0
     num_threads: int = 0
     num_workers: int = 0

@@ -1,5 +1,12 @@
 """Streaming node: topics, nodes, launch files, latency tracking and output nodes."""
 
+from drivingseg.node.detection import (
+    DETECTIONS_TOPIC,
+    ProposalNode,
+    StampPairer,
+    detection_text,
+    draw_detections,
+)
 from drivingseg.node.graph import Graph, RunResult
 from drivingseg.node.latency import LatencyReport, LatencyTracker
 from drivingseg.node.launch import (
@@ -10,6 +17,7 @@ from drivingseg.node.launch import (
     parse_cli_arguments,
 )
 from drivingseg.node.messages import (
+    DETECTION_STAGES,
     CameraImage,
     Detection,
     Detections,
@@ -26,6 +34,8 @@ from drivingseg.node.registry import NODE_TYPES, describe_node_types
 from drivingseg.node.runtime import Node, QoS
 
 __all__ = [
+    "DETECTIONS_TOPIC",
+    "DETECTION_STAGES",
     "LAUNCH_DIR",
     "NODE_TYPES",
     "CameraImage",
@@ -40,13 +50,17 @@ __all__ = [
     "Mask",
     "Node",
     "Param",
+    "ProposalNode",
     "QoS",
     "RunResult",
+    "StampPairer",
     "SyncedFrames",
     "Timing",
     "build_graph",
     "colourise",
     "describe_node_types",
+    "detection_text",
+    "draw_detections",
     "find_launch_file",
     "load_launch",
     "parse_cli_arguments",

@@ -17,6 +17,7 @@ from drivingseg.calibration.types import Rig
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 __all__ = [
+    "DETECTION_STAGES",
     "STAGES",
     "CameraImage",
     "Detection",
@@ -32,6 +33,10 @@ __all__ = [
 
 STAGES = ("read", "sync", "fusion", "inference", "publish")
 """Stages whose durations every mask reports, in pipeline order."""
+
+DETECTION_STAGES = (*STAGES, "proposals")
+"""Stages of a :class:`Detections` message: its mask's, then the proposals node's work
+(``publish`` there is the mask's delivery to the proposals node)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,11 @@ class Mask:
 
     ``published_ns`` is when the segmentation node started publishing it; a subscriber
     measures the ``publish`` stage as its receive time minus that.
+
+    The optional trailing fields let a downstream node (region proposals) work without
+    copies: ``car_prob`` is the car class probability (H x W float32, ``None`` when not
+    computed), ``scan`` and ``rig`` are the lidar sweep and calibration of the fused input
+    (shared references, ``None`` when the frame had none).
     """
 
     frame: CameraFrame
@@ -123,6 +133,9 @@ class Mask:
     classes: tuple[str, ...]
     timing: Timing
     published_ns: int
+    car_prob: npt.NDArray[np.float32] | None = None
+    scan: LidarScan | None = None
+    rig: Rig | None = None
 
     @property
     def stamp_ns(self) -> int:
@@ -131,11 +144,22 @@ class Mask:
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected object in image pixels (filled by a later detection stage)."""
+    """One detected object: a box in image pixels and, when lidar saw it, where it is.
+
+    ``box_xyxy_px`` is (left, top, right, bottom) in the camera image; ``score`` in [0, 1]
+    (for region proposals: the mean car probability inside the blob). ``range_m`` is the
+    median Euclidean distance from the lidar of the points inside the box, and
+    ``centroid_cam_m`` their median (x, y, z) in the camera frame (x right, y down,
+    z forward; KITTI's rectified camera frame for KITTI rigs); both ``None`` and
+    ``n_points`` 0 when no lidar point fell inside.
+    """
 
     label: str
     score: float
     box_xyxy_px: tuple[float, float, float, float]
+    range_m: float | None = None
+    centroid_cam_m: tuple[float, float, float] | None = None
+    n_points: int = 0
 
 
 @dataclass(frozen=True, eq=False)

@@ -2,10 +2,19 @@
 
 The recorder writes, per mask, the input image (``sensor_msgs/Image`` rgb8), the mask
 (``sensor_msgs/Image`` mono8 holding class ids 0/1/2), a colourised overlay
-(``sensor_msgs/CompressedImage`` jpeg), and the tracker's ``/diagnostics``
-(``diagnostic_msgs/DiagnosticArray``), all logged at the sensor stamp so Foxglove shows
-them in step. The writer is closed in ``shutdown``, which runs after a signal too, so the
-file always gets its summary.
+(``sensor_msgs/CompressedImage`` jpeg), the tracker's ``/diagnostics``
+(``diagnostic_msgs/DiagnosticArray``) and the proposals' boxes
+(``foxglove_msgs/ImageAnnotations`` on ``/segmentation/detections``: Foxglove's Image panel
+draws them over the image or overlay), all logged at the sensor stamp so Foxglove shows
+them in step.
+
+The video writer and the live window draw each frame's boxes on its overlay. Detections
+come after their mask, so both pair them by stamp
+(:class:`~drivingseg.node.detection.StampPairer`, at most ``max_pending`` masks held).
+Output nodes listen to ``/detections/cars`` only when some node publishes it.
+
+The MCAP writer is closed in ``shutdown``, which runs after a signal too, so the file
+always gets its summary.
 """
 
 from __future__ import annotations
@@ -22,14 +31,29 @@ import numpy.typing as npt
 
 from drivingseg.errors import DrivingsegError
 from drivingseg.fusion.overlay import write_image_atomic
-from drivingseg.node.messages import Diagnostics, Mask
+from drivingseg.node.detection import (
+    BOX_COLOUR_RGB,
+    DETECTIONS_TOPIC,
+    StampPairer,
+    detection_text,
+    draw_detections,
+)
+from drivingseg.node.messages import Detections, Diagnostics, Mask
 from drivingseg.node.params import Param
-from drivingseg.node.runtime import Node
-from drivingseg.outputs.mcap import Ros2McapWriter
+from drivingseg.node.runtime import Node, Subscription
+from drivingseg.outputs.mcap import BoxAnnotation, Ros2McapWriter
 from drivingseg.sensors.frames import CameraFrame
 from drivingseg.sensors.ros_msgs import compressed_image_to_msg, header, image_to_msg
 
-__all__ = ["PALETTE_RGB", "LiveView", "MaskWriter", "McapRecorder", "VideoWriter", "colourise"]
+__all__ = [
+    "PALETTE_RGB",
+    "LiveView",
+    "MaskWriter",
+    "McapRecorder",
+    "OverlayOutput",
+    "VideoWriter",
+    "colourise",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +72,22 @@ def colourise(image_rgb: npt.NDArray[np.uint8], class_ids: npt.NDArray[np.uint8]
     return out
 
 
+def _drop_if_unpublished(node: Node, sub: Subscription[Any] | None) -> bool:
+    """Forget ``sub`` when no node publishes its topic (no warning, no waiting); True if kept."""
+    if sub is None:
+        return False
+    if sub.topic.publishers:
+        return True
+    sub.topic.subscriptions.remove(sub)
+    node.subscriptions.remove(sub)
+    log.info("%s: nothing publishes %s; no boxes", node.name, sub.topic.name)
+    return False
+
+
+_BOX_RGBA = (BOX_COLOUR_RGB[0] / 255.0, BOX_COLOUR_RGB[1] / 255.0, BOX_COLOUR_RGB[2] / 255.0,
+             1.0)
+
+
 def _out_path(node: Node, param: str) -> Path:
     value = node.p[param]
     if not value:
@@ -56,10 +96,11 @@ def _out_path(node: Node, param: str) -> Path:
 
 
 class McapRecorder(Node):
-    """Records masks, images, overlays and diagnostics into one ROS 2 MCAP file."""
+    """Records masks, images, overlays, diagnostics and detections into one ROS 2 MCAP file."""
 
     type_name = "mcap_recorder"
-    description = "ROS 2 MCAP of image, mask, overlay and diagnostics (Foxglove opens it)"
+    description = ("ROS 2 MCAP of image, mask, overlay, diagnostics and detection boxes "
+                   "(Foxglove opens it)")
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("path", str, "", "MCAP file to write"),
         Param("image", bool, True, "record the input image (rgb8)"),
@@ -69,6 +110,10 @@ class McapRecorder(Node):
         Param("overlay_topic", str, "/segmentation/overlay/compressed",
               "MCAP topic of the overlay"),
         Param("diagnostics_topic", str, "/diagnostics", "MCAP topic of the diagnostics"),
+        Param("detections", bool, True, "record the boxes of /detections/cars (when published) "
+              "as foxglove_msgs/ImageAnnotations"),
+        Param("detections_topic", str, "/segmentation/detections",
+              "MCAP topic of the detections' image annotations"),
         Param("frame_id", str, "camera", "header frame_id of images"),
         Param("jpeg_quality", int, 85, "overlay JPEG quality", min=1, max=100),
         Param("compression", str, "zstd", "chunk compression", choices=("zstd", "lz4", "none")),
@@ -80,9 +125,12 @@ class McapRecorder(Node):
         super().__init__(*args, **kwargs)
         self.create_subscription("/segmentation/mask", Mask, self.on_mask)
         self.create_subscription("/diagnostics", Diagnostics, self.on_diagnostics)
+        self.det_sub = (self.create_subscription(DETECTIONS_TOPIC, Detections, self.on_detections)
+                        if self.p["detections"] else None)
         self.writer: Ros2McapWriter | None = None
 
     def setup(self) -> None:
+        _drop_if_unpublished(self, self.det_sub)
         path = _out_path(self, "path")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +161,13 @@ class McapRecorder(Node):
             msg_c = compressed_image_to_msg(over, w.typestore, fmt="jpeg",
                                             jpeg_quality=self.p["jpeg_quality"], frame_id=frame_id)
             w.write(self.p["overlay_topic"], msg_c, "sensor_msgs/msg/CompressedImage", stamp)
+
+    def on_detections(self, msg: Detections) -> None:
+        w = self.writer
+        assert w is not None
+        boxes = [BoxAnnotation(d.box_xyxy_px, detection_text(d), _BOX_RGBA)
+                 for d in msg.detections]
+        w.write_image_annotations(self.p["detections_topic"], boxes, msg.stamp_ns)
 
     def on_diagnostics(self, msg: Diagnostics) -> None:
         w = self.writer
@@ -167,25 +222,75 @@ class MaskWriter(Node):
         self.written += 1
 
 
-class VideoWriter(Node):
-    """Writes the colourised overlays into a video through OpenCV (``mp4v`` for .mp4)."""
+_PAIRING_PARAMS = (
+    Param("boxes", bool, True, "draw the boxes of /detections/cars (when published)"),
+    Param("max_pending", int, 4, "masks held while waiting for their detections", "messages",
+          min=1, max=100),
+)
+
+
+class OverlayOutput(Node):
+    """Base of the overlay outputs: masks paired with their frame's detections by stamp."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pairer = StampPairer(self.p["max_pending"])
+        self.det_sub: Subscription[Detections] | None = None
+
+    def subscribe(self, mask_depth: int | None = None) -> None:
+        """Subscribe to the masks and (``boxes``) the detections; subclasses call it."""
+        self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=mask_depth)
+        self.det_sub = (self.create_subscription(DETECTIONS_TOPIC, Detections,
+                                                 self.on_detections)
+                        if self.p["boxes"] else None)
+
+    def setup(self) -> None:
+        self.pairer.wait = _drop_if_unpublished(self, self.det_sub)
+
+    def on_mask(self, msg: Mask) -> None:
+        for mask, dets in self.pairer.add_mask(msg):
+            self.show(mask, dets)
+
+    def on_detections(self, msg: Detections) -> None:
+        for mask, dets in self.pairer.add_detections(msg):
+            self.show(mask, dets)
+
+    def on_inputs_closed(self) -> None:
+        for mask, dets in self.pairer.flush():
+            self.show(mask, dets)
+
+    def overlay_bgr(self, mask: Mask, dets: Detections | None) -> npt.NDArray[np.uint8]:
+        """The colourised mask with the boxes drawn on it, BGR for OpenCV."""
+        rgb = draw_detections(colourise(mask.frame.image, mask.class_ids), dets)
+        return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), dtype=np.uint8)
+
+    def show(self, mask: Mask, dets: Detections | None) -> None:
+        """Output one frame."""
+        raise NotImplementedError
+
+
+class VideoWriter(OverlayOutput):
+    """Writes the colourised overlays, with boxes, into a video through OpenCV (``mp4v``
+    for .mp4)."""
 
     type_name = "video_writer"
-    description = "overlay video"
+    description = "overlay video (with detection boxes)"
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("path", str, "", "video file to write"),
         Param("fps", float, 10.0, "frame rate written in the file", "Hz", min=0.1, max=1000.0),
         Param("fourcc", str, "mp4v", "OpenCV codec four-character code"),
+        *_PAIRING_PARAMS,
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.create_subscription("/segmentation/mask", Mask, self.on_mask)
+        self.subscribe()
         self.video: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.written = 0
 
     def setup(self) -> None:
+        super().setup()
         path = _out_path(self, "path")
         if len(self.p["fourcc"]) != 4:
             raise self.config_error(f"{self.p['fourcc']!r} is not four characters", "fourcc")
@@ -194,8 +299,8 @@ class VideoWriter(Node):
         except OSError as exc:
             raise self.config_error(f"cannot create the folder: {exc.strerror}", "path") from exc
 
-    def on_mask(self, msg: Mask) -> None:
-        bgr = cv2.cvtColor(colourise(msg.frame.image, msg.class_ids), cv2.COLOR_RGB2BGR)
+    def show(self, mask: Mask, dets: Detections | None) -> None:
+        bgr: npt.NDArray[Any] = self.overlay_bgr(mask, dets)
         if self.video is None:
             self.size = (bgr.shape[1], bgr.shape[0])
             fourcc = cv2.VideoWriter.fourcc(*self.p["fourcc"])
@@ -221,26 +326,28 @@ def display_available() -> bool:
     return True
 
 
-class LiveView(Node):
-    """Shows the overlay in an OpenCV window when a display exists; otherwise does nothing."""
+class LiveView(OverlayOutput):
+    """Shows the overlay, with boxes, in an OpenCV window when a display exists; otherwise
+    does nothing."""
 
     type_name = "live_view"
-    description = "live window (cv2.imshow) of the overlay"
+    description = "live window (cv2.imshow) of the overlay (with detection boxes)"
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("window", str, "drivingseg", "window title"),
         Param("scale", float, 1.0, "window size relative to the image", min=0.1, max=8.0),
+        *_PAIRING_PARAMS,
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.enabled = display_available()
         if self.enabled:
-            self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=1)
+            self.subscribe(mask_depth=1)
         else:
             log.warning("%s: no display (DISPLAY is not set); the live window is off", self.name)
 
-    def on_mask(self, msg: Mask) -> None:
-        bgr = cv2.cvtColor(colourise(msg.frame.image, msg.class_ids), cv2.COLOR_RGB2BGR)
+    def show(self, mask: Mask, dets: Detections | None) -> None:
+        bgr: npt.NDArray[Any] = self.overlay_bgr(mask, dets)
         if self.p["scale"] != 1.0:
             bgr = cv2.resize(bgr, None, fx=self.p["scale"], fy=self.p["scale"])
         cv2.imshow(self.p["window"], bgr)

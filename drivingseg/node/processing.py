@@ -5,6 +5,10 @@ The segmentation node depends on the model only through
 count for the process (0 keeps torch's default, one per core). On a CPU shared with
 another busy process, set it to 1: OpenMP's spinning workers then made one inference an
 order of magnitude slower in our measurements (benchmarks/README.md).
+
+With ``car_probability`` (default on) each mask also carries the car class probability
+(one H x W float32 plane, from both backends) and the fused input's lidar scan and rig,
+so the proposals node downstream needs nothing else.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any, ClassVar
+
+import numpy as np
 
 from drivingseg.calibration.load import load_rig_any
 from drivingseg.calibration.types import Rig
@@ -182,6 +188,8 @@ class SegmentationNode(Node):
               choices=("off", "inductor", "cudagraphs", "aot_eager", "eager")),
         Param("cuda_graph", bool, False, "torch: capture the forward as a CUDA graph at the "
               "fixed input size (CUDA only)"),
+        Param("car_probability", bool, True, "publish the car class probability with each mask "
+              "(region proposals score their boxes with it)"),
         Param("extra_delay_ms", float, 0.0, "test only: added to every inference (overload)",
               "ms", min=0.0, max=60_000.0),
     )
@@ -191,6 +199,7 @@ class SegmentationNode(Node):
         self.create_subscription("/fused", FusedInput, self.on_fused)
         self.pub = self.create_publisher("/segmentation/mask", Mask)
         self.segmenter: Any = None
+        self.car_index: int | None = None
 
     @property
     def wants_lidar_channels(self) -> bool:
@@ -246,6 +255,11 @@ class SegmentationNode(Node):
                 num_threads=self.p["num_threads"])
         except DrivingsegError as exc:
             raise self.config_error(str(exc), "weights") from exc
+        classes = tuple(self.segmenter.classes)
+        self.car_index = classes.index("car") if "car" in classes else None
+        if self.p["car_probability"] and self.car_index is None:
+            log.warning("%s: the model has no 'car' class (%s); no car probability",
+                        self.name, ", ".join(classes))
         log.info("%s: %s with %s on %s, input %dx%d", self.name, path.name, backend,
                  device if backend == "torch" else ",".join(providers),
                  self.segmenter.spec.width, self.segmenter.spec.height)
@@ -257,10 +271,16 @@ class SegmentationNode(Node):
         if seg.config.uses_lidar and lidar is None:
             raise self.config_error("the model takes lidar channels but the input has none; "
                                     "set the fusion node's channels to on", "weights")
-        result = seg(msg.frame.image, lidar, probabilities=False)
+        want_prob = self.p["car_probability"] and self.car_index is not None
+        result = seg(msg.frame.image, lidar, probabilities=want_prob)
+        car_prob = None
+        if want_prob and result.probs is not None:
+            # A copy of the one channel, so the other classes' planes are freed at once.
+            car_prob = np.array(result.probs[self.car_index], dtype=np.float32)
         delay_s = self.p["extra_delay_ms"] / 1e3
         if delay_s:
             self.context.abort.wait(delay_s)
         timing = msg.timing.with_stage("inference", time.perf_counter_ns() - t0)
         published = time.perf_counter_ns()
-        self.pub.publish(Mask(msg.frame, result.class_ids, tuple(seg.classes), timing, published))
+        self.pub.publish(Mask(msg.frame, result.class_ids, tuple(seg.classes), timing, published,
+                              car_prob=car_prob, scan=msg.scan, rig=msg.rig))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drivingseg.node.detection import ProposalNode
 from drivingseg.node.latency import LatencyTracker
 from drivingseg.node.outputs import LiveView, MaskWriter, McapRecorder, VideoWriter
 from drivingseg.node.processing import FusionNode, SegmentationNode, SyncNode
@@ -18,6 +19,7 @@ NODE_TYPES: dict[str, type[Node]] = {
         SyncNode,
         FusionNode,
         SegmentationNode,
+        ProposalNode,
         LatencyTracker,
         McapRecorder,
         MaskWriter,

@@ -6,6 +6,12 @@ messages are serialised with ``typestore.serialize_cdr``, so the file opens in F
 
 Robustness:
 
+Message types the typestore lacks (Foxglove's ``foxglove_msgs``) are added with
+:meth:`Ros2McapWriter.register_msgdefs`; :meth:`Ros2McapWriter.write_image_annotations`
+registers ``foxglove_msgs/msg/ImageAnnotations`` and its dependencies itself (field lists
+as in foxglove/schemas' ``ros_foxglove_msgs/ros2``), so boxes drawn over a camera image
+open in Foxglove's Image panel.
+
 - ``close()`` (and leaving the ``with`` block, also through an exception) always writes
   the summary and footer, so everything written before the failure stays readable.
 - Data goes straight to ``path`` in chunks of about ``chunk_size_bytes``; each finished
@@ -19,13 +25,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
 from mcap.writer import CompressionType, Writer
-from rosbags.typesys import TypesysError
+from rosbags.typesys import TypesysError, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
 from drivingseg.calibration.types import CameraModel, RigidTransform
@@ -40,7 +48,7 @@ from drivingseg.sensors.ros_msgs import (
     tf_static_msg,
 )
 
-__all__ = ["Ros2McapWriter"]
+__all__ = ["FOXGLOVE_ANNOTATION_MSGDEFS", "BoxAnnotation", "Ros2McapWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,63 @@ _COMPRESSION = {
     "lz4": CompressionType.LZ4,
     "none": CompressionType.NONE,
 }
+
+
+FOXGLOVE_ANNOTATION_MSGDEFS: dict[str, str] = {
+    "foxglove_msgs/msg/Color": "float64 r\nfloat64 g\nfloat64 b\nfloat64 a\n",
+    "foxglove_msgs/msg/Point2": "float64 x\nfloat64 y\n",
+    "foxglove_msgs/msg/CircleAnnotation": (
+        "builtin_interfaces/Time timestamp\n"
+        "foxglove_msgs/Point2 position\n"
+        "float64 diameter\n"
+        "float64 thickness\n"
+        "foxglove_msgs/Color fill_color\n"
+        "foxglove_msgs/Color outline_color\n"
+    ),
+    "foxglove_msgs/msg/PointsAnnotation": (
+        "builtin_interfaces/Time timestamp\n"
+        "uint8 UNKNOWN=0\n"
+        "uint8 POINTS=1\n"
+        "uint8 LINE_LOOP=2\n"
+        "uint8 LINE_STRIP=3\n"
+        "uint8 LINE_LIST=4\n"
+        "uint8 type\n"
+        "foxglove_msgs/Point2[] points\n"
+        "foxglove_msgs/Color outline_color\n"
+        "foxglove_msgs/Color[] outline_colors\n"
+        "foxglove_msgs/Color fill_color\n"
+        "float64 thickness\n"
+    ),
+    "foxglove_msgs/msg/TextAnnotation": (
+        "builtin_interfaces/Time timestamp\n"
+        "foxglove_msgs/Point2 position\n"
+        "string text\n"
+        "float64 font_size\n"
+        "foxglove_msgs/Color text_color\n"
+        "foxglove_msgs/Color background_color\n"
+    ),
+    "foxglove_msgs/msg/ImageAnnotations": (
+        "foxglove_msgs/CircleAnnotation[] circles\n"
+        "foxglove_msgs/PointsAnnotation[] points\n"
+        "foxglove_msgs/TextAnnotation[] labels\n"
+    ),
+}
+"""ROS 2 definitions of Foxglove's image annotation messages (``builtin_interfaces/Time``
+is in every ROS 2 typestore already)."""
+
+_LINE_LOOP = 2
+RGBA = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class BoxAnnotation:
+    """A box to draw over an image: ``box_xyxy_px`` (left, top, right, bottom) with
+    exclusive right/bottom edges, i.e. in Foxglove's convention where the top-left corner
+    of the top-left pixel is (0, 0); ``text`` is written above its top-left corner."""
+
+    box_xyxy_px: tuple[float, float, float, float]
+    text: str = ""
+    colour_rgba: RGBA = (0.0, 0.63, 1.0, 1.0)
 
 
 class Ros2McapWriter:
@@ -180,7 +245,65 @@ class Ros2McapWriter:
             self._writer.flush()
             self._pending_bytes = 0
 
+    def register_msgdefs(self, msgdefs: Mapping[str, str]) -> None:
+        """Add message types (``{"pkg/msg/Name": ".msg text"}``) to this writer's typestore.
+
+        Each definition's dependencies must be in the typestore or in ``msgdefs``; a type
+        already known with the same fields is accepted again.
+        """
+        types: dict[str, Any] = {}
+        for name, text in msgdefs.items():
+            try:
+                types.update(get_types_from_msg(text, name))
+            except (TypesysError, ValueError) as exc:
+                message = f"message definition of {name!r} does not parse: {exc}"
+                raise RecordingError(message, path=self.path) from exc
+        try:
+            self.typestore.register(types)
+        except TypesysError as exc:
+            message = f"cannot register message types {sorted(msgdefs)!r}: {exc}"
+            raise RecordingError(message, path=self.path) from exc
+
     # ------------------------------------------------------------------ conveniences
+
+    def write_image_annotations(
+        self,
+        topic: str,
+        boxes: Sequence[BoxAnnotation],
+        stamp_ns: int,
+        *,
+        thickness_px: float = 2.0,
+        font_size_px: float = 14.0,
+    ) -> None:
+        """``boxes`` as one ``foxglove_msgs/ImageAnnotations``: per box a closed polygon
+        (``PointsAnnotation`` LINE_LOOP through its four corners) and, when it has text, a
+        ``TextAnnotation`` (bottom-left at the top-left corner); all stamped ``stamp_ns``
+        (the annotated image's stamp)."""
+        msgtype = "foxglove_msgs/msg/ImageAnnotations"
+        if msgtype not in self.typestore.types:
+            self.register_msgdefs(FOXGLOVE_ANNOTATION_MSGDEFS)
+        t = self.typestore.types
+        sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        stamp = t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
+        colour, point = t["foxglove_msgs/msg/Color"], t["foxglove_msgs/msg/Point2"]
+        clear = colour(r=0.0, g=0.0, b=0.0, a=0.0)
+        polygons, labels = [], []
+        for box in boxes:
+            x1, y1, x2, y2 = (float(v) for v in box.box_xyxy_px)
+            rgba = colour(r=box.colour_rgba[0], g=box.colour_rgba[1], b=box.colour_rgba[2],
+                          a=box.colour_rgba[3])
+            corners = [point(x=x, y=y) for x, y in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))]
+            polygons.append(t["foxglove_msgs/msg/PointsAnnotation"](
+                timestamp=stamp, type=_LINE_LOOP, points=corners, outline_color=rgba,
+                outline_colors=[], fill_color=clear, thickness=float(thickness_px)))
+            if box.text:
+                labels.append(t["foxglove_msgs/msg/TextAnnotation"](
+                    timestamp=stamp, position=point(x=x1, y=max(float(font_size_px), y1 - 2.0)),
+                    text=box.text,
+                    font_size=float(font_size_px), text_color=colour(r=1.0, g=1.0, b=1.0, a=1.0),
+                    background_color=rgba))
+        msg = t[msgtype](circles=[], points=polygons, labels=labels)
+        self.write(topic, msg, msgtype, stamp_ns)
 
     def write_image(self, topic: str, frame: CameraFrame, *, frame_id: str | None = None) -> None:
         """``frame`` as ``sensor_msgs/Image`` rgb8, logged at its stamp."""

@@ -1,5 +1,6 @@
 """The recorded MCAP, decoded with ``mcap`` + ``mcap-ros2-support`` only (no drivingseg
-code): message types, counts, and mask contents equal to what the node produced."""
+code): message types, counts, mask contents equal to what the node produced, and one
+detections annotation message per mask."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
     masks: dict[int, np.ndarray] = {}
     images: dict[int, np.ndarray] = {}
     diagnostics = []
+    detection_stamps: list[int] = []
     with (tmp_path / "masks.mcap").open("rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         summary = reader.get_summary()
@@ -36,6 +38,12 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
             assert schema is not None
             types[channel.topic] = schema.name
             counts[channel.topic] += 1
+            if channel.topic == "/segmentation/detections":  # foxglove ImageAnnotations
+                for ann in (*msg.points, *msg.labels):
+                    t = ann.timestamp
+                    assert t.sec * 1_000_000_000 + t.nanosec == message.log_time
+                detection_stamps.append(message.log_time)
+                continue
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             if channel.topic == "/diagnostics":
                 diagnostics.append(msg)
@@ -60,10 +68,12 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
         "/segmentation/mask": "sensor_msgs/msg/Image",
         "/segmentation/overlay/compressed": "sensor_msgs/msg/CompressedImage",
         "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+        "/segmentation/detections": "foxglove_msgs/msg/ImageAnnotations",
     }
     assert counts["/camera/image"] == counts["/segmentation/mask"] == FRAMES
     assert counts["/segmentation/overlay/compressed"] == FRAMES
     assert counts["/diagnostics"] >= 1
+    assert sorted(detection_stamps) == sorted(masks)  # one annotation message per mask
 
     # Mask contents equal what the node produced (its PNGs, named by stamp).
     pngs = {int(p.stem): p for p in (tmp_path / "masks").glob("*.png")}

@@ -47,9 +47,12 @@ def test_signal_mid_recording_leaves_a_readable_mcap(
     with (out / "masks.mcap").open("rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         assert reader.get_summary() is not None
-        for _, channel, _, msg in reader.iter_decoded_messages():
+        for _, channel, message, msg in reader.iter_decoded_messages():
             topics[channel.topic] += 1
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if channel.topic == "/segmentation/detections":  # ImageAnnotations: no header
+                stamp = message.log_time
+            else:
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             stamps.setdefault(channel.topic, set()).add(stamp)
     n = topics["/segmentation/mask"]
     assert 3 <= n < 30, "the signal came mid-run"
@@ -61,3 +64,6 @@ def test_signal_mid_recording_leaves_a_readable_mcap(
     rows = {int(r["stamp_ns"]) for r in csv.DictReader((out / "latency.csv").open())}
     assert stamps["/segmentation/mask"] == pngs == rows
     assert topics["/diagnostics"] >= 1
+    # The proposals' boxes of the finished frames are recorded too.
+    assert stamps["/segmentation/detections"] <= stamps["/segmentation/mask"]
+    assert topics["/segmentation/detections"] >= 3

@@ -1,0 +1,190 @@
+"""Box evaluation: per-frame greedy matching, then KITTI's 40-point AP over a whole run.
+
+:func:`match_frame` turns one frame into a :class:`FrameMatch` of plain tuples (it
+pickles, so worker processes can match frames and send the results to one
+:class:`BoxEvaluator`). The evaluator sorts what it was given by key, so the numbers do
+not depend on the order frames arrive in.
+
+Boxes use the exclusive-edge convention of :mod:`drivingseg.detect.proposals`: area is
+``(x2 - x1) * (y2 - y1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from drivingseg.detect.gt import GtBox
+from drivingseg.errors import ConfigError
+from drivingseg.node.messages import Detection
+
+__all__ = ["RECALL_POINTS", "BoxEvaluator", "FrameMatch", "ap_40", "box_iou", "match_frame"]
+
+RECALL_POINTS = 40
+"""KITTI's interpolated AP samples the precision envelope at recall 1/40 ... 40/40."""
+
+
+@dataclass(frozen=True)
+class FrameMatch:
+    """One frame's detections matched against its ground truth at each IoU threshold.
+
+    ``scores`` has one entry per detection that was not absorbed by a don't-care box;
+    ``tp[t]`` one flag per entry of ``scores``; ``n_gt`` counts the boxes to find;
+    ``range_pairs`` holds (predicted range_m, gt range_m) of detections matched at the
+    lowest threshold that have a range.
+    """
+
+    scores: tuple[float, ...]
+    tp: dict[float, tuple[bool, ...]]
+    n_gt: int
+    range_pairs: tuple[tuple[float, float], ...]
+
+
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    """IoU of every box of ``a`` (N x 4, xyxy) with every box of ``b`` (M x 4): N x M."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def _check_thresholds(thresholds: tuple[float, ...]) -> tuple[float, ...]:
+    ts = tuple(float(t) for t in thresholds)
+    if not ts or any(not 0.0 < t <= 1.0 for t in ts) or len(set(ts)) != len(ts):
+        message = f"IoU thresholds must be distinct values in (0, 1], got {thresholds!r}"
+        raise ConfigError(message)
+    return ts
+
+
+def match_frame(
+    detections: Sequence[Detection],
+    gt: Sequence[GtBox],
+    thresholds: tuple[float, ...] = (0.5, 0.7),
+    *,
+    min_det_height_px: float = 0.0,
+) -> FrameMatch:
+    """Greedy matching by descending score (ties: detection order), one detection per box.
+
+    At each threshold a detection takes the unmatched box to find with the highest IoU
+    (at least the threshold). One that finds none but overlaps a don't-care box by the
+    lowest threshold, or is lower than ``min_det_height_px`` (KITTI ignores those), is
+    dropped from ``scores`` at every threshold; otherwise it is a false positive.
+    """
+    ts = _check_thresholds(thresholds)
+    order = sorted(range(len(detections)), key=lambda i: (-detections[i].score, i))
+    dets = [detections[i] for i in order]
+    care = np.array([not g.ignore for g in gt], dtype=bool)
+    iou = box_iou(np.array([d.box_xyxy_px for d in dets]), np.array([g.box_xyxy_px for g in gt]))
+    matches = {t: _greedy(iou, care, t) for t in ts}
+    low = min(ts)
+    dont_care = iou[:, ~care].max(axis=1, initial=0.0) >= low
+    keep = []
+    for k, d in enumerate(dets):
+        short = d.box_xyxy_px[3] - d.box_xyxy_px[1] < min_det_height_px
+        if matches[low][k] < 0 and (dont_care[k] or short):
+            continue
+        keep.append(k)
+    pairs = tuple(
+        (float(rng), float(gt[matches[low][k]].range_m))
+        for k in keep
+        if matches[low][k] >= 0 and (rng := dets[k].range_m) is not None
+    )
+    return FrameMatch(
+        scores=tuple(float(dets[k].score) for k in keep),
+        tp={t: tuple(bool(matches[t][k] >= 0) for k in keep) for t in ts},
+        n_gt=int(care.sum()),
+        range_pairs=pairs,
+    )
+
+
+def _greedy(iou: npt.NDArray[np.float64], care: npt.NDArray[np.bool_], t: float) -> list[int]:
+    """Index of the box each detection (in score order) takes at threshold ``t``, or -1."""
+    free = care.copy()
+    out = []
+    for row in iou:
+        cand = np.where(free & (row >= t), row, -1.0)
+        j = int(np.argmax(cand)) if cand.size else -1
+        if j >= 0 and cand[j] >= 0:
+            free[j] = False
+            out.append(j)
+        else:
+            out.append(-1)
+    return out
+
+
+def ap_40(tp: npt.NDArray[np.bool_], n_gt: int) -> tuple[float | None, list[float], list[float]]:
+    """KITTI's 40-recall-point AP of ranked ``tp`` flags, and the raw precision/recall."""
+    if n_gt <= 0:
+        return None, [], []
+    ctp = np.cumsum(tp, dtype=np.float64)
+    precision = ctp / np.arange(1, tp.shape[0] + 1)
+    recall = ctp / n_gt
+    envelope = np.maximum.accumulate(precision[::-1])[::-1] if tp.size else precision
+    total = 0.0
+    for r in np.arange(1, RECALL_POINTS + 1) / RECALL_POINTS:
+        reached = np.nonzero(recall >= r - 1e-12)[0]
+        total += float(envelope[reached[0]]) if reached.size else 0.0
+    return total / RECALL_POINTS, precision.tolist(), recall.tolist()
+
+
+class BoxEvaluator:
+    """Collects :class:`FrameMatch` results by key and computes AP and range errors."""
+
+    def __init__(self, thresholds: tuple[float, ...] = (0.5, 0.7)) -> None:
+        self.thresholds = _check_thresholds(thresholds)
+        self._frames: dict[tuple[int, ...], FrameMatch] = {}
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def add(self, key: tuple[int, ...], match: FrameMatch) -> None:
+        """Record one frame; ``key`` (e.g. input index, frame index) orders frames."""
+        key = tuple(int(k) for k in key)
+        if key in self._frames:
+            raise ConfigError(f"frame key {key!r} was added twice")
+        if set(match.tp) != set(self.thresholds):
+            message = (f"frame {key!r} was matched at thresholds {sorted(match.tp)!r}, the "
+                       f"evaluator uses {list(self.thresholds)!r}")
+            raise ConfigError(message)
+        self._frames[key] = match
+
+    def merge(self, other: BoxEvaluator) -> None:
+        """Add every frame of ``other`` (e.g. a worker's evaluator)."""
+        for key, match in other._frames.items():
+            self.add(key, match)
+
+    def result(self) -> dict[str, Any]:
+        """AP per threshold, precision/recall curves and range errors (JSON-ready)."""
+        keys = sorted(self._frames)
+        rows = [(-s, key, i) for key in keys for i, s in enumerate(self._frames[key].scores)]
+        rows.sort()
+        n_gt = sum(self._frames[k].n_gt for k in keys)
+        out: dict[str, Any] = {"thresholds": list(self.thresholds), "n_gt": n_gt,
+                               "n_det": len(rows), "ap": {}, "pr": {}}
+        for t in self.thresholds:
+            tp = np.array([self._frames[key].tp[t][i] for _, key, i in rows], dtype=bool)
+            ap, precision, recall = ap_40(tp, n_gt)
+            out["ap"][str(t)] = ap
+            out["pr"][str(t)] = {"precision": precision, "recall": recall}
+        errors = np.array([p - g for k in keys for p, g in self._frames[k].range_pairs])
+        absolute = np.abs(errors)
+        has = errors.size > 0
+        out["range_error_m"] = {
+            "n": int(errors.size),
+            "mean": float(absolute.mean()) if has else None,
+            "median": float(np.median(absolute)) if has else None,
+            "p90": float(np.percentile(absolute, 90)) if has else None,
+            "mean_signed": float(errors.mean()) if has else None,
+        }
+        out["range_errors_m"] = errors.tolist()
+        return out

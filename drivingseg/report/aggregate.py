@@ -1,0 +1,213 @@
+"""Merge per-frame results into the report dict (the schema html.py renders).
+
+Everything that is counted is merged as exact integers (confusion matrices, KITTI road
+histograms, by-range TP/FP/FN) in (input, frame) order, so the report does not depend
+on how the frames were split into chunks, which executor ran them or in which order
+they finished. Ratios are derived from the merged counts at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from drivingseg.model.evaluate import scored_classes
+from drivingseg.model.metrics import RoadPR, mean_iou_of, scores_of
+from drivingseg.report.fleet import FleetResult
+from drivingseg.report.inputs import InputSpec
+from drivingseg.report.worker import STAGES, ChunkResult, ChunkTask, FrameResult
+
+__all__ = ["FORMAT", "GalleryPick", "build_report", "collect", "pick_gallery"]
+
+FORMAT = "drivingseg-report/1"
+BOX_CLASSES = ("Car", "Van")
+RANGE_NOTE = "car IoU over pixels hit by a lidar point, binned by that point's range"
+
+
+@dataclass(frozen=True)
+class GalleryPick:
+    """A frame chosen for the gallery and why."""
+
+    frame: FrameResult
+    reason: str
+
+
+def collect(tasks: Sequence[ChunkTask], specs: Sequence[InputSpec],
+            fleet: FleetResult[ChunkResult]) -> tuple[list[FrameResult], list[dict[str, Any]]]:
+    """Scored frames in (input, frame) order and the failures (frames and whole chunks)."""
+    frames: list[FrameResult] = []
+    failures: list[tuple[tuple[int, int], dict[str, Any]]] = []
+    for result in fleet.results:
+        if result is None:
+            continue
+        frames.extend(result.frames)
+        for f in result.failures:
+            failures.append(((f.input, f.index), {"input": f.input, "path": f.path,
+                                                  "frames": [f.name], "error": f.error}))
+    for tf in fleet.failures:
+        task = tasks[tf.task]
+        first = task.frames[0].index if task.frames else 0
+        failures.append(((task.input, first), {
+            "input": task.input, "path": specs[task.input].path,
+            "frames": [fr.name for fr in task.frames], "error": tf.error}))
+    frames.sort(key=lambda fr: (fr.input, fr.index))
+    failures.sort(key=lambda item: item[0])
+    return frames, [entry for _, entry in failures]
+
+
+def _per_class(matrix: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    return {s.name: asdict(s) for s in scores_of(matrix, classes)}
+
+
+def _segmentation(specs: Sequence[InputSpec], frames: Sequence[FrameResult],
+                  model_classes: tuple[str, ...]) -> dict[str, Any] | None:
+    seg_specs = [s for s in specs if s.segmentation_gt]
+    scored = [f for f in frames if f.confusion is not None]
+    if not seg_specs or not scored:
+        return None
+    road_only = all(s.road_only for s in seg_specs)
+    classes = scored_classes(model_classes, road_only)
+    total = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    per_input = []
+    for spec in seg_specs:
+        own = scored_classes(model_classes, spec.road_only)
+        m = np.zeros((len(own), len(own)), dtype=np.int64)
+        for f in scored:
+            if f.input == spec.index and f.confusion is not None:
+                m += f.confusion
+        total[: len(own), : len(own)] += m  # KITTI road: not_road/road sit on background/road
+        per_input.append({"input": spec.index, "per_class": _per_class(m, own),
+                          "mean_iou_road_car": mean_iou_of(m, own)})
+    return {"classes": list(classes), "frames": len(scored),
+            "confusion_matrix": total.tolist(), "per_class": _per_class(total, classes),
+            "mean_iou_road_car": mean_iou_of(total, classes), "per_input": per_input}
+
+
+def _kitti_road(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
+    hists = [f.road_hist for f in frames if f.road_hist is not None]
+    if not hists:
+        return None
+    pr = RoadPR()
+    for h in hists:
+        pr.pos_hist += h[0]
+        pr.neg_hist += h[1]
+    precision, recall = pr.curve()
+    return {**pr.result(), "curve": {"precision": precision.tolist(), "recall": recall.tolist()}}
+
+
+def _by_range(frames: Sequence[FrameResult], edges_m: Sequence[float]) -> dict[str, Any] | None:
+    counts = [f.range_counts for f in frames if f.range_counts is not None]
+    if not counts:
+        return None
+    total: np.ndarray = np.stack(counts).sum(axis=0, dtype=np.int64)
+    bins = []
+    for j, (lo, hi) in enumerate(pairwise(edges_m)):
+        tp, fp, fn, pixels = (int(v) for v in total[j])
+        bins.append({"lo_m": lo, "hi_m": hi, "tp": tp, "fp": fp, "fn": fn,
+                     "iou": tp / (tp + fp + fn) if tp + fp + fn else None, "pixels": pixels})
+    return {"bin_edges_m": list(edges_m), "note": RANGE_NOTE, "car": bins}
+
+
+def _detection(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
+    matched = [f for f in frames if f.match is not None]
+    if not matched:
+        return None
+    from drivingseg.detect.evaluate import BoxEvaluator
+
+    evaluator = BoxEvaluator()
+    for f in matched:
+        evaluator.add((f.input, f.index), f.match)
+    result = dict(evaluator.result())
+    out: dict[str, Any] = {"thresholds": result.pop("thresholds", None),
+                           "classes": list(BOX_CLASSES)}
+    out.update(result)
+    return out
+
+
+def latency_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
+    """n, mean, p50/p90/p99, max (ms) and the samples themselves."""
+    arr = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = (float(v) for v in np.percentile(arr, [50, 90, 99]))
+    return {"n": int(arr.size), "mean_ms": float(arr.mean()), "p50_ms": p50, "p90_ms": p90,
+            "p99_ms": p99, "max_ms": float(arr.max()), "samples_ms": arr.tolist()}
+
+
+def _latency(frames: Sequence[FrameResult]) -> dict[str, Any]:
+    stages: dict[str, Any] = {}
+    for stage in STAGES:
+        samples = [f.latency_ms[stage] for f in frames if stage in f.latency_ms]
+        if samples:
+            stages[stage] = latency_stats(samples)
+    out: dict[str, Any] = {"stages": stages}
+    if frames:
+        out["total"] = latency_stats([sum(f.latency_ms.values()) for f in frames])
+    return out
+
+
+def _n_gt(frame: FrameResult) -> int:
+    return sum(1 for b in frame.gt_boxes if not getattr(b, "ignore", False))
+
+
+def _frame_row(f: FrameResult) -> dict[str, Any]:
+    return {"input": f.input, "index": f.index, "frame": f.name, "image": f.image,
+            "iou": f.iou, "mean_iou": f.mean_iou, "pixel_accuracy": f.pixel_accuracy,
+            "n_detections": len(f.detections), "n_gt_boxes": _n_gt(f),
+            "latency_ms": dict(f.latency_ms)}
+
+
+def pick_gallery(frames: Sequence[FrameResult], k: int) -> list[GalleryPick]:
+    """The ``k`` worst frames: lowest mean IoU (segmentation inputs) and most missed
+    boxes (box-only inputs), taken in turn, worst first."""
+    seg = sorted((f for f in frames if f.mean_iou is not None),
+                 key=lambda f: (f.mean_iou, f.input, f.index))
+    box = sorted((f for f in frames if f.confusion is None and f.match is not None
+                  and f.missed_boxes > 0), key=lambda f: (-f.missed_boxes, f.input, f.index))
+    picks: list[GalleryPick] = []
+    for i in range(max(len(seg), len(box))):
+        if i < len(seg):
+            worst = 100 * (seg[i].mean_iou or 0.0)
+            picks.append(GalleryPick(seg[i], f"lowest mean IoU {worst:.1f} %"))
+        if i < len(box):
+            picks.append(GalleryPick(box[i], f"missed {box[i].missed_boxes} of "
+                                             f"{_n_gt(box[i])} boxes"))
+    return picks[: max(0, k)]
+
+
+def build_report(
+    specs: Sequence[InputSpec],
+    frames: Sequence[FrameResult],
+    failures: Sequence[dict[str, Any]],
+    *,
+    model_classes: tuple[str, ...],
+    meta: dict[str, Any],
+    gallery: Sequence[GalleryPick] = (),
+    range_edges_m: Sequence[float] = (),
+) -> dict[str, Any]:
+    """The report dict. ``meta``: created_utc, command, weights, input_size, device,
+    executor, wall_s (copied in that order after ``format``)."""
+    inputs = []
+    for spec in specs:
+        entry = spec.summary()
+        entry["frames_ok"] = sum(1 for f in frames if f.input == spec.index)
+        inputs.append(entry)
+    report: dict[str, Any] = {"format": FORMAT}
+    for key in ("created_utc", "command", "weights", "input_size", "device", "executor",
+                "wall_s"):
+        report[key] = meta.get(key)
+    report.update({
+        "inputs": inputs,
+        "segmentation": _segmentation(specs, frames, model_classes),
+        "kitti_road": _kitti_road(frames),
+        "by_range": _by_range(frames, range_edges_m) if range_edges_m else None,
+        "detection": _detection(frames),
+        "latency": _latency(frames),
+        "frames": [_frame_row(f) for f in frames],
+        "failures": list(failures),
+        "gallery": [{"input": p.frame.input, "frame": p.frame.name, "reason": p.reason}
+                    for p in gallery],
+    })
+    return report

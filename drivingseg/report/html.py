@@ -1,0 +1,517 @@
+"""The self-contained HTML page of ``drivingseg report``.
+
+One file, nothing outside it: inline CSS, a few lines of inline script, and every image
+embedded as a ``data:`` URI (plots as PNG, gallery panels as JPEG: photo panels are about
+five times smaller that way), so the page can be mailed, archived or opened offline.
+Every string that comes from the data is escaped.
+
+The ``<body>`` carries ``data-report-status``: ``"loading"`` until the window's load
+event, then ``"ok"``, ``"broken-images:N"`` (N images failed to decode) or
+``"script-error: <message>"``, so a headless browser can tell whether the page works
+(see :mod:`drivingseg.report.browser`).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from drivingseg.errors import ConfigError
+from drivingseg.fileio import write_text_atomic
+from drivingseg.report.plots import all_plots
+
+__all__ = ["GalleryItem", "build_html", "render_html"]
+
+_PANEL_MAX_WIDTH_PX = 480
+_PANEL_JPEG_QUALITY = 85
+_NONE = "–"
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
+ color:#1d2330;background:#f4f6f9}
+main{max-width:1320px;margin:0 auto;padding:16px 24px 48px}
+h1{font-size:24px;margin:8px 0 4px}h2{font-size:19px;margin:0 0 10px}h3{font-size:15px;margin:6px 0}
+section{background:#fff;border:1px solid #dde2ea;border-radius:8px;padding:14px 18px;margin:14px 0}
+nav a{margin-right:12px;color:#2d5fa8;text-decoration:none}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
+th,td{border-bottom:1px solid #e3e7ee;padding:3px 10px;text-align:right;white-space:nowrap}
+th{background:#eef1f6;font-weight:600}td.t,th.t{text-align:left}
+td.path{max-width:520px;overflow:hidden;text-overflow:ellipsis}
+table.sortable th{cursor:pointer;user-select:none}
+table.sortable th[data-dir=asc]::after{content:" \\25B2"}
+table.sortable th[data-dir=desc]::after{content:" \\25BC"}
+.scroll{max-height:560px;overflow:auto;border:1px solid #e3e7ee}
+.scroll thead th{position:sticky;top:0}
+#frames-table th{white-space:normal;vertical-align:bottom}
+#frames-table td,#frames-table th{padding:3px 7px}
+.muted{color:#6b7385}.absent{color:#6b7385;font-style:italic}
+.summary{display:flex;flex-wrap:wrap;gap:8px}
+.chip{background:#eef3fb;border:1px solid #cbd8ee;border-radius:6px;padding:6px 10px}
+.chip b{display:block;font-size:18px}.chip span{font-size:12px;color:#4a5468}
+.plots{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
+.plots img{max-width:100%;border:1px solid #e3e7ee}
+.item{margin:10px 0 18px}.panels{display:flex;flex-wrap:wrap;gap:8px}
+.panels figure{margin:0;flex:1 1 0;min-width:180px;max-width:400px}
+.panels img{display:block;width:100%;image-rendering:auto}
+figcaption{font-size:12px;color:#4a5468;text-align:center}
+.failures{border:2px solid #c62828;background:#fff5f5}.failures h2{color:#b71c1c}
+.banner{background:#c62828;color:#fff;padding:8px 14px;border-radius:6px;margin:10px 0}
+.banner a{color:#fff}code{font-size:12px;word-break:break-all}
+"""
+
+_STATUS_JS = """
+window.onerror = function (message) {
+  document.body.dataset.reportStatus = 'script-error: ' + message;
+};
+window.addEventListener('load', function () {
+  if ((document.body.dataset.reportStatus || '').indexOf('script-error') === 0) return;
+  var broken = 0;
+  for (var i = 0; i < document.images.length; i++) {
+    var img = document.images[i];
+    if (!(img.complete && img.naturalWidth > 0)) broken++;
+  }
+  document.body.dataset.reportStatus = broken ? 'broken-images:' + broken : 'ok';
+});
+"""
+
+_SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('thead th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var asc = th.dataset.dir !== 'asc';
+      table.querySelectorAll('thead th').forEach(function (h) { delete h.dataset.dir; });
+      th.dataset.dir = asc ? 'asc' : 'desc';
+      var num = th.dataset.type === 'num', body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col], y = b.cells[col];
+        if (num) {
+          var fx = parseFloat(x.dataset.v), fy = parseFloat(y.dataset.v);
+          if (isNaN(fx) || isNaN(fy)) return (isNaN(fx) ? 1 : 0) - (isNaN(fy) ? 1 : 0);
+          return asc ? fx - fy : fy - fx;
+        }
+        var c = x.textContent.localeCompare(y.textContent);
+        return asc ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """One worst frame: a title and its panels (caption, RGB ``H x W x 3`` uint8 image)."""
+
+    title: str
+    panels: tuple[tuple[str, npt.NDArray[np.uint8]], ...]
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return _NONE
+    return f"{float(value) * 100:.1f} %"
+
+
+def _ms(value: Any) -> str:
+    return _NONE if value is None else f"{float(value):.1f} ms"
+
+
+def _count(value: Any) -> str:
+    return _NONE if value is None else f"{int(value):,}"
+
+
+def _num_attr(value: Any) -> str:
+    """Sort key of a numeric cell (empty for a missing value, which sorts last)."""
+    return "" if value is None else repr(float(value))
+
+
+def _data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
+def _img(data: bytes, alt: str, mime: str = "image/png") -> str:
+    return f'<img src="{_data_uri(data, mime)}" alt="{escape(alt)}">'
+
+
+def _panel_jpeg(caption: str, image: npt.NDArray[np.uint8]) -> bytes:
+    """Encode one gallery panel as JPEG, scaled down to at most the panel width."""
+    array: npt.NDArray[Any] = np.asarray(image)
+    if array.dtype != np.uint8 or not (
+        array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)
+    ):
+        message = (
+            f"gallery panel {caption!r} must be an RGB H x W x 3 uint8 image, got "
+            f"shape {array.shape!r} dtype {str(array.dtype)!r}"
+        )
+        raise ConfigError(message)
+    height, width = array.shape[:2]
+    if width > _PANEL_MAX_WIDTH_PX:
+        size = (_PANEL_MAX_WIDTH_PX, max(1, round(height * _PANEL_MAX_WIDTH_PX / width)))
+        array = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+    if array.ndim == 3:
+        array = cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, _PANEL_JPEG_QUALITY])
+    if not ok:
+        raise ConfigError(f"cannot encode gallery panel {caption!r} as JPEG")
+    return bytes(buffer.tobytes())
+
+
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], *, cls: str = "", left: int = 1
+) -> str:
+    """A table whose cells are already HTML; the first ``left`` columns align left."""
+    head = "".join(
+        f'<th class="t">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(headers)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="t">{c}</td>' if i < left else f"<td>{c}</td>" for i, c in enumerate(r)
+        )
+        + "</tr>"
+        for r in rows
+    )
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _section(anchor: str, title: str, body: str, *, cls: str = "") -> str:
+    return f'<section id="{anchor}" class="{cls}"><h2>{escape(title)}</h2>{body}</section>'
+
+
+def _absent(sentence: str) -> str:
+    return f'<p class="absent">{escape(sentence)}</p>'
+
+
+def _plots(figures: Mapping[str, bytes], *names: str) -> str:
+    images = [_img(figures[n], n.replace("_", " ")) for n in names if n in figures]
+    return f'<div class="plots">{"".join(images)}</div>' if images else ""
+
+
+def _header(report: Mapping[str, Any]) -> str:
+    size = report.get("input_size") or []
+    size_text = " × ".join(str(int(v)) for v in size) + " px" if size else _NONE
+    wall = report.get("wall_s")
+    meta = [
+        ("weights", f"<code>{escape(str(report.get('weights', _NONE)))}</code>"),
+        ("input size", escape(size_text)),
+        ("device", escape(str(report.get("device", _NONE)))),
+        ("executor", escape(str(report.get("executor", _NONE)))),
+        ("wall time", _NONE if wall is None else f"{float(wall):.1f} s"),
+        ("created", escape(str(report.get("created_utc", _NONE)))),
+        ("command", f"<code>{escape(str(report.get('command', _NONE)))}</code>"),
+    ]
+    meta_rows = "".join(f'<tr><th class="t">{k}</th><td class="t">{v}</td></tr>' for k, v in meta)
+    yes_no = {True: "yes", False: "no"}
+    inputs = [
+        (
+            str(int(i.get("index", 0))),
+            escape(str(i.get("kind", _NONE))),
+            escape(str(i.get("path", ""))),
+            _count(i.get("frames")),
+            _count(i.get("frames_ok")),
+            yes_no.get(bool(i.get("segmentation_gt")), _NONE),
+            yes_no.get(bool(i.get("box_gt")), _NONE),
+            yes_no.get(bool(i.get("lidar")), _NONE),
+        )
+        for i in report.get("inputs") or []
+    ]
+    headers = ("#", "kind", "path", "frames", "ok", "seg GT", "box GT", "lidar")
+    return (
+        "<header><h1>drivingseg report</h1>"
+        f"<table>{meta_rows}</table><h3>Inputs</h3>"
+        + _table(headers, inputs, left=3)
+        + "</header>"
+    )
+
+
+def _summary(report: Mapping[str, Any]) -> str:
+    seg = report.get("segmentation") or {}
+    per_class = seg.get("per_class") or {}
+    road = report.get("kitti_road") or {}
+    ap = (report.get("detection") or {}).get("ap") or {}
+    total = (report.get("latency") or {}).get("total") or {}
+    chips = [
+        ("mean IoU road+car", _pct(seg.get("mean_iou_road_car"))),
+        ("road IoU", _pct((per_class.get("road") or {}).get("iou"))),
+        ("car IoU", _pct((per_class.get("car") or {}).get("iou"))),
+        ("KITTI road MaxF", _pct(road.get("max_f"))),
+        ("KITTI road AP", _pct(road.get("ap"))),
+        ("box AP@0.5", _pct(ap.get("0.5"))),
+        ("box AP@0.7", _pct(ap.get("0.7"))),
+        ("latency p50", _ms(total.get("p50_ms"))),
+        ("latency p99", _ms(total.get("p99_ms"))),
+    ]
+    items = "".join(f'<div class="chip"><b>{v}</b><span>{k}</span></div>' for k, v in chips)
+    return f'<div class="summary" id="summary">{items}</div>'
+
+
+def _metric_row(name: str, m: Mapping[str, Any]) -> tuple[str, ...]:
+    return (
+        escape(name),
+        _count(m.get("tp")),
+        _count(m.get("fp")),
+        _count(m.get("fn")),
+        _pct(m.get("iou")),
+        _pct(m.get("precision")),
+        _pct(m.get("recall")),
+        _pct(m.get("f1")),
+    )
+
+
+def _segmentation(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
+    seg = report.get("segmentation")
+    if not seg:
+        why = "No input has per-pixel ground truth, so segmentation accuracy was not measured."
+        return _section("segmentation", "Segmentation", _absent(why))
+    per_class: Mapping[str, Mapping[str, Any]] = seg.get("per_class") or {}
+    headers = ("class", "TP px", "FP px", "FN px", "IoU", "precision", "recall", "F1")
+    body = (
+        f'<p>{_count(seg.get("frames"))} frames with ground truth; mean IoU over road and car '
+        f'<b>{_pct(seg.get("mean_iou_road_car"))}</b>.</p>'
+        + _table(headers, [_metric_row(n, m) for n, m in per_class.items()])
+    )
+    kinds = {int(i.get("index", -1)): str(i.get("kind", "")) for i in report.get("inputs") or []}
+    per_input = seg.get("per_input") or []
+    if per_input:
+        names = list(per_class)
+        rows = [
+            (
+                escape(f"{int(p.get('input', 0))} ({kinds.get(int(p.get('input', 0)), '')})"),
+                _pct(p.get("mean_iou_road_car")),
+                *(_pct(((p.get("per_class") or {}).get(n) or {}).get("iou")) for n in names),
+            )
+            for p in per_input
+        ]
+        headers_in = ("input", "mean IoU road+car", *(f"{escape(n)} IoU" for n in names))
+        body += "<h3>Per input</h3>" + _table(headers_in, rows)
+    body += _plots(figures, "class_metrics", "confusion_matrix")
+    return _section("segmentation", "Segmentation", body)
+
+
+def _kitti_road(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
+    road = report.get("kitti_road")
+    if not road:
+        why = "No KITTI road input (kitti_road kind), so the KITTI road MaxF/AP was not computed."
+        return _section("kitti-road", "KITTI road", _absent(why))
+    threshold = road.get("threshold")
+    row = (
+        _pct(road.get("max_f")),
+        _pct(road.get("ap")),
+        _NONE if threshold is None else f"{float(threshold):.3f}",
+        _pct(road.get("precision")),
+        _pct(road.get("recall")),
+    )
+    table = _table(("MaxF", "AP", "threshold", "precision", "recall"), [row], left=0)
+    return _section("kitti-road", "KITTI road", table + _plots(figures, "kitti_road_pr"))
+
+
+def _by_range(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
+    by_range = report.get("by_range")
+    if not by_range:
+        why = "No input has both lidar and segmentation ground truth, so IoU by range is absent."
+        return _section("by-range", "Car IoU by lidar range", _absent(why))
+    rows = [
+        (
+            escape(f"{float(b.get('lo_m', 0)):g}-{float(b.get('hi_m', 0)):g} m"),
+            _count(b.get("pixels")),
+            _count(b.get("tp")),
+            _count(b.get("fp")),
+            _count(b.get("fn")),
+            _pct(b.get("iou")),
+        )
+        for b in by_range.get("car") or []
+    ]
+    note = f'<p class="muted">{escape(str(by_range.get("note", "")))}</p>'
+    table = _table(("range", "pixels", "TP", "FP", "FN", "car IoU"), rows)
+    body = note + table + _plots(figures, "range_iou")
+    return _section("by-range", "Car IoU by lidar range", body)
+
+
+def _detection(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
+    det = report.get("detection")
+    if not det:
+        why = "No input has KITTI label_2 boxes, so box detection was not evaluated."
+        return _section("detection", "Box detection", _absent(why))
+    ap: Mapping[str, Any] = det.get("ap") or {}
+    err: Mapping[str, Any] = det.get("range_error_m") or {}
+    classes = ", ".join(str(c) for c in det.get("classes") or []) or _NONE
+
+    def metres(value: Any, signed: bool = False) -> str:
+        return _NONE if value is None else f"{float(value):{'+' if signed else ''}.2f} m"
+
+    body = (
+        f"<p>Classes {escape(classes)}: {_count(det.get('n_gt'))} ground-truth boxes, "
+        f"{_count(det.get('n_det'))} detections.</p>"
+        + _table(("IoU threshold", "AP"), [(escape(str(k)), _pct(v)) for k, v in ap.items()])
+        + _table(
+            ("matched boxes", "mean |range error|", "median |error|", "p90 |error|",
+             "mean signed error"),
+            [(_count(err.get("n")), metres(err.get("mean")), metres(err.get("median")),
+              metres(err.get("p90")), metres(err.get("mean_signed"), signed=True))],
+            left=0,
+        )
+        + _plots(figures, "detection_pr", "range_error")
+    )
+    return _section("detection", "Box detection", body)
+
+
+def _latency(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
+    latency = report.get("latency") or {}
+    stats: dict[str, Mapping[str, Any]] = dict(latency.get("stages") or {})
+    if latency.get("total"):
+        stats["total"] = latency["total"]
+    if not stats:
+        return _section("latency", "Latency", _absent("No frame was timed, so latency is absent."))
+    rows = [
+        (
+            f"<b>{escape(n)}</b>" if n == "total" else escape(n),
+            _count(s.get("n")),
+            _ms(s.get("mean_ms")),
+            _ms(s.get("p50_ms")),
+            _ms(s.get("p90_ms")),
+            _ms(s.get("p99_ms")),
+            _ms(s.get("max_ms")),
+        )
+        for n, s in stats.items()
+    ]
+    table = _table(("stage", "frames", "mean", "p50", "p90", "p99", "max"), rows)
+    return _section("latency", "Latency per frame", table + _plots(figures, "latency"))
+
+
+def _frames(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
+    frames: Sequence[Mapping[str, Any]] = report.get("frames") or []
+    if not frames:
+        return _section("frames", "Frames", _absent("No frame was processed."))
+    classes = list((report.get("segmentation") or {}).get("classes") or [])
+    stages: list[str] = []
+    for f in frames:
+        classes += [c for c in f.get("iou") or {} if c not in classes]
+        stages += [s for s in f.get("latency_ms") or {} if s not in stages]
+    num = ["mean IoU", *(f"{c} IoU" for c in classes), "pixel acc.", "detections", "GT boxes"]
+    num += [f"{s} ms" for s in stages] + ["total ms"]
+    head = '<th data-type="num">input</th><th data-type="num">index</th><th class="t">frame</th>'
+    head += "".join(f'<th data-type="num">{escape(h)}</th>' for h in num)
+    rows = []
+    for f in frames:
+        iou = f.get("iou") or {}
+        lat = f.get("latency_ms") or {}
+        total = sum(float(v) for v in lat.values() if v is not None) if lat else None
+        cells = [
+            (f.get("mean_iou"), _pct(f.get("mean_iou"))),
+            *((iou.get(c), _pct(iou.get(c))) for c in classes),
+            (f.get("pixel_accuracy"), _pct(f.get("pixel_accuracy"))),
+            (f.get("n_detections"), _count(f.get("n_detections"))),
+            (f.get("n_gt_boxes"), _count(f.get("n_gt_boxes"))),
+            *((lat.get(s), _NONE if lat.get(s) is None else f"{lat[s]:.1f}") for s in stages),
+            (total, _NONE if total is None else f"{total:.1f}"),
+        ]
+        title = escape(str(f.get("image", "")))
+        rows.append(
+            f'<tr><td data-v="{int(f.get("input", 0))}">{int(f.get("input", 0))}</td>'
+            f'<td data-v="{int(f.get("index", 0))}">{int(f.get("index", 0))}</td>'
+            f'<td class="t" title="{title}">{escape(str(f.get("frame", "")))}</td>'
+            + "".join(f'<td data-v="{_num_attr(v)}">{text}</td>' for v, text in cells)
+            + "</tr>"
+        )
+    table = (
+        f'<div class="scroll"><table class="sortable" id="frames-table"><thead><tr>{head}</tr>'
+        f'</thead><tbody>{"".join(rows)}</tbody></table></div>'
+    )
+    hint = f'<p class="muted">{len(frames):,} frames; click a column header to sort.</p>'
+    return _section("frames", "Frames", _plots(figures, "per_frame_iou") + hint + table)
+
+
+def _gallery(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str:
+    if not gallery:
+        reasons = [
+            f"{escape(str(g.get('frame', '')))}: {escape(str(g.get('reason', '')))}"
+            for g in report.get("gallery") or []
+        ]
+        if reasons:
+            return _section("gallery", "Worst frames", "<ul><li>" + "</li><li>".join(reasons)
+                            + "</li></ul>")
+        why = "No gallery: no frame had ground truth to rank frames by."
+        return _section("gallery", "Worst frames", _absent(why))
+    items = []
+    for item in gallery:
+        panels = "".join(
+            f"<figure>{_img(_panel_jpeg(caption, image), caption, 'image/jpeg')}"
+            f"<figcaption>{escape(caption)}</figcaption></figure>"
+            for caption, image in item.panels
+        )
+        items.append(f'<div class="item"><h3>{escape(item.title)}</h3>'
+                     f'<div class="panels">{panels}</div></div>')
+    return _section("gallery", "Worst frames", "".join(items))
+
+
+def _failures(report: Mapping[str, Any]) -> str:
+    failures: Sequence[Mapping[str, Any]] = report.get("failures") or []
+    if not failures:
+        return _section("failures", "Failures", '<p class="muted">None: every frame was read.</p>')
+    rows = []
+    for f in failures:
+        names = [str(n) for n in f.get("frames") or []]
+        shown = ", ".join(names[:10]) + (f" … (+{len(names) - 10})" if len(names) > 10 else "")
+        rows.append((str(int(f.get("input", 0))), escape(str(f.get("path", ""))),
+                     f"{len(names):,}: {escape(shown)}", escape(str(f.get("error", "")))))
+    table = _table(("input", "path", "frames", "error"), rows, left=4)
+    return _section("failures", f"Failures ({len(failures)})", table, cls="failures")
+
+
+def build_html(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str:
+    """The whole page as one string (see :func:`render_html`)."""
+    figures = all_plots(report)
+    failures = report.get("failures") or []
+    banner = (
+        f'<div class="banner">{len(failures)} input(s) had failures: '
+        '<a href="#failures">see Failures</a>.</div>'
+        if failures
+        else ""
+    )
+    nav = "".join(
+        f'<a href="#{a}">{t}</a>'
+        for a, t in (("segmentation", "Segmentation"), ("kitti-road", "KITTI road"),
+                     ("by-range", "By range"), ("detection", "Detection"),
+                     ("latency", "Latency"), ("frames", "Frames"), ("gallery", "Gallery"),
+                     ("failures", "Failures"))
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>drivingseg report {escape(str(report.get('created_utc', '')))}</title>",
+        f"<style>{_CSS}</style></head>",
+        f'<body data-report-status="loading"><script>{_STATUS_JS}</script><main>',
+        _header(report),
+        f"<nav>{nav}</nav>",
+        _summary(report),
+        banner,
+        _segmentation(report, figures),
+        _kitti_road(report, figures),
+        _by_range(report, figures),
+        _detection(report, figures),
+        _latency(report, figures),
+        _frames(report, figures),
+        _gallery(report, gallery),
+        _failures(report),
+        f"</main><script>{_SORT_JS}</script></body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def render_html(
+    report: Mapping[str, Any], gallery: Sequence[GalleryItem], path: str | os.PathLike[str]
+) -> None:
+    """Write the report page for ``report`` (the report dict) to ``path``, atomically."""
+    write_text_atomic(path, build_html(report, gallery), error=ConfigError, what="report page")

@@ -1,0 +1,178 @@
+"""Make and write a report folder: report.json, frames.csv, classes.csv and report.html.
+
+Everything is built in memory and the HTML rendered to a temporary file first; only then
+are the files moved into place (each atomically, via :mod:`drivingseg.fileio`), so a run
+that fails half-way leaves an earlier report in ``OUT`` untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drivingseg.errors import ConfigError, RecordingError
+from drivingseg.fileio import write_text_atomic
+from drivingseg.report.fleet import Progress, cpu_count, describe_executor, run_tasks
+from drivingseg.report.worker import (
+    RANGE_EDGES_M,
+    STAGES,
+    ChunkResult,
+    ChunkTask,
+    run_chunk,
+)
+
+if TYPE_CHECKING:
+    from drivingseg.report.html import GalleryItem
+
+__all__ = ["CHUNK_FRAMES", "REPORT_FILES", "classes_csv", "frames_csv", "make_report",
+           "report_json", "write_report"]
+
+CHUNK_FRAMES = 16
+"""Frames per work unit (one task for a worker process or a Ray worker)."""
+REPORT_FILES = ("report.json", "frames.csv", "classes.csv", "report.html")
+_IOU_CLASSES = ("background", "road", "car")
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """The report as indented JSON text (``allow_nan=False``: NaN is a bug, not a value)."""
+    return json.dumps(report, indent=2, allow_nan=False) + "\n"
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def frames_csv(report: dict[str, Any]) -> str:
+    """One row per scored frame (schema: input ... n_gt_boxes, latency_<stage>_ms)."""
+    stages = [s for s in STAGES if s in report["latency"]["stages"]]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["input", "index", "frame", "image",
+                     *(f"iou_{c}" for c in _IOU_CLASSES), "mean_iou", "pixel_accuracy",
+                     "n_detections", "n_gt_boxes", *(f"latency_{s}_ms" for s in stages)])
+    for row in report["frames"]:
+        iou = dict(row["iou"] or {})
+        if "not_road" in iou:  # KITTI road: not road is the background column
+            iou["background"] = iou.pop("not_road")
+        writer.writerow([row["input"], row["index"], row["frame"], row["image"],
+                         *(_cell(iou.get(c)) for c in _IOU_CLASSES), _cell(row["mean_iou"]),
+                         _cell(row["pixel_accuracy"]), row["n_detections"], row["n_gt_boxes"],
+                         *(_cell(row["latency_ms"].get(s)) for s in stages)])
+    return buf.getvalue()
+
+
+def classes_csv(report: dict[str, Any]) -> str:
+    """Per-class segmentation scores, then one ``AP@<threshold>`` row per box threshold."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["class", "tp", "fp", "fn", "iou", "precision", "recall", "f1"])
+    seg = report.get("segmentation")
+    if seg:
+        for name, s in seg["per_class"].items():
+            writer.writerow([name, s["tp"], s["fp"], s["fn"], *(_cell(s[k]) for k in
+                                                                ("iou", "precision", "recall",
+                                                                 "f1"))])
+    det = report.get("detection")
+    if det:
+        for threshold, ap in det.get("ap", {}).items():
+            writer.writerow([f"box AP@{threshold} ({'/'.join(det['classes'])})", "", "", "",
+                             "", _cell(ap), "", ""])
+    return buf.getvalue()
+
+
+def write_report(report: dict[str, Any], gallery: Sequence[GalleryItem],
+                 out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the four report files into ``out_dir`` (created); returns their paths."""
+    from drivingseg.report.html import render_html
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecordingError(f"cannot create the report folder: {exc.strerror}",
+                             path=out) from exc
+    texts = {"report.json": report_json(report), "frames.csv": frames_csv(report),
+             "classes.csv": classes_csv(report)}
+    fd, tmp_name = tempfile.mkstemp(prefix=".report.html.", suffix=".tmp", dir=out)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        render_html(report, gallery, tmp)
+        for name, text in texts.items():
+            write_text_atomic(out / name, text, error=RecordingError, what=name)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out / "report.html")
+    except OSError as exc:
+        raise RecordingError(f"cannot write report.html: {exc.strerror or exc}",
+                             path=out / "report.html") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {name: out / name for name in REPORT_FILES}
+
+
+def make_report(
+    inputs: Sequence[str | os.PathLike[str]],
+    weights: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    ray: str | None = None,
+    gallery: int = 12,
+    limit: int | None = None,
+    device: str = "cpu",
+    chunk_frames: int = CHUNK_FRAMES,
+    command: str = "",
+    progress: Progress | None = None,
+    task_fn: Callable[[ChunkTask], ChunkResult] = run_chunk,
+) -> dict[str, Any]:
+    """Classify the inputs, score every frame with ``workers`` processes (or Ray), merge,
+    and write the report folder; returns the report dict (failures listed in it).
+
+    ``task_fn`` scores one chunk (a picklable top-level function; tests wrap
+    :func:`~drivingseg.report.worker.run_chunk` to crash a worker)."""
+    from drivingseg.model.checkpoint import load_checkpoint
+    from drivingseg.report.aggregate import build_report, collect, pick_gallery
+    from drivingseg.report.gallery import gallery_items
+    from drivingseg.report.inputs import classify_inputs
+
+    start = time.perf_counter()
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1 frame, got {limit!r}")
+    specs = classify_inputs(inputs, limit=limit)
+    ckpt = load_checkpoint(weights, device=device)
+    n_workers = workers or cpu_count()
+    if n_workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {n_workers!r}")
+    step = max(1, chunk_frames)
+    chunks = [(spec, i) for spec in specs for i in range(0, len(spec.frames), step)]
+    threads = max(1, cpu_count() // min(n_workers, len(chunks)))  # workers x threads <= cores
+    tasks = [
+        ChunkTask(input=spec.index, kind=spec.kind, frames=spec.frames[i:i + step],
+                  weights=str(ckpt.path), device=device, threads=threads,
+                  road_only=spec.road_only)
+        for spec, i in chunks
+    ]
+    fleet = run_tasks(task_fn, tasks, workers=n_workers, ray=ray,
+                      sizes=[len(t.frames) for t in tasks], progress=progress)
+    frames, failures = collect(tasks, specs, fleet)
+    picks = pick_gallery(frames, gallery)
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    meta: dict[str, Any] = {
+            "created_utc": created, "command": command, "weights": str(ckpt.path),
+            "input_size": [ckpt.spec.width, ckpt.spec.height], "device": device,
+            "executor": describe_executor(n_workers, ray)}
+    items = gallery_items(specs, picks)
+    meta["wall_s"] = float(f"{time.perf_counter() - start:.3f}")
+    report = build_report(specs, frames, failures, model_classes=ckpt.classes, meta=meta,
+                          gallery=picks, range_edges_m=RANGE_EDGES_M)
+    write_report(report, items, out_dir)
+    return report

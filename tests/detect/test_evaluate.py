@@ -1,0 +1,134 @@
+"""Box IoU, greedy matching, KITTI 40-point AP and the order-independent evaluator."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from drivingseg.detect.evaluate import BoxEvaluator, ap_40, box_iou, match_frame
+from drivingseg.detect.gt import GtBox
+from drivingseg.errors import ConfigError
+from drivingseg.node.messages import Detection
+
+
+def det(box: tuple[float, float, float, float], score: float, rng: float | None = None
+        ) -> Detection:
+    return Detection("car", score, box, rng, None, 0 if rng is None else 5)
+
+
+def gt(box: tuple[float, float, float, float], rng: float = 10.0, ignore: bool = False) -> GtBox:
+    return GtBox(box, "Car", rng, ignore, "label")
+
+
+def test_box_iou_hand_computed() -> None:
+    a = np.array([[0, 0, 10, 10], [5, 5, 15, 15]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 6]])
+    iou = box_iou(a, b)
+    assert iou.shape == (2, 4)
+    expected = np.array([[1.0, 50 / 150, 0.0, 0.6], [25 / 175, 50 / 150, 0.0, 5 / 155]])
+    np.testing.assert_allclose(iou, expected)
+    # Exclusive edges: two boxes that only touch do not overlap.
+    assert box_iou(np.array([[0, 0, 10, 10]]), np.array([[10, 0, 20, 10]]))[0, 0] == 0.0
+    assert box_iou(np.zeros((0, 4)), b).shape == (0, 4)
+
+
+def _hand_case() -> tuple[list[Detection], list[GtBox]]:
+    gts = [gt((100, 100, 150, 140), 20.0), gt((0, 0, 10, 10), 30.0)]
+    dets = [
+        det((100, 100, 150, 140), 0.9, 21.0),  # exact: TP at both thresholds
+        det((300, 300, 340, 330), 0.8),  # nowhere: FP
+        det((0, 0, 10, 6), 0.7, 28.5),  # IoU 0.6: TP at 0.5, FP at 0.7
+    ]
+    return dets, gts
+
+
+def test_match_and_ap_hand_case() -> None:
+    dets, gts = _hand_case()
+    m = match_frame(dets[::-1], gts)  # input order must not matter: sorted by score
+    assert m.scores == (0.9, 0.8, 0.7)
+    assert m.tp == {0.5: (True, False, True), 0.7: (True, False, False)}
+    assert m.n_gt == 2
+    assert m.range_pairs == ((21.0, 20.0), (28.5, 30.0))
+    ev = BoxEvaluator()
+    ev.add((0, 0), m)
+    res = ev.result()
+    # 0.5: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1 -> envelope 1 up to recall 1/2,
+    # 2/3 above: (20 * 1 + 20 * 2/3) / 40. 0.7: recall stops at 1/2 -> 20 / 40.
+    assert res["ap"]["0.5"] == pytest.approx((20 + 20 * 2 / 3) / 40)
+    assert res["ap"]["0.7"] == pytest.approx(0.5)
+    assert res["n_gt"] == 2 and res["n_det"] == 3
+    assert res["pr"]["0.5"]["precision"] == pytest.approx([1.0, 0.5, 2 / 3])
+    assert res["pr"]["0.5"]["recall"] == pytest.approx([0.5, 0.5, 1.0])
+    assert res["range_errors_m"] == pytest.approx([1.0, -1.5])
+    rerr = res["range_error_m"]
+    assert rerr["n"] == 2 and rerr["mean"] == pytest.approx(1.25)
+    assert rerr["median"] == pytest.approx(1.25) and rerr["mean_signed"] == pytest.approx(-0.25)
+
+
+def test_one_detection_per_box_duplicates_are_false_positives() -> None:
+    m = match_frame([det((0, 0, 10, 10), 0.9), det((0, 0, 10, 10), 0.8)], [gt((0, 0, 10, 10))])
+    assert m.tp[0.5] == (True, False)
+
+
+def test_ignored_boxes_are_neither_tp_nor_fp() -> None:
+    gts = [gt((0, 0, 10, 10)), gt((50, 50, 60, 60), ignore=True)]
+    dets = [det((50, 50, 60, 60), 0.95), det((0, 0, 10, 10), 0.5), det((80, 80, 90, 90), 0.4)]
+    m = match_frame(dets, gts)
+    assert m.scores == (0.5, 0.4)  # the detection on the don't-care box is gone
+    assert m.tp[0.5] == (True, False)
+    assert m.n_gt == 1
+    # A missed don't-care box is no false negative: recall reaches 1.
+    ev = BoxEvaluator()
+    ev.add((0, 0), m)
+    assert ev.result()["ap"]["0.5"] == pytest.approx(1.0)
+    # Only a don't-care box in the frame: nothing to find, AP undefined.
+    only = BoxEvaluator()
+    only.add((0, 0), match_frame(dets[:1], gts[1:]))
+    assert only.result()["ap"]["0.5"] is None and only.result()["n_det"] == 0
+
+
+def test_short_detections_can_be_ignored() -> None:
+    m = match_frame([det((0, 0, 10, 5), 0.9)], [], min_det_height_px=25.0)
+    assert m.scores == ()
+    assert match_frame([det((0, 0, 10, 5), 0.9)], []).tp[0.5] == (False,)
+
+
+def test_ap_40_perfect_and_empty() -> None:
+    assert ap_40(np.array([True, True]), 2)[0] == pytest.approx(1.0)
+    assert ap_40(np.array([], dtype=bool), 3)[0] == 0.0
+    assert ap_40(np.array([True]), 0)[0] is None
+
+
+def test_evaluator_independent_of_add_order_and_pickles() -> None:
+    rng = np.random.default_rng(7)
+    frames = []
+    for f in range(6):
+        gts = [gt((float(x), 0.0, x + 20.0, 30.0)) for x in range(0, 100, 40)]
+        dets = [det((x + float(rng.integers(-8, 9)), 0.0, x + 20.0, 30.0),
+                    float(rng.choice([0.5, 0.6, 0.9])), 15.0 + f) for x in range(0, 120, 30)]
+        frames.append(((1, f), pickle.loads(pickle.dumps(match_frame(dets, gts)))))
+    a, b = BoxEvaluator(), BoxEvaluator()
+    for key, m in frames:
+        a.add(key, m)
+    half = BoxEvaluator()
+    for key, m in frames[::-2]:
+        half.add(key, m)
+    for key, m in frames[-2::-2]:
+        b.add(key, m)
+    b.merge(half)
+    assert a.result() == b.result()
+    assert 0.0 < a.result()["ap"]["0.5"] < 1.0
+
+
+def test_evaluator_rejects_bad_input() -> None:
+    ev = BoxEvaluator((0.5,))
+    m = match_frame([], [gt((0, 0, 10, 10))], (0.5,))
+    ev.add((0,), m)
+    with pytest.raises(ConfigError, match="added twice"):
+        ev.add((0,), m)
+    with pytest.raises(ConfigError, match="thresholds"):
+        ev.add((1,), match_frame([], [], (0.5, 0.7)))
+    with pytest.raises(ConfigError, match="distinct values"):
+        BoxEvaluator((0.5, 1.5))

@@ -1,0 +1,136 @@
+"""Region proposals on synthetic masks with known blobs, and end to end on a real frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivingseg.detect.evaluate import box_iou
+from drivingseg.detect.proposals import LidarInImage, ProposalParams, propose_regions
+from drivingseg.errors import ConfigError
+from drivingseg.sensors.kitti_benchmark import KittiBenchmark
+
+
+def lidar_grid(rows: np.ndarray, cols: np.ndarray, range_m: np.ndarray) -> LidarInImage:
+    """Points at given pixels, straight ahead at the given range."""
+    r = np.asarray(range_m, dtype=np.float32)
+    xyz = np.stack([np.zeros_like(r), np.zeros_like(r), r], axis=1)
+    return LidarInImage(np.asarray(rows, np.int64), np.asarray(cols, np.int64), r, xyz)
+
+
+def points_in(r0: int, r1: int, c0: int, c1: int, step: int = 4) -> tuple[np.ndarray, ...]:
+    rr, cc = np.meshgrid(np.arange(r0, r1, step), np.arange(c0, c1, step), indexing="ij")
+    return rr.ravel(), cc.ravel()
+
+
+def test_two_cars_two_exact_boxes_and_mean_probability() -> None:
+    ids = np.zeros((100, 200), np.uint8)
+    ids[10:30, 10:40] = 2  # columns 10..39, rows 10..29
+    ids[50:70, 100:150] = 2
+    ids[80:85, 180:185] = 2  # 25 px: below min_area_px
+    ids[0:100, 60:70] = 1  # road is not car
+    prob = np.zeros((100, 200), np.float32)
+    prob[10:30, 10:40] = np.linspace(0.5, 1.0, 600, dtype=np.float32).reshape(20, 30)
+    prob[50:70, 100:150] = 0.6
+    dets = propose_regions(ids, prob)
+    assert [d.box_xyxy_px for d in dets] == [(10.0, 10.0, 40.0, 30.0), (100.0, 50.0, 150.0, 70.0)]
+    assert dets[0].score == pytest.approx(float(prob[10:30, 10:40].mean()))
+    assert dets[1].score == pytest.approx(0.6)
+    assert all(d.label == "car" and d.range_m is None and d.n_points == 0 for d in dets)
+    # Without probabilities every score is 1 and ties are ordered by box.
+    assert [d.score for d in propose_regions(ids, None)] == [1.0, 1.0]
+    assert len(propose_regions(ids, None, params=ProposalParams(min_area_px=20))) == 3
+    # Diagonal neighbours belong to the same blob (8-connectivity).
+    diag = np.zeros((20, 20), np.uint8)
+    diag[2:9, 2:9] = 2
+    diag[9:15, 9:15] = 2
+    assert [d.box_xyxy_px for d in propose_regions(diag, None)] == [(2.0, 2.0, 15.0, 15.0)]
+
+
+@pytest.mark.parametrize("split", ["neighbours", "sorted"])
+def test_blob_of_two_cars_at_different_depths_is_split(split: str) -> None:
+    ids = np.zeros((60, 100), np.uint8)
+    ids[10:50, 10:90] = 2
+    rng = np.random.default_rng(0)
+    lr, lc = points_in(12, 50, 11, 50)  # columns 11..47
+    rr, rc = points_in(12, 50, 52, 90)  # columns 52..88: the border falls at 49.5
+    ranges = np.concatenate([10.0 + rng.normal(0, 0.2, lr.size),
+                             25.0 + rng.normal(0, 0.3, rr.size)])
+    lidar = lidar_grid(np.concatenate([lr, rr]), np.concatenate([lc, rc]), ranges)
+    dets = propose_regions(ids, None, lidar, ProposalParams(split=split))
+    by_range = sorted(dets, key=lambda d: d.range_m or 0.0)
+    assert [d.box_xyxy_px for d in by_range] == [(10.0, 10.0, 50.0, 50.0), (50.0, 10.0, 90.0, 50.0)]
+    assert by_range[0].range_m == pytest.approx(10.0, abs=0.2)
+    assert by_range[1].range_m == pytest.approx(25.0, abs=0.3)
+    assert [d.n_points for d in by_range] == [lr.size, rr.size]
+    assert by_range[1].centroid_cam_m == pytest.approx((0.0, 0.0, by_range[1].range_m))
+    # A jump under 15 % of the range does not split: 3.5 m between 40 m and 43.5 m.
+    far = lidar_grid(lidar.rows, lidar.cols, np.where(ranges < 17, 40.0, 43.5))
+    assert len(propose_regions(ids, None, far, ProposalParams(split=split))) == 1
+
+
+def test_outliers_and_small_clusters_do_not_split() -> None:
+    ids = np.zeros((60, 100), np.uint8)
+    ids[10:50, 10:90] = 2
+    r, c = points_in(12, 50, 12, 90)
+    ranges = np.full(r.size, 12.0)
+    ranges[:2] = 60.0  # two points through a window: fewer than min_points
+    dets = propose_regions(ids, None, lidar_grid(r, c, ranges))
+    assert len(dets) == 1
+    assert dets[0].box_xyxy_px == (10.0, 10.0, 90.0, 50.0)
+    assert dets[0].range_m == pytest.approx(12.0) and dets[0].n_points == r.size - 2
+    # With min_points 2 the window points form their own cluster: its part (9 x 5 px)
+    # is a box of its own, unless under min_area_px, when it joins its neighbours.
+    two = propose_regions(ids, None, lidar_grid(r, c, ranges), ProposalParams(min_points=2))
+    assert sorted(d.box_xyxy_px for d in two) == [(10.0, 10.0, 19.0, 15.0),
+                                                   (10.0, 10.0, 90.0, 50.0)]
+    one = propose_regions(ids, None, lidar_grid(r, c, ranges),
+                          ProposalParams(min_points=2, min_area_px=60))
+    assert len(one) == 1 and one[0].n_points == r.size - 2
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(ConfigError, match="unknown split method 'kmeans'"):
+        ProposalParams(split="kmeans")
+    with pytest.raises(ConfigError, match="depth_jump_m must be positive"):
+        ProposalParams(depth_jump_m=0.0)
+    with pytest.raises(ConfigError, match="car_prob must have"):
+        propose_regions(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.float32))
+
+
+def test_real_frame_end_to_end(kitti_object_root: Path) -> None:
+    from drivingseg.model.infer import Segmenter
+
+    with KittiBenchmark(kitti_object_root) as bench:
+        rig, image, scan = bench.rig(0), bench.camera(0).image, bench.lidar(0).points
+    assert rig is not None
+    lidar = LidarInImage.from_scan(scan, rig)
+    assert 5000 < len(lidar) < 6500
+    # xyz is in the rectified camera frame: P maps it back onto each point's pixel.
+    assert rig.camera.P is not None
+    hom = np.c_[lidar.xyz_cam_m.astype(np.float64), np.ones(len(lidar))] @ rig.camera.P.T
+    np.testing.assert_allclose(hom[:, 0] / hom[:, 2], lidar.cols, atol=0.51)
+    np.testing.assert_allclose(hom[:, 1] / hom[:, 2], lidar.rows, atol=0.51)
+    seg = Segmenter("default")(image)
+    assert seg.probs is not None
+    dets = propose_regions(seg.class_ids, seg.probs[2], lidar)
+    assert len(dets) >= 5
+    assert [d.score for d in dets] == sorted((d.score for d in dets), reverse=True)
+    scan_range = np.linalg.norm(scan[:, :3], axis=1)
+    for d in dets:
+        assert 0.0 < d.score <= 1.0
+        x1, y1, x2, y2 = d.box_xyxy_px
+        assert 0 <= x1 < x2 <= image.shape[1] and 0 <= y1 < y2 <= image.shape[0]
+        if d.range_m is None:
+            continue
+        assert scan_range.min() <= d.range_m <= scan_range.max()
+        assert d.centroid_cam_m is not None and d.n_points >= 1
+        u, v, w = rig.camera.P @ np.array([*d.centroid_cam_m, 1.0])
+        if d.n_points >= 10:  # the median point of a well-covered part lies on it
+            assert x1 - 2 <= u / w + 0.5 <= x2 + 2 and y1 - 2 <= v / w + 0.5 <= y2 + 2
+    # The nearest car (label box 218 249 589 513, centre 8.3 m away) is found, with range.
+    best = max(dets, key=lambda d: float(box_iou([d.box_xyxy_px], [(218, 249, 589, 513)])[0, 0]))
+    assert box_iou([best.box_xyxy_px], [(218, 249, 589, 513)])[0, 0] > 0.5
+    assert best.range_m is not None and abs(best.range_m - 8.3) < 2.5

@@ -1,0 +1,248 @@
+"""Region proposals on the graph: real KITTI frames with the shipped weights give detections
+for every mask, boxes inside the image, ranges inside the lidar's, annotations in the MCAP
+equal to the boxes; bad parameters stop the launch; the overlay pairing stays bounded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+
+from drivingseg.detect.proposals import LidarInImage
+from drivingseg.errors import ConfigError
+from drivingseg.node.detection import (
+    BOX_COLOUR_RGB,
+    DETECTIONS_TOPIC,
+    ProposalNode,
+    StampPairer,
+    detection_text,
+    draw_detections,
+)
+from drivingseg.node.graph import Graph
+from drivingseg.node.latency import LatencyTracker
+from drivingseg.node.launch import build_graph, load_launch
+from drivingseg.node.messages import DETECTION_STAGES, Detection, Detections, Mask, Timing
+from drivingseg.node.outputs import McapRecorder, VideoWriter
+from drivingseg.node.runtime import Node
+from drivingseg.sensors.frames import CameraFrame
+from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+FRAMES = 3
+
+
+class Collector(Node):
+    """Test node: keeps every mask and every Detections message it receives."""
+
+    type_name = "collector"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.masks: list[Mask] = []
+        self.detections: list[Detections] = []
+        self.create_subscription("/segmentation/mask", Mask, self.masks.append, depth=1000)
+        self.create_subscription(DETECTIONS_TOPIC, Detections, self.detections.append,
+                                 depth=1000)
+
+
+def node_of(graph: Graph, cls: type[Any]) -> Any:
+    return next(n for n in graph.nodes if isinstance(n, cls))
+
+
+def test_real_frames_give_detections_for_every_mask(kitti_raw_drive: Path, tmp_path: Path
+                                                     ) -> None:
+    graph = build_graph(load_launch("replay_kitti", {
+        "input": str(kitti_raw_drive), "rate": 0.0, "overflow": "block", "max_frames": FRAMES,
+        "out_dir": str(tmp_path), "masks": False, "status": False}))
+    collector = graph.add(Collector, "collector")
+    graph.setup()
+    result = graph.run(handle_signals=False, timeout_s=240)
+    assert result.signal is None and graph.drops() == {}
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        stamps = [drive.camera(i).stamp_ns for i in range(FRAMES)]
+    assert [m.stamp_ns for m in collector.masks] == stamps
+    assert [d.stamp_ns for d in collector.detections] == stamps
+
+    ranged = 0
+    for mask, dets in zip(collector.masks, collector.detections, strict=True):
+        h, w = mask.class_ids.shape
+        # The mask carries the car probability and the fused input's scan and rig.
+        prob = mask.car_prob
+        assert prob is not None and prob.shape == (h, w) and prob.dtype == np.float32
+        assert prob.min() >= 0.0 and prob.max() <= 1.0
+        assert prob[mask.class_ids == 2].min() >= 1.0 / 3.0 - 1e-4  # the arg-max class
+        assert mask.scan is not None and mask.rig is not None
+        visible = LidarInImage.from_scan(mask.scan.points, mask.rig).range_m
+        assert [s for s, _ in dets.timing.stages] == [
+            "read", "sync", "fusion", "inference", "publish", "proposals"]
+        assert set(DETECTION_STAGES) == {s for s, _ in dets.timing.stages}
+        assert dets.timing.stage_ns("proposals") > 0
+        for d in dets.detections:
+            x1, y1, x2, y2 = d.box_xyxy_px
+            assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h, d
+            assert d.label == "car" and 0.0 <= d.score <= 1.0
+            if d.n_points:
+                assert d.range_m is not None and d.n_points >= 3
+                assert visible.min() <= d.range_m <= visible.max(), d
+                ranged += 1
+            else:
+                assert d.range_m is None and d.centroid_cam_m is None
+    assert ranged > 0  # drive 0000 shows cars the lidar sees
+
+    proposals = node_of(graph, ProposalNode)
+    assert [f.stamp_ns for f in proposals.frames] == stamps
+    assert proposals.latency_ms()["proposals"]["p50"] > 0
+    tracker = node_of(graph, LatencyTracker)  # still measures masks, unchanged
+    assert [f.stamp_ns for f in tracker.frames] == stamps
+    video = node_of(graph, VideoWriter)
+    assert video.written == FRAMES and video.pairer.unpaired == 0 and len(video.pairer) == 0
+
+    # The MCAP holds one ImageAnnotations per frame whose polygons are the box corners.
+    by_stamp = {d.stamp_ns: d for d in collector.detections}
+    seen = []
+    with (tmp_path / "masks.mcap").open("rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        for schema, channel, message, msg in reader.iter_decoded_messages():
+            if channel.topic != "/segmentation/detections":
+                continue
+            assert schema is not None and schema.name == "foxglove_msgs/msg/ImageAnnotations"
+            dets = by_stamp[message.log_time]
+            seen.append(message.log_time)
+            assert len(msg.points) == len(msg.labels) == len(dets.detections)
+            for d, poly, label in zip(dets.detections, msg.points, msg.labels, strict=True):
+                x1, y1, x2, y2 = d.box_xyxy_px
+                assert poly.type == 2
+                assert [(p.x, p.y) for p in poly.points] == [(x1, y1), (x2, y1), (x2, y2),
+                                                             (x1, y2)]
+                stamp = poly.timestamp.sec * 1_000_000_000 + poly.timestamp.nanosec
+                assert stamp == message.log_time
+                assert label.text == detection_text(d)
+    assert seen == stamps
+
+
+@pytest.mark.parametrize(("arguments", "match"), [
+    ({"depth_jump_m": 0.0}, r"node 'proposals' \(proposals\): parameter 'depth_jump_m': 0\.0 "
+                            r"is below the minimum 0\.01 m"),
+    ({"min_area_px": 2.5}, r"parameter 'min_area_px': expected an integer, got 2\.5"),
+    ({"min_points": 0}, r"parameter 'min_points': 0 is below the minimum 1 points"),
+    ({"car_class": -1}, r"parameter 'car_class': -1 is below the minimum 0"),
+    ({"proposal_lidar": "yes"}, r"parameter 'lidar': expected a boolean, got 'yes'"),
+])
+def test_bad_proposal_parameters_stop_the_launch(arguments: dict[str, Any], match: str) -> None:
+    desc = load_launch("pipeline", {"input": "synthetic", **arguments})
+    with pytest.raises(ConfigError, match=match) as info:
+        build_graph(desc)
+    assert info.value.path is not None and info.value.path.endswith("pipeline.yaml")
+
+
+def test_empty_label_and_unknown_car_class(tiny_weights: Path, tmp_path: Path) -> None:
+    graph = Graph()
+    node = graph.add(ProposalNode, "prop", {"label": " "})
+    with pytest.raises(ConfigError, match=r"parameter 'label': must not be empty, got ' '"):
+        node.setup()
+    # The model has 3 classes: car_class 3 is caught at the first mask.
+    graph = build_graph(load_launch("pipeline", {
+        "input": "synthetic", "weights": str(tiny_weights), "max_frames": 2, "rate": 0.0,
+        "car_class": 3, "out_dir": str(tmp_path), "status": False}))
+    graph.setup()
+    match = (r"node 'proposals' \(proposals\): parameter 'car_class': 3 is not a class of the "
+             r"model's masks \(0 background, 1 road, 2 car\)")
+    with pytest.raises(ConfigError, match=match):
+        graph.run(handle_signals=False, timeout_s=60)
+
+
+def test_outputs_do_not_wait_without_a_proposals_node(tmp_path: Path) -> None:
+    for proposals in (True, False):
+        graph = build_graph(load_launch("replay_kitti", {
+            "input": "synthetic", "proposals": proposals, "out_dir": str(tmp_path)}))
+        video, recorder = node_of(graph, VideoWriter), node_of(graph, McapRecorder)
+        video.setup()
+        recorder.setup()
+        recorder.shutdown()
+        assert video.pairer.wait is proposals
+        for node in (video, recorder):
+            topics = [s.topic.name for s in node.subscriptions]
+            assert (DETECTIONS_TOPIC in topics) is proposals
+
+
+# ---------------------------------------------------------------- pairing and drawing
+
+IMG = np.zeros((4, 6, 3), np.uint8)
+
+
+def mask(stamp: int) -> Mask:
+    return Mask(CameraFrame(stamp, IMG), np.zeros((4, 6), np.uint8), ("b", "r", "car"),
+                Timing(stamp, stamp, 0), 0)
+
+
+def dets(stamp: int) -> Detections:
+    return Detections((Detection("car", 0.5, (0.0, 0.0, 2.0, 2.0)),), Timing(stamp, stamp, 0))
+
+
+def stamps_of(pairs: list[tuple[Mask, Detections | None]]) -> list[tuple[int, int | None]]:
+    return [(m.stamp_ns, None if d is None else d.stamp_ns) for m, d in pairs]
+
+
+def test_pairer_stays_bounded_when_detections_never_come() -> None:
+    pairer = StampPairer(3)
+    out = []
+    for k in range(50):
+        out += pairer.add_mask(mask(k))
+        assert len(pairer) <= 3
+    out += pairer.add_mask(mask(50))
+    assert stamps_of(out) == [(k, None) for k in range(48)]
+    assert stamps_of(pairer.flush()) == [(48, None), (49, None), (50, None)]
+    assert len(pairer) == 0 and pairer.unpaired == 51
+    for k in range(100, 150):  # detections of masks this output never got (dropped)
+        assert pairer.add_detections(dets(k)) == []
+        assert len(pairer) <= 3
+    assert pairer.flush() == [] and len(pairer) == 0
+
+
+def test_pairer_pairs_by_stamp_in_either_order() -> None:
+    pairer = StampPairer(4)
+    assert pairer.add_mask(mask(0)) == [] and pairer.add_mask(mask(1)) == []
+    assert pairer.add_mask(mask(2)) == []
+    assert stamps_of(pairer.add_detections(dets(0))) == [(0, 0)]
+    # Detections of 1 were lost upstream: mask 1 goes out bare when those of 2 come.
+    assert stamps_of(pairer.add_detections(dets(2))) == [(1, None), (2, 2)]
+    assert pairer.add_detections(dets(1)) == []  # stale: its mask already went out
+    assert pairer.add_detections(dets(4)) == []  # before its mask
+    assert stamps_of(pairer.add_mask(mask(4))) == [(4, 4)]
+    assert len(pairer) == 0 and pairer.unpaired == 1
+    assert stamps_of(StampPairer(4, wait=False).add_mask(mask(9))) == [(9, None)]
+
+
+def test_detection_text_and_drawing() -> None:
+    box = (50.0, 20.0, 120.0, 60.0)
+    assert detection_text(Detection("car", 0.874, box, 12.34)) == "car 0.87 12.3 m"
+    assert detection_text(Detection("car", 0.874, box)) == "car 0.87"
+    image = np.zeros((100, 200, 3), np.uint8)
+    frame = Detections((Detection("car", 0.874, box, 12.34),), Timing(0, 0, 0))
+    assert draw_detections(image, frame) is image
+    colour = np.array(BOX_COLOUR_RGB, np.uint8)
+    assert (image[35, 50] == colour).all() and (image[35, 119] == colour).all()  # edges
+    assert (image[59, 80] == colour).all()  # bottom edge: row 59, the last row inside
+    assert not image[40, 85].any() and not image[90, 190].any()  # inside, far outside
+    assert not image[75, 80].any()  # below the box
+    assert draw_detections(image, None) is image
+
+
+def test_onnxruntime_backend_fills_the_car_probability(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    graph = build_graph(load_launch("pipeline", {
+        "input": str(kitti_raw_drive), "weights": str(tiny_weights), "backend": "onnxruntime",
+        "rate": 0.0, "max_frames": 2, "out_dir": str(tmp_path), "status": False}))
+    collector = graph.add(Collector, "collector")
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=120)
+    assert collector.masks and len(collector.detections) == len(collector.masks)
+    for m in collector.masks:
+        assert m.car_prob is not None and m.car_prob.shape == m.class_ids.shape
+        assert m.car_prob.dtype == np.float32 and 0.0 < m.car_prob.max() <= 1.0
+        assert m.scan is not None and m.rig is not None

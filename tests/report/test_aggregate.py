@@ -1,0 +1,133 @@
+"""The merged report: agrees with ``drivingseg eval`` exactly, has every section it can."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from drivingseg.model.evaluate import evaluate
+from drivingseg.report.aggregate import collect, pick_gallery
+from drivingseg.report.fleet import FleetResult, TaskFailure
+from drivingseg.report.inputs import FrameRef, InputSpec
+from drivingseg.report.worker import STAGES, ChunkResult, ChunkTask, FrameResult
+from drivingseg.report.write import make_report
+
+Mixed = tuple[dict[str, Any], Path]
+
+
+def test_segmentation_agrees_with_eval_to_the_last_digit(mixed_report: Mixed,
+                                                         camvid_root: Path) -> None:
+    report, _ = mixed_report
+    ev = evaluate(camvid_root / "val", "default", limit=2)
+    camvid = report["segmentation"]["per_input"][0]
+    assert camvid["input"] == 0
+    assert camvid["per_class"] == ev["per_class"]
+    assert camvid["mean_iou_road_car"] == ev["mean_iou_road_car"]
+    frames = [f for f in report["frames"] if f["input"] == 0]
+    assert [f["iou"] for f in frames] == [r["iou"] for r in ev["per_frame"]]
+    assert [f["pixel_accuracy"] for f in frames] == [r["pixel_accuracy"] for r in ev["per_frame"]]
+    # the overall matrix is CamVid's plus the synthetic drive's, exactly
+    synthetic = report["segmentation"]["per_input"][1]
+    assert synthetic["input"] == 2
+    total = np.array(report["segmentation"]["confusion_matrix"])
+    syn_tp = [synthetic["per_class"][c]["tp"] for c in ("background", "road", "car")]
+    assert (np.diag(total) - np.diag(np.array(ev["confusion_matrix"]))).tolist() == syn_tp
+    assert report["segmentation"]["frames"] == 4
+
+
+def test_argoverse_gives_detection_and_every_latency_stage(mixed_report: Mixed) -> None:
+    report, _ = mixed_report
+    det = report["detection"]
+    assert det["n_gt"] > 0 and det["n_det"] > 0 and det["classes"] == ["Car", "Van"]
+    assert set(det["ap"]) == {"0.5", "0.7"} and det["range_error_m"]["n"] >= 0
+    stages = report["latency"]["stages"]
+    assert set(stages) == set(STAGES)
+    assert stages["fusion"]["n"] == 4  # argoverse and synthetic frames have lidar
+    assert stages["inference"]["n"] == len(report["frames"]) == 6
+    total = report["latency"]["total"]
+    assert total["p50_ms"] <= total["p90_ms"] <= total["max_ms"]
+    argo = report["inputs"][1]
+    assert (argo["kind"], argo["box_gt"], argo["lidar"], argo["frames_ok"]) == (
+        "kitti_object", True, True, 2)
+    assert sum(f["n_gt_boxes"] for f in report["frames"]) == det["n_gt"]
+
+
+def test_synthetic_drive_gives_by_range(mixed_report: Mixed) -> None:
+    report, _ = mixed_report
+    br = report["by_range"]
+    assert br["bin_edges_m"] == [0, 10, 20, 30, 40, 60, 80]
+    assert (br["car"][0]["lo_m"], br["car"][0]["hi_m"]) == (0, 10)
+    assert sum(b["pixels"] for b in br["car"]) > 1000
+    assert any(b["iou"] is not None and b["iou"] > 0 for b in br["car"])
+    assert report["kitti_road"] is None
+
+
+def test_csv_files_match_the_json(mixed_report: Mixed) -> None:
+    report, out = mixed_report
+    with (out / "frames.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["frame"] for r in rows] == [f["frame"] for f in report["frames"]]
+    assert float(rows[0]["iou_road"]) == report["frames"][0]["iou"]["road"]
+    assert rows[2]["iou_road"] == "" and rows[2]["frame"] == "000000"
+    assert "latency_fusion_ms" in rows[0]
+    with (out / "classes.csv").open() as fh:
+        classes = list(csv.DictReader(fh))
+    assert [c["class"] for c in classes][:3] == ["background", "road", "car"]
+    assert int(classes[2]["tp"]) == report["segmentation"]["per_class"]["car"]["tp"]
+    assert classes[3]["class"].startswith("box AP@0.5")
+    assert len(report["gallery"]) == 3
+    assert report["gallery"][0]["reason"].startswith("lowest mean IoU")
+
+
+def _frame(inp: int, index: int, mean_iou: float | None) -> FrameResult:
+    return FrameResult(input=inp, index=index, name=f"f{inp}_{index}", image="x.png",
+                       latency_ms={"read": 1.0}, mask_png=b"", mean_iou=mean_iou,
+                       confusion=np.eye(3, dtype=np.int64) if mean_iou is not None else None)
+
+
+def test_collect_orders_frames_and_lists_lost_chunks() -> None:
+    specs = [InputSpec(i, f"in{i}", "camvid", tuple(FrameRef(j, f"f{i}_{j}", "x.png")
+                                                    for j in range(4)), True, False, False)
+             for i in range(2)]
+    tasks = [ChunkTask(i, "camvid", specs[i].frames[j:j + 2], "w") for i in range(2)
+             for j in (0, 2)]
+    chunks: list[ChunkResult | None] = [
+        ChunkResult(tuple(_frame(t.input, f.index, 0.1 * f.index) for f in t.frames))
+        for t in tasks]
+    chunks[1] = None
+    fleet = FleetResult(chunks, [TaskFailure(1, "worker died")])
+    frames, failures = collect(tasks, specs, fleet)
+    assert [(f.input, f.index) for f in frames] == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2),
+                                                     (1, 3)]
+    assert failures == [{"input": 0, "path": "in0", "frames": ["f0_2", "f0_3"],
+                         "error": "worker died"}]
+    picks = pick_gallery(frames, 2)
+    assert [(p.frame.input, p.frame.index) for p in picks] == [(0, 0), (1, 0)]
+
+
+def test_kitti_road_section_agrees_with_eval(tmp_path: Path, camvid_root: Path) -> None:
+    root = tmp_path / "road" / "training"
+    (root / "image_2").mkdir(parents=True)
+    (root / "gt_image_2").mkdir()
+    name = "0016E5_07959.png"
+    shutil.copy(camvid_root / "val" / name, root / "image_2" / "um_000000.png")
+    ids = np.asarray(cv2.imread(str(camvid_root / "valannot" / name), cv2.IMREAD_UNCHANGED))
+    bgr = np.zeros((*ids.shape, 3), dtype=np.uint8)
+    bgr[..., 2] = 255
+    bgr[ids == 3] = (255, 0, 255)
+    bgr[ids == 11] = 0
+    cv2.imwrite(str(root / "gt_image_2" / "um_road_000000.png"), bgr)
+    report = make_report([root.parent], "default", tmp_path / "out", workers=1, gallery=1)
+    ev = evaluate(root.parent, "default")
+    assert report["inputs"][0]["kind"] == "kitti_road"
+    assert report["segmentation"]["classes"] == ev["classes"] == ["not_road", "road"]
+    assert report["segmentation"]["confusion_matrix"] == ev["confusion_matrix"]
+    k = dict(report["kitti_road"])
+    curve = k.pop("curve")
+    assert k == ev["kitti_road"] and len(curve["precision"]) == 256
+    assert report["by_range"] is None and report["detection"] is None

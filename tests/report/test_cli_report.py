@@ -1,0 +1,93 @@
+"""``drivingseg report`` end to end: same report whatever the executor, refusals, failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from drivingseg.errors import RecordingError
+
+Mixed = tuple[dict[str, Any], Path]
+
+
+def _json_without_run_fields(path: Path, strip: Any) -> str:
+    return json.dumps(strip(json.loads(path.read_text())), indent=2)
+
+
+def test_local_workers_and_ray_give_the_same_report(
+        mixed_report: Mixed, mixed_inputs: list[str], tmp_path: Path, run_report: Any,
+        strip_run_fields: Any, ray_local: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _, one = mixed_report
+    base = ["--limit", "2", "--gallery", "3"]
+    assert run_report([*mixed_inputs, "--out", str(tmp_path / "two"), "--workers", "2",
+                       *base]) == 0
+    assert run_report([*mixed_inputs, "--out", str(tmp_path / "ray"), "--ray", "auto",
+                       "--workers", "2", *base]) == 0
+    expected = _json_without_run_fields(one / "report.json", strip_run_fields)
+    for name in ("two", "ray"):
+        assert _json_without_run_fields(tmp_path / name / "report.json",
+                                        strip_run_fields) == expected, name
+    executors = [json.loads((d / "report.json").read_text())["executor"]
+                 for d in (one, tmp_path / "two", tmp_path / "ray")]
+    assert executors == ["local processes x1", "local processes x2", "ray (auto)"]
+    text = capsys.readouterr().out
+    assert "mean IoU (road, car)" in text and "car IoU by lidar range" in text
+    assert str(tmp_path / "ray" / "report.html") in text
+
+
+def test_kitti_raw_drive_is_refused_before_any_work(
+        kitti_raw_drive: Path, camvid_root: Path, tmp_path: Path, run_report: Any) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(RecordingError, match=r"2011_09_26_drive_0000_sync: no ground truth"):
+        run_report([str(camvid_root / "val"), str(kitti_raw_drive), "--out", str(out)])
+    assert not out.exists()
+
+
+def _camvid_copy(root: Path, camvid_root: Path, n: int) -> Path:
+    (root / "val").mkdir(parents=True)
+    (root / "valannot").mkdir()
+    for p in sorted((camvid_root / "val").glob("*.png"))[:n]:
+        shutil.copy(p, root / "val" / p.name)
+        shutil.copy(camvid_root / "valannot" / p.name, root / "valannot" / p.name)
+    return root / "val"
+
+
+def test_wrong_size_label_is_refused_and_an_old_report_kept(
+        camvid_root: Path, tmp_path: Path, run_report: Any) -> None:
+    data = _camvid_copy(tmp_path / "cv", camvid_root, 2)
+    bad = sorted((tmp_path / "cv" / "valannot").iterdir())[1]
+    label = np.asarray(cv2.imread(str(bad), cv2.IMREAD_UNCHANGED), dtype=np.uint8)
+    cv2.imwrite(str(bad), label[:, :400])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("old\n")
+    with pytest.raises(RecordingError, match=rf"{bad.name}: label image is 400x360"):
+        run_report([str(data), "--out", str(out), "--workers", "1"])
+    assert (out / "report.json").read_text() == "old\n"
+
+
+def test_failed_frames_give_exit_2_and_a_partial_report(
+        camvid_root: Path, tmp_path: Path, run_report: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    data = _camvid_copy(tmp_path / "cv", camvid_root, 2)
+    broken = sorted(data.iterdir())[0]
+    broken.write_bytes(broken.read_bytes()[:3000])  # header intact, pixels cut off
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "report.json").write_text("old\n")
+    assert run_report([str(data), "--out", str(out), "--workers", "1"]) == 2
+    report = json.loads((out / "report.json").read_text())
+    assert [f["frame"] for f in report["frames"]] == [sorted(data.iterdir())[1].stem]
+    [failure] = report["failures"]
+    assert failure["frames"] == [broken.stem] and failure["path"] == str(broken)
+    assert failure["error"].startswith("RecordingError")
+    assert report["inputs"][0]["frames_ok"] == 1
+    text = capsys.readouterr().out
+    assert "1 frame(s) failed" in text and broken.stem in text
+    assert (out / "report.html").stat().st_size > 1000

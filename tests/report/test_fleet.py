@@ -1,0 +1,85 @@
+"""Running tasks in local processes and on Ray: order kept, crashes and errors isolated."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivingseg.errors import ConfigError
+from drivingseg.report.fleet import CRASH_MESSAGE, TaskFailure, run_tasks
+from drivingseg.report.write import make_report
+
+
+def test_local_results_keep_task_order_and_progress_counts_sizes(
+        crashy: types.ModuleType) -> None:
+    seen: list[int] = []
+
+    def wrap(items: Any, total: int) -> Any:
+        seen.append(total)
+        for item in items:
+            seen.append(item)
+            yield item
+
+    out = run_tasks(crashy.raise_on_two, [5, 1, 4, 3], workers=2, sizes=[2, 1, 3, 1],
+                    progress=wrap)
+    assert out.results == [25, 1, 16, 9] and out.failures == []
+    assert seen[0] == 7 and len(seen) == 8
+
+
+def test_local_worker_crash_loses_only_that_task(crashy: types.ModuleType) -> None:
+    out = run_tasks(crashy.square_or_die, [1, 2, 3, 4, 5], workers=2)
+    assert out.results == [1, 4, None, 16, 25]
+    assert out.failures == [TaskFailure(2, CRASH_MESSAGE)]
+
+
+def test_local_task_error_is_a_failure_with_its_message(crashy: types.ModuleType) -> None:
+    out = run_tasks(crashy.raise_on_two, [1, 2, 3], workers=1)
+    assert out.results == [1, None, 9]
+    assert out.failures == [TaskFailure(1, "ValueError: two is not allowed")]
+
+
+def test_bad_worker_count_is_refused() -> None:
+    with pytest.raises(ConfigError, match="workers must be at least 1, got 0"):
+        run_tasks(abs, [1], workers=0)
+
+
+def test_ray_worker_crash_and_error_lose_only_their_tasks(
+        crashy: types.ModuleType, ray_local: Any) -> None:
+    out = run_tasks(crashy.square_or_die, [1, 2, 3, 4], workers=2, ray="auto")
+    assert out.results == [1, 4, None, 16]
+    assert [f.task for f in out.failures] == [2]
+    assert "died" in out.failures[0].error or "Crash" in out.failures[0].error
+    out = run_tasks(crashy.raise_on_two, [1, 2, 3], workers=2, ray="auto")
+    assert out.results == [1, None, 9]
+    assert out.failures == [TaskFailure(1, "ValueError: two is not allowed")]
+    assert ray_local.is_initialized()  # not ours to shut down
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_report_lists_the_crashed_chunk_and_keeps_the_others(
+        executor: str, crashy: types.ModuleType, camvid_root: Path, tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    ray = None
+    if executor == "ray":
+        request.getfixturevalue("ray_local")
+        ray = "auto"
+    report = make_report([camvid_root / "val"], "default", tmp_path / "out", workers=2,
+                         ray=ray, limit=4, chunk_frames=2, gallery=1,
+                         task_fn=crashy.chunk_or_die)
+    assert [f["frame"] for f in report["frames"]] == ["0016E5_07959", "0016E5_07961"]
+    assert report["inputs"][0]["frames_ok"] == 2 and report["inputs"][0]["frames"] == 4
+    [failure] = report["failures"]
+    assert failure["frames"] == ["0016E5_07963", "0016E5_07965"]
+    assert failure["path"] == str(camvid_root / "val")
+    assert report["segmentation"]["frames"] == 2
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_many_small_tasks_do_not_stall_the_started_pipe() -> None:
+    # each task reports its start through a pipe; 6000 of them overflow its buffer
+    # unless the parent keeps reading while the pool runs
+    out = run_tasks(abs, list(range(-6000, 0)), workers=2)
+    assert out.results == list(range(6000, 0, -1)) and out.failures == []

@@ -1,0 +1,83 @@
+"""Classifying report inputs: ground truth found, frames listed, no-GT inputs refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from drivingseg.errors import RecordingError
+from drivingseg.report.inputs import classify_input, classify_inputs
+
+
+def test_camvid_split_has_segmentation_ground_truth(camvid_root: Path) -> None:
+    spec = classify_input(camvid_root / "val", 0, limit=4)
+    assert (spec.kind, spec.segmentation_gt, spec.box_gt, spec.lidar) == (
+        "camvid", True, False, False)
+    assert [f.index for f in spec.frames] == [0, 1, 2, 3]
+    assert spec.frames[0].name == "0016E5_07959"
+    assert spec.frames[0].label == str(camvid_root / "valannot" / "0016E5_07959.png")
+
+
+def test_kitti_object_folder_has_boxes_lidar_and_calib(kitti_object_root: Path) -> None:
+    spec = classify_input(kitti_object_root.parent, 3)  # the parent of training/ works too
+    assert (spec.kind, spec.segmentation_gt, spec.box_gt, spec.lidar) == (
+        "kitti_object", False, True, True)
+    assert spec.index == 3 and len(spec.frames) == 3
+    first = spec.frames[0]
+    assert first.boxes is not None and first.boxes.endswith("label_2/000000.txt")
+    assert first.lidar is not None and first.lidar.endswith("velodyne/000000.bin")
+    assert first.calib_kind == "object" and first.label is None
+
+
+def test_synthetic_drive_has_labels_lidar_and_raw_calibration(synthetic_drive: Path) -> None:
+    spec = classify_input(synthetic_drive)
+    assert (spec.kind, spec.segmentation_gt, spec.lidar) == ("synthetic", True, True)
+    assert len(spec.frames) == 2
+    assert spec.frames[1].lidar == str(synthetic_drive / "velodyne_points" / "data"
+                                       / "0000000001.bin")
+    assert spec.frames[1].calib == str(synthetic_drive.parent)
+
+
+def test_kitti_raw_drive_is_refused_naming_what_was_looked_for(kitti_raw_drive: Path) -> None:
+    with pytest.raises(RecordingError, match=r"2011_09_26_drive_0000_sync.*no ground truth"
+                       r".*label_2") as info:
+        classify_inputs([str(kitti_raw_drive)])
+    assert info.value.path == str(kitti_raw_drive)
+
+
+def test_testing_split_plain_folder_and_file_are_refused(tmp_path: Path,
+                                                         kitti_object_root: Path) -> None:
+    testing = tmp_path / "testing"
+    (testing / "image_2").mkdir(parents=True)
+    shutil.copy(kitti_object_root / "image_2" / "000000.png", testing / "image_2")
+    shutil.copytree(kitti_object_root / "calib", testing / "calib")
+    with pytest.raises(RecordingError, match="testing: no ground truth"):
+        classify_input(testing)
+    with pytest.raises(RecordingError, match="image_2: no ground truth"):
+        classify_input(testing / "image_2")
+    bag = tmp_path / "drive.mcap"
+    bag.write_bytes(b"\x89MCAP0\r\n")
+    with pytest.raises(RecordingError, match=r"drive\.mcap: no ground truth"):
+        classify_input(bag)
+    with pytest.raises(RecordingError, match="no such file or folder"):
+        classify_input(tmp_path / "missing")
+
+
+def test_label_of_another_size_is_refused_naming_the_label(tmp_path: Path,
+                                                           camvid_root: Path) -> None:
+    (tmp_path / "val").mkdir()
+    (tmp_path / "valannot").mkdir()
+    for name in ("0016E5_07959.png", "0016E5_07961.png"):
+        shutil.copy(camvid_root / "val" / name, tmp_path / "val" / name)
+        shutil.copy(camvid_root / "valannot" / name, tmp_path / "valannot" / name)
+    bad = tmp_path / "valannot" / "0016E5_07961.png"
+    label = np.asarray(cv2.imread(str(bad), cv2.IMREAD_UNCHANGED), dtype=np.uint8)
+    cv2.imwrite(str(bad), cv2.resize(label, (240, 180), interpolation=cv2.INTER_NEAREST))
+    with pytest.raises(RecordingError, match=r"valannot/0016E5_07961\.png: label image is "
+                       r"240x180 but its camera image '0016E5_07961\.png' is 480x360"):
+        classify_input(tmp_path / "val")
+    assert len(classify_input(tmp_path / "val", limit=1).frames) == 1  # bad frame left out
