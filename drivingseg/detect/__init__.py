@@ -5,6 +5,7 @@
 ``evaluate``: greedy matching and KITTI's 40-point AP, mergeable across workers.
 """
 
+from drivingseg.detect.box import Detection
 from drivingseg.detect.evaluate import (
     BoxEvaluator,
     FrameMatch,
@@ -24,6 +25,7 @@ __all__ = [
     "BOX_SOURCES",
     "SPLIT_METHODS",
     "BoxEvaluator",
+    "Detection",
     "FrameMatch",
     "GtBox",
     "LidarInImage",

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from drivingseg.detect.box import Detection
 from drivingseg.detect.gt import GtBox
 from drivingseg.errors import ConfigError
-from drivingseg.node.messages import Detection
 
 __all__ = ["RECALL_POINTS", "BoxEvaluator", "FrameMatch", "ap_40", "box_iou", "match_frame"]
 

@@ -28,9 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 from drivingseg.calibration.types import Rig
+from drivingseg.detect.box import Detection
 from drivingseg.errors import ConfigError
 from drivingseg.fusion.projection import visible_points
-from drivingseg.node.messages import Detection
 
 __all__ = ["RELATIVE_JUMP", "SPLIT_METHODS", "LidarInImage", "ProposalParams", "propose_regions"]
 

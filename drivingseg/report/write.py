@@ -70,21 +70,22 @@ def frames_csv(report: dict[str, Any]) -> str:
 
 
 def classes_csv(report: dict[str, Any]) -> str:
-    """Per-class segmentation scores, then one ``AP@<threshold>`` row per box threshold."""
+    """Per-class segmentation scores, then one row per box class group with its AP columns."""
+    det = report.get("detection")
+    thresholds = list(det.get("ap", {})) if det else []
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["class", "tp", "fp", "fn", "iou", "precision", "recall", "f1"])
+    writer.writerow(["class", "tp", "fp", "fn", "iou", "precision", "recall", "f1",
+                     *(f"box_ap@{t}" for t in thresholds)])
+    blank = [""] * len(thresholds)
     seg = report.get("segmentation")
     if seg:
         for name, s in seg["per_class"].items():
-            writer.writerow([name, s["tp"], s["fp"], s["fn"], *(_cell(s[k]) for k in
-                                                                ("iou", "precision", "recall",
-                                                                 "f1"))])
-    det = report.get("detection")
+            writer.writerow([name, s["tp"], s["fp"], s["fn"],
+                             *(_cell(s[k]) for k in ("iou", "precision", "recall", "f1")), *blank])
     if det:
-        for threshold, ap in det.get("ap", {}).items():
-            writer.writerow([f"box AP@{threshold} ({'/'.join(det['classes'])})", "", "", "",
-                             "", _cell(ap), "", ""])
+        writer.writerow(["boxes " + "/".join(det["classes"]), "", "", "", "", "", "", "",
+                         *(_cell(det["ap"][t]) for t in thresholds)])
     return buf.getvalue()
 
 

@@ -79,7 +79,8 @@ def test_csv_files_match_the_json(mixed_report: Mixed) -> None:
         classes = list(csv.DictReader(fh))
     assert [c["class"] for c in classes][:3] == ["background", "road", "car"]
     assert int(classes[2]["tp"]) == report["segmentation"]["per_class"]["car"]["tp"]
-    assert classes[3]["class"].startswith("box AP@0.5")
+    assert classes[3]["class"] == "boxes Car/Van" and classes[2]["box_ap@0.5"] == ""
+    assert float(classes[3]["box_ap@0.5"]) == report["detection"]["ap"]["0.5"]
     assert len(report["gallery"]) == 3
     assert report["gallery"][0]["reason"].startswith("lowest mean IoU")
 
