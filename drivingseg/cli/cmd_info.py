@@ -66,8 +66,11 @@ def format_info(info: RecordingInfo, rig_line: str) -> str:
 def run(args: argparse.Namespace) -> int:
     with open_from_args(args.path, args) as rec:
         info = rec.info()
-        rig = rec.rig()
-    if rig is None:
+        ambiguous = getattr(rec, "ambiguous_topics", {})
+        rig = None if ambiguous else rec.rig()
+    if ambiguous:
+        rig_line = "not chosen: " + "; ".join(ambiguous.values())
+    elif rig is None:
         rig_line = "none"
     else:
         cam = rig.camera

@@ -177,8 +177,9 @@ class BagRecording(Recording):
     """A ROS bag as a :class:`Recording` (``with BagRecording(path) as bag: ...``).
 
     Without ``image_topic`` / ``lidar_topic`` the single topic of the matching type is
-    used (Image or CompressedImage; PointCloud2); a bag with several must be told which.
-    A bag without camera (or lidar) topic yields no camera frames (or scans).
+    used (Image or CompressedImage; PointCloud2); a bag with several must be told which
+    before its frames (or scans, or rig) are read: :meth:`info` works on any bag. A bag
+    without camera (or lidar) topic yields no camera frames (or scans).
     """
 
     format = "rosbag"
@@ -200,6 +201,7 @@ class BagRecording(Recording):
         self.image_topic: str | None = None
         self.lidar_topic: str | None = None
         self.camera_info_topic: str | None = None
+        self._ambiguous: dict[str, str] = {}
         self._source: _Source | None = None
         self._topics: dict[str, _Topic] = {}
         self._info: RecordingInfo | None = None
@@ -238,6 +240,7 @@ class BagRecording(Recording):
         self._check_path()
         self._source = self._new_source()
         self._topics = dict(self._source.topics)
+        self._ambiguous = {}
         try:
             self.image_topic = self._choose("camera")
             self.lidar_topic = self._choose("lidar")
@@ -278,8 +281,21 @@ class BagRecording(Recording):
             if sibling in candidates:
                 return sibling
         option = {"camera": "image_topic", "lidar": "lidar_topic"}.get(kind, "camera_info_topic")
-        message = f"several {kind} topics {sorted(candidates)!r}; choose one with {option}="
-        raise RecordingError(message, path=self.path)
+        self._ambiguous[kind] = (
+            f"several {kind} topics {sorted(candidates)!r}; choose one with {option}="
+        )
+        return None
+
+    @property
+    def ambiguous_topics(self) -> dict[str, str]:
+        """Kinds (camera, lidar, camera_info) with several topics and none chosen: why."""
+        return dict(self._ambiguous)
+
+    def _check_chosen(self, *kinds: str) -> None:
+        """Raise the deferred "several topics" error of the first ambiguous ``kinds``."""
+        for kind in kinds:
+            if kind in self._ambiguous:
+                raise RecordingError(self._ambiguous[kind], path=self.path)
 
     # ------------------------------------------------------------------ reading
 
@@ -302,6 +318,7 @@ class BagRecording(Recording):
     def camera_frames(self) -> Iterator[CameraFrame]:
         """Frames of ``image_topic`` in bag order, one decoded at a time."""
         self._check_open()
+        self._check_chosen("camera")
         if self.image_topic is None:
             return
         source = self._source_name(self.image_topic)
@@ -317,6 +334,7 @@ class BagRecording(Recording):
     def lidar_scans(self) -> Iterator[LidarScan]:
         """Scans of ``lidar_topic`` in bag order, one decoded at a time."""
         self._check_open()
+        self._check_chosen("lidar")
         if self.lidar_topic is None:
             return
         source = self._source_name(self.lidar_topic)
@@ -388,6 +406,7 @@ class BagRecording(Recording):
         return next((msg for _, msg in self._messages(topic)), None)
 
     def _build_rig(self) -> Rig | None:
+        self._check_chosen("camera", "lidar", "camera_info")
         if self.camera_info_topic is None or self.lidar_topic is None:
             log.info("%s: no CameraInfo or lidar topic, so no rig", self.path)
             return None

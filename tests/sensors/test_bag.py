@@ -257,8 +257,13 @@ def test_several_camera_topics_must_be_chosen(tmp_path: Path) -> None:
     entries.append(("/cam2/image", "sensor_msgs/msg/Image", CAM_NS[0], image_msg(ROS2, 0)))
     path = write_bag(tmp_path / "b", "mcap", entries)
     match = r"several camera topics.*choose one with image_topic"
-    with pytest.raises(RecordingError, match=match), BagRecording(path):
-        pass
+    with BagRecording(path) as bag:
+        assert {"/cam/image_rect", "/cam2/image"} <= {s.name for s in bag.info().streams}
+        assert set(bag.ambiguous_topics) == {"camera"}
+        with pytest.raises(RecordingError, match=match):
+            list(bag.camera_frames())
+        with pytest.raises(RecordingError, match=match):
+            bag.rig()
     with BagRecording(path, image_topic="/cam2/image") as bag:
         assert len(list(bag.camera_frames())) == 1
         assert bag.camera_info_topic == "/cam/camera_info"
