@@ -1,8 +1,10 @@
 """Replay the shared KITTI raw drive through the node graph: latency at 10 Hz, fps flat out.
 
-Runs ``launch/replay_kitti.yaml`` (sources, sync, fusion, segmentation, latency tracker;
-outputs off unless ``--outputs``) twice on the 30-frame drive: at the recorded 10 Hz with
-keep-last queues, and as fast as possible with blocking queues. Prints p50/p95/max
+Runs ``launch/replay_kitti.yaml`` (sources, sync, fusion, segmentation, car proposals,
+latency tracker; outputs off unless ``--outputs``) on the 30-frame drive: at the recorded
+10 Hz with keep-last queues, as fast as possible with blocking queues, and as fast as
+possible with proposals off (no car probability, no proposals node), the baseline of the
+proposals' cost measured in the same run. Prints p50/p95/max
 end-to-end latency, deadline misses against the 100 ms budget, achieved frames per second
 and drops. Uses the shipped weights; without them an untrained model of the shipped
 architecture and input size (``configs/train_default.yaml``) is timed instead (the cost of
@@ -55,7 +57,8 @@ def weights_or_untrained(weights: str, tmp: Path) -> tuple[str, str]:
 
 
 def replay(
-    drive: Path, weights: str, fast: bool, outputs: bool, out: Path, num_threads: int
+    drive: Path, weights: str, fast: bool, outputs: bool, out: Path, num_threads: int,
+    proposals: bool = True,
 ) -> dict[str, Any]:
     from drivingseg.node.latency import LatencyTracker
     from drivingseg.node.launch import build_graph, load_launch
@@ -64,7 +67,7 @@ def replay(
         "input": str(drive), "weights": weights, "rate": 0.0 if fast else 1.0,
         "overflow": "block" if fast else "drop_oldest", "out_dir": str(out),
         "record": outputs, "masks": outputs, "video": outputs, "live": False, "status": False,
-        "num_threads": num_threads,
+        "num_threads": num_threads, "proposals": proposals,
     })
     graph = build_graph(desc)
     for node in graph.nodes:
@@ -78,6 +81,9 @@ def replay(
     assert tracker.report is not None
     report = tracker.report.as_dict()
     report["input_size"] = f"{spec.width}x{spec.height}"
+    prop = next((n for n in graph.nodes if n.type_name == "proposals"), None)
+    if prop is not None:
+        report["proposals_ms"] = prop.latency_ms()["proposals"]  # type: ignore[attr-defined]
     return report
 
 
@@ -160,12 +166,19 @@ def main() -> int:
                             args.num_threads),
             "as fast as possible": replay(drive, weights, True, args.outputs, tmp / "fast",
                                           args.num_threads),
+            "fast, no proposals": replay(drive, weights, True, args.outputs, tmp / "bare",
+                                         args.num_threads, proposals=False),
         }
         print(f"model input {results['10 Hz']['input_size']}, budget 100 ms")
         for name, r in results.items():
             print(line(name, r))
             for where, n in r["drops"].items():
                 print(f"    dropped {n} at {where}")
+            if "proposals_ms" in r:
+                p = r["proposals_ms"]
+                print(f"    proposals stage p50 {p['p50']:.1f} ms, p95 {p['p95']:.1f} ms")
+        ratio = results["as fast as possible"]["fps"] / results["fast, no proposals"]["fps"]
+        print(f"throughput with proposals / without: {ratio:.2f}")
         figures: dict[str, Any] = {"weights": what, "load_average": load, **results}
         if args.concurrency:
             seq = sequential_fps(drive, weights)
