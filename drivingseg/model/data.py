@@ -13,6 +13,9 @@ Every layout becomes a list of :class:`LabelledFile` (image path, label path, la
   26 car, 0 unlabelled -> 255, other ids 1-33 background; above 33 is refused.
 - ``synthetic`` (a drive written by ``write_synthetic_drive``: ``image_02/data/`` +
   ``gt/image_02/``): exact ids 0/1/2.
+- ``plain`` (any folder with ``images/`` + ``labels/``, a label PNG of the same stem per
+  image): single-channel drivingseg ids already, 0 background, 1 road, 2 car, 255 ignore;
+  any other id is refused. The way to bring another dataset: convert its labels once.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ __all__ = [
     "synthetic_frames",
 ]
 
-LAYOUTS = ("camvid", "kitti_road", "kitti_semantics", "synthetic")
+LAYOUTS = ("camvid", "kitti_road", "kitti_semantics", "synthetic", "plain")
 Labels = npt.NDArray[np.uint8]
 Image = npt.NDArray[np.uint8]
 
@@ -51,6 +54,7 @@ _CITYSCAPES_LUT = np.zeros(256, dtype=np.uint8)
 _CITYSCAPES_LUT[7], _CITYSCAPES_LUT[26], _CITYSCAPES_LUT[0] = 1, 2, IGNORE_INDEX
 _CITYSCAPES_MAX = 33
 _SYNTHETIC_MAX = 2
+_PLAIN_MAX = 2
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -108,6 +112,8 @@ def discover(root: str | PathLike[str]) -> list[LabelledFile]:
         return _pairs(path / "image_2", path / "gt_image_2", "kitti_road")
     if (path / "image_2").is_dir() and (path / "semantic").is_dir():
         return _pairs(path / "image_2", path / "semantic", "kitti_semantics")
+    if (path / "images").is_dir() and (path / "labels").is_dir():
+        return _pairs(path / "images", path / "labels", "plain", "{stem}.png")
     sibling = path.parent / f"{path.name}annot"
     if sibling.is_dir():
         return _pairs(path, sibling, "camvid")
@@ -122,8 +128,8 @@ def discover(root: str | PathLike[str]) -> list[LabelledFile]:
                                                    "synthetic")]
     message = (
         "no labelled frames found: expected a CamVid folder (X/ beside Xannot/), KITTI road "
-        "(image_2/ + gt_image_2/), KITTI semantics (image_2/ + semantic/) or a synthetic "
-        "drive (image_02/data/ + gt/image_02/)"
+        "(image_2/ + gt_image_2/), KITTI semantics (image_2/ + semantic/), a synthetic "
+        "drive (image_02/data/ + gt/image_02/) or images/ + labels/ (drivingseg ids)"
     )
     raise RecordingError(message, path=path)
 
@@ -131,14 +137,16 @@ def discover(root: str | PathLike[str]) -> list[LabelledFile]:
 def map_label_ids(raw: Labels, layout: str, source: str | PathLike[str]) -> Labels:
     """Map a single-channel label image of ``layout`` onto 0/1/2/255; unknown ids raise."""
     limits = {"camvid": (_CAMVID_MAX, _CAMVID_LUT), "kitti_semantics": (_CITYSCAPES_MAX,
-              _CITYSCAPES_LUT), "synthetic": (_SYNTHETIC_MAX, None)}
+              _CITYSCAPES_LUT), "synthetic": (_SYNTHETIC_MAX, None), "plain": (_PLAIN_MAX, None)}
     if layout not in limits:
         raise RecordingError(f"unknown label layout {layout!r}; valid: {', '.join(LAYOUTS)}",
                              path=source)
     top, lut = limits[layout]
-    if raw.size and int(raw.max()) > top:
-        bad = sorted(int(v) for v in np.unique(raw[raw > top]))[:8]
-        message = f"label image holds unknown {layout} ids {bad!r} (valid ids are 0..{top})"
+    unknown = (raw > top) & (raw != IGNORE_INDEX) if layout == "plain" else raw > top
+    if raw.size and unknown.any():
+        bad = sorted(int(v) for v in np.unique(raw[unknown]))[:8]
+        valid = f"0..{top}" + (f" and {IGNORE_INDEX}" if layout == "plain" else "")
+        message = f"label image holds unknown {layout} ids {bad!r} (valid ids are {valid})"
         raise RecordingError(message, path=source)
     return raw.copy() if lut is None else lut[raw]
 

@@ -3,10 +3,10 @@
 An input is one of:
 
 - a labelled folder of any :mod:`drivingseg.model.data` layout (CamVid, KITTI road,
-  KITTI semantics, synthetic drive): per-pixel segmentation ground truth. A synthetic
-  drive also has its velodyne scans and KITTI raw calibration, and a KITTI road or
-  semantics folder with ``velodyne/`` and ``calib/`` beside ``image_2/`` has them too,
-  so the by-range section works on those;
+  KITTI semantics, synthetic drive, ``images/`` + ``labels/`` with drivingseg ids):
+  per-pixel segmentation ground truth. A synthetic drive also has its velodyne scans and
+  KITTI raw calibration, and a KITTI road or semantics folder with ``velodyne/`` and
+  ``calib/`` beside ``image_2/`` has them too, so the by-range section works on those;
 - a KITTI object folder with ``label_2/``: 2D box ground truth, lidar and a calibration
   per frame, no segmentation ground truth.
 
@@ -30,11 +30,12 @@ from drivingseg.sensors.kitti_benchmark import png_size
 
 __all__ = ["FrameRef", "InputSpec", "check_label_sizes", "classify_input", "classify_inputs"]
 
-KINDS = ("camvid", "kitti_road", "kitti_semantics", "synthetic", "kitti_object",
+KINDS = ("camvid", "kitti_road", "kitti_semantics", "synthetic", "plain", "kitti_object",
          "labelled_folder")
 GROUND_TRUTH_LOOKED_FOR = (
     "looked for segmentation labels (CamVid X/ beside Xannot/, KITTI road image_2/ + "
-    "gt_image_2/, KITTI semantics image_2/ + semantic/, a synthetic drive's gt/image_02/) "
+    "gt_image_2/, KITTI semantics image_2/ + semantic/, a synthetic drive's gt/image_02/, "
+    "images/ + labels/ with drivingseg ids) "
     "and KITTI object boxes (image_2/ + label_2/)"
 )
 

@@ -159,3 +159,29 @@ def test_dataset_tensors(camvid_pair: tuple[Path, Path]) -> None:
     x, y = SegmentationDataset([Sample(image, labels)], spec)[0]
     assert x.shape == (3, 48, 64) and y.shape == (48, 64)
     assert str(y.dtype) == "torch.int64" and -3 < float(x.mean()) < 3
+
+
+def test_plain_layout_scores_like_the_camvid_it_was_converted_from(
+    tmp_path: Path, small_camvid: Path
+) -> None:
+    """images/ + labels/ holding drivingseg ids: the same frames, the same labels."""
+    from drivingseg.model.evaluate import evaluate
+
+    plain = tmp_path / "plain"
+    (plain / "images").mkdir(parents=True)
+    (plain / "labels").mkdir()
+    for f in discover(small_camvid / "val"):
+        shutil.copy(f.image, plain / "images" / f.image.name)
+        cv2.imwrite(str(plain / "labels" / f.image.name), read_labels(f))
+    files = discover(plain)
+    assert [f.layout for f in files] == ["plain"] * 3
+    for ours, theirs in zip(files, discover(small_camvid / "val"), strict=True):
+        np.testing.assert_array_equal(read_labels(ours), read_labels(theirs))
+    a, b = evaluate(plain, limit=1), evaluate(small_camvid / "val", limit=1)
+    assert a["confusion_matrix"] == b["confusion_matrix"] and a["layouts"] == ["plain"]
+    bad = read_labels(files[0]).copy()
+    bad[0, 0] = 7
+    cv2.imwrite(str(plain / "labels" / files[0].image.name), bad)
+    with pytest.raises(RecordingError, match=r"labels.*unknown plain ids \[7\] \(valid ids are "
+                                             r"0\.\.2 and 255\)"):
+        read_labels(files[0])
