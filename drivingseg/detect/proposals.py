@@ -21,7 +21,7 @@ Box convention (used by :mod:`drivingseg.detect.evaluate` too): ``box_xyxy_px`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -105,8 +105,12 @@ class ProposalParams:
     min_points: int = 3
     label: str = "car"
     split: str = "neighbours"
+    max_width_px: int = 640
 
     def __post_init__(self) -> None:
+        if self.max_width_px < 16:
+            message = f"max_width_px must be at least 16, got {self.max_width_px!r}"
+            raise ConfigError(message)
         if self.split not in SPLIT_METHODS:
             message = (f"unknown split method {self.split!r}; valid: "
                        f"{', '.join(SPLIT_METHODS)}")
@@ -253,6 +257,9 @@ def propose_regions(
     """
     class_ids = np.asarray(class_ids)
     _check_inputs(class_ids, car_prob)
+    width = class_ids.shape[1]
+    if width > params.max_width_px:
+        return _propose_scaled(class_ids, car_prob, lidar, params)
     mask = (class_ids == params.car_class).astype(np.uint8)
     n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n_labels <= 1:
@@ -272,6 +279,37 @@ def propose_regions(
         out.extend(_blob_detections(k, labels, stats[k], car_prob, float(scores[k]),
                                     lidar, by_blob.get(k), params))
     out.sort(key=lambda d: (-d.score, d.box_xyxy_px))
+    return out
+
+
+def _propose_scaled(
+    class_ids: npt.NDArray[np.uint8], car_prob: npt.NDArray[np.float32] | None,
+    lidar: LidarInImage | None, params: ProposalParams,
+) -> list[Detection]:
+    """Proposals on the frame scaled down to ``max_width_px`` (the mask comes from a model
+    input far smaller than a 1242-pixel frame, so nothing is lost), boxes scaled back up."""
+    h, w = class_ids.shape
+    s = params.max_width_px / w
+    size = (params.max_width_px, max(1, round(h * s)))
+    small_ids = np.asarray(cv2.resize(class_ids, size, interpolation=cv2.INTER_NEAREST_EXACT),
+                           dtype=np.uint8)
+    small_prob = None if car_prob is None else np.asarray(
+        cv2.resize(np.asarray(car_prob, np.float32), size, interpolation=cv2.INTER_AREA),
+        dtype=np.float32)
+    small_lidar = None
+    if lidar is not None:
+        rows = np.minimum((lidar.rows * (size[1] / h)).astype(np.int64), size[1] - 1)
+        cols = np.minimum((lidar.cols * s).astype(np.int64), size[0] - 1)
+        small_lidar = LidarInImage(rows, cols, lidar.range_m, lidar.xyz_cam_m)
+    area = max(1, round(params.min_area_px * s * s))
+    small = replace(params, min_area_px=area, max_width_px=size[0])
+    sx, sy = w / size[0], h / size[1]
+    out = []
+    for d in propose_regions(small_ids, small_prob, small_lidar, small):
+        x1, y1, x2, y2 = d.box_xyxy_px
+        box = (float(np.floor(x1 * sx)), float(np.floor(y1 * sy)), float(min(w, np.ceil(x2 * sx))),
+               float(min(h, np.ceil(y2 * sy))))
+        out.append(replace(d, box_xyxy_px=box))
     return out
 
 

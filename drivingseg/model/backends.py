@@ -49,7 +49,8 @@ class FrameSegmenter(Protocol):
     classes: tuple[str, ...]
 
     def __call__(self, image: npt.NDArray[np.uint8], lidar: npt.NDArray[np.float32] | None = None,
-                 *, probabilities: bool = True) -> Segmentation: ...
+                 *, probabilities: bool = True, class_prob: int | None = None
+                 ) -> Segmentation: ...
 
 
 def _ort() -> Any:
@@ -128,6 +129,7 @@ class OnnxSegmenter:
         lidar: npt.NDArray[np.float32] | None = None,
         *,
         probabilities: bool = True,
+        class_prob: int | None = None,
     ) -> Segmentation:
         """Segment one RGB frame (and its lidar channels when the model takes them)."""
         check_frame(image, lidar, self.config.uses_lidar)
@@ -138,7 +140,7 @@ class OnnxSegmenter:
             feeds["lidar"] = _lidar_input(lidar, image.shape[:2], size)
         logits = torch.from_numpy(self.logits(feeds))
         return Segmenter._finish_numpy(logits, int(image.shape[0]), int(image.shape[1]),
-                                       probabilities)
+                                       probabilities, class_prob)
 
 
 def _lidar_input(lidar: npt.NDArray[np.float32], hw: tuple[int, ...], size: tuple[int, int]

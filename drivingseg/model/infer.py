@@ -87,10 +87,16 @@ def check_frame(image: npt.NDArray[np.uint8], lidar: object, uses_lidar: bool) -
 
 @dataclass(frozen=True, eq=False)
 class Segmentation:
-    """``class_ids`` H x W uint8 (0 background, 1 road, 2 car); ``probs`` classes x H x W."""
+    """``class_ids`` H x W uint8 (0 background, 1 road, 2 car); ``probs`` classes x H x W.
+
+    ``class_prob`` (H x W) is one class's probability when asked for with ``class_prob=``:
+    the softmax at the model's input size, resized bilinearly, several times cheaper than
+    ``probs`` at a large frame's size (what the streaming node uses for proposals).
+    """
 
     class_ids: npt.NDArray[np.uint8]
     probs: npt.NDArray[np.float32] | None
+    class_prob: npt.NDArray[np.float32] | None = None
 
 
 class Segmenter:
@@ -188,36 +194,49 @@ class Segmenter:
         lidar: npt.NDArray[np.float32] | None = None,
         *,
         probabilities: bool = True,
+        class_prob: int | None = None,
     ) -> Segmentation:
         """Segment one RGB frame (and its lidar channels when the model takes them)."""
         self._prepare(image, lidar)
         logits = self.logits()
         height, width = int(image.shape[0]), int(image.shape[1])
         if self.device.type == "cpu":
-            return self._finish_numpy(logits, height, width, probabilities)
+            return self._finish_numpy(logits, height, width, probabilities, class_prob)
+        one = None
+        if class_prob is not None:
+            small = torch.softmax(logits.float(), dim=0)[class_prob][None, None]
+            one = functional.interpolate(small, size=(height, width), mode="bilinear",
+                                         align_corners=False)[0, 0].cpu().numpy()
         if (height, width) != tuple(logits.shape[1:]):
             logits = functional.interpolate(logits[None].float(), size=(height, width),
                                             mode="bilinear", align_corners=False)[0]
         ids = logits.argmax(dim=0).to(torch.uint8).cpu().numpy()
         probs = torch.softmax(logits.float(), dim=0).cpu().numpy() if probabilities else None
-        return Segmentation(ids, probs)
+        return Segmentation(ids, probs, one)
 
     @staticmethod
-    def _finish_numpy(logits: torch.Tensor, height: int, width: int, probabilities: bool
-                      ) -> Segmentation:
+    def _finish_numpy(logits: torch.Tensor, height: int, width: int, probabilities: bool,
+                      class_prob: int | None = None) -> Segmentation:
         """CPU: OpenCV's bilinear resize (same pixel-centre convention as torch's
         ``align_corners=False``) and a numpy arg-max over the last axis, several times
         faster than torch's arg-max over the leading class axis."""
         arr = np.ascontiguousarray(logits.float().permute(1, 2, 0).numpy())
+        one = None
+        if class_prob is not None:
+            e_small = np.exp(arr - arr.max(axis=2, keepdims=True))
+            small = np.ascontiguousarray(e_small[:, :, class_prob] / e_small.sum(axis=2))
+            one = np.asarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR),
+                             dtype=np.float32)
         if (height, width) != arr.shape[:2]:
             arr = cv2.resize(arr, (width, height), interpolation=cv2.INTER_LINEAR)
             arr = arr[:, :, None] if arr.ndim == 2 else arr
         ids = arr.argmax(axis=2).astype(np.uint8)
         if not probabilities:
-            return Segmentation(ids, None)
+            return Segmentation(ids, None, one)
         e = np.exp(arr - arr.max(axis=2, keepdims=True))
         e /= e.sum(axis=2, keepdims=True)
-        return Segmentation(ids, np.ascontiguousarray(e.transpose(2, 0, 1), dtype=np.float32))
+        return Segmentation(ids, np.ascontiguousarray(e.transpose(2, 0, 1), dtype=np.float32),
+                            one)
 
     def logits(self) -> torch.Tensor:
         """Run the model on the prepared input: classes x h x w logits at the input size

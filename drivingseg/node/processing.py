@@ -17,8 +17,6 @@ import logging
 import time
 from typing import Any, ClassVar
 
-import numpy as np
-
 from drivingseg.calibration.load import load_rig_any
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import DrivingsegError
@@ -272,11 +270,9 @@ class SegmentationNode(Node):
             raise self.config_error("the model takes lidar channels but the input has none; "
                                     "set the fusion node's channels to on", "weights")
         want_prob = self.p["car_probability"] and self.car_index is not None
-        result = seg(msg.frame.image, lidar, probabilities=want_prob)
-        car_prob = None
-        if want_prob and result.probs is not None:
-            # A copy of the one channel, so the other classes' planes are freed at once.
-            car_prob = np.array(result.probs[self.car_index], dtype=np.float32)
+        result = seg(msg.frame.image, lidar, probabilities=False,
+                     class_prob=self.car_index if want_prob else None)
+        car_prob = result.class_prob
         delay_s = self.p["extra_delay_ms"] / 1e3
         if delay_s:
             self.context.abort.wait(delay_s)

@@ -134,3 +134,17 @@ def test_real_frame_end_to_end(kitti_object_root: Path) -> None:
     best = max(dets, key=lambda d: float(box_iou([d.box_xyxy_px], [(218, 249, 589, 513)])[0, 0]))
     assert box_iou([best.box_xyxy_px], [(218, 249, 589, 513)])[0, 0] > 0.5
     assert best.range_m is not None and abs(best.range_m - 8.3) < 2.5
+
+
+def test_wide_frames_are_proposed_at_a_smaller_size_with_the_same_boxes() -> None:
+    """A 1280-pixel frame is processed at max_width_px; boxes come back in frame pixels."""
+    ids = np.zeros((400, 1280), dtype=np.uint8)
+    ids[100:180, 200:400] = 2
+    ids[250:330, 800:1100] = 2
+    full = propose_regions(ids, None, None, ProposalParams(max_width_px=2000))
+    fast = propose_regions(ids, None, None, ProposalParams(max_width_px=640))
+    assert sorted(d.box_xyxy_px for d in full) == [(200.0, 100.0, 400.0, 180.0),
+                                                    (800.0, 250.0, 1100.0, 330.0)]
+    assert sorted(d.box_xyxy_px for d in fast) == sorted(d.box_xyxy_px for d in full)
+    with pytest.raises(ConfigError, match=r"max_width_px must be at least 16, got 4"):
+        ProposalParams(max_width_px=4)

@@ -95,3 +95,18 @@ def test_batch_norm_folding_keeps_outputs(tmp_path: Path) -> None:
     a, b = folded(image), plain(image)
     assert a.probs is not None and b.probs is not None
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+
+
+def test_one_class_probability_at_model_size_matches_the_full_softmax(
+    camvid_pair: tuple[Path, Path],
+) -> None:
+    """``class_prob``: the softmax at the input size, resized, is close to the full one."""
+    image, labels = load_pair(LabelledFile(*camvid_pair, "camvid"))
+    seg = Segmenter("default")
+    full = seg(image, probabilities=True)
+    fast = seg(image, probabilities=False, class_prob=2)
+    assert full.probs is not None and fast.probs is None and fast.class_prob is not None
+    assert fast.class_prob.shape == labels.shape and fast.class_prob.dtype == np.float32
+    np.testing.assert_array_equal(fast.class_ids, full.class_ids)
+    diff = np.abs(fast.class_prob - full.probs[2])
+    assert float(np.median(diff)) < 1e-3 and float(diff.max()) < 0.5

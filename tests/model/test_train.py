@@ -108,8 +108,9 @@ def test_config_errors(tmp_path: Path, small_camvid: Path) -> None:
 
 def test_default_config_parses() -> None:
     cfg = load_train_config(Path(__file__).resolve().parents[2] / "configs/train_default.yaml")
-    assert cfg.input == InputSpec(width=320, height=240)
-    assert cfg.class_weight_power == 0.5
+    assert cfg.input == InputSpec(width=256, height=192) and cfg.class_weight_power == 1.0
+    big = load_train_config(Path(__file__).resolve().parents[2] / "configs/train_320x240.yaml")
+    assert big.input == InputSpec(width=320, height=240) and big.class_weight_power == 0.5
     assert cfg.val_sources[0].include_sequences == ("0006R0",)
     assert "0006R0" in cfg.train_sources[0].exclude_sequences
 

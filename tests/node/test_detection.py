@@ -73,7 +73,10 @@ def test_real_frames_give_detections_for_every_mask(kitti_raw_drive: Path, tmp_p
         prob = mask.car_prob
         assert prob is not None and prob.shape == (h, w) and prob.dtype == np.float32
         assert prob.min() >= 0.0 and prob.max() <= 1.0
-        assert prob[mask.class_ids == 2].min() >= 1.0 / 3.0 - 1e-4  # the arg-max class
+        # Car pixels have a high car probability (the softmax is taken at the model's input
+        # size and resized, the ids from resized logits, so agreement is close, not exact).
+        assert prob[mask.class_ids == 2].min() >= 1.0 / 3.0 - 0.02
+        assert np.median(prob[mask.class_ids == 2]) > 0.8 > np.median(prob[mask.class_ids != 2])
         assert mask.scan is not None and mask.rig is not None
         visible = LidarInImage.from_scan(mask.scan.points, mask.rig).range_m
         assert [s for s, _ in dets.timing.stages] == [
