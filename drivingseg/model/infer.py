@@ -202,6 +202,13 @@ class Segmenter:
         height, width = int(image.shape[0]), int(image.shape[1])
         if self.device.type == "cpu":
             return self._finish_numpy(logits, height, width, probabilities, class_prob)
+        return self._finish_torch(logits, height, width, probabilities, class_prob)
+
+    @staticmethod
+    def _finish_torch(logits: torch.Tensor, height: int, width: int, probabilities: bool,
+                      class_prob: int | None = None) -> Segmentation:
+        """On the logits' device (CUDA): upsample, arg-max, softmax, then copy to the host.
+        Tests run it on CPU tensors against :meth:`_finish_numpy`."""
         one = None
         if class_prob is not None:
             small = torch.softmax(logits.float(), dim=0)[class_prob][None, None]

@@ -110,3 +110,18 @@ def test_one_class_probability_at_model_size_matches_the_full_softmax(
     np.testing.assert_array_equal(fast.class_ids, full.class_ids)
     diff = np.abs(fast.class_prob - full.probs[2])
     assert float(np.median(diff)) < 1e-3 and float(diff.max()) < 0.5
+
+
+def test_device_finishing_matches_the_numpy_one_on_cpu_tensors() -> None:
+    """The CUDA finishing path (torch upsample, arg-max, softmax) run on CPU tensors."""
+    logits = torch.randn(3, 24, 32, generator=torch.Generator().manual_seed(0)) * 4
+    a = Segmenter._finish_numpy(logits, 48, 64, True, 2)
+    b = Segmenter._finish_torch(logits, 48, 64, True, 2)
+    assert a.probs is not None and b.probs is not None
+    assert a.class_prob is not None and b.class_prob is not None
+    assert (a.class_ids != b.class_ids).mean() < 0.002  # ties at class boundaries only
+    np.testing.assert_allclose(b.probs, a.probs, atol=1e-4)
+    np.testing.assert_allclose(b.class_prob, a.class_prob, atol=1e-4)
+    plain = Segmenter._finish_torch(logits, 24, 32, False)
+    assert plain.probs is None and plain.class_prob is None
+    np.testing.assert_array_equal(plain.class_ids, logits.argmax(dim=0).numpy())
