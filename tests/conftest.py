@@ -49,7 +49,8 @@ def camvid_root() -> Path:
     return require_data("camvid")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data_root() -> Path:
-    """The whole shared data folder (skip or fail as ``require_data`` does)."""
+    """The whole shared data folder (skip or fail as ``require_data`` does); session-scoped so
+    session fixtures can build on it."""
     return require_data()

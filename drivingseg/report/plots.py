@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -132,12 +132,18 @@ def kitti_road_pr_curve(kitti_road: Mapping[str, Any] | None) -> bytes | None:
             color=_COLOURS[3],
             label=f"MaxF {max_f:.1f} %",
         )
+    return _pr_png(fig, ax, "KITTI road: precision-recall", "lower left")
+
+
+def _pr_png(fig: Figure, ax: Axes, title: str, legend_loc: Literal["best", "lower left"]
+            ) -> bytes:
+    """Finish a precision-recall plot: unit axes, labels, legend, grid; as PNG."""
     ax.set_xlim(0, 1.01)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_title("KITTI road: precision-recall")
-    ax.legend(loc="lower left")
+    ax.set_title(title)
+    ax.legend(loc=legend_loc)
     ax.grid(alpha=0.3)
     return _to_png(fig)
 
@@ -186,14 +192,7 @@ def detection_pr_curves(detection: Mapping[str, Any] | None) -> bytes | None:
         ap_text = "n/a" if ap_value is None else f"{float(ap_value) * 100:.1f} %"
         label = f"IoU {key}: AP {ap_text}"
         ax.step(recall, precision, where="post", color=_COLOURS[k % len(_COLOURS)], label=label)
-    ax.set_xlim(0, 1.01)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("Box detection: precision-recall")
-    ax.legend(loc="best")
-    ax.grid(alpha=0.3)
-    return _to_png(fig)
+    return _pr_png(fig, ax, "Box detection: precision-recall", "best")
 
 
 def range_error_histogram(detection: Mapping[str, Any] | None) -> bytes | None:

@@ -107,27 +107,14 @@ def strip_run_fields() -> Any:
     return _strip_run_fields
 
 
-
-def _data(*parts: str) -> Path:
-    """A shared-data folder for session fixtures (as tests/conftest.py's require_data)."""
-    env = os.environ.get("DRIVINGSEG_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    path = root.joinpath(*parts)
-    if not path.exists():
-        reason = f"real data not found at {path} (set DRIVINGSEG_DATA or place ../shared/data)"
-        if os.environ.get("DRIVINGSEG_REQUIRE_DATA") == "1":
-            pytest.fail(reason + "; DRIVINGSEG_REQUIRE_DATA=1 makes this a failure")
-        pytest.skip(reason)
-    return path
-
-
 MIXED_LIMIT = 2
 
 
 @pytest.fixture(scope="session")
-def mixed_inputs(synthetic_drive: Path) -> list[str]:
+def mixed_inputs(synthetic_drive: Path, shared_data_root: Path) -> list[str]:
     """CamVid val, the Argoverse KITTI object folder and the synthetic drive."""
-    return [str(_data("camvid", "val")), str(_data("argoverse_kitti", "training")),
+    return [str(shared_data_root / "camvid" / "val"),
+            str(shared_data_root / "argoverse_kitti" / "training"),
             str(synthetic_drive)]
 
 
