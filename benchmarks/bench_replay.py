@@ -4,7 +4,9 @@ Runs ``launch/replay_kitti.yaml`` (sources, sync, fusion, segmentation, car prop
 latency tracker; outputs off unless ``--outputs``) on the 30-frame drive: at the recorded
 10 Hz with keep-last queues, as fast as possible with blocking queues, and as fast as
 possible with proposals off (no car probability, no proposals node), the baseline of the
-proposals' cost measured in the same run. Prints p50/p95/max
+proposals' cost measured in the same run, and both again with float32 in the NCHW layout
+(``fp16:=off channels_last:=false``), the baseline of the node's default precision and
+layout (bfloat16 + channels-last on a CPU with native bfloat16). Prints p50/p95/max
 end-to-end latency, deadline misses against the 100 ms budget, achieved frames per second
 and drops. Uses the shipped weights; without them an untrained model of the shipped
 architecture and input size (``configs/train_default.yaml``) is timed instead (the cost of
@@ -58,7 +60,7 @@ def weights_or_untrained(weights: str, tmp: Path) -> tuple[str, str]:
 
 def replay(
     drive: Path, weights: str, fast: bool, outputs: bool, out: Path, num_threads: int,
-    proposals: bool = True,
+    proposals: bool = True, float32: bool = False,
 ) -> dict[str, Any]:
     from drivingseg.node.latency import LatencyTracker
     from drivingseg.node.launch import build_graph, load_launch
@@ -68,6 +70,7 @@ def replay(
         "overflow": "block" if fast else "drop_oldest", "out_dir": str(out),
         "record": outputs, "masks": outputs, "video": outputs, "live": False, "status": False,
         "num_threads": num_threads, "proposals": proposals,
+        **({"fp16": "off", "channels_last": False} if float32 else {}),
     })
     graph = build_graph(desc)
     for node in graph.nodes:
@@ -168,6 +171,10 @@ def main() -> int:
                                           args.num_threads),
             "fast, no proposals": replay(drive, weights, True, args.outputs, tmp / "bare",
                                          args.num_threads, proposals=False),
+            "10 Hz, float32": replay(drive, weights, False, args.outputs, tmp / "fp32",
+                                     args.num_threads, float32=True),
+            "fast, float32": replay(drive, weights, True, args.outputs, tmp / "fp32fast",
+                                    args.num_threads, float32=True),
         }
         print(f"model input {results['10 Hz']['input_size']}, budget 100 ms")
         for name, r in results.items():
@@ -179,6 +186,9 @@ def main() -> int:
                 print(f"    proposals stage p50 {p['p50']:.1f} ms, p95 {p['p95']:.1f} ms")
         ratio = results["as fast as possible"]["fps"] / results["fast, no proposals"]["fps"]
         print(f"throughput with proposals / without: {ratio:.2f}")
+        half = results["as fast as possible"]["fps"] / results["fast, float32"]["fps"]
+        print(f"throughput with the node's default precision and layout / float32 NCHW: "
+              f"{half:.2f}")
         figures: dict[str, Any] = {"weights": what, "load_average": load, **results}
         if args.concurrency:
             seq = sequential_fps(drive, weights)

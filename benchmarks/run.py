@@ -1,8 +1,10 @@
 """Inference backends side by side: frames per second and ratios against torch eager.
 
-For each input size (the shipped model's 256 x 192, and the full KITTI frame 1242 x 375)
-and each backend (torch eager, torch compiled with inductor, onnxruntime; on a GPU also
-torch CUDA fp16, with a CUDA graph, and onnxruntime's CUDA provider where installed), two
+For each input size (the shipped model's own, and the full KITTI frame 1242 x 375) and each
+backend (torch eager, torch channels-last, torch bfloat16 + channels-last (the streaming
+node's CPU default where the CPU has native bfloat16), torch compiled with inductor,
+onnxruntime; on a GPU also torch CUDA fp16, with a CUDA graph, and onnxruntime's CUDA
+provider where installed), two
 figures, both medians over ``--runs`` timed calls after warm-up:
 
 - **model**: the network alone on a prepared input (torch ``Segmenter.logits()`` after
@@ -46,7 +48,7 @@ from drivingseg.model.infer import RunOptions, Segmenter, fuse_batch_norm
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME = Path("kitti_raw/2011_09_26/2011_09_26_drive_0000_sync/image_02/data/0000000000.png")
-SIZES = (("default", 256, 192), ("KITTI full", 1242, 375))
+KITTI_FULL = (1242, 375)
 
 
 @dataclass
@@ -108,12 +110,17 @@ def measure_ort(seg: OnnxSegmenter, frame: np.ndarray, runs: int, warmup: int
 def run(args: argparse.Namespace, frame: np.ndarray) -> list[Row]:
     rows: list[Row] = []
     cuda = torch.cuda.is_available()
-    for size, width, height in SIZES:
+    spec = load_checkpoint("default").spec
+    for size, width, height in (("default", spec.width, spec.height), ("KITTI full", *KITTI_FULL)):
         runs = args.runs if width * height < 100_000 else max(3, args.runs // 2)
         eager, compiled = RunOptions(), RunOptions(compile="inductor")
         gpu = RunOptions(pin_memory=True, channels_last=True)
+        cl = RunOptions(channels_last=True)
         configs: list[tuple[str, Callable[[], Segmenter | OnnxSegmenter]]] = [
             ("torch eager", partial(torch_segmenter, width, height, "cpu", False, eager)),
+            ("torch channels-last", partial(torch_segmenter, width, height, "cpu", False, cl)),
+            ("torch bfloat16 + channels-last",
+             partial(torch_segmenter, width, height, "cpu", True, cl)),
         ]
         if args.compile:
             configs.append(("torch compiled (inductor)",

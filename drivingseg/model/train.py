@@ -158,6 +158,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                             power=cfg.class_weight_power).to(device)
     log.info("class weights %s", [round(float(w), 3) for w in weights])
     model = UNet(cfg.model).to(device)
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)  # type: ignore[call-overload]
     log.info("U-Net %s: %d parameters", cfg.model.to_dict(), count_parameters(model))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, step, best, history = 0, 0, -1.0, []
@@ -207,6 +209,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             for group in opt.param_groups:
                 group["lr"] = _lr(cfg, step, total_steps, time.perf_counter() - t0)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=autocast):
                 logits = net(x)
             loss = segmentation_loss(logits, y, weights, cfg.dice_weight)

@@ -170,7 +170,8 @@ class SegmentationNode(Node):
         Param("weights", str, "default", "checkpoint ('default' = the shipped weights)"),
         Param("device", str, "auto", "where to run (auto = CUDA when present)",
               choices=("auto", "cpu", "cuda")),
-        Param("fp16", str, "auto", "half precision (auto = on CUDA)",
+        Param("fp16", str, "auto", "half precision: float16 on CUDA, bfloat16 on the CPU "
+              "(auto = on CUDA, and on a CPU with native bfloat16 for the torch backend)",
               choices=("auto", "on", "off")),
         Param("num_threads", int, 0, "torch intra-op threads (0 = torch's default)", min=0,
               max=256),
@@ -179,7 +180,8 @@ class SegmentationNode(Node):
               choices=("torch", "onnxruntime")),
         Param("providers", str, "CPUExecutionProvider",
               "onnxruntime execution providers, comma-separated, in order of preference"),
-        Param("channels_last", bool, False, "torch: channels-last memory format"),
+        Param("channels_last", bool, True, "torch: channels-last memory format (faster "
+              "convolutions on CPU and CUDA)"),
         Param("pin_memory", bool, False, "torch: pinned host buffer for the upload (CUDA only; "
               "a no-op on the CPU)"),
         Param("compile", str, "off", "torch: torch.compile backend (off = eager)",
@@ -216,6 +218,10 @@ class SegmentationNode(Node):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         fp16 = None if self.p["fp16"] == "auto" else self.p["fp16"] == "on"
+        if fp16 is None and device == "cpu" and self.p["backend"] == "torch":
+            from drivingseg.model.infer import cpu_has_native_bf16
+
+            fp16 = cpu_has_native_bf16()
         weights = self.p["weights"]
         path = resolve_weights(weights)
         if weights == "default" and not path.is_file():
@@ -225,7 +231,7 @@ class SegmentationNode(Node):
             )
             raise self.config_error(message, "weights")
         backend = self.p["backend"]
-        options = RunOptions(channels_last=self.p["channels_last"],
+        options = RunOptions(channels_last=self.p["channels_last"] and backend == "torch",
                              pin_memory=self.p["pin_memory"], compile=self.p["compile"],
                              cuda_graph=self.p["cuda_graph"])
         providers = self.p["providers"].split(",")
@@ -241,7 +247,7 @@ class SegmentationNode(Node):
                 check_providers(providers)
             except DrivingsegError as exc:
                 raise self.config_error(str(exc), "providers") from exc
-            changed = [k for k in ("channels_last", "pin_memory", "compile", "cuda_graph")
+            changed = [k for k in ("pin_memory", "compile", "cuda_graph")
                        if self.p[k] != getattr(RunOptions(), k)]
             if changed:
                 message = f"is a torch option; backend is {backend!r}"

@@ -20,7 +20,7 @@ from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.data import LabelledFile, load_pair
 from drivingseg.model.export import export_onnx
-from drivingseg.model.infer import RunOptions, Segmenter
+from drivingseg.model.infer import RunOptions, Segmenter, cpu_has_native_bf16
 from drivingseg.model.unet import UNet
 from drivingseg.node.graph import Graph
 from drivingseg.node.launch import build_graph, load_launch
@@ -131,8 +131,6 @@ def test_cuda_only_options_fail_clearly_on_the_cpu(tiny_weights: Path) -> None:
     with pytest.raises(ModelError, match=r"CUDA graph capture needs a CUDA device, the model "
                        r"runs on 'cpu'"):
         Segmenter(tiny_weights, options=RunOptions(cuda_graph=True))
-    with pytest.raises(ModelError, match=r"fp16 inference needs a CUDA device"):
-        Segmenter(tiny_weights, fp16=True)
     with pytest.raises(ModelError, match=r"unknown compile backend 'tvm'"):
         Segmenter(tiny_weights, options=RunOptions(compile="tvm"))
 
@@ -194,6 +192,26 @@ def test_node_torch_options_and_their_errors(tmp_path: Path, tiny_weights: Path)
     with pytest.raises(ConfigError, match=r"parameter 'backend': 'tvm' is not one of torch, "
                        r"onnxruntime"):
         build_graph(load_launch(_segmentation_launch(tmp_path, backend="tvm")))
+
+
+def test_node_half_precision_auto_on_the_cpu(tmp_path: Path, tiny_weights: Path) -> None:
+    """fp16 auto on the CPU: bfloat16 exactly when the CPU has native bfloat16; off: float32.
+    channels_last (default true) is a torch option the onnxruntime backend leaves alone."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: device auto would pick CUDA")
+    auto = _setup(_segmentation_launch(tmp_path, weights=str(tiny_weights)))
+    node = next(n for n in auto.nodes if isinstance(n, SegmentationNode))
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert node.segmenter.dtype == expected
+    assert node.segmenter.options.channels_last
+    off = _setup(_segmentation_launch(tmp_path, weights=str(tiny_weights), fp16='"off"',
+                                      channels_last="false"))
+    node = next(n for n in off.nodes if isinstance(n, SegmentationNode))
+    assert node.segmenter.dtype == torch.float32 and not node.segmenter.options.channels_last
+    onnx = _setup(_segmentation_launch(tmp_path, weights=str(tiny_weights),
+                                       backend="onnxruntime"))
+    node = next(n for n in onnx.nodes if isinstance(n, SegmentationNode))
+    assert isinstance(node.segmenter, OnnxSegmenter) and not node.segmenter.fp16
 
 
 def test_fp16_export_runs_close_to_fp32(tmp_path: Path, frame: np.ndarray) -> None:

@@ -12,7 +12,7 @@ from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import default_weights, load_checkpoint, save_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.data import LabelledFile, load_pair
-from drivingseg.model.infer import Segmenter
+from drivingseg.model.infer import RunOptions, Segmenter, cpu_has_native_bf16
 from drivingseg.model.unet import UNet
 
 
@@ -45,8 +45,8 @@ def test_input_errors(tiny_weights: Path) -> None:
         seg(np.zeros((10, 10, 3), dtype=np.float32))
     with pytest.raises(ModelError, match=r"RGB only; do not pass lidar"):
         seg(np.zeros((10, 10, 3), dtype=np.uint8), np.zeros((4, 10, 10), dtype=np.float32))
-    with pytest.raises(ModelError, match=r"fp16 inference needs a CUDA device"):
-        Segmenter(tiny_weights, fp16=True)
+    with pytest.raises(ModelError, match=r"half precision runs on 'cuda' \(float16\) or 'cpu'"):
+        Segmenter(tiny_weights, device="meta", fp16=True)
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match=r"CUDA is not available"):
             Segmenter(tiny_weights, device="cuda")
@@ -125,3 +125,32 @@ def test_device_finishing_matches_the_numpy_one_on_cpu_tensors() -> None:
     plain = Segmenter._finish_torch(logits, 24, 32, False)
     assert plain.probs is None and plain.class_prob is None
     np.testing.assert_array_equal(plain.class_ids, logits.argmax(dim=0).numpy())
+
+
+def test_bfloat16_channels_last_on_the_cpu_agrees_with_float32(
+    camvid_pair: tuple[Path, Path],
+) -> None:
+    """The streaming node's CPU path (half precision = bfloat16, channels-last) on a
+    held-out frame: the same class on nearly every pixel, probabilities close."""
+    image, _ = load_pair(LabelledFile(*camvid_pair, "camvid"))
+    ref = Segmenter("default")(image)
+    seg = Segmenter("default", fp16=True, options=RunOptions(channels_last=True))
+    assert seg.dtype == torch.bfloat16 and seg.fp16
+    assert all(p.dtype == torch.bfloat16 for p in seg.model.parameters())
+    out = seg(image)
+    assert out.probs is not None and ref.probs is not None
+    assert out.probs.dtype == np.float32
+    assert (out.class_ids != ref.class_ids).mean() < 0.01
+    assert float(np.abs(out.probs - ref.probs).mean()) < 0.02
+    fast = seg(image, probabilities=False, class_prob=2)
+    np.testing.assert_array_equal(fast.class_ids, out.class_ids)
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    with_bf16 = tmp_path / "a"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    without = tmp_path / "b"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert cpu_has_native_bf16(str(with_bf16))
+    assert not cpu_has_native_bf16(str(without))
+    assert not cpu_has_native_bf16(str(tmp_path / "missing"))

@@ -10,6 +10,7 @@ import torch
 
 from drivingseg.errors import ConfigError, ModelError
 from drivingseg.model.augment import SegmentationDataset
+from drivingseg.model.checkpoint import load_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.train import class_weights, dice_loss, load_sources, segmentation_loss, train
 from drivingseg.model.train_config import DataSource, load_train_config
@@ -77,10 +78,19 @@ def test_train_writes_checkpoints_and_resumes(tmp_path: Path, small_camvid: Path
     assert resumed["steps"] == 3
 
 
-def test_cpu_autocast_path_runs(tmp_path: Path, small_camvid: Path) -> None:
-    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=1, amp=True))
+def test_cpu_bfloat16_channels_last_training_saves_a_usable_checkpoint(
+    tmp_path: Path, small_camvid: Path,
+) -> None:
+    """amp on the CPU (bfloat16 autocast) with channels-last memory, as the shipped config."""
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=2, amp=True,
+                                          channels_last=True))
+    assert cfg.amp and cfg.channels_last
     summary = train(cfg, show_progress=False)
-    assert summary["steps"] == 1
+    assert summary["steps"] == 2
+    ckpt = load_checkpoint(tmp_path / "run" / "last")
+    assert all(p.dtype == torch.float32 and p.is_contiguous() and torch.isfinite(p).all()
+               for p in ckpt.model.state_dict().values() if p.is_floating_point())
+    assert 0.0 <= summary["history"][-1]["val"]["mean_iou"] <= 1.0
 
 
 def test_resume_with_a_different_model_is_refused(tmp_path: Path, small_camvid: Path) -> None:
