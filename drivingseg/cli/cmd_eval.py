@@ -30,6 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--sequences", nargs="+", default=[], metavar="SEQ",
                    help="only frames of these CamVid sequences (file-name prefix, e.g. 0006R0)")
     p.add_argument("--limit", type=int, help="evaluate only the first N frames")
+    p.add_argument("--fp16", choices=("auto", "on", "off"), default="auto",
+                   help="half precision: float16 on CUDA, bfloat16 on the CPU (auto: on CUDA "
+                        "only; 'on' scores what the streaming node runs on a bfloat16 CPU)")
     p.set_defaults(func=run)
 
 
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = evaluate(args.data, args.weights, device=args.device, limit=args.limit,
                       sequences=tuple(args.sequences),
+                      fp16=None if args.fp16 == "auto" else args.fp16 == "on",
                       wrap=lambda items, n: progress(items, total=n, desc="eval"))
     print(format_report(report))
     if args.json_out:

@@ -86,11 +86,14 @@ def evaluate(
     limit: int | None = None,
     sequences: tuple[str, ...] = (),
     wrap: Callable[[Iterable[LabelledFile], int], Iterable[LabelledFile]] | None = None,
+    fp16: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``weights`` on the labelled frames under ``data``.
 
     ``sequences`` keeps only frames whose CamVid sequence (file-name prefix) is listed;
-    ``limit`` keeps the first N frames after that.
+    ``limit`` keeps the first N frames after that. ``fp16``: half precision as in
+    :class:`~drivingseg.model.infer.Segmenter` (None: on CUDA only), to score the
+    precision a deployment runs in.
     """
     files = discover(data)
     if sequences:
@@ -100,7 +103,7 @@ def evaluate(
             raise RecordingError(message, path=data)
     files = files[:limit] if limit else files
     ckpt = load_checkpoint(weights, device=device)
-    seg = Segmenter(ckpt, device=device)
+    seg = Segmenter(ckpt, device=device, fp16=fp16)
     layouts = sorted({f.layout for f in files})
     road_only = layouts == ["kitti_road"]
     classes = scored_classes(ckpt.classes, road_only)
@@ -130,6 +133,7 @@ def evaluate(
         "sequences": sorted({camvid_sequence(f.image) for f in files}),
         "classes": list(classes),
         "input_size": [ckpt.spec.width, ckpt.spec.height],
+        "precision": str(seg.dtype).removeprefix("torch."),
         "confusion_matrix": cm.matrix.tolist(),
         "per_class": {s.name: asdict(s) for s in cm.scores()},
         "mean_iou_road_car": cm.mean_iou(),
@@ -149,7 +153,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"{report['frames']} frames ({', '.join(report['layouts'])}) from {report['data']}",
         f"weights {report['weights']} at input {report['input_size'][0]}x"
-        f"{report['input_size'][1]}",
+        f"{report['input_size'][1]}, {report['precision']}",
         f"{'class':<12}{'IoU %':>8}{'prec %':>8}{'recall %':>10}{'F1 %':>8}",
     ]
     for name, s in report["per_class"].items():

@@ -49,9 +49,16 @@ def test_eval_cli_writes_json(small_camvid: Path, tmp_path: Path,
     text = capsys.readouterr().out
     assert "mean IoU (road, car)" in text and "road" in text
     report = json.loads(out.read_text())
-    assert report["per_class"]["road"]["iou"] > 0.7
+    assert report["per_class"]["road"]["iou"] > 0.7 and report["precision"] == "float32"
     assert [r["frame"] for r in report["per_frame"]] == sorted(
         p.stem for p in (small_camvid / "val").iterdir())
+    half = tmp_path / "half.json"
+    assert _main(["eval", "--data", str(small_camvid / "val"), "--fp16", "on",
+                  "--json", str(half)]) == 0
+    assert "bfloat16" in capsys.readouterr().out
+    bf16 = json.loads(half.read_text())
+    assert bf16["precision"] == "bfloat16"
+    assert abs(bf16["mean_iou_road_car"] - report["mean_iou_road_car"]) < 0.01
 
 
 def test_eval_on_kitti_road_gives_maxf_and_ap(kitti_road_from_camvid: Path) -> None:
