@@ -5,7 +5,8 @@ labels: cars are few pixels) plus a soft Dice term over road and car; both skip
 ``IGNORE_INDEX`` pixels. The learning rate follows a polynomial decay over the larger of
 step progress and time progress (``time_limit_min``), so a time-boxed run still anneals.
 Each epoch writes ``last.*`` (weights + training state for ``--resume``) and, when the
-validation mean IoU over road and car improves, ``best.*``. Under ``torchrun`` the
+validation mean IoU over road and car improves, ``best.*``; with ``average_last: K`` the
+end of the run writes ``averaged.*``, the mean weights of the last K epochs. Under ``torchrun`` the
 environment variables select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes files.
 """
 
@@ -16,6 +17,8 @@ import logging
 import os
 import random
 import time
+from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,7 +43,8 @@ from drivingseg.model.metrics import ConfusionMatrix
 from drivingseg.model.train_config import DataSource, TrainConfig
 from drivingseg.model.unet import UNet, count_parameters
 
-__all__ = ["class_weights", "dice_loss", "load_sources", "segmentation_loss", "train"]
+__all__ = ["average_weights", "class_weights", "dice_loss", "load_sources",
+           "segmentation_loss", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +101,21 @@ def segmentation_loss(
     if dice_weight <= 0:
         return ce
     return ce + dice_weight * dice_loss(logits, labels, (1, 2))
+
+
+def average_weights(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The mean of several state dicts of one model (weights and batch-norm statistics);
+    integer buffers (``num_batches_tracked``) are taken from the last. Averaging the last
+    epochs' weights smooths the epoch-to-epoch swings of a small-batch run (as SWA)."""
+    if not states:
+        raise ModelError("average_weights needs at least one state dict")
+    out = {}
+    for key, last in states[-1].items():
+        if last.is_floating_point():
+            out[key] = torch.stack([s[key].float() for s in states]).mean(dim=0).to(last.dtype)
+        else:
+            out[key] = last.clone()
+    return out
 
 
 def _seed_everything(seed: int) -> None:
@@ -196,6 +215,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     t0 = time.perf_counter() - elapsed_before
     from drivingseg.cli._common import progress
 
+    recent: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=max(cfg.average_last, 1))
     for epoch in range(start_epoch, cfg.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -233,6 +253,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                 best = float(score)
                 save_checkpoint(out / "best", model, cfg.model, cfg.input, notes)
             save_checkpoint(out / "last", model, cfg.model, cfg.input, notes)
+            if cfg.average_last:
+                recent.append((epoch, {k: v.detach().to("cpu", copy=True)
+                                       for k, v in model.state_dict().items()}))
             save_training_state(out / "last", opt, {"epoch": epoch, "step": step, "best": best,
                                                     "history": history, "elapsed_s": elapsed})
             log.info("epoch %d: %s", epoch + 1, record)
@@ -244,6 +267,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         if stop:
             log.info("time limit of %s min reached after epoch %d", cfg.time_limit_min, epoch + 1)
             break
+    averaged = None
+    if main and cfg.average_last and recent:
+        averaged = _save_average(cfg, [e for e, _ in recent], [s for _, s in recent],
+                                 val_samples, device)
     if distributed:
         # DDP's reducer sits in a reference cycle with the gloo group; left to the collector at
         # interpreter exit, the group's threads abort the finished process, so free it first.
@@ -252,7 +279,25 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         gc.collect()
         dist.destroy_process_group()
     return {"best_mean_iou": best, "history": history, "steps": step,
-            "elapsed_s": time.perf_counter() - t0, "out_dir": str(out)}
+            "elapsed_s": time.perf_counter() - t0, "out_dir": str(out), "averaged": averaged}
+
+
+def _save_average(cfg: TrainConfig, epochs: list[int], states: list[dict[str, torch.Tensor]],
+                  val_samples: list[Sample], device: torch.device) -> dict[str, Any]:
+    """Write ``averaged.*``: the mean weights of the last ``average_last`` epochs (scored on
+    the validation frames when there are some). After ``--resume`` the window holds only
+    the epochs run since."""
+    model = UNet(cfg.model)
+    model.load_state_dict(average_weights(states))
+    model = model.to(device).eval()
+    record: dict[str, Any] = {"epochs": epochs}
+    if val_samples:
+        record["val"] = validate(model, cfg, val_samples, device)
+    save_checkpoint(cfg.out_dir / "averaged", model, cfg.model, cfg.input,
+                    {"averaged_epochs": epochs, "val": record.get("val"),
+                     "config": str(cfg.path)})
+    log.info("averaged the weights of epochs %s: %s", [e + 1 for e in epochs], record)
+    return record
 
 
 def mean_losses(history: list[dict[str, Any]]) -> npt.NDArray[np.float64]:

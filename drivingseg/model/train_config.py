@@ -25,7 +25,7 @@ _TRAIN_KEYS = {
     "epochs": int, "batch_size": int, "lr": float, "weight_decay": float, "dice_weight": float,
     "class_weight_power": float, "time_limit_min": float, "num_threads": int,
     "num_workers": int, "device": str, "amp": bool, "val_every": int, "warmup_steps": int,
-    "jitter": float, "channels_last": bool,
+    "jitter": float, "channels_last": bool, "average_last": int,
 }
 
 
@@ -70,6 +70,7 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = False
     channels_last: bool = False
+    average_last: int = 0
     val_every: int = 1
     warmup_steps: int = 50
     jitter: float = 0.3

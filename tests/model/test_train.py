@@ -12,7 +12,14 @@ from drivingseg.errors import ConfigError, ModelError
 from drivingseg.model.augment import SegmentationDataset
 from drivingseg.model.checkpoint import load_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
-from drivingseg.model.train import class_weights, dice_loss, load_sources, segmentation_loss, train
+from drivingseg.model.train import (
+    average_weights,
+    class_weights,
+    dice_loss,
+    load_sources,
+    segmentation_loss,
+    train,
+)
 from drivingseg.model.train_config import DataSource, load_train_config
 from drivingseg.model.unet import UNet
 
@@ -91,6 +98,40 @@ def test_cpu_bfloat16_channels_last_training_saves_a_usable_checkpoint(
     assert all(p.dtype == torch.float32 and p.is_contiguous() and torch.isfinite(p).all()
                for p in ckpt.model.state_dict().values() if p.is_floating_point())
     assert 0.0 <= summary["history"][-1]["val"]["mean_iou"] <= 1.0
+
+
+def test_average_of_the_last_epochs(tmp_path: Path, small_camvid: Path) -> None:
+    """``average_last: 2`` writes averaged.*, scored on the validation frames; it differs
+    from the last epoch's weights, which ``average_last: 1`` reproduces exactly."""
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=3, average_last=2))
+    summary = train(cfg, show_progress=False)
+    assert summary["averaged"]["epochs"] == [1, 2]
+    assert 0.0 <= summary["averaged"]["val"]["mean_iou"] <= 1.0
+    out = tmp_path / "run"
+    avg = load_checkpoint(out / "averaged")
+    assert avg.notes["averaged_epochs"] == [1, 2]
+    last = load_checkpoint(out / "last").model.state_dict()
+    assert not torch.equal(avg.model.state_dict()["head.weight"], last["head.weight"])
+    one = tmp_path / "one"
+    one.mkdir()
+    train(load_train_config(_write_config(one, small_camvid, epochs=3, average_last=1)),
+          show_progress=False)
+    single = load_checkpoint(one / "run" / "averaged").model.state_dict()
+    for key, value in load_checkpoint(one / "run" / "last").model.state_dict().items():
+        torch.testing.assert_close(single[key], value, rtol=0, atol=0)
+
+
+def test_average_weights_is_the_mean_of_floats_and_the_last_of_counters() -> None:
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(7)}
+    avg = average_weights([a, b])
+    torch.testing.assert_close(avg["w"], torch.tensor([2.0, 4.0]))
+    assert int(avg["n"]) == 7
+
+
+def test_average_weights_refuses_nothing() -> None:
+    with pytest.raises(ModelError, match=r"at least one state dict"):
+        average_weights([])
 
 
 def test_resume_with_a_different_model_is_refused(tmp_path: Path, small_camvid: Path) -> None:
