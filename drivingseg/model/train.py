@@ -5,13 +5,16 @@ labels: cars are few pixels) plus a soft Dice term over road and car; both skip
 ``IGNORE_INDEX`` pixels. The learning rate follows a polynomial decay over the larger of
 step progress and time progress (``time_limit_min``), so a time-boxed run still anneals.
 Each epoch writes ``last.*`` (weights + training state for ``--resume``) and, when the
-validation mean IoU over road and car improves, ``best.*``; with ``average_last: K`` the
+validation mean IoU over road and car improves, ``best.*``. With ``logit_adjust`` the
+validation, ``best.*`` and ``averaged.*`` use scores shifted by ``-log(class weight)``
+(:func:`adjusted`; ``last.*`` stays the raw training state). With ``average_last: K`` the
 end of the run writes ``averaged.*``, the mean weights of the last K epochs. Under ``torchrun`` the
 environment variables select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes files.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import os
@@ -43,7 +46,7 @@ from drivingseg.model.metrics import ConfusionMatrix
 from drivingseg.model.train_config import DataSource, TrainConfig
 from drivingseg.model.unet import UNet, count_parameters
 
-__all__ = ["average_weights", "class_weights", "dice_loss", "load_sources",
+__all__ = ["adjusted", "average_weights", "class_weights", "dice_loss", "load_sources",
            "segmentation_loss", "train"]
 
 log = logging.getLogger(__name__)
@@ -118,6 +121,25 @@ def average_weights(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torc
     return out
 
 
+def adjusted(model: UNet, shift: torch.Tensor | None) -> UNet:
+    """A copy of ``model`` whose class scores are shifted by ``shift`` (in the head's bias),
+    or ``model`` itself when ``shift`` is None.
+
+    Class-weighted cross-entropy learns scores of ``weight_c * p(c | x)``; adding
+    ``-log(weight_c)`` recovers ``p(c | x)`` (logit adjustment, Menon et al., ICLR 2021), so
+    weighted training no longer over-predicts the up-weighted class (cars).
+    """
+    if shift is None:
+        return model
+    out = copy.deepcopy(model)
+    bias = out.head.bias
+    if bias is None:
+        raise ModelError("logit adjustment needs a head with a bias")
+    with torch.no_grad():
+        bias += shift.to(bias)
+    return out
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -175,6 +197,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
              len(val_samples), time.perf_counter() - t_load)
     weights = class_weights(train_samples, cfg.model.num_classes,
                             power=cfg.class_weight_power).to(device)
+    shift = -torch.log(weights) if cfg.logit_adjust else None
+    shift_note = None if shift is None else [round(float(v), 6) for v in shift]
     log.info("class weights %s", [round(float(w), 3) for w in weights])
     model = UNet(cfg.model).to(device)
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -244,14 +268,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                                   "elapsed_s": round(elapsed, 1)}
         if main:
             if val_samples and (epoch + 1) % cfg.val_every == 0:
-                record["val"] = validate(model, cfg, val_samples, device)
+                record["val"] = validate(adjusted(model, shift), cfg, val_samples, device)
             history.append(record)
             score = record.get("val", {}).get("mean_iou")
             notes = {"epoch": epoch, "step": step, "elapsed_s": round(elapsed, 1),
                      "val": record.get("val"), "config": str(cfg.path)}
             if score is not None and score > best:
                 best = float(score)
-                save_checkpoint(out / "best", model, cfg.model, cfg.input, notes)
+                save_checkpoint(out / "best", adjusted(model, shift), cfg.model, cfg.input,
+                                {**notes, "logit_adjustment": shift_note})
             save_checkpoint(out / "last", model, cfg.model, cfg.input, notes)
             if cfg.average_last:
                 recent.append((epoch, {k: v.detach().to("cpu", copy=True)
@@ -270,7 +295,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     averaged = None
     if main and cfg.average_last and recent:
         averaged = _save_average(cfg, [e for e, _ in recent], [s for _, s in recent],
-                                 val_samples, device)
+                                 val_samples, device, shift)
     if distributed:
         # DDP's reducer sits in a reference cycle with the gloo group; left to the collector at
         # interpreter exit, the group's threads abort the finished process, so free it first.
@@ -283,19 +308,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
 
 
 def _save_average(cfg: TrainConfig, epochs: list[int], states: list[dict[str, torch.Tensor]],
-                  val_samples: list[Sample], device: torch.device) -> dict[str, Any]:
+                  val_samples: list[Sample], device: torch.device, shift: torch.Tensor | None
+                  ) -> dict[str, Any]:
     """Write ``averaged.*``: the mean weights of the last ``average_last`` epochs (scored on
     the validation frames when there are some). After ``--resume`` the window holds only
     the epochs run since."""
     model = UNet(cfg.model)
     model.load_state_dict(average_weights(states))
-    model = model.to(device).eval()
+    model = adjusted(model.to(device).eval(), shift)
     record: dict[str, Any] = {"epochs": epochs}
     if val_samples:
         record["val"] = validate(model, cfg, val_samples, device)
     save_checkpoint(cfg.out_dir / "averaged", model, cfg.model, cfg.input,
                     {"averaged_epochs": epochs, "val": record.get("val"),
-                     "config": str(cfg.path)})
+                     "config": str(cfg.path), "logit_adjustment": None if shift is None
+                     else [round(float(v), 6) for v in shift]})
     log.info("averaged the weights of epochs %s: %s", [e + 1 for e in epochs], record)
     return record
 

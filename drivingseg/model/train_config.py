@@ -26,6 +26,7 @@ _TRAIN_KEYS = {
     "class_weight_power": float, "time_limit_min": float, "num_threads": int,
     "num_workers": int, "device": str, "amp": bool, "val_every": int, "warmup_steps": int,
     "jitter": float, "channels_last": bool, "average_last": int,
+    "logit_adjust": bool,
 }
 
 
@@ -71,6 +72,7 @@ class TrainConfig:
     amp: bool = False
     channels_last: bool = False
     average_last: int = 0
+    logit_adjust: bool = False
     val_every: int = 1
     warmup_steps: int = 50
     jitter: float = 0.3

@@ -13,6 +13,7 @@ from drivingseg.model.augment import SegmentationDataset
 from drivingseg.model.checkpoint import load_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.train import (
+    adjusted,
     average_weights,
     class_weights,
     dice_loss,
@@ -119,6 +120,29 @@ def test_average_of_the_last_epochs(tmp_path: Path, small_camvid: Path) -> None:
     single = load_checkpoint(one / "run" / "averaged").model.state_dict()
     for key, value in load_checkpoint(one / "run" / "last").model.state_dict().items():
         torch.testing.assert_close(single[key], value, rtol=0, atol=0)
+
+
+def test_logit_adjustment_shifts_the_scores_by_minus_log_weight(
+    tmp_path: Path, small_camvid: Path,
+) -> None:
+    """best.* of a logit_adjust run holds the head bias of last.* minus log(class weight)."""
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=1, logit_adjust=True,
+                                          average_last=1))
+    train(cfg, show_progress=False)
+    out = tmp_path / "run"
+    weights = class_weights(load_sources(cfg.train_sources), 3)
+    raw = load_checkpoint(out / "last").model.head.bias
+    for name in ("best", "averaged"):
+        ckpt = load_checkpoint(out / name)
+        torch.testing.assert_close(ckpt.model.head.bias, raw - torch.log(weights))
+        assert ckpt.notes["logit_adjustment"] == pytest.approx((-torch.log(weights)).tolist(),
+                                                               abs=1e-5)
+    model = UNet(ModelConfig(depth=2, base_channels=4)).eval()
+    shift = torch.tensor([0.5, 0.0, -1.0])
+    x = torch.randn(1, 3, 16, 16)
+    moved = adjusted(model, shift)
+    assert moved is not model and adjusted(model, None) is model
+    torch.testing.assert_close(moved(x), model(x) + shift.view(1, 3, 1, 1))
 
 
 def test_average_weights_is_the_mean_of_floats_and_the_last_of_counters() -> None:
