@@ -1,4 +1,4 @@
-"""Segmenter: shapes, dtypes, errors, and the shipped model finding road on a held-out frame."""
+"""Segmenter: shapes, dtypes, errors, bfloat16, and the shipped model on held-out frames."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import default_weights, load_checkpoint, save_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
-from drivingseg.model.data import LabelledFile, load_pair
+from drivingseg.model.data import LabelledFile, load_pair, synthetic_frames
 from drivingseg.model.infer import RunOptions, Segmenter, cpu_has_native_bf16
 from drivingseg.model.unet import UNet
 
@@ -71,15 +71,18 @@ def test_shipped_weights_load_and_are_small() -> None:
     assert default_weights().stat().st_size < 10 * 2**20
 
 
-def test_shipped_model_finds_road_on_a_held_out_frame(camvid_pair: tuple[Path, Path]) -> None:
-    """0006R0 is the held-out validation sequence (docs/MODEL.md)."""
-    image, labels = load_pair(LabelledFile(*camvid_pair, "camvid"))
-    ids = Segmenter("default")(image, probabilities=False).class_ids
-    lower = slice(180, 360)
-    truth, pred = labels[lower] == 1, ids[lower] == 1
-    valid = labels[lower] != 255
-    iou = (truth & pred & valid).sum() / ((truth | pred) & valid).sum()
-    assert iou > 0.5, iou
+def test_shipped_model_on_held_out_synthetic_frames() -> None:
+    """Synthetic drive seed 3 was never trained on (seeds 11 and 12 were): road and car are
+    found on its real-size 1242 x 375 frames with exact labels."""
+    frames = synthetic_frames(3, 30, 10)
+    seg = Segmenter("default")
+    for image, labels in frames:
+        ids = seg(image, probabilities=False).class_ids
+        valid = labels != 255
+        for cls, floor in ((1, 0.6), (2, 0.5)):
+            truth, pred = (labels == cls) & valid, (ids == cls) & valid
+            iou = (truth & pred).sum() / (truth | pred).sum()
+            assert iou > floor, (cls, iou)
 
 
 def test_batch_norm_folding_keeps_outputs(tmp_path: Path) -> None:
@@ -131,7 +134,7 @@ def test_bfloat16_channels_last_on_the_cpu_agrees_with_float32(
     camvid_pair: tuple[Path, Path],
 ) -> None:
     """The streaming node's CPU path (half precision = bfloat16, channels-last) on a
-    held-out frame: the same class on nearly every pixel, probabilities close."""
+    real frame: the same class on nearly every pixel, probabilities close."""
     image, _ = load_pair(LabelledFile(*camvid_pair, "camvid"))
     ref = Segmenter("default")(image)
     seg = Segmenter("default", fp16=True, options=RunOptions(channels_last=True))

@@ -182,12 +182,17 @@ def test_config_errors(tmp_path: Path, small_camvid: Path) -> None:
 
 
 def test_default_config_parses() -> None:
-    cfg = load_train_config(Path(__file__).resolve().parents[2] / "configs/train_default.yaml")
-    assert cfg.input == InputSpec(width=256, height=192) and cfg.class_weight_power == 1.0
-    big = load_train_config(Path(__file__).resolve().parents[2] / "configs/train_320x240.yaml")
-    assert big.input == InputSpec(width=320, height=240) and big.class_weight_power == 0.5
-    assert cfg.val_sources[0].include_sequences == ("0006R0",)
-    assert "0006R0" in cfg.train_sources[0].exclude_sequences
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    cfg = load_train_config(configs / "train_default.yaml")
+    assert cfg.input == InputSpec(width=384, height=288) and cfg.class_weight_power == 0.5
+    assert cfg.average_last == 10 and cfg.logit_adjust and cfg.amp and cfg.channels_last
+    assert cfg.val_sources == () and not cfg.train_sources[0].exclude_sequences
+    held = load_train_config(configs / "train_holdout.yaml")
+    assert held.val_sources[0].include_sequences == ("0006R0",)
+    assert "0006R0" in held.train_sources[0].exclude_sequences
+    same = ("input", "model", "epochs", "time_limit_min", "lr", "batch_size", "dice_weight",
+            "class_weight_power", "jitter", "scale_range", "average_last", "logit_adjust")
+    assert all(getattr(cfg, k) == getattr(held, k) for k in same)
 
 
 def test_ddp_on_the_cpu_with_torchrun(tmp_path: Path, small_camvid: Path) -> None:
