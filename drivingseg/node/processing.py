@@ -181,7 +181,7 @@ class SegmentationNode(Node):
         Param("providers", str, "CPUExecutionProvider",
               "onnxruntime execution providers, comma-separated, in order of preference"),
         Param("channels_last", bool, True, "torch: channels-last memory format (faster "
-              "convolutions on CPU and CUDA)"),
+              "convolutions on CPU and CUDA; ignored by backend onnxruntime)"),
         Param("pin_memory", bool, False, "torch: pinned host buffer for the upload (CUDA only; "
               "a no-op on the CPU)"),
         Param("compile", str, "off", "torch: torch.compile backend (off = eager)",
