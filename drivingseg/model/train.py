@@ -140,6 +140,20 @@ def adjusted(model: UNet, shift: torch.Tensor | None) -> UNet:
     return out
 
 
+def _initial_state(cfg: TrainConfig) -> UNet:
+    """The model of ``cfg.init_from``, with a saved logit adjustment taken back out (the
+    head is trained raw and adjusted again when saved)."""
+    assert cfg.init_from is not None
+    ckpt = load_checkpoint(cfg.init_from)
+    if ckpt.config != cfg.model:
+        message = f"init_from: checkpoint config {ckpt.config!r} differs from {cfg.model!r}"
+        raise ModelError(message, path=cfg.init_from)
+    saved = ckpt.notes.get("logit_adjustment")
+    if isinstance(saved, list) and len(saved) == cfg.model.num_classes:
+        return adjusted(ckpt.model, -torch.tensor(saved, dtype=torch.float32))
+    return ckpt.model
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -207,6 +221,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, step, best, history = 0, 0, -1.0, []
     elapsed_before = 0.0
+    if cfg.init_from is not None and not resume:
+        model.load_state_dict(_initial_state(cfg).state_dict())
     if resume:
         last = out / "last"
         ckpt = load_checkpoint(last)

@@ -4,7 +4,8 @@ Paths are relative to the config file's folder; ``$VARS`` are expanded. A data s
 either a labelled folder (any layout of :func:`drivingseg.model.data.discover`) with
 optional ``include_sequences`` / ``exclude_sequences`` (CamVid file-name prefixes, so the
 split is by drive, not by frame), or a synthetic drive ``{synthetic: {seed, frames, step}}``.
-See ``configs/train_default.yaml``.
+``init_from: CHECKPOINT`` starts from a saved model's weights (a fine-tuning stage) with
+a fresh optimiser and learning-rate schedule. See ``configs/train_default.yaml``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _TRAIN_KEYS = {
     "class_weight_power": float, "time_limit_min": float, "num_threads": int,
     "num_workers": int, "device": str, "amp": bool, "val_every": int, "warmup_steps": int,
     "jitter": float, "channels_last": bool, "average_last": int,
-    "logit_adjust": bool,
+    "logit_adjust": bool, "init_from": str,
 }
 
 
@@ -73,6 +74,7 @@ class TrainConfig:
     channels_last: bool = False
     average_last: int = 0
     logit_adjust: bool = False
+    init_from: Path | None = None
     val_every: int = 1
     warmup_steps: int = 50
     jitter: float = 0.3
@@ -122,6 +124,10 @@ def load_train_config(path: str | os.PathLike[str], **overrides: Any) -> TrainCo
         if key not in _TRAIN_KEYS:
             message = f"unknown train key {key!r}; valid: {', '.join(sorted(_TRAIN_KEYS))}"
             raise ModelError(message, path=p)
+        if key == "init_from":
+            init = Path(os.path.expandvars(str(value)))
+            kwargs[key] = init if init.is_absolute() else base / init
+            continue
         try:
             kwargs[key] = _TRAIN_KEYS[key](value)
         except (TypeError, ValueError) as exc:

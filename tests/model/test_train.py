@@ -167,6 +167,38 @@ def test_resume_with_a_different_model_is_refused(tmp_path: Path, small_camvid: 
         train(load_train_config(path), resume=True, show_progress=False)
 
 
+def test_init_from_starts_a_fine_tuning_stage_from_saved_weights(
+    tmp_path: Path, small_camvid: Path,
+) -> None:
+    """``init_from`` loads the weights (a saved logit adjustment taken back out), not the
+    optimiser; with a zero learning rate the parameters come out as they went in."""
+    first = tmp_path / "first"
+    first.mkdir()
+    train(load_train_config(_write_config(first, small_camvid, epochs=1, logit_adjust=True)),
+          show_progress=False)
+    raw = load_checkpoint(first / "run" / "last").model
+    best = load_checkpoint(first / "run" / "best")
+    assert best.notes["logit_adjustment"] is not None
+    for start in ("last.safetensors", "best.safetensors"):
+        path = _write_config(tmp_path, small_camvid, epochs=1, lr=0.0,
+                             init_from=str(first / "run" / start))
+        cfg = load_train_config(path)
+        assert cfg.init_from == first / "run" / start
+        summary = train(cfg, show_progress=False)
+        assert summary["history"][0]["epoch"] == 0  # a new run, not a resume
+        tuned = load_checkpoint(tmp_path / "run" / "last").model.state_dict()
+        for key, value in raw.state_dict().items():
+            if "running_" not in key and "num_batches" not in key:  # parameters, not stats
+                torch.testing.assert_close(tuned[key], value, atol=1e-6, rtol=0, msg=key)
+    wider = _write_config(tmp_path, small_camvid, init_from=str(first / "run" / "last"))
+    wider.write_text(wider.read_text().replace('"base_channels": 4', '"base_channels": 8'))
+    with pytest.raises(ModelError, match=r"init_from: checkpoint config .* differs"):
+        train(load_train_config(wider), show_progress=False)
+    gone = _write_config(tmp_path, small_camvid, init_from=str(tmp_path / "nothing"))
+    with pytest.raises(ModelError, match=r"nothing"):
+        train(load_train_config(gone), show_progress=False)
+
+
 def test_config_errors(tmp_path: Path, small_camvid: Path) -> None:
     path = _write_config(tmp_path, small_camvid, learning_rate=1)
     with pytest.raises(ConfigError, match=r"train\.yaml: unknown train key 'learning_rate'"):
@@ -193,6 +225,11 @@ def test_default_config_parses() -> None:
     same = ("input", "model", "epochs", "time_limit_min", "lr", "batch_size", "dice_weight",
             "class_weight_power", "jitter", "scale_range", "average_last", "logit_adjust")
     assert all(getattr(cfg, k) == getattr(held, k) for k in same)
+    stage2 = load_train_config(configs / "train_default_ft.yaml")
+    held2 = load_train_config(configs / "train_holdout_ft.yaml")
+    assert stage2.init_from == cfg.out_dir / "last.safetensors"
+    assert held2.init_from == held.out_dir / "last.safetensors"
+    assert all(getattr(stage2, k) == getattr(held2, k) for k in (*same, "seed"))
 
 
 def test_ddp_on_the_cpu_with_torchrun(tmp_path: Path, small_camvid: Path) -> None:
