@@ -349,9 +349,8 @@ def _blob_detections(
         raw = _sorted_clusters(ranges, params)
     cluster = _keep_clusters(raw, ranges, params)
     n_clusters = int(cluster.max()) + 1
-    if n_clusters <= 1:
-        inliers = points[cluster == 0] if n_clusters == 1 else points
-        rng, centroid, n = _lidar_stats(lidar, inliers)
+    if n_clusters <= 1:  # no cluster of min_points: every point is an outlier, no range
+        rng, centroid, n = _lidar_stats(lidar, points[cluster == 0])
         return [Detection(params.label, score, box, rng, centroid, n)]
     seeds = cluster >= 0
     part = _assign_pixels(blob, rows[seeds], cols[seeds], cluster[seeds])

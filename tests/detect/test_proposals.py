@@ -91,6 +91,19 @@ def test_outliers_and_small_clusters_do_not_split() -> None:
     assert len(one) == 1 and one[0].n_points == r.size - 2
 
 
+def test_a_blob_with_fewer_points_than_min_points_gets_no_range() -> None:
+    """Two points on a blob (a distant car) are outliers like any cluster under min_points:
+    the box stays, with no range, rather than a range from two points."""
+    ids = np.zeros((60, 100), np.uint8)
+    ids[10:30, 10:40] = 2
+    lidar = lidar_grid(np.array([15, 20]), np.array([20, 30]), np.array([48.0, 48.5]))
+    (det,) = propose_regions(ids, None, lidar)
+    assert det.box_xyxy_px == (10.0, 10.0, 40.0, 30.0)
+    assert det.range_m is None and det.centroid_cam_m is None and det.n_points == 0
+    (det2,) = propose_regions(ids, None, lidar, ProposalParams(min_points=2))
+    assert det2.range_m == pytest.approx(48.25) and det2.n_points == 2
+
+
 def test_bad_parameters() -> None:
     with pytest.raises(ConfigError, match="unknown split method 'kmeans'"):
         ProposalParams(split="kmeans")
