@@ -31,8 +31,9 @@ from torch.utils.data import DataLoader
 from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset, normalise
 from drivingseg.model.config import CLASS_NAMES, InputSpec, ModelConfig
 from drivingseg.model.data import camvid_sequence, discover, load_pair
+from drivingseg.model.losses import segmentation_loss
 from drivingseg.model.metrics import ConfusionMatrix
-from drivingseg.model.train import class_weights, segmentation_loss
+from drivingseg.model.train import class_weights
 from drivingseg.model.unet import UNet, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]

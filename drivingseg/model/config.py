@@ -15,6 +15,7 @@ from drivingseg.errors import ModelError
 
 __all__ = [
     "CLASS_NAMES",
+    "CONTEXTS",
     "IGNORE_INDEX",
     "NORMS",
     "NUM_CLASSES",
@@ -30,6 +31,8 @@ NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_INDEX = 255
 """Label id of pixels that neither count in the loss nor in the metrics."""
 NORMS = ("batch", "group", "none")
+CONTEXTS = ("none", "aspp")
+"""Optional context module at the bottleneck (``aspp``: dilated and image-pooling branches)."""
 RGB_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 RGB_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 RGB_CHANNELS = 3
@@ -44,13 +47,15 @@ def _fail(message: str, path: str | PathLike[str] | None) -> ModelError:
 @dataclass(frozen=True)
 class ModelConfig:
     """U-Net shape: ``depth`` down/up levels, ``base_channels`` at the first level (doubling
-    per level), ``in_channels`` 3 (RGB) or 7 (RGB + 4 lidar channels), ``norm`` after each conv."""
+    per level), ``in_channels`` 3 (RGB) or 7 (RGB + 4 lidar channels), ``norm`` after each
+    conv, ``context`` an optional module at the bottleneck (:data:`CONTEXTS`)."""
 
     depth: int = 4
     base_channels: int = 16
     in_channels: int = RGB_CHANNELS
     num_classes: int = NUM_CLASSES
     norm: str = "batch"
+    context: str = "none"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -59,6 +64,9 @@ class ModelConfig:
         """Raise :class:`ModelError` naming the bad value and the valid choices."""
         if self.norm not in NORMS:
             raise _fail(f"unknown norm {self.norm!r}; valid choices: {', '.join(NORMS)}", path)
+        if self.context not in CONTEXTS:
+            message = f"unknown context {self.context!r}; valid choices: {', '.join(CONTEXTS)}"
+            raise _fail(message, path)
         for name, value, lo, hi in (
             ("depth", self.depth, 1, 6),
             ("base_channels", self.base_channels, 4, 128),

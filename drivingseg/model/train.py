@@ -1,14 +1,15 @@
 """Training: YAML config -> data -> U-Net, with checkpoints, resume, seeds, AMP and DDP.
 
-The loss is class-weighted cross-entropy (median-frequency weights from the training
-labels: cars are few pixels) plus a soft Dice term over road and car; both skip
-``IGNORE_INDEX`` pixels. The learning rate follows a polynomial decay over the larger of
-step progress and time progress (``time_limit_min``), so a time-boxed run still anneals.
-Each epoch writes ``last.*`` (weights + training state for ``--resume``) and, when the
-validation mean IoU over road and car improves, ``best.*``. With ``logit_adjust`` the
-validation, ``best.*`` and ``averaged.*`` use scores shifted by ``-log(class weight)``
-(:func:`adjusted`; ``last.*`` stays the raw training state). With ``average_last: K`` the
-end of the run writes ``averaged.*``, the mean weights of the last K epochs. Under ``torchrun`` the
+The loss (:mod:`drivingseg.model.losses`) is class-weighted cross-entropy
+(median-frequency weights from the training labels: cars are few pixels) plus soft Dice
+and/or Lovasz-softmax terms over road and car; all skip ``IGNORE_INDEX`` pixels. The
+learning rate follows a polynomial decay over the larger of step progress and time
+progress (``time_limit_min``), so a time-boxed run still anneals. Each epoch writes
+``last.*`` (weights + training state for ``--resume``) and, when the validation mean IoU
+over road and car improves, ``best.*``. With ``logit_adjust`` the validation, ``best.*``
+and ``averaged.*`` use scores shifted by ``-log(class weight)`` (:func:`adjusted`;
+``last.*`` stays the raw training state). With ``average_last: K`` the end of the run
+writes ``averaged.*``, the mean weights of the last K epochs. Under ``torchrun`` the
 environment variables select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes files.
 """
 
@@ -22,13 +23,13 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.distributed as dist
-from torch.nn import functional
 from torch.utils.data import DataLoader, DistributedSampler
 
 from drivingseg.errors import ModelError
@@ -39,15 +40,15 @@ from drivingseg.model.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX
+from drivingseg.model.config import CLASS_NAMES, ModelConfig
 from drivingseg.model.data import load_pair
 from drivingseg.model.infer import Segmenter
+from drivingseg.model.losses import segmentation_loss
 from drivingseg.model.metrics import ConfusionMatrix
 from drivingseg.model.train_config import DataSource, TrainConfig
 from drivingseg.model.unet import UNet, count_parameters
 
-__all__ = ["adjusted", "average_weights", "class_weights", "dice_loss", "load_sources",
-           "segmentation_loss", "train"]
+__all__ = ["adjusted", "average_weights", "class_weights", "load_sources", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -83,27 +84,6 @@ def class_weights(
     freq = counts / np.maximum(present, 1)
     w = np.where(freq > 0, np.median(freq[freq > 0]) / np.maximum(freq, 1e-12), 1.0)
     return torch.tensor(np.minimum(w**power, cap), dtype=torch.float32)
-
-
-def dice_loss(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
-    """1 - soft Dice averaged over ``classes``, on non-ignored pixels of the batch."""
-    valid = (labels != IGNORE_INDEX).unsqueeze(1).float()
-    probs = torch.softmax(logits.float(), dim=1) * valid
-    target = functional.one_hot(labels.clamp(max=logits.shape[1] - 1), logits.shape[1])
-    target = target.permute(0, 3, 1, 2).float() * valid
-    idx = list(classes)
-    inter = (probs[:, idx] * target[:, idx]).sum(dim=(0, 2, 3))
-    denom = probs[:, idx].sum(dim=(0, 2, 3)) + target[:, idx].sum(dim=(0, 2, 3))
-    return 1.0 - ((2 * inter + 1.0) / (denom + 1.0)).mean()
-
-
-def segmentation_loss(
-    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, dice_weight: float
-) -> torch.Tensor:
-    ce = functional.cross_entropy(logits.float(), labels, weight=weights, ignore_index=IGNORE_INDEX)
-    if dice_weight <= 0:
-        return ce
-    return ce + dice_weight * dice_loss(logits, labels, (1, 2))
 
 
 def average_weights(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -145,13 +125,29 @@ def _initial_state(cfg: TrainConfig) -> UNet:
     head is trained raw and adjusted again when saved)."""
     assert cfg.init_from is not None
     ckpt = load_checkpoint(cfg.init_from)
+    model = ckpt.model
     if ckpt.config != cfg.model:
-        message = f"init_from: checkpoint config {ckpt.config!r} differs from {cfg.model!r}"
-        raise ModelError(message, path=cfg.init_from)
+        model = _grafted(ckpt.model, cfg.model, cfg.init_from)
     saved = ckpt.notes.get("logit_adjustment")
     if isinstance(saved, list) and len(saved) == cfg.model.num_classes:
-        return adjusted(ckpt.model, -torch.tensor(saved, dtype=torch.float32))
-    return ckpt.model
+        return adjusted(model, -torch.tensor(saved, dtype=torch.float32))
+    return model
+
+
+def _grafted(source: UNet, config: ModelConfig, path: os.PathLike[str]) -> UNet:
+    """A ``config`` model holding every weight of ``source``, a model without the context
+    module that ``config`` adds; the new module starts as the identity (its output conv
+    is zero), so the grafted model computes what ``source`` did and training goes on."""
+    if replace(source.config, context=config.context) != config or \
+            source.config.context != "none":
+        message = (f"init_from: checkpoint config {source.config!r} differs from {config!r} "
+                   "(only adding a context module to a model without one is allowed)")
+        raise ModelError(message, path=path)
+    model = UNet(config)
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("context.") for k in missing), (missing, unexpected)
+    log.info("init_from: added context module %r to %s", config.context, path)
+    return model
 
 
 def _seed_everything(seed: int) -> None:
@@ -272,7 +268,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             x = x.contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=autocast):
                 logits = net(x)
-            loss = segmentation_loss(logits, y, weights, cfg.dice_weight)
+            loss = segmentation_loss(logits, y, weights, cfg.dice_weight, cfg.lovasz_weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

@@ -5,7 +5,8 @@ either a labelled folder (any layout of :func:`drivingseg.model.data.discover`) 
 optional ``include_sequences`` / ``exclude_sequences`` (CamVid file-name prefixes, so the
 split is by drive, not by frame), or a synthetic drive ``{synthetic: {seed, frames, step}}``.
 ``init_from: CHECKPOINT`` starts from a saved model's weights (a fine-tuning stage) with
-a fresh optimiser and learning-rate schedule. See ``configs/train_default.yaml``.
+a fresh optimiser and learning-rate schedule; the model may add a context module that the
+checkpoint lacks (it starts as the identity). See ``configs/train_default.yaml``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = ["DataSource", "TrainConfig", "load_train_config"]
 
 _TRAIN_KEYS = {
     "epochs": int, "batch_size": int, "lr": float, "weight_decay": float, "dice_weight": float,
+    "lovasz_weight": float,
     "class_weight_power": float, "time_limit_min": float, "num_threads": int,
     "num_workers": int, "device": str, "amp": bool, "val_every": int, "warmup_steps": int,
     "jitter": float, "channels_last": bool, "average_last": int,
@@ -65,6 +67,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     dice_weight: float = 0.5
+    lovasz_weight: float = 0.0
     class_weight_power: float = 1.0
     time_limit_min: float = 0.0
     num_threads: int = 0

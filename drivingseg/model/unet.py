@@ -6,6 +6,12 @@ a stride-2 transpose convolution, concatenates the encoder activation of the sam
 (the skip connection that brings back fine spatial detail) and applies two more 3x3
 convs. A 1x1 conv maps the last activation to one score per class. Inputs of any size
 are padded to a multiple of ``2 ** depth`` and the scores cropped back.
+
+With ``context: aspp`` the bottleneck activation also passes through :class:`ContextASPP`
+(atrous spatial pyramid pooling, as DeepLab v3): dilated 3x3 branches and an image-pooling
+branch see the whole frame, which tells a car from a trolley or a railing by where it
+stands. It adds its output to the bottleneck through a zero-initialised 1x1 conv, so it
+starts as the identity and can be grafted onto a trained model.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from torch.nn import functional
 from drivingseg.errors import ModelError
 from drivingseg.model.config import ModelConfig
 
-__all__ = ["UNet", "count_parameters"]
+__all__ = ["ContextASPP", "UNet", "count_parameters"]
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -55,6 +61,35 @@ class Up(nn.Module):
         return self.conv(torch.cat([self.up(x), skip], dim=1))
 
 
+class ContextASPP(nn.Module):
+    """``x + fuse([1x1(x), 3x3 dil 2(x), 3x3 dil 4(x), image pool(x)])``, ``fuse`` zero at start."""
+
+    def __init__(self, channels: int, norm: str, branch_channels: int = 64) -> None:
+        super().__init__()
+        bias = norm == "none"
+
+        def branch(kernel: int, dilation: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(channels, branch_channels, kernel, padding=dilation * (kernel // 2),
+                          dilation=dilation, bias=bias),
+                _norm(norm, branch_channels),
+                nn.ReLU(inplace=True),
+            )
+
+        self.branches = nn.ModuleList([branch(1, 1), branch(3, 2), branch(3, 4)])
+        self.image_pool = nn.Sequential(nn.Conv2d(channels, branch_channels, 1), nn.ReLU())
+        self.fuse = nn.Conv2d(4 * branch_channels, channels, 1)
+        nn.init.zeros_(self.fuse.weight)
+        nn.init.zeros_(self.fuse.bias)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.image_pool(x.mean(dim=(2, 3), keepdim=True)).expand(
+            -1, -1, x.shape[2], x.shape[3])
+        feats = [b(x) for b in self.branches] + [pooled]
+        out: torch.Tensor = x + self.fuse(torch.cat(feats, dim=1))
+        return out
+
+
 class UNet(nn.Module):
     """U-Net over ``config.in_channels`` inputs giving ``config.num_classes`` logits.
 
@@ -73,6 +108,8 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(
             Up(chans[i + 1], chans[i], config.norm) for i in reversed(range(config.depth))
         )
+        self.context: nn.Module = (
+            ContextASPP(chans[-1], config.norm) if config.context == "aspp" else nn.Identity())
         self.head = nn.Conv2d(chans[0], config.num_classes, kernel_size=1)
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -108,7 +145,7 @@ class UNet(nn.Module):
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(functional.max_pool2d(skips[-1], 2)))
-        y = skips.pop()
+        y = self.context(skips.pop())
         for block in self.up:
             y = block(y, skips.pop())
         logits: torch.Tensor = self.head(y)

@@ -97,6 +97,23 @@ def test_dynamic_export_takes_any_size(tmp_path: Path, tiny_weights: Path) -> No
     assert meta.dynamic and (meta.spec.width, meta.spec.height) == (64, 48)
 
 
+def test_dynamic_export_of_the_aspp_context(tmp_path: Path) -> None:
+    """The image-pooling branch is a mean over the frame, so any size exports."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4, context="aspp")
+    model = UNet(cfg).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.context.fuse.weight, std=0.1)  # not the identity
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "ctx", model, cfg, InputSpec(64, 48)))
+    assert ckpt.config.context == "aspp"
+    session = _session(onnx_bytes(ckpt, dynamic=True))
+    rng = np.random.default_rng(2)
+    for shape in ((1, 37, 50, 3), (1, 48, 64, 3)):
+        batch = rng.integers(0, 256, shape, dtype=np.uint8)
+        got = session.run(["logits"], {"image": batch})[0]  # type: ignore[attr-defined]
+        np.testing.assert_allclose(got, _torch_logits(ckpt.model, ckpt.spec, batch), atol=1e-5)
+
+
 def test_cli_export_fp16_and_check(tmp_path: Path, tiny_weights: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "half.onnx"

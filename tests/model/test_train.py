@@ -12,13 +12,12 @@ from drivingseg.errors import ConfigError, ModelError
 from drivingseg.model.augment import SegmentationDataset
 from drivingseg.model.checkpoint import load_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.losses import segmentation_loss
 from drivingseg.model.train import (
     adjusted,
     average_weights,
     class_weights,
-    dice_loss,
     load_sources,
-    segmentation_loss,
     train,
 )
 from drivingseg.model.train_config import DataSource, load_train_config
@@ -48,13 +47,6 @@ def test_a_few_steps_on_real_frames_reduce_the_loss(small_camvid: Path) -> None:
 def test_class_weights_favour_rare_cars(small_camvid: Path) -> None:
     w = class_weights(load_sources((DataSource(path=small_camvid),)), 3)
     assert w[2] > w[1] and w[2] > w[0]
-
-
-def test_dice_loss_is_zero_for_a_perfect_prediction() -> None:
-    labels = torch.tensor([[[0, 1], [2, 255]]])
-    logits = torch.nn.functional.one_hot(labels.clamp(max=2), 3).permute(0, 3, 1, 2) * 50.0
-    assert float(dice_loss(logits.float(), labels, (1, 2))) < 1e-3
-    assert float(dice_loss(-logits.float(), labels, (1, 2))) > 0.5
 
 
 def _write_config(tmp_path: Path, data: Path, **train: object) -> Path:
@@ -199,6 +191,33 @@ def test_init_from_starts_a_fine_tuning_stage_from_saved_weights(
         train(load_train_config(gone), show_progress=False)
 
 
+def test_init_from_grafts_a_context_module_that_starts_as_the_identity(
+    tmp_path: Path, small_camvid: Path,
+) -> None:
+    """A model with ``context: aspp`` may start from a checkpoint without one: every saved
+    weight is loaded and the new module adds nothing until it is trained."""
+    first = tmp_path / "first"
+    first.mkdir()
+    train(load_train_config(_write_config(first, small_camvid, epochs=1)), show_progress=False)
+    source = load_checkpoint(first / "run" / "last").model.eval()
+    path = _write_config(tmp_path, small_camvid, epochs=1, lr=0.0,
+                         init_from=str(first / "run" / "last"))
+    path.write_text(path.read_text().replace('"base_channels": 4', '"base_channels": 4, '
+                                             '"context": "aspp"'))
+    train(load_train_config(path), show_progress=False)
+    grafted = load_checkpoint(tmp_path / "run" / "last")
+    assert grafted.config.context == "aspp"
+    state = grafted.model.state_dict()
+    assert any(k.startswith("context.") for k in state)
+    for key, value in source.state_dict().items():
+        if "running_" not in key and "num_batches" not in key:
+            torch.testing.assert_close(state[key], value, atol=1e-6, rtol=0, msg=key)
+    back = _write_config(tmp_path / "first", small_camvid,
+                         init_from=str(tmp_path / "run" / "last"))
+    with pytest.raises(ModelError, match=r"only adding a context module to a model without"):
+        train(load_train_config(back), show_progress=False)
+
+
 def test_config_errors(tmp_path: Path, small_camvid: Path) -> None:
     path = _write_config(tmp_path, small_camvid, learning_rate=1)
     with pytest.raises(ConfigError, match=r"train\.yaml: unknown train key 'learning_rate'"):
@@ -230,6 +249,14 @@ def test_default_config_parses() -> None:
     assert stage2.init_from == cfg.out_dir / "last.safetensors"
     assert held2.init_from == held.out_dir / "last.safetensors"
     assert all(getattr(stage2, k) == getattr(held2, k) for k in (*same, "seed"))
+    stage3 = load_train_config(configs / "train_default_ctx.yaml")
+    held3 = load_train_config(configs / "train_holdout_ctx.yaml")
+    assert stage3.init_from == stage2.out_dir / "averaged.safetensors"
+    assert held3.init_from == held2.out_dir / "averaged.safetensors"
+    assert stage3.model.context == "aspp" and stage3.lovasz_weight > 0
+    same3 = (*(k for k in same if k != "model"), "seed", "lovasz_weight")
+    assert stage3.model == held3.model and all(
+        getattr(stage3, k) == getattr(held3, k) for k in same3)
 
 
 def test_ddp_on_the_cpu_with_torchrun(tmp_path: Path, small_camvid: Path) -> None:

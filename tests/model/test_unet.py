@@ -78,9 +78,26 @@ def test_wrong_channel_count_says_how_to_fix() -> None:
         model(torch.randn(3, 32, 32))
 
 
+def test_aspp_context_starts_as_the_identity_and_is_in_the_path() -> None:
+    torch.manual_seed(0)
+    plain = UNet(ModelConfig(depth=2, base_channels=8)).eval()
+    ctx = UNet(ModelConfig(depth=2, base_channels=8, context="aspp")).eval()
+    missing, unexpected = ctx.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("context.") for k in missing)
+    x = torch.randn(1, 3, 37, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(ctx(x), plain(x))
+        torch.nn.init.normal_(ctx.context.fuse.weight, std=1.0)
+        assert ctx(x).shape == (1, 3, 37, 50)
+        assert float((ctx(x) - plain(x)).abs().max()) > 1e-3
+        assert ctx(torch.randn(1, 3, 3, 3)).shape == (1, 3, 3, 3)  # 1 x 1 bottleneck
+
+
 def test_config_errors_list_valid_choices() -> None:
     with pytest.raises(ModelError, match=r"unknown norm 'layer'; valid choices: batch, group"):
         ModelConfig(norm="layer")
+    with pytest.raises(ModelError, match=r"unknown context 'psp'; valid choices: none, aspp"):
+        ModelConfig(context="psp")
     with pytest.raises(ModelError, match=r"in_channels must be 3 .* or 7 .*got 4"):
         ModelConfig(in_channels=4)
     with pytest.raises(ModelError, match=r"depth must be an integer in \[1, 6\], got 9"):

@@ -1,0 +1,59 @@
+"""Losses: Dice and Lovasz-softmax against hand-computed values; ignored pixels skipped."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional
+
+from drivingseg.model.losses import dice_loss, lovasz_softmax, segmentation_loss
+
+
+def _hard(pred: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
+    """Logits that put (almost) all probability on ``pred``."""
+    return functional.one_hot(pred, 3).permute(0, 3, 1, 2).float() * scale
+
+
+def test_dice_loss_is_zero_for_a_perfect_prediction() -> None:
+    labels = torch.tensor([[[0, 1], [2, 255]]])
+    logits = _hard(labels.clamp(max=2), 50.0)
+    assert float(dice_loss(logits, labels, (1, 2))) < 1e-3
+    assert float(dice_loss(-logits, labels, (1, 2))) > 0.5
+
+
+def test_lovasz_equals_one_minus_iou_at_a_hard_prediction() -> None:
+    """At a one-hot prediction the Lovasz extension is the Jaccard loss itself.
+
+    Road: labelled at (0,1), (0,2); predicted at (0,1), (1,1) -> IoU 1/3. Car: labelled
+    at (1,0), (1,1); predicted at (1,0) -> IoU 1/2. The ignored pixel (1,2) is predicted
+    road and must not count. Loss = mean(1 - 1/3, 1 - 1/2) = 7/12.
+    """
+    labels = torch.tensor([[[0, 1, 1], [2, 2, 255]]])
+    pred = torch.tensor([[[0, 1, 0], [2, 1, 1]]])
+    got = float(lovasz_softmax(_hard(pred), labels, (1, 2)))
+    assert got == pytest.approx(7 / 12, abs=1e-5)
+    assert float(lovasz_softmax(_hard(labels.clamp(max=2)), labels, (1, 2))) < 1e-5
+
+
+def test_lovasz_skips_absent_classes_and_gives_gradients() -> None:
+    labels = torch.tensor([[[0, 1], [1, 0]]])  # no car
+    logits = torch.zeros(1, 3, 2, 2, requires_grad=True)
+    loss = lovasz_softmax(logits, labels, (1, 2))
+    assert float(loss) == pytest.approx(2 / 3, abs=1e-5)  # road probs 1/3 everywhere
+    loss.backward()
+    assert logits.grad is not None and float(logits.grad[0, 1].sum()) < 0  # raise road
+    none = torch.full((1, 2, 2), 255)
+    assert float(lovasz_softmax(logits, none, (1, 2))) == 0.0
+
+
+def test_segmentation_loss_adds_the_terms_it_is_given() -> None:
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    logits = torch.randn(2, 3, 8, 8)
+    w = torch.ones(3)
+    ce = functional.cross_entropy(logits, labels, weight=w)
+    both = segmentation_loss(logits, labels, w, dice_weight=0.5, lovasz_weight=2.0)
+    expected = (ce + 0.5 * dice_loss(logits, labels, (1, 2))
+                + 2.0 * lovasz_softmax(logits, labels, (1, 2)))
+    torch.testing.assert_close(both, expected)
+    torch.testing.assert_close(segmentation_loss(logits, labels, w, 0.0), ce)
