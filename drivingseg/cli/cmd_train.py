@@ -1,4 +1,4 @@
-"""``drivingseg train --config FILE [--resume]``: train the U-Net from a YAML config.
+"""``drivingseg train --config FILE [--resume] [--set SECTION.KEY=VALUE]``: train the U-Net.
 
 Runs on the CPU by default (``train.device``), on CUDA with AMP when configured, and on
 several GPUs or processes under ``torchrun`` (DDP from the environment variables).
@@ -25,6 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--time-limit-min", type=float, help="override train.time_limit_min")
     p.add_argument("--device", help="override train.device (cpu, cuda, cuda:1, auto)")
     p.add_argument("--out-dir", help="override out_dir")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config key, e.g. model.base_channels=24 or "
+                        "train.num_workers=3 (repeatable; VALUE is YAML)")
     p.set_defaults(func=run)
 
 
@@ -36,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from drivingseg.model.train_config import load_train_config
 
     logging.getLogger("drivingseg.model").setLevel(logging.INFO)  # epoch summaries
-    cfg = load_train_config(args.config, epochs=args.epochs, time_limit_min=args.time_limit_min,
-                            device=args.device)
+    cfg = load_train_config(args.config, args.set, epochs=args.epochs,
+                            time_limit_min=args.time_limit_min, device=args.device)
     if args.out_dir:
         cfg = replace(cfg, out_dir=Path(args.out_dir))
     summary = train(cfg, resume=args.resume)

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import open3d as o3d
 
 from drivingseg.calibration.types import FloatArray
 from drivingseg.errors import ConfigError, RecordingError
@@ -114,12 +113,21 @@ def _xyz(points: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     return xyz, finite
 
 
+def _open3d() -> Any:
+    """open3d, imported on first use: it costs ~0.9 s, and everything that imports
+    :mod:`drivingseg.fusion` without fitting a ground (training, evaluation) can skip it."""
+    import open3d
+
+    return open3d
+
+
 def _cloud(xyz: FloatArray) -> Any:
+    o3d = _open3d()
     return o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz))
 
 
 def _seed(seed: int) -> None:
-    random = getattr(o3d.utility, "random", None)
+    random = getattr(_open3d().utility, "random", None)
     if random is not None:
         random.seed(seed)
 

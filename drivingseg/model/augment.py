@@ -18,7 +18,9 @@ from torch.utils.data import Dataset
 
 from drivingseg.model.config import IGNORE_INDEX, InputSpec
 
-__all__ = ["Augmenter", "Sample", "SegmentationDataset", "normalise", "resize_sample"]
+__all__ = [
+    "Augmenter", "Sample", "SegmentationDataset", "normalise", "resize_sample", "seed_worker",
+]
 
 Image = npt.NDArray[np.uint8]
 Labels = npt.NDArray[np.uint8]
@@ -164,3 +166,19 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if sample.lidar is not None:
             x = torch.cat([x, torch.from_numpy(sample.lidar).permute(2, 0, 1).float()], dim=0)
         return x, torch.from_numpy(sample.labels.astype(np.int64))
+
+
+def seed_worker(worker_id: int) -> None:
+    """``DataLoader`` ``worker_init_fn``: give each worker process its own augmentation stream.
+
+    A forked worker inherits the main process's generator, so without this every worker
+    draws the same scales, crops and flips in the same order. torch seeds each worker as
+    ``base_seed + worker_id`` (``base_seed`` from the loader's generator), so the streams
+    are distinct and still reproducible. (OpenCV's thread count is left alone:
+    ``cv2.setNumThreads`` in a forked child deadlocks once the parent has used its pool.)
+    """
+    info = torch.utils.data.get_worker_info()
+    dataset = None if info is None else info.dataset
+    augmenter = getattr(dataset, "augmenter", None)
+    if isinstance(augmenter, Augmenter):
+        augmenter.reseed(torch.initial_seed() % 2**63)

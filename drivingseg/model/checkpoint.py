@@ -86,14 +86,19 @@ def save_checkpoint(
     *,
     half: bool = False,
 ) -> Path:
-    """Write the weights (optionally as float16) and the JSON config; returns the weights path."""
+    """Write the weights and the JSON config; returns the weights path.
+
+    ``half`` stores the parameters as float16 (half the file); buffers (batch-norm running
+    statistics) stay float32, as a running variance can pass float16's 65504 and turn inf.
+    """
     weights, meta_path = checkpoint_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     inner = getattr(model, "module", model)
+    buffers = {name for name, _ in inner.named_buffers()}
     tensors = {}
     for k, v in inner.state_dict().items():
         t = v.detach().to("cpu").contiguous()
-        tensors[k] = t.half() if half and t.is_floating_point() else t
+        tensors[k] = t.half() if half and t.is_floating_point() and k not in buffers else t
     config_json = json.dumps(config.to_dict(), sort_keys=True)
     meta = {
         "format": FORMAT,

@@ -16,6 +16,9 @@ Every layout becomes a list of :class:`LabelledFile` (image path, label path, la
 - ``plain`` (any folder with ``images/`` + ``labels/``, a label PNG of the same stem per
   image): single-channel drivingseg ids already, 0 background, 1 road, 2 car, 255 ignore;
   any other id is refused. The way to bring another dataset: convert its labels once.
+
+Images may be PNG or JPEG; labels are lossless PNG (a JPEG frame's label is looked up
+under its own suffix first, then as ``.png``).
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ def _pairs(images: Path, labels: Path, layout: str, label_name: str = "{stem}{su
             lbl = labels / f"{cat}_road_{num}{img.suffix}"
         else:
             lbl = labels / label_name.format(stem=img.stem, suffix=img.suffix)
+        if not lbl.is_file() and lbl.suffix.lower() != ".png":
+            lbl = lbl.with_suffix(".png")  # JPEG frames, lossless PNG labels
         if not lbl.is_file():
             raise RecordingError(f"no label image {lbl.name!r} for this frame", path=img)
         out.append(LabelledFile(img, lbl, layout))

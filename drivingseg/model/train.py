@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from drivingseg.errors import ModelError
-from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset
+from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset, seed_worker
 from drivingseg.model.checkpoint import (
     load_checkpoint,
     load_training_state,
@@ -246,7 +246,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None,
                         sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
-                        generator=gen, pin_memory=device.type == "cuda")
+                        generator=gen, pin_memory=device.type == "cuda",
+                        worker_init_fn=seed_worker, persistent_workers=cfg.num_workers > 0)
     total_steps = cfg.epochs * len(loader)
     t0 = time.perf_counter() - elapsed_before
     from drivingseg.cli._common import progress

@@ -11,17 +11,21 @@ checkpoint lacks (it starts as the identity). See ``configs/train_default.yaml``
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from drivingseg.errors import ModelError
 from drivingseg.fileio import read_yaml_mapping
 from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover
 
-__all__ = ["DataSource", "TrainConfig", "load_train_config"]
+__all__ = ["DataSource", "TrainConfig", "apply_sets", "load_train_config"]
 
 _TRAIN_KEYS = {
     "epochs": int, "batch_size": int, "lr": float, "weight_decay": float, "dice_weight": float,
@@ -105,10 +109,36 @@ def _source(item: object, base: Path, path: Path) -> DataSource:
     )
 
 
-def load_train_config(path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
-    """Parse a training YAML; ``overrides`` replace keys of its ``train:`` section."""
+def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: Path) -> dict[str, Any]:
+    """A copy of the parsed YAML ``raw`` with each ``section.key=VALUE`` of ``sets`` applied
+    (VALUE parsed as YAML, so ``model.base_channels=24`` sets an int); the command line's
+    way to run a variant of a config without copying the file."""
+    out = copy.deepcopy(raw)
+    for item in sets:
+        dotted, sep, text = item.partition("=")
+        keys = dotted.strip().split(".")
+        if not sep or not all(keys):
+            raise ModelError(f"--set expects SECTION.KEY=VALUE, got {item!r}", path=path)
+        node = out
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ModelError(f"--set {item!r}: {key!r} is not a section", path=path)
+            node = child
+        try:
+            node[keys[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ModelError(f"--set {item!r}: value is not valid YAML: {exc}", path=path) from exc
+    return out
+
+
+def load_train_config(
+    path: str | os.PathLike[str], sets: Sequence[str] = (), **overrides: Any
+) -> TrainConfig:
+    """Parse a training YAML; ``sets`` (``section.key=VALUE``, see :func:`apply_sets`) and
+    then ``overrides`` replace keys of its ``train:`` section."""
     p = Path(path)
-    raw = read_yaml_mapping(p, error=ModelError, what="training config")
+    raw = apply_sets(read_yaml_mapping(p, error=ModelError, what="training config"), sets, p)
     valid = {"model", "input", "data", "train", "out_dir", "seed"}
     unknown = sorted(set(raw) - valid)
     if unknown:

@@ -56,3 +56,20 @@ def test_no_ground_raises(tmp_path: Path) -> None:
         fit_ground_plane(wall)
     with pytest.raises(RecordingError, match="only 0 finite points"):
         fit_ground_plane(np.zeros((0, 4), np.float32))
+
+
+def test_open3d_is_imported_only_when_a_ground_is_fitted() -> None:
+    """Training and evaluation import the fusion package; open3d (~0.9 s) waits for use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, drivingseg.fusion, drivingseg.model.train\n"
+            "assert 'open3d' not in sys.modules, 'imported early'\n"
+            "from drivingseg.fusion.ground import fit_ground_plane\n"
+            "rng = np.random.default_rng(0)\n"
+            "pts = np.c_[rng.uniform(-20, 20, (2000, 2)), rng.normal(-1.7, 0.01, 2000)]\n"
+            "fit_ground_plane(pts)\n"
+            "assert 'open3d' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -58,6 +58,23 @@ def test_half_precision_checkpoint_loads_as_float32(tmp_path: Path, saved: tuple
         assert torch.allclose(ckpt.model(x), model(x), atol=5e-2)
 
 
+def test_half_precision_keeps_running_statistics_beyond_float16_range(
+        tmp_path: Path, saved: tuple[Path, UNet]) -> None:
+    """A trained wide model's running variance reached 1e5 (float16 overflows at 65504)."""
+    _, model = saved
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        bn.running_var[0] = 1.0e5
+        bn.running_mean[0] = 300.0
+    path = save_checkpoint(tmp_path / "h", model.eval(), CONFIG, SPEC, half=True)
+    ckpt = load_checkpoint(path)
+    state = ckpt.model.state_dict()
+    assert all(torch.isfinite(v.float()).all() for v in state.values())
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(ckpt.model.eval()(x), model(x), atol=5e-2)
+
+
 def test_wrong_input_channels_or_classes(saved: tuple[Path, UNet]) -> None:
     path, _ = saved
     with pytest.raises(ModelError, match=r"takes 3 input channels but 7 are given"):

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from drivingseg.errors import RecordingError
-from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset, resize_sample
+from drivingseg.model.augment import (
+    Augmenter,
+    Sample,
+    SegmentationDataset,
+    resize_sample,
+    seed_worker,
+)
 from drivingseg.model.config import InputSpec
 from drivingseg.model.data import camvid_sequence, discover, load_pair, read_labels
 
@@ -69,6 +75,19 @@ def test_missing_label_and_unknown_layout(tmp_path: Path, camvid_pair: tuple[Pat
     (tmp_path / "empty").mkdir()
     with pytest.raises(RecordingError, match=r"no labelled frames found"):
         discover(tmp_path / "empty")
+
+
+def test_jpeg_frames_pair_with_png_labels(tmp_path: Path, camvid_pair: tuple[Path, Path]) -> None:
+    folder = _fake_camvid(tmp_path, camvid_pair, cv2.imread(str(camvid_pair[1]), 0))
+    image = cv2.imread(str(folder / "a_1.png"))
+    cv2.imwrite(str(folder / "a_1.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (folder / "a_1.png").unlink()
+    (file,) = discover(folder)
+    assert file.image.name == "a_1.jpg" and file.label.name == "a_1.png"
+    rgb, labels = load_pair(file)
+    assert rgb.shape == (360, 480, 3)
+    np.testing.assert_array_equal(labels, read_labels(discover(camvid_pair[0].parent)[0].__class__(
+        camvid_pair[0], camvid_pair[1], "camvid")))
 
 
 def test_kitti_road_colours(kitti_road_from_camvid: Path, camvid_pair: tuple[Path, Path]) -> None:
@@ -185,3 +204,27 @@ def test_plain_layout_scores_like_the_camvid_it_was_converted_from(
     with pytest.raises(RecordingError, match=r"labels.*unknown plain ids \[7\] \(valid ids are "
                                              r"0\.\.2 and 255\)"):
         read_labels(files[0])
+
+
+def test_each_loader_worker_draws_its_own_augmentations(camvid_pair: tuple[Path, Path]) -> None:
+    """Forked workers inherit one generator; ``seed_worker`` must split it, reproducibly."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    image, labels = cv2.cvtColor(cv2.imread(str(camvid_pair[0])), cv2.COLOR_BGR2RGB), \
+        cv2.imread(str(camvid_pair[1]), 0)
+    spec = InputSpec(width=64, height=48)
+    same = [Sample(image, labels)] * 4
+
+    def batches(init: object) -> list[torch.Tensor]:
+        data = SegmentationDataset(same, spec, Augmenter(spec, scale_range=(0.6, 1.8), seed=0))
+        loader = DataLoader(data, batch_size=1, num_workers=2, worker_init_fn=init,
+                            generator=torch.Generator().manual_seed(5))
+        return [x for x, _ in loader]
+
+    plain = batches(None)  # workers 0 and 1 alternate: frames 0/1 and 2/3 come out equal
+    assert torch.equal(plain[0], plain[1]) and torch.equal(plain[2], plain[3])
+    seeded = batches(seed_worker)
+    assert not torch.equal(seeded[0], seeded[1]) and not torch.equal(seeded[2], seeded[3])
+    again = batches(seed_worker)
+    assert all(torch.equal(a, b) for a, b in zip(seeded, again, strict=True))

@@ -232,6 +232,20 @@ def test_config_errors(tmp_path: Path, small_camvid: Path) -> None:
         load_train_config(path)
 
 
+def test_set_overrides_any_key_with_a_yaml_value(tmp_path: Path, small_camvid: Path) -> None:
+    path = _write_config(tmp_path, small_camvid)
+    cfg = load_train_config(path, ["model.base_channels=6", "train.num_workers=3",
+                                   "train.scale_range=[0.5, 2]", "seed=9"], epochs=4)
+    assert cfg.model.base_channels == 6 and cfg.num_workers == 3 and cfg.seed == 9
+    assert cfg.scale_range == (0.5, 2.0) and cfg.epochs == 4
+    with pytest.raises(ConfigError, match=r"train\.yaml: --set expects SECTION\.KEY=VALUE"):
+        load_train_config(path, ["model.base_channels"])
+    with pytest.raises(ConfigError, match=r"--set 'seed\.x=1': 'seed' is not a section"):
+        load_train_config(path, ["seed.x=1"])
+    with pytest.raises(ConfigError, match=r"unknown train key 'speed'"):
+        load_train_config(path, ["train.speed=3"])
+
+
 def test_default_config_parses() -> None:
     configs = Path(__file__).resolve().parents[2] / "configs"
     cfg = load_train_config(configs / "train_default.yaml")
@@ -257,6 +271,13 @@ def test_default_config_parses() -> None:
     same3 = (*(k for k in same if k != "model"), "seed", "lovasz_weight")
     assert stage3.model == held3.model and all(
         getattr(stage3, k) == getattr(held3, k) for k in same3)
+    gpu = load_train_config(configs / "train_gpu_default.yaml")
+    gpu_held = load_train_config(configs / "train_gpu_holdout.yaml")
+    assert gpu.device == gpu_held.device == "cuda" and gpu.num_workers > 0
+    assert gpu.val_sources == () and gpu_held.val_sources == held.val_sources
+    assert gpu.train_sources == cfg.train_sources and gpu_held.train_sources == held.train_sources
+    same_gpu = tuple(k for k in same if k not in ("epochs", "time_limit_min", "average_last"))
+    assert all(getattr(gpu, k) == getattr(cfg, k) == getattr(gpu_held, k) for k in same_gpu)
 
 
 def test_ddp_on_the_cpu_with_torchrun(tmp_path: Path, small_camvid: Path) -> None:
