@@ -7,12 +7,19 @@ gets segmented. A decision for a camera frame is taken as soon as it is final:
 
 * a scan with a stamp at or after the frame's has arrived (later scans are farther), or
 * the lidar stream has passed ``frame + tolerance`` (nothing later can match), or
-* with ``lidar_min_period_ns`` set, the next scan cannot come early enough to be nearer.
+* with a lidar period bound, the next scan cannot come early enough to be nearer.
 
 The last rule lets a live node decide without waiting a whole lidar period when the scan
-arrives before the image. Messages whose stamp does not increase on their stream are
-dropped and counted as out of order; queues are bounded (``queue_size`` per stream,
-oldest dropped and counted), so memory never grows with a stalled stream.
+arrives before the image (the usual case: a scan stamped a few ms before its frame would
+otherwise hold every frame back by one lidar period, 100 ms at 10 Hz). The bound is
+``lidar_min_period_ns`` when given; with ``learn_lidar_period`` it is otherwise
+:data:`LEARNED_PERIOD_FRACTION` of the shortest interval between consecutive scans seen so
+far, once :data:`LEARN_AFTER_INTERVALS` intervals have been seen (a dropped scan only
+lengthens an interval, so the shortest one is the period; the margin covers jitter).
+
+Messages whose stamp does not increase on their stream are dropped and counted as out of
+order; queues are bounded (``queue_size`` per stream, oldest dropped and counted), so
+memory never grows with a stalled stream.
 """
 
 from __future__ import annotations
@@ -24,10 +31,19 @@ from typing import Generic, Protocol, TypeVar
 
 from drivingseg.errors import SyncError
 
-__all__ = ["DEFAULT_TOLERANCE_NS", "ApproximateTimeSync", "SyncStats", "SyncedPair", "synchronize"]
+__all__ = [
+    "DEFAULT_TOLERANCE_NS", "LEARNED_PERIOD_FRACTION", "LEARN_AFTER_INTERVALS",
+    "ApproximateTimeSync", "SyncStats", "SyncedPair", "synchronize",
+]
 
 DEFAULT_TOLERANCE_NS = 50_000_000
 """50 ms: half the period of 10 Hz sensors."""
+
+LEARN_AFTER_INTERVALS = 2
+"""Scan intervals seen before a learned lidar period bound is used."""
+
+LEARNED_PERIOD_FRACTION = 0.9
+"""The learned bound: this fraction of the shortest scan interval seen (jitter margin)."""
 
 
 class Stamped(Protocol):
@@ -79,6 +95,7 @@ class ApproximateTimeSync(Generic[C, L]):
         *,
         queue_size: int = 10,
         lidar_min_period_ns: int = 0,
+        learn_lidar_period: bool = False,
         keep_unmatched: bool = False,
     ) -> None:
         if tolerance_ns < 0:
@@ -90,8 +107,11 @@ class ApproximateTimeSync(Generic[C, L]):
         self.tolerance_ns = int(tolerance_ns)
         self.queue_size = int(queue_size)
         self.lidar_min_period_ns = int(lidar_min_period_ns)
+        self.learn_lidar_period = learn_lidar_period
         self.keep_unmatched = keep_unmatched
         self.stats = SyncStats()
+        self._shortest_interval_ns: int | None = None
+        self._intervals = 0
         self._cameras: deque[C] = deque()
         self._lidars: deque[L] = deque()
         self._last_camera_ns: int | None = None
@@ -115,6 +135,11 @@ class ApproximateTimeSync(Generic[C, L]):
         if self._last_lidar_ns is not None and scan.stamp_ns <= self._last_lidar_ns:
             self.stats.out_of_order_lidar += 1
             return []
+        if self._last_lidar_ns is not None:
+            interval = scan.stamp_ns - self._last_lidar_ns
+            shortest = self._shortest_interval_ns
+            self._shortest_interval_ns = interval if shortest is None else min(shortest, interval)
+            self._intervals += 1
         self._last_lidar_ns = scan.stamp_ns
         self._lidars.append(scan)
         out = self._drain(final=False)
@@ -129,6 +154,16 @@ class ApproximateTimeSync(Generic[C, L]):
         self.stats.unmatched_lidar += len(self._lidars)
         self._lidars.clear()
         return out
+
+    @property
+    def period_bound_ns(self) -> int:
+        """The lidar period lower bound in use (0: none, wait for the next scan)."""
+        if self.lidar_min_period_ns > 0:
+            return self.lidar_min_period_ns
+        if not self.learn_lidar_period or self._intervals < LEARN_AFTER_INTERVALS:
+            return 0
+        assert self._shortest_interval_ns is not None
+        return int(LEARNED_PERIOD_FRACTION * self._shortest_interval_ns)
 
     def _nearest(self, stamp_ns: int) -> int | None:
         """Index of the queued scan nearest ``stamp_ns`` (earlier wins a tie)."""
@@ -147,9 +182,10 @@ class ApproximateTimeSync(Generic[C, L]):
             return False
         if last >= cam_ns or last > cam_ns + self.tolerance_ns:
             return True
-        if nearest is not None and self.lidar_min_period_ns > 0:
+        bound = self.period_bound_ns
+        if nearest is not None and bound > 0:
             d = abs(self._lidars[nearest].stamp_ns - cam_ns)
-            return last + self.lidar_min_period_ns >= cam_ns + d
+            return last + bound >= cam_ns + d
         return False
 
     def _drain(self, *, final: bool) -> list[SyncedPair[C, L]]:

@@ -104,6 +104,29 @@ def test_min_period_decides_without_waiting_for_the_next_scan() -> None:
     assert len(out) == 1 and out[0].offset_ns == -3 * MS
 
 
+def test_a_learned_lidar_period_decides_frames_on_arrival() -> None:
+    """10 Hz scans stamped 3 ms before their frames: without a period bound every frame
+    waits for the next scan (one period); learned from the stream, only the first two do."""
+    waiting: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync()
+    learned: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(learn_lidar_period=True)
+    on_arrival = {id(waiting): 0, id(learned): 0}
+    pairs: dict[int, list[tuple[int, int | None]]] = {id(waiting): [], id(learned): []}
+    for k in range(10):
+        jitter_ms = (k * 7) % 3  # scan intervals of 99 and 102 ms
+        for s in (waiting, learned):
+            done = s.add_lidar(Msg((k * 100 - 3 - jitter_ms) * MS))
+            pairs[id(s)] += [(p.camera.stamp_ns, p.offset_ns) for p in done]
+            done = s.add_camera(Msg(k * 100 * MS))
+            on_arrival[id(s)] += any(p.camera.stamp_ns == k * 100 * MS for p in done)
+            pairs[id(s)] += [(p.camera.stamp_ns, p.offset_ns) for p in done]
+    assert on_arrival[id(waiting)] == 0 and on_arrival[id(learned)] == 8
+    assert learned.period_bound_ns == int(0.9 * 99 * MS)
+    assert pairs[id(learned)] == pairs[id(waiting)] + [(p.camera.stamp_ns, p.offset_ns)
+                                                       for p in waiting.flush()]
+    assert ApproximateTimeSync(lidar_min_period_ns=5 * MS,
+                               learn_lidar_period=True).period_bound_ns == 5 * MS
+
+
 def test_queues_stay_bounded_when_one_stream_stalls() -> None:
     sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(queue_size=4)
     for i in range(100):

@@ -1,7 +1,10 @@
 """``drivingseg demo``: the whole graph on the built-in synthetic drive (``launch/demo.yaml``).
 
-Runs camera and lidar sources, sync, fusion, the shipped U-Net and the latency tracker on
-a generated drive, prints the latency summary, and writes ``masks.mcap`` (open it in
+Renders the seeded synthetic drive into ``--out``/drive (KITTI raw layout), then replays it
+at the recorded 10 Hz through camera and lidar sources, sync, fusion, the shipped U-Net and
+the latency tracker (rendering takes longer than a frame period on a small CPU, so it is
+done first, not inside the graph where it would compete with inference for the CPU).
+Prints the latency summary, and writes ``masks.mcap`` (open it in
 Foxglove), ``masks/<stamp_ns>.png``, ``overlay.mp4``, ``latency.json`` and
 ``latency.csv`` into ``--out`` (default ``runs/demo``). Any argument of demo.yaml can be
 set as ``name:=value``.
@@ -10,12 +13,17 @@ set as ``name:=value``.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from drivingseg.cli.cmd_launch import add_run_options, launch
 from drivingseg.node.launch import parse_cli_arguments
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "render_drive", "run"]
+
+SYNTHETIC_FRAMES = 100
+"""Frames of the built-in synthetic drive (``--frames 0``)."""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,10 +44,29 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def render_drive(out_dir: Path, seed: int, frames: int) -> Path:
+    """Write the synthetic drive of ``seed`` (``frames`` frames, 0 = all) into a fresh
+    ``out_dir``/drive; returns the drive folder."""
+    import shutil
+
+    from drivingseg.cli._common import progress
+    from drivingseg.sensors.synthetic.writer import write_synthetic_drive
+
+    def wrap(items: Iterable[tuple[int, int]], total: int) -> Iterable[tuple[int, int]]:
+        return progress(items, total=total, desc="rendering the synthetic drive")
+
+    root = out_dir / "drive"
+    shutil.rmtree(root, ignore_errors=True)
+    return write_synthetic_drive(root, frames=frames or SYNTHETIC_FRAMES, seed=seed, workers=2,
+                                 wrap=wrap)
+
+
 def run(args: argparse.Namespace) -> int:
+    drive = render_drive(Path(args.out), args.seed, args.frames)
     arguments: dict[str, Any] = {
         "frames": args.frames, "seed": args.seed, "out_dir": args.out,
-        "weights": args.weights, "device": args.device,
+        "weights": args.weights, "device": args.device, "input": str(drive),
+        "rate": 1.0, "overflow": "drop_oldest",
     }
     arguments.update(parse_cli_arguments(args.arguments))
     return launch("demo.yaml", arguments, timeout_s=args.timeout)

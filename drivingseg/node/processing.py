@@ -45,7 +45,11 @@ class SyncNode(Node):
               min=0.0, max=10_000.0),
         Param("lidar_min_period_ms", float, 0.0,
               "lidar period lower bound: decide a frame without waiting for the next scan "
-              "(0 = off)", "ms", min=0.0, max=10_000.0),
+              "(0 = learn it, or off with learn_lidar_period false)", "ms", min=0.0,
+              max=10_000.0),
+        Param("learn_lidar_period", bool, True,
+              "without lidar_min_period_ms, bound the period by 0.9 x the shortest scan "
+              "interval seen (after 2 intervals)"),
         Param("queue_size", int, 10, "frames held per stream while waiting for a match",
               "messages", min=1, max=1000),
         Param("keep_unmatched", bool, False, "publish camera frames without a scan too"),
@@ -60,6 +64,7 @@ class SyncNode(Node):
             int(self.p["tolerance_ms"] * 1e6),
             queue_size=self.p["queue_size"],
             lidar_min_period_ns=int(self.p["lidar_min_period_ms"] * 1e6),
+            learn_lidar_period=self.p["learn_lidar_period"],
             keep_unmatched=self.p["keep_unmatched"],
         )
         self._arrived: dict[int, int] = {}

@@ -87,6 +87,10 @@ def test_cli_demo_runs_the_synthetic_drive(
     assert len(list((out / "masks").glob("*.png"))) == 3
     video = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    # Rendered first (the renderer is not in the graph), then replayed from the folder.
+    drive = next((out / "drive").glob("*/*_sync"))
+    assert len(list((drive / "image_02" / "data").glob("*.png"))) == 3
+    assert json.loads((out / "latency.json").read_text())["masks"] == 3
 
 
 def test_cli_replay_fast(
