@@ -8,6 +8,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
+
 from drivingseg.node.latency import LatencyTracker
 from drivingseg.node.launch import build_graph, load_launch
 
@@ -73,7 +75,14 @@ def test_slow_segmentation_drops_oldest_with_flat_memory(
     assert max(e2e[:-DEPTH]) <= steady_bound, (e2e, steady_bound)
     assert max(e2e) <= (DEPTH + 1) * inference + 250.0, e2e
 
-    # Memory flat: from one second in (queues full) to the end, traced memory stays level.
-    steady = [b for t, b in samples if t >= 1.0 and t <= FRAMES / 10]
+    # Memory flat: from one second in (queues full) to the end, traced memory stays level
+    # and does not climb. A lone sample can catch a frame's transient buffers (~9 MB seen
+    # on a loaded machine), so the level is the 10-90 % band; an unbounded queue would
+    # add ~10 MB a second here (6-7 frames of image, scan and fused data).
+    steady = np.array([b for t, b in samples if t >= 1.0 and t <= FRAMES / 10], dtype=float)
     assert len(steady) > 10
-    assert max(steady) - min(steady) < 10e6, (min(steady), max(steady))
+    low, high = np.percentile(steady, [10, 90])
+    assert high - low < 10e6, (low, high)
+    third = len(steady) // 3
+    climb = float(np.median(steady[-third:]) - np.median(steady[:third]))
+    assert climb < 5e6, climb
