@@ -14,7 +14,7 @@ from torch.nn import functional
 
 from drivingseg.model.config import IGNORE_INDEX
 
-__all__ = ["FOREGROUND", "dice_loss", "lovasz_softmax", "segmentation_loss"]
+__all__ = ["FOREGROUND", "dice_loss", "distillation_loss", "lovasz_softmax", "segmentation_loss"]
 
 FOREGROUND: tuple[int, ...] = (1, 2)
 """The classes the IoU-shaped terms score: road and car."""
@@ -78,3 +78,31 @@ def segmentation_loss(
     if lovasz_weight > 0:
         loss = loss + lovasz_weight * lovasz_softmax(logits, labels, FOREGROUND)
     return loss
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: list[torch.Tensor],
+    labels: torch.Tensor,
+    shift: torch.Tensor | None = None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """KL(teachers || student) per pixel, averaged over non-ignored pixels, times T^2.
+
+    The target is the mean of the teachers' softmax at temperature ``temperature`` (an
+    ensemble's probabilities). ``shift`` (the logit adjustment, ``-log(class weight)``) is
+    added to the student's scores first: a student trained with class-weighted
+    cross-entropy holds ``weight_c x p(c | x)`` there, and the teachers' saved heads are
+    already adjusted to ``p(c | x)``.
+    """
+    t = float(temperature)
+    student = student_logits.float()
+    if shift is not None:
+        student = student + shift.to(student).view(1, -1, 1, 1)
+    target = torch.stack([torch.softmax(x.float() / t, dim=1) for x in teacher_logits]).mean(0)
+    log_student = torch.log_softmax(student / t, dim=1)
+    kl = (target * (torch.log(target.clamp_min(1e-8)) - log_student)).sum(dim=1)
+    valid = labels != IGNORE_INDEX
+    if not bool(valid.any()):
+        return student.sum() * 0.0
+    return kl[valid].mean() * (t * t)

@@ -8,7 +8,9 @@ progress (``time_limit_min``), so a time-boxed run still anneals. Each epoch wri
 ``last.*`` (weights + training state for ``--resume``) and, when the validation mean IoU
 over road and car improves, ``best.*``. With ``logit_adjust`` the validation, ``best.*``
 and ``averaged.*`` use scores shifted by ``-log(class weight)`` (:func:`adjusted`;
-``last.*`` stays the raw training state). With ``average_last: K`` the end of the run
+``last.*`` stays the raw training state). With ``distill_from`` the loss adds the KL
+divergence to the teachers' mean probabilities (knowledge distillation: an ensemble's
+accuracy in one network's time). With ``average_last: K`` the end of the run
 writes ``averaged.*``, the mean weights of the last K epochs. Under ``torchrun`` the
 environment variables select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes files.
 """
@@ -43,7 +45,7 @@ from drivingseg.model.checkpoint import (
 from drivingseg.model.config import CLASS_NAMES, ModelConfig
 from drivingseg.model.data import load_pair
 from drivingseg.model.infer import Segmenter
-from drivingseg.model.losses import segmentation_loss
+from drivingseg.model.losses import distillation_loss, segmentation_loss
 from drivingseg.model.metrics import ConfusionMatrix
 from drivingseg.model.train_config import DataSource, TrainConfig
 from drivingseg.model.unet import UNet, count_parameters
@@ -150,6 +152,27 @@ def _grafted(source: UNet, config: ModelConfig, path: os.PathLike[str]) -> UNet:
     return model
 
 
+def _teachers(cfg: TrainConfig, device: torch.device, layout: torch.memory_format
+              ) -> list[UNet]:
+    """The ``distill_from`` checkpoints in eval mode on ``device``, checked against the
+    student (same input channels and classes)."""
+    teachers = []
+    for path in cfg.distill_from:
+        ckpt = load_checkpoint(path)
+        if (ckpt.config.in_channels, ckpt.config.num_classes) != (
+                cfg.model.in_channels, cfg.model.num_classes):
+            message = (f"distill_from: teacher takes {ckpt.config.in_channels} channels and "
+                       f"predicts {ckpt.config.num_classes} classes; the student "
+                       f"{cfg.model.in_channels} and {cfg.model.num_classes}")
+            raise ModelError(message, path=path)
+        model = ckpt.model.to(device).eval()
+        teachers.append(model.to(memory_format=layout))  # type: ignore[call-overload]
+    if teachers:
+        log.info("distilling from %d teachers: %s", len(teachers),
+                 [str(p) for p in cfg.distill_from])
+    return teachers
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -214,6 +237,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)  # type: ignore[call-overload]
     log.info("U-Net %s: %d parameters", cfg.model.to_dict(), count_parameters(model))
+    teachers = _teachers(cfg, device, layout)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, step, best, history = 0, 0, -1.0, []
     elapsed_before = 0.0
@@ -269,7 +293,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             x = x.contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=autocast):
                 logits = net(x)
+                with torch.no_grad():
+                    taught = [t(x) for t in teachers]
             loss = segmentation_loss(logits, y, weights, cfg.dice_weight, cfg.lovasz_weight)
+            if taught:
+                loss = loss + cfg.distill_weight * distillation_loss(
+                    logits, taught, y, shift, cfg.distill_temperature)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

@@ -6,7 +6,10 @@ optional ``include_sequences`` / ``exclude_sequences`` (CamVid file-name prefixe
 split is by drive, not by frame), or a synthetic drive ``{synthetic: {seed, frames, step}}``.
 ``init_from: CHECKPOINT`` starts from a saved model's weights (a fine-tuning stage) with
 a fresh optimiser and learning-rate schedule; the model may add a context module that the
-checkpoint lacks (it starts as the identity). See ``configs/train_default.yaml``.
+checkpoint lacks (it starts as the identity). ``distill_from: [CHECKPOINT, ...]`` adds a
+distillation term (``distill_weight``, ``distill_temperature``): the student also learns
+the mean class probabilities of these teachers on each augmented batch. See
+``configs/train_default.yaml``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ _TRAIN_KEYS = {
     "class_weight_power": float, "time_limit_min": float, "num_threads": int,
     "num_workers": int, "device": str, "amp": bool, "val_every": int, "warmup_steps": int,
     "jitter": float, "channels_last": bool, "average_last": int,
-    "logit_adjust": bool, "init_from": str,
+    "logit_adjust": bool, "init_from": str, "distill_from": list, "distill_weight": float,
+    "distill_temperature": float,
 }
 
 
@@ -82,6 +86,9 @@ class TrainConfig:
     average_last: int = 0
     logit_adjust: bool = False
     init_from: Path | None = None
+    distill_from: tuple[Path, ...] = ()
+    distill_weight: float = 0.5
+    distill_temperature: float = 1.0
     val_every: int = 1
     warmup_steps: int = 50
     jitter: float = 0.3
@@ -157,6 +164,13 @@ def load_train_config(
         if key not in _TRAIN_KEYS:
             message = f"unknown train key {key!r}; valid: {', '.join(sorted(_TRAIN_KEYS))}"
             raise ModelError(message, path=p)
+        if key == "distill_from":
+            if not isinstance(value, list) or not value:
+                message = f"train.distill_from: expected a list of checkpoints, got {value!r}"
+                raise ModelError(message, path=p)
+            paths = [Path(os.path.expandvars(str(v))) for v in value]
+            kwargs[key] = tuple(v if v.is_absolute() else base / v for v in paths)
+            continue
         if key == "init_from":
             init = Path(os.path.expandvars(str(value)))
             kwargs[key] = init if init.is_absolute() else base / init

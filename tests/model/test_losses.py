@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch.nn import functional
 
-from drivingseg.model.losses import dice_loss, lovasz_softmax, segmentation_loss
+from drivingseg.model.config import IGNORE_INDEX
+from drivingseg.model.losses import (
+    dice_loss,
+    distillation_loss,
+    lovasz_softmax,
+    segmentation_loss,
+)
 
 
 def _hard(pred: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
@@ -57,3 +63,24 @@ def test_segmentation_loss_adds_the_terms_it_is_given() -> None:
                 + 2.0 * lovasz_softmax(logits, labels, (1, 2)))
     torch.testing.assert_close(both, expected)
     torch.testing.assert_close(segmentation_loss(logits, labels, w, 0.0), ce)
+
+
+def test_distillation_is_zero_at_the_teachers_and_skips_ignored_pixels() -> None:
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 3, 4, 5)
+    labels = torch.randint(0, 3, (2, 4, 5))
+    assert float(distillation_loss(teacher, [teacher], labels)) == pytest.approx(0.0, abs=1e-6)
+    shift = torch.tensor([0.5, -0.2, 0.1])
+    shifted = teacher - shift.view(1, -1, 1, 1)  # a student's raw scores before adjustment
+    assert float(distillation_loss(shifted, [teacher], labels, shift)) == pytest.approx(
+        0.0, abs=1e-6)
+    # Two teachers: the target is their mean probability, so one of them alone is not it.
+    other = torch.randn(2, 3, 4, 5)
+    mean = torch.log(torch.stack([teacher.softmax(1), other.softmax(1)]).mean(0))
+    assert float(distillation_loss(mean, [teacher, other], labels)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distillation_loss(teacher, [teacher, other], labels)) > 0.01
+    # A pixel marked ignore does not count, however wrong the student is there.
+    wrong = teacher.clone()
+    wrong[0, :, 0, 0] = torch.tensor([50.0, -50.0, 0.0])
+    labels[0, 0, 0] = IGNORE_INDEX
+    assert float(distillation_loss(wrong, [teacher], labels)) == pytest.approx(0.0, abs=1e-6)

@@ -232,6 +232,34 @@ def test_config_errors(tmp_path: Path, small_camvid: Path) -> None:
         load_train_config(path)
 
 
+def test_distillation_from_saved_teachers(tmp_path: Path, small_camvid: Path) -> None:
+    teacher_dir = tmp_path / "teacher"
+    teacher_dir.mkdir()
+    train(load_train_config(_write_config(teacher_dir, small_camvid, epochs=1,
+                                          logit_adjust=True)), show_progress=False)
+    teacher = teacher_dir / "run" / "best.safetensors"
+    student = tmp_path / "student"
+    student.mkdir()
+    cfg = load_train_config(_write_config(student, small_camvid, epochs=2, logit_adjust=True,
+                                          distill_from=[str(teacher), str(teacher)],
+                                          distill_weight=1.0, distill_temperature=2.0))
+    assert cfg.distill_from == (teacher, teacher) and cfg.distill_temperature == 2.0
+    plain = load_train_config(_write_config(tmp_path, small_camvid, epochs=2, logit_adjust=True))
+    taught = train(cfg, show_progress=False)["history"]
+    alone = train(plain, show_progress=False)["history"]
+    assert taught[0]["loss"] > alone[0]["loss"]  # the same run with a KL term on top
+    assert (student / "run" / "last.safetensors").is_file()
+    wide = _write_config(student, small_camvid, distill_from=[str(teacher)],
+                         **{"num_threads": 1})
+    text = wide.read_text().replace('"base_channels": 4', '"base_channels": 4, "in_channels": 7')
+    wide.write_text(text)
+    with pytest.raises(ModelError, match=r"best\.safetensors: distill_from: teacher takes 3 "
+                                         r"channels and predicts 3 classes; the student 7 and 3"):
+        train(load_train_config(wide), show_progress=False)
+    with pytest.raises(ConfigError, match=r"train\.distill_from: expected a list"):
+        load_train_config(_write_config(student, small_camvid, distill_from=str(teacher)))
+
+
 def test_set_overrides_any_key_with_a_yaml_value(tmp_path: Path, small_camvid: Path) -> None:
     path = _write_config(tmp_path, small_camvid)
     cfg = load_train_config(path, ["model.base_channels=6", "train.num_workers=3",
