@@ -9,10 +9,11 @@ progress (``time_limit_min``), so a time-boxed run still anneals. Each epoch wri
 over road and car improves, ``best.*``. With ``logit_adjust`` the validation, ``best.*``
 and ``averaged.*`` use scores shifted by ``-log(class weight)`` (:func:`adjusted`;
 ``last.*`` stays the raw training state). With ``distill_from`` the loss adds the KL
-divergence to the teachers' mean probabilities (knowledge distillation: an ensemble's
-accuracy in one network's time). With ``average_last: K`` the end of the run
-writes ``averaged.*``, the mean weights of the last K epochs. Under ``torchrun`` the
-environment variables select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes files.
+divergence to the teachers' mean probabilities (knowledge distillation, which aims at an
+ensemble's accuracy in one network's time; docs/MODEL.md has what it gave here). With
+``average_last: K`` the end of the run writes ``averaged.*``, the mean weights of the last
+K epochs. Under ``torchrun`` the environment variables select DDP (NCCL on CUDA, gloo on
+the CPU); rank 0 writes files.
 """
 
 from __future__ import annotations
