@@ -13,7 +13,6 @@ set as ``name:=value``.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +48,12 @@ def render_drive(out_dir: Path, seed: int, frames: int) -> Path:
     ``out_dir``/drive; returns the drive folder."""
     import shutil
 
-    from drivingseg.cli._common import progress
-    from drivingseg.sensors.synthetic.writer import write_synthetic_drive
-
-    def wrap(items: Iterable[tuple[int, int]], total: int) -> Iterable[tuple[int, int]]:
-        return progress(items, total=total, desc="rendering the synthetic drive")
+    from drivingseg.cli.cmd_synth import write_with_progress
 
     root = out_dir / "drive"
     shutil.rmtree(root, ignore_errors=True)
-    return write_synthetic_drive(root, frames=frames or SYNTHETIC_FRAMES, seed=seed, workers=2,
-                                 wrap=wrap)
+    return write_with_progress(root, frames or SYNTHETIC_FRAMES, seed,
+                               desc="rendering the synthetic drive")
 
 
 def run(args: argparse.Namespace) -> int:

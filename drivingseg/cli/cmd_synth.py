@@ -11,7 +11,7 @@ from typing import Any
 from drivingseg.cli._common import progress
 from drivingseg.sensors.synthetic.writer import write_synthetic_drive
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "write_with_progress"]
 
 
 def add_parser(sub: Any) -> None:
@@ -37,19 +37,23 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    def wrap(items: Iterable[tuple[int, int]], total: int) -> Iterable[tuple[int, int]]:
-        return progress(items, total=total, desc="synth")
+def write_with_progress(
+    out_dir: Path, frames: int, seed: int, *, rig_path: Path | None = None, workers: int = 2,
+    desc: str = "synth",
+) -> Path:
+    """:func:`write_synthetic_drive` with a progress bar; returns the drive folder."""
 
+    def wrap(items: Iterable[tuple[int, int]], total: int) -> Iterable[tuple[int, int]]:
+        return progress(items, total=total, desc=desc)
+
+    return write_synthetic_drive(out_dir, frames=frames, seed=seed, rig_path=rig_path,
+                                 workers=workers, wrap=wrap)
+
+
+def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    drive_dir = write_synthetic_drive(
-        args.out_dir,
-        frames=args.frames,
-        seed=args.seed,
-        rig_path=args.rig,
-        workers=args.workers,
-        wrap=wrap,
-    )
+    drive_dir = write_with_progress(args.out_dir, args.frames, args.seed, rig_path=args.rig,
+                                    workers=args.workers)
     elapsed = time.perf_counter() - start
     print(f"wrote {args.frames} frames (seed {args.seed}) in {elapsed:.1f} s to {drive_dir}")
     return 0
