@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # One GPU session's checks, in one go (a lent GPU machine is held for minutes, not hours):
-#   1. benchmarks/run.py: every backend, the CUDA rows included, on an idle GPU;
-#   2. four trainings side by side on the one GPU (configs/train_gpu_*.yaml: the shipped
-#      recipe with 0006R0 held out and on every frame, at base 16 and base 24 channels),
-#      the CUDA tests of tests/model running beside them on the CPU cores left;
+#   1. benchmarks/run.py: every backend, the CUDA rows included, on an idle GPU (BENCH=0 skips);
+#   2. up to four trainings side by side on the one GPU, one per line of RUNS_FILE
+#      ("NAME CONFIG [--set SECTION.KEY=VALUE ...]"; default configs/gpu_runs/widths.txt:
+#      the shipped recipe with 0006R0 held out and on every frame, at base 16 and 24),
+#      the CUDA tests of tests/model running beside them on the CPU cores left (TESTS=0 skips);
 #   3. one tar per run (averaged weights + JSON + training state) and one of the logs in OUT.
 # Usage (repository root, ../shared/data or $DRIVINGSEG_DATA holding camvid/ and kitti_raw/;
 # CamVid may be a JPEG copy of the images beside the PNG labels, to carry less):
-#   OUT=/tmp/gpu TIME_MIN=6 bash scripts/gpu_check.sh
-# Session 6 ran it on an H200 with TIME_MIN=6 (7 min in all; docs/MODEL.md, PERFORMANCE_H200.md).
+#   OUT=/tmp/gpu TIME_MIN=6 bash scripts/gpu_check.sh [RUNS_FILE]
+# A dry run on a CPU machine: EXTRA_SETS="train.device=cpu train.amp=false" TIME_MIN=0.2
+# Session 6 ran widths.txt on an H200 with TIME_MIN=6 (7 min in all; docs/MODEL.md,
+# PERFORMANCE_H200.md); session 7 configs/gpu_runs/copy_paste.txt with BENCH=0 TESTS=0.
 # Score the runs afterwards where the original CamVid PNGs are:
 #   drivingseg eval --data ../shared/data/camvid/train --sequences 0006R0 --weights RUN/averaged
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 TIME_MIN=${TIME_MIN:-6}
+RUNS_FILE=${1:-configs/gpu_runs/widths.txt}
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT/logs" runs
@@ -26,22 +30,24 @@ export DRIVINGSEG_DATA=${DRIVINGSEG_DATA:-../shared/data}
   $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
   nproc; } 2>&1 | tee "$OUT/logs/machine.txt"
 
-echo "== benchmarks/run.py (idle GPU)"
-timeout 120 $PY benchmarks/run.py --no-compile --runs 10 --json "$OUT/logs/bench.json" \
-    --markdown "$OUT/logs/PERFORMANCE_gpu.md" > "$OUT/logs/bench.log" 2>&1
-echo "bench rc=$?"; cat "$OUT/logs/bench.log"
+if [ "${BENCH:-1}" != 0 ]; then
+    echo "== benchmarks/run.py (idle GPU)"
+    timeout 120 $PY benchmarks/run.py --no-compile --runs 10 --json "$OUT/logs/bench.json" \
+        --markdown "$OUT/logs/PERFORMANCE_gpu.md" > "$OUT/logs/bench.log" 2>&1
+    echo "bench rc=$?"; cat "$OUT/logs/bench.log"
+fi
 
 echo "== trainings, ${TIME_MIN} min each, side by side"
-declare -A RUNS=(
-    [b16_holdout]="configs/train_gpu_holdout.yaml"
-    [b16_full]="configs/train_gpu_default.yaml"
-    [b24_holdout]="configs/train_gpu_holdout.yaml --set model.base_channels=24"
-    [b24_full]="configs/train_gpu_default.yaml --set model.base_channels=24"
-)
+declare -A RUNS=()
+while read -r name args; do
+    case "$name" in ''|'#'*) continue ;; esac
+    for kv in ${EXTRA_SETS:-}; do args="$args --set $kv"; done
+    RUNS[$name]="$args"
+done < "$RUNS_FILE"
 pids=()
 for name in "${!RUNS[@]}"; do
     # shellcheck disable=SC2086  # the value holds the config and its --set options
-    timeout $((TIME_MIN * 60 + 150)) $PY -m drivingseg train --config ${RUNS[$name]} \
+    timeout "$(awk "BEGIN {print int($TIME_MIN * 60 + 150)}")" $PY -m drivingseg train --config ${RUNS[$name]} \
         --time-limit-min "$TIME_MIN" --out-dir "runs/gpu_$name" > "$OUT/logs/train_$name.log" 2>&1 &
     pids+=($!)
 done
@@ -50,21 +56,20 @@ alive=0
 for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=$((alive + 1)); done
 echo "trainings alive after 75 s: $alive of ${#pids[@]}"
 for name in "${!RUNS[@]}"; do tail -c 600 "$OUT/logs/train_$name.log" | tr '\r' '\n' | tail -3; done
-if [ "$alive" -eq 0 ]; then
-    tar -C "$OUT" -cf "$OUT/logs.tar" logs
-    exit 1
+# none alive: every run crashed (or, on a CPU dry run, already finished): no tests beside them
+if [ "${TESTS:-1}" != 0 ] && [ "$alive" -gt 0 ]; then
+    echo "== CUDA tests beside the trainings"
+    DRIVINGSEG_DATA=/nonexistent timeout 240 $PY -m pytest -q -p no:cacheprovider \
+        tests/model/test_infer.py tests/model/test_backends.py tests/model/test_unet.py \
+        > "$OUT/logs/pytest_cuda.log" 2>&1
+    echo "pytest rc=$?"; tail -5 "$OUT/logs/pytest_cuda.log"
 fi
-echo "== CUDA tests beside the trainings"
-DRIVINGSEG_DATA=/nonexistent timeout 240 $PY -m pytest -q -p no:cacheprovider \
-    tests/model/test_infer.py tests/model/test_backends.py tests/model/test_unet.py \
-    > "$OUT/logs/pytest_cuda.log" 2>&1
-echo "pytest rc=$?"; tail -5 "$OUT/logs/pytest_cuda.log"
 wait
 for name in "${!RUNS[@]}"; do
     echo "== $name"; tr '\r' '\n' < "$OUT/logs/train_$name.log" | grep -E "INFO|Error|error" | tail -4
     dir="runs/gpu_$name"
     [ -f "$dir/averaged.safetensors" ] || continue
-    if [ "${name#b24}" != "$name" ]; then  # 4.4 M parameters: float16 keeps the tar under 16 MB
+    if [ "$(stat -c %s "$dir/averaged.safetensors")" -gt 15000000 ]; then  # tars <= 16 MB
         $PY -c "import sys; from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint
 c = load_checkpoint(sys.argv[1]); save_checkpoint(sys.argv[1], c.model, c.config, c.spec, c.notes, half=True)" \
             "$dir/averaged"

@@ -36,7 +36,13 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from drivingseg.errors import ModelError
-from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset, seed_worker
+from drivingseg.model.augment import (
+    Augmenter,
+    CopyPaste,
+    Sample,
+    SegmentationDataset,
+    seed_worker,
+)
 from drivingseg.model.checkpoint import (
     load_checkpoint,
     load_training_state,
@@ -264,7 +270,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     autocast = cfg.amp  # on the CPU, bfloat16 autocast when asked (exercises the same path)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     aug = Augmenter(cfg.input, scale_range=cfg.scale_range, flip=True, jitter=cfg.jitter)
-    dataset = SegmentationDataset(train_samples, cfg.input, aug)
+    paste = None
+    if cfg.copy_paste > 0:
+        paste = CopyPaste(train_samples, CLASS_NAMES.index("car"), cfg.copy_paste)
+        log.info("copy-paste: cars of %d donor frames, probability %.2f", len(paste.donors),
+                 cfg.copy_paste)
+    dataset = SegmentationDataset(train_samples, cfg.input, aug, paste)
     sampler: DistributedSampler[Any] | None = (
         DistributedSampler(dataset, seed=cfg.seed) if distributed else None
     )

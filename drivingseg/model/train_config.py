@@ -8,7 +8,9 @@ split is by drive, not by frame), or a synthetic drive ``{synthetic: {seed, fram
 a fresh optimiser and learning-rate schedule; the model may add a context module that the
 checkpoint lacks (it starts as the identity). ``distill_from: [CHECKPOINT, ...]`` adds a
 distillation term (``distill_weight``, ``distill_temperature``): the student also learns
-the mean class probabilities of these teachers on each augmented batch. See
+the mean class probabilities of these teachers on each augmented batch.
+``copy_paste: P`` pastes the cars of another augmented training frame onto a sample with
+probability P (:class:`drivingseg.model.augment.CopyPaste`). See
 ``configs/train_default.yaml``.
 """
 
@@ -37,7 +39,7 @@ _TRAIN_KEYS = {
     "num_workers": int, "device": str, "amp": bool, "val_every": int, "warmup_steps": int,
     "jitter": float, "channels_last": bool, "average_last": int,
     "logit_adjust": bool, "init_from": str, "distill_from": list, "distill_weight": float,
-    "distill_temperature": float,
+    "distill_temperature": float, "copy_paste": float,
 }
 
 
@@ -89,6 +91,7 @@ class TrainConfig:
     distill_from: tuple[Path, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 1.0
+    copy_paste: float = 0.0
     val_every: int = 1
     warmup_steps: int = 50
     jitter: float = 0.3
@@ -179,6 +182,9 @@ def load_train_config(
             kwargs[key] = _TRAIN_KEYS[key](value)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"train.{key}: invalid value {value!r}", path=p) from exc
+    if not 0.0 <= kwargs.get("copy_paste", 0.0) <= 1.0:
+        raise ModelError(f"train.copy_paste: {kwargs['copy_paste']!r} is not a probability in "
+                         "[0, 1]", path=p)
     out_dir = Path(os.path.expandvars(str(raw.get("out_dir", "runs/unet"))))
     return TrainConfig(
         model=ModelConfig.from_dict(raw.get("model") or {}, p),

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from drivingseg.errors import RecordingError
+from drivingseg.errors import ModelError, RecordingError
 from drivingseg.model.augment import (
     Augmenter,
+    CopyPaste,
     Sample,
     SegmentationDataset,
     resize_sample,
@@ -169,6 +170,32 @@ def test_flip_moves_image_and_labels_together(camvid_pair: tuple[Path, Path]) ->
         np.testing.assert_array_equal(out.image, ref)
         seen.add(flipped)
     assert seen == {True, False}
+
+
+def test_copy_paste_puts_a_donor_frames_cars_on_a_sample(camvid_root: Path) -> None:
+    """Real frames: the donor's car pixels (image and label) replace the sample's, in place."""
+    files = [f for f in discover(camvid_root / "train") if camvid_sequence(f.image) == "0006R0"]
+    pairs = [load_pair(f) for f in files[::10]]
+    cars = [int(np.count_nonzero(lbl == 2)) for _, lbl in pairs]
+    d, r = int(np.argmax(cars)), int(np.argmin(cars))
+    assert cars[d] > 5000 > cars[r], cars
+    samples = [Sample(*pairs[r]), Sample(*pairs[d])]
+    spec = InputSpec(width=160, height=120)
+    still = Augmenter(spec, scale_range=(1.0, 1.0), flip=False, jitter=0.0)
+    paste = CopyPaste(samples, class_id=2, probability=1.0, min_pixels=5000)
+    assert paste.donors == [1]  # the frame without (enough) cars lends none
+    base, donor = resize_sample(samples[0], spec), resize_sample(samples[1], spec)
+    out = paste(base, still)
+    mask = donor.labels == 2
+    np.testing.assert_array_equal(out.labels, np.where(mask, 2, base.labels))
+    np.testing.assert_array_equal(out.image, np.where(mask[..., None], donor.image, base.image))
+    assert np.count_nonzero(out.labels == 2) > np.count_nonzero(base.labels == 2) + 100
+    assert CopyPaste(samples, 2, probability=0.0)(base, still) is base
+    data = SegmentationDataset(samples, spec, Augmenter(spec, seed=1), CopyPaste(samples, 2, 0.5))
+    pasted = sum(int((data[0][1] == 2).sum()) > 100 for _ in range(20))
+    assert 3 <= pasted <= 17, pasted  # about half the draws
+    with pytest.raises(ModelError, match=r"copy-paste probability 1\.5 is not in \[0, 1\]"):
+        CopyPaste(samples, 2, 1.5)
 
 
 def test_dataset_tensors(camvid_pair: tuple[Path, Path]) -> None:

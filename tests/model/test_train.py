@@ -81,10 +81,10 @@ def test_train_writes_checkpoints_and_resumes(tmp_path: Path, small_camvid: Path
 def test_cpu_bfloat16_channels_last_training_saves_a_usable_checkpoint(
     tmp_path: Path, small_camvid: Path,
 ) -> None:
-    """amp on the CPU (bfloat16 autocast) with channels-last memory, as the shipped config."""
+    """amp on the CPU (bfloat16 autocast) with channels-last memory and car copy-paste."""
     cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=2, amp=True,
-                                          channels_last=True))
-    assert cfg.amp and cfg.channels_last
+                                          channels_last=True, copy_paste=0.5))
+    assert cfg.amp and cfg.channels_last and cfg.copy_paste == 0.5
     summary = train(cfg, show_progress=False)
     assert summary["steps"] == 2
     ckpt = load_checkpoint(tmp_path / "run" / "last")
@@ -229,6 +229,10 @@ def test_config_errors(tmp_path: Path, small_camvid: Path) -> None:
         load_train_config(tmp_path / "missing.yaml")
     path.write_text("data: {train: [{pth: x}]}")
     with pytest.raises(ConfigError, match=r"a data source needs 'path: DIR'"):
+        load_train_config(path)
+    path = _write_config(tmp_path, small_camvid, copy_paste=2)
+    with pytest.raises(ConfigError, match=r"train\.yaml: train\.copy_paste: 2\.0 is not a "
+                                         r"probability"):
         load_train_config(path)
 
 
