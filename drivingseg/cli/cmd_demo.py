@@ -35,7 +35,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--frames", type=int, default=30, help="frames to run (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic drive seed (default 0)")
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    parser.add_argument("--weights", default="default", help="model checkpoint")
+    parser.add_argument("--weights", default="default",
+                        help="model checkpoint: default, ensemble or a path")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("arguments", nargs="*", metavar="name:=value",
                         help="further demo.yaml arguments")

@@ -40,7 +40,8 @@ def add_parser(subparsers: Any) -> None:
                         help="end S seconds after the recording start (default: the end)")
     parser.add_argument("--frames", type=int, default=0, help="stop after N frames (0 = all)")
     parser.add_argument("--out", default="runs/replay", help="output folder (default runs/replay)")
-    parser.add_argument("--weights", default="default", help="model checkpoint")
+    parser.add_argument("--weights", default="default",
+                        help="model checkpoint: default, ensemble or a path")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add_recording_args(parser)
     parser.add_argument("arguments", nargs="*", metavar="name:=value",

@@ -28,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="labelled folder (CamVid, KITTI road/semantics, synthetic drive) or "
                         "KITTI object folder with label_2/")
     p.add_argument("--weights", default="default",
-                   help="checkpoint (.safetensors beside its .json) or 'default' (shipped)")
+                   help="checkpoint (.safetensors beside its .json), ensemble manifest (.json), "
+                   "'default' (shipped) or 'ensemble' (3 shipped networks, ~3x the time)")
     p.add_argument("--out", required=True, help="report folder (created; files replaced)")
     p.add_argument("--ray", metavar="auto|ADDRESS",
                    help="run on Ray: 'auto' starts a local instance, or a cluster address")

@@ -143,7 +143,8 @@ class CopyPaste:
     position in the picture, so pasted cars stay on the road band, at plausible sizes.
     Cars are a few percent of CamVid's pixels: this shows the network more of them, in new
     surroundings, without new data. Measured on held-out CamVid it did not raise car IoU
-    (docs/MODEL.md, session 7), so every shipped config leaves it off.
+    (docs/MODEL.md, session 7), so the config files leave it off; one member of the
+    shipped ensemble was trained with it.
     """
 
     def __init__(self, samples: list[Sample], class_id: int, probability: float,

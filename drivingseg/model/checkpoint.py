@@ -7,7 +7,9 @@ cannot run code. Every problem (missing or truncated file, wrong channel or clas
 a config that does not match the tensors) raises :class:`ModelError` naming the file.
 
 Training state for ``--resume`` (optimizer moments, step, RNG) is a second pair,
-``name.state.safetensors`` + ``name.state.json``.
+``name.state.safetensors`` + ``name.state.json``. A ``name.json`` of format
+``drivingseg-ensemble/1`` (:mod:`drivingseg.model.ensemble`) lists member checkpoints
+instead; :func:`load_checkpoint` loads it as one :class:`~drivingseg.model.ensemble.Ensemble`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from drivingseg.errors import ModelError
 from drivingseg.fileio import write_atomic
 from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, InputSpec, ModelConfig
+from drivingseg.model.ensemble import ENSEMBLE_FORMAT, Ensemble, member_paths
 from drivingseg.model.unet import UNet
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "Checkpoint",
     "checkpoint_paths",
     "default_weights",
+    "ensemble_weights",
     "load_checkpoint",
     "load_training_state",
     "resolve_weights",
@@ -41,13 +45,15 @@ __all__ = [
 
 FORMAT = "drivingseg-unet/1"
 DEFAULT_WEIGHTS_NAME = "unet_rgb"
+ENSEMBLE_WEIGHTS_NAME = "unet_rgb_ensemble"
 
 
 @dataclass
 class Checkpoint:
-    """A loaded model with what it needs to be used: classes, input size, notes."""
+    """A loaded model (one U-Net or an ensemble of them) with what it needs to be used:
+    classes, input size, notes."""
 
-    model: UNet
+    model: UNet | Ensemble
     config: ModelConfig
     spec: InputSpec
     classes: tuple[str, ...] = CLASS_NAMES
@@ -68,9 +74,16 @@ def default_weights() -> Path:
     return Path(__file__).resolve().parents[1] / "weights" / f"{DEFAULT_WEIGHTS_NAME}.safetensors"
 
 
+def ensemble_weights() -> Path:
+    """The shipped ensemble manifest (``drivingseg/weights/unet_rgb_ensemble.json``)."""
+    return default_weights().with_name(f"{ENSEMBLE_WEIGHTS_NAME}.json")
+
+
 def resolve_weights(name: str | os.PathLike[str]) -> Path:
-    """``'default'`` -> the shipped weights; anything else is a path."""
-    return default_weights() if str(name) == "default" else Path(name)
+    """``'default'`` -> the shipped weights, ``'ensemble'`` -> the shipped ensemble;
+    anything else is a path."""
+    shipped = {"default": default_weights, "ensemble": ensemble_weights}.get(str(name))
+    return shipped() if shipped is not None else Path(name)
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -121,9 +134,10 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         raise ModelError(message, path=meta_path) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"checkpoint config is not valid JSON: {exc}", path=meta_path) from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
         got = meta.get("format") if isinstance(meta, dict) else meta
-        message = f"not a drivingseg checkpoint config: format is {got!r}, expected {FORMAT!r}"
+        message = (f"not a drivingseg checkpoint config: format is {got!r}, expected {FORMAT!r} "
+                   f"or {ENSEMBLE_FORMAT!r}")
         raise ModelError(message, path=meta_path)
     return meta
 
@@ -145,9 +159,13 @@ def load_checkpoint(
     num_classes: int | None = None,
     device: str | torch.device = "cpu",
 ) -> Checkpoint:
-    """Load and check a checkpoint; ``in_channels`` / ``num_classes`` say what the caller needs."""
+    """Load and check a checkpoint or an ensemble manifest; ``in_channels`` / ``num_classes``
+    say what the caller needs."""
     weights, meta_path = checkpoint_paths(resolve_weights(path))
     meta = _read_meta(meta_path)
+    if meta["format"] == ENSEMBLE_FORMAT:
+        return load_ensemble(meta, meta_path, in_channels=in_channels, num_classes=num_classes,
+                             device=device)
     config = ModelConfig.from_dict(meta.get("model"), meta_path)
     spec = InputSpec.from_dict(meta.get("input"), meta_path)
     classes = tuple(str(c) for c in meta.get("classes", ()))
@@ -191,6 +209,42 @@ def load_checkpoint(
     notes = meta.get("notes", {})
     return Checkpoint(model, config, spec, classes, notes if isinstance(notes, dict) else {},
                       weights)
+
+
+def load_ensemble(
+    meta: dict[str, Any],
+    manifest: Path,
+    *,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Checkpoint:
+    """The ensemble of a parsed manifest: every member loaded (errors name the manifest and
+    the member) and checked to share the input size, normalisation and classes."""
+    members: list[Checkpoint] = []
+    for i, member in enumerate(member_paths(meta, manifest)):
+        try:
+            ckpt = load_checkpoint(member, in_channels=in_channels, num_classes=num_classes,
+                                   device=device)
+        except ModelError as exc:
+            raise ModelError(f"ensemble member {i} ({member.name!r}): {exc}",
+                             path=manifest) from exc
+        if isinstance(ckpt.model, Ensemble):
+            raise ModelError(f"ensemble member {i} ({member.name!r}) is itself an ensemble; "
+                             "list its members instead", path=manifest)
+        members.append(ckpt)
+    first = members[0]
+    for i, ckpt in enumerate(members[1:], start=1):
+        if (ckpt.spec, ckpt.classes) != (first.spec, first.classes):
+            message = (f"ensemble member {i} takes input {ckpt.spec!r} with classes "
+                       f"{ckpt.classes!r}, member 0 {first.spec!r} with {first.classes!r}; "
+                       "members must share input size, normalisation and classes")
+            raise ModelError(message, path=manifest)
+    unets = [m.model for m in members if isinstance(m.model, UNet)]
+    model = Ensemble(unets).to(device).eval()
+    notes = meta.get("notes", {})
+    return Checkpoint(model, model.config, first.spec, first.classes,
+                      notes if isinstance(notes, dict) else {}, manifest)
 
 
 def save_training_state(

@@ -34,6 +34,7 @@ from drivingseg.errors import ModelError
 from drivingseg.fileio import write_atomic
 from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
 from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
+from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.infer import fuse_batch_norm
 from drivingseg.model.unet import UNet
 
@@ -64,7 +65,8 @@ class NormalisedUNet(nn.Module):
     scale: torch.Tensor
     shift: torch.Tensor
 
-    def __init__(self, model: UNet, spec: InputSpec, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model: UNet | Ensemble, spec: InputSpec,
+                 dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.model, self.dtype = model, dtype
         std = torch.tensor(spec.std, dtype=torch.float32)

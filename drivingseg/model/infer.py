@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -30,10 +31,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
 from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
+from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.unet import UNet
 
 __all__ = ["COMPILE_BACKENDS", "RunOptions", "Segmentation", "Segmenter", "check_frame",
            "cpu_has_native_bf16", "fuse_batch_norm"]
+
+_Model = TypeVar("_Model", bound=nn.Module)
 
 COMPILE_BACKENDS = ("off", "inductor", "cudagraphs", "aot_eager", "eager")
 """``RunOptions.compile`` values: off, or the ``torch.compile`` backend to use."""
@@ -56,8 +60,9 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return False
 
 
-def fuse_batch_norm(model: UNet) -> UNet:
-    """Fold each eval-mode BatchNorm into the conv before it (same outputs, less work)."""
+def fuse_batch_norm(model: _Model) -> _Model:
+    """Fold each eval-mode BatchNorm into the conv before it (same outputs, less work);
+    a U-Net or an ensemble of them."""
     model.eval()
     for seq in model.modules():
         if not isinstance(seq, nn.Sequential):
@@ -151,8 +156,8 @@ class Segmenter:
         return obj
 
     def _setup(
-        self, model: UNet, config: ModelConfig, spec: InputSpec, classes: tuple[str, ...],
-        fp16: bool | None, options: RunOptions | None = None,
+        self, model: UNet | Ensemble, config: ModelConfig, spec: InputSpec,
+        classes: tuple[str, ...], fp16: bool | None, options: RunOptions | None = None,
     ) -> None:
         self.options = options or RunOptions()
         self.options.check(self.device)

@@ -51,6 +51,7 @@ from drivingseg.model.checkpoint import (
 )
 from drivingseg.model.config import CLASS_NAMES, ModelConfig
 from drivingseg.model.data import load_pair
+from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.infer import Segmenter
 from drivingseg.model.losses import distillation_loss, segmentation_loss
 from drivingseg.model.metrics import ConfusionMatrix
@@ -135,8 +136,13 @@ def _initial_state(cfg: TrainConfig) -> UNet:
     assert cfg.init_from is not None
     ckpt = load_checkpoint(cfg.init_from)
     model = ckpt.model
+    if isinstance(model, Ensemble):
+        message = ("init_from: this is an ensemble manifest; a training starts from one "
+                   "network (name one of its members), an ensemble can be a teacher "
+                   "(distill_from)")
+        raise ModelError(message, path=cfg.init_from)
     if ckpt.config != cfg.model:
-        model = _grafted(ckpt.model, cfg.model, cfg.init_from)
+        model = _grafted(model, cfg.model, cfg.init_from)
     saved = ckpt.notes.get("logit_adjustment")
     if isinstance(saved, list) and len(saved) == cfg.model.num_classes:
         return adjusted(model, -torch.tensor(saved, dtype=torch.float32))
@@ -160,7 +166,7 @@ def _grafted(source: UNet, config: ModelConfig, path: os.PathLike[str]) -> UNet:
 
 
 def _teachers(cfg: TrainConfig, device: torch.device, layout: torch.memory_format
-              ) -> list[UNet]:
+              ) -> list[UNet | Ensemble]:
     """The ``distill_from`` checkpoints in eval mode on ``device``, checked against the
     student (same input channels and classes)."""
     teachers = []

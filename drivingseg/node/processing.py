@@ -172,7 +172,8 @@ class SegmentationNode(Node):
     type_name = "segmentation"
     description = "U-Net road/car segmentation"
     parameters: ClassVar[tuple[Param, ...]] = (
-        Param("weights", str, "default", "checkpoint ('default' = the shipped weights)"),
+        Param("weights", str, "default", "checkpoint or ensemble manifest ('default' = the "
+              "shipped weights, 'ensemble' = the shipped 3-network ensemble, ~3x the time)"),
         Param("device", str, "auto", "where to run (auto = CUDA when present)",
               choices=("auto", "cpu", "cuda")),
         Param("fp16", str, "auto", "half precision: float16 on CUDA, bfloat16 on the CPU "
@@ -229,7 +230,7 @@ class SegmentationNode(Node):
             fp16 = cpu_has_native_bf16()
         weights = self.p["weights"]
         path = resolve_weights(weights)
-        if weights == "default" and not path.is_file():
+        if weights in ("default", "ensemble") and not path.is_file():
             message = (
                 f"the shipped weights are missing ({path}); train them with 'drivingseg train "
                 "configs/train_default.yaml' or set weights:=PATH to a checkpoint"

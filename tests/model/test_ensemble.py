@@ -1,0 +1,162 @@
+"""Ensembles: the mean of the members' probabilities, manifests on disk, the shipped one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from drivingseg.errors import ModelError
+from drivingseg.model.checkpoint import (
+    Checkpoint,
+    checkpoint_paths,
+    default_weights,
+    ensemble_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
+from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.ensemble import Ensemble, save_ensemble
+from drivingseg.model.evaluate import evaluate
+from drivingseg.model.infer import Segmenter
+from drivingseg.model.unet import UNet
+from drivingseg.sensors.decode import read_image_rgb
+
+SHIPPED = default_weights().parent
+
+
+def _frame_at_input_size(camvid_pair: tuple[Path, Path], spec: InputSpec) -> np.ndarray:
+    """A real CamVid frame already at the model's input size, so no resizing separates the
+    ensemble's output from its members'."""
+    image = read_image_rgb(camvid_pair[0])
+    return np.ascontiguousarray(cv2.resize(image, (spec.width, spec.height),
+                                           interpolation=cv2.INTER_AREA))
+
+
+def _copy_member(name: str, folder: Path) -> Path:
+    for src in checkpoint_paths(SHIPPED / name):
+        shutil.copy(src, folder / src.name)
+    return folder / f"{name}.safetensors"
+
+
+def test_ensemble_probabilities_are_the_members_mean(camvid_pair: tuple[Path, Path]) -> None:
+    def ensemble_of(*names: str) -> Checkpoint:
+        members = [load_checkpoint(SHIPPED / n).model for n in names]
+        first = load_checkpoint(SHIPPED / names[0])
+        unets = [m for m in members if isinstance(m, UNet)]
+        return Checkpoint(Ensemble(unets), first.config, first.spec, first.classes)
+
+    spec = load_checkpoint("default").spec
+    frame = _frame_at_input_size(camvid_pair, spec)
+    pa = Segmenter(SHIPPED / "unet_rgb")(frame).probs
+    pb = Segmenter(SHIPPED / "unet_rgb_gpu")(frame).probs
+    assert pa is not None and pb is not None
+    assert (pa.argmax(axis=0) != pb.argmax(axis=0)).sum() > 100  # the members really differ
+    both = Segmenter(ensemble_of("unet_rgb", "unet_rgb_gpu"))(frame)
+    assert both.probs is not None
+    np.testing.assert_allclose(both.probs, (pa + pb) / 2, atol=2e-5)
+    np.testing.assert_array_equal(both.class_ids, ((pa + pb) / 2).argmax(axis=0))
+    one = Segmenter(ensemble_of("unet_rgb"))(frame)
+    assert one.probs is not None
+    np.testing.assert_allclose(one.probs, pa, atol=2e-5)
+
+
+def test_shipped_ensemble_on_real_frames(small_camvid: Path) -> None:
+    ckpt = load_checkpoint("ensemble")
+    assert isinstance(ckpt.model, Ensemble) and len(ckpt.model.members) == 3
+    assert ckpt.path == ensemble_weights() and ckpt.classes == ("background", "road", "car")
+    assert "77.29" in ckpt.notes["held_out_check"]
+    single = evaluate(small_camvid / "val", weights="default")
+    three = evaluate(small_camvid / "val", weights="ensemble")
+    assert three["frames"] == single["frames"] == 3
+    for name in ("road", "car"):  # frames every shipped member trained on: all score high
+        assert three["per_class"][name]["iou"] > 0.85, three["per_class"]
+
+
+def test_manifest_round_trip_keeps_relative_paths(tmp_path: Path) -> None:
+    folder = tmp_path / "set"
+    folder.mkdir()
+    members = [_copy_member(n, folder) for n in ("unet_rgb", "unet_rgb_gpu")]
+    manifest = save_ensemble(folder / "pair", members, {"why": "test"})
+    assert manifest == folder / "pair.json"
+    meta = json.loads(manifest.read_text())
+    assert meta["members"] == ["unet_rgb.safetensors", "unet_rgb_gpu.safetensors"]
+    moved = shutil.copytree(folder, tmp_path / "moved")
+    ckpt = load_checkpoint(moved / "pair")
+    assert isinstance(ckpt.model, Ensemble) and ckpt.notes == {"why": "test"}
+    assert ckpt.path == moved / "pair.json"
+
+
+def test_bad_manifests_are_refused_naming_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "set"
+    folder.mkdir()
+    member = _copy_member("unet_rgb", folder)
+    manifest = folder / "ens.json"
+    manifest.write_text(json.dumps({"format": "drivingseg-ensemble/1",
+                                    "members": ["unet_rgb.safetensors", "gone.safetensors"]}))
+    with pytest.raises(ModelError, match=r"ens\.json: ensemble member 1 \('gone\.safetensors'\)"
+                                         r": .*gone\.json: checkpoint config .* not found"):
+        load_checkpoint(manifest)
+    manifest.write_text(json.dumps({"format": "drivingseg-ensemble/1", "members": []}))
+    with pytest.raises(ModelError, match=r"ens\.json: ensemble 'members' must be a non-empty"):
+        load_checkpoint(manifest)
+    ckpt = load_checkpoint(member)
+    other = save_checkpoint(folder / "small", ckpt.model, ckpt.config,
+                            InputSpec(width=256, height=192))
+    with pytest.raises(ModelError, match=r"ensemble member 1 takes input .*width=256.* members "
+                                         r"must share input size"):
+        save_ensemble(folder / "mixed", [member, other])
+    assert not (folder / "mixed.json").exists()  # refused before writing
+    nested = save_ensemble(folder / "one", [member])
+    with pytest.raises(ModelError, match=r"member 0 \('one\.json'\) is itself an ensemble"):
+        save_ensemble(folder / "nested", [nested])
+    with pytest.raises(ModelError, match=r"checkpoint takes 3 input channels but 7 are given"):
+        load_checkpoint(nested, in_channels=7)
+    lidar = UNet(ModelConfig(depth=2, base_channels=4, in_channels=7))
+    assert isinstance(ckpt.model, UNet)
+    with pytest.raises(ModelError, match=r"members differ in \(input channels, classes\): "
+                                         r"\[\(3, 3\), \(7, 3\)\]"):
+        Ensemble([ckpt.model, lidar])
+    with pytest.raises(ModelError, match=r"at least one member"):
+        Ensemble([])
+
+
+def test_ensemble_exports_to_onnx_with_the_same_classes(camvid_pair: tuple[Path, Path]) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from drivingseg.model.backends import OnnxSegmenter
+    from drivingseg.model.export import onnx_bytes
+
+    ckpt = load_checkpoint("ensemble")
+    frame = read_image_rgb(camvid_pair[0])
+    ours = Segmenter(ckpt)(frame, probabilities=False).class_ids
+    theirs = OnnxSegmenter(onnx_bytes(ckpt), ("CPUExecutionProvider",))(
+        frame, probabilities=False).class_ids
+    assert (ours == theirs).mean() > 0.999
+
+
+def test_an_ensemble_teaches_but_does_not_start_a_training(tmp_path: Path,
+                                                           small_camvid: Path) -> None:
+    from drivingseg.model.train import train
+    from drivingseg.model.train_config import load_train_config
+
+    cfg = {
+        "out_dir": "run", "seed": 1, "model": {"depth": 2, "base_channels": 4},
+        "input": {"width": 48, "height": 32},
+        "data": {"train": [{"path": str(small_camvid / "val")}]},
+        "train": {"epochs": 1, "batch_size": 2, "num_threads": 2, "warmup_steps": 1,
+                  "distill_from": [str(ensemble_weights())]},
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(json.dumps(cfg))
+    summary = train(load_train_config(path), show_progress=False)
+    assert summary["steps"] == 1 and np.isfinite(summary["history"][0]["loss"])
+    cfg["train"] = {"epochs": 1, "batch_size": 2, "init_from": str(ensemble_weights())}
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match=r"unet_rgb_ensemble\.json: init_from: this is an "
+                                         r"ensemble manifest"):
+        train(load_train_config(path), show_progress=False)
