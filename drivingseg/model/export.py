@@ -55,7 +55,7 @@ OPSET = 17
 INPUT_LAYOUT = "image: N x H x W x 3 uint8 RGB (normalised inside the graph)"
 METADATA_KEYS = ("format", "classes", "mean", "std", "in_channels", "input_width",
                  "input_height", "training_input", "input_layout", "dynamic", "fp16",
-                 "model_config", "drivingseg_version")
+                 "model_config", "networks", "drivingseg_version")
 FORMAT = "drivingseg-onnx/1"
 
 
@@ -116,6 +116,7 @@ def _metadata(ckpt: Checkpoint, height: int, width: int, dynamic: bool, fp16: bo
         "dynamic": json.dumps(dynamic),
         "fp16": json.dumps(fp16),
         "model_config": json.dumps(ckpt.config.to_dict(), sort_keys=True),
+        "networks": str(len(ckpt.model.members) if isinstance(ckpt.model, Ensemble) else 1),
         "drivingseg_version": __version__,
     }
 

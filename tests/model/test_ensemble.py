@@ -134,9 +134,11 @@ def test_ensemble_exports_to_onnx_with_the_same_classes(camvid_pair: tuple[Path,
     ckpt = load_checkpoint("ensemble")
     frame = read_image_rgb(camvid_pair[0])
     ours = Segmenter(ckpt)(frame, probabilities=False).class_ids
-    theirs = OnnxSegmenter(onnx_bytes(ckpt), ("CPUExecutionProvider",))(
-        frame, probabilities=False).class_ids
+    onnx_seg = OnnxSegmenter(onnx_bytes(ckpt), ("CPUExecutionProvider",))
+    theirs = onnx_seg(frame, probabilities=False).class_ids
     assert (ours == theirs).mean() > 0.999
+    props = onnx_seg.session.get_modelmeta().custom_metadata_map
+    assert props["networks"] == "3"
 
 
 def test_an_ensemble_teaches_but_does_not_start_a_training(tmp_path: Path,
