@@ -194,6 +194,9 @@ class SegmentationNode(Node):
               choices=("off", "inductor", "cudagraphs", "aot_eager", "eager")),
         Param("cuda_graph", bool, False, "torch: capture the forward as a CUDA graph at the "
               "fixed input size (CUDA only)"),
+        Param("trace", bool, True, "torch: run a frozen TorchScript trace of the network (one "
+              "call per frame, so other nodes' Python threads do not stall it layer by layer; "
+              "ignored when compile is set)"),
         Param("car_probability", bool, True, "publish the car class probability with each mask "
               "(region proposals score their boxes with it)"),
         Param("extra_delay_ms", float, 0.0, "test only: added to every inference (overload)",
@@ -239,7 +242,9 @@ class SegmentationNode(Node):
         backend = self.p["backend"]
         options = RunOptions(channels_last=self.p["channels_last"] and backend == "torch",
                              pin_memory=self.p["pin_memory"], compile=self.p["compile"],
-                             cuda_graph=self.p["cuda_graph"])
+                             cuda_graph=self.p["cuda_graph"],
+                             trace=self.p["trace"] and backend == "torch"
+                             and self.p["compile"] == "off")
         providers = self.p["providers"].split(",")
         if backend == "torch":
             try:
@@ -273,6 +278,25 @@ class SegmentationNode(Node):
         log.info("%s: %s with %s on %s, input %dx%d", self.name, path.name, backend,
                  device if backend == "torch" else ",".join(providers),
                  self.segmenter.spec.width, self.segmenter.spec.height)
+        self._warm_up()
+
+    def _warm_up(self, calls: int = 2) -> None:
+        """Run the network on blank frames before the first real one: the first calls pay
+        for the trace's optimisation, allocator and kernel set-up (~30-100 ms here), which
+        would otherwise make the first frames late and back the graph up behind them."""
+        import numpy as np
+
+        from drivingseg.model.config import LIDAR_CHANNELS
+
+        seg = self.segmenter
+        h, w = seg.spec.height, seg.spec.width
+        blank = np.zeros((h, w, 3), dtype=np.uint8)
+        lidar = np.zeros((h, w, LIDAR_CHANNELS), dtype=np.float32) if seg.config.uses_lidar \
+            else None
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            seg(blank, lidar, probabilities=False, class_prob=self.car_index)
+        log.info("%s: warmed up in %.0f ms", self.name, 1e3 * (time.perf_counter() - t0))
 
     def on_fused(self, msg: FusedInput) -> None:
         t0 = time.perf_counter_ns()

@@ -174,7 +174,11 @@ def test_node_torch_options_and_their_errors(tmp_path: Path, tiny_weights: Path)
     graph = _setup(_segmentation_launch(tmp_path, weights=str(tiny_weights), device="cpu",
                                         channels_last="true", pin_memory="true"))
     node = next(n for n in graph.nodes if isinstance(n, SegmentationNode))
-    assert node.segmenter.options == RunOptions(channels_last=True, pin_memory=True)
+    assert node.segmenter.options == RunOptions(channels_last=True, pin_memory=True, trace=True)
+    untraced = _setup(_segmentation_launch(tmp_path, weights=str(tiny_weights), device="cpu",
+                                           compile="eager"))
+    node = next(n for n in untraced.nodes if isinstance(n, SegmentationNode))
+    assert node.segmenter.options == RunOptions(channels_last=True, compile="eager")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"seg\.yaml: node 'seg' \(segmentation\): "
                            r"parameter 'cuda_graph': CUDA graph capture needs a CUDA device"):

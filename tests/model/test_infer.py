@@ -149,6 +149,25 @@ def test_bfloat16_channels_last_on_the_cpu_agrees_with_float32(
     np.testing.assert_array_equal(fast.class_ids, out.class_ids)
 
 
+def test_traced_forward_matches_eager_on_a_real_frame(camvid_pair: tuple[Path, Path]) -> None:
+    """``trace``: the frozen TorchScript trace computes what the eager model does, in float32
+    and in the node's bfloat16 + channels-last, for one network and for an ensemble."""
+    image, _ = load_pair(LabelledFile(*camvid_pair, "camvid"))
+    for weights, fp16 in (("default", False), ("default", True), ("ensemble", True)):
+        options = RunOptions(channels_last=fp16)
+        eager = Segmenter(weights, fp16=fp16, options=options)
+        traced = Segmenter(weights, fp16=fp16, options=RunOptions(channels_last=fp16,
+                                                                   trace=True))
+        assert isinstance(traced._forward, torch.jit.ScriptModule), "torch lost jit.trace?"
+        a, b = eager(image), traced(image)
+        assert a.probs is not None and b.probs is not None
+        assert (a.class_ids != b.class_ids).mean() < 1e-3, weights
+        assert float(np.abs(a.probs - b.probs).max()) < (0.05 if fp16 else 1e-4)
+    with pytest.raises(ModelError, match=r"trace and compile 'inductor' both replace the eager "
+                                         r"forward; choose one"):
+        Segmenter("default", options=RunOptions(trace=True, compile="inductor"))
+
+
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
     with_bf16 = tmp_path / "a"
     with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")

@@ -1,0 +1,104 @@
+"""Segmentation beside a busy Python thread: eager torch, the TorchScript trace, onnxruntime.
+
+The streaming node runs every node in a thread of one process. Eager PyTorch takes the GIL
+back after each layer; when another thread is running Python it waits up to the
+interpreter's switch interval (5 ms) each time. This times ``segmenter(frame)`` on one real
+KITTI frame (the shipped weights at their input size, the node's CPU settings: bfloat16
+where the CPU has it, channels-last) alone and with one pure-Python thread beside it, for
+each way to run the network, in the same run; ratios are against eager alone.
+
+    python benchmarks/bench_gil.py [--runs 9] [--weights default] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from drivingseg.model.backends import make_segmenter
+from drivingseg.model.infer import RunOptions, cpu_has_native_bf16
+
+REPO = Path(__file__).resolve().parents[1]
+FRAME = Path("kitti_raw/2011_09_26/2011_09_26_drive_0000_sync/image_02/data/0000000000.png")
+
+
+def median_ms(call: Callable[[], object], runs: int) -> float:
+    call()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def beside_python(call: Callable[[], object], runs: int) -> float:
+    """``median_ms`` while another thread runs a pure-Python loop."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        x = 0
+        while not stop.is_set():
+            for i in range(1000):
+                x += i
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        return median_ms(call, runs)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9, help="timed calls per figure")
+    parser.add_argument("--weights", default="default", help="default, ensemble or a path")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    args = parser.parse_args()
+    data = Path(os.environ.get("DRIVINGSEG_DATA", REPO.parent / "shared" / "data"))
+    image = cv2.imread(str(data / FRAME))
+    if image is None:
+        print(f"skipped: real KITTI frame not found at {data / FRAME} (set DRIVINGSEG_DATA)")
+        return 0
+    frame = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    half = cpu_has_native_bf16()
+    ways = {
+        "torch eager": make_segmenter(args.weights, fp16=half,
+                                      options=RunOptions(channels_last=True)),
+        "torch trace (node default)": make_segmenter(
+            args.weights, fp16=half, options=RunOptions(channels_last=True, trace=True)),
+        "onnxruntime": make_segmenter(args.weights, backend="onnxruntime"),
+    }
+    rows = []
+    base = 0.0
+    for name, seg in ways.items():
+        def call(s: object = seg) -> object:
+            return s(frame, probabilities=False, class_prob=2)  # type: ignore[operator]
+
+        alone = median_ms(call, args.runs)
+        busy = beside_python(call, max(3, args.runs // 2))
+        base = base or alone
+        rows.append({"way": name, "alone_ms": round(alone, 1), "beside_python_ms": round(busy, 1),
+                     "alone_ratio": round(alone / base, 2), "beside_ratio": round(busy / base, 2)})
+        print(f"{name:28s} alone {alone:7.1f} ms ({alone / base:.2f}x)   beside a Python thread "
+              f"{busy:7.1f} ms ({busy / base:.2f}x)", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"weights": args.weights, "bfloat16": half,
+                                         "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
