@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session's checks, in one go (a lent GPU machine is held for minutes, not hours):
-#   1. benchmarks/run.py: every backend, the CUDA rows included, on an idle GPU (BENCH=0 skips);
+#   1. benchmarks/run.py: every backend, the CUDA rows included, on an idle GPU, for the
+#      default weights and the shipped ensemble (BENCH=0 skips);
 #   2. up to four trainings side by side on the one GPU, one per line of RUNS_FILE
 #      ("NAME CONFIG [--set SECTION.KEY=VALUE ...]"; default configs/gpu_runs/widths.txt:
 #      the shipped recipe with 0006R0 held out and on every frame, at base 16 and 24),
@@ -35,6 +36,9 @@ if [ "${BENCH:-1}" != 0 ]; then
     timeout 120 $PY benchmarks/run.py --no-compile --runs 10 --json "$OUT/logs/bench.json" \
         --markdown "$OUT/logs/PERFORMANCE_gpu.md" > "$OUT/logs/bench.log" 2>&1
     echo "bench rc=$?"; cat "$OUT/logs/bench.log"
+    timeout 150 $PY benchmarks/run.py --no-compile --runs 10 --weights ensemble \
+        --json "$OUT/logs/bench_ensemble.json" > "$OUT/logs/bench_ensemble.log" 2>&1
+    echo "bench ensemble rc=$?"; grep -E "fps" "$OUT/logs/bench_ensemble.log"
 fi
 
 echo "== trainings, ${TIME_MIN} min each, side by side"

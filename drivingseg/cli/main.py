@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from drivingseg.cli import (
         cmd_convert,
         cmd_demo,
+        cmd_ensemble,
         cmd_eval,
         cmd_export,
         cmd_fuse,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_eval,
         cmd_report,
         cmd_export,
+        cmd_ensemble,
     ):
         module.add_parser(sub)
     return parser

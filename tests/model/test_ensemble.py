@@ -162,3 +162,23 @@ def test_an_ensemble_teaches_but_does_not_start_a_training(tmp_path: Path,
     with pytest.raises(ModelError, match=r"unet_rgb_ensemble\.json: init_from: this is an "
                                          r"ensemble manifest"):
         train(load_train_config(path), show_progress=False)
+
+
+def test_cli_writes_a_manifest_or_one_error_line(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from drivingseg.cli.main import main
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    members = [str(_copy_member(n, folder)) for n in ("unet_rgb", "unet_rgb_gpu")]
+    assert main(["ensemble", str(folder / "pair.json"), *members,
+                 "--note", "held_out_check=none"]) == 0
+    assert "2 networks, input 384x288" in capsys.readouterr().out
+    ckpt = load_checkpoint(folder / "pair.json")
+    assert isinstance(ckpt.model, Ensemble) and ckpt.notes == {"held_out_check": "none"}
+    assert main(["ensemble", str(folder / "bad.json"), members[0], str(folder / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json: ensemble member 1 ('nope.safetensors')" in err and "not found" in err
+    assert not (folder / "bad.json").exists()
+    assert main(["ensemble", str(folder / "x.json"), members[0], "--note", "novalue"]) == 2
+    assert "--note expects KEY=TEXT, got 'novalue'" in capsys.readouterr().err
