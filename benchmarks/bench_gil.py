@@ -15,31 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+from run import FRAME, REPO, median_s  # benchmarks/run.py, beside this script
 
 from drivingseg.model.backends import make_segmenter
 from drivingseg.model.infer import RunOptions, cpu_has_native_bf16
 
-REPO = Path(__file__).resolve().parents[1]
-FRAME = Path("kitti_raw/2011_09_26/2011_09_26_drive_0000_sync/image_02/data/0000000000.png")
-
 
 def median_ms(call: Callable[[], object], runs: int) -> float:
-    call()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_s(call, runs, warmup=1)
 
 
 def beside_python(call: Callable[[], object], runs: int) -> float:

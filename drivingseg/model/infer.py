@@ -16,8 +16,8 @@ a no-op on the CPU), ``compile`` with a ``torch.compile`` backend, ``cuda_graph`
 where other nodes' threads run Python beside the network: eager PyTorch takes the GIL
 back after each layer and waits up to the interpreter's switch interval (5 ms) each
 time another thread holds it, while the trace runs the whole network in one call.
-Measured on 2 cores (shipped model, bfloat16, KITTI frame): eager 42 ms alone and 679 ms
-beside one pure-Python thread; traced 34 ms and 87 ms.
+Measured on 2 cores (``benchmarks/bench_gil.py``: shipped model, bfloat16, KITTI frame):
+both ~43 ms alone; beside one pure-Python thread eager 539-941 ms, traced 164-266 ms.
 """
 
 from __future__ import annotations
