@@ -1,8 +1,9 @@
 """Inference backends side by side: frames per second and ratios against torch eager.
 
 For each input size (the shipped model's own, and the full KITTI frame 1242 x 375) and each
-backend (torch eager, torch channels-last, torch bfloat16 + channels-last (the streaming
-node's CPU default where the CPU has native bfloat16), torch compiled with inductor,
+backend (torch eager, torch channels-last, torch bfloat16 + channels-last, the same as a
+frozen TorchScript trace (the streaming node's CPU default where the CPU has native
+bfloat16), torch compiled with inductor,
 onnxruntime; on a GPU also torch CUDA fp16, with a CUDA graph, and onnxruntime's CUDA
 provider where installed), two
 figures, both medians over ``--runs`` timed calls after warm-up:
@@ -123,6 +124,9 @@ def run(args: argparse.Namespace, frame: np.ndarray) -> list[Row]:
             ("torch channels-last", partial(torch_segmenter, w, width, height, "cpu", False, cl)),
             ("torch bfloat16 + channels-last",
              partial(torch_segmenter, w, width, height, "cpu", True, cl)),
+            ("torch bfloat16 + channels-last + trace",
+             partial(torch_segmenter, w, width, height, "cpu", True,
+                     RunOptions(channels_last=True, trace=True))),
         ]
         if args.compile:
             configs.append(("torch compiled (inductor)",
