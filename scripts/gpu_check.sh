@@ -26,6 +26,12 @@ if [ -n "${DRIVINGSEG_DATA:-}" ] && [ ! -e ../shared/data ]; then
     mkdir -p ../shared && ln -s "$(realpath "$DRIVINGSEG_DATA")" ../shared/data
 fi
 export DRIVINGSEG_DATA=${DRIVINGSEG_DATA:-../shared/data}
+# Fail in seconds, not after the 75 s start check, when a dependency is missing there
+# (the device's plain `pip` installs elsewhere: `python3 -m pip install --no-deps .whl/*.whl`).
+if ! $PY -c "import drivingseg.cli.main, drivingseg.model.train" 2> "$OUT/logs/import.log"; then
+    tail -3 "$OUT/logs/import.log"; echo "drivingseg does not import here; install its wheels first"
+    exit 3
+fi
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"

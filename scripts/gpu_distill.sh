@@ -11,8 +11,10 @@
 set -u
 OUT=${OUT:-/tmp/gpu_distill}
 mkdir -p "$OUT"
+set -o pipefail
 OUT="$OUT/teachers" TIME_MIN=${TEACHER_MIN:-4.5} BENCH=0 TESTS=0 \
-    bash scripts/gpu_check.sh configs/gpu_runs/distill_teachers.txt | grep -E "^==|averaged the"
+    bash scripts/gpu_check.sh configs/gpu_runs/distill_teachers.txt | grep -E "^==|averaged the|import"
+[ "${PIPESTATUS[0]}" -eq 3 ] && exit 3
 tar -C "$OUT/teachers" -cf "$OUT/teacher_logs.tar" logs
 rm -rf "$OUT/teachers"
 OUT="$OUT" TIME_MIN=${STUDENT_MIN:-5.5} BENCH=0 TESTS=0 \
