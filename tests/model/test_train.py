@@ -10,7 +10,7 @@ import torch
 
 from drivingseg.errors import ConfigError, ModelError
 from drivingseg.model.augment import SegmentationDataset
-from drivingseg.model.checkpoint import load_checkpoint
+from drivingseg.model.checkpoint import default_weights, ensemble_weights, load_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.losses import segmentation_loss
 from drivingseg.model.train import (
@@ -310,6 +310,13 @@ def test_default_config_parses() -> None:
     assert gpu.train_sources == cfg.train_sources and gpu_held.train_sources == held.train_sources
     same_gpu = tuple(k for k in same if k not in ("epochs", "time_limit_min", "average_last"))
     assert all(getattr(gpu, k) == getattr(cfg, k) == getattr(gpu_held, k) for k in same_gpu)
+    kd = load_train_config(configs / "train_default_kd_ens.yaml")
+    kd_held = load_train_config(configs / "train_holdout_kd_ens.yaml")
+    assert kd.distill_from[0].resolve() == ensemble_weights()  # the shipped ensemble teaches
+    assert kd.init_from is not None and kd.init_from.resolve() == default_weights()
+    assert kd.train_sources == cfg.train_sources and kd_held.train_sources == held.train_sources
+    same_kd = (*same, "seed", "distill_weight", "distill_temperature")
+    assert all(getattr(kd, k) == getattr(kd_held, k) for k in same_kd)
 
 
 def test_ddp_on_the_cpu_with_torchrun(tmp_path: Path, small_camvid: Path) -> None:
