@@ -22,6 +22,7 @@ both ~43 ms alone; beside one pure-Python thread eager 539-941 ms, traced 164-26
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import TypeVar
@@ -44,6 +45,7 @@ __all__ = ["COMPILE_BACKENDS", "RunOptions", "Segmentation", "Segmenter", "check
            "cpu_has_native_bf16", "fuse_batch_norm"]
 
 _Model = TypeVar("_Model", bound=nn.Module)
+log = logging.getLogger(__name__)
 
 COMPILE_BACKENDS = ("off", "inductor", "cudagraphs", "aot_eager", "eager")
 """``RunOptions.compile`` values: off, or the ``torch.compile`` backend to use."""
@@ -210,7 +212,6 @@ class Segmenter:
         of ``torch.compile``, which needs a C++ compiler and ~25 s per size here; the trace
         needs neither, so it stays while torch has it (its warnings are silenced), and a
         torch without it gets the eager model and a log line."""
-        import logging
         import warnings
 
         self.model.eval()
@@ -221,8 +222,7 @@ class Segmenter:
                 traced = torch.jit.trace(self.model, self._input, check_trace=False)
                 frozen: nn.Module = torch.jit.freeze(traced)
         except (AttributeError, RuntimeError) as exc:
-            logging.getLogger(__name__).warning("trace failed (%s); running the eager model",
-                                                exc)
+            log.warning("trace failed (%s); running the eager model", exc)
             return self.model
         return frozen
 

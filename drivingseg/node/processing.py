@@ -235,8 +235,8 @@ class SegmentationNode(Node):
         path = resolve_weights(weights)
         if weights in ("default", "ensemble") and not path.is_file():
             message = (
-                f"the shipped weights are missing ({path}); train them with 'drivingseg train "
-                "configs/train_default.yaml' or set weights:=PATH to a checkpoint"
+                f"the shipped weights are missing ({path}); reinstall drivingseg, train them "
+                "(docs/MODEL.md) or set weights:=PATH to a checkpoint or ensemble manifest"
             )
             raise self.config_error(message, "weights")
         backend = self.p["backend"]

@@ -155,8 +155,12 @@ def test_an_ensemble_teaches_but_does_not_start_a_training(tmp_path: Path,
     }
     path = tmp_path / "train.yaml"
     path.write_text(json.dumps(cfg))
-    summary = train(load_train_config(path), show_progress=False)
-    assert summary["steps"] == 1 and np.isfinite(summary["history"][0]["loss"])
+    taught = train(load_train_config(path), show_progress=False)["history"][0]["loss"]
+    alone_cfg = {**cfg, "out_dir": "alone", "train": {
+        k: v for k, v in cfg["train"].items() if k != "distill_from"}}  # type: ignore[attr-defined]
+    path.write_text(json.dumps(alone_cfg))
+    alone = train(load_train_config(path), show_progress=False)["history"][0]["loss"]
+    assert np.isfinite(taught) and taught > alone  # the same step with the KL to the ensemble
     cfg["train"] = {"epochs": 1, "batch_size": 2, "init_from": str(ensemble_weights())}
     path.write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match=r"unet_rgb_ensemble\.json: init_from: this is an "

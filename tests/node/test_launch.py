@@ -174,5 +174,6 @@ def test_missing_shipped_weights_say_how_to_train(
     graph = build_graph(load_launch("demo"))
     with pytest.raises(ConfigError, match=r"demo\.yaml: node 'segmentation' \(segmentation, in "
                        r"pipeline\.yaml\): parameter 'weights': the shipped weights are missing "
-                       r".*drivingseg train configs/train_default\.yaml"):
+                       r".*reinstall drivingseg, train them \(docs/MODEL\.md\) "
+                       r"or set weights:=PATH"):
         graph.setup()
