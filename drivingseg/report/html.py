@@ -1,8 +1,9 @@
 """The self-contained HTML page of ``drivingseg report``.
 
-One file, nothing outside it: inline CSS, a few lines of inline script, and every image
-embedded as a ``data:`` URI (plots as PNG, gallery panels as JPEG: photo panels are about
-five times smaller that way), so the page can be mailed, archived or opened offline.
+One file, nothing outside it: inline CSS, a few lines of inline script (both kept in
+``assets/`` beside this module), and every image embedded as a ``data:`` URI (plots as
+PNG, gallery panels as JPEG: photo panels are about five times smaller that way), so the
+page can be mailed, archived or opened offline.
 Every string that comes from the data is escaped.
 
 The ``<body>`` carries ``data-report-status``: ``"loading"`` until the window's load
@@ -14,11 +15,13 @@ event, then ``"ok"``, ``"broken-images:N"`` (N images failed to decode) or
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+from importlib import resources
 from typing import Any
 
 import cv2
@@ -35,78 +38,11 @@ _PANEL_MAX_WIDTH_PX = 480
 _PANEL_JPEG_QUALITY = 85
 _NONE = "–"
 
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
- color:#1d2330;background:#f4f6f9}
-main{max-width:1320px;margin:0 auto;padding:16px 24px 48px}
-h1{font-size:24px;margin:8px 0 4px}h2{font-size:19px;margin:0 0 10px}h3{font-size:15px;margin:6px 0}
-section{background:#fff;border:1px solid #dde2ea;border-radius:8px;padding:14px 18px;margin:14px 0}
-nav a{margin-right:12px;color:#2d5fa8;text-decoration:none}
-table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
-th,td{border-bottom:1px solid #e3e7ee;padding:3px 10px;text-align:right;white-space:nowrap}
-th{background:#eef1f6;font-weight:600}td.t,th.t{text-align:left}
-td.path{max-width:520px;overflow:hidden;text-overflow:ellipsis}
-table.sortable th{cursor:pointer;user-select:none}
-table.sortable th[data-dir=asc]::after{content:" \\25B2"}
-table.sortable th[data-dir=desc]::after{content:" \\25BC"}
-.scroll{max-height:560px;overflow:auto;border:1px solid #e3e7ee}
-.scroll thead th{position:sticky;top:0}
-#frames-table th{white-space:normal;vertical-align:bottom}
-#frames-table td,#frames-table th{padding:3px 7px}
-.muted{color:#6b7385}.absent{color:#6b7385;font-style:italic}
-.summary{display:flex;flex-wrap:wrap;gap:8px}
-.chip{background:#eef3fb;border:1px solid #cbd8ee;border-radius:6px;padding:6px 10px}
-.chip b{display:block;font-size:18px}.chip span{font-size:12px;color:#4a5468}
-.plots{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-.plots img{max-width:100%;border:1px solid #e3e7ee}
-.item{margin:10px 0 18px}.panels{display:flex;flex-wrap:wrap;gap:8px}
-.panels figure{margin:0;flex:1 1 0;min-width:180px;max-width:400px}
-.panels img{display:block;width:100%;image-rendering:auto}
-figcaption{font-size:12px;color:#4a5468;text-align:center}
-.failures{border:2px solid #c62828;background:#fff5f5}.failures h2{color:#b71c1c}
-.banner{background:#c62828;color:#fff;padding:8px 14px;border-radius:6px;margin:10px 0}
-.banner a{color:#fff}code{font-size:12px;word-break:break-all}
-"""
 
-_STATUS_JS = """
-window.onerror = function (message) {
-  document.body.dataset.reportStatus = 'script-error: ' + message;
-};
-window.addEventListener('load', function () {
-  if ((document.body.dataset.reportStatus || '').indexOf('script-error') === 0) return;
-  var broken = 0;
-  for (var i = 0; i < document.images.length; i++) {
-    var img = document.images[i];
-    if (!(img.complete && img.naturalWidth > 0)) broken++;
-  }
-  document.body.dataset.reportStatus = broken ? 'broken-images:' + broken : 'ok';
-});
-"""
-
-_SORT_JS = """
-document.querySelectorAll('table.sortable').forEach(function (table) {
-  table.querySelectorAll('thead th').forEach(function (th, col) {
-    th.addEventListener('click', function () {
-      var asc = th.dataset.dir !== 'asc';
-      table.querySelectorAll('thead th').forEach(function (h) { delete h.dataset.dir; });
-      th.dataset.dir = asc ? 'asc' : 'desc';
-      var num = th.dataset.type === 'num', body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      rows.sort(function (a, b) {
-        var x = a.cells[col], y = b.cells[col];
-        if (num) {
-          var fx = parseFloat(x.dataset.v), fy = parseFloat(y.dataset.v);
-          if (isNaN(fx) || isNaN(fy)) return (isNaN(fx) ? 1 : 0) - (isNaN(fy) ? 1 : 0);
-          return asc ? fx - fy : fy - fx;
-        }
-        var c = x.textContent.localeCompare(y.textContent);
-        return asc ? c : -c;
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
-    });
-  });
-});
-"""
+@functools.cache
+def _asset(name: str) -> str:
+    """The text of a file in ``drivingseg/report/assets`` (the page's CSS and scripts)."""
+    return resources.files("drivingseg.report").joinpath("assets", name).read_text("utf-8")
 
 
 @dataclass(frozen=True)
@@ -491,8 +427,8 @@ def build_html(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>drivingseg report {escape(str(report.get('created_utc', '')))}</title>",
-        f"<style>{_CSS}</style></head>",
-        f'<body data-report-status="loading"><script>{_STATUS_JS}</script><main>',
+        "<style>" + _asset("report.css") + "</style></head>",
+        '<body data-report-status="loading"><script>' + _asset("status.js") + "</script><main>",
         _header(report),
         f"<nav>{nav}</nav>",
         _summary(report),
@@ -505,7 +441,7 @@ def build_html(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str
         _frames(report, figures),
         _gallery(report, gallery),
         _failures(report),
-        f"</main><script>{_SORT_JS}</script></body></html>",
+        "</main><script>" + _asset("sort.js") + "</script></body></html>",
     ]
     return "\n".join(parts) + "\n"
 
