@@ -4,12 +4,15 @@ Both models train from scratch (smp: ``encoder_weights=None``) for the same epoc
 the same CamVid frames at the same input size with the same loop, loss (median-frequency
 weighted cross-entropy + Dice), optimiser, schedule, augmentation and seed; then both are
 scored on the held-out sequence (default 0006R0) at the labels' own size, and their CPU
-inference time per frame (model forward at the input size, batch 1) is measured.
+inference time per frame (model forward at the input size, batch 1) is measured in float32
+and in bfloat16 with channels-last memory (what the node runs on a CPU with native
+bfloat16). The input size defaults to the shipped model's; training uses the shipped
+recipe's bfloat16 autocast and channels-last memory unless ``--no-amp``.
 
 smp needs torchvision and timm, which drivingseg must not depend on: run this from a
 separate virtualenv that has them plus drivingseg (see docs/MODEL.md)::
 
-    /work/smpvenv/bin/python benchmarks/bench_unet_vs_smp.py --epochs 2 --json out.json
+    /work/smpvenv/bin/python benchmarks/bench_unet_vs_smp.py --epochs 4 --json out.json
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch.nn import functional
 from torch.utils.data import DataLoader
 
 from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset, normalise
+from drivingseg.model.checkpoint import checkpoint_paths, default_weights
 from drivingseg.model.config import CLASS_NAMES, InputSpec, ModelConfig
 from drivingseg.model.data import camvid_sequence, discover, load_pair
 from drivingseg.model.losses import segmentation_loss
@@ -57,13 +61,16 @@ def _train(model: nn.Module, samples: list[Sample], spec: InputSpec, args: argpa
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     total, step = args.epochs * len(loader), 0
     t0 = time.perf_counter()
-    model.train()
+    layout = torch.channels_last if args.amp else torch.contiguous_format
+    model.to(memory_format=layout).train()
     for epoch in range(args.epochs):
         aug.reseed(args.seed * 1000 + epoch)
         for x, y in loader:
             for g in opt.param_groups:
                 g["lr"] = args.lr * min(1.0, (step + 1) / 20) * (1 - step / total) ** 0.9
-            loss = segmentation_loss(model(x), y, weights, 0.5)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp):
+                logits = model(x.contiguous(memory_format=layout))
+            loss = segmentation_loss(logits.float(), y, weights, 0.5)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -75,7 +82,7 @@ def _train(model: nn.Module, samples: list[Sample], spec: InputSpec, args: argpa
 def _score(model: nn.Module, samples: list[Sample], spec: InputSpec) -> dict[str, Any]:
     import cv2
 
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     cm = ConfusionMatrix()
     for s in samples:
         small = np.asarray(cv2.resize(s.image, (spec.width, spec.height),
@@ -88,17 +95,25 @@ def _score(model: nn.Module, samples: list[Sample], spec: InputSpec) -> dict[str
 
 
 @torch.inference_mode()
-def _time_ms(model: nn.Module, spec: InputSpec, runs: int) -> float:
-    model.eval()
-    x = torch.randn(1, 3, spec.height, spec.width)
-    for _ in range(3):
-        model(x)
+def _time_ms(model: nn.Module, spec: InputSpec, runs: int, *, bf16: bool = False) -> float:
+    """Median forward time at batch 1; ``bf16``: bfloat16 autocast, channels-last."""
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    model.to(memory_format=layout).eval()
+    x = torch.randn(1, 3, spec.height, spec.width).contiguous(memory_format=layout)
     times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        model(x)
-        times.append(1000 * (time.perf_counter() - t))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for i in range(runs + 3):
+            t = time.perf_counter()
+            model(x)
+            if i >= 3:
+                times.append(1000 * (time.perf_counter() - t))
     return statistics.median(times)
+
+
+def _shipped_input() -> tuple[int, int]:
+    """Width and height of the shipped default model's input."""
+    meta = json.loads(checkpoint_paths(default_weights())[1].read_text())
+    return int(meta["input"]["width"]), int(meta["input"]["height"])
 
 
 def main() -> int:
@@ -106,8 +121,11 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "camvid")
     p.add_argument("--val-sequence", default="0006R0")
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--width", type=int, default=256)
-    p.add_argument("--height", type=int, default=192)
+    width, height = _shipped_input()
+    p.add_argument("--width", type=int, default=width, help=f"input width (default {width})")
+    p.add_argument("--height", type=int, default=height, help=f"input height (default {height})")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="train with bfloat16 autocast and channels-last (default: on)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--limit", type=int, help="use only the first N training frames")
@@ -137,13 +155,15 @@ def main() -> int:
     }
     results: dict[str, Any] = {
         "torch": torch.__version__, "smp": smp.__version__, "threads": args.threads,
-        "input": [spec.width, spec.height], "epochs": args.epochs, "train_frames": len(train),
+        "input": [spec.width, spec.height], "epochs": args.epochs, "amp": args.amp,
+        "train_frames": len(train),
         "val_frames": len(val), "val_sequence": args.val_sequence, "models": {},
     }
     for name, model in models.items():
         train_s = _train(model, train, spec, args)
         row = {"parameters": count_parameters(model), "train_s": round(train_s, 1),
-               **_score(model, val, spec), "cpu_ms_per_frame": _time_ms(model, spec, args.runs)}
+               **_score(model, val, spec), "cpu_ms_per_frame": _time_ms(model, spec, args.runs),
+               "cpu_ms_per_frame_bf16": _time_ms(model, spec, args.runs, bf16=True)}
         results["models"][name] = row
         print(name, json.dumps(row), flush=True)
     if args.json:
