@@ -313,7 +313,9 @@ def test_default_config_parses() -> None:
     kd = load_train_config(configs / "train_default_kd_ens.yaml")
     kd_held = load_train_config(configs / "train_holdout_kd_ens.yaml")
     assert kd.distill_from[0].resolve() == ensemble_weights()  # the shipped ensemble teaches
-    assert kd.init_from is not None and kd.init_from.resolve() == default_weights()
+    stage2 = default_weights().with_name("unet_rgb_cpu.safetensors")  # what stage 3 restarts
+    assert kd.init_from is not None and kd.init_from.resolve() == stage2
+    assert stage2.name in json.loads(ensemble_weights().read_text())["members"]
     assert kd.train_sources == cfg.train_sources and kd_held.train_sources == held.train_sources
     same_kd = (*same, "seed", "distill_weight", "distill_temperature")
     assert all(getattr(kd, k) == getattr(kd_held, k) for k in same_kd)
