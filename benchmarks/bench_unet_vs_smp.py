@@ -12,7 +12,7 @@ recipe's bfloat16 autocast and channels-last memory unless ``--no-amp``.
 smp needs torchvision and timm, which drivingseg must not depend on: run this from a
 separate virtualenv that has them plus drivingseg (see docs/MODEL.md)::
 
-    /work/smpvenv/bin/python benchmarks/bench_unet_vs_smp.py --epochs 4 --json out.json
+    /work/smpvenv/bin/python benchmarks/bench_unet_vs_smp.py --epochs 8 --json out.json
 """
 
 from __future__ import annotations
