@@ -13,9 +13,13 @@ from tqdm import tqdm
 from drivingseg.sensors.base import Recording
 from drivingseg.sensors.open import open_recording
 
-__all__ = ["add_recording_args", "open_from_args", "progress"]
+__all__ = ["TTA_CHOICES", "add_recording_args", "add_tta_argument", "open_from_args", "progress"]
 
 T = TypeVar("T")
+
+TTA_CHOICES = ("off", "flip", "multiscale")
+"""The names of ``drivingseg.model.config.TTA_PRESETS``, here so that building the parser
+does not import torch (a test keeps the two equal)."""
 
 
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
@@ -31,6 +35,16 @@ def add_recording_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-topic", help="bag: camera topic (default: the only one)")
     parser.add_argument("--lidar-topic", help="bag: PointCloud2 topic (default: the only one)")
     parser.add_argument("--camera-info-topic", help="bag: CameraInfo topic (default: the only one)")
+
+
+def add_tta_argument(parser: argparse.ArgumentParser) -> None:
+    """``--tta``: test-time augmentation of an offline scoring command."""
+    parser.add_argument(
+        "--tta", choices=TTA_CHOICES, default="off",
+        help="average over views of each frame: off (default), flip (the frame and its mirror, "
+             "2x the time) or multiscale (input x 0.5 ... 1.75 in steps of 0.25, each mirrored: "
+             "12 views, ~17x the time); offline only",
+    )
 
 
 def open_from_args(path: str | Path, args: argparse.Namespace) -> Recording:

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from drivingseg.cli._common import progress
+from drivingseg.cli._common import add_tta_argument, progress
 
 __all__ = ["add_parser", "run"]
 
@@ -34,15 +34,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--fp16", choices=("auto", "on", "off"), default="auto",
                    help="half precision: float16 on CUDA, bfloat16 on the CPU (auto: on CUDA "
                         "only; 'on' scores what the streaming node runs on a bfloat16 CPU)")
+    add_tta_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from drivingseg.model.config import tta_preset
     from drivingseg.model.evaluate import evaluate, format_report
 
     report = evaluate(args.data, args.weights, device=args.device, limit=args.limit,
                       sequences=tuple(args.sequences),
                       fp16=None if args.fp16 == "auto" else args.fp16 == "on",
+                      tta=tta_preset(args.tta),
                       wrap=lambda items, n: progress(items, total=n, desc="eval"))
     print(format_report(report))
     if args.json_out:

@@ -12,7 +12,7 @@ import argparse
 import shlex
 from typing import Any
 
-from drivingseg.cli._common import progress
+from drivingseg.cli._common import add_tta_argument, progress
 
 __all__ = ["add_parser", "command_line", "format_summary", "run"]
 
@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="show the K worst frames (default 12)")
     p.add_argument("--limit", type=int, help="score only the first N frames of each input")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    add_tta_argument(p)
     p.set_defaults(func=run)
 
 
@@ -48,8 +49,8 @@ def command_line(args: argparse.Namespace) -> str:
              "--out", str(args.out)]
     for flag, value in (("--ray", args.ray), ("--workers", args.workers),
                         ("--gallery", args.gallery), ("--limit", args.limit),
-                        ("--device", args.device)):
-        if value is not None:
+                        ("--device", args.device), ("--tta", args.tta)):
+        if value is not None and not (flag == "--tta" and value == "off"):
             parts += [flag, str(value)]
     return shlex.join(parts)
 
@@ -64,7 +65,9 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = [f"{n_frames} frames from {len(report['inputs'])} input(s), {report['executor']}, "
              f"{report['wall_s']:.1f} s",
              f"weights {report['weights']} at input {report['input_size'][0]}x"
-             f"{report['input_size'][1]}"]
+             f"{report['input_size'][1]}"
+             + (f"; test-time augmentation: {report['tta']['summary']}" if report.get("tta")
+                else "")]
     seg = report["segmentation"]
     if seg:
         lines.append(f"{'class':<12}{'IoU %':>8}{'prec %':>8}{'recall %':>10}{'F1 %':>8}")
@@ -95,11 +98,13 @@ def format_summary(report: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from drivingseg.model.config import tta_preset
     from drivingseg.report.write import REPORT_FILES, make_report
 
     report = make_report(args.inputs, args.weights, args.out, workers=args.workers,
                          ray=args.ray, gallery=args.gallery, limit=args.limit,
                          device=args.device, command=command_line(args),
+                         tta=tta_preset(args.tta),
                          progress=lambda items, n: progress(items, total=n, desc="report"))
     print(format_summary(report))
     out = Path(args.out)

@@ -7,6 +7,7 @@ every user-caused model problem (bad config, wrong checkpoint, wrong input).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from typing import Any
@@ -21,8 +22,11 @@ __all__ = [
     "NUM_CLASSES",
     "RGB_MEAN",
     "RGB_STD",
+    "TTA_PRESETS",
     "InputSpec",
     "ModelConfig",
+    "TTAConfig",
+    "tta_preset",
 ]
 
 CLASS_NAMES: tuple[str, ...] = ("background", "road", "car")
@@ -153,3 +157,63 @@ class InputSpec:
             raise _fail(f"invalid input spec {data!r}: {exc}", path) from exc
         except ModelError as exc:
             raise _fail(exc.message, path) from exc
+
+
+@dataclass(frozen=True)
+class TTAConfig:
+    """Views to average: the model's input size times each of ``scales``, and with ``flip``
+    each of them mirrored left-right as well."""
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.scales:
+            raise ModelError("test-time augmentation needs at least one scale")
+        bad = [s for s in self.scales if not (math.isfinite(s) and 0.1 <= s <= 4.0)]
+        if bad:
+            message = f"test-time scales must lie in 0.1 ... 4.0, got {bad!r}"
+            raise ModelError(message)
+        if len(set(self.scales)) != len(self.scales):
+            message = f"test-time scales repeat: {list(self.scales)!r}"
+            raise ModelError(message)
+
+    @property
+    def identity(self) -> bool:
+        """One view at the model's own input: the same as no augmentation."""
+        return self.scales == (1.0,) and not self.flip
+
+    @property
+    def views(self) -> int:
+        """Forward passes per frame."""
+        return len(self.scales) * (2 if self.flip else 1)
+
+    def summary(self) -> str:
+        """One line for reports: ``scales 0.5, 1, each mirrored too (4 views)``."""
+        scales = ", ".join(f"{s:g}" for s in self.scales)
+        mirrored = ", each mirrored too" if self.flip else ""
+        return f"scales {scales}{mirrored} ({self.views} view{'s' * (self.views > 1)})"
+
+    def describe(self) -> dict[str, object]:
+        """What a report records of it."""
+        return {"scales": list(self.scales), "flip": self.flip, "views": self.views,
+                "summary": self.summary()}
+
+
+TTA_PRESETS: dict[str, TTAConfig] = {
+    "off": TTAConfig(),
+    "flip": TTAConfig(flip=True),
+    "multiscale": TTAConfig(scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True),
+}
+"""Named settings of ``--tta``: one view; the frame and its mirror; six scales, mirrored.
+``multiscale`` uses the input ratios of mmsegmentation's multi-scale test (0.5 to 1.75 in
+steps of 0.25), fixed before any held-out figure was looked at."""
+
+
+def tta_preset(name: str) -> TTAConfig:
+    """The preset called ``name``; ModelError listing the valid names otherwise."""
+    try:
+        return TTA_PRESETS[name]
+    except KeyError:
+        message = f"unknown test-time augmentation {name!r}; choose one of {sorted(TTA_PRESETS)}"
+        raise ModelError(message) from None

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
 from drivingseg.model.checkpoint import load_checkpoint
-from drivingseg.model.config import IGNORE_INDEX
+from drivingseg.model.config import IGNORE_INDEX, TTAConfig
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover, load_pair
 from drivingseg.model.infer import Segmenter
 from drivingseg.model.metrics import (
@@ -29,6 +29,7 @@ from drivingseg.model.metrics import (
     mean_iou_of,
     scores_of,
 )
+from drivingseg.model.tta import TTASegmenter
 
 __all__ = ["FrameScore", "evaluate", "format_report", "score_frame", "scored_classes"]
 
@@ -87,13 +88,15 @@ def evaluate(
     sequences: tuple[str, ...] = (),
     wrap: Callable[[Iterable[LabelledFile], int], Iterable[LabelledFile]] | None = None,
     fp16: bool | None = None,
+    tta: TTAConfig | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``weights`` on the labelled frames under ``data``.
 
     ``sequences`` keeps only frames whose CamVid sequence (file-name prefix) is listed;
     ``limit`` keeps the first N frames after that. ``fp16``: half precision as in
     :class:`~drivingseg.model.infer.Segmenter` (None: on CUDA only), to score the
-    precision a deployment runs in.
+    precision a deployment runs in. ``tta``: average over rescaled and mirrored views
+    (:mod:`drivingseg.model.tta`; offline only, each view costs a forward pass).
     """
     files = discover(data)
     if sequences:
@@ -103,7 +106,9 @@ def evaluate(
             raise RecordingError(message, path=data)
     files = files[:limit] if limit else files
     ckpt = load_checkpoint(weights, device=device)
-    seg = Segmenter(ckpt, device=device, fp16=fp16)
+    seg: Segmenter | TTASegmenter = (
+        Segmenter(ckpt, device=device, fp16=fp16) if tta is None or tta.identity
+        else TTASegmenter(ckpt, tta, device=device, fp16=fp16))
     layouts = sorted({f.layout for f in files})
     road_only = layouts == ["kitti_road"]
     classes = scored_classes(ckpt.classes, road_only)
@@ -134,6 +139,7 @@ def evaluate(
         "classes": list(classes),
         "input_size": [ckpt.spec.width, ckpt.spec.height],
         "precision": str(seg.dtype).removeprefix("torch."),
+        "tta": None if tta is None or tta.identity else tta.describe(),
         "confusion_matrix": cm.matrix.tolist(),
         "per_class": {s.name: asdict(s) for s in cm.scores()},
         "mean_iou_road_car": cm.mean_iou(),
@@ -148,12 +154,16 @@ def _pct(value: float | None) -> str:
     return "   n/a" if value is None else f"{100 * value:6.2f}"
 
 
+def _tta_text(tta: dict[str, Any] | None) -> str:
+    return f"; test-time augmentation: {tta['summary']}" if tta else ""
+
+
 def format_report(report: dict[str, Any]) -> str:
     """A short human-readable table of a report from :func:`evaluate`."""
     lines = [
         f"{report['frames']} frames ({', '.join(report['layouts'])}) from {report['data']}",
         f"weights {report['weights']} at input {report['input_size'][0]}x"
-        f"{report['input_size'][1]}, {report['precision']}",
+        f"{report['input_size'][1]}, {report['precision']}" + _tta_text(report.get("tta")),
         f"{'class':<12}{'IoU %':>8}{'prec %':>8}{'recall %':>10}{'F1 %':>8}",
     ]
     for name, s in report["per_class"].items():

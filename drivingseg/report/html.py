@@ -141,6 +141,7 @@ def _header(report: Mapping[str, Any]) -> str:
     meta = [
         ("weights", f"<code>{escape(str(report.get('weights', _NONE)))}</code>"),
         ("input size", escape(size_text)),
+        ("test-time augmentation", escape(str((report.get("tta") or {}).get("summary", "off")))),
         ("device", escape(str(report.get("device", _NONE)))),
         ("executor", escape(str(report.get("executor", _NONE)))),
         ("wall time", _NONE if wall is None else f"{float(wall):.1f} s"),

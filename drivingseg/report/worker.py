@@ -27,11 +27,12 @@ import numpy.typing as npt
 
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import RecordingError
-from drivingseg.model.config import IGNORE_INDEX
+from drivingseg.model.config import IGNORE_INDEX, TTAConfig
 from drivingseg.model.data import LabelledFile, load_pair
 from drivingseg.model.evaluate import CAR, ROAD, score_frame, scored_classes
 from drivingseg.model.infer import Segmenter
 from drivingseg.model.metrics import RoadPR
+from drivingseg.model.tta import TTASegmenter
 from drivingseg.node.messages import Detection
 from drivingseg.report.inputs import FrameRef
 
@@ -66,6 +67,7 @@ class ChunkTask:
     threads: int = 1
     road_only: bool = False
     range_edges_m: tuple[float, ...] = RANGE_EDGES_M
+    tta: TTAConfig | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,14 +113,17 @@ class ChunkResult:
     failures: tuple[FrameFailure, ...] = field(default=())
 
 
-_SEGMENTERS: dict[tuple[str, str], Segmenter] = {}
+_SEGMENTERS: dict[tuple[str, str, TTAConfig | None], Segmenter | TTASegmenter] = {}
 
 
-def segmenter(weights: str, device: str = "cpu") -> Segmenter:
-    """The process's Segmenter for ``weights`` on ``device`` (loaded on first use)."""
-    key = (weights, device)
+def segmenter(weights: str, device: str = "cpu", tta: TTAConfig | None = None
+              ) -> Segmenter | TTASegmenter:
+    """The process's segmenter for ``weights`` on ``device`` with test-time augmentation
+    ``tta`` (loaded on first use)."""
+    key = (weights, device, tta)
     if key not in _SEGMENTERS:
-        _SEGMENTERS[key] = Segmenter(weights, device=device)
+        _SEGMENTERS[key] = (Segmenter(weights, device=device) if tta is None or tta.identity
+                            else TTASegmenter(weights, tta, device=device))
     return _SEGMENTERS[key]
 
 
@@ -235,7 +240,7 @@ def score_one(task: ChunkTask, ref: FrameRef) -> FrameResult:
     lidar = None
     if scan is not None and rig is not None:
         lidar = clock.time("fusion", lambda: LidarInImage.from_scan(scan, rig))
-    seg = segmenter(task.weights, task.device)
+    seg = segmenter(task.weights, task.device, task.tta)
     out = clock.time("inference", lambda: seg(image, probabilities=True))
     assert out.probs is not None
     car_prob = out.probs[CAR] if out.probs.shape[0] > CAR else None

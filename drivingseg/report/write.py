@@ -30,6 +30,7 @@ from drivingseg.report.worker import (
 )
 
 if TYPE_CHECKING:
+    from drivingseg.model.config import TTAConfig
     from drivingseg.report.html import GalleryItem
 
 __all__ = ["CHUNK_FRAMES", "REPORT_FILES", "classes_csv", "frames_csv", "make_report",
@@ -134,12 +135,14 @@ def make_report(
     command: str = "",
     progress: Progress | None = None,
     task_fn: Callable[[ChunkTask], ChunkResult] = run_chunk,
+    tta: TTAConfig | None = None,
 ) -> dict[str, Any]:
     """Classify the inputs, score every frame with ``workers`` processes (or Ray), merge,
     and write the report folder; returns the report dict (failures listed in it).
 
     ``task_fn`` scores one chunk (a picklable top-level function; tests wrap
-    :func:`~drivingseg.report.worker.run_chunk` to crash a worker)."""
+    :func:`~drivingseg.report.worker.run_chunk` to crash a worker). ``tta``: average each
+    frame's class probabilities over these views (:mod:`drivingseg.model.tta`)."""
     from drivingseg.model.checkpoint import load_checkpoint
     from drivingseg.report.aggregate import build_report, collect, pick_gallery
     from drivingseg.report.gallery import gallery_items
@@ -159,7 +162,7 @@ def make_report(
     tasks = [
         ChunkTask(input=spec.index, kind=spec.kind, frames=spec.frames[i:i + step],
                   weights=str(ckpt.path), device=device, threads=threads,
-                  road_only=spec.road_only)
+                  road_only=spec.road_only, tta=tta)
         for spec, i in chunks
     ]
     fleet = run_tasks(task_fn, tasks, workers=n_workers, ray=ray,
@@ -170,6 +173,7 @@ def make_report(
     meta: dict[str, Any] = {
             "created_utc": created, "command": command, "weights": str(ckpt.path),
             "input_size": [ckpt.spec.width, ckpt.spec.height], "device": device,
+            "tta": None if tta is None or tta.identity else tta.describe(),
             "executor": describe_executor(n_workers, ray)}
     items = gallery_items(specs, picks)
     meta["wall_s"] = float(f"{time.perf_counter() - start:.3f}")

@@ -91,3 +91,24 @@ def test_failed_frames_give_exit_2_and_a_partial_report(
     text = capsys.readouterr().out
     assert "1 frame(s) failed" in text and broken.stem in text
     assert (out / "report.html").stat().st_size > 1000
+
+
+def test_tta_is_applied_recorded_and_shown(
+        synthetic_drive: Path, tmp_path: Path, run_report: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--tta flip``: another prediction on the same frames, named in the JSON, the
+    summary, the page and the command line that reproduces it."""
+    plain, flip = tmp_path / "plain", tmp_path / "flip"
+    assert run_report([str(synthetic_drive), "--out", str(plain), "--workers", "1"]) == 0
+    assert run_report([str(synthetic_drive), "--out", str(flip), "--workers", "1",
+                       "--tta", "flip"]) == 0
+    assert "test-time augmentation: scales 1, each mirrored too (2 views)" in (
+        capsys.readouterr().out)
+    one = json.loads((plain / "report.json").read_text())
+    two = json.loads((flip / "report.json").read_text())
+    assert one["tta"] is None and two["tta"]["views"] == 2
+    assert two["command"].endswith("--tta flip") and "--tta" not in one["command"]
+    assert "scales 1, each mirrored too (2 views)" in (flip / "report.html").read_text()
+    ious = [[f["iou"] for f in r["frames"]] for r in (one, two)]
+    assert ious[0] != ious[1]  # the mirror changes pixels
+    assert two["segmentation"]["per_class"]["road"]["iou"] > 0.8
