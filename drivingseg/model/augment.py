@@ -1,9 +1,10 @@
 """Augmentations applied consistently to image, lidar channels and labels, and the tensors.
 
 One random draw (scale, crop offset, flip, colour) is applied to every array of a sample:
-the image is resized bilinearly, lidar channels and labels with nearest neighbour (labels
-must stay ids, sparse lidar pixels must not be smeared), so a pixel's label stays with
-its pixel. Colour jitter touches the image only.
+the image and stored teacher probabilities (``soft``) are resized bilinearly, lidar
+channels and labels with nearest neighbour (labels must stay ids, sparse lidar pixels must
+not be smeared), so a pixel's label stays with its pixel. Colour jitter touches the image
+only.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ Lidar = npt.NDArray[np.float32]
 
 @dataclass
 class Sample:
-    """One frame: RGB uint8 H x W x 3, labels H x W uint8, optional lidar H x W x C float32."""
+    """One frame: RGB uint8 H x W x 3, labels H x W uint8, optional lidar H x W x C float32
+    and optional teacher class probabilities ``soft`` H x W x classes (float16 or 32)."""
 
     image: Image
     labels: Labels
     lidar: Lidar | None = None
+    soft: npt.NDArray[np.floating] | None = None
 
 
 def _resize(sample: Sample, width: int, height: int) -> Sample:
@@ -49,7 +52,11 @@ def _resize(sample: Sample, width: int, height: int) -> Sample:
         small = np.asarray(cv2.resize(sample.lidar, size, interpolation=cv2.INTER_NEAREST_EXACT),
                            dtype=np.float32)
         lidar = small[:, :, None] if small.ndim == 2 else small
-    return Sample(image, labels, lidar)
+    soft = None
+    if sample.soft is not None:
+        soft = np.asarray(cv2.resize(sample.soft.astype(np.float32), size,
+                                     interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    return Sample(image, labels, lidar, soft)
 
 
 def resize_sample(sample: Sample, spec: InputSpec) -> Sample:
@@ -95,15 +102,18 @@ class Augmenter:
         crop = (slice(y0, y0 + out_h), slice(x0, x0 + out_w))
         image, labels = res.image[crop], res.labels[crop]
         lidar = None if res.lidar is None else res.lidar[crop]
+        soft = None if res.soft is None else res.soft[crop]
         if self.flip and self.rng.random() < 0.5:
             image, labels = image[:, ::-1], labels[:, ::-1]
             lidar = None if lidar is None else lidar[:, ::-1]
+            soft = None if soft is None else soft[:, ::-1]
         if self.jitter > 0:
             image = self._colour(image)
         return Sample(
             np.ascontiguousarray(image),
             np.ascontiguousarray(labels),
             None if lidar is None else np.ascontiguousarray(lidar),
+            None if soft is None else np.ascontiguousarray(soft),
         )
 
     @staticmethod
@@ -118,7 +128,11 @@ class Augmenter:
         if sample.lidar is not None:
             lidar = np.zeros((height, width, sample.lidar.shape[2]), dtype=np.float32)
             lidar[:h, :w] = sample.lidar
-        return Sample(image, labels, lidar)
+        soft = None
+        if sample.soft is not None:  # padding is ignored by every loss term
+            soft = np.zeros((height, width, sample.soft.shape[2]), dtype=np.float32)
+            soft[:h, :w] = sample.soft
+        return Sample(image, labels, lidar, soft)
 
     def _colour(self, image: Image) -> Image:
         j = self.jitter
@@ -183,8 +197,9 @@ def normalise(image: Image, spec: InputSpec) -> torch.Tensor:
     return (t - mean) / std
 
 
-class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """In-memory samples -> (input C x H x W float32, labels H x W int64) tensors.
+class SegmentationDataset(Dataset[tuple[torch.Tensor, ...]]):
+    """In-memory samples -> (input C x H x W float32, labels H x W int64) tensors, and the
+    teacher probabilities classes x H x W float32 third where the samples carry them.
 
     With an ``augmenter`` each access draws a new augmentation (and, with ``copy_paste``,
     may paste another frame's cars onto it); without one the whole frame is resized to
@@ -203,7 +218,7 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         sample = self.samples[index]
         if self.augmenter is not None:
             sample = self.augmenter(sample)
@@ -214,7 +229,11 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         x = normalise(sample.image, self.spec)
         if sample.lidar is not None:
             x = torch.cat([x, torch.from_numpy(sample.lidar).permute(2, 0, 1).float()], dim=0)
-        return x, torch.from_numpy(sample.labels.astype(np.int64))
+        y = torch.from_numpy(sample.labels.astype(np.int64))
+        if sample.soft is None:
+            return x, y
+        soft = torch.from_numpy(np.ascontiguousarray(sample.soft, dtype=np.float32))
+        return x, y, soft.permute(2, 0, 1)
 
 
 def seed_worker(worker_id: int) -> None:

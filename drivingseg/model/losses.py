@@ -14,7 +14,8 @@ from torch.nn import functional
 
 from drivingseg.model.config import IGNORE_INDEX
 
-__all__ = ["FOREGROUND", "dice_loss", "distillation_loss", "lovasz_softmax", "segmentation_loss"]
+__all__ = ["FOREGROUND", "dice_loss", "distillation_loss", "lovasz_softmax", "segmentation_loss",
+           "soft_target_loss"]
 
 FOREGROUND: tuple[int, ...] = (1, 2)
 """The classes the IoU-shaped terms score: road and car."""
@@ -96,10 +97,25 @@ def distillation_loss(
     already adjusted to ``p(c | x)``.
     """
     t = float(temperature)
+    target = torch.stack([torch.softmax(x.float() / t, dim=1) for x in teacher_logits]).mean(0)
+    return soft_target_loss(student_logits, target, labels, shift, t)
+
+
+def soft_target_loss(
+    student_logits: torch.Tensor,
+    target: torch.Tensor,
+    labels: torch.Tensor,
+    shift: torch.Tensor | None = None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """KL(target || student) per pixel over non-ignored pixels, times T^2: ``target`` holds
+    class probabilities (N x C x H x W), e.g. teachers' stored ones; ``shift`` as in
+    :func:`distillation_loss`."""
+    t = float(temperature)
     student = student_logits.float()
     if shift is not None:
         student = student + shift.to(student).view(1, -1, 1, 1)
-    target = torch.stack([torch.softmax(x.float() / t, dim=1) for x in teacher_logits]).mean(0)
+    target = target.float()
     log_student = torch.log_softmax(student / t, dim=1)
     kl = (target * (torch.log(target.clamp_min(1e-8)) - log_student)).sum(dim=1)
     valid = labels != IGNORE_INDEX

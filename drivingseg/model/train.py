@@ -10,7 +10,9 @@ over road and car improves, ``best.*``. With ``logit_adjust`` the validation, ``
 and ``averaged.*`` use scores shifted by ``-log(class weight)`` (:func:`adjusted`;
 ``last.*`` stays the raw training state). With ``distill_from`` the loss adds the KL
 divergence to the teachers' mean probabilities (knowledge distillation, which aims at an
-ensemble's accuracy in one network's time; docs/MODEL.md has what it gave here). With
+ensemble's accuracy in one network's time; docs/MODEL.md has what it gave here), from
+teachers run in the loop or, with ``distill_tta``, once per frame before it
+(:mod:`drivingseg.model.distill`). With
 ``average_last: K`` the end of the run writes ``averaged.*``, the mean weights of the last
 K epochs. Under ``torchrun`` the environment variables select DDP (NCCL on CUDA, gloo on
 the CPU); rank 0 writes files.
@@ -49,11 +51,12 @@ from drivingseg.model.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from drivingseg.model.config import CLASS_NAMES, ModelConfig
+from drivingseg.model.config import CLASS_NAMES, ModelConfig, tta_preset
 from drivingseg.model.data import load_pair
+from drivingseg.model.distill import teacher_models, teacher_targets
 from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.infer import Segmenter
-from drivingseg.model.losses import distillation_loss, segmentation_loss
+from drivingseg.model.losses import distillation_loss, segmentation_loss, soft_target_loss
 from drivingseg.model.metrics import ConfusionMatrix
 from drivingseg.model.train_config import DataSource, TrainConfig
 from drivingseg.model.unet import UNet, count_parameters
@@ -165,27 +168,6 @@ def _grafted(source: UNet, config: ModelConfig, path: os.PathLike[str]) -> UNet:
     return model
 
 
-def _teachers(cfg: TrainConfig, device: torch.device, layout: torch.memory_format
-              ) -> list[UNet | Ensemble]:
-    """The ``distill_from`` checkpoints in eval mode on ``device``, checked against the
-    student (same input channels and classes)."""
-    teachers = []
-    for path in cfg.distill_from:
-        ckpt = load_checkpoint(path)
-        if (ckpt.config.in_channels, ckpt.config.num_classes) != (
-                cfg.model.in_channels, cfg.model.num_classes):
-            message = (f"distill_from: teacher takes {ckpt.config.in_channels} channels and "
-                       f"predicts {ckpt.config.num_classes} classes; the student "
-                       f"{cfg.model.in_channels} and {cfg.model.num_classes}")
-            raise ModelError(message, path=path)
-        model = ckpt.model.to(device).eval()
-        teachers.append(model.to(memory_format=layout))  # type: ignore[call-overload]
-    if teachers:
-        log.info("distilling from %d teachers: %s", len(teachers),
-                 [str(p) for p in cfg.distill_from])
-    return teachers
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -250,7 +232,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)  # type: ignore[call-overload]
     log.info("U-Net %s: %d parameters", cfg.model.to_dict(), count_parameters(model))
-    teachers = _teachers(cfg, device, layout)
+    stored = cfg.distill_tta != "off"
+    teachers = [] if stored else teacher_models(cfg.distill_from, cfg.model, device, layout)
+    if stored:
+        train_samples = teacher_targets(
+            cfg.distill_from, train_samples, tta_preset(cfg.distill_tta), cfg.model,
+            device=device, fp16=cfg.amp, show_progress=show_progress and main)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, step, best, history = 0, 0, -1.0, []
     elapsed_before = 0.0
@@ -304,10 +291,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         losses: list[float] = []
         batches = progress(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}") \
             if show_progress and main else loader
-        for x, y in batches:
+        for batch in batches:
             for group in opt.param_groups:
                 group["lr"] = _lr(cfg, step, total_steps, time.perf_counter() - t0)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             x = x.contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=autocast):
                 logits = net(x)
@@ -317,6 +304,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             if taught:
                 loss = loss + cfg.distill_weight * distillation_loss(
                     logits, taught, y, shift, cfg.distill_temperature)
+            if len(batch) > 2:
+                loss = loss + cfg.distill_weight * soft_target_loss(
+                    logits, batch[2].to(device, non_blocking=True), y, shift)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

@@ -8,7 +8,10 @@ split is by drive, not by frame), or a synthetic drive ``{synthetic: {seed, fram
 a fresh optimiser and learning-rate schedule; the model may add a context module that the
 checkpoint lacks (it starts as the identity). ``distill_from: [CHECKPOINT, ...]`` adds a
 distillation term (``distill_weight``, ``distill_temperature``): the student also learns
-the mean class probabilities of these teachers on each augmented batch.
+the mean class probabilities of these teachers on each augmented batch; with
+``distill_tta: flip|multiscale`` the teachers instead run once per training frame with that
+test-time augmentation before training, and their probabilities follow each sample's
+scale, crop and flip (:mod:`drivingseg.model.distill`).
 ``copy_paste: P`` pastes the cars of another augmented training frame onto a sample with
 probability P (:class:`drivingseg.model.augment.CopyPaste`). See
 ``configs/train_default.yaml``.
@@ -27,7 +30,7 @@ import yaml
 
 from drivingseg.errors import ModelError
 from drivingseg.fileio import read_yaml_mapping
-from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.config import TTA_PRESETS, InputSpec, ModelConfig
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover
 
 __all__ = ["DataSource", "TrainConfig", "apply_sets", "load_train_config"]
@@ -39,7 +42,7 @@ _TRAIN_KEYS = {
     "num_workers": int, "device": str, "amp": bool, "val_every": int, "warmup_steps": int,
     "jitter": float, "channels_last": bool, "average_last": int,
     "logit_adjust": bool, "init_from": str, "distill_from": list, "distill_weight": float,
-    "distill_temperature": float, "copy_paste": float,
+    "distill_temperature": float, "distill_tta": str, "copy_paste": float,
 }
 
 
@@ -91,6 +94,7 @@ class TrainConfig:
     distill_from: tuple[Path, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 1.0
+    distill_tta: str = "off"
     copy_paste: float = 0.0
     val_every: int = 1
     warmup_steps: int = 50
@@ -185,6 +189,7 @@ def load_train_config(
     if not 0.0 <= kwargs.get("copy_paste", 0.0) <= 1.0:
         raise ModelError(f"train.copy_paste: {kwargs['copy_paste']!r} is not a probability in "
                          "[0, 1]", path=p)
+    _check_distill_tta(kwargs, p)
     out_dir = Path(os.path.expandvars(str(raw.get("out_dir", "runs/unet"))))
     return TrainConfig(
         model=ModelConfig.from_dict(raw.get("model") or {}, p),
@@ -196,3 +201,27 @@ def load_train_config(
         path=p,
         **kwargs,
     )
+
+
+def _check_distill_tta(kwargs: dict[str, Any], path: Path) -> None:
+    """``distill_tta`` names a preset and needs teachers, temperature 1 (the targets are
+    stored as probabilities) and no copy-paste (a pasted car would keep the targets of the
+    frame it was pasted onto)."""
+    tta = kwargs.get("distill_tta", "off")
+    if tta not in TTA_PRESETS:
+        message = f"train.distill_tta: {tta!r} is not one of {sorted(TTA_PRESETS)}"
+        raise ModelError(message, path=path)
+    if tta == "off":
+        return
+    if not kwargs.get("distill_from"):
+        message = f"train.distill_tta: {tta!r} needs teachers in train.distill_from"
+        raise ModelError(message, path=path)
+    if kwargs.get("distill_temperature", 1.0) != 1.0:
+        message = (f"train.distill_tta: {tta!r} stores the teachers' probabilities, so "
+                   f"distill_temperature must be 1, got {kwargs['distill_temperature']!r}")
+        raise ModelError(message, path=path)
+    if kwargs.get("copy_paste", 0.0) > 0:
+        message = (f"train.distill_tta: {tta!r} cannot be combined with copy_paste "
+                   f"{kwargs['copy_paste']!r} (pasted cars would keep the targets of the "
+                   "frame they land on)")
+        raise ModelError(message, path=path)
