@@ -1,4 +1,5 @@
-"""Fixtures of the model tests: small labelled folders of every layout in tmp_path."""
+"""Fixtures of the model tests: small labelled folders of every layout in tmp_path, a real
+CamVid frame and a tiny untrained checkpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+
+from drivingseg.model.checkpoint import save_checkpoint
+from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.data import LabelledFile, load_pair
+from drivingseg.model.unet import UNet
 
 
 @pytest.fixture
@@ -16,6 +23,21 @@ def camvid_pair(camvid_root: Path) -> tuple[Path, Path]:
     train = camvid_root / "train"
     name = sorted(p.name for p in train.glob("0006R0_*.png"))[40]
     return train / name, camvid_root / "trainannot" / name
+
+
+@pytest.fixture
+def camvid_frame(camvid_pair: tuple[Path, Path]) -> np.ndarray:
+    """That frame's RGB pixels (360 x 480 x 3 uint8)."""
+    image, _ = load_pair(LabelledFile(*camvid_pair, "camvid"))
+    return image
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    """An untrained depth-2 U-Net with 4 base channels at a 64 x 48 input, saved."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4)
+    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from drivingseg.model.backends import (
 )
 from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
-from drivingseg.model.data import LabelledFile, load_pair
 from drivingseg.model.export import export_onnx
 from drivingseg.model.infer import RunOptions, Segmenter, cpu_has_native_bf16
 from drivingseg.model.unet import UNet
@@ -29,33 +28,20 @@ from drivingseg.node.processing import SegmentationNode
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture
-def tiny_weights(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(depth=2, base_channels=4)
-    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
-
-
-@pytest.fixture
-def frame(camvid_pair: tuple[Path, Path]) -> np.ndarray:
-    image, _ = load_pair(LabelledFile(*camvid_pair, "camvid"))
-    return image
-
-
 def test_onnxruntime_backend_matches_torch_on_a_real_frame(tmp_path: Path,
-                                                           frame: np.ndarray) -> None:
+                                                           camvid_frame: np.ndarray) -> None:
     onnx_path = export_onnx("default", tmp_path / "m.onnx")
     ort_seg = OnnxSegmenter(onnx_path)
     torch_seg = Segmenter("default")
     assert (ort_seg.spec, ort_seg.classes, ort_seg.config) == (
         torch_seg.spec, torch_seg.classes, torch_seg.config)
-    a, b = ort_seg(frame), torch_seg(frame)
-    assert a.class_ids.shape == frame.shape[:2] and a.class_ids.dtype == np.uint8
+    a, b = ort_seg(camvid_frame), torch_seg(camvid_frame)
+    assert a.class_ids.shape == camvid_frame.shape[:2] and a.class_ids.dtype == np.uint8
     assert a.probs is not None and b.probs is not None
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
     assert (a.class_ids == b.class_ids).mean() >= 0.9999
     assert (a.class_ids == 1).mean() > 0.2  # the shipped model finds the road
-    assert ort_seg(frame, probabilities=False).probs is None
+    assert ort_seg(camvid_frame, probabilities=False).probs is None
 
 
 def test_checkpoint_exported_in_memory_and_lidar_input(tmp_path: Path) -> None:
@@ -104,23 +90,23 @@ def test_onnx_file_without_drivingseg_metadata_is_refused(tmp_path: Path) -> Non
 
 
 def test_channels_last_and_pinned_memory_give_the_same_output(tiny_weights: Path,
-                                                              frame: np.ndarray) -> None:
-    ref = Segmenter(tiny_weights)(frame)
+                                                              camvid_frame: np.ndarray) -> None:
+    ref = Segmenter(tiny_weights)(camvid_frame)
     seg = Segmenter(tiny_weights, options=RunOptions(channels_last=True, pin_memory=True))
     assert seg._input.is_contiguous(memory_format=torch.channels_last)
-    out = seg(frame)
+    out = seg(camvid_frame)
     assert out.probs is not None and ref.probs is not None
     np.testing.assert_allclose(out.probs, ref.probs, atol=1e-5)
     np.testing.assert_array_equal(out.class_ids, ref.class_ids)
 
 
-def test_compiled_forward_matches_eager(tiny_weights: Path, frame: np.ndarray) -> None:
+def test_compiled_forward_matches_eager(tiny_weights: Path, camvid_frame: np.ndarray) -> None:
     # The "eager" torch.compile backend runs dynamo's graph capture (the compile code path)
     # in a second; "inductor" needs a C++ toolchain and ~30 s per shape on this CPU.
-    ref = Segmenter(tiny_weights)(frame)
+    ref = Segmenter(tiny_weights)(camvid_frame)
     seg = Segmenter(tiny_weights, options=RunOptions(compile="eager"))
     assert seg._forward is not seg.model
-    out = seg(frame)
+    out = seg(camvid_frame)
     assert out.probs is not None and ref.probs is not None
     np.testing.assert_allclose(out.probs, ref.probs, atol=1e-5)
 
@@ -218,11 +204,11 @@ def test_node_half_precision_auto_on_the_cpu(tmp_path: Path, tiny_weights: Path)
     assert isinstance(node.segmenter, OnnxSegmenter) and not node.segmenter.fp16
 
 
-def test_fp16_export_runs_close_to_fp32(tmp_path: Path, frame: np.ndarray) -> None:
+def test_fp16_export_runs_close_to_fp32(tmp_path: Path, camvid_frame: np.ndarray) -> None:
     ckpt = load_checkpoint("default")
     half = OnnxSegmenter(export_onnx(ckpt, tmp_path / "h.onnx", fp16=True))
     full = Segmenter(ckpt)
     assert half.fp16
-    agree = (half(frame, probabilities=False).class_ids
-             == full(frame, probabilities=False).class_ids).mean()
+    agree = (half(camvid_frame, probabilities=False).class_ids
+             == full(camvid_frame, probabilities=False).class_ids).mean()
     assert agree > 0.99

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from drivingseg.errors import DrivingsegError
-from drivingseg.model.checkpoint import save_checkpoint
-from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.evaluate import evaluate
-from drivingseg.model.unet import UNet
 
 
 def _main(argv: list[str]) -> int:
@@ -21,13 +17,6 @@ def _main(argv: list[str]) -> int:
     from drivingseg.cli import main
 
     return main(argv)
-
-
-@pytest.fixture
-def tiny_weights(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(depth=2, base_channels=4)
-    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
 
 
 def test_eval_report_is_consistent(small_camvid: Path, tiny_weights: Path) -> None:

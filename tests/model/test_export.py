@@ -35,13 +35,6 @@ def _torch_logits(model: UNet, spec: InputSpec, batch: np.ndarray) -> np.ndarray
         return model.eval()(x).numpy()
 
 
-@pytest.fixture
-def tiny_weights(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(depth=2, base_channels=4)
-    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
-
-
 def test_parity_with_torch_on_real_camvid_frames(tmp_path: Path, camvid_root: Path) -> None:
     ckpt = load_checkpoint("default")
     path = export_onnx(ckpt, tmp_path / "unet.onnx")

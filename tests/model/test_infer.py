@@ -16,13 +16,6 @@ from drivingseg.model.infer import RunOptions, Segmenter, cpu_has_native_bf16
 from drivingseg.model.unet import UNet
 
 
-@pytest.fixture
-def tiny_weights(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(depth=2, base_channels=4)
-    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
-
-
 def test_shapes_and_dtypes_on_a_real_frame(tiny_weights: Path,
                                            camvid_pair: tuple[Path, Path]) -> None:
     image, _ = load_pair(LabelledFile(*camvid_pair, "camvid"))

@@ -14,23 +14,9 @@ from drivingseg.cli._common import TTA_CHOICES
 from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint
 from drivingseg.model.config import TTA_PRESETS, InputSpec, ModelConfig, TTAConfig, tta_preset
-from drivingseg.model.data import LabelledFile, load_pair
 from drivingseg.model.infer import Segmenter
 from drivingseg.model.tta import TTASegmenter
 from drivingseg.model.unet import UNet
-
-
-@pytest.fixture
-def tiny_weights(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(depth=2, base_channels=4)
-    return save_checkpoint(tmp_path / "tiny", UNet(cfg).eval(), cfg, InputSpec(64, 48))
-
-
-@pytest.fixture
-def camvid_image(camvid_pair: tuple[Path, Path]) -> np.ndarray:
-    image, _ = load_pair(LabelledFile(*camvid_pair, "camvid"))
-    return image
 
 
 def test_presets_and_bad_settings() -> None:
@@ -51,29 +37,29 @@ def test_presets_and_bad_settings() -> None:
         TTAConfig(scales=(1.0, 1.0))
 
 
-def test_one_view_is_the_plain_segmenter(tiny_weights: Path, camvid_image: np.ndarray) -> None:
-    plain = Segmenter(tiny_weights)(camvid_image)
-    tta = TTASegmenter(tiny_weights, TTAConfig())(camvid_image)
+def test_one_view_is_the_plain_segmenter(tiny_weights: Path, camvid_frame: np.ndarray) -> None:
+    plain = Segmenter(tiny_weights)(camvid_frame)
+    tta = TTASegmenter(tiny_weights, TTAConfig())(camvid_frame)
     assert plain.probs is not None and tta.probs is not None
     np.testing.assert_allclose(tta.probs, plain.probs, atol=1e-6)
     np.testing.assert_array_equal(tta.class_ids, plain.class_ids)
 
 
 def test_views_are_averaged_at_the_frame_size(tiny_weights: Path,
-                                              camvid_image: np.ndarray) -> None:
+                                              camvid_frame: np.ndarray) -> None:
     """Two scales and the mirror: the mean of the four views' probabilities, each run at its
     own input size (a multiple of 2^depth) and mirrored back."""
     ckpt = load_checkpoint(tiny_weights)
     tta = TTASegmenter(ckpt, TTAConfig(scales=(1.0, 1.5), flip=True))
     assert tta.input_sizes == [(64, 48), (96, 72)]
-    mirrored = np.ascontiguousarray(camvid_image[:, ::-1])
+    mirrored = np.ascontiguousarray(camvid_frame[:, ::-1])
     expected = []
     for width, height in tta.input_sizes:
         one = load_checkpoint(tiny_weights)
         one.spec = InputSpec(width, height)
         seg = Segmenter(one)
-        expected += [seg(camvid_image).probs, seg(mirrored).probs[:, :, ::-1]]  # type: ignore[index]
-    out = tta(camvid_image, class_prob=2)
+        expected += [seg(camvid_frame).probs, seg(mirrored).probs[:, :, ::-1]]  # type: ignore[index]
+    out = tta(camvid_frame, class_prob=2)
     assert out.probs is not None and out.class_prob is not None
     np.testing.assert_allclose(out.probs, np.mean(expected, axis=0), atol=1e-5)
     np.testing.assert_allclose(out.probs.sum(axis=0), 1.0, atol=1e-5)
@@ -83,7 +69,7 @@ def test_views_are_averaged_at_the_frame_size(tiny_weights: Path,
     back = tta(mirrored)
     assert back.probs is not None
     np.testing.assert_allclose(back.probs[:, :, ::-1], out.probs, atol=1e-5)
-    assert tta(camvid_image, probabilities=False).probs is None
+    assert tta(camvid_frame, probabilities=False).probs is None
 
 
 def test_lidar_channels_are_mirrored_with_the_image(tmp_path: Path) -> None:
