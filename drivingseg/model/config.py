@@ -207,7 +207,7 @@ TTA_PRESETS: dict[str, TTAConfig] = {
 }
 """Named settings of ``--tta``: one view; the frame and its mirror; six scales, mirrored.
 ``multiscale`` uses the input ratios of mmsegmentation's multi-scale test (0.5 to 1.75 in
-steps of 0.25), fixed before any held-out figure was looked at."""
+steps of 0.25), taken as they are, not tuned on the held-out drive."""
 
 
 def tta_preset(name: str) -> TTAConfig:
