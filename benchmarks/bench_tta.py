@@ -26,7 +26,7 @@ import torch
 
 from drivingseg.model.config import TTA_PRESETS
 from drivingseg.model.infer import Segmenter, cpu_has_native_bf16
-from drivingseg.model.tta import TTASegmenter
+from drivingseg.model.tta import TTASegmenter, scoring_segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME = Path("camvid/train/0006R0_f02400.png")
@@ -67,8 +67,7 @@ def main() -> int:
     base = None
     for weights in ("default", "ensemble"):
         for name, tta in TTA_PRESETS.items():
-            seg = Segmenter(weights, fp16=fp16) if tta.identity else TTASegmenter(
-                weights, tta, fp16=fp16)
+            seg = scoring_segmenter(weights, tta, fp16=fp16)
             s = seconds_per_frame(seg, frame, args.runs)
             base = s if base is None else base
             rows.append({"weights": weights, "tta": name, "views": tta.views,

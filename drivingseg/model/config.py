@@ -27,6 +27,7 @@ __all__ = [
     "ModelConfig",
     "TTAConfig",
     "tta_preset",
+    "tta_record",
 ]
 
 CLASS_NAMES: tuple[str, ...] = ("background", "road", "car")
@@ -198,6 +199,11 @@ class TTAConfig:
         """What a report records of it."""
         return {"scales": list(self.scales), "flip": self.flip, "views": self.views,
                 "summary": self.summary()}
+
+
+def tta_record(tta: TTAConfig | None) -> dict[str, object] | None:
+    """What eval and report JSON hold under ``tta``: None for no augmentation."""
+    return None if tta is None or tta.identity else tta.describe()
 
 
 TTA_PRESETS: dict[str, TTAConfig] = {

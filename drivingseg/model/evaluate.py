@@ -19,9 +19,8 @@ import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
 from drivingseg.model.checkpoint import load_checkpoint
-from drivingseg.model.config import IGNORE_INDEX, TTAConfig
+from drivingseg.model.config import IGNORE_INDEX, TTAConfig, tta_record
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover, load_pair
-from drivingseg.model.infer import Segmenter
 from drivingseg.model.metrics import (
     ConfusionMatrix,
     RoadPR,
@@ -29,7 +28,7 @@ from drivingseg.model.metrics import (
     mean_iou_of,
     scores_of,
 )
-from drivingseg.model.tta import TTASegmenter
+from drivingseg.model.tta import scoring_segmenter
 
 __all__ = ["FrameScore", "evaluate", "format_report", "score_frame", "scored_classes"]
 
@@ -106,9 +105,7 @@ def evaluate(
             raise RecordingError(message, path=data)
     files = files[:limit] if limit else files
     ckpt = load_checkpoint(weights, device=device)
-    seg: Segmenter | TTASegmenter = (
-        Segmenter(ckpt, device=device, fp16=fp16) if tta is None or tta.identity
-        else TTASegmenter(ckpt, tta, device=device, fp16=fp16))
+    seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16)
     layouts = sorted({f.layout for f in files})
     road_only = layouts == ["kitti_road"]
     classes = scored_classes(ckpt.classes, road_only)
@@ -139,7 +136,7 @@ def evaluate(
         "classes": list(classes),
         "input_size": [ckpt.spec.width, ckpt.spec.height],
         "precision": str(seg.dtype).removeprefix("torch."),
-        "tta": None if tta is None or tta.identity else tta.describe(),
+        "tta": tta_record(tta),
         "confusion_matrix": cm.matrix.tolist(),
         "per_class": {s.name: asdict(s) for s in cm.scores()},
         "mean_iou_road_car": cm.mean_iou(),
@@ -154,7 +151,8 @@ def _pct(value: float | None) -> str:
     return "   n/a" if value is None else f"{100 * value:6.2f}"
 
 
-def _tta_text(tta: dict[str, Any] | None) -> str:
+def tta_text(tta: dict[str, Any] | None) -> str:
+    """The header's note on a report's recorded ``tta`` (empty without augmentation)."""
     return f"; test-time augmentation: {tta['summary']}" if tta else ""
 
 
@@ -163,7 +161,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"{report['frames']} frames ({', '.join(report['layouts'])}) from {report['data']}",
         f"weights {report['weights']} at input {report['input_size'][0]}x"
-        f"{report['input_size'][1]}, {report['precision']}" + _tta_text(report.get("tta")),
+        f"{report['input_size'][1]}, {report['precision']}" + tta_text(report.get("tta")),
         f"{'class':<12}{'IoU %':>8}{'prec %':>8}{'recall %':>10}{'F1 %':>8}",
     ]
     for name, s in report["per_class"].items():

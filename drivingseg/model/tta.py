@@ -27,7 +27,7 @@ from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
 from drivingseg.model.config import LIDAR_CHANNELS, TTAConfig
 from drivingseg.model.infer import RunOptions, Segmentation, Segmenter
 
-__all__ = ["TTASegmenter"]
+__all__ = ["TTASegmenter", "scoring_segmenter"]
 
 
 def _snap(size: float, multiple: int) -> int:
@@ -105,3 +105,16 @@ class TTASegmenter:
         ids = total.argmax(axis=0).astype(np.uint8)
         one = np.ascontiguousarray(total[class_prob]) if class_prob is not None else None
         return Segmentation(ids, total if probabilities else None, one)
+
+
+def scoring_segmenter(
+    weights: str | os.PathLike[str] | Checkpoint,
+    tta: TTAConfig | None = None,
+    device: str | torch.device = "cpu",
+    fp16: bool | None = None,
+) -> Segmenter | TTASegmenter:
+    """A plain :class:`~drivingseg.model.infer.Segmenter` where ``tta`` asks for one view at
+    the model's own size (or is None), else a :class:`TTASegmenter`."""
+    if tta is None or tta.identity:
+        return Segmenter(weights, device=device, fp16=fp16)
+    return TTASegmenter(weights, tta, device=device, fp16=fp16)

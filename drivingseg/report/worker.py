@@ -32,7 +32,7 @@ from drivingseg.model.data import LabelledFile, load_pair
 from drivingseg.model.evaluate import CAR, ROAD, score_frame, scored_classes
 from drivingseg.model.infer import Segmenter
 from drivingseg.model.metrics import RoadPR
-from drivingseg.model.tta import TTASegmenter
+from drivingseg.model.tta import TTASegmenter, scoring_segmenter
 from drivingseg.node.messages import Detection
 from drivingseg.report.inputs import FrameRef
 
@@ -122,8 +122,7 @@ def segmenter(weights: str, device: str = "cpu", tta: TTAConfig | None = None
     ``tta`` (loaded on first use)."""
     key = (weights, device, tta)
     if key not in _SEGMENTERS:
-        _SEGMENTERS[key] = (Segmenter(weights, device=device) if tta is None or tta.identity
-                            else TTASegmenter(weights, tta, device=device))
+        _SEGMENTERS[key] = scoring_segmenter(weights, tta, device=device)
     return _SEGMENTERS[key]
 
 

@@ -144,6 +144,7 @@ def make_report(
     :func:`~drivingseg.report.worker.run_chunk` to crash a worker). ``tta``: average each
     frame's class probabilities over these views (:mod:`drivingseg.model.tta`)."""
     from drivingseg.model.checkpoint import load_checkpoint
+    from drivingseg.model.config import tta_record
     from drivingseg.report.aggregate import build_report, collect, pick_gallery
     from drivingseg.report.gallery import gallery_items
     from drivingseg.report.inputs import classify_inputs
@@ -173,7 +174,7 @@ def make_report(
     meta: dict[str, Any] = {
             "created_utc": created, "command": command, "weights": str(ckpt.path),
             "input_size": [ckpt.spec.width, ckpt.spec.height], "device": device,
-            "tta": None if tta is None or tta.identity else tta.describe(),
+            "tta": tta_record(tta),
             "executor": describe_executor(n_workers, ray)}
     items = gallery_items(specs, picks)
     meta["wall_s"] = float(f"{time.perf_counter() - start:.3f}")
