@@ -65,7 +65,8 @@ def _train(model: nn.Module, samples: list[Sample], spec: InputSpec, args: argpa
     model.to(memory_format=layout).train()
     for epoch in range(args.epochs):
         aug.reseed(args.seed * 1000 + epoch)
-        for x, y in loader:
+        for batch in loader:
+            x, y = batch["input"], batch["labels"]
             for g in opt.param_groups:
                 g["lr"] = args.lr * min(1.0, (step + 1) / 20) * (1 - step / total) ** 0.9
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp):

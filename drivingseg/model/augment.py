@@ -2,9 +2,9 @@
 
 One random draw (scale, crop offset, flip, colour) is applied to every array of a sample:
 the image and stored teacher probabilities (``soft``) are resized bilinearly, lidar
-channels and labels with nearest neighbour (labels must stay ids, sparse lidar pixels must
-not be smeared), so a pixel's label stays with its pixel. Colour jitter touches the image
-only.
+channels, labels and fine labels (``fine``) with nearest neighbour (labels must stay ids,
+sparse lidar pixels must not be smeared), so a pixel's label stays with its pixel. Colour
+jitter touches the image only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from drivingseg.errors import ModelError
-from drivingseg.model.config import IGNORE_INDEX, InputSpec
+from drivingseg.model.config import CLASS_NAMES, FINE_CLASSES, IGNORE_INDEX, InputSpec
 
 __all__ = [
     "Augmenter", "CopyPaste", "Sample", "SegmentationDataset", "normalise", "resize_sample",
@@ -32,13 +32,15 @@ Lidar = npt.NDArray[np.float32]
 
 @dataclass
 class Sample:
-    """One frame: RGB uint8 H x W x 3, labels H x W uint8, optional lidar H x W x C float32
-    and optional teacher class probabilities ``soft`` H x W x classes (float16 or 32)."""
+    """One frame: RGB uint8 H x W x 3, labels H x W uint8, optional lidar H x W x C float32,
+    optional teacher class probabilities ``soft`` H x W x classes (float16 or 32) and
+    optional fine labels ``fine`` H x W uint8 (:data:`FINE_CLASSES` ids)."""
 
     image: Image
     labels: Labels
     lidar: Lidar | None = None
     soft: npt.NDArray[np.floating] | None = None
+    fine: Labels | None = None
 
 
 def _resize(sample: Sample, width: int, height: int) -> Sample:
@@ -47,6 +49,10 @@ def _resize(sample: Sample, width: int, height: int) -> Sample:
         cv2.resize(sample.image, size, interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
     labels: Labels = np.asarray(
         cv2.resize(sample.labels, size, interpolation=cv2.INTER_NEAREST_EXACT), dtype=np.uint8)
+    fine: Labels | None = None
+    if sample.fine is not None:
+        fine = np.asarray(cv2.resize(sample.fine, size, interpolation=cv2.INTER_NEAREST_EXACT),
+                          dtype=np.uint8)
     lidar: Lidar | None = None
     if sample.lidar is not None:
         small = np.asarray(cv2.resize(sample.lidar, size, interpolation=cv2.INTER_NEAREST_EXACT),
@@ -56,7 +62,7 @@ def _resize(sample: Sample, width: int, height: int) -> Sample:
     if sample.soft is not None:
         soft = np.asarray(cv2.resize(sample.soft.astype(np.float32), size,
                                      interpolation=cv2.INTER_LINEAR), dtype=np.float32)
-    return Sample(image, labels, lidar, soft)
+    return Sample(image, labels, lidar, soft, fine)
 
 
 def resize_sample(sample: Sample, spec: InputSpec) -> Sample:
@@ -103,10 +109,12 @@ class Augmenter:
         image, labels = res.image[crop], res.labels[crop]
         lidar = None if res.lidar is None else res.lidar[crop]
         soft = None if res.soft is None else res.soft[crop]
+        fine = None if res.fine is None else res.fine[crop]
         if self.flip and self.rng.random() < 0.5:
             image, labels = image[:, ::-1], labels[:, ::-1]
             lidar = None if lidar is None else lidar[:, ::-1]
             soft = None if soft is None else soft[:, ::-1]
+            fine = None if fine is None else fine[:, ::-1]
         if self.jitter > 0:
             image = self._colour(image)
         return Sample(
@@ -114,6 +122,7 @@ class Augmenter:
             np.ascontiguousarray(labels),
             None if lidar is None else np.ascontiguousarray(lidar),
             None if soft is None else np.ascontiguousarray(soft),
+            None if fine is None else np.ascontiguousarray(fine),
         )
 
     @staticmethod
@@ -132,7 +141,11 @@ class Augmenter:
         if sample.soft is not None:  # padding is ignored by every loss term
             soft = np.zeros((height, width, sample.soft.shape[2]), dtype=np.float32)
             soft[:h, :w] = sample.soft
-        return Sample(image, labels, lidar, soft)
+        fine = None
+        if sample.fine is not None:
+            fine = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
+            fine[:h, :w] = sample.fine
+        return Sample(image, labels, lidar, soft, fine)
 
     def _colour(self, image: Image) -> Image:
         j = self.jitter
@@ -186,7 +199,11 @@ class CopyPaste:
         if lidar is not None and donor.lidar is not None:
             lidar = lidar.copy()
             lidar[mask] = donor.lidar[mask]
-        return Sample(image, labels, lidar)
+        fine = sample.fine
+        if fine is not None:
+            fine = fine.copy()
+            fine[mask] = FINE_CLASSES.index(CLASS_NAMES[self.class_id])
+        return Sample(image, labels, lidar, fine=fine)
 
 
 def normalise(image: Image, spec: InputSpec) -> torch.Tensor:
@@ -197,9 +214,10 @@ def normalise(image: Image, spec: InputSpec) -> torch.Tensor:
     return (t - mean) / std
 
 
-class SegmentationDataset(Dataset[tuple[torch.Tensor, ...]]):
-    """In-memory samples -> (input C x H x W float32, labels H x W int64) tensors, and the
-    teacher probabilities classes x H x W float32 third where the samples carry them.
+class SegmentationDataset(Dataset[dict[str, torch.Tensor]]):
+    """In-memory samples -> ``{"input": C x H x W float32, "labels": H x W int64}``, plus
+    ``"soft"`` (teacher probabilities, classes x H x W float32) and ``"fine"`` (fine labels,
+    H x W int64) where the samples carry them.
 
     With an ``augmenter`` each access draws a new augmentation (and, with ``copy_paste``,
     may paste another frame's cars onto it); without one the whole frame is resized to
@@ -218,7 +236,7 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, ...]]):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.samples[index]
         if self.augmenter is not None:
             sample = self.augmenter(sample)
@@ -229,11 +247,13 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, ...]]):
         x = normalise(sample.image, self.spec)
         if sample.lidar is not None:
             x = torch.cat([x, torch.from_numpy(sample.lidar).permute(2, 0, 1).float()], dim=0)
-        y = torch.from_numpy(sample.labels.astype(np.int64))
-        if sample.soft is None:
-            return x, y
-        soft = torch.from_numpy(np.ascontiguousarray(sample.soft, dtype=np.float32))
-        return x, y, soft.permute(2, 0, 1)
+        out = {"input": x, "labels": torch.from_numpy(sample.labels.astype(np.int64))}
+        if sample.soft is not None:
+            soft = torch.from_numpy(np.ascontiguousarray(sample.soft, dtype=np.float32))
+            out["soft"] = soft.permute(2, 0, 1)
+        if sample.fine is not None:
+            out["fine"] = torch.from_numpy(sample.fine.astype(np.int64))
+        return out
 
 
 def seed_worker(worker_id: int) -> None:

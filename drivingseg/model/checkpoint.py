@@ -32,6 +32,7 @@ from drivingseg.model.unet import UNet
 
 __all__ = [
     "FORMAT",
+    "SHIPPED_NAMES",
     "Checkpoint",
     "checkpoint_paths",
     "default_weights",
@@ -79,10 +80,15 @@ def ensemble_weights() -> Path:
     return default_weights().with_name(f"{ENSEMBLE_WEIGHTS_NAME}.json")
 
 
+SHIPPED_NAMES = ("default", "ensemble")
+"""The names ``--weights`` takes besides paths (:func:`resolve_weights`)."""
+
+
 def resolve_weights(name: str | os.PathLike[str]) -> Path:
     """``'default'`` -> the shipped weights, ``'ensemble'`` -> the shipped ensemble;
     anything else is a path."""
-    shipped = {"default": default_weights, "ensemble": ensemble_weights}.get(str(name))
+    shipped = dict(zip(SHIPPED_NAMES, (default_weights, ensemble_weights),
+                       strict=True)).get(str(name))
     return shipped() if shipped is not None else Path(name)
 
 
@@ -162,6 +168,10 @@ def load_checkpoint(
     """Load and check a checkpoint or an ensemble manifest; ``in_channels`` / ``num_classes``
     say what the caller needs."""
     weights, meta_path = checkpoint_paths(resolve_weights(path))
+    if not weights.exists() and not meta_path.exists():
+        message = (f"no checkpoint here (neither {weights.name!r} nor {meta_path.name!r} "
+                   f"exists); --weights takes a checkpoint path or one of {SHIPPED_NAMES!r}")
+        raise ModelError(message, path=path)
     meta = _read_meta(meta_path)
     if meta["format"] == ENSEMBLE_FORMAT:
         return load_ensemble(meta, meta_path, in_channels=in_channels, num_classes=num_classes,
@@ -251,11 +261,16 @@ def save_training_state(
     path: str | os.PathLike[str],
     optimizer: torch.optim.Optimizer,
     info: dict[str, Any],
+    extra: torch.nn.Module | None = None,
 ) -> None:
-    """Optimizer tensors + RNG state as safetensors, step counters and groups as JSON."""
+    """Optimizer tensors + RNG state as safetensors, step counters and groups as JSON;
+    ``extra``'s weights too (a training-only module such as the fine-class head)."""
     weights, meta_path = checkpoint_paths(Path(str(path) + ".state"))
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    if extra is not None:
+        tensors.update({f"extra.{k}": v.detach().cpu().contiguous()
+                        for k, v in extra.state_dict().items()})
     scalars: dict[str, dict[str, Any]] = {}
     for idx, state in sd["state"].items():
         for name, value in state.items():
@@ -269,15 +284,26 @@ def save_training_state(
 
 
 def load_training_state(
-    path: str | os.PathLike[str], optimizer: torch.optim.Optimizer
+    path: str | os.PathLike[str], optimizer: torch.optim.Optimizer,
+    extra: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Restore what :func:`save_training_state` wrote; returns its ``info``."""
+    """Restore what :func:`save_training_state` wrote (into ``extra`` as well, which must
+    have been saved); returns its ``info``."""
     weights, meta_path = checkpoint_paths(Path(str(path) + ".state"))
     tensors = _read_tensors(weights)
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read training state: {exc}", path=meta_path) from exc
+    if extra is not None:
+        saved = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+        try:
+            extra.load_state_dict(saved)
+        except RuntimeError as exc:
+            message = ("training state lacks (or does not match) the training-only "
+                       f"{type(extra).__name__} this run adds (was it saved by a run with "
+                       f"the same options?): {str(exc).splitlines()[0]}")
+            raise ModelError(message, path=weights) from exc
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("opt."):

@@ -17,6 +17,7 @@ from drivingseg.errors import ModelError
 __all__ = [
     "CLASS_NAMES",
     "CONTEXTS",
+    "FINE_CLASSES",
     "IGNORE_INDEX",
     "NORMS",
     "NUM_CLASSES",
@@ -35,6 +36,11 @@ CLASS_NAMES: tuple[str, ...] = ("background", "road", "car")
 NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_INDEX = 255
 """Label id of pixels that neither count in the loss nor in the metrics."""
+FINE_CLASSES: tuple[str, ...] = (
+    "sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car",
+    "pedestrian", "bicyclist")
+"""CamVid's eleven classes (SegNet ids 0-10): the fine labels of ``train.fine_weight``'s
+auxiliary head, which sees what the three classes lump into background."""
 NORMS = ("batch", "group", "none")
 CONTEXTS = ("none", "aspp")
 """Optional context module at the bottleneck (``aspp``: dilated and image-pooling branches)."""

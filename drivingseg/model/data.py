@@ -17,6 +17,10 @@ Every layout becomes a list of :class:`LabelledFile` (image path, label path, la
   image): single-channel drivingseg ids already, 0 background, 1 road, 2 car, 255 ignore;
   any other id is refused. The way to bring another dataset: convert its labels once.
 
+:func:`read_fine_labels` keeps CamVid's eleven classes instead (:data:`FINE_CLASSES`, 11
+unlabelled -> 255) for the auxiliary head of ``train.fine_weight``; a layout without them
+gives its road and car pixels the CamVid ids (3, 8) and ignores the rest.
+
 Images may be PNG or JPEG; labels are lossless PNG (a JPEG frame's label is looked up
 under its own suffix first, then as ``.png``).
 """
@@ -32,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
-from drivingseg.model.config import IGNORE_INDEX
+from drivingseg.model.config import FINE_CLASSES, IGNORE_INDEX
 from drivingseg.sensors.decode import decode_image, read_image_rgb
 
 __all__ = [
@@ -40,8 +44,10 @@ __all__ = [
     "LabelledFile",
     "camvid_sequence",
     "discover",
+    "fine_from_coarse",
     "load_pair",
     "map_label_ids",
+    "read_fine_labels",
     "read_labels",
     "synthetic_frames",
 ]
@@ -56,6 +62,8 @@ _CAMVID_MAX = 11
 _CITYSCAPES_LUT = np.zeros(256, dtype=np.uint8)
 _CITYSCAPES_LUT[7], _CITYSCAPES_LUT[26], _CITYSCAPES_LUT[0] = 1, 2, IGNORE_INDEX
 _CITYSCAPES_MAX = 33
+_FINE_FROM_COARSE = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+_FINE_FROM_COARSE[1], _FINE_FROM_COARSE[2] = FINE_CLASSES.index("road"), FINE_CLASSES.index("car")
 _SYNTHETIC_MAX = 2
 _PLAIN_MAX = 2
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -165,21 +173,50 @@ def _kitti_road_labels(rgb: Image, source: Path) -> Labels:
     return out
 
 
-def read_labels(file: LabelledFile) -> Labels:
-    """Read ``file.label`` as H x W uint8 drivingseg ids; errors name the file."""
+def _read_raw(file: LabelledFile) -> Labels:
+    """The label file as stored: single-channel ids, or RGB for ``kitti_road``."""
     try:
         data = file.label.read_bytes()
     except OSError as exc:
         raise RecordingError(f"cannot read label image: {exc.strerror}", path=file.label) from exc
     if file.layout == "kitti_road":
-        return _kitti_road_labels(decode_image(data, file.label), file.label)
+        return decode_image(data, file.label)
     decode_image(data, file.label)  # integrity checks (truncation) with a clear error
     raw = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 2:
         shape = None if raw is None else (raw.shape, str(raw.dtype))
         message = f"expected a single-channel 8-bit label image, got {shape!r}"
         raise RecordingError(message, path=file.label)
-    return map_label_ids(np.asarray(raw, dtype=np.uint8), file.layout, file.label)
+    return np.asarray(raw, dtype=np.uint8)
+
+
+def read_labels(file: LabelledFile) -> Labels:
+    """Read ``file.label`` as H x W uint8 drivingseg ids; errors name the file."""
+    raw = _read_raw(file)
+    if file.layout == "kitti_road":
+        return _kitti_road_labels(raw, file.label)
+    return map_label_ids(raw, file.layout, file.label)
+
+
+def fine_from_coarse(labels: Labels) -> Labels:
+    """Fine labels of a frame labelled with drivingseg's three classes only: road and car
+    get their :data:`FINE_CLASSES` ids, background (which lumps the rest) is ignored."""
+    out: Labels = _FINE_FROM_COARSE[labels]
+    return out
+
+
+def read_fine_labels(file: LabelledFile) -> Labels:
+    """Read ``file.label`` as H x W uint8 ids of :data:`FINE_CLASSES` (255 ignore): CamVid's
+    own ids, or for other layouts road and car mapped there and everything else ignored."""
+    raw = _read_raw(file)
+    if file.layout == "kitti_road":
+        return fine_from_coarse(_kitti_road_labels(raw, file.label))
+    coarse = map_label_ids(raw, file.layout, file.label)  # refuses unknown ids
+    if file.layout != "camvid":
+        return fine_from_coarse(coarse)
+    fine = raw.copy()
+    fine[raw >= len(FINE_CLASSES)] = IGNORE_INDEX
+    return fine
 
 
 def load_pair(file: LabelledFile) -> tuple[Image, Labels]:

@@ -15,7 +15,8 @@ teachers run in the loop or, with ``distill_tta``, once per frame before it
 (:mod:`drivingseg.model.distill`). With
 ``average_last: K`` the end of the run writes ``averaged.*``, the mean weights of the last
 K epochs. Under ``torchrun`` the environment variables select DDP (NCCL on CUDA, gloo on
-the CPU); rank 0 writes files.
+the CPU); rank 0 writes files. With ``fine_weight`` a training-only head also learns
+CamVid's eleven classes from the same features (:mod:`drivingseg.model.fine`).
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ from drivingseg.model.checkpoint import (
     save_training_state,
 )
 from drivingseg.model.config import CLASS_NAMES, ModelConfig, tta_preset
-from drivingseg.model.data import load_pair
+from drivingseg.model.data import fine_from_coarse, load_pair, read_fine_labels
 from drivingseg.model.distill import teacher_models, teacher_targets
 from drivingseg.model.ensemble import Ensemble
+from drivingseg.model.fine import FineHead, fine_loss
 from drivingseg.model.infer import Segmenter
 from drivingseg.model.losses import distillation_loss, segmentation_loss, soft_target_loss
 from drivingseg.model.metrics import ConfusionMatrix
@@ -66,17 +68,20 @@ __all__ = ["adjusted", "average_weights", "class_weights", "load_sources", "trai
 log = logging.getLogger(__name__)
 
 
-def load_sources(sources: tuple[DataSource, ...]) -> list[Sample]:
-    """Read every frame of ``sources`` into memory (images at full size)."""
+def load_sources(sources: tuple[DataSource, ...], *, fine: bool = False) -> list[Sample]:
+    """Read every frame of ``sources`` into memory (images at full size), with ``fine``
+    labels as well (:func:`~drivingseg.model.data.read_fine_labels`)."""
     from drivingseg.model.data import synthetic_frames
 
     samples: list[Sample] = []
     for src in sources:
         if src.synthetic_seed is not None:
             frames = synthetic_frames(src.synthetic_seed, src.synthetic_frames, src.synthetic_step)
-            samples += [Sample(img, lbl) for img, lbl in frames]
+            samples += [Sample(img, lbl, fine=fine_from_coarse(lbl) if fine else None)
+                        for img, lbl in frames]
         else:
-            samples += [Sample(*load_pair(f)) for f in src.files()]
+            samples += [Sample(*load_pair(f), fine=read_fine_labels(f) if fine else None)
+                        for f in src.files()]
     return samples
 
 
@@ -219,7 +224,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     t_load = time.perf_counter()
-    train_samples = load_sources(cfg.train_sources)
+    train_samples = load_sources(cfg.train_sources, fine=cfg.fine_weight > 0)
     val_samples = load_sources(cfg.val_sources) if main else []
     log.info("loaded %d training and %d validation frames in %.1f s", len(train_samples),
              len(val_samples), time.perf_counter() - t_load)
@@ -232,13 +237,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)  # type: ignore[call-overload]
     log.info("U-Net %s: %d parameters", cfg.model.to_dict(), count_parameters(model))
+    fine_head = None
+    if cfg.fine_weight > 0:
+        fine_head = FineHead(model).to(device, memory_format=layout)  # type: ignore[call-overload]
+    trained: torch.nn.Module = model if fine_head is None else fine_head
     stored = cfg.distill_tta != "off"
     teachers = [] if stored else teacher_models(cfg.distill_from, cfg.model, device, layout)
     if stored:
         train_samples = teacher_targets(
             cfg.distill_from, train_samples, tta_preset(cfg.distill_tta), cfg.model,
             device=device, fp16=cfg.amp, show_progress=show_progress and main)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, step, best, history = 0, 0, -1.0, []
     elapsed_before = 0.0
     if cfg.init_from is not None and not resume:
@@ -250,14 +259,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             message = f"resume: checkpoint config {ckpt.config!r} differs from {cfg.model!r}"
             raise ModelError(message, path=last)
         model.load_state_dict(ckpt.model.state_dict())
-        info = load_training_state(last, opt)
+        info = load_training_state(last, opt, None if fine_head is None else fine_head.head)
         start_epoch, step = int(info["epoch"]) + 1, int(info["step"])
         best, history = float(info.get("best", -1.0)), list(info.get("history", []))
         elapsed_before = float(info.get("elapsed_s", 0.0))
-    net: torch.nn.Module = model
+    net = trained
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            trained, device_ids=[device.index] if device.type == "cuda" else None)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     autocast = cfg.amp  # on the CPU, bfloat16 autocast when asked (exercises the same path)
@@ -294,19 +303,22 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         for batch in batches:
             for group in opt.param_groups:
                 group["lr"] = _lr(cfg, step, total_steps, time.perf_counter() - t0)
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-            x = x.contiguous(memory_format=layout)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            x, y = batch["input"].contiguous(memory_format=layout), batch["labels"]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=autocast):
-                logits = net(x)
+                outputs = net(x)
                 with torch.no_grad():
                     taught = [t(x) for t in teachers]
+            logits, fine_logits = outputs if isinstance(outputs, tuple) else (outputs, None)
             loss = segmentation_loss(logits, y, weights, cfg.dice_weight, cfg.lovasz_weight)
             if taught:
                 loss = loss + cfg.distill_weight * distillation_loss(
                     logits, taught, y, shift, cfg.distill_temperature)
-            if len(batch) > 2:
+            if "soft" in batch:
                 loss = loss + cfg.distill_weight * soft_target_loss(
-                    logits, batch[2].to(device, non_blocking=True), y, shift)
+                    logits, batch["soft"], y, shift)
+            if fine_logits is not None:
+                loss = loss + cfg.fine_weight * fine_loss(fine_logits, batch["fine"])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -332,7 +344,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                 recent.append((epoch, {k: v.detach().to("cpu", copy=True)
                                        for k, v in model.state_dict().items()}))
             save_training_state(out / "last", opt, {"epoch": epoch, "step": step, "best": best,
-                                                    "history": history, "elapsed_s": elapsed})
+                                                    "history": history, "elapsed_s": elapsed},
+                                None if fine_head is None else fine_head.head)
             log.info("epoch %d: %s", epoch + 1, record)
         stop = cfg.time_limit_min and elapsed >= 60.0 * cfg.time_limit_min
         if distributed:
@@ -350,7 +363,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         # DDP's reducer sits in a reference cycle with the gloo group; left to the collector at
         # interpreter exit, the group's threads abort the finished process, so free it first.
         dist.barrier()
-        del net, model, opt
+        del net, model, opt, trained, fine_head
         gc.collect()
         dist.destroy_process_group()
     return {"best_mean_iou": best, "history": history, "steps": step,

@@ -13,7 +13,9 @@ the mean class probabilities of these teachers on each augmented batch; with
 test-time augmentation before training, and their probabilities follow each sample's
 scale, crop and flip (:mod:`drivingseg.model.distill`).
 ``copy_paste: P`` pastes the cars of another augmented training frame onto a sample with
-probability P (:class:`drivingseg.model.augment.CopyPaste`). See
+probability P (:class:`drivingseg.model.augment.CopyPaste`). ``fine_weight: W`` adds a
+training-only head taught CamVid's eleven classes, weighted W (:mod:`drivingseg.model.fine`).
+See
 ``configs/train_default.yaml``.
 """
 
@@ -43,6 +45,7 @@ _TRAIN_KEYS = {
     "jitter": float, "channels_last": bool, "average_last": int,
     "logit_adjust": bool, "init_from": str, "distill_from": list, "distill_weight": float,
     "distill_temperature": float, "distill_tta": str, "copy_paste": float,
+    "fine_weight": float,
 }
 
 
@@ -96,6 +99,7 @@ class TrainConfig:
     distill_temperature: float = 1.0
     distill_tta: str = "off"
     copy_paste: float = 0.0
+    fine_weight: float = 0.0
     val_every: int = 1
     warmup_steps: int = 50
     jitter: float = 0.3
@@ -189,6 +193,9 @@ def load_train_config(
     if not 0.0 <= kwargs.get("copy_paste", 0.0) <= 1.0:
         raise ModelError(f"train.copy_paste: {kwargs['copy_paste']!r} is not a probability in "
                          "[0, 1]", path=p)
+    if kwargs.get("fine_weight", 0.0) < 0:
+        raise ModelError(f"train.fine_weight: {kwargs['fine_weight']!r} must be >= 0 "
+                         "(0 turns the fine-class head off)", path=p)
     _check_distill_tta(kwargs, p)
     out_dir = Path(os.path.expandvars(str(raw.get("out_dir", "runs/unet"))))
     return TrainConfig(

@@ -136,7 +136,9 @@ class UNet(nn.Module):
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ModelError(f"model input has an empty image, shape {tuple(x.shape)!r}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The last decoder level's features (N x ``base_channels`` x H x W), which the 1x1
+        head turns into logits; training heads of its own (``train.fine_weight``) read them."""
         self.check_input(x)
         h, w = int(x.shape[2]), int(x.shape[3])
         m = self.config.size_multiple
@@ -149,8 +151,11 @@ class UNet(nn.Module):
         y = self.context(skips.pop())
         for block in self.up:
             y = block(y, skips.pop())
-        logits: torch.Tensor = self.head(y)
-        return logits[:, :, :h, :w] if (pad_h or pad_w) else logits
+        return y[:, :, :h, :w] if (pad_h or pad_w) else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.head(self.decode(x))
+        return logits
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -126,8 +126,13 @@ def test_bad_or_missing_config(saved: tuple[Path, UNet]) -> None:
 
 
 def test_missing_weights_file(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"not found"):
+    """Nothing at the path (a mistyped name): the error lists the names --weights takes."""
+    match = (r"nothing\.safetensors: no checkpoint here \(neither 'nothing\.safetensors' nor "
+             r"'nothing\.json' exists\); .* \('default', 'ensemble'\)")
+    with pytest.raises(ModelError, match=match):
         load_checkpoint(tmp_path / "nothing.safetensors")
+    with pytest.raises(ModelError, match=r"defualt: no checkpoint here"):
+        load_checkpoint("defualt")
 
 
 def test_paths_and_default() -> None:

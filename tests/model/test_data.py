@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from drivingseg.errors import ModelError, RecordingError
 from drivingseg.model.augment import (
@@ -18,8 +19,16 @@ from drivingseg.model.augment import (
     resize_sample,
     seed_worker,
 )
-from drivingseg.model.config import InputSpec
-from drivingseg.model.data import camvid_sequence, discover, load_pair, read_labels
+from drivingseg.model.config import FINE_CLASSES, InputSpec
+from drivingseg.model.data import (
+    LabelledFile,
+    camvid_sequence,
+    discover,
+    fine_from_coarse,
+    load_pair,
+    read_fine_labels,
+    read_labels,
+)
 
 
 def test_camvid_discovery_and_sequences(camvid_root: Path) -> None:
@@ -192,7 +201,7 @@ def test_copy_paste_puts_a_donor_frames_cars_on_a_sample(camvid_root: Path) -> N
     assert np.count_nonzero(out.labels == 2) > np.count_nonzero(base.labels == 2) + 100
     assert CopyPaste(samples, 2, probability=0.0)(base, still) is base
     data = SegmentationDataset(samples, spec, Augmenter(spec, seed=1), CopyPaste(samples, 2, 0.5))
-    pasted = sum(int((data[0][1] == 2).sum()) > 100 for _ in range(20))
+    pasted = sum(int((data[0]["labels"] == 2).sum()) > 100 for _ in range(20))
     assert 3 <= pasted <= 17, pasted  # about half the draws
     with pytest.raises(ModelError, match=r"copy-paste probability 1\.5 is not in \[0, 1\]"):
         CopyPaste(samples, 2, 1.5)
@@ -202,7 +211,9 @@ def test_dataset_tensors(camvid_pair: tuple[Path, Path]) -> None:
     image, labels = load_pair(discover(camvid_pair[0].parent)[0].__class__(
         camvid_pair[0], camvid_pair[1], "camvid"))
     spec = InputSpec(width=64, height=48)
-    x, y = SegmentationDataset([Sample(image, labels)], spec)[0]
+    item = SegmentationDataset([Sample(image, labels)], spec)[0]
+    assert sorted(item) == ["input", "labels"]
+    x, y = item["input"], item["labels"]
     assert x.shape == (3, 48, 64) and y.shape == (48, 64)
     assert str(y.dtype) == "torch.int64" and -3 < float(x.mean()) < 3
 
@@ -247,7 +258,7 @@ def test_each_loader_worker_draws_its_own_augmentations(camvid_pair: tuple[Path,
         data = SegmentationDataset(same, spec, Augmenter(spec, scale_range=(0.6, 1.8), seed=0))
         loader = DataLoader(data, batch_size=1, num_workers=2, worker_init_fn=init,
                             generator=torch.Generator().manual_seed(5))
-        return [x for x, _ in loader]
+        return [batch["input"] for batch in loader]
 
     plain = batches(None)  # workers 0 and 1 alternate: frames 0/1 and 2/3 come out equal
     assert torch.equal(plain[0], plain[1]) and torch.equal(plain[2], plain[3])
@@ -255,3 +266,53 @@ def test_each_loader_worker_draws_its_own_augmentations(camvid_pair: tuple[Path,
     assert not torch.equal(seeded[0], seeded[1]) and not torch.equal(seeded[2], seeded[3])
     again = batches(seed_worker)
     assert all(torch.equal(a, b) for a, b in zip(seeded, again, strict=True))
+
+
+def test_fine_labels_keep_camvid_classes_and_agree_with_the_three(
+    camvid_pair: tuple[Path, Path],
+) -> None:
+    """CamVid's own ids 0-10 survive (11 unlabelled -> 255); road and car sit where the
+    three-class labels put them; a layout without fine classes keeps road and car only."""
+    file = LabelledFile(camvid_pair[0], camvid_pair[1], "camvid")
+    raw = cv2.imread(str(camvid_pair[1]), cv2.IMREAD_UNCHANGED)
+    coarse, fine = read_labels(file), read_fine_labels(file)
+    assert fine.shape == coarse.shape and fine.dtype == np.uint8
+    np.testing.assert_array_equal(fine, np.where(raw == 11, 255, raw))
+    assert len(set(np.unique(fine).tolist()) - {3, 8, 255}) >= 4  # sky, building, tree, ...
+    np.testing.assert_array_equal(fine == FINE_CLASSES.index("road"), coarse == 1)
+    np.testing.assert_array_equal(fine == FINE_CLASSES.index("car"), coarse == 2)
+    np.testing.assert_array_equal(fine == 255, coarse == 255)
+    np.testing.assert_array_equal(fine_from_coarse(coarse), np.select(
+        [coarse == 1, coarse == 2], [3, 8], 255).astype(np.uint8))
+
+
+def test_fine_labels_refuse_unknown_ids(tmp_path: Path, camvid_pair: tuple[Path, Path]) -> None:
+    bad = tmp_path / "bad.png"
+    raw = cv2.imread(str(camvid_pair[1]), cv2.IMREAD_UNCHANGED)
+    raw[0, 0] = 40
+    cv2.imwrite(str(bad), raw)
+    with pytest.raises(RecordingError, match=r"bad\.png.*unknown camvid ids \[40\]"):
+        read_fine_labels(LabelledFile(camvid_pair[0], bad, "camvid"))
+
+
+def test_augmentation_and_copy_paste_carry_fine_labels_with_their_pixels(
+    camvid_pair: tuple[Path, Path],
+) -> None:
+    """Scale, crop, flip, padding and pasted cars move fine labels as they move labels:
+    wherever the labels say road or car, the fine labels do too, and the padding is
+    ignored in both; the dataset hands them on as int64."""
+    file = LabelledFile(camvid_pair[0], camvid_pair[1], "camvid")
+    image, labels = load_pair(file)
+    sample = Sample(image, labels, fine=read_fine_labels(file))
+    spec = InputSpec(width=128, height=96)
+    aug = Augmenter(spec, scale_range=(0.5, 2.0), seed=4)
+    paste = CopyPaste([sample, sample], 2, probability=1.0)
+    for _ in range(8):
+        out = paste(aug(sample), aug)
+        assert out.fine is not None and out.fine.shape == out.labels.shape == (96, 128)
+        np.testing.assert_array_equal(out.fine == 3, out.labels == 1)
+        np.testing.assert_array_equal(out.fine == 8, out.labels == 2)
+        np.testing.assert_array_equal(out.fine == 255, out.labels == 255)
+    item = SegmentationDataset([sample], spec, aug)[0]
+    assert item["fine"].dtype == torch.int64 and item["fine"].shape == (96, 128)
+    assert set(torch.unique(item["fine"]).tolist()) <= set(range(11)) | {255}

@@ -49,8 +49,9 @@ def test_stored_targets_follow_the_image_through_augmentation() -> None:
         np.testing.assert_allclose(out.soft[valid].sum(axis=1), 1.0, atol=1e-3)
         flips.add(bool(red[valid.any(axis=1)][0, 0] > red[valid.any(axis=1)][0, -1]))
     assert flips == {True, False}  # both orientations were drawn
-    x, y, target = SegmentationDataset([sample], InputSpec(64, 48), aug)[0]
-    assert target.shape == (3, 48, 64) and target.dtype == torch.float32
+    item = SegmentationDataset([sample], InputSpec(64, 48), aug)[0]
+    x, y, target = item["input"], item["labels"], item["soft"]
+    assert "fine" not in item and target.shape == (3, 48, 64) and target.dtype == torch.float32
     assert x.shape == (3, 48, 64) and y.shape == (48, 64)
 
 

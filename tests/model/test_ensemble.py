@@ -99,7 +99,7 @@ def test_bad_manifests_are_refused_naming_the_file(tmp_path: Path) -> None:
     manifest.write_text(json.dumps({"format": "drivingseg-ensemble/1",
                                     "members": ["unet_rgb.safetensors", "gone.safetensors"]}))
     with pytest.raises(ModelError, match=r"ens\.json: ensemble member 1 \('gone\.safetensors'\)"
-                                         r": .*gone\.json: checkpoint config .* not found"):
+                                         r": .*gone\.safetensors: no checkpoint here"):
         load_checkpoint(manifest)
     manifest.write_text(json.dumps({"format": "drivingseg-ensemble/1", "members": []}))
     with pytest.raises(ModelError, match=r"ens\.json: ensemble 'members' must be a non-empty"):
@@ -182,7 +182,7 @@ def test_cli_writes_a_manifest_or_one_error_line(tmp_path: Path,
     assert isinstance(ckpt.model, Ensemble) and ckpt.notes == {"held_out_check": "none"}
     assert main(["ensemble", str(folder / "bad.json"), members[0], str(folder / "nope")]) == 2
     err = capsys.readouterr().err
-    assert "bad.json: ensemble member 1 ('nope.safetensors')" in err and "not found" in err
+    assert "bad.json: ensemble member 1 ('nope.safetensors')" in err and "no checkpoint here" in err
     assert not (folder / "bad.json").exists()
     assert main(["ensemble", str(folder / "x.json"), members[0], "--note", "novalue"]) == 2
     assert "--note expects KEY=TEXT, got 'novalue'" in capsys.readouterr().err

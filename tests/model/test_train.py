@@ -30,7 +30,8 @@ def test_a_few_steps_on_real_frames_reduce_the_loss(small_camvid: Path) -> None:
     assert len(samples) == 3
     dataset = SegmentationDataset(samples, InputSpec(width=64, height=48))
     pairs = [dataset[i] for i in range(len(dataset))]
-    xb, yb = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    xb = torch.stack([p["input"] for p in pairs])
+    yb = torch.stack([p["labels"] for p in pairs])
     model = UNet(ModelConfig(depth=2, base_channels=8))
     weights = class_weights(samples, 3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
