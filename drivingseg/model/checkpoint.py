@@ -169,8 +169,9 @@ def load_checkpoint(
     say what the caller needs."""
     weights, meta_path = checkpoint_paths(resolve_weights(path))
     if not weights.exists() and not meta_path.exists():
-        message = (f"no checkpoint here (neither {weights.name!r} nor {meta_path.name!r} "
-                   f"exists); --weights takes a checkpoint path or one of {SHIPPED_NAMES!r}")
+        message = f"no checkpoint here (neither {weights.name!r} nor {meta_path.name!r} exists)"
+        if Path(path).parent == Path("."):  # a bare name: a mistyped shipped one?
+            message += f"; the shipped weights are named {SHIPPED_NAMES!r}"
         raise ModelError(message, path=path)
     meta = _read_meta(meta_path)
     if meta["format"] == ENSEMBLE_FORMAT:
