@@ -8,7 +8,8 @@
 #      the CUDA tests of tests/model running beside them on the CPU cores left (TESTS=0 skips);
 #   3. one tar per run (averaged weights + JSON + training state) and one of the logs in OUT.
 # Usage (repository root, ../shared/data or $DRIVINGSEG_DATA holding camvid/ and kitti_raw/;
-# CamVid may be a JPEG copy of the images beside the PNG labels, to carry less):
+# CamVid may be a JPEG copy of the images beside the PNG labels, to carry less: build it and
+# the missing wheels with `bash scripts/gpu_prepare.sh`, KITTI=1 when BENCH runs):
 #   OUT=/tmp/gpu TIME_MIN=6 bash scripts/gpu_check.sh [RUNS_FILE]
 # A dry run on a CPU machine: EXTRA_SETS="train.device=cpu train.amp=false" TIME_MIN=0.2
 # Session 6 ran widths.txt on an H200 with TIME_MIN=6 (7 min in all; docs/MODEL.md,

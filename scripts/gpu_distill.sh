@@ -7,8 +7,11 @@
 # averages to car 76.0-76.4 %; a student distilled from a CPU + GPU pair reached 75.35 %
 # alone (single models 72-74 %). Ship kd_full (or kdcp_full) if its held-out twin beats
 # the default's recipe (since session 8: car 74.36 %, road 94.02 %) without losing road.
-# Usage (repository root):
-#   OUT=/tmp/gpu bash scripts/gpu_distill.sh
+# Usage (repository root; on the CPU machine first `bash scripts/gpu_prepare.sh`, which builds
+# the .whl and .devdata the device cannot fetch, then with the device tool, carry
+# [".whl", ".devdata"]):
+#   python3 -m pip install -q --no-deps --no-index .whl/*.whl &&
+#   DRIVINGSEG_DATA=$PWD/.devdata OUT=$OUT bash scripts/gpu_distill.sh
 set -u
 OUT=${OUT:-/tmp/gpu_distill}
 mkdir -p "$OUT"
