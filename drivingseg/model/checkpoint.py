@@ -183,6 +183,10 @@ def load_checkpoint(
     if len(classes) != config.num_classes:
         message = f"config lists classes {classes!r} but num_classes is {config.num_classes!r}"
         raise ModelError(message, path=meta_path)
+    if classes != CLASS_NAMES[: config.num_classes]:
+        message = (f"classes {classes!r} are not drivingseg's ids in order; expected "
+                   f"{CLASS_NAMES[: config.num_classes]!r} (inference and scoring read them so)")
+        raise ModelError(message, path=meta_path)
     if in_channels is not None and config.in_channels != in_channels:
         message = (
             f"checkpoint takes {config.in_channels} input channels but {in_channels} are "

@@ -85,7 +85,8 @@ class ModelConfig:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 raise _fail(f"{name} must be an integer in [{lo}, {hi}], got {value!r}", path)
-        if self.in_channels not in (RGB_CHANNELS, RGB_CHANNELS + LIDAR_CHANNELS):
+        if (not isinstance(self.in_channels, int) or isinstance(self.in_channels, bool)
+                or self.in_channels not in (RGB_CHANNELS, RGB_CHANNELS + LIDAR_CHANNELS)):
             message = (
                 f"in_channels must be {RGB_CHANNELS} (RGB) or {RGB_CHANNELS + LIDAR_CHANNELS} "
                 f"(RGB + lidar depth_m, height_m, intensity, valid), got {self.in_channels!r}"
@@ -141,6 +142,10 @@ class InputSpec:
                 raise ModelError(f"input {name} must be an integer in [16, 4096], got {value!r}")
         if len(self.mean) != RGB_CHANNELS or len(self.std) != RGB_CHANNELS:
             message = f"mean and std need 3 values (RGB), got {self.mean!r} and {self.std!r}"
+            raise ModelError(message)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v)
+                   for v in (*self.mean, *self.std)):
+            message = f"mean and std must be finite numbers, got {self.mean!r} and {self.std!r}"
             raise ModelError(message)
         if min(self.std) <= 0:
             raise ModelError(f"std values must be positive, got {self.std!r}")

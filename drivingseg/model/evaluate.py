@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from drivingseg.errors import RecordingError
+from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.model.checkpoint import load_checkpoint
 from drivingseg.model.config import IGNORE_INDEX, TTAConfig, tta_record
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover, load_pair
@@ -97,13 +97,15 @@ def evaluate(
     precision a deployment runs in. ``tta``: average over rescaled and mirrored views
     (:mod:`drivingseg.model.tta`; offline only, each view costs a forward pass).
     """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1 frame, got {limit!r}")
     files = discover(data)
     if sequences:
         files = [f for f in files if camvid_sequence(f.image) in sequences]
         if not files:
             message = f"no frames of sequences {list(sequences)!r} in this folder"
             raise RecordingError(message, path=data)
-    files = files[:limit] if limit else files
+    files = files if limit is None else files[:limit]
     ckpt = load_checkpoint(weights, device=device)
     seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16)
     layouts = sorted({f.layout for f in files})

@@ -183,6 +183,7 @@ class Segmenter:
             raise ModelError(message)
         half = torch.float16 if cuda else torch.bfloat16
         self.dtype = half if self.fp16 else torch.float32
+        model = model.to(self.device)  # weights loaded by name or path arrive on the CPU
         self.model = model.to(self.dtype) if self.fp16 else model
         h, w = spec.height, spec.width
         self._host_t = torch.empty((h, w, 3), dtype=torch.uint8,

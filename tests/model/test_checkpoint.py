@@ -125,6 +125,28 @@ def test_bad_or_missing_config(saved: tuple[Path, UNet]) -> None:
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize(("section", "key", "value", "match"), [
+    (None, "classes", ["road", "background", "car"], r"classes \('road', 'background', 'car'\) "
+     r"are not drivingseg's ids in order; expected \('background', 'road', 'car'\)"),
+    (None, "classes", "abc", r"classes \('a', 'b', 'c'\) are not drivingseg's ids"),
+    ("model", "in_channels", 3.0, r"in_channels must be 3 \(RGB\) .* got 3\.0"),
+    ("input", "std", [float("nan")] * 3, r"mean and std must be finite numbers"),
+    ("input", "mean", [0.5, float("inf"), 0.5], r"mean and std must be finite numbers"),
+])
+def test_config_values_that_would_mislead_inference(
+    saved: tuple[Path, UNet], section: str | None, key: str, value: object, match: str,
+) -> None:
+    """Values that loaded before and then scored under wrong names, predicted nothing, or
+    crashed deep in torch."""
+    path, _ = saved
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    (meta if section is None else meta[section])[key] = value
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=match):
+        load_checkpoint(path)
+
+
 def test_missing_weights_file(tmp_path: Path) -> None:
     """Nothing at the path: the error says so; a bare name (a mistyped ``default``?) also
     lists the shipped names."""

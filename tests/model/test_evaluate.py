@@ -67,3 +67,11 @@ def test_eval_sequence_filter(small_camvid: Path, tiny_weights: Path) -> None:
     assert report["frames"] == 2 and report["sequences"] == ["0006R0"]
     with pytest.raises(DrivingsegError, match=r"no frames of sequences \['0001TP'\]"):
         evaluate(small_camvid, tiny_weights, sequences=("0001TP",))
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_eval_limit_below_one_is_refused(small_camvid: Path, tiny_weights: Path,
+                                         limit: int) -> None:
+    """0 used to score every frame and -1 all but the last."""
+    with pytest.raises(DrivingsegError, match=rf"--limit must be at least 1 frame, got {limit}"):
+        evaluate(small_camvid, tiny_weights, limit=limit)

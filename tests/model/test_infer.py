@@ -45,6 +45,23 @@ def test_input_errors(tiny_weights: Path) -> None:
             Segmenter(tiny_weights, device="cuda")
 
 
+def test_weights_loaded_by_path_go_to_the_segmenters_device(tiny_weights: Path) -> None:
+    """The CUDA path on any machine: torch's ``meta`` device stands in for the GPU, and a
+    checkpoint named by path (as the node, report and distillation give it) must follow
+    the input buffer there, not stay on the CPU it was loaded on."""
+    from drivingseg.model.backends import make_segmenter
+    from drivingseg.model.config import tta_preset
+    from drivingseg.model.tta import TTASegmenter
+
+    tta = TTASegmenter(tiny_weights, tta_preset("multiscale"), device="meta")
+    for seg in (Segmenter(tiny_weights, device="meta"),
+                make_segmenter(tiny_weights, device="meta"),
+                *tta._views):
+        assert isinstance(seg, Segmenter)
+        assert {p.device.type for p in seg.model.parameters()} == {"meta"}
+        assert seg._input.device.type == "meta"
+
+
 def test_lidar_model_takes_channels(tmp_path: Path) -> None:
     cfg = ModelConfig(depth=2, base_channels=4, in_channels=7)
     path = save_checkpoint(tmp_path / "l", UNet(cfg).eval(), cfg, InputSpec(64, 48))
