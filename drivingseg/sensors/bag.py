@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import struct
+import weakref
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from os import PathLike
@@ -60,7 +61,7 @@ TOPIC_KINDS = {
 """Message type -> stream kind; every other type is ``other``."""
 
 _SENSOR_KINDS = ("camera", "lidar", "camera_info")
-_ROSBAGS_ERRORS = (
+_ROSBAGS_ERRORS: tuple[type[BaseException], ...] = (
     AnyReaderError,
     Rosbag1ReaderError,
     Rosbag2ReaderError,
@@ -68,7 +69,21 @@ _ROSBAGS_ERRORS = (
     TypesysError,
     sqlite3.Error,
     OSError,
+    # What rosbags lets through from damaged bytes: a garbled string (UnicodeDecodeError),
+    # a short header (struct.error), a huge length field (OverflowError, MemoryError), a
+    # ROS 1 record that fails its reader's own assertion.
+    ValueError,
+    AssertionError,
+    struct.error,
+    OverflowError,
+    MemoryError,
 )
+try:  # rosbags 0.11 reads .db3 through apsw, whose errors are not sqlite3's
+    import apsw
+
+    _ROSBAGS_ERRORS += (apsw.Error,)
+except ImportError:  # pragma: no cover - older rosbags use the sqlite3 module
+    pass
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,7 @@ class _McapStreamSource:
         """``(topic, msgtype, log_ns, raw)`` of every decodable message in file order."""
         schemas: dict[int, str] = {}
         channels: dict[int, tuple[str, str]] = {}
-        n_records = 0
+        n_records = n_messages = 0
         with self.path.open("rb") as f:
             try:
                 for record in StreamReader(f, record_size_limit=2**32).records:
@@ -147,11 +162,14 @@ class _McapStreamSource:
                             channels[record.id] = (record.topic, schemas[record.schema_id])
                     elif isinstance(record, Message) and record.channel_id in channels:
                         topic, msgtype = channels[record.channel_id]
+                        n_messages += 1
                         yield topic, msgtype, record.log_time, record.data
-            except (McapError, struct.error, ValueError, TypesysError) as exc:
-                if n_records == 0:
+            except (McapError, struct.error, ValueError, OverflowError, MemoryError,
+                    TypesysError) as exc:
+                if n_messages == 0:
                     message = (
-                        f"cannot read bag: {self._rosbags_error}; as an MCAP stream: {exc}"
+                        f"cannot read bag: {self._rosbags_error}; as an MCAP stream, no "
+                        f"complete message before the damage at record {n_records + 1}: {exc}"
                     )
                     raise RecordingError(message, path=self.path) from exc
                 if warn:
@@ -207,6 +225,7 @@ class BagRecording(Recording):
         self._info: RecordingInfo | None = None
         self._rig: Rig | None = None
         self._rig_done = False
+        self._live: weakref.WeakSet[Generator[tuple[int, Any], None, None]] = weakref.WeakSet()
 
     # ------------------------------------------------------------------ opening
 
@@ -231,10 +250,20 @@ class BagRecording(Recording):
         try:
             return _RosbagsSource(self.path)
         except _ROSBAGS_ERRORS as exc:
-            if self.path.suffix == ".mcap" and self.path.is_file():
-                log.info("rosbags cannot read %s (%s); reading it as a stream", self.path, exc)
-                return _McapStreamSource(self.path, rosbags_error=str(exc))
+            mcap = self._lone_mcap()
+            if mcap is not None:
+                log.info("rosbags cannot read %s (%s); reading %s as a stream", self.path, exc,
+                         mcap.name)
+                return _McapStreamSource(mcap, rosbags_error=str(exc))
             raise RecordingError(f"cannot read bag: {exc}", path=self.path) from exc
+
+    def _lone_mcap(self) -> Path | None:
+        """The ``.mcap`` file to stream when rosbags refuses the bag: the path itself, or the
+        one ``.mcap`` of a bag folder (what an interrupted ``ros2 bag record`` leaves)."""
+        if self.path.is_file():
+            return self.path if self.path.suffix == ".mcap" else None
+        files = sorted(self.path.glob("*.mcap"))
+        return files[0] if len(files) == 1 else None
 
     def _open(self) -> None:
         self._check_path()
@@ -250,6 +279,8 @@ class BagRecording(Recording):
             raise
 
     def _close(self) -> None:
+        for gen in list(self._live):  # iterators still open: release their files now
+            gen.close()
         if self._source is not None:
             self._source.close()
         self._source = None
@@ -300,7 +331,13 @@ class BagRecording(Recording):
     # ------------------------------------------------------------------ reading
 
     def _messages(self, topic: str) -> Iterator[tuple[int, Any]]:
-        """``(stamp_ns, message)`` of one topic from a reader of its own."""
+        """``(stamp_ns, message)`` of one topic from a reader of its own, which closing the
+        recording closes too (a later ``next`` then raises "not open")."""
+        gen = self._read_messages(topic)
+        self._live.add(gen)
+        return gen
+
+    def _read_messages(self, topic: str) -> Generator[tuple[int, Any], None, None]:
         msgtype = self._topics[topic].msgtype
         source = self._new_source()
         with closing(source):
@@ -330,6 +367,7 @@ class BagRecording(Recording):
                 index=index,
                 source=source,
             )
+        self._check_open()  # the loop also ends when the recording is closed under it
 
     def lidar_scans(self) -> Iterator[LidarScan]:
         """Scans of ``lidar_topic`` in bag order, one decoded at a time."""
@@ -346,6 +384,7 @@ class BagRecording(Recording):
                 index=index,
                 source=source,
             )
+        self._check_open()
 
     def info(self) -> RecordingInfo:
         """Every topic with kind, type, count and time span (one pass over the bag, cached).

@@ -157,7 +157,11 @@ def write_bag(path: Path, kind: str, entries: list[Entry]) -> Path:
 
 @pytest.fixture(params=["ros1", "sqlite3", "mcap", "db3_file", "mcap_file"])
 def standard_bag(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    kind = request.param
+    return make_standard_bag(request.param, tmp_path)
+
+
+def make_standard_bag(kind: str, tmp_path: Path) -> Path:
+    """The standard entries as a ROS 1 bag, a ROS 2 folder or its single storage file."""
     if kind == "ros1":
         return write_bag(tmp_path / "drive.bag", "ros1", standard_entries(ROS1))
     storage = "mcap" if kind.startswith("mcap") else "sqlite3"
@@ -328,3 +332,97 @@ def test_mcap_without_summary_reads_complete_chunks(tmp_path: Path) -> None:
     cut.write_bytes(killed.read_bytes()[: (sizes[1] + sizes[2]) // 2])
     with BagRecording(cut) as bag:
         assert [f.stamp_ns for f in bag.camera_frames()] == CAM_NS[:2]
+
+
+def _read_everything(path: Path) -> None:
+    with BagRecording(path) as bag:
+        bag.info()
+        list(bag.camera_frames())
+        list(bag.lidar_scans())
+        bag.rig()
+
+
+@pytest.mark.parametrize("kind", ["ros1", "db3_file", "mcap_file"])
+def test_damaged_bytes_anywhere_give_a_recording_error(tmp_path: Path, kind: str) -> None:
+    """Eight garbled bytes at 40 places, and the file cut at ten lengths: each read either
+    works or fails with a RecordingError naming the file, never a raw exception (rosbags
+    lets UnicodeDecodeError, struct.error, OverflowError, MemoryError and apsw's errors
+    through)."""
+    (tmp_path / "clean").mkdir()
+    bag = make_standard_bag(kind, tmp_path / "clean")
+    data = bag.read_bytes()
+    damaged = tmp_path / f"damaged{bag.suffix}"
+    refused = 0
+    variants = [data[:at] + b"\xff\x00\x13\x37" * 2 + data[at + 8:]
+                for at in np.linspace(0, len(data) - 8, 40).astype(int)]
+    variants += [data[:n] for n in np.linspace(len(data) // 10, len(data) - 1, 10).astype(int)]
+    for variant in variants:
+        damaged.write_bytes(variant)
+        try:
+            _read_everything(damaged)
+        except RecordingError as exc:
+            assert str(exc).startswith(str(damaged)), exc
+            refused += 1
+    assert refused >= 10  # the damage is real: most cuts and a header hit are refused
+
+
+def _open_fds_to(path: Path) -> list[str]:
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("no /proc/self/fd on this system to count open files")
+    links = []
+    for fd in fds.iterdir():
+        try:
+            links.append(str(fd.readlink()))
+        except OSError:  # the listing's own descriptor, gone by now
+            continue
+    return [link for link in links if link.startswith(str(path))]
+
+
+@pytest.mark.parametrize("kind", ["ros1", "sqlite3", "mcap_file"])
+def test_closing_the_recording_ends_its_iterators(tmp_path: Path, kind: str) -> None:
+    """An iterator started inside ``with`` neither keeps the file open after the block
+    nor serves more frames: its next ``next`` says the recording is closed."""
+    path = make_standard_bag(kind, tmp_path)
+    with BagRecording(path) as bag:
+        frames, scans = bag.camera_frames(), bag.lidar_scans()
+        next(frames), next(scans)
+        assert _open_fds_to(path)
+    assert _open_fds_to(path) == []
+    for it in (frames, scans):
+        with pytest.raises(RecordingError, match=r"not open"):
+            next(it)
+
+
+def test_mcap_cut_before_its_first_message_is_refused(tmp_path: Path) -> None:
+    """A file with a header and schemas but no complete message is damage, not an empty
+    recording."""
+    out = tmp_path / "live.mcap"
+    with Ros2McapWriter(out, chunk_size_bytes=1) as w:
+        for k in range(3):
+            w.write_image("/cam", CameraFrame(CAM_NS[k], IMAGES[k], frame_id="cam"))
+    data = out.read_bytes()
+    first_pixels = data.find(IMAGES[0].tobytes())  # inside the first message record
+    assert first_pixels > 0
+    for size in (first_pixels // 2, first_pixels + 1):
+        cut = tmp_path / f"cut{size}.mcap"
+        cut.write_bytes(data[:size])
+        with pytest.raises(RecordingError, match=rf"cut{size}\.mcap: cannot read bag: .*as an "
+                           r"MCAP stream, no complete message before the damage at record \d"):
+            BagRecording(cut).open()
+
+
+def test_bag_folder_with_a_cut_mcap_reads_its_complete_chunks(tmp_path: Path) -> None:
+    """An interrupted ``ros2 bag record`` leaves a folder whose one .mcap has no summary:
+    read the complete chunks as for the file alone."""
+    folder = write_bag(tmp_path / "drive", "mcap", standard_entries(ROS2))
+    (single,) = folder.glob("*.mcap")
+    with BagRecording(single) as bag:
+        stamps = [f.stamp_ns for f in bag.camera_frames()]
+    data = single.read_bytes()
+    single.write_bytes(data[: int(len(data) * 0.9)])
+    with BagRecording(single) as bag:
+        cut_stamps = [f.stamp_ns for f in bag.camera_frames()]
+    assert len(cut_stamps) > 0 and cut_stamps == stamps[: len(cut_stamps)]
+    with BagRecording(folder) as bag:
+        assert [f.stamp_ns for f in bag.camera_frames()] == cut_stamps
