@@ -20,12 +20,29 @@ import yaml
 from drivingseg.errors import DrivingsegError
 
 __all__ = [
+    "prepare_output",
     "read_text",
     "read_yaml_mapping",
     "write_atomic",
     "write_bytes_atomic",
     "write_text_atomic",
 ]
+
+
+def prepare_output(
+    path: str | PathLike[str], *, error: type[DrivingsegError], what: str
+) -> Path:
+    """Check, before any long work, that ``path`` can be written: its folder is created and
+    it is not a folder itself. Returns it as a :class:`Path`."""
+    target = Path(path)
+    if target.is_dir():
+        raise error(f"cannot write {what}: it is a folder", path=target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"cannot write {what}: cannot create its folder ({exc.strerror or exc})"
+        raise error(message, path=target) from exc
+    return target
 
 
 def write_atomic(

@@ -52,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.output
     if out.suffix != ".mcap":
         raise ConfigError(f"output must be a .mcap file, got {str(out)!r}")
+    source = Path(args.input).resolve()
+    if out.resolve() == source or out.resolve().is_relative_to(source):
+        message = (f"output {str(out)!r} is the input {str(args.input)!r} or inside it; "
+                   "write the MCAP elsewhere")
+        raise ConfigError(message)
     if out.exists() and not args.force:
         raise ConfigError(f"output {str(out)!r} exists; pass --force to overwrite it")
     if args.max_frames is not None and args.max_frames < 1:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from drivingseg.cli.cmd_launch import add_run_options, launch
+from drivingseg.errors import ConfigError
 from drivingseg.node.launch import parse_cli_arguments
 
 __all__ = ["add_parser", "render_drive", "run"]
@@ -44,17 +45,29 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+DEMO_MARKER = ".rendered-by-drivingseg-demo"
+"""File the demo leaves in the ``drive`` folder it renders: only such a folder is replaced."""
+
+
 def render_drive(out_dir: Path, seed: int, frames: int) -> Path:
     """Write the synthetic drive of ``seed`` (``frames`` frames, 0 = all) into a fresh
-    ``out_dir``/drive; returns the drive folder."""
+    ``out_dir``/drive; returns the drive folder. A ``drive`` folder there that an earlier
+    demo did not render is someone's data: refused, never deleted."""
     import shutil
 
     from drivingseg.cli.cmd_synth import write_with_progress
 
     root = out_dir / "drive"
-    shutil.rmtree(root, ignore_errors=True)
-    return write_with_progress(root, frames or SYNTHETIC_FRAMES, seed,
-                               desc="rendering the synthetic drive")
+    if root.exists():
+        if not (root / DEMO_MARKER).is_file():
+            message = (f"{str(root)!r} exists and was not rendered by the demo; "
+                       "choose another --out or move it away")
+            raise ConfigError(message)
+        shutil.rmtree(root)
+    drive = write_with_progress(root, frames or SYNTHETIC_FRAMES, seed,
+                                desc="rendering the synthetic drive")
+    (root / DEMO_MARKER).write_text(f"synthetic drive, seed {seed}\n")
+    return drive
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from drivingseg.cli._common import add_tta_argument, progress
+from drivingseg.errors import ConfigError
+from drivingseg.fileio import prepare_output, write_text_atomic
 
 __all__ = ["add_parser", "run"]
 
@@ -42,14 +43,15 @@ def run(args: argparse.Namespace) -> int:
     from drivingseg.model.config import tta_preset
     from drivingseg.model.evaluate import evaluate, format_report
 
+    out = (None if not args.json_out
+           else prepare_output(args.json_out, error=ConfigError, what="the JSON report"))
     report = evaluate(args.data, args.weights, device=args.device, limit=args.limit,
                       sequences=tuple(args.sequences),
                       fp16=None if args.fp16 == "auto" else args.fp16 == "on",
                       tta=tta_preset(args.tta),
                       wrap=lambda items, n: progress(items, total=n, desc="eval"))
     print(format_report(report))
-    if args.json_out:
-        out = Path(args.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+    if out is not None:
+        write_text_atomic(out, json.dumps(report, indent=2, allow_nan=False) + "\n",
+                          error=ConfigError, what="the JSON report")
     return 0

@@ -16,6 +16,7 @@ import cv2
 
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import CalibrationError, ConfigError, RecordingError
+from drivingseg.fileio import prepare_output
 from drivingseg.fusion.overlay import draw_overlay, write_depth_png, write_image_atomic
 from drivingseg.fusion.projection import DEFAULT_MIN_DEPTH_M, check_image_size
 from drivingseg.fusion.zbuffer import depth_image
@@ -79,6 +80,18 @@ def load_frame(path: Path, frame: int, camera: int = 2) -> tuple[CameraFrame, Li
 def run(args: argparse.Namespace) -> int:
     if args.max_depth <= 0:
         raise ConfigError(f"--max-depth must be positive, got {args.max_depth!r}")
+    if args.frame < 0:
+        raise ConfigError(f"--frame must be 0 or more, got {args.frame!r}")
+    if args.depth_png is not None:
+        if args.depth_png.suffix.lower() != ".png":
+            raise ConfigError("a depth image is a 16-bit PNG: name it .png", path=args.depth_png)
+        prepare_output(args.depth_png, error=ConfigError, what="the depth PNG")
+    if args.overlay is not None:
+        prepare_output(args.overlay, error=ConfigError, what="the overlay")
+        if not cv2.haveImageWriter(str(args.overlay)):
+            message = (f"OpenCV writes no image format of suffix {args.overlay.suffix!r}; "
+                       "use .png or .jpg")
+            raise ConfigError(message, path=args.overlay)
     image, scan, rig = load_frame(args.input, args.frame, args.camera)
     check_image_size(rig.camera, image.width, image.height, what=f"camera image {image.source}")
     depth = depth_image(scan.points, rig, min_depth_m=args.min_depth)

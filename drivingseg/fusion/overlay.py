@@ -68,7 +68,10 @@ def decode_depth_png(png16: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]:
 def write_image_atomic(path: str | PathLike[str], image: npt.NDArray[Any]) -> None:
     """Encode ``image`` (BGR or grey, as OpenCV takes it) by its suffix and write atomically."""
     target = Path(path)
-    ok, buf = cv2.imencode(target.suffix or ".png", image)
+    try:
+        ok, buf = cv2.imencode(target.suffix or ".png", image)
+    except cv2.error:  # no encoder for the suffix: OpenCV raises rather than return False
+        ok = False
     if not ok:
         message = f"OpenCV cannot encode a {image.dtype} image as {target.suffix!r}"
         raise ConfigError(message, path=target)

@@ -101,15 +101,29 @@ class Graph:
         return known
 
     def setup(self) -> None:
-        """Set every node up (open inputs, load models), then report unconnected topics."""
-        for node in self.nodes:
-            node.setup()
-        for topic in self.topics.values():
-            if topic.subscriptions and not topic.publishers:
-                users = ", ".join(repr(s.node.name) for s in topic.subscriptions)
-                log.warning("no node publishes %s (subscribed by %s)", topic.name, users)
-        for node in self.nodes:
-            node.ready()
+        """Set every node up (open inputs, load models), then report unconnected topics.
+
+        When a node fails to set up (or to get ready), the nodes already touched are shut
+        down before the error goes on, so inputs are closed and outputs finalised.
+        """
+        touched: list[Node] = []
+        try:
+            for node in self.nodes:
+                touched.append(node)
+                node.setup()
+            for topic in self.topics.values():
+                if topic.subscriptions and not topic.publishers:
+                    users = ", ".join(repr(s.node.name) for s in topic.subscriptions)
+                    log.warning("no node publishes %s (subscribed by %s)", topic.name, users)
+            for node in self.nodes:
+                node.ready()
+        except BaseException:
+            for node in reversed(touched):
+                try:
+                    node.shutdown()
+                except Exception:
+                    log.exception("node %r (%s) failed to shut down", node.name, node.type_name)
+            raise
 
     # ------------------------------------------------------------------ running
 

@@ -132,12 +132,23 @@ class McapRecorder(Node):
     def setup(self) -> None:
         _drop_if_unpublished(self, self.det_sub)
         path = _out_path(self, "path")
+        if path.is_dir():
+            raise self.config_error(f"{str(path)!r} is a folder, not a file to write", "path")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = Ros2McapWriter(path, chunk_size_bytes=self.p["chunk_kb"] * 1024,
-                                         compression=self.p["compression"])
+        except OSError as exc:
+            message = f"cannot create the folder {str(path.parent)!r}: {exc.strerror}"
+            raise self.config_error(message, "path") from exc
+        self.writer = Ros2McapWriter(path, chunk_size_bytes=self.p["chunk_kb"] * 1024,
+                                     compression=self.p["compression"])
+
+    def ready(self) -> None:
+        """Create the file only now that every node is set up: a graph that fails to start
+        leaves an earlier recording at ``path`` as it was."""
+        assert self.writer is not None
+        try:
             self.writer.open()
-        except (DrivingsegError, OSError) as exc:
+        except DrivingsegError as exc:
             raise self.config_error(str(exc), "path") from exc
 
     def on_mask(self, msg: Mask) -> None:
@@ -298,6 +309,18 @@ class VideoWriter(OverlayOutput):
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self.config_error(f"cannot create the folder: {exc.strerror}", "path") from exc
+        # OpenCV says whether it can write this container and codec only when a writer
+        # opens: try one on a scratch file now rather than fail at the first frame.
+        probe = path.with_name(f".{path.stem}.probe{path.suffix}")
+        fourcc = cv2.VideoWriter.fourcc(*self.p["fourcc"])
+        video = cv2.VideoWriter(str(probe), fourcc, self.p["fps"], (64, 48))
+        opened = video.isOpened()
+        video.release()
+        probe.unlink(missing_ok=True)
+        if not opened:
+            message = (f"OpenCV cannot write {str(path)!r} with codec {self.p['fourcc']!r}; "
+                       "'mp4v' writes .mp4, 'MJPG' .avi")
+            raise self.config_error(message, "fourcc")
 
     def show(self, mask: Mask, dets: Detections | None) -> None:
         bgr: npt.NDArray[Any] = self.overlay_bgr(mask, dets)

@@ -195,6 +195,22 @@ def test_cli_convert_refuses_to_overwrite(
     assert "must be a .mcap file" in capsys.readouterr().err
 
 
+def test_cli_convert_refuses_to_write_over_its_input(
+    kitti_raw_drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``convert X X --force`` used to truncate X before reading it."""
+    mcap = tmp_path / "drive.mcap"
+    assert main(["convert", str(kitti_raw_drive), str(mcap), "--max-frames", "1"]) == 0
+    data = mcap.read_bytes()
+    assert main(["convert", str(mcap), str(mcap), "--force"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert mcap.read_bytes() == data
+    inside = kitti_raw_drive / "converted.mcap"
+    assert main(["convert", str(kitti_raw_drive), str(inside)]) == 2
+    assert "or inside it; write the MCAP elsewhere" in capsys.readouterr().err
+    assert not inside.exists()
+
+
 def test_cli_convert_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["convert", str(tmp_path / "missing"), str(tmp_path / "o.mcap")]) == 2
     assert f"{tmp_path / 'missing'}: no such file or folder" in capsys.readouterr().err

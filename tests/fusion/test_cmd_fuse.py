@@ -64,3 +64,20 @@ def test_fuse_bad_inputs(kitti_raw_drive: Path, tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match="not a KITTI folder"):
         args.func(args)
     assert not (tmp_path / "d.png").exists()
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["--frame", "-1"], r"--frame must be 0 or more, got -1"),
+    (["--overlay", "{tmp}/o.txt"], r"o\.txt: OpenCV writes no image format of suffix '\.txt'"),
+    (["--depth-png", "{tmp}/d.jpg"], r"d\.jpg: a depth image is a 16-bit PNG"),
+    (["--overlay", "{tmp}"], r"cannot write the overlay: it is a folder"),
+])
+def test_fuse_refuses_bad_outputs_before_reading(
+    kitti_raw_drive: Path, tmp_path: Path, argv: list[str], match: str
+) -> None:
+    """Checked first: before, a negative frame read the last one, and an overlay suffix
+    OpenCV cannot encode raised cv2.error after the projection was done."""
+    args = parse([str(kitti_raw_drive), *(a.format(tmp=tmp_path) for a in argv)])
+    with pytest.raises(ConfigError, match=match):
+        args.func(args)
+    assert list(tmp_path.iterdir()) == []

@@ -58,6 +58,20 @@ def test_eval_on_kitti_road_gives_maxf_and_ap(kitti_road_from_camvid: Path) -> N
     assert k["max_f"] >= report["per_class"]["road"]["f1"] - 1e-9
 
 
+def test_eval_json_path_that_cannot_be_written_fails_before_scoring(
+    small_camvid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A file where the JSON's folder should be: one error line before any frame is
+    scored (it used to raise FileExistsError after the whole evaluation)."""
+    (tmp_path / "taken").write_text("a file")
+    rc = _main(["eval", "--data", str(small_camvid / "val"), "--weights", "default",
+                "--json", str(tmp_path / "taken" / "eval.json")])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "cannot write the JSON report: cannot create its folder" in captured.err
+    assert "Traceback" not in captured.err and "mean IoU" not in captured.out
+
+
 def test_eval_bad_folder_is_one_error(tmp_path: Path) -> None:
     assert _main(["eval", "--data", str(tmp_path), "--weights", "default"]) == 2
 

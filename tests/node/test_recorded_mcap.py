@@ -1,6 +1,7 @@
 """The recorded MCAP, decoded with ``mcap`` + ``mcap-ros2-support`` only (no drivingseg
 code): message types, counts, mask contents equal to what the node produced, and one
-detections annotation message per mask."""
+detections annotation message per mask; and what the output nodes check when a graph
+starts."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
+
+from drivingseg.errors import ConfigError
+from drivingseg.node.graph import Graph
+from drivingseg.node.outputs import VideoWriter
 
 FRAMES = 5
 
@@ -96,3 +102,33 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
     report = json.loads((tmp_path / "latency.json").read_text())
     assert float(values["e2e_p95_ms"]) > 0 and report["masks"] == FRAMES
     assert status.name == "drivingseg: latency"
+
+
+def test_a_graph_that_fails_to_start_leaves_the_earlier_recording(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path, run_launch: Callable[..., tuple]
+) -> None:
+    """The recorder creates its file only once every node is set up: a mask folder that
+    cannot be made (a file stands there) stops the graph before the last run's MCAP is
+    touched."""
+    earlier = tmp_path / "masks.mcap"
+    earlier.write_bytes(b"the last run's recording")
+    (tmp_path / "masks").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"node 'mask_pngs' .*parameter 'dir': cannot create"):
+        run_launch("replay_kitti", input=str(kitti_raw_drive), weights=str(tiny_weights),
+                   rate=0.0, max_frames=1, out_dir=str(tmp_path), video=False, status=False)
+    assert earlier.read_bytes() == b"the last run's recording"
+
+
+def test_video_codec_is_checked_when_the_node_starts(tmp_path: Path) -> None:
+    """OpenCV cannot write this codec: refused at setup (no probe file left), not after the
+    model has run on the first frame."""
+    graph = Graph()
+    graph.add(VideoWriter, "video", {"path": str(tmp_path / "overlay.mp4"), "fourcc": "abcd"})
+    with pytest.raises(ConfigError, match=r"parameter 'fourcc': OpenCV cannot write .*overlay"
+                       r"\.mp4' with codec 'abcd'"):
+        graph.setup()
+    assert list(tmp_path.iterdir()) == []
+    good = Graph()
+    good.add(VideoWriter, "video", {"path": str(tmp_path / "overlay.mp4")})
+    good.setup()
+    assert list(tmp_path.iterdir()) == []

@@ -122,3 +122,45 @@ def test_live_view_without_a_display_does_nothing(
     assert not node.enabled and not node.subscriptions
     assert "live: no display (DISPLAY is not set); the live window is off" in caplog.text
     graph.run(handle_signals=False, timeout_s=5)
+
+
+class Opener(Node):
+    """Records its lifecycle calls; fails in the hook named by ``fail_in``."""
+
+    type_name = "opener"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("fail_in", str, "", "lifecycle hook that raises", choices=("", "setup", "ready")),
+    )
+    calls: ClassVar[list[str]] = []
+
+    def setup(self) -> None:
+        self.calls.append(f"{self.name}.setup")
+        if self.p["fail_in"] == "setup":
+            raise self.config_error("cannot open", "fail_in")
+
+    def ready(self) -> None:
+        if self.p["fail_in"] == "ready":
+            raise self.config_error("not ready", "fail_in")
+
+    def shutdown(self) -> None:
+        self.calls.append(f"{self.name}.shutdown")
+
+
+@pytest.mark.parametrize("hook", ["setup", "ready"])
+def test_a_node_failing_to_start_shuts_down_those_already_set_up(hook: str) -> None:
+    """Outputs opened before the failure are finalised, inputs closed; nodes after the
+    failing one were never set up and are left alone."""
+    Opener.calls.clear()
+    graph = Graph()
+    for name in ("a", "b"):
+        graph.add(Opener, name)
+    graph.add(Opener, "bad", {"fail_in": hook})
+    graph.add(Opener, "after")
+    with pytest.raises(ConfigError, match=r"node 'bad' \(opener\): parameter 'fail_in'"):
+        graph.setup()
+    if hook == "setup":
+        assert Opener.calls == ["a.setup", "b.setup", "bad.setup",
+                                "bad.shutdown", "b.shutdown", "a.shutdown"]
+    else:
+        assert Opener.calls == ["a.setup", "b.setup", "bad.setup", "after.setup",
+                                "after.shutdown", "bad.shutdown", "b.shutdown", "a.shutdown"]

@@ -1,0 +1,24 @@
+"""``drivingseg demo``'s drive folder: replaced when the demo rendered it, else left alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drivingseg.cli.cmd_demo import render_drive
+from drivingseg.errors import ConfigError
+
+
+def test_demo_replaces_its_own_drive_but_not_someone_elses(tmp_path: Path) -> None:
+    first = render_drive(tmp_path, seed=0, frames=1)
+    second = render_drive(tmp_path, seed=1, frames=2)
+    assert second == first
+    assert len(list((second / "image_02" / "data").glob("*.png"))) == 2
+    other = tmp_path / "elsewhere"
+    (other / "drive").mkdir(parents=True)
+    (other / "drive" / "notes.txt").write_text("precious")
+    with pytest.raises(ConfigError, match=r"drive' exists and was not rendered by the demo; "
+                       r"choose another --out"):
+        render_drive(other, seed=0, frames=1)
+    assert (other / "drive" / "notes.txt").read_text() == "precious"
