@@ -5,8 +5,11 @@ explicit arguments, and lists ``nodes`` (``type``, ``name``, ``parameters``,
 ``remappings``, ``enabled``). ``$(arg name)`` is replaced by the argument's value: a value
 that is exactly one substitution keeps the argument's type, otherwise it is pasted as
 text. Command-line values (``name:=value``) are read as YAML scalars (``0.5`` a number,
-``true`` a boolean). A top-level ``qos: {overflow: drop_oldest|block}`` sets the graph's
-overflow policy (the including file's wins over its includes'). Errors name the file,
+``true`` a boolean); there and in the files an unquoted boolean, number or date keeps its
+text as a :class:`Scalar`, so a str parameter gets what was written (``fp16:=off`` is
+``'off'``, not ``False``) and a bool parameter takes ``true``/``false`` (or YAML 1.1's
+``yes``/``no``, ``on``/``off``). A top-level ``qos: {overflow: drop_oldest|block}`` sets
+the graph's overflow policy (the including file's wins over its includes'). Errors name the file,
 the node and the parameter.
 """
 
@@ -22,9 +25,9 @@ from typing import Any
 import yaml
 
 from drivingseg.errors import ConfigError
-from drivingseg.fileio import read_yaml_mapping
+from drivingseg.fileio import read_text
 from drivingseg.node.graph import Graph
-from drivingseg.node.params import where
+from drivingseg.node.params import Scalar, where
 
 __all__ = [
     "LAUNCH_DIR",
@@ -42,6 +45,34 @@ LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"
 _SUBST = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
 _TOP_KEYS = ("arguments", "include", "nodes", "qos", "description")
 _NODE_KEYS = ("type", "name", "parameters", "remappings", "enabled")
+_INCLUDE_KEYS = ("file", "arguments")
+
+
+class _LaunchLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s reading, but an unquoted bool, number or date is a Scalar."""
+
+
+def _keep_text(tag: str) -> None:
+    """Make ``_LaunchLoader`` wrap what SafeLoader builds for ``tag`` in a Scalar."""
+    construct = yaml.SafeLoader.yaml_constructors[tag]
+
+    def constructor(loader: yaml.SafeLoader, node: yaml.Node) -> Scalar:
+        return Scalar(str(node.value), construct(loader, node))
+
+    _LaunchLoader.add_constructor(tag, constructor)
+
+
+for _kind in ("bool", "int", "float", "timestamp"):
+    _keep_text(f"tag:yaml.org,2002:{_kind}")
+
+
+def _load_yaml(text: str) -> Any:
+    """``text`` read by ``_LaunchLoader`` (raises yaml.YAMLError)."""
+    loader = _LaunchLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 @dataclass(frozen=True)
@@ -78,7 +109,7 @@ def find_launch_file(name: str | PathLike[str]) -> Path:
 
 
 def parse_cli_arguments(items: Sequence[str]) -> dict[str, Any]:
-    """``["name:=value", ...]`` to a dict; values parsed as YAML scalars."""
+    """``["name:=value", ...]`` to a dict; values parsed as YAML scalars (see _scalar)."""
     out: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition(":=")
@@ -88,16 +119,31 @@ def parse_cli_arguments(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _scalar(text: str) -> Any:
+def _scalar(text: str) -> str:
+    """A Scalar for an unquoted bool, number or date, a YAML string as read, else ``text``."""
     try:
-        value = yaml.safe_load(text) if text else ""
+        value = _load_yaml(text) if text else ""
     except yaml.YAMLError:
         return text
-    return value if isinstance(value, str | int | float | bool) else text
+    return value if isinstance(value, str) else text
+
+
+def _typed(value: Any) -> Any:
+    """What YAML reads from ``value`` (a Scalar's value; anything else as it is)."""
+    return value.value if isinstance(value, Scalar) else value
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    data = read_yaml_mapping(path, error=ConfigError, what="launch file")
+    text = read_text(path, error=ConfigError, what="launch file")
+    try:
+        data = _load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"launch file is not valid YAML: {exc}", path=path) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        message = f"launch file must be a YAML mapping, got {type(data).__name__} {data!r}"
+        raise ConfigError(message, path=path)
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         message = f"unknown top-level keys {unknown!r}; valid: {', '.join(_TOP_KEYS)}"
@@ -173,6 +219,13 @@ def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...]) -> tupl
     nodes: list[NodeSpec] = []
     overflow = None
     for i, inc in enumerate(data.get("include") or []):
+        if isinstance(inc, dict):
+            unknown = sorted(set(inc) - set(_INCLUDE_KEYS), key=str)
+            if unknown:
+                message = (
+                    f"include #{i + 1}: unknown keys {unknown!r}; valid: {', '.join(_INCLUDE_KEYS)}"
+                )
+                raise ConfigError(message, path=path)
         if not isinstance(inc, dict) or "file" not in inc:
             raise ConfigError(f"include #{i + 1} needs a 'file' key", path=path)
         inc = _substitute(inc, args, path, f"include #{i + 1}")
@@ -211,7 +264,7 @@ def _node_spec(raw: Any, i: int, args: Mapping[str, Any], path: Path) -> list[No
     spec = _substitute(raw, args, path, f"node {name!r}")
     if "type" not in spec:
         raise ConfigError(f"node {name!r}: parameter 'type' is missing", path=path)
-    enabled = spec.get("enabled", True)
+    enabled = _typed(spec.get("enabled", True))
     if not isinstance(enabled, bool):
         message = f"node {name!r}: 'enabled' must be true or false, got {enabled!r}"
         raise ConfigError(message, path=path)

@@ -4,10 +4,16 @@ Each node class declares its parameters (name, type, default, unit, description,
 range or a set of choices). :func:`resolve_parameters` checks what a launch file gives
 against the declaration: an unknown name, a value of the wrong type or one out of range
 raises :class:`ConfigError` naming the launch file, the node and the parameter.
+
+Launch files and ``name:=value`` give unquoted YAML scalars as :class:`Scalar`: a str
+parameter takes the text as written (``fp16: off`` is ``'off'``, ``out_dir: 2024`` is
+``'2024'``), a bool, int or float parameter what YAML 1.1 reads from it (``true``/``false``,
+and also ``yes``/``no``, ``on``/``off``, are booleans). Floats must be finite.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -15,7 +21,7 @@ from typing import Any
 
 from drivingseg.errors import ConfigError
 
-__all__ = ["Param", "describe_parameters", "resolve_parameters", "where"]
+__all__ = ["Param", "Scalar", "describe_parameters", "resolve_parameters", "where"]
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
 
@@ -24,6 +30,21 @@ def where(node: str, node_type: str, param: str | None = None, origin: str = "")
     """The message prefix naming a node (type, declaring file) and a parameter in errors."""
     text = f"node {node!r} ({node_type}{', in ' + origin if origin else ''})"
     return f"{text}: parameter {param!r}" if param else text
+
+
+class Scalar(str):
+    """An unquoted YAML scalar read as a bool, number or date: the text as written, and
+    ``value``, what YAML 1.1 reads from it (``Scalar('off', False)``)."""
+
+    value: Any
+
+    def __new__(cls, text: str, value: Any) -> Scalar:
+        self = super().__new__(cls, text)
+        self.value = value
+        return self
+
+    def __getnewargs__(self) -> tuple[str, Any]:  # type: ignore[override]
+        return str(self), self.value
 
 
 @dataclass(frozen=True)
@@ -40,7 +61,12 @@ class Param:
     choices: tuple[str, ...] = ()
 
     def check(self, value: Any, prefix: str, path: str | PathLike[str] | None) -> Any:
-        """Return ``value`` converted to the declared type or raise ConfigError."""
+        """Return ``value`` converted to the declared type or raise ConfigError.
+
+        A :class:`Scalar` gives a str parameter its text, any other parameter its value.
+        """
+        if isinstance(value, Scalar):
+            value = str(value) if self.type is str else value.value
         ok: bool
         if self.type is bool:
             ok = isinstance(value, bool)
@@ -57,7 +83,7 @@ class Param:
             )
             raise ConfigError(message, path=path)
         if self.type is float:
-            value = float(value)
+            value = _finite(value, prefix, path)
         if self.choices and value not in self.choices:
             message = f"{prefix}: {value!r} is not one of {', '.join(self.choices)}"
             raise ConfigError(message, path=path)
@@ -71,6 +97,17 @@ class Param:
 
     def _unit(self) -> str:
         return f" {self.unit}" if self.unit else ""
+
+
+def _finite(value: int | float, prefix: str, path: str | PathLike[str] | None) -> float:
+    """``value`` as a float; NaN, an infinity or an int beyond float raise ConfigError."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{prefix}: expected a finite number, got {value!r}", path=path)
+    return number
 
 
 def resolve_parameters(

@@ -3,6 +3,7 @@ name the file, the node and the parameter (in Python and through the CLI: exit 2
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,9 @@ from drivingseg.node.launch import (
     load_launch,
     parse_cli_arguments,
 )
+from drivingseg.node.params import Scalar
 from drivingseg.node.processing import SyncNode
+from drivingseg.node.runtime import Node
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -28,6 +31,12 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def one_node(tmp_path: Path, node: str) -> Path:
     return write(tmp_path, "bad.yaml", "nodes:\n" + textwrap.indent(textwrap.dedent(node), "  "))
+
+
+def resolved(file: str | Path, *cli_arguments: str) -> dict[str, Node]:
+    """The nodes of ``file`` built with ``name:=value`` arguments, by name."""
+    graph = build_graph(load_launch(file, parse_cli_arguments(cli_arguments)))
+    return {n.name: n for n in graph.nodes}
 
 
 def test_shipped_launch_files_load_and_build(tiny_weights: Path) -> None:
@@ -45,13 +54,93 @@ def test_arguments_keep_their_type_and_paste_into_text() -> None:
                                                     "out_dir:=/tmp/x y"]))
     camera = next(n for n in desc.nodes if n.name == "camera")
     assert camera.parameters["input"] == "synthetic:7"
-    assert camera.parameters["max_frames"] == 5
-    assert camera.parameters["rate"] == 0.5
+    assert camera.parameters["max_frames"].value == 5
+    assert camera.parameters["rate"].value == 0.5
     recorder = next(n for n in desc.nodes if n.name == "recorder")
     assert recorder.parameters["path"] == "/tmp/x y/masks.mcap"
     assert desc.overflow == "block"
-    assert parse_cli_arguments(["loop:=true", "name:=synthetic:3"]) == {
-        "loop": True, "name": "synthetic:3"}
+    nodes = {n.name: n for n in build_graph(desc).nodes}
+    assert nodes["camera"].p["max_frames"] == 5 and nodes["camera"].p["rate"] == 0.5
+    parsed = parse_cli_arguments(["loop:=true", "name:=synthetic:3", "label:='on'"])
+    assert parsed == {"loop": "true", "name": "synthetic:3", "label": "on"}
+    assert isinstance(parsed["loop"], Scalar) and parsed["loop"].value is True
+    assert type(parsed["name"]) is str and type(parsed["label"]) is str
+
+
+@pytest.mark.parametrize(("argument", "node", "param", "expected"), [
+    ("fp16:=off", "segmentation", "fp16", "off"),
+    ("fp16:=on", "segmentation", "fp16", "on"),
+    ("compile:=off", "segmentation", "compile", "off"),
+    ("lidar_channels:=off", "fusion", "channels", "off"),
+    ("lidar_channels:=on", "fusion", "channels", "on"),
+    ("out_dir:=2024", "latency", "out_dir", "2024"),
+    ("out_dir:=0755", "latency", "out_dir", "0755"),
+    ("out_dir:=1:30", "latency", "out_dir", "1:30"),
+    ("out_dir:=2024-01-01", "latency", "out_dir", "2024-01-01"),
+    ("weights:=1.50", "segmentation", "weights", "1.50"),
+])
+def test_str_parameters_get_the_text_typed_on_the_command_line(
+    argument: str, node: str, param: str, expected: str
+) -> None:
+    value = resolved("pipeline", "input:=synthetic", argument)[node].p[param]
+    assert value == expected and type(value) is str
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("true", True), ("false", False), ("True", True), ("FALSE", False),
+    ("on", True), ("off", False), ("yes", True), ("no", False),
+])
+def test_bool_parameters_take_true_false_and_on_off(text: str, expected: bool) -> None:
+    nodes = resolved("pipeline", "input:=synthetic", f"loop:={text}", f"proposals:={text}")
+    assert nodes["camera"].p["loop"] is expected
+    assert ("proposals" in nodes) is expected
+
+
+@pytest.mark.parametrize("text", ["'true'", "1", "maybe"])
+def test_bool_parameters_reject_text_and_numbers(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"node 'camera' \(camera_source\): parameter 'loop': "
+                       r"expected a boolean, got "):
+        resolved("pipeline", "input:=synthetic", f"loop:={text}")
+
+
+def test_unquoted_values_in_launch_files_keep_their_text_for_str_parameters(
+    tmp_path: Path,
+) -> None:
+    file = write(tmp_path, "graph.yaml", """
+        arguments:
+          precision: off
+          dir: {default: 2024}
+          tracker: no
+        nodes:
+          - type: segmentation
+            parameters: {fp16: $(arg precision), compile: off, trace: off, num_threads: 2}
+          - {type: fusion, parameters: {channels: on, densify: yes}}
+          - type: latency_tracker
+            parameters: {out_dir: $(arg dir), budget_ms: 50}
+          - {type: sync, enabled: $(arg tracker)}
+          - {type: mask_writer, parameters: {dir: runs/$(arg precision)-$(arg dir)}}
+    """)
+    nodes = resolved(file)
+    assert nodes["segmentation"].p["fp16"] == "off" and nodes["segmentation"].p["compile"] == "off"
+    assert nodes["segmentation"].p["trace"] is False and nodes["segmentation"].p["num_threads"] == 2
+    assert nodes["fusion"].p["channels"] == "on" and nodes["fusion"].p["densify"] is True
+    assert nodes["latency_tracker"].p["out_dir"] == "2024"
+    assert nodes["latency_tracker"].p["budget_ms"] == 50.0
+    assert nodes["mask_writer"].p["dir"] == "runs/off-2024"
+    assert "sync" not in nodes
+    assert resolved(file, "dir:=2025", "precision:=on")["latency_tracker"].p["out_dir"] == "2025"
+
+
+def test_cli_launch_with_str_choices_typed_as_on_off(
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[[Sequence[str]], int],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = cli(["launch", "pipeline", "input:=synthetic", f"weights:={tiny_weights}",
+                "fp16:=off", "compile:=off", "lidar_channels:=on", "out_dir:=2024",
+                "rate:=0", "max_frames:=2", "status:=off", "proposals:=no"])
+    assert code == 0
+    assert (tmp_path / "2024" / "latency.json").stat().st_size > 0
 
 
 def test_enabled_false_leaves_a_node_out() -> None:
@@ -103,11 +192,48 @@ def test_unknown_parameter(tmp_path: Path) -> None:
     ("fast", r"parameter 'tolerance_ms': expected a number, got 'fast' \(str\)"),
     ("true", r"parameter 'tolerance_ms': expected a number, got True \(bool\)"),
     ("-1", r"parameter 'tolerance_ms': -1\.0 is below the minimum 0 ms"),
+    (".nan", r"parameter 'tolerance_ms': expected a finite number, got nan"),
+    (".inf", r"parameter 'tolerance_ms': expected a finite number, got inf"),
+    ("-.inf", r"parameter 'tolerance_ms': expected a finite number, got -inf"),
+    pytest.param("1" + "0" * 400, r"parameter 'tolerance_ms': expected a finite number, "
+                 r"got 10{400}$", id="int-beyond-float"),
 ])
 def test_mistyped_or_out_of_range_parameter(tmp_path: Path, value: str, expected: str) -> None:
     bad = one_node(tmp_path, f"- {{type: sync, name: pair, parameters: {{tolerance_ms: {value}}}}}")
     with pytest.raises(ConfigError, match=r"bad\.yaml: node 'pair' \(sync\): " + expected):
         build_graph(load_launch(bad))
+
+
+@pytest.mark.parametrize(("argument", "node", "shown"), [
+    ("start_s:=.inf", "camera (camera_source)", "inf"),
+    ("end_s:=.inf", "camera (camera_source)", "inf"),
+    ("rate:=.nan", "camera (camera_source)", "nan"),
+    ("tolerance_ms:=.NaN", "sync (sync)", "nan"),
+    ("budget_ms:=.inf", "latency (latency_tracker)", "inf"),
+    ("depth_jump_m:=-.Inf", "proposals (proposals)", "-inf"),
+])
+def test_non_finite_numbers_are_rejected(argument: str, node: str, shown: str) -> None:
+    name, node_type = node.split()
+    param = argument.partition(":=")[0]
+    expected = (f"pipeline.yaml: node '{name}' {node_type}: parameter '{param}': "
+                f"expected a finite number, got {shown}")
+    with pytest.raises(ConfigError, match=re.escape(expected) + "$"):
+        resolved("pipeline", "input:=synthetic", argument)
+
+
+def test_include_with_unknown_keys(tmp_path: Path) -> None:
+    write(tmp_path, "inner.yaml", "arguments: {tol: 10.0}\n")
+    outer = write(tmp_path, "outer.yaml", """
+        include:
+          - file: inner.yaml
+            argument: {tol: 25.0}
+    """)
+    with pytest.raises(ConfigError, match=r"outer\.yaml: include #1: unknown keys \['argument'\]; "
+                       r"valid: file, arguments$"):
+        load_launch(outer)
+    outer.write_text("include:\n  - {files: inner.yaml, 1: x}\n")
+    with pytest.raises(ConfigError, match=r"include #1: unknown keys \['1', 'files'\]; valid"):
+        load_launch(outer)
 
 
 def test_missing_input_path_names_the_included_file_node_and_parameter(tmp_path: Path) -> None:

@@ -1,0 +1,72 @@
+"""Param.check: unquoted YAML scalars (text for str parameters, value for the others) and
+finite floats."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+
+import pytest
+
+from drivingseg.errors import ConfigError
+from drivingseg.node.params import Param, Scalar, resolve_parameters
+
+FP16 = Param("fp16", str, "auto", "half precision", choices=("auto", "on", "off"))
+LOOP = Param("loop", bool, False, "replay again and again")
+RATE = Param("rate", float, 1.0, "replay speed", "x", min=0.0, max=1000.0)
+BUDGET = Param("budget_ms", float, 100.0, "deadline", "ms", min=0.0)
+
+
+@pytest.mark.parametrize(("param", "given", "expected"), [
+    (FP16, Scalar("off", False), "off"),
+    (FP16, Scalar("on", True), "on"),
+    (Param("out_dir", str, "", "folder"), Scalar("2024", 2024), "2024"),
+    (Param("out_dir", str, "", "folder"), Scalar("0755", 493), "0755"),
+    (LOOP, Scalar("off", False), False),
+    (LOOP, Scalar("true", True), True),
+    (RATE, Scalar("2", 2), 2.0),
+])
+def test_scalar_gives_str_parameters_its_text_and_others_its_value(
+    param: Param, given: Scalar, expected: object
+) -> None:
+    value = param.check(given, "p", None)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_scalar_errors_show_what_yaml_read() -> None:
+    with pytest.raises(ConfigError, match=r"^f\.yaml: p: expected a number, got True \(bool\)$"):
+        RATE.check(Scalar("yes", True), "p", "f.yaml")
+    with pytest.raises(ConfigError, match=r"^p: 'no' is not one of auto, on, off$"):
+        FP16.check(Scalar("no", False), "p", None)
+    with pytest.raises(ConfigError, match=r"^p: expected a string, got False \(bool\)$"):
+        FP16.check(False, "p", None)
+
+
+def test_scalar_survives_copy_and_pickle() -> None:
+    for twin in (copy.deepcopy(Scalar("off", False)),
+                 pickle.loads(pickle.dumps(Scalar("off", False)))):
+        assert isinstance(twin, Scalar) and twin == "off" and twin.value is False
+
+
+@pytest.mark.parametrize(("param", "given", "shown"), [
+    (RATE, math.nan, "nan"),
+    (RATE, math.inf, "inf"),
+    (BUDGET, math.inf, "inf"),
+    (BUDGET, -math.inf, "-inf"),
+    (BUDGET, Scalar(".inf", math.inf), "inf"),
+    pytest.param(BUDGET, 10**400, "1" + "0" * 400, id="int-beyond-float"),
+])
+def test_non_finite_floats_are_rejected(param: Param, given: object, shown: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^f\.yaml: p: expected a finite number, got {shown}$"):
+        param.check(given, "p", "f.yaml")
+
+
+def test_resolve_parameters_names_the_node_for_a_non_finite_float() -> None:
+    with pytest.raises(ConfigError, match=r"^l\.yaml: node 'cam' \(camera_source\): parameter "
+                       r"'rate': expected a finite number, got nan$"):
+        resolve_parameters([RATE, LOOP], {"rate": math.nan}, node="cam",
+                           node_type="camera_source", path="l.yaml")
+    assert resolve_parameters([BUDGET, LOOP], {"budget_ms": 1e300, "loop": Scalar("on", True)},
+                              node="t", node_type="latency_tracker", path=None) == {
+        "budget_ms": 1e300, "loop": True}
