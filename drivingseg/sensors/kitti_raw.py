@@ -15,6 +15,7 @@ and scans are read only when asked for, so a long drive costs little memory.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
@@ -109,7 +110,10 @@ class KittiRawDrive(Recording):
             raise ConfigError(f"camera must be 0, 1, 2 or 3 (KITTI image_0N), got {camera!r}")
         self.camera_index = camera
         self._calib_explicit = calib_dir is not None
-        self.calib_dir = Path(calib_dir) if calib_dir is not None else self.path.parent
+        # made absolute first: the parent of "." or ".." is not the date folder; abspath
+        # (unlike resolve) keeps a symlinked drive's date folder as the one it is linked in
+        default_dir = Path(os.path.abspath(self.path)).parent
+        self.calib_dir = Path(calib_dir) if calib_dir is not None else default_dir
         self._camera: _Stream | None = None
         self._lidar: _Stream | None = None
         self._rig: Rig | None = None

@@ -319,6 +319,40 @@ def test_save_raw_removes_stale_imu_and_refuses_distortion(
     assert not (tmp_path / "x").exists()
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_save_raw_stale_imu_that_cannot_be_removed_changes_nothing(
+    kitti_raw_root: Path, kitti_object_root: Path, tmp_path: Path
+) -> None:
+    save_kitti_raw_calib(load_kitti_raw_rig(kitti_raw_root), tmp_path)
+    before = _files(tmp_path)
+    (tmp_path / "calib_imu_to_velo.txt").unlink()
+    (tmp_path / "calib_imu_to_velo.txt").mkdir()  # os.remove refuses a folder
+    before.pop("calib_imu_to_velo.txt")
+    obj = load_kitti_object_rig(kitti_object_root / "calib" / "000000.txt", image_size=OBJECT_SIZE)
+    message = where(tmp_path / "calib_imu_to_velo.txt") + "cannot remove stale calibration file"
+    with pytest.raises(CalibrationError, match=message):
+        save_kitti_raw_calib(obj, tmp_path)
+    assert _files(tmp_path) == before  # the old set, and no temporary file left
+
+
+@pytest.mark.parametrize("blocked", ["calib_velo_to_cam.txt", "calib_imu_to_velo.txt"])
+def test_save_raw_failing_later_file_leaves_the_old_set(
+    kitti_raw_root: Path, kitti_object_root: Path, tmp_path: Path, blocked: str
+) -> None:
+    obj = load_kitti_object_rig(kitti_object_root / "calib" / "000000.txt", image_size=OBJECT_SIZE)
+    save_kitti_raw_calib(obj, tmp_path)
+    before = _files(tmp_path)
+    (tmp_path / blocked).unlink(missing_ok=True)
+    (tmp_path / blocked).mkdir()
+    before.pop(blocked, None)
+    with pytest.raises(CalibrationError, match=where(tmp_path / blocked) + "cannot write"):
+        save_kitti_raw_calib(load_kitti_raw_rig(kitti_raw_root), tmp_path)
+    assert _files(tmp_path) == before
+
+
 unit = st.floats(-1.0, 1.0, allow_nan=False)
 quaternion = st.tuples(unit, unit, unit, unit).filter(lambda q: np.linalg.norm(q) > 0.1)
 

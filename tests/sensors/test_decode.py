@@ -55,6 +55,39 @@ def test_png_padded_with_zeros_still_decodes() -> None:
     np.testing.assert_array_equal(decode_image(data, "pad.png"), BGR[:, :, ::-1])
 
 
+@pytest.mark.parametrize("tail", [b"\r\n", b"\n", b"\x00" * 100, b"\x00" * 3 + b"junk"])
+def test_png_and_jpeg_with_trailing_bytes_decode(tail: bytes) -> None:
+    png = _encode(".png", BGR)
+    np.testing.assert_array_equal(decode_image(png + tail, "pad.png"), BGR[:, :, ::-1])
+    jpg = _encode(".jpg", BGR, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    reference = decode_image(jpg, "x.jpg")
+    np.testing.assert_array_equal(decode_image(jpg + tail, "pad.jpg"), reference)
+
+
+@pytest.mark.parametrize("tail", [b"", b"\r\n", b"\x00" * 100])
+def test_cut_png_and_jpeg_are_refused_whatever_follows(tail: bytes) -> None:
+    png = _encode(".png", BGR)
+    for cut in (png[:-12], png[:-13], png[: len(png) // 2], png[:40]):
+        with pytest.raises(RecordingError, match=r"cut\.png: truncated PNG"):
+            decode_image(cut + tail, "cut.png")
+    big = RNG.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    jpg = _encode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    for cut in (jpg[:-2], jpg[: len(jpg) // 2], jpg[:100]):
+        with pytest.raises(RecordingError, match=r"cut\.jpg: truncated JPEG"):
+            decode_image(cut + tail, "cut.jpg")
+
+
+def test_jpeg_end_marker_inside_a_header_segment_is_not_the_end() -> None:
+    jpg = _encode(".jpg", RNG.integers(0, 256, size=(32, 32, 3), dtype=np.uint8))
+    # an APP1 segment (like an EXIF thumbnail) holding its own end-of-image marker
+    payload = b"Exif\x00\x00\xff\xd8thumbnail\xff\xd9"
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    with_app1 = jpg[:2] + app1 + jpg[2:]
+    assert decode_image(with_app1, "e.jpg").shape == (32, 32, 3)
+    with pytest.raises(RecordingError, match=r"e\.jpg: truncated JPEG"):
+        decode_image(with_app1[: len(with_app1) - 200], "e.jpg")
+
+
 def test_sixteen_bit_png_is_refused() -> None:
     depth = np.arange(63, dtype=np.uint16).reshape(7, 9) * 1000
     with pytest.raises(RecordingError, match=r"d\.png: expected an 8-bit camera image, got dtype"):

@@ -182,6 +182,24 @@ def test_explicit_calib_dir_and_camera_argument(kitti_raw_root: Path, tmp_path: 
         KittiRawDrive(drive, camera=7)
 
 
+def test_relative_drive_path_finds_the_date_folder_calibration(
+    kitti_raw_root: Path, kitti_raw_drive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with KittiRawDrive(kitti_raw_drive) as absolute:
+        expected = absolute.rig()
+    assert expected is not None
+    monkeypatch.chdir(kitti_raw_drive)
+    with KittiRawDrive(".") as drive:
+        rig = drive.rig()
+        assert len(drive) == 30
+    assert drive.calib_dir == kitti_raw_root
+    assert rig is not None
+    np.testing.assert_array_equal(rig.lidar_to_pixel_matrix(), expected.lidar_to_pixel_matrix())
+    monkeypatch.chdir(kitti_raw_drive / "image_02")
+    with KittiRawDrive("..") as parent:
+        assert parent.rig() is not None
+
+
 def test_not_open_raises(kitti_raw_drive: Path) -> None:
     drive = KittiRawDrive(kitti_raw_drive)
     for use in (

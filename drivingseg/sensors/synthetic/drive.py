@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from drivingseg.calibration.rig_yaml import load_rig
 from drivingseg.calibration.types import Rig
-from drivingseg.errors import CalibrationError, ConfigError
+from drivingseg.errors import CalibrationError, ConfigError, RecordingError
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.synthetic.camera import CameraRender, CameraRenderer
@@ -118,16 +118,36 @@ class SyntheticDrive(Recording):
             raise CalibrationError(message, path=self.rig_path)
         self._rig = load_rig(self.rig_path)
         duration_s = self.frames * CAMERA_PERIOD_NS / 1e9
-        self.world: World = build_world(self.seed, _MAX_SPEED_MPS * duration_s + 100.0)
+        self._world: World = build_world(self.seed, _MAX_SPEED_MPS * duration_s + 100.0)
         noise = NoiseTile(self.seed)
-        self._camera = CameraRenderer(self._rig.camera, self.world, noise)
-        self._lidar = LidarModel(self.world, noise)
+        self._camera = CameraRenderer(self._rig.camera, self._world, noise)
+        self._lidar = LidarModel(self._world, noise)
         T_ego_velo = np.eye(4)
         T_ego_velo[2, 3] = LIDAR_HEIGHT_M
         self._T_ego_velo = T_ego_velo
         self._T_velo_cam = self._rig.T_cam_velo.inverse().matrix
 
+    def _close(self) -> None:
+        """Drop the world, the renderers and the cached frames (set again by ``open()``)."""
+        self._cam_cache.clear()
+        self._lidar_cache.clear()
+        del self._rig, self._world, self._camera, self._lidar, self._T_ego_velo, self._T_velo_cam
+
+    def _check_open(self) -> None:
+        """Raise :class:`RecordingError` unless open; the hint shows this drive's arguments."""
+        if not self.is_open:
+            call = f"SyntheticDrive(seed={self.seed}, frames={self.frames})"
+            message = f"SyntheticDrive is not open; use 'with {call} as r:'"
+            raise RecordingError(message, path=self.path)
+
+    @property
+    def world(self) -> World:
+        """The procedural world (roads, cars, ego path) of the open drive."""
+        self._check_open()
+        return self._world
+
     def __len__(self) -> int:
+        self._check_open()
         return self.frames
 
     def _index(self, i: int) -> int:
@@ -154,10 +174,12 @@ class SyntheticDrive(Recording):
 
     def lidar_pose(self, stamp_ns: int) -> FloatArray:
         """``T_world_velo``: the lidar pose in the world at ``stamp_ns``."""
-        return np.asarray(self.world.ego_pose(self._time_s(stamp_ns)) @ self._T_ego_velo)
+        self._check_open()
+        return np.asarray(self._world.ego_pose(self._time_s(stamp_ns)) @ self._T_ego_velo)
 
     def camera_pose(self, stamp_ns: int) -> FloatArray:
         """``T_world_cam``: the pose of the rig's camera frame in the world at ``stamp_ns``."""
+        self._check_open()
         return np.asarray(self.lidar_pose(stamp_ns) @ self._T_velo_cam)
 
     # --- rendering -------------------------------------------------------------------
@@ -170,7 +192,7 @@ class SyntheticDrive(Recording):
         stamp = self.camera_stamp_ns(i)
         t_s = self._time_s(stamp)
         out = self._camera.render(
-            self.world.boxes_at(t_s),
+            self._world.boxes_at(t_s),
             t_s,
             self.camera_pose(stamp),
             np.random.default_rng([self.seed, i, 1]),
@@ -187,7 +209,7 @@ class SyntheticDrive(Recording):
             return self._lidar_cache[i]
         stamp = self.lidar_stamp_ns(i)
         out = self._lidar.scan(
-            self.world.boxes_at(self._time_s(stamp)),
+            self._world.boxes_at(self._time_s(stamp)),
             self.lidar_pose(stamp),
             np.random.default_rng([self.seed, i, 2]),
         )
@@ -241,9 +263,9 @@ class SyntheticDrive(Recording):
         else:
             raise ConfigError(f"frame must be 'lidar' or 'camera', got {frame!r}")
         T = np.linalg.inv(T_world_sensor)
-        x, y, yaw = self.world.car_poses(self._time_s(stamp))
+        x, y, yaw = self._world.car_poses(self._time_s(stamp))
         boxes = []
-        for car, cx, cy, cyaw in zip(self.world.cars, x, y, yaw, strict=True):
+        for car, cx, cy, cyaw in zip(self._world.cars, x, y, yaw, strict=True):
             centre = T[:3, :3] @ np.array([cx, cy, car.size_lwh[2] / 2]) + T[:3, 3]
             if np.linalg.norm(centre) > max_range_m:
                 continue

@@ -16,7 +16,11 @@ about the lidar z axis; ``moving`` 0 or 1).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import os
+import shutil
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +40,8 @@ __all__ = ["drive_folder", "format_kitti_timestamp", "write_synthetic_drive"]
 
 CAMERA_FOLDER = "image_02"
 LIDAR_FOLDER = "velodyne_points"
+
+log = logging.getLogger(__name__)
 
 Wrap = Callable[[Iterable[tuple[int, int]], int], Iterable[tuple[int, int]]]
 
@@ -137,52 +143,97 @@ def write_synthetic_drive(
 
     ``workers`` > 1 renders frames in that many processes (the output is the same, as
     every frame depends only on the seed and its index). ``wrap(iterable, frames)`` may
-    wrap the frame loop (a progress bar). Files of an earlier drive in the same place are
-    overwritten or removed.
+    wrap the frame loop (a progress bar). The drive is written into a hidden sibling
+    folder and renamed into place when complete, replacing an earlier drive there; an
+    error or interrupt removes the partial folder and leaves the earlier drive as it was.
     """
-    layout = _Layout(drive_folder(out_dir))
+    final = drive_folder(out_dir)
+    tmp_dir = final.parent / f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    layout = _Layout(tmp_dir)
     rig = None if rig_path is None else Path(rig_path)
-    with SyntheticDrive(seed=seed, frames=frames, rig_path=rig) as drive:
-        try:
-            for folder in layout.folders:
-                folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RecordingError(f"cannot create output folder: {exc}", path=out_dir) from exc
-        save_kitti_raw_calib(drive.rig(), layout.drive_dir.parent, camera=2)
-        stamps: Iterable[tuple[int, int]]
-        if workers > 1:
-            # spawn, not fork: forking a process whose OpenMP/BLAS threads hold locks can hang.
-            pool = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(drive.seed, drive.frames, rig, layout),
-            )
-            stamps = pool.map(_worker_frame, range(frames), chunksize=4)
-        else:
-            pool = None
-            stamps = (_write_frame(drive, layout, i) for i in range(frames))
-        try:
-            if wrap is not None:
-                stamps = wrap(stamps, frames)
-            cam_ns, velo_ns = zip(*stamps, strict=True)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+    created = False
+    try:
+        with SyntheticDrive(seed=seed, frames=frames, rig_path=rig) as drive:
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp_dir.mkdir()
+                created = True
+                for folder in layout.folders:
+                    folder.mkdir(parents=True)
+            except OSError as exc:
+                message = f"cannot create output folder: {exc}"
+                raise RecordingError(message, path=out_dir) from exc
+            cam_ns, velo_ns = _write_frames(drive, layout, rig, workers, wrap)
+            _write_timestamps(layout.drive_dir, cam_ns, velo_ns)
+            save_kitti_raw_calib(drive.rig(), final.parent, camera=2)
+        _move_into_place(tmp_dir, final)
+    finally:
+        if created:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return final
+
+
+def _write_frames(
+    drive: SyntheticDrive, layout: _Layout, rig: Path | None, workers: int, wrap: Wrap | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Write every frame of the open ``drive`` into ``layout``; return camera and lidar stamps."""
+    frames = len(drive)
+    stamps: Iterable[tuple[int, int]]
+    if workers > 1:
+        # spawn, not fork: forking a process whose OpenMP/BLAS threads hold locks can hang.
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(drive.seed, drive.frames, rig, layout),
+        )
+        stamps = pool.map(_worker_frame, range(frames), chunksize=4)
+    else:
+        pool = None
+        stamps = (_write_frame(drive, layout, i) for i in range(frames))
+    try:
+        if wrap is not None:
+            stamps = wrap(stamps, frames)
+        cam_ns, velo_ns = zip(*stamps, strict=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return cam_ns, velo_ns
+
+
+def _write_timestamps(drive_dir: Path, cam_ns: Iterable[int], velo_ns: Iterable[int]) -> None:
+    """Write the camera and lidar ``timestamps.txt`` of the drive in ``drive_dir``."""
     for name, values in ((CAMERA_FOLDER, cam_ns), (LIDAR_FOLDER, velo_ns)):
-        path = layout.drive_dir / name / "timestamps.txt"
+        path = drive_dir / name / "timestamps.txt"
         text = "".join(format_kitti_timestamp(v) + "\n" for v in values)
         try:
             path.write_text(text, encoding="ascii")
         except OSError as exc:
             raise RecordingError(f"cannot write timestamps: {exc}", path=path) from exc
-    _remove_stale(frames, *layout.folders)
-    return layout.drive_dir
 
 
-def _remove_stale(frames: int, *folders: Path) -> None:
-    """Delete numbered files ``>= frames`` left by an earlier, longer drive in the same place."""
-    for folder in folders:
-        for path in folder.iterdir():
-            if path.stem.isdigit() and int(path.stem) >= frames and path.is_file():
-                path.unlink()
+def _move_into_place(tmp_dir: Path, final: Path) -> None:
+    """Rename the complete drive ``tmp_dir`` to ``final``, replacing (then deleting) an old one.
+
+    A reader sees the old drive, briefly no drive, or the new one, never a mix of both.
+    """
+    old = final.with_name(tmp_dir.name[: -len(".tmp")] + ".old")
+    try:
+        if final.exists() or final.is_symlink():
+            os.rename(final, old)
+        try:
+            os.rename(tmp_dir, final)
+        except OSError:
+            if old.exists() or old.is_symlink():
+                os.rename(old, final)
+            raise
+    except OSError as exc:
+        message = f"cannot move the written drive into place: {exc}"
+        raise RecordingError(message, path=final) from exc
+    try:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+    except OSError as exc:
+        log.warning("%s: could not delete the replaced drive %s: %s", final, old.name, exc)

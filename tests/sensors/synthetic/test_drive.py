@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from drivingseg.errors import CalibrationError, ConfigError, RecordingError
-from drivingseg.sensors.synthetic.drive import SyntheticDrive, default_rig_path
+from drivingseg.sensors.synthetic.drive import START_NS, SyntheticDrive, default_rig_path
 
 
 def test_same_seed_gives_byte_identical_frames_in_any_order(drive: SyntheticDrive) -> None:
@@ -99,6 +99,37 @@ def test_bad_arguments_and_missing_rig(tmp_path: Path) -> None:
         closed.camera(0)
 
 
+def test_unopened_and_closed_drive_refuse_every_use() -> None:
+    drive = SyntheticDrive(seed=3, frames=2)
+    uses = {
+        "len": lambda: len(drive),
+        "lidar_pose": lambda: drive.lidar_pose(START_NS),
+        "camera_pose": lambda: drive.camera_pose(START_NS),
+        "world": lambda: drive.world,
+        "rig": lambda: drive.rig(),
+        "info": lambda: drive.info(),
+        "car_boxes": lambda: drive.car_boxes(0),
+        "lidar": lambda: drive.lidar(0),
+    }
+    hint = (
+        r"synthetic:3: SyntheticDrive is not open; "
+        r"use 'with SyntheticDrive\(seed=3, frames=2\) as r:'"
+    )
+    for state in ("never opened", "closed"):
+        for name, use in uses.items():
+            with pytest.raises(RecordingError, match=hint):
+                use()
+                pytest.fail(f"{name} worked on a {state} drive")
+        with drive:
+            assert len(drive) == 2
+            pose = drive.lidar_pose(START_NS)
+            assert pose.shape == (4, 4)
+            assert drive.camera_pose(START_NS).shape == (4, 4)
+            assert drive.world.cars
+    with drive:
+        np.testing.assert_array_equal(drive.lidar_pose(START_NS), pose)
+
+
 def test_index_out_of_range(drive: SyntheticDrive) -> None:
     with pytest.raises(IndexError, match="out of range"):
         drive.camera(20)
@@ -120,8 +151,8 @@ def test_junction_has_a_cross_street_with_road_and_cars() -> None:
         pts = drive.lidar(i).xyz
         labels = drive.point_labels(i)
         boxes = drive.car_boxes(i, "lidar", max_range_m=40.0)
+        cross_cars = {c.car_id for c in drive.world.cars if c.road != 0}
     sideways_road = (labels == 1) & (np.abs(pts[:, 1]) > 15.0) & (np.abs(pts[:, 0]) < 5.0)
     assert sideways_road.sum() > 100
-    cross_cars = {c.car_id for c in drive.world.cars if c.road != 0}
     assert len(cross_cars) >= 3
     assert {b.car_id for b in boxes} & cross_cars

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 
 from drivingseg.cli import main
+from drivingseg.errors import RecordingError
 from drivingseg.sensors.kitti_raw import KittiRawDrive
 from drivingseg.sensors.kitti_timestamps import read_kitti_timestamps
+from drivingseg.sensors.synthetic import writer
 from drivingseg.sensors.synthetic.drive import SyntheticDrive
 from drivingseg.sensors.synthetic.writer import format_kitti_timestamp, write_synthetic_drive
 
@@ -69,6 +72,56 @@ def test_two_workers_write_the_same_files_and_shorter_drive_removes_stale(
     assert not (two / "image_02" / "data" / "0000000002.png").exists()
     with KittiRawDrive(two) as kitti:
         assert len(kitti) == 2
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_interrupted_rewrite_leaves_the_earlier_drive_whole(tmp_path: Path) -> None:
+    drive_dir = write_synthetic_drive(tmp_path, frames=2, seed=1)
+    before = _snapshot(drive_dir.parent)
+
+    def interrupt_after_one(
+        items: Iterable[tuple[int, int]], total: int
+    ) -> Iterator[tuple[int, int]]:
+        for n, item in enumerate(items):
+            if n == 1:
+                raise KeyboardInterrupt
+            yield item
+
+    with pytest.raises(KeyboardInterrupt):
+        write_synthetic_drive(tmp_path, frames=2, seed=2, wrap=interrupt_after_one)
+    assert _snapshot(drive_dir.parent) == before  # no frame of seed 2, no temporary folder
+    assert [p.name for p in drive_dir.parent.iterdir() if p.is_dir()] == [drive_dir.name]
+    with KittiRawDrive(drive_dir) as kitti, SyntheticDrive(seed=1, frames=2) as synth:
+        assert np.array_equal(kitti.camera(0).image, synth.camera(0).image)
+
+
+def test_failed_frame_write_keeps_the_earlier_drive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drive_dir = write_synthetic_drive(tmp_path, frames=2, seed=1)
+    before = _snapshot(drive_dir.parent)
+    real_write_png = writer._write_png
+    written: list[Path] = []
+
+    def disk_full_on_third(path: Path, image: np.ndarray) -> None:
+        if len(written) == 2:
+            raise RecordingError("OpenCV could not write the PNG", path=path)
+        written.append(path)
+        real_write_png(path, image)
+
+    monkeypatch.setattr(writer, "_write_png", disk_full_on_third)
+    with pytest.raises(RecordingError, match=r"0000000001\.png: OpenCV could not write the PNG"):
+        write_synthetic_drive(tmp_path, frames=2, seed=2)
+    assert _snapshot(drive_dir.parent) == before
+    assert sorted(p.name for p in drive_dir.parent.iterdir()) == [
+        drive_dir.name,
+        "calib_cam_to_cam.txt",
+        "calib_velo_to_cam.txt",
+    ]
 
 
 def test_cli_writes_the_drive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
