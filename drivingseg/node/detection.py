@@ -10,7 +10,10 @@ Latency: a ``Detections`` message carries its mask's timing plus ``publish`` (th
 delivery to this node) and ``proposals`` (this node's work), see
 :data:`~drivingseg.node.messages.DETECTION_STAGES`. The latency tracker keeps measuring
 masks only: proposals run beside the other mask consumers and do not delay a mask. This
-node keeps its own per-frame figures (``frames``) and logs their percentiles at the end.
+node keeps its own figures, bounded for runs of any length: the last
+:data:`~drivingseg.node.latency.RECENT_FRAMES` frames (``frames``), running counts, and
+every frame's milliseconds as compact float64 columns (``samples``, 16 bytes a frame), whose
+exact percentiles it logs at the end.
 
 :class:`StampPairer` pairs masks with the detections of the same camera stamp for the
 overlay outputs; detections come after their mask, so masks wait in a small bounded
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,7 +36,7 @@ import numpy.typing as npt
 # package imports this module through the registry, so names are looked up at call time.
 from drivingseg.detect import proposals
 from drivingseg.errors import DrivingsegError
-from drivingseg.node.latency import percentiles
+from drivingseg.node.latency import RECENT_FRAMES, SampleColumns, percentiles
 from drivingseg.node.messages import Detection, Detections, Mask
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node
@@ -93,7 +96,9 @@ class ProposalNode(Node):
         self.create_subscription("/segmentation/mask", Mask, self.on_mask)
         self.pub = self.create_publisher(DETECTIONS_TOPIC, Detections)
         self.params = proposals.ProposalParams()
-        self.frames: list[DetectionLatency] = []
+        self.frames: deque[DetectionLatency] = deque(maxlen=RECENT_FRAMES)
+        self.samples = SampleColumns(("proposals", "e2e"))
+        self.detections = 0
         self._checked_classes: tuple[str, ...] | None = None
 
     def setup(self) -> None:
@@ -131,20 +136,23 @@ class ProposalNode(Node):
         timing = msg.timing.with_stage("publish", received - msg.published_ns)
         timing = timing.with_stage("proposals", now - received)
         self.pub.publish(Detections(tuple(found), timing))
-        self.frames.append(DetectionLatency(
-            msg.stamp_ns, len(found), (now - received) / 1e6, (now - timing.available_ns) / 1e6))
+        frame = DetectionLatency(
+            msg.stamp_ns, len(found), (now - received) / 1e6, (now - timing.available_ns) / 1e6)
+        self.frames.append(frame)
+        self.samples.append((frame.proposals_ms, frame.e2e_ms))
+        self.detections += frame.count
 
-    def latency_ms(self) -> dict[str, dict[str, float]]:
-        """Percentiles of the proposals stage and of detections end to end (ms)."""
-        return {"proposals": percentiles([f.proposals_ms for f in self.frames]),
-                "e2e": percentiles([f.e2e_ms for f in self.frames])}
+    def latency_ms(self) -> dict[str, dict[str, float | None]]:
+        """Percentiles over every frame of the proposals stage and of detections end to end
+        (ms; ``None`` before the first frame)."""
+        return {name: percentiles(self.samples.column(name)) for name in self.samples.names}
 
     def after_run(self) -> None:
-        if self.frames:
+        if len(self.samples):
             stats = self.latency_ms()
             log.info("%s: %d detections in %d frames; proposals p50 %.1f p95 %.1f ms, "
                      "detections end to end p50 %.1f p95 %.1f ms", self.name,
-                     sum(f.count for f in self.frames), len(self.frames),
+                     self.detections, len(self.samples),
                      stats["proposals"]["p50"], stats["proposals"]["p95"],
                      stats["e2e"]["p50"], stats["e2e"]["p95"])
 

@@ -4,40 +4,116 @@ End-to-end latency of a mask runs from the moment its camera frame was available
 source (replay at a rate: the frame's scheduled release time; as fast as possible: the end
 of reading it) to the moment the tracker received the published mask. Stage durations
 are the work of each stage; ``queue`` is the rest (time spent waiting in queues).
+
+Memory stays bounded per frame for runs of any length (``replay --loop``, a vehicle): the
+live status line and ``/diagnostics`` use running counters and the last
+:data:`RECENT_FRAMES` frames; ``latency.csv`` is streamed to disk row by row; the summary's
+percentiles are exact over every mask, from one float64 per column and mask
+(:class:`SampleColumns`: 56 bytes a mask, about 2 MB an hour at 10 Hz).
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import logging
+import os
 import sys
+import tempfile
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 import numpy as np
+import numpy.typing as npt
 
+from drivingseg.errors import ConfigError, DrivingsegError
+from drivingseg.fileio import write_atomic, write_text_atomic
 from drivingseg.node.messages import STAGES, Diagnostics, Mask
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node
 
-__all__ = ["FrameLatency", "LatencyReport", "LatencyTracker", "percentiles"]
+__all__ = [
+    "RECENT_FRAMES",
+    "FrameLatency",
+    "LatencyReport",
+    "LatencyTracker",
+    "SampleColumns",
+    "percentiles",
+]
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("e2e", *STAGES, "queue")
+STAT_KEYS = ("p50", "p95", "p99", "max", "mean")
+
+RECENT_FRAMES = 200
+"""Frames the tracker keeps as objects (``frames``): the status line's window."""
+
+DIAGNOSTICS_FRAMES = 50
+"""The most recent frames whose percentiles ``/diagnostics`` reports."""
+
+JSON_NAME = "latency.json"
+CSV_NAME = "latency.csv"
+CSV_HEADER = ("seq", "index", "stamp_ns", *(f"{c}_ms" for c in COLUMNS), "deadline_miss")
 
 
-def percentiles(values_ms: list[float]) -> dict[str, float]:
-    """p50, p95, p99, max and mean of ``values_ms`` (NaN when empty)."""
-    if not values_ms:
-        return {k: float("nan") for k in ("p50", "p95", "p99", "max", "mean")}
+def percentiles(values_ms: Sequence[float] | npt.NDArray[np.float64]
+                ) -> dict[str, float | None]:
+    """p50, p95, p99, max and mean of ``values_ms`` (all ``None`` when empty)."""
     a = np.asarray(values_ms, dtype=np.float64)
+    if a.size == 0:
+        return {k: None for k in STAT_KEYS}
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(a.max()),
             "mean": float(a.mean())}
+
+
+def format_ms(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``-`` when there is none."""
+    return "-" if value is None else format(value, spec)
+
+
+def csv_line(fields: Sequence[object]) -> str:
+    """One CSV record of plain fields (numbers, column names: nothing to quote)."""
+    return ",".join(str(f) for f in fields) + "\r\n"
+
+
+class SampleColumns:
+    """Named float64 columns that grow by doubling: one compact array per column.
+
+    Keeps exact statistics over a whole run at 8 bytes a value, without per-frame objects.
+    """
+
+    def __init__(self, names: Sequence[str], capacity: int = 256) -> None:
+        self.names = tuple(names)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._data = np.empty((len(self.names), max(1, capacity)), dtype=np.float64)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (at most twice the values' size)."""
+        return int(self._data.nbytes)
+
+    def append(self, values: Sequence[float]) -> None:
+        """Add one value per column, in the order of ``names`` (amortised O(1))."""
+        if self._n == self._data.shape[1]:
+            grown = np.empty((len(self.names), 2 * self._n), dtype=np.float64)
+            grown[:, : self._n] = self._data
+            self._data = grown
+        self._data[:, self._n] = values
+        self._n += 1
+
+    def column(self, name: str) -> npt.NDArray[np.float64]:
+        """Every value of column ``name`` so far (a view)."""
+        return self._data[self._index[name], : self._n]
 
 
 @dataclass(frozen=True)
@@ -55,13 +131,16 @@ class FrameLatency:
 
 @dataclass
 class LatencyReport:
-    """Summary of a run; ``table()`` for people, ``as_dict()`` for JSON."""
+    """Summary of a run; ``table()`` for people, ``as_dict()`` for JSON.
+
+    Statistics of a column are ``None`` when no mask was measured.
+    """
 
     budget_ms: float
     frames_in: int
     masks: int
     wall_s: float
-    stats: dict[str, dict[str, float]]
+    stats: dict[str, dict[str, float | None]]
     deadline_misses: int
     drops: dict[str, int] = field(default_factory=dict)
 
@@ -80,6 +159,10 @@ class LatencyReport:
             "dropped": self.dropped, "drops": self.drops, "latency_ms": self.stats,
         }
 
+    def to_json(self) -> str:
+        """``as_dict()`` as JSON; refuses NaN and infinities (not valid JSON)."""
+        return json.dumps(self.as_dict(), indent=2, allow_nan=False) + "\n"
+
     def table(self) -> str:
         lines = [
             f"latency of {self.masks} masks from {self.frames_in} camera frames "
@@ -88,8 +171,8 @@ class LatencyReport:
         ]
         for name in COLUMNS:
             s = self.stats[name]
-            lines.append(f"{name:<10}" + "".join(f"{s[k]:9.1f}" for k in ("p50", "p95", "p99",
-                                                                             "max")))
+            lines.append(f"{name:<10}" + "".join(f"{format_ms(s[k], '.1f'):>9}"
+                                                 for k in ("p50", "p95", "p99", "max")))
         lines.append(f"deadline misses: {self.deadline_misses} of {self.masks}")
         if self.drops:
             lines.append(f"dropped frames: {self.dropped}")
@@ -100,13 +183,21 @@ class LatencyReport:
 
 
 class LatencyTracker(Node):
-    """Measures every mask; live status line, ``/diagnostics``, JSON/CSV and a summary."""
+    """Measures every mask; live status line, ``/diagnostics``, JSON/CSV and a summary.
+
+    ``frames`` holds the last :data:`RECENT_FRAMES` masks only; ``samples`` every mask's
+    milliseconds per column (the summary's exact percentiles: 56 bytes a mask, about 2 MB
+    an hour at 10 Hz).
+    """
 
     type_name = "latency_tracker"
     description = "end-to-end and per-stage latency, deadline misses, drops"
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("budget_ms", float, 100.0, "deadline per frame, end to end", "ms", min=0.0),
-        Param("out_dir", str, "", "folder for latency.json and latency.csv ('' = none)"),
+        Param("out_dir", str, "", "folder for latency.json (summary, null statistics when no "
+              "mask came) and latency.csv (one row per mask, streamed to disk as masks come: "
+              "complete for a replay, nothing per frame held in memory on a vehicle; both "
+              "appear atomically at the end); created and checked at start ('' = none)"),
         Param("status", bool, True, "live one-line status on a terminal"),
         Param("diagnostics_period_s", float, 1.0, "how often to publish /diagnostics", "s",
               min=0.01),
@@ -117,12 +208,39 @@ class LatencyTracker(Node):
         super().__init__(*args, **kwargs)
         self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=1000)
         self.diag = self.create_publisher("/diagnostics", Diagnostics)
-        self.frames: list[FrameLatency] = []
+        self.frames: deque[FrameLatency] = deque(maxlen=RECENT_FRAMES)
+        self.samples = SampleColumns(COLUMNS)
+        self.deadline_misses = 0
         self.report: LatencyReport | None = None
+        self._out_dir: Path | None = None
+        self._csv_file: TextIO | None = None
+        self._csv_tmp: Path | None = None
+        self._csv_done = False
+        self._errors: list[ConfigError] = []
         self._start_ns = 0
         self._last_diag_ns = 0
         self._last_status_ns = 0
         self._tty = bool(self.p["status"]) and sys.stderr.isatty()
+
+    def setup(self) -> None:
+        if not self.p["out_dir"]:
+            return
+        out = Path(self.p["out_dir"])
+        if out.exists() and not out.is_dir():
+            raise self.config_error(f"{str(out)!r} is a file, not a folder", "out_dir")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"cannot create {str(out)!r}: {exc.strerror or exc}"
+            raise self.config_error(message, "out_dir") from exc
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise self.config_error(f"cannot write into {str(out)!r} (permission denied)",
+                                    "out_dir")
+        for name in (JSON_NAME, CSV_NAME):
+            if (out / name).is_dir():
+                raise self.config_error(f"{str(out / name)!r} is a folder, not a file",
+                                        "out_dir")
+        self._out_dir = out
 
     def ready(self) -> None:
         self._start_ns = time.perf_counter_ns()
@@ -134,7 +252,12 @@ class LatencyTracker(Node):
         for stage in STAGES:
             ms[stage] = t.stage_ns(stage) / 1e6
         ms["queue"] = max(0.0, ms["e2e"] - sum(ms[s] for s in STAGES if s != "read"))
-        self.frames.append(FrameLatency(t.seq, msg.frame.index, t.stamp_ns, ms))
+        frame = FrameLatency(t.seq, msg.frame.index, t.stamp_ns, ms)
+        missed = frame.missed(self.p["budget_ms"])
+        self.frames.append(frame)
+        self.samples.append([ms[c] for c in COLUMNS])
+        self.deadline_misses += missed
+        self._stream_row(frame, missed)
         if now - self._last_diag_ns >= self.p["diagnostics_period_s"] * 1e9:
             self._last_diag_ns = now
             self.diag.publish(self.diagnostics(msg.stamp_ns))
@@ -150,66 +273,134 @@ class LatencyTracker(Node):
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
 
-    def _e2e(self) -> list[float]:
-        return [f.ms["e2e"] for f in self.frames]
-
     def status_line(self) -> str:
-        e2e = percentiles(self._e2e()[-200:])
+        """Masks, rate, misses and drops so far; e2e percentiles of the recent frames."""
+        e2e = percentiles([f.ms["e2e"] for f in self.frames])
         wall_s = max(1e-9, (time.perf_counter_ns() - self._start_ns) / 1e9)
-        misses = sum(f.missed(self.p["budget_ms"]) for f in self.frames)
+        masks = len(self.samples)
         return (
-            f"{len(self.frames)} masks | {len(self.frames) / wall_s:.1f} fps | e2e p50 "
-            f"{e2e['p50']:.0f} p95 {e2e['p95']:.0f} ms | misses {misses} | "
+            f"{masks} masks | {masks / wall_s:.1f} fps | e2e p50 "
+            f"{format_ms(e2e['p50'], '.0f')} p95 {format_ms(e2e['p95'], '.0f')} ms | "
+            f"misses {self.deadline_misses} | "
             f"dropped {sum(self.context.graph.drops().values())}"
         )
 
     def diagnostics(self, stamp_ns: int) -> Diagnostics:
         budget = self.p["budget_ms"]
-        recent = self.frames[-50:]
+        recent = list(self.frames)[-DIAGNOSTICS_FRAMES:]
         e2e = percentiles([f.ms["e2e"] for f in recent])
         misses = sum(f.missed(budget) for f in recent)
         drops = self.context.graph.drops()
         level = 1 if misses or drops else 0
         values = [
-            ("masks", str(len(self.frames))),
+            ("masks", str(len(self.samples))),
             ("budget_ms", f"{budget:g}"),
             ("deadline_misses_recent", str(misses)),
             ("dropped", str(sum(drops.values()))),
         ]
         for stage in COLUMNS:
             s = percentiles([f.ms[stage] for f in recent])
-            values += [(f"{stage}_{k}_ms", f"{s[k]:.2f}") for k in ("p50", "p95")]
+            values += [(f"{stage}_{k}_ms", format_ms(s[k], ".2f")) for k in ("p50", "p95")]
         values += [(f"dropped at {where}", str(n)) for where, n in sorted(drops.items())]
-        message = f"e2e p95 {e2e['p95']:.1f} ms, {misses} of last {len(recent)} over budget"
+        message = (f"e2e p95 {format_ms(e2e['p95'], '.1f')} ms, {misses} of last "
+                   f"{len(recent)} over budget")
         return Diagnostics(stamp_ns, f"drivingseg: {self.name}", level, message, tuple(values))
+
+    # ---------------------------------------------------------------- files
+
+    def _file_error(self, path: Path, exc: OSError | DrivingsegError) -> ConfigError:
+        """Remember a failed write (``after_run`` raises the first one) and return it."""
+        cause = exc.__cause__ if isinstance(exc, DrivingsegError) else exc
+        reason = (cause.strerror if isinstance(cause, OSError) and cause.strerror
+                  else str(cause or exc))
+        error = self.config_error(f"cannot write {str(path)!r}: {reason}", "out_dir")
+        self._errors.append(error)
+        return error
+
+    def _stream_row(self, frame: FrameLatency, missed: bool) -> None:
+        """Append ``frame``'s row to the CSV being written (opened at the first mask)."""
+        if self._out_dir is None or self._csv_done:
+            return
+        try:
+            if self._csv_file is None:
+                fd, name = tempfile.mkstemp(prefix=f".{CSV_NAME}.", suffix=".tmp",
+                                            dir=self._out_dir)
+                self._csv_tmp = Path(name)
+                self._csv_file = os.fdopen(fd, "w", newline="", encoding="utf-8")
+                self._csv_file.write(csv_line(CSV_HEADER))
+            self._csv_file.write(csv_line([frame.seq, frame.index, frame.stamp_ns,
+                                           *(f"{frame.ms[c]:.3f}" for c in COLUMNS),
+                                           int(missed)]))
+        except OSError as exc:
+            error = self._file_error(self._out_dir / CSV_NAME, exc)
+            log.warning("%s; no latency.csv this run, measuring goes on", error)
+            self._discard_csv()
+            self._csv_done = True
+
+    def _discard_csv(self) -> None:
+        if self._csv_file is not None:
+            with contextlib.suppress(OSError):
+                self._csv_file.close()
+            self._csv_file = None
+        if self._csv_tmp is not None:
+            self._csv_tmp.unlink(missing_ok=True)
+            self._csv_tmp = None
+
+    def _finish_csv(self) -> None:
+        """Move the streamed CSV into place as ``latency.csv`` (atomically)."""
+        if self._out_dir is None or self._csv_file is None or self._csv_tmp is None:
+            return
+        target, streamed = self._out_dir / CSV_NAME, self._csv_tmp
+        try:
+            self._csv_file.close()
+            self._csv_file = None
+            write_atomic(target, lambda tmp: os.replace(streamed, tmp), error=ConfigError,
+                         what="the latency CSV")
+            self._csv_tmp = None
+        except (OSError, DrivingsegError) as exc:
+            self._file_error(target, exc)
+        finally:
+            self._discard_csv()
+            self._csv_done = True
+
+    def shutdown(self) -> None:
+        self._finish_csv()
 
     def after_run(self) -> None:
         wall_s = (time.perf_counter_ns() - self._start_ns) / 1e9 if self._start_ns else 0.0
-        budget = self.p["budget_ms"]
+        masks = len(self.samples)
         self.report = LatencyReport(
-            budget_ms=budget,
+            budget_ms=self.p["budget_ms"],
             frames_in=self.context.graph.frames_in(),
-            masks=len(self.frames),
+            masks=masks,
             wall_s=wall_s,
-            stats={c: percentiles([f.ms[c] for f in self.frames]) for c in COLUMNS},
-            deadline_misses=sum(f.missed(budget) for f in self.frames),
+            stats={c: percentiles(self.samples.column(c)) for c in COLUMNS},
+            deadline_misses=self.deadline_misses,
             drops=self.context.graph.drops(),
         )
-        if self.p["out_dir"]:
-            self.write(Path(self.p["out_dir"]))
+        if not masks:
+            log.warning("%s: no mask was measured (%d camera frames in); the latency "
+                        "statistics are empty", self.name, self.report.frames_in)
         if self.p["summary"]:
             sys.stdout.write(self.report.table() + "\n")
             sys.stdout.flush()
+        if self._out_dir is not None:
+            self.write(self._out_dir)
+        if self._errors:
+            for error in self._errors[1:]:
+                log.error("%s", error)
+            raise self._errors[0]
 
     def write(self, out_dir: Path) -> None:
-        """``latency.json`` (summary) and ``latency.csv`` (one row per mask) in ``out_dir``."""
+        """``latency.json`` (the report) in ``out_dir``, and a header-only ``latency.csv``
+        when no mask streamed one; failures are kept for ``after_run`` to raise."""
         assert self.report is not None
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "latency.json").write_text(json.dumps(self.report.as_dict(), indent=2) + "\n")
-        with (out_dir / "latency.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["seq", "index", "stamp_ns", *(f"{c}_ms" for c in COLUMNS),
-                        "deadline_miss"])
-            for fr in self.frames:
-                w.writerow([fr.seq, fr.index, fr.stamp_ns, *(f"{fr.ms[c]:.3f}" for c in COLUMNS),
-                            int(fr.missed(self.p["budget_ms"]))])
+        files = [(out_dir / JSON_NAME, self.report.to_json(), "the latency summary")]
+        if not self._csv_done:
+            files.append((out_dir / CSV_NAME, csv_line(CSV_HEADER), "the latency CSV"))
+            self._csv_done = True
+        for path, text, what in files:
+            try:
+                write_text_atomic(path, text, error=ConfigError, what=what)
+            except DrivingsegError as exc:
+                self._file_error(path, exc)

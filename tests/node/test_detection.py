@@ -4,6 +4,7 @@ equal to the boxes; bad parameters stop the launch; the overlay pairing stays bo
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from drivingseg.node.detection import (
     draw_detections,
 )
 from drivingseg.node.graph import Graph
-from drivingseg.node.latency import LatencyTracker
+from drivingseg.node.latency import RECENT_FRAMES, LatencyTracker
 from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.messages import DETECTION_STAGES, Detection, Detections, Mask, Timing
 from drivingseg.node.outputs import McapRecorder, VideoWriter
@@ -249,3 +250,24 @@ def test_onnxruntime_backend_fills_the_car_probability(
         assert m.car_prob is not None and m.car_prob.shape == m.class_ids.shape
         assert m.car_prob.dtype == np.float32 and 0.0 < m.car_prob.max() <= 1.0
         assert m.scan is not None and m.rig is not None
+
+
+def test_proposal_node_keeps_a_bounded_window_and_totals_over_every_frame() -> None:
+    graph = Graph()
+    node = graph.add(ProposalNode, "prop", {"min_area_px": 1, "lidar": False})
+    node.setup()
+    ids = np.zeros((4, 6), np.uint8)
+    ids[1:3, 1:4] = 2  # one car blob a frame
+    n = RECENT_FRAMES + 57
+    for k in range(n):
+        age_ns = 10_000_000_000 if k == 0 else 0  # the first frame: 10 s late
+        timing = Timing(k, k, time.perf_counter_ns() - age_ns)
+        node.on_mask(Mask(CameraFrame(k, IMG), ids, ("b", "r", "car"), timing, 0))
+    assert node.frames.maxlen == RECENT_FRAMES and len(node.frames) == RECENT_FRAMES
+    assert [f.stamp_ns for f in node.frames] == list(range(n - RECENT_FRAMES, n))
+    assert node.detections == n and len(node.samples) == n
+    assert node.samples.nbytes <= 2 * 8 * 2 * n
+    stats = node.latency_ms()
+    e2e_max = stats["e2e"]["max"]
+    assert e2e_max is not None and e2e_max >= 10_000.0  # frame 0, long out of the window
+    assert ProposalNode("p", {}, Graph().context).latency_ms()["e2e"]["p50"] is None

@@ -1,0 +1,231 @@
+"""Latency tracker: a bad ``out_dir`` stops the start, an empty window gives valid JSON with
+null statistics, files appear atomically, and memory stays bounded over long runs while the
+totals and the summary cover every mask."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivingseg.errors import ConfigError
+from drivingseg.node.graph import Graph
+from drivingseg.node.latency import (
+    COLUMNS,
+    RECENT_FRAMES,
+    LatencyReport,
+    LatencyTracker,
+    percentiles,
+)
+from drivingseg.node.messages import Mask, Timing
+from drivingseg.sensors.frames import CameraFrame
+
+IMG = np.zeros((4, 6, 3), np.uint8)
+
+
+def tracker_in(out_dir: Path | str = "", budget_ms: float = 400.0) -> LatencyTracker:
+    graph = Graph()
+    return graph.add(LatencyTracker, "latency", {
+        "out_dir": str(out_dir), "budget_ms": budget_ms, "status": False, "summary": True})
+
+
+def mask(k: int, *, inference_ns: int, age_ns: int = 0) -> Mask:
+    """Mask ``k``, its frame available ``age_ns`` before now, with a known inference time."""
+    now = time.perf_counter_ns()
+    timing = Timing(1_000 + k, k, now - age_ns, (("read", 1_000), ("inference", inference_ns)))
+    return Mask(CameraFrame(1_000 + k, IMG, index=k), np.zeros((4, 6), np.uint8),
+                ("background", "road", "car"), timing, now)
+
+
+def strict_json(text: str) -> object:
+    """``json.loads`` that refuses NaN and infinities, as other JSON readers do."""
+    def reject(token: str) -> object:
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=reject)
+
+
+# ---------------------------------------------------------------- out_dir checked at start
+
+
+def bad_out_dir(tmp_path: Path, case: str) -> Path:
+    """An ``out_dir`` that cannot hold the files: a file, below a file, or files as folders."""
+    (tmp_path / "o3file").touch()
+    if case == "file":
+        return tmp_path / "o3file"
+    if case == "below a file":
+        return tmp_path / "o3file" / "sub"
+    (tmp_path / "out" / "latency.json").mkdir(parents=True)
+    return tmp_path / "out"
+
+
+@pytest.mark.parametrize(("case", "match"), [
+    ("file", r"node 'latency' \(latency_tracker\): parameter 'out_dir': '[^']*o3file' is a "
+             r"file, not a folder"),
+    ("below a file", r"parameter 'out_dir': cannot create '[^']*o3file/sub': Not a directory"),
+    ("json is a folder", r"parameter 'out_dir': '[^']*out/latency\.json' is a folder, not a "
+                         r"file"),
+])
+def test_bad_out_dir_stops_the_start(tmp_path: Path, case: str, match: str) -> None:
+    tracker = tracker_in(bad_out_dir(tmp_path, case))
+    with pytest.raises(ConfigError, match=match):
+        tracker.setup()
+
+
+def test_out_dir_is_created_at_start_and_left_empty_when_nothing_ran(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b"
+    tracker = tracker_in(out)
+    tracker.setup()
+    assert out.is_dir()
+    tracker.shutdown()  # another node failed to start: no files, no leftovers
+    assert list(out.iterdir()) == []
+
+
+def test_cli_replay_into_a_file_fails_before_any_frame(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path,
+    cli: Callable[[Sequence[str]], int], capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "o3file"
+    out.touch()
+    code = cli(["replay", str(kitti_raw_drive), "num_threads:=1", "live:=false",
+                "status:=false", "record:=false", "masks:=false", "video:=false",
+                "--frames", "2", "--out", str(out), "--weights", str(tiny_weights)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.strip().splitlines()[-1].endswith(
+        f"parameter 'out_dir': {str(out)!r} is a file, not a folder")
+    assert "Traceback" not in captured.err and "latency of" not in captured.out
+
+
+# ---------------------------------------------------------------- empty window
+
+
+def test_empty_window_writes_null_statistics_and_warns(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path,
+    run_launch: Callable[..., tuple], caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="drivingseg.node.latency"):
+        _, _, tracker = run_launch(
+            "replay_kitti", input=str(kitti_raw_drive), weights=str(tiny_weights), rate=0.0,
+            start_s=1.01, end_s=1.05, out_dir=str(tmp_path), record=False, video=False,
+            masks=False, status=False)
+    summary = strict_json((tmp_path / "latency.json").read_text())
+    assert isinstance(summary, dict) and summary["masks"] == 0
+    assert summary["latency_ms"] == {c: {"p50": None, "p95": None, "p99": None, "max": None,
+                                         "mean": None} for c in COLUMNS}
+    assert (tmp_path / "latency.csv").read_text().startswith("seq,index,stamp_ns,e2e_ms,")
+    assert len((tmp_path / "latency.csv").read_text().splitlines()) == 1
+    assert "latency: no mask was measured" in caplog.text
+    assert tracker.report is not None and "e2e" in tracker.report.table()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latency.csv", "latency.json"]
+
+
+def test_report_json_refuses_nan() -> None:
+    assert percentiles([]) == dict.fromkeys(("p50", "p95", "p99", "max", "mean"))
+    stats = {c: percentiles([]) for c in COLUMNS}
+    empty = LatencyReport(100.0, 0, 0, 1.0, stats, 0)
+    written = strict_json(empty.to_json())
+    assert isinstance(written, dict) and written["latency_ms"]["e2e"]["p95"] is None
+    assert "       -" in empty.table()
+    stats["e2e"] = {**stats["e2e"], "p50": float("nan")}
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        LatencyReport(100.0, 0, 0, 1.0, stats, 0).to_json()
+
+
+# ---------------------------------------------------------------- long runs, atomic files
+
+
+def test_long_run_keeps_a_bounded_window_and_exact_totals(tmp_path: Path) -> None:
+    previous = '{"from": "the previous run"}\n'
+    (tmp_path / "latency.json").write_text(previous)
+    (tmp_path / "latency.csv").write_text("previous\n")
+    tracker = tracker_in(tmp_path, budget_ms=400.0)
+    tracker.setup()
+    tracker.ready()
+    n = 3 * RECENT_FRAMES + 7
+    inference_ns = [(k * 7919) % 50_000_000 + 1_000 for k in range(n)]
+    late = {k for k in range(n) if k % 9 == 0}  # available 10 s before: over budget
+    for k in range(n):
+        tracker.on_mask(mask(k, inference_ns=inference_ns[k],
+                             age_ns=10_000_000_000 if k in late else 0))
+
+    # Bounded: only the recent frames are kept as objects; one float per column and mask.
+    assert tracker.frames.maxlen == RECENT_FRAMES and len(tracker.frames) == RECENT_FRAMES
+    assert [f.index for f in tracker.frames] == list(range(n - RECENT_FRAMES, n))
+    assert tracker.samples.nbytes <= 2 * 8 * len(COLUMNS) * n
+    # The status line counts every mask and every miss, not just the window's.
+    line = tracker.status_line()
+    assert line.startswith(f"{n} masks | ") and f"| misses {len(late)} |" in line
+    values = dict(tracker.diagnostics(0).values)
+    assert values["masks"] == str(n)
+
+    # Rows are streamed to a hidden file; the previous run's files stay until the end.
+    assert (tmp_path / "latency.csv").read_text() == "previous\n"
+    assert (tmp_path / "latency.json").read_text() == previous
+    streamed = list(tmp_path.glob(".latency.csv.*.tmp"))
+    assert len(streamed) == 1 and streamed[0].stat().st_size > 0
+
+    tracker.shutdown()
+    tracker.after_run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latency.csv", "latency.json"]
+    rows = list(csv.DictReader((tmp_path / "latency.csv").open(newline="")))
+    assert [int(r["index"]) for r in rows] == list(range(n))
+    assert [float(r["inference_ms"]) for r in rows] == pytest.approx(
+        [ns / 1e6 for ns in inference_ns], abs=5e-4)
+    assert {int(r["index"]) for r in rows if r["deadline_miss"] == "1"} == late
+
+    # The summary covers every mask, including those long gone from the window.
+    report = tracker.report
+    assert report is not None and report.masks == n and report.deadline_misses == len(late)
+    expected = np.percentile(np.array(inference_ns) / 1e6, [50, 95, 99])
+    got = report.stats["inference"]
+    assert [got["p50"], got["p95"], got["p99"]] == pytest.approx(expected.tolist())
+    e2e_max = report.stats["e2e"]["max"]
+    assert e2e_max is not None and e2e_max >= 10_000.0
+    summary = strict_json((tmp_path / "latency.json").read_text())
+    assert isinstance(summary, dict) and summary["masks"] == n
+    assert summary["deadline_misses"] == len(late)
+
+
+def test_write_failure_at_the_end_still_prints_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracker = tracker_in(tmp_path)
+    tracker.setup()
+    tracker.ready()
+    tracker.on_mask(mask(0, inference_ns=2_000_000))
+    tracker.shutdown()
+    (tmp_path / "latency.json").mkdir()  # appeared during the run
+    match = r"parameter 'out_dir': cannot write '[^']*latency\.json': Is a directory"
+    with pytest.raises(ConfigError, match=match):
+        tracker.after_run()
+    assert "latency of 1 masks from 0 camera frames" in capsys.readouterr().out
+    assert len((tmp_path / "latency.csv").read_text().splitlines()) == 2
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+
+def test_csv_that_cannot_be_streamed_is_given_up_while_measuring_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    tracker = tracker_in(out)
+    tracker.setup()
+    tracker.ready()
+    out.rmdir()  # removed during the run
+    with caplog.at_level(logging.WARNING, logger="drivingseg.node.latency"):
+        for k in range(3):
+            tracker.on_mask(mask(k, inference_ns=1_000_000))
+    assert caplog.text.count("no latency.csv this run, measuring goes on") == 1
+    tracker.shutdown()
+    match = r"parameter 'out_dir': cannot write '[^']*out/latency\.csv': No such file"
+    with pytest.raises(ConfigError, match=match):
+        tracker.after_run()
+    assert "latency of 3 masks" in capsys.readouterr().out
+    assert tracker.report is not None and tracker.report.masks == 3
+    assert sorted(p.name for p in out.iterdir()) == ["latency.json"]
