@@ -40,6 +40,10 @@ def _check_png_complete(data: bytes, source: str | PathLike[str]) -> None:
             message = f"corrupt image: PNG chunk at byte {pos} has type {ctype!r}"
             raise RecordingError(message, path=source)
         end = pos + 12 + length
+        if end > len(data) and data.rfind(_PNG_IEND) > pos:  # ends whole: a damaged length
+            message = (f"corrupt image: PNG chunk {ctype!r} at byte {pos} claims {length} "
+                       f"bytes, past the end of the {len(data)}-byte data")
+            raise RecordingError(message, path=source)
         if end > len(data):
             message = (
                 f"truncated PNG (chunk {ctype.decode()!r} at byte {pos} needs {end} bytes, "
