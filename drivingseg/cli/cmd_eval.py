@@ -35,6 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--fp16", choices=("auto", "on", "off"), default="auto",
                    help="half precision: float16 on CUDA, bfloat16 on the CPU (auto: on CUDA "
                         "only; 'on' scores what the streaming node runs on a bfloat16 CPU)")
+    p.add_argument("--resize", choices=("keep_aspect", "stretch"), default="keep_aspect",
+                   help="frame to network input: keep_aspect (default; the frame's aspect ratio "
+                        "at about the checkpoint's pixel count, as the node runs) or stretch "
+                        "(squashed to the checkpoint's size)")
     add_tta_argument(p)
     p.set_defaults(func=run)
 
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(args.data, args.weights, device=args.device, limit=args.limit,
                       sequences=tuple(args.sequences),
                       fp16=None if args.fp16 == "auto" else args.fp16 == "on",
-                      tta=tta_preset(args.tta),
+                      tta=tta_preset(args.tta), resize=args.resize,
                       wrap=lambda items, n: progress(items, total=n, desc="eval"))
     print(format_report(report))
     if out is not None:

@@ -66,15 +66,18 @@ def _resize(sample: Sample, width: int, height: int) -> Sample:
 
 
 def resize_sample(sample: Sample, spec: InputSpec) -> Sample:
-    """Resize the whole frame to the model input size (what evaluation and inference see)."""
+    """Resize the whole frame to the model input size, for a batch of one size (inference
+    keeps a frame's aspect ratio, :func:`~drivingseg.model.infer.input_size`: the same for
+    frames of the input's 4:3)."""
     return _resize(sample, spec.width, spec.height)
 
 
 class Augmenter:
     """Random scale + crop to ``spec``'s size, horizontal flip and colour jitter.
 
-    Scale 1 shows the whole frame as inference does (the frame resized to cover the
-    input size); ``scale_range`` zooms in (> 1) and out (< 1, padded with ignore).
+    Scale 1 is the frame resized, keeping its aspect ratio, just to cover the input size (a
+    4:3 frame fills the 4:3 input exactly, as inference shows it); ``scale_range`` zooms in
+    (> 1) and out (< 1, padded with ignore). Frames are never squashed.
     """
 
     def __init__(

@@ -23,7 +23,14 @@ import torch
 from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import load_checkpoint, resolve_weights
 from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
-from drivingseg.model.infer import RunOptions, Segmentation, Segmenter, check_frame
+from drivingseg.model.infer import (
+    RunOptions,
+    Segmentation,
+    Segmenter,
+    check_frame,
+    check_resize,
+    input_size,
+)
 
 __all__ = [
     "BACKENDS",
@@ -85,8 +92,9 @@ class OnnxSegmenter:
     """An ONNX Runtime session ready for frames: ``OnnxSegmenter("model.onnx")(rgb)``.
 
     ``model`` is an exported file or its bytes; the frame is resized on the host into a
-    preallocated uint8 buffer (as :class:`Segmenter` does), the logits are upsampled and
-    arg-maxed with the same numpy code as the torch backend on the CPU.
+    preallocated uint8 buffer (as :class:`Segmenter` does, by ``resize``; a graph exported
+    at a fixed size can only ``stretch``), the logits are upsampled and arg-maxed with the
+    same numpy code as the torch backend on the CPU.
     """
 
     def __init__(
@@ -95,9 +103,11 @@ class OnnxSegmenter:
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         *,
         num_threads: int = 0,
+        resize: str = "keep_aspect",
     ) -> None:
         from drivingseg.model.export import read_metadata
 
+        check_resize(resize)
         ort = _ort()
         self.providers = check_providers(providers)
         source = "<in memory>" if isinstance(model, bytes) else str(model)
@@ -116,6 +126,10 @@ class OnnxSegmenter:
         meta = read_metadata(self.session.get_modelmeta().custom_metadata_map, source)
         self.config, self.spec, self.classes = meta.config, meta.spec, meta.classes
         self.fp16 = meta.fp16
+        self.resize = resize if meta.dynamic else "stretch"
+        if resize != self.resize:
+            log.info("%s takes %dx%d inputs only (not exported --dynamic): frames are "
+                     "stretched to it", source, self.spec.width, self.spec.height)
         self._host = np.empty((1, self.spec.height, self.spec.width, 3), dtype=np.uint8)
 
     def logits(self, feeds: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
@@ -133,7 +147,10 @@ class OnnxSegmenter:
     ) -> Segmentation:
         """Segment one RGB frame (and its lidar channels when the model takes them)."""
         check_frame(image, lidar, self.config.uses_lidar)
-        size = (self.spec.width, self.spec.height)
+        size = input_size(self.spec, int(image.shape[0]), int(image.shape[1]),
+                          2 ** self.config.depth, self.resize)
+        if self._host.shape[1:3] != (size[1], size[0]):
+            self._host = np.empty((1, size[1], size[0], 3), dtype=np.uint8)
         cv2.resize(image, size, dst=self._host[0], interpolation=cv2.INTER_AREA)
         feeds: dict[str, npt.NDArray[Any]] = {"image": self._host}
         if lidar is not None:
@@ -166,13 +183,17 @@ def make_segmenter(
     providers: Sequence[str] = DEFAULT_PROVIDERS,
     options: RunOptions | None = None,
     num_threads: int = 0,
+    resize: str = "keep_aspect",
 ) -> Segmenter | OnnxSegmenter:
     """The backend asked for. For ``onnxruntime``, ``weights`` is an ``.onnx`` file, or a
-    checkpoint exported in memory at its input size (float16 graph when ``fp16``)."""
+    checkpoint exported in memory (float16 graph when ``fp16``; any input size for
+    ``keep_aspect``, else the checkpoint's)."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    check_resize(resize)
     if backend == "torch":
-        return Segmenter(resolve_weights(weights), device=device, fp16=fp16, options=options)
+        return Segmenter(resolve_weights(weights), device=device, fp16=fp16, options=options,
+                         resize=resize)
     if options is not None and options != RunOptions():
         message = (f"torch options {options!r} do not apply to backend 'onnxruntime'; "
                    "leave channels_last, pin_memory, compile and cuda_graph at their defaults")
@@ -180,9 +201,9 @@ def make_segmenter(
     check_providers(providers)
     path = resolve_weights(weights)
     if path.suffix == ".onnx":
-        return OnnxSegmenter(path, providers, num_threads=num_threads)
+        return OnnxSegmenter(path, providers, num_threads=num_threads, resize=resize)
     from drivingseg.model.export import onnx_bytes
 
     log.info("exporting %s to ONNX in memory for onnxruntime", path.name)
-    data = onnx_bytes(load_checkpoint(path), fp16=bool(fp16))
-    return OnnxSegmenter(data, providers, num_threads=num_threads)
+    data = onnx_bytes(load_checkpoint(path), fp16=bool(fp16), dynamic=resize != "stretch")
+    return OnnxSegmenter(data, providers, num_threads=num_threads, resize=resize)

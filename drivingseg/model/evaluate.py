@@ -88,6 +88,7 @@ def evaluate(
     wrap: Callable[[Iterable[LabelledFile], int], Iterable[LabelledFile]] | None = None,
     fp16: bool | None = None,
     tta: TTAConfig | None = None,
+    resize: str = "keep_aspect",
 ) -> dict[str, Any]:
     """Evaluate ``weights`` on the labelled frames under ``data``.
 
@@ -96,6 +97,8 @@ def evaluate(
     :class:`~drivingseg.model.infer.Segmenter` (None: on CUDA only), to score the
     precision a deployment runs in. ``tta``: average over rescaled and mirrored views
     (:mod:`drivingseg.model.tta`; offline only, each view costs a forward pass).
+    ``resize``: how frames become the network input
+    (:func:`~drivingseg.model.infer.input_size`).
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 frame, got {limit!r}")
@@ -107,7 +110,7 @@ def evaluate(
             raise RecordingError(message, path=data)
     files = files if limit is None else files[:limit]
     ckpt = load_checkpoint(weights, device=device)
-    seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16)
+    seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16, resize=resize)
     layouts = sorted({f.layout for f in files})
     road_only = layouts == ["kitti_road"]
     classes = scored_classes(ckpt.classes, road_only)
@@ -137,6 +140,7 @@ def evaluate(
         "sequences": sorted({camvid_sequence(f.image) for f in files}),
         "classes": list(classes),
         "input_size": [ckpt.spec.width, ckpt.spec.height],
+        "resize": resize,
         "precision": str(seg.dtype).removeprefix("torch."),
         "tta": tta_record(tta),
         "confusion_matrix": cm.matrix.tolist(),
@@ -162,8 +166,9 @@ def format_report(report: dict[str, Any]) -> str:
     """A short human-readable table of a report from :func:`evaluate`."""
     lines = [
         f"{report['frames']} frames ({', '.join(report['layouts'])}) from {report['data']}",
-        f"weights {report['weights']} at input {report['input_size'][0]}x"
-        f"{report['input_size'][1]}, {report['precision']}" + tta_text(report.get("tta")),
+        f"weights {report['weights']}, checkpoint input {report['input_size'][0]}x"
+        f"{report['input_size'][1]}, resize {report.get('resize', 'stretch')}, "
+        f"{report['precision']}" + tta_text(report.get("tta")),
         f"{'class':<12}{'IoU %':>8}{'prec %':>8}{'recall %':>10}{'F1 %':>8}",
     ]
     for name, s in report["per_class"].items():

@@ -18,11 +18,20 @@ back after each layer and waits up to the interpreter's switch interval (5 ms) e
 time another thread holds it, while the trace runs the whole network in one call.
 Measured on 2 cores (``benchmarks/bench_gil.py``: shipped model, bfloat16, KITTI frame):
 both ~43 ms alone; beside one pure-Python thread eager 539-941 ms, traced 164-266 ms.
+
+``resize`` says how a frame becomes the network's input. ``keep_aspect`` (the default)
+keeps the frame's aspect ratio at about the checkpoint's pixel count (:func:`input_size`:
+a 4:3 CamVid frame goes in at the checkpoint's 384 x 288, a 1242 x 375 KITTI frame at
+576 x 176), as training shows frames (scaled, never squashed); ``stretch`` resizes every
+frame to the checkpoint's width x height. Buffers (and trace, CUDA graph) are made per
+input size on first use and kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import TypeVar
@@ -41,14 +50,45 @@ from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
 from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.unet import UNet
 
-__all__ = ["COMPILE_BACKENDS", "RunOptions", "Segmentation", "Segmenter", "check_frame",
-           "cpu_has_native_bf16", "fuse_batch_norm"]
+__all__ = ["COMPILE_BACKENDS", "RESIZE_MODES", "RunOptions", "Segmentation", "Segmenter",
+           "check_frame", "check_resize", "cpu_has_native_bf16", "fuse_batch_norm",
+           "input_size"]
 
 _Model = TypeVar("_Model", bound=nn.Module)
 log = logging.getLogger(__name__)
 
 COMPILE_BACKENDS = ("off", "inductor", "cudagraphs", "aot_eager", "eager")
 """``RunOptions.compile`` values: off, or the ``torch.compile`` backend to use."""
+
+RESIZE_MODES = ("keep_aspect", "stretch")
+"""How a frame is resized to the network input (see the module docstring)."""
+
+_MAX_SIDE = 4096
+"""Longest input side (InputSpec's limit); frames of extreme aspect ratio are squashed to it."""
+
+_MAX_SIZES = 8
+"""Input sizes whose buffers a Segmenter keeps (a folder of mixed frame sizes)."""
+
+
+def check_resize(resize: str) -> None:
+    """ModelError for an unknown ``resize`` mode, listing the valid ones."""
+    if resize not in RESIZE_MODES:
+        raise ModelError(f"unknown resize {resize!r}; valid: {', '.join(RESIZE_MODES)}")
+
+
+def input_size(spec: InputSpec, height: int, width: int, multiple: int,
+               resize: str = "keep_aspect") -> tuple[int, int]:
+    """Network input (width, height) for a ``height`` x ``width`` frame: ``spec``'s own
+    size for ``stretch``; for ``keep_aspect`` the frame's aspect ratio at about ``spec``'s
+    pixel count, each side a multiple of ``multiple`` (the U-Net's 2^depth)."""
+    check_resize(resize)
+    if resize == "stretch" or height * spec.width == width * spec.height:
+        return spec.width, spec.height
+    top = _MAX_SIDE // multiple * multiple
+    ideal_h = math.sqrt(spec.width * spec.height * height / width)
+    h = min(top, max(multiple, round(ideal_h / multiple) * multiple))
+    w = min(top, max(multiple, round(h * width / height / multiple) * multiple))
+    return w, h
 
 
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
@@ -146,10 +186,13 @@ class Segmenter:
         device: str | torch.device = "cpu",
         fp16: bool | None = None,
         options: RunOptions | None = None,
+        resize: str = "keep_aspect",
     ) -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ModelError(f"device {str(device)!r} asked for but CUDA is not available")
+        check_resize(resize)
+        self.resize = resize
         ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
         self._setup(fuse_batch_norm(ckpt.model), ckpt.config, ckpt.spec, ckpt.classes, fp16,
                     options)
@@ -158,10 +201,13 @@ class Segmenter:
     def from_model(
         cls, model: UNet, spec: InputSpec, device: str | torch.device = "cpu",
         fp16: bool | None = None, options: RunOptions | None = None,
+        resize: str = "keep_aspect",
     ) -> Segmenter:
         """Wrap a model in training (validation uses the same code path as the node)."""
         obj = cls.__new__(cls)
         obj.device = torch.device(device)
+        check_resize(resize)
+        obj.resize = resize
         from drivingseg.model.config import CLASS_NAMES
 
         obj._setup(model, model.config, spec, CLASS_NAMES[: model.config.num_classes], fp16,
@@ -185,27 +231,63 @@ class Segmenter:
         self.dtype = half if self.fp16 else torch.float32
         model = model.to(self.device)  # weights loaded by name or path arrive on the CPU
         self.model = model.to(self.dtype) if self.fp16 else model
-        h, w = spec.height, spec.width
-        self._host_t = torch.empty((h, w, 3), dtype=torch.uint8,
-                                   pin_memory=cuda and self.options.pin_memory)
-        self._host = self._host_t.numpy()
-        self._input = torch.empty((1, config.in_channels, h, w), device=self.device,
-                                  dtype=self.dtype)
         if self.options.channels_last:
             self.model = self.model.to(  # type: ignore[call-overload]
                 memory_format=torch.channels_last)
-            self._input = self._input.contiguous(memory_format=torch.channels_last)
-        self._forward: nn.Module | object = self.model
-        if self.options.compile != "off":
-            self._forward = torch.compile(self.model, backend=self.options.compile)
-        if self.options.trace:
-            self._forward = self._traced()
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_out: torch.Tensor | None = None
+        self._compiled: object | None = (
+            None if self.options.compile == "off"
+            else torch.compile(self.model, backend=self.options.compile))
+        self.nominal_spec = spec
+        """The checkpoint's input spec; ``spec`` is the one of the current input size."""
+        self._sizes: dict[tuple[int, int], dict[str, object]] = {}
+        self._allocate(spec)
         self._scale = (1.0 / (255.0 * torch.tensor(spec.std))).view(1, 3, 1, 1).to(
             self.device, self.dtype)
         self._shift = (-torch.tensor(spec.mean) / torch.tensor(spec.std)).view(1, 3, 1, 1).to(
             self.device, self.dtype)
+
+    _PER_SIZE = ("spec", "_host_t", "_host", "_input", "_forward", "_graph", "_graph_out")
+
+    def _allocate(self, spec: InputSpec) -> None:
+        """Buffers, forward (traced when asked) and CUDA graph slot for ``spec``'s size."""
+        h, w = spec.height, spec.width
+        self.spec = spec
+        self._host_t = torch.empty((h, w, 3), dtype=torch.uint8,
+                                   pin_memory=self.device.type == "cuda"
+                                   and self.options.pin_memory)
+        self._host = self._host_t.numpy()
+        self._input = torch.empty((1, self.config.in_channels, h, w), device=self.device,
+                                  dtype=self.dtype)
+        if self.options.channels_last:
+            self._input = self._input.contiguous(memory_format=torch.channels_last)
+        self._forward: nn.Module | object = (
+            self.model if self._compiled is None else self._compiled)
+        if self.options.trace:
+            self._forward = self._traced()
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_out: torch.Tensor | None = None
+
+    def use_frame_size(self, height: int, width: int) -> tuple[int, int]:
+        """Make the input size for ``height`` x ``width`` frames current (``resize``
+        decides it; buffers of earlier sizes are kept) and return it as (width, height).
+        Called for every frame; a node may call it ahead to warm that size up."""
+        size = input_size(self.nominal_spec, height, width, 2 ** self.config.depth,
+                          self.resize)
+        current = (self.spec.width, self.spec.height)
+        if size == current:
+            return size
+        self._sizes[current] = {name: getattr(self, name) for name in self._PER_SIZE}
+        state = self._sizes.pop(size, None)
+        if state is not None:
+            for name, value in state.items():
+                setattr(self, name, value)
+        else:
+            while len(self._sizes) >= _MAX_SIZES:
+                del self._sizes[next(iter(self._sizes))]
+            self._allocate(dataclasses.replace(self.nominal_spec, width=size[0], height=size[1]))
+            log.info("input %dx%d for %dx%d frames (resize %s)", *size, width, height,
+                     self.resize)
+        return size
 
     def _traced(self) -> nn.Module:
         """The model traced on the input buffer (fixed size, dtype and memory format) and
@@ -230,6 +312,7 @@ class Segmenter:
     def _prepare(self, image: npt.NDArray[np.uint8], lidar: npt.NDArray[np.float32] | None
                  ) -> None:
         check_frame(image, lidar, self.config.uses_lidar)
+        self.use_frame_size(int(image.shape[0]), int(image.shape[1]))
         cv2.resize(image, (self.spec.width, self.spec.height), dst=self._host,
                    interpolation=cv2.INTER_AREA)
         rgb = self._host_t.to(self.device, non_blocking=True)

@@ -57,6 +57,7 @@ class TTASegmenter:
         device: str | torch.device = "cpu",
         fp16: bool | None = None,
         options: RunOptions | None = None,
+        resize: str = "keep_aspect",
     ) -> None:
         ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
         self.tta = tta
@@ -68,7 +69,7 @@ class TTASegmenter:
                                        width=_snap(ckpt.spec.width * scale, multiple),
                                        height=_snap(ckpt.spec.height * scale, multiple))
             self._views.append(Segmenter(dataclasses.replace(ckpt, spec=spec), device=device,
-                                         fp16=fp16, options=options))
+                                         fp16=fp16, options=options, resize=resize))
         self.device, self.dtype = self._views[0].device, self._views[0].dtype
 
     @property
@@ -112,9 +113,10 @@ def scoring_segmenter(
     tta: TTAConfig | None = None,
     device: str | torch.device = "cpu",
     fp16: bool | None = None,
+    resize: str = "keep_aspect",
 ) -> Segmenter | TTASegmenter:
     """A plain :class:`~drivingseg.model.infer.Segmenter` where ``tta`` asks for one view at
     the model's own size (or is None), else a :class:`TTASegmenter`."""
     if tta is None or tta.identity:
-        return Segmenter(weights, device=device, fp16=fp16)
-    return TTASegmenter(weights, tta, device=device, fp16=fp16)
+        return Segmenter(weights, device=device, fp16=fp16, resize=resize)
+    return TTASegmenter(weights, tta, device=device, fp16=fp16, resize=resize)

@@ -192,8 +192,13 @@ class SegmentationNode(Node):
               "a no-op on the CPU)"),
         Param("compile", str, "off", "torch: torch.compile backend (off = eager)",
               choices=("off", "inductor", "cudagraphs", "aot_eager", "eager")),
-        Param("cuda_graph", bool, False, "torch: capture the forward as a CUDA graph at the "
-              "fixed input size (CUDA only)"),
+        Param("cuda_graph", bool, False, "torch: capture the forward as a CUDA graph per "
+              "input size (CUDA only)"),
+        Param("resize", str, "keep_aspect", "how a frame becomes the network input: "
+              "keep_aspect = the frame's aspect ratio at about the checkpoint's pixel count "
+              "(a KITTI 1242x375 frame at 576x176), as in training; stretch = squashed to "
+              "the checkpoint's size (a fixed-size .onnx file can only stretch)",
+              choices=("keep_aspect", "stretch")),
         Param("trace", bool, True, "torch: run a frozen TorchScript trace of the network (one "
               "call per frame, so other nodes' Python threads do not stall it layer by layer; "
               "ignored when compile is set)"),
@@ -267,7 +272,7 @@ class SegmentationNode(Node):
             self.segmenter = make_segmenter(
                 path, backend=backend, device=device, fp16=fp16, providers=providers,
                 options=options if backend == "torch" else None,
-                num_threads=self.p["num_threads"])
+                num_threads=self.p["num_threads"], resize=self.p["resize"])
         except DrivingsegError as exc:
             raise self.config_error(str(exc), "weights") from exc
         classes = tuple(self.segmenter.classes)
@@ -275,28 +280,36 @@ class SegmentationNode(Node):
         if self.p["car_probability"] and self.car_index is None:
             log.warning("%s: the model has no 'car' class (%s); no car probability",
                         self.name, ", ".join(classes))
-        log.info("%s: %s with %s on %s, input %dx%d", self.name, path.name, backend,
-                 device if backend == "torch" else ",".join(providers),
-                 self.segmenter.spec.width, self.segmenter.spec.height)
-        self._warm_up()
+        log.info("%s: %s with %s on %s, checkpoint input %dx%d, resize %s", self.name,
+                 path.name, backend, device if backend == "torch" else ",".join(providers),
+                 self.segmenter.spec.width, self.segmenter.spec.height, self.p["resize"])
 
-    def _warm_up(self, calls: int = 2) -> None:
-        """Run the network on blank frames before the first real one: the first calls pay
-        for the trace's optimisation, allocator and kernel set-up (~30-100 ms here), which
-        would otherwise make the first frames late and back the graph up behind them."""
+    def ready(self) -> None:
+        """Warm up for the frame sizes the camera sources announced at setup (or the
+        checkpoint's own size when none did)."""
+        spec = self.segmenter.spec
+        sizes = set(self.context.frame_sizes.values()) or {(spec.height, spec.width)}
+        for height, width in sorted(sizes):
+            self._warm_up(height, width)
+
+    def _warm_up(self, height: int, width: int, calls: int = 2) -> None:
+        """Run the network on blank frames of a size before the first real one: the first
+        calls at an input size pay for its buffers, the trace and its optimisation, and
+        kernel set-up (~100-250 ms here), which would otherwise make the first frames late
+        and back the graph up behind them."""
         import numpy as np
 
         from drivingseg.model.config import LIDAR_CHANNELS
 
         seg = self.segmenter
-        h, w = seg.spec.height, seg.spec.width
-        blank = np.zeros((h, w, 3), dtype=np.uint8)
-        lidar = np.zeros((h, w, LIDAR_CHANNELS), dtype=np.float32) if seg.config.uses_lidar \
-            else None
+        blank = np.zeros((height, width, 3), dtype=np.uint8)
+        lidar = (np.zeros((height, width, LIDAR_CHANNELS), dtype=np.float32)
+                 if seg.config.uses_lidar else None)
         t0 = time.perf_counter()
         for _ in range(calls):
             seg(blank, lidar, probabilities=False, class_prob=self.car_index)
-        log.info("%s: warmed up in %.0f ms", self.name, 1e3 * (time.perf_counter() - t0))
+        log.info("%s: warmed up for %dx%d frames (input %dx%d) in %.0f ms", self.name, width,
+                 height, seg.spec.width, seg.spec.height, 1e3 * (time.perf_counter() - t0))
 
     def on_fused(self, msg: FusedInput) -> None:
         t0 = time.perf_counter_ns()

@@ -65,6 +65,9 @@ class GraphContext:
         """Set on a second signal: every node leaves at once (outputs are still closed)."""
         self.clock_start_ns = 0
         """``perf_counter_ns`` at which replay time starts (set just before threads start)."""
+        self.frame_sizes: dict[str, tuple[int, int]] = {}
+        """Camera source name -> (height, width) of its frames, announced at setup (what a
+        latched CameraInfo tells ROS nodes), so that consumers can warm up for that size."""
 
 
 class Topic(Generic[M]):

@@ -187,6 +187,19 @@ class CameraSource(RecordingSource):
             if self.rig is None:
                 log.warning("%s: the recording has no calibration; fusion will need one",
                             self.name)
+        size = ((self.rig.camera.height, self.rig.camera.width) if self.rig is not None
+                else self._first_frame_size())
+        if size is not None:
+            self.context.frame_sizes[self.name] = size
+
+    def _first_frame_size(self) -> tuple[int, int] | None:
+        """(height, width) of the first camera frame, for a recording without calibration."""
+        assert self.recording is not None
+        try:
+            first = next(iter(self.recording.camera_frames()), None)
+        except DrivingsegError:
+            return None  # the replay reports it on its own
+        return None if first is None else (first.height, first.width)
 
     def items(self) -> Iterator[CameraFrame]:
         assert self.recording is not None

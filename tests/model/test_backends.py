@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -42,6 +43,23 @@ def test_onnxruntime_backend_matches_torch_on_a_real_frame(tmp_path: Path,
     assert (a.class_ids == b.class_ids).mean() >= 0.9999
     assert (a.class_ids == 1).mean() > 0.2  # the shipped model finds the road
     assert ort_seg(camvid_frame, probabilities=False).probs is None
+
+
+def test_onnxruntime_resizes_wide_frames_as_torch_does(tmp_path: Path,
+                                                      camvid_frame: np.ndarray) -> None:
+    """A checkpoint exported in memory takes any size, so a KITTI-shaped frame keeps its
+    aspect ratio as in torch; a file exported at a fixed size can only stretch."""
+    kitti = np.ascontiguousarray(cv2.resize(camvid_frame, (1242, 375)))
+    for resize in ("keep_aspect", "stretch"):
+        ort_seg = make_segmenter("default", backend="onnxruntime", resize=resize)
+        a, b = ort_seg(kitti), Segmenter("default", resize=resize)(kitti)
+        assert a.probs is not None and b.probs is not None
+        np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
+    fixed = OnnxSegmenter(export_onnx("default", tmp_path / "fixed.onnx"))
+    assert fixed.resize == "stretch"
+    c, d = fixed(kitti), Segmenter("default", resize="stretch")(kitti)
+    assert c.probs is not None and d.probs is not None
+    np.testing.assert_allclose(c.probs, d.probs, atol=1e-4)
 
 
 def test_checkpoint_exported_in_memory_and_lidar_input(tmp_path: Path) -> None:

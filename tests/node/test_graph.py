@@ -12,7 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from drivingseg.model.infer import input_size
+from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.outputs import MaskWriter
+from drivingseg.node.processing import SegmentationNode
 from drivingseg.sensors.kitti_raw import KittiRawDrive
 
 
@@ -103,3 +106,22 @@ def test_cli_replay_fast(
     assert "latency of 4 masks from 4 camera frames" in capsys.readouterr().out
     assert MaskWriter.type_name == "mask_writer"
     assert len(list((tmp_path / "masks").glob("*.png"))) == 4
+
+
+def test_the_network_warms_up_for_the_size_the_camera_source_announces(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path
+) -> None:
+    """The KITTI source tells the graph its frames are 1242 x 375 at setup; the
+    segmentation node warms up at that frame's input size (not the checkpoint's 4:3 one),
+    so the first real frame pays for no new buffers or trace."""
+    graph = build_graph(load_launch("replay_kitti", {
+        "input": str(kitti_raw_drive), "weights": str(tiny_weights), "max_frames": 1,
+        "rate": 0.0, "out_dir": str(tmp_path), "record": False, "video": False,
+        "masks": False, "status": False}))
+    graph.setup()
+    assert list(graph.context.frame_sizes.values()) == [(375, 1242)]
+    seg = next(n for n in graph.nodes if isinstance(n, SegmentationNode)).segmenter
+    warmed = (seg.spec.width, seg.spec.height)
+    assert warmed == input_size(seg.nominal_spec, 375, 1242, 2 ** seg.config.depth)
+    assert warmed != (seg.nominal_spec.width, seg.nominal_spec.height)
+    assert graph.run(handle_signals=False, timeout_s=60).errors == ()
