@@ -81,7 +81,8 @@ class ProposalNode(Node):
     type_name = "proposals"
     description = "car region proposals (mask blobs split at lidar depth jumps, with range)"
     parameters: ClassVar[tuple[Param, ...]] = (
-        Param("car_class", int, 2, "class id of cars in the mask", min=0, max=255),
+        Param("car_class", int, 2, "class id of cars in the mask", "class id", min=0,
+              max=255),
         Param("min_area_px", int, 40, "smallest car blob kept", "px", min=1, max=100_000_000),
         Param("depth_jump_m", float, 3.0, "split a blob where its sorted lidar ranges jump by "
               "more than this (and 15 % of the range)", "m", min=0.01, max=1000.0),

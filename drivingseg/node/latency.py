@@ -187,10 +187,12 @@ class LatencyTracker(Node):
 
     ``frames`` holds the last :data:`RECENT_FRAMES` masks only; ``samples`` every mask's
     milliseconds per column (the summary's exact percentiles: 56 bytes a mask, about 2 MB
-    an hour at 10 Hz).
+    an hour at 10 Hz). Its mask queue is 1000 deep, not ``qos_depth``: a measurement drops
+    nothing, so the tracker does not take that parameter.
     """
 
     type_name = "latency_tracker"
+    common_parameters: ClassVar[tuple[Param, ...]] = ()
     description = "end-to-end and per-stage latency, deadline misses, drops"
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("budget_ms", float, 100.0, "deadline per frame, end to end", "ms", min=0.0),

@@ -115,7 +115,8 @@ class McapRecorder(Node):
         Param("detections_topic", str, "/segmentation/detections",
               "MCAP topic of the detections' image annotations"),
         Param("frame_id", str, "camera", "header frame_id of images"),
-        Param("jpeg_quality", int, 85, "overlay JPEG quality", min=1, max=100),
+        Param("jpeg_quality", int, 85, "overlay JPEG quality (OpenCV's scale)", "level", min=1,
+              max=100),
         Param("compression", str, "zstd", "chunk compression", choices=("zstd", "lz4", "none")),
         Param("chunk_kb", int, 1024, "chunk size: a hard kill loses at most the open chunk",
               "KiB", min=1, max=1 << 20),
@@ -351,13 +352,15 @@ def display_available() -> bool:
 
 class LiveView(OverlayOutput):
     """Shows the overlay, with boxes, in an OpenCV window when a display exists; otherwise
-    does nothing."""
+    does nothing. It shows only the newest mask (queue depth 1, no ``qos_depth``)."""
 
     type_name = "live_view"
+    common_parameters: ClassVar[tuple[Param, ...]] = ()
     description = "live window (cv2.imshow) of the overlay (with detection boxes)"
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("window", str, "drivingseg", "window title"),
-        Param("scale", float, 1.0, "window size relative to the image", min=0.1, max=8.0),
+        Param("scale", float, 1.0, "window size relative to the image", "x", min=0.1,
+              max=8.0),
         *_PAIRING_PARAMS,
     )
 

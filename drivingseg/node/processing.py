@@ -179,8 +179,8 @@ class SegmentationNode(Node):
         Param("fp16", str, "auto", "half precision: float16 on CUDA, bfloat16 on the CPU "
               "(auto = on CUDA, and on a CPU with native bfloat16 for the torch backend)",
               choices=("auto", "on", "off")),
-        Param("num_threads", int, 0, "torch intra-op threads (0 = torch's default)", min=0,
-              max=256),
+        Param("num_threads", int, 0, "torch intra-op threads (0 = torch's default)", "threads",
+              min=0, max=256),
         Param("backend", str, "torch", "inference backend (onnxruntime: an .onnx file from "
               "'drivingseg export', or the checkpoint exported at start-up)",
               choices=("torch", "onnxruntime")),

@@ -40,7 +40,7 @@ class RecordingSource(Node):
 
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("input", str, "", "recording: KITTI folder, bag, .mcap, or synthetic[:SEED]"),
-        Param("camera", int, 2, "KITTI camera number", min=0, max=3),
+        Param("camera", int, 2, "KITTI camera number", "index", min=0, max=3),
         Param("image_topic", str, "", "bag: camera topic ('' = the only one)"),
         Param("lidar_topic", str, "", "bag: PointCloud2 topic ('' = the only one)"),
         Param("camera_info_topic", str, "", "bag: CameraInfo topic ('' = the only one)"),
@@ -51,7 +51,8 @@ class RecordingSource(Node):
               min=0.0),
         Param("end_s", float, 0.0, "end of the window after the recording start (0 = end)", "s",
               min=0.0),
-        Param("max_frames", int, 0, "stop after this many messages (0 = no limit)", min=0),
+        Param("max_frames", int, 0, "stop after this many messages (0 = no limit)", "messages",
+              min=0),
     )
     topic_name: ClassVar[str] = ""
 

@@ -70,3 +70,20 @@ def test_resolve_parameters_names_the_node_for_a_non_finite_float() -> None:
     assert resolve_parameters([BUDGET, LOOP], {"budget_ms": 1e300, "loop": Scalar("on", True)},
                               node="t", node_type="latency_tracker", path=None) == {
         "budget_ms": 1e300, "loop": True}
+
+
+def test_every_node_parameter_is_documented_with_a_unit_where_it_is_a_number() -> None:
+    """ROS 2 style: every parameter has a description, every number a unit (a count says
+    what it counts); a parameter a node ignores is not declared (qos_depth of the latency
+    tracker and the live view, whose queue depths are fixed)."""
+    from drivingseg.node.latency import LatencyTracker
+    from drivingseg.node.outputs import LiveView
+    from drivingseg.node.registry import NODE_TYPES
+
+    for name, cls in NODE_TYPES.items():
+        for p in (*cls.parameters, *cls.common_parameters):
+            assert p.description, (name, p.name)
+            if p.type in (int, float):
+                assert p.unit, (name, p.name)
+    for cls in (LatencyTracker, LiveView):
+        assert "qos_depth" not in {p.name for p in (*cls.parameters, *cls.common_parameters)}
