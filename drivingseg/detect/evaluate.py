@@ -22,7 +22,8 @@ from drivingseg.detect.box import Detection
 from drivingseg.detect.gt import GtBox
 from drivingseg.errors import ConfigError
 
-__all__ = ["RECALL_POINTS", "BoxEvaluator", "FrameMatch", "ap_40", "box_iou", "match_frame"]
+__all__ = ["RECALL_POINTS", "BoxEvaluator", "FrameMatch", "ap_40", "box_cover", "box_iou",
+           "match_frame"]
 
 RECALL_POINTS = 40
 """KITTI's interpolated AP samples the precision envelope at recall 1/40 ... 40/40."""
@@ -32,13 +33,16 @@ RECALL_POINTS = 40
 class FrameMatch:
     """One frame's detections matched against its ground truth at each IoU threshold.
 
-    ``scores`` has one entry per detection that was not absorbed by a don't-care box;
-    ``tp[t]`` one flag per entry of ``scores``; ``n_gt`` counts the boxes to find;
-    ``range_pairs`` holds (predicted range_m, gt range_m) of detections matched at the
-    lowest threshold that have a range.
+    ``scores[t]`` has one entry per detection counted at threshold ``t`` (not absorbed by a
+    don't-care box there, nor an unmatched short one), in score order; ``tp[t]`` one flag
+    per entry of ``scores[t]``; ``n_gt`` counts the boxes to find; ``range_pairs`` holds
+    (predicted, gt) range from the camera origin of detections matched at the lowest
+    threshold that have lidar points: the norm of the detection's ``centroid_cam_m``
+    against the label's box centre (a detection's own ``range_m`` is from the lidar, which
+    sits up to metres from the camera).
     """
 
-    scores: tuple[float, ...]
+    scores: dict[float, tuple[float, ...]]
     tp: dict[float, tuple[bool, ...]]
     n_gt: int
     range_pairs: tuple[tuple[float, float], ...]
@@ -75,36 +79,51 @@ def match_frame(
 ) -> FrameMatch:
     """Greedy matching by descending score (ties: detection order), one detection per box.
 
-    At each threshold a detection takes the unmatched box to find with the highest IoU
-    (at least the threshold). One that finds none but overlaps a don't-care box by the
-    lowest threshold, or is lower than ``min_det_height_px`` (KITTI ignores those), is
-    dropped from ``scores`` at every threshold; otherwise it is a false positive.
+    At each threshold ``t`` a detection takes the unmatched box to find with the highest
+    IoU (at least ``t``). One that finds none is dropped at ``t``, as KITTI's devkit does,
+    when it overlaps an ignored box of a wanted or similar class by IoU ``t``, when a
+    ``DontCare`` region covers at least ``t`` of its own area, or when it is lower than
+    ``min_det_height_px``; otherwise it is a false positive there.
     """
     ts = _check_thresholds(thresholds)
     order = sorted(range(len(detections)), key=lambda i: (-detections[i].score, i))
     dets = [detections[i] for i in order]
+    det_boxes = np.array([d.box_xyxy_px for d in dets])
+    gt_xyxy = np.array([g.box_xyxy_px for g in gt])
     care = np.array([not g.ignore for g in gt], dtype=bool)
-    iou = box_iou(np.array([d.box_xyxy_px for d in dets]), np.array([g.box_xyxy_px for g in gt]))
+    region = np.array([g.label.lower() == "dontcare" for g in gt], dtype=bool)
+    iou = box_iou(det_boxes, gt_xyxy)
+    ignored_iou = iou[:, ~care & ~region].max(axis=1, initial=0.0)
+    region_cover = box_cover(det_boxes, gt_xyxy[region]).max(axis=1, initial=0.0)
+    short = [d.box_xyxy_px[3] - d.box_xyxy_px[1] < min_det_height_px for d in dets]
     matches = {t: _greedy(iou, care, t) for t in ts}
+    kept = {t: [k for k in range(len(dets)) if matches[t][k] >= 0 or not (
+        short[k] or ignored_iou[k] >= t or region_cover[k] >= t)] for t in ts}
     low = min(ts)
-    dont_care = iou[:, ~care].max(axis=1, initial=0.0) >= low
-    keep = []
-    for k, d in enumerate(dets):
-        short = d.box_xyxy_px[3] - d.box_xyxy_px[1] < min_det_height_px
-        if matches[low][k] < 0 and (dont_care[k] or short):
-            continue
-        keep.append(k)
     pairs = tuple(
-        (float(rng), float(gt[matches[low][k]].range_m))
-        for k in keep
-        if matches[low][k] >= 0 and (rng := dets[k].range_m) is not None
+        (float(np.linalg.norm(xyz)), float(gt[matches[low][k]].range_m))
+        for k in kept[low]
+        if matches[low][k] >= 0 and (xyz := dets[k].centroid_cam_m) is not None
     )
     return FrameMatch(
-        scores=tuple(float(dets[k].score) for k in keep),
-        tp={t: tuple(bool(matches[t][k] >= 0) for k in keep) for t in ts},
+        scores={t: tuple(float(dets[k].score) for k in kept[t]) for t in ts},
+        tp={t: tuple(bool(matches[t][k] >= 0) for k in kept[t]) for t in ts},
         n_gt=int(care.sum()),
         range_pairs=pairs,
     )
+
+
+def box_cover(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    """Share of each box of ``a`` (N x 4) that each box of ``b`` (M x 4) covers: N x M
+    (KITTI's overlap of a detection with a ``DontCare`` region, over the detection's area)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(area_a[:, None] > 0, inter / area_a[:, None], 0.0)
 
 
 def _greedy(iou: npt.NDArray[np.float64], care: npt.NDArray[np.bool_], t: float) -> list[int]:
@@ -166,12 +185,14 @@ class BoxEvaluator:
     def result(self) -> dict[str, Any]:
         """AP per threshold, precision/recall curves and range errors (JSON-ready)."""
         keys = sorted(self._frames)
-        rows = [(-s, key, i) for key in keys for i, s in enumerate(self._frames[key].scores)]
-        rows.sort()
         n_gt = sum(self._frames[k].n_gt for k in keys)
+        low = min(self.thresholds)
         out: dict[str, Any] = {"thresholds": list(self.thresholds), "n_gt": n_gt,
-                               "n_det": len(rows), "ap": {}, "pr": {}}
+                               "n_det": sum(len(self._frames[k].scores[low]) for k in keys),
+                               "ap": {}, "pr": {}}
         for t in self.thresholds:
+            rows = sorted((-s, key, i) for key in keys
+                          for i, s in enumerate(self._frames[key].scores[t]))
             tp = np.array([self._frames[key].tp[t][i] for _, key, i in rows], dtype=bool)
             ap, precision, recall = ap_40(tp, n_gt)
             out["ap"][str(t)] = ap

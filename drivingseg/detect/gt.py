@@ -34,12 +34,16 @@ from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError
 from drivingseg.sensors.kitti_benchmark import KittiObject
 
-__all__ = ["BOX_SOURCES", "LOCATION_REFS", "GtBox", "box_corners_m", "gt_boxes", "project_box"]
+__all__ = ["BOX_SOURCES", "LOCATION_REFS", "MODERATE_MIN_HEIGHT_PX", "GtBox", "box_corners_m",
+           "gt_boxes", "project_box"]
 
 log = logging.getLogger(__name__)
 
 BOX_SOURCES = ("auto", "label", "projected")
 LOCATION_REFS = ("bottom", "centre")
+MODERATE_MIN_HEIGHT_PX = 25.0
+"""KITTI "moderate": boxes lower than this are don't care, and so are detections lower
+than this that find no box (pass it to ``match_frame(min_det_height_px=)`` too)."""
 NEAR_PLANE_M = 0.1
 """The 3D box is clipped to ``z >= NEAR_PLANE_M`` before projection."""
 
@@ -126,7 +130,7 @@ def gt_boxes(
     image_size: tuple[int, int],
     *,
     classes: tuple[str, ...] = ("Car", "Van"),
-    min_height_px: float = 25.0,
+    min_height_px: float = MODERATE_MIN_HEIGHT_PX,
     max_occlusion: int = 1,
     max_truncation: float = 0.3,
     box_source: str = "auto",

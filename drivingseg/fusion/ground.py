@@ -161,7 +161,10 @@ def fit_ground_plane(
             break
         coeffs, inliers = cloud.segment_plane(distance_threshold_m, 3, num_iterations)
         plane = np.asarray(coeffs, dtype=np.float64)
-        plane /= np.linalg.norm(plane[:3])
+        norm = float(np.linalg.norm(plane[:3]))
+        if not (np.isfinite(plane).all() and norm > 0.0):
+            break  # collinear or repeated points: open3d returns no plane
+        plane /= norm
         if plane[2] < 0:
             plane = -plane
         below = float(np.mean(low @ plane[:3] + plane[3] < -BELOW_MARGIN_M))

@@ -126,6 +126,8 @@ def draw_overlay(
     r = be.to_numpy(rows[win])
     c = be.to_numpy(cols[win])
     d = be.to_numpy(depth[win])
+    if d.size == 0:  # no point in view (OpenCV's colour map refuses an empty array)
+        return np.ascontiguousarray(image_rgb.copy())
     near = min(OVERLAY_NEAR_M, 0.5 * max_depth_m)
     t = np.log(np.clip(d, near, max_depth_m) / near) / np.log(max_depth_m / near)
     level = np.clip(255.0 * (1.0 - t), 0, 255).astype(np.uint8)

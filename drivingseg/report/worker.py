@@ -231,7 +231,7 @@ def _read(ref: FrameRef) -> tuple[
 def score_one(task: ChunkTask, ref: FrameRef) -> FrameResult:
     """Read, fuse, segment, propose and score one frame (raises on a bad frame)."""
     from drivingseg.detect.evaluate import match_frame
-    from drivingseg.detect.gt import gt_boxes
+    from drivingseg.detect.gt import MODERATE_MIN_HEIGHT_PX, gt_boxes
     from drivingseg.detect.proposals import LidarInImage, propose_regions
 
     clock = _Clock()
@@ -262,7 +262,7 @@ def score_one(task: ChunkTask, ref: FrameRef) -> FrameResult:
                                                       task.range_edges_m)
         if objects is not None:
             gt = gt_boxes(objects, rig, (image.shape[1], image.shape[0]))
-            match = match_frame(detections, gt)
+            match = match_frame(detections, gt, min_det_height_px=MODERATE_MIN_HEIGHT_PX)
             fields.update(gt_boxes=tuple(gt), match=match, missed_boxes=missed_boxes(match))
         ok, png = cv2.imencode(".png", out.class_ids)
         if not ok:

@@ -15,7 +15,11 @@ from drivingseg.node.messages import Detection
 
 def det(box: tuple[float, float, float, float], score: float, rng: float | None = None
         ) -> Detection:
-    return Detection("car", score, box, rng, None, 0 if rng is None else 5)
+    """A detection whose lidar points sit ``rng`` m straight ahead of the camera (and, in
+    its own ``range_m``, 1 m further from the lidar: the range error must use the camera's)."""
+    if rng is None:
+        return Detection("car", score, box)
+    return Detection("car", score, box, rng + 1.0, (0.0, 0.0, rng), 5)
 
 
 def gt(box: tuple[float, float, float, float], rng: float = 10.0, ignore: bool = False) -> GtBox:
@@ -47,7 +51,7 @@ def _hand_case() -> tuple[list[Detection], list[GtBox]]:
 def test_match_and_ap_hand_case() -> None:
     dets, gts = _hand_case()
     m = match_frame(dets[::-1], gts)  # input order must not matter: sorted by score
-    assert m.scores == (0.9, 0.8, 0.7)
+    assert m.scores == {0.5: (0.9, 0.8, 0.7), 0.7: (0.9, 0.8, 0.7)}
     assert m.tp == {0.5: (True, False, True), 0.7: (True, False, False)}
     assert m.n_gt == 2
     assert m.range_pairs == ((21.0, 20.0), (28.5, 30.0))
@@ -76,7 +80,7 @@ def test_ignored_boxes_are_neither_tp_nor_fp() -> None:
     gts = [gt((0, 0, 10, 10)), gt((50, 50, 60, 60), ignore=True)]
     dets = [det((50, 50, 60, 60), 0.95), det((0, 0, 10, 10), 0.5), det((80, 80, 90, 90), 0.4)]
     m = match_frame(dets, gts)
-    assert m.scores == (0.5, 0.4)  # the detection on the don't-care box is gone
+    assert m.scores[0.5] == (0.5, 0.4)  # the detection on the don't-care box is gone
     assert m.tp[0.5] == (True, False)
     assert m.n_gt == 1
     # A missed don't-care box is no false negative: recall reaches 1.
@@ -89,9 +93,32 @@ def test_ignored_boxes_are_neither_tp_nor_fp() -> None:
     assert only.result()["ap"]["0.5"] is None and only.result()["n_det"] == 0
 
 
+def test_dont_care_regions_absorb_detections_by_the_share_they_cover() -> None:
+    """KITTI's devkit drops an unmatched detection in a ``DontCare`` region when the region
+    covers at least the threshold of the detection's own area (a small car inside a large
+    region has a tiny IoU with it), and decides it at each threshold: a detection that
+    matches its car at 0.5 but not at 0.7 is no false positive at 0.7 inside a region."""
+    region = GtBox((0, 0, 400, 300), "DontCare", 10.0, True, "label")
+    car = gt((500, 100, 560, 150))
+    inside = det((100, 100, 140, 130), 0.9)
+    m = match_frame([inside], [region, car])
+    assert m.scores == {0.5: (), 0.7: ()}
+    half_in = det((380, 100, 420, 130), 0.9)  # half its area in the region
+    assert match_frame([half_in], [region, car]).scores == {0.5: (), 0.7: (0.9,)}
+    # Matched its car at 0.5 (IoU 0.6) only; it lies inside a don't-care region.
+    near = GtBox((0, 0, 600, 300), "DontCare", 10.0, True, "label")
+    loose = det((500, 100, 560, 130), 0.8)
+    m2 = match_frame([loose], [near, car])
+    assert m2.tp == {0.5: (True,), 0.7: ()}
+    ev = BoxEvaluator()
+    ev.add((0, 0), m2)
+    assert ev.result()["ap"]["0.7"] == 0.0  # missed, but no false positive either
+    assert ev.result()["pr"]["0.7"] == {"precision": [], "recall": []}
+
+
 def test_short_detections_can_be_ignored() -> None:
     m = match_frame([det((0, 0, 10, 5), 0.9)], [], min_det_height_px=25.0)
-    assert m.scores == ()
+    assert m.scores == {0.5: (), 0.7: ()}
     assert match_frame([det((0, 0, 10, 5), 0.9)], []).tp[0.5] == (False,)
 
 

@@ -73,3 +73,11 @@ def test_open3d_is_imported_only_when_a_ground_is_fitted() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_collinear_points_give_no_plane_not_nan() -> None:
+    """open3d returns zero coefficients for points on one line; the NaN plane they made
+    used to pass the tilt check (NaN comparisons are false) and fill heights with NaN."""
+    line = np.c_[np.arange(50.0) * 0.5, np.zeros(50), np.full(50, -1.7), np.ones(50)]
+    with pytest.raises(RecordingError, match="no ground plane"):
+        fit_ground_plane(line.astype(np.float32))

@@ -67,3 +67,11 @@ def test_overlay_draws_points(kitti_raw_drive: Path, raw_scan: np.ndarray, raw_r
     assert changed[:40].mean() < 0.01  # the sky is not
     with pytest.raises(CalibrationError, match=r"621x188 .* calibration is for 1242x375"):
         draw_overlay(rgb[::2, ::2].copy(), raw_scan, raw_rig)
+
+
+def test_overlay_with_no_point_in_view_is_the_image(raw_rig: Rig) -> None:
+    """No scan, or only a point behind the camera: the picture unchanged (OpenCV's colour
+    map returned None for the empty array, and the overlay raised AttributeError)."""
+    image = np.random.default_rng(0).integers(0, 255, (375, 1242, 3), dtype=np.uint8)
+    for points in (np.zeros((0, 4), np.float32), np.array([[-10.0, 0, 0, 0.5]], np.float32)):
+        np.testing.assert_array_equal(draw_overlay(image, points, raw_rig), image)

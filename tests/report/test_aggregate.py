@@ -44,7 +44,8 @@ def test_argoverse_gives_detection_and_every_latency_stage(mixed_report: Mixed) 
     report, _ = mixed_report
     det = report["detection"]
     assert det["n_gt"] > 0 and det["n_det"] > 0 and det["classes"] == ["Car", "Van"]
-    assert set(det["ap"]) == {"0.5", "0.7"} and det["range_error_m"]["n"] >= 0
+    assert set(det["ap"]) == {"0.5", "0.7"} and det["range_error_m"]["n"] > 0
+    assert det["range_error_m"]["n"] == len(det["range_errors_m"])
     stages = report["latency"]["stages"]
     assert set(stages) == set(STAGES)
     assert stages["fusion"]["n"] == 4  # argoverse and synthetic frames have lidar
