@@ -118,12 +118,14 @@ def read_text(
 
 
 def read_yaml_mapping(
-    path: str | PathLike[str], *, error: type[DrivingsegError], what: str
+    path: str | PathLike[str], *, error: type[DrivingsegError], what: str,
+    load: Callable[[str], Any] = yaml.safe_load,
 ) -> dict[str, Any]:
-    """Read a YAML file whose top level must be a mapping (an empty file gives ``{}``)."""
+    """Read a YAML file whose top level must be a mapping (an empty file gives ``{}``);
+    ``load`` parses the text (a safe loader of the caller's own, e.g. the launch files')."""
     text = read_text(path, error=error, what=what)
     try:
-        data = yaml.safe_load(text)
+        data = load(text)
     except yaml.YAMLError as exc:
         raise error(f"{what} is not valid YAML: {exc}", path=path) from exc
     if data is None:

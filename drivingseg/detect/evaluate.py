@@ -48,8 +48,10 @@ class FrameMatch:
     range_pairs: tuple[tuple[float, float], ...]
 
 
-def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
-    """IoU of every box of ``a`` (N x 4, xyxy) with every box of ``b`` (M x 4): N x M."""
+def _overlap(a: npt.ArrayLike, b: npt.ArrayLike
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection areas (N x M) of the boxes of ``a`` (N x 4, xyxy) and ``b`` (M x 4), and
+    the areas of each."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
@@ -57,6 +59,12 @@ def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
     inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
     area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
     area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
+    return inter, area_a, area_b
+
+
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    """IoU of every box of ``a`` (N x 4, xyxy) with every box of ``b`` (M x 4): N x M."""
+    inter, area_a, area_b = _overlap(a, b)
     union = area_a[:, None] + area_b[None, :] - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, inter / union, 0.0)
@@ -116,12 +124,7 @@ def match_frame(
 def box_cover(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
     """Share of each box of ``a`` (N x 4) that each box of ``b`` (M x 4) covers: N x M
     (KITTI's overlap of a detection with a ``DontCare`` region, over the detection's area)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
+    inter, area_a, _ = _overlap(a, b)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(area_a[:, None] > 0, inter / area_a[:, None], 0.0)
 

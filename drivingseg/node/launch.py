@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from drivingseg.errors import ConfigError
-from drivingseg.fileio import read_text
+from drivingseg.fileio import read_yaml_mapping
 from drivingseg.node.graph import Graph
 from drivingseg.node.params import Scalar, where
 
@@ -134,16 +134,7 @@ def _typed(value: Any) -> Any:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    text = read_text(path, error=ConfigError, what="launch file")
-    try:
-        data = _load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"launch file is not valid YAML: {exc}", path=path) from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        message = f"launch file must be a YAML mapping, got {type(data).__name__} {data!r}"
-        raise ConfigError(message, path=path)
+    data = read_yaml_mapping(path, error=ConfigError, what="launch file", load=_load_yaml)
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         message = f"unknown top-level keys {unknown!r}; valid: {', '.join(_TOP_KEYS)}"
