@@ -292,7 +292,7 @@ class SegmentationNode(Node):
         for height, width in sorted(sizes):
             self._warm_up(height, width)
 
-    def _warm_up(self, height: int, width: int, calls: int = 2) -> None:
+    def _warm_up(self, height: int, width: int, calls: int = 6) -> None:
         """Run the network on blank frames of a size before the first real one: the first
         calls at an input size pay for its buffers, the trace and its optimisation, and
         kernel set-up (~100-250 ms here), which would otherwise make the first frames late
