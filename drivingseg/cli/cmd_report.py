@@ -66,8 +66,9 @@ def format_summary(report: dict[str, Any]) -> str:
     n_frames = len(report["frames"])
     lines = [f"{n_frames} frames from {len(report['inputs'])} input(s), {report['executor']}, "
              f"{report['wall_s']:.1f} s",
-             f"weights {report['weights']} at input {report['input_size'][0]}x"
-             f"{report['input_size'][1]}" + tta_text(report.get("tta"))]
+             f"weights {report['weights']}, checkpoint input {report['input_size'][0]}x"
+             f"{report['input_size'][1]}, resize {report.get('resize', 'stretch')}"
+             + tta_text(report.get("tta"))]
     seg = report["segmentation"]
     if seg:
         lines.append(f"{'class':<12}{'IoU %':>8}{'prec %':>8}{'recall %':>10}{'F1 %':>8}")

@@ -61,7 +61,8 @@ COMPILE_BACKENDS = ("off", "inductor", "cudagraphs", "aot_eager", "eager")
 """``RunOptions.compile`` values: off, or the ``torch.compile`` backend to use."""
 
 RESIZE_MODES = ("keep_aspect", "stretch")
-"""How a frame is resized to the network input (see the module docstring)."""
+"""How a frame is resized to the network input (see the module docstring); the first is
+the default everywhere (node, eval, report)."""
 
 _MAX_SIDE = 4096
 """Longest input side (InputSpec's limit); frames of extreme aspect ratio are squashed to it."""

@@ -187,7 +187,7 @@ def build_report(
     gallery: Sequence[GalleryPick] = (),
     range_edges_m: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """The report dict. ``meta``: created_utc, command, weights, input_size, tta, device,
+    """The report dict. ``meta``: created_utc, command, weights, input_size, resize, tta, device,
     executor, wall_s (copied in that order after ``format``)."""
     inputs = []
     for spec in specs:
@@ -195,7 +195,7 @@ def build_report(
         entry["frames_ok"] = sum(1 for f in frames if f.input == spec.index)
         inputs.append(entry)
     report: dict[str, Any] = {"format": FORMAT}
-    for key in ("created_utc", "command", "weights", "input_size", "tta", "device",
+    for key in ("created_utc", "command", "weights", "input_size", "resize", "tta", "device",
                 "executor", "wall_s"):
         report[key] = meta.get(key)
     report.update({

@@ -140,7 +140,7 @@ def _header(report: Mapping[str, Any]) -> str:
     wall = report.get("wall_s")
     meta = [
         ("weights", f"<code>{escape(str(report.get('weights', _NONE)))}</code>"),
-        ("input size", escape(size_text)),
+        ("input size", escape(f"{size_text}, {report.get('resize') or 'stretch'}")),
         ("test-time augmentation", escape(str((report.get("tta") or {}).get("summary", "off")))),
         ("device", escape(str(report.get("device", _NONE)))),
         ("executor", escape(str(report.get("executor", _NONE)))),

@@ -145,6 +145,7 @@ def make_report(
     frame's class probabilities over these views (:mod:`drivingseg.model.tta`)."""
     from drivingseg.model.checkpoint import load_checkpoint
     from drivingseg.model.config import tta_record
+    from drivingseg.model.infer import RESIZE_MODES
     from drivingseg.report.aggregate import build_report, collect, pick_gallery
     from drivingseg.report.gallery import gallery_items
     from drivingseg.report.inputs import classify_inputs
@@ -173,7 +174,8 @@ def make_report(
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     meta: dict[str, Any] = {
             "created_utc": created, "command": command, "weights": str(ckpt.path),
-            "input_size": [ckpt.spec.width, ckpt.spec.height], "device": device,
+            "input_size": [ckpt.spec.width, ckpt.spec.height], "resize": RESIZE_MODES[0],
+            "device": device,
             "tta": tta_record(tta),
             "executor": describe_executor(n_workers, ray)}
     items = gallery_items(specs, picks)

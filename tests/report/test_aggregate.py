@@ -26,6 +26,7 @@ def test_segmentation_agrees_with_eval_to_the_last_digit(mixed_report: Mixed,
     ev = evaluate(camvid_root / "val", "default", limit=2)
     camvid = report["segmentation"]["per_input"][0]
     assert camvid["input"] == 0
+    assert report["resize"] == ev["resize"] == "keep_aspect"  # the same frames in, the same way
     assert camvid["per_class"] == ev["per_class"]
     assert camvid["mean_iou_road_car"] == ev["mean_iou_road_car"]
     frames = [f for f in report["frames"] if f["input"] == 0]
