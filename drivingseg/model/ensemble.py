@@ -74,6 +74,18 @@ def member_paths(meta: dict[str, Any], manifest: Path) -> list[Path]:
     return out
 
 
+def _check_replaceable(target: Path) -> None:
+    """ModelError unless ``target`` is an ensemble manifest (one may be rewritten)."""
+    try:
+        fmt = json.loads(target.read_text(encoding="utf-8")).get("format")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        fmt = None
+    if fmt != ENSEMBLE_FORMAT:
+        message = ("exists and is not an ensemble manifest (a checkpoint's config?); "
+                   "choose another name or move it away")
+        raise ModelError(message, path=target)
+
+
 def save_ensemble(
     path: str | os.PathLike[str],
     members: Sequence[str | os.PathLike[str]],
@@ -81,7 +93,9 @@ def save_ensemble(
 ) -> Path:
     """Write the manifest ``path`` (``.json`` added if missing) naming ``members``, stored
     relative to the manifest's folder so the set can be moved together. The ensemble is
-    loaded once first, so a manifest that would not load is not written."""
+    loaded once first, so a manifest that would not load is not written; an existing file
+    is replaced only when it is an ensemble manifest itself (never a checkpoint's config,
+    least of all a member's)."""
     from drivingseg.model.checkpoint import checkpoint_paths, load_ensemble
 
     target = Path(path)
@@ -90,10 +104,25 @@ def save_ensemble(
     for m in members:
         given = Path(m)
         file = given if given.suffix in (".json", ".safetensors") else checkpoint_paths(m)[0]
+        if checkpoint_paths(file)[1].resolve() == target.resolve():
+            message = f"the manifest would overwrite the config of its member {str(m)!r}"
+            raise ModelError(message, path=target)
         names.append(os.path.relpath(file.resolve(), target.parent.resolve()))
+    if target.exists():
+        _check_replaceable(target)
     meta = {"format": ENSEMBLE_FORMAT, "members": names, "notes": notes or {}}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    load_ensemble(meta, target)
+    created = not target.parent.exists()
+    try:  # members are found relative to the folder, which must exist for that
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"cannot create the manifest's folder: {exc.strerror or exc}"
+        raise ModelError(message, path=target) from exc
+    try:
+        load_ensemble(meta, target)
+    except ModelError:
+        if created:
+            target.parent.rmdir()
+        raise
     write_atomic(target, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"),
                  error=ModelError, what="ensemble manifest")
     return target

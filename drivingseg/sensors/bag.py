@@ -237,7 +237,7 @@ class BagRecording(Recording):
             if not (p / "metadata.yaml").is_file():
                 message = "folder has no metadata.yaml; a ROS 2 bag folder needs one"
                 raise RecordingError(message, path=p)
-        elif p.suffix not in (".bag", ".db3", ".mcap"):
+        elif p.suffix.lower() not in (".bag", ".db3", ".mcap"):
             message = (
                 f"unsupported file type {p.suffix!r}; expected a ROS 1 .bag, a ROS 2 bag "
                 "folder, a .db3 or a .mcap file"
@@ -261,7 +261,7 @@ class BagRecording(Recording):
         """The ``.mcap`` file to stream when rosbags refuses the bag: the path itself, or the
         one ``.mcap`` of a bag folder (what an interrupted ``ros2 bag record`` leaves)."""
         if self.path.is_file():
-            return self.path if self.path.suffix == ".mcap" else None
+            return self.path if self.path.suffix.lower() == ".mcap" else None
         files = sorted(self.path.glob("*.mcap"))
         return files[0] if len(files) == 1 else None
 

@@ -31,7 +31,7 @@ def detect_format(path: str | PathLike[str]) -> str:
     if not p.exists():
         raise RecordingError("no such file or folder", path=p)
     if p.is_file():
-        if p.suffix in (".bag", ".db3", ".mcap"):
+        if p.suffix.lower() in (".bag", ".db3", ".mcap"):
             return "rosbag"
     elif (p / "metadata.yaml").is_file():
         return "rosbag"
@@ -76,7 +76,7 @@ def open_recording(
         from drivingseg.sensors.synthetic import SyntheticDrive
 
         seed_text = str(path).partition(":")[2] or "0"
-        if not seed_text.isdigit():
+        if not (seed_text.isascii() and seed_text.isdigit()):
             raise RecordingError(f"synthetic seed must be a whole number, got {seed_text!r}")
         rec = SyntheticDrive(seed=int(seed_text))
     rec.open()

@@ -91,6 +91,26 @@ def test_manifest_round_trip_keeps_relative_paths(tmp_path: Path) -> None:
     assert ckpt.path == moved / "pair.json"
 
 
+def test_a_manifest_never_overwrites_a_checkpoint_config(tmp_path: Path) -> None:
+    """``drivingseg ensemble ck/b ck/a ck/a`` used to replace b.json (b's weights lost) and
+    ``ensemble ck/a ck/a ck/b`` a's own config with a manifest naming itself."""
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    a, b = (_copy_member(n, folder) for n in ("unet_rgb", "unet_rgb_gpu"))
+    configs = {p: p.with_suffix(".json").read_bytes() for p in (a, b)}
+    with pytest.raises(ModelError, match=r"unet_rgb_gpu\.json: exists and is not an ensemble "
+                       r"manifest"):
+        save_ensemble(folder / "unet_rgb_gpu", [a, a])
+    with pytest.raises(ModelError, match=r"would overwrite the config of its member"):
+        save_ensemble(folder / "unet_rgb", [a, b])
+    assert {p: p.with_suffix(".json").read_bytes() for p in (a, b)} == configs
+    manifest = save_ensemble(folder / "pair", [a, b])
+    assert save_ensemble(manifest, [b, a]) == manifest  # a manifest may be rewritten
+    assert json.loads(manifest.read_text())["members"][0] == "unet_rgb_gpu.safetensors"
+    with pytest.raises(ModelError, match=r"cannot create the manifest's folder"):
+        save_ensemble(Path("/proc/no/such/pair.json"), [a, b])
+
+
 def test_bad_manifests_are_refused_naming_the_file(tmp_path: Path) -> None:
     folder = tmp_path / "set"
     folder.mkdir()

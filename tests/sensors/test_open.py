@@ -1,0 +1,54 @@
+"""``open_recording``: the one place that picks a reader for a path."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from drivingseg.errors import RecordingError
+from drivingseg.outputs.convert import convert_to_mcap
+from drivingseg.sensors.bag import BagRecording
+from drivingseg.sensors.kitti_benchmark import KittiBenchmark
+from drivingseg.sensors.kitti_raw import KittiRawDrive
+from drivingseg.sensors.open import detect_format, open_recording
+from drivingseg.sensors.synthetic import SyntheticDrive
+
+
+def test_each_kind_of_path_gets_its_reader(kitti_raw_drive: Path, kitti_object_root: Path,
+                                           tmp_path: Path) -> None:
+    with open_recording(kitti_raw_drive) as raw:
+        assert isinstance(raw, KittiRawDrive) and len(raw) == 30
+        mcap = tmp_path / "drive.mcap"
+        convert_to_mcap(raw, mcap, max_frames=2)
+    with open_recording(kitti_object_root) as obj:
+        assert isinstance(obj, KittiBenchmark)
+    with open_recording("synthetic:3") as syn:
+        assert isinstance(syn, SyntheticDrive) and syn.seed == 3
+    # A suffix in capitals (copied from another system) is the same file type.
+    upper = shutil.copy(mcap, tmp_path / "DRIVE.MCAP")
+    for path in (mcap, upper):
+        assert detect_format(path) == "rosbag"
+        with open_recording(path) as bag:
+            assert isinstance(bag, BagRecording)
+            assert len(list(bag.camera_frames())) == 2
+
+
+@pytest.mark.parametrize(("path", "match"), [
+    ("synthetic:x", r"synthetic seed must be a whole number, got 'x'"),
+    ("synthetic:\u00b2", r"synthetic seed must be a whole number, got '\u00b2'"),  # isdigit()
+    ("synthetic:-1", r"synthetic seed must be a whole number, got '-1'"),
+])
+def test_bad_synthetic_seeds_are_one_error(path: str, match: str) -> None:
+    with pytest.raises(RecordingError, match=match):
+        open_recording(path)
+
+
+def test_paths_that_are_no_recording(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match=r"missing: no such file or folder"):
+        open_recording(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(RecordingError, match=r"notes\.txt: not a recording drivingseg can read; "
+                       r"accepted: KITTI raw"):
+        open_recording(tmp_path / "notes.txt")
