@@ -11,7 +11,9 @@ from typing import Any
 
 from drivingseg.cli._common import add_recording_args, open_from_args, progress
 from drivingseg.errors import ConfigError
-from drivingseg.outputs.convert import Message, convert_to_mcap, kitti_topics
+from drivingseg.outputs.convert import Message, convert_to_mcap, expected_messages, kitti_topics
+from drivingseg.sensors.base import Recording
+from drivingseg.sensors.kitti_raw import KittiRawDrive
 
 __all__ = ["add_parser", "run"]
 
@@ -44,7 +46,25 @@ def add_parser(subparsers: Any) -> None:
         help="write only the first N camera frames and lidar scans",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
-    parser.set_defaults(func=run)
+    # None = not given (camera 2): a camera asked for by number must exist.
+    parser.set_defaults(func=run, camera=None)
+
+
+def _check_camera(drive: Recording, camera: int | None) -> None:
+    """Refuse a KITTI raw drive without the camera folder asked for (or, by default, image_02
+    when the drive has other cameras); a drive without any camera converts its lidar only."""
+    if not isinstance(drive, KittiRawDrive) or drive.camera_files:
+        return
+    others = sorted(f"image_0{n}/" for n in range(4) if (drive.path / f"image_0{n}").is_dir())
+    if camera is None and not others:
+        log.warning("%s has no image_0N/ folder: writing point clouds only", drive.path)
+        return
+    folder = drive.path / drive.camera_folder
+    has = f"it has {', '.join(others)}" if others else "it has no camera folder"
+    which = "asked for" if camera is not None else "(the default)"
+    message = (f"camera {drive.camera_index} {which}, but {str(folder)!r} does not exist "
+               f"({has}); pick one with --camera N")
+    raise ConfigError(message)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,14 +81,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"output {str(out)!r} exists; pass --force to overwrite it")
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames!r}")
+    camera: int | None = args.camera
+    args = argparse.Namespace(**{**vars(args), "camera": 2 if camera is None else camera})
     with open_from_args(args.input, args) as drive:
+        _check_camera(drive, camera)
         if drive.rig() is None:
             log.warning(
                 "%s has no calibration: writing no camera_info and no /tf_static", args.input
             )
-        total = sum(s.count for s in drive.info().streams if s.kind in ("camera", "lidar"))
-        if args.max_frames is not None:
-            total = min(total, 2 * args.max_frames)
+        total = expected_messages(drive.info(), args.max_frames)
 
         def bar(messages: Iterable[Message]) -> Iterable[Message]:
             return progress(messages, total=total, desc="convert")

@@ -18,24 +18,54 @@ holds the single camera <- lidar transform (parent = camera frame, child = lidar
 transform = ``T_cam_velo``) instead of a ``base_link`` tree; no IMU/GPS topics. Without a
 rig only images and point clouds are written.
 
+A KITTI object/road folder has one calibration per frame: each image's ``camera_info``
+comes from its own ``calib/<id>.txt``. ``/tf_static`` is written at the first message;
+should a later frame's ``T_cam_velo`` differ, a new ``/tf_static`` is written at that
+frame's stamp (static transforms are replaced by the newest message) and a warning is
+logged, as tools that latch only the first ``/tf_static`` keep the old one.
+
 Messages are written in stamp order (``Recording.messages()``), logged at their stamps.
 If reading fails half way (a corrupt PNG, say) the MCAP written so far is finalised and
-stays valid, then the error propagates.
+stays valid, then the error propagates. Ctrl-C (SIGINT, when Python's default handler is
+in place in the main thread) is deferred until the current message and its companions are
+written; the file is then finalised and ``KeyboardInterrupt`` is raised. A second Ctrl-C
+raises at once; the writer then ends the file after its last complete chunk (see
+:mod:`drivingseg.outputs.mcap`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import logging
+import signal
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from types import FrameType, TracebackType
 
+import numpy as np
+
+from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError
 from drivingseg.outputs.mcap import Ros2McapWriter
-from drivingseg.sensors.base import Recording
+from drivingseg.sensors.base import Recording, RecordingInfo
 from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.sensors.kitti_benchmark import KittiBenchmark
 
-__all__ = ["KITTI_CAMERA_NAMES", "ConvertStats", "McapTopics", "convert_to_mcap", "kitti_topics"]
+__all__ = [
+    "KITTI_CAMERA_NAMES",
+    "ConvertStats",
+    "McapTopics",
+    "convert_to_mcap",
+    "expected_messages",
+    "kitti_topics",
+]
+
+log = logging.getLogger(__name__)
+
+STREAM_KINDS = ("camera", "lidar")
+"""The ``StreamInfo.kind`` values whose messages are converted."""
 
 KITTI_CAMERA_NAMES = {
     0: "camera_gray_left",
@@ -81,22 +111,83 @@ class ConvertStats:
         return sum(self.counts.values())
 
 
-def _limited(messages: Iterator[Message], max_frames: int | None) -> Iterator[Message]:
-    """The first ``max_frames`` camera frames and the first ``max_frames`` lidar scans."""
+def _present_kinds(info: RecordingInfo) -> set[str]:
+    """The converted stream kinds that ``info`` lists with at least one message."""
+    return {s.kind for s in info.streams if s.kind in STREAM_KINDS and s.count > 0}
+
+
+def expected_messages(info: RecordingInfo, max_frames: int | None = None) -> int:
+    """Camera frames plus lidar scans a conversion reads (``max_frames`` of each at most)."""
+    total = 0
+    for kind in STREAM_KINDS:
+        count = sum(s.count for s in info.streams if s.kind == kind)
+        total += count if max_frames is None else min(count, max_frames)
+    return total
+
+
+def _limited(
+    messages: Iterator[Message], max_frames: int | None, kinds: Collection[str]
+) -> Iterator[Message]:
+    """The first ``max_frames`` camera frames and lidar scans; stops reading as soon as
+    every kind in ``kinds`` (the streams the recording has) has that many."""
     if max_frames is None:
         yield from messages
         return
-    n_cam = n_lidar = 0
+    wanted = set(kinds) or set(STREAM_KINDS)
+    seen = dict.fromkeys(STREAM_KINDS, 0)
     for msg in messages:
-        if n_cam >= max_frames and n_lidar >= max_frames:
+        kind = "camera" if isinstance(msg, CameraFrame) else "lidar"
+        if seen[kind] >= max_frames:
+            continue
+        seen[kind] += 1
+        yield msg
+        if all(seen[k] >= max_frames for k in wanted):
             return
-        if isinstance(msg, CameraFrame):
-            if n_cam < max_frames:
-                n_cam += 1
-                yield msg
-        elif n_lidar < max_frames:
-            n_lidar += 1
-            yield msg
+
+
+class _DeferredInterrupt:
+    """While active, a first SIGINT only sets ``requested``; a second raises at once.
+
+    Installed only in the main thread and only over Python's default handler, so a
+    caller's own SIGINT handling is left alone.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._installed = False
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("interrupted: finishing the current message, then closing the MCAP")
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._installed = False
+
+
+def _rig_source(recording: Recording) -> Callable[[int], Rig | None]:
+    """Frame index -> its calibration: per frame for KITTI benchmark folders, else one rig."""
+    if isinstance(recording, KittiBenchmark):
+        return recording.rig
+    rig = recording.rig()
+    return lambda _index: rig
 
 
 def convert_to_mcap(
@@ -110,34 +201,58 @@ def convert_to_mcap(
 ) -> ConvertStats:
     """Write ``recording`` (open) to ``out_path`` as a ROS 2 MCAP; an existing file is replaced.
 
-    ``max_frames`` keeps the first N camera frames and the first N lidar scans.
+    ``max_frames`` keeps the first N camera frames and the first N lidar scans, and stops
+    reading once every stream of ``recording.info()`` has N.
     ``progress`` wraps the message stream (e.g. a progress bar); it sees camera frames
-    and lidar scans in stamp order.
+    and lidar scans in stamp order. On Ctrl-C the file is finalised, then
+    ``KeyboardInterrupt`` is raised.
     """
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"max_frames must be at least 1, got {max_frames!r}")
     names = topics or McapTopics()
+    rig_at = _rig_source(recording)
     rig = recording.rig()
     camera_frame = rig.camera_frame if rig is not None else None
     lidar_frame = rig.lidar_frame if rig is not None else None
     first_ns: int | None = None
     last_ns: int | None = None
+    tf_written: Rig | None = None
 
-    stream: Iterable[Message] = _limited(recording.messages(), max_frames)
+    kinds = _present_kinds(recording.info()) if max_frames is not None else set(STREAM_KINDS)
+    stream: Iterable[Message] = _limited(recording.messages(), max_frames, kinds)
     if progress is not None:
         stream = progress(stream)
-    with Ros2McapWriter(Path(out_path), compression=compression) as writer:
+    with _DeferredInterrupt() as interrupt, Ros2McapWriter(
+        Path(out_path), compression=compression
+    ) as writer:
         for msg in stream:
             if first_ns is None:
                 first_ns = msg.stamp_ns
-                if rig is not None:
-                    writer.write_tf_static(rig.T_cam_velo, msg.stamp_ns, names.tf_static)
             last_ns = msg.stamp_ns
+            frame_rig = tf_written or rig
+            if isinstance(msg, CameraFrame) and rig is not None:
+                frame_rig = rig_at(msg.index)
+            if frame_rig is not None and (
+                tf_written is None
+                or not np.array_equal(frame_rig.T_cam_velo.matrix, tf_written.T_cam_velo.matrix)
+            ):
+                if tf_written is not None:
+                    log.warning(
+                        "%s frame %d: lidar->camera transform differs from the previous "
+                        "frames'; writing /tf_static again at stamp %d",
+                        recording.path, msg.index, msg.stamp_ns,
+                    )
+                writer.write_tf_static(frame_rig.T_cam_velo, msg.stamp_ns, names.tf_static)
+                tf_written = frame_rig
             if isinstance(msg, CameraFrame):
                 writer.write_image(names.image, msg, frame_id=camera_frame)
-                if rig is not None:
-                    writer.write_camera_info(names.camera_info, rig.camera, msg.stamp_ns)
+                if frame_rig is not None:
+                    writer.write_camera_info(names.camera_info, frame_rig.camera, msg.stamp_ns)
             else:
                 writer.write_pointcloud(names.points, msg, frame_id=lidar_frame)
+            if interrupt.requested:
+                break
         counts = dict(writer.counts)
+    if interrupt.requested:
+        raise KeyboardInterrupt
     return ConvertStats(path=str(out_path), counts=counts, first_ns=first_ns, last_ns=last_ns)

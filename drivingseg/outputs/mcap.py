@@ -12,8 +12,14 @@ registers ``foxglove_msgs/msg/ImageAnnotations`` and its dependencies itself (fi
 as in foxglove/schemas' ``ros_foxglove_msgs/ros2``), so boxes drawn over a camera image
 open in Foxglove's Image panel.
 
-- ``close()`` (and leaving the ``with`` block, also through an exception) always writes
-  the summary and footer, so everything written before the failure stays readable.
+- ``close()`` (and leaving the ``with`` block, also through an exception) writes the
+  summary and footer, so everything written before the failure stays readable.
+- An exception that lands inside a write (a Ctrl-C in mcap's ``add_message`` or chunk
+  flush, a full disk) leaves mcap's writer half-updated; a summary would then count
+  messages that are not in the file. ``close()`` therefore ends such a file after the
+  last complete chunk, without summary, as a hard kill would (below); the messages of the
+  unfinished chunk are lost. Callers that want a summary after Ctrl-C defer SIGINT
+  between writes (as :func:`drivingseg.outputs.convert.convert_to_mcap` does).
 - Data goes straight to ``path`` in chunks of about ``chunk_size_bytes``; each finished
   chunk is flushed to the operating system at once. A hard kill (SIGKILL, power loss
   aside) therefore leaves a file without a summary that is readable up to the last
@@ -144,6 +150,8 @@ class Ros2McapWriter:
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, tuple[int, str]] = {}
         self._pending_bytes = 0
+        self._in_write = False
+        self._safe_offset = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -161,18 +169,57 @@ class Ros2McapWriter:
         self._writer = Writer(
             self._stream, chunk_size=2**62, compression=self._compression
         )
+        self._in_write = True
         self._writer.start(profile="ros2", library="drivingseg")
+        self._mark_safe()
+
+    def _mark_safe(self) -> None:
+        """Record that the file ends on a record boundary matching mcap's writer state."""
+        assert self._stream is not None
+        self._safe_offset = self._stream.tell()
+        self._in_write = False
+
+    @property
+    def torn(self) -> bool:
+        """Whether a write was interrupted half way (``close`` then writes no summary)."""
+        return self._in_write
 
     def close(self) -> None:
-        """Write summary and footer and close the file; idempotent."""
+        """Write summary and footer and close the file; idempotent.
+
+        After an interrupted write (``torn``), or if writing the summary itself fails, the
+        file is cut back to its last complete chunk instead and has no summary.
+        """
         writer, stream = self._writer, self._stream
         self._writer, self._stream = None, None
         if writer is None or stream is None:
             return
         try:
-            writer.finish()
+            if self._in_write:
+                self._truncate_to_safe(stream)
+                return
+            self._in_write = True
+            try:
+                writer.finish()
+            except BaseException:
+                self._truncate_to_safe(stream)
+                raise
+            self._in_write = False
         finally:
             stream.close()
+
+    def _truncate_to_safe(self, stream: BinaryIO) -> None:
+        """End ``stream`` after the last complete chunk (no summary: a stream-only MCAP)."""
+        log.warning(
+            "%s: a write was interrupted half way; ending the file after its last complete "
+            "chunk (byte %d), without summary",
+            self.path,
+            self._safe_offset,
+        )
+        try:
+            stream.truncate(self._safe_offset)
+        except OSError as exc:
+            log.warning("%s: cannot cut the file back: %s", self.path, exc.strerror)
 
     def __enter__(self) -> Ros2McapWriter:
         self.open()
@@ -184,7 +231,7 @@ class Ros2McapWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is not None:
+        if exc is not None and not self._in_write:
             log.info(
                 "closing %s early after %s; the file holds %d messages",
                 self.path,
@@ -200,6 +247,8 @@ class Ros2McapWriter:
     # ------------------------------------------------------------------ generic write
 
     def _channel(self, topic: str, msgtype: str) -> int:
+        """The channel of ``topic``, registered (and its schema) on first use; callers
+        set ``_in_write`` first, as registering changes mcap's writer."""
         known = self._channels.get(topic)
         if known is not None:
             if known[1] != msgtype:
@@ -229,9 +278,20 @@ class Ros2McapWriter:
         if self._writer is None:
             message = "Ros2McapWriter is not open; use 'with Ros2McapWriter(path) as w:'"
             raise RecordingError(message, path=self.path)
-        channel_id = self._channel(topic, msgtype)
+        if self._in_write:
+            message = "an earlier write was interrupted half way; the writer cannot go on"
+            raise RecordingError(message, path=self.path)
+        # While _in_write is set, mcap's writer may be half-updated (see close).
+        self._in_write = True
+        try:
+            channel_id = self._channel(topic, msgtype)
+        except RecordingError:
+            self._in_write = False
+            raise
+        self._in_write = False
         data = bytes(self.typestore.serialize_cdr(msg, msgtype))
         stamp = int(stamp_ns)
+        self._in_write = True
         self._writer.add_message(
             channel_id=channel_id,
             log_time=stamp,
@@ -244,6 +304,9 @@ class Ros2McapWriter:
         if self._pending_bytes >= self._chunk_size:
             self._writer.flush()
             self._pending_bytes = 0
+            self._mark_safe()
+        else:
+            self._in_write = False
 
     def register_msgdefs(self, msgdefs: Mapping[str, str]) -> None:
         """Add message types (``{"pkg/msg/Name": ".msg text"}``) to this writer's typestore.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,17 +10,22 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from mcap._chunk_builder import ChunkBuilder
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
 from drivingseg.calibration.types import CameraModel, Rig, RigidTransform
+from drivingseg.cli import cmd_convert
 from drivingseg.cli.main import main
 from drivingseg.errors import RecordingError
 from drivingseg.outputs.convert import McapTopics, convert_to_mcap, kitti_topics
+from drivingseg.sensors import kitti_raw
 from drivingseg.sensors.bag import BagRecording
 from drivingseg.sensors.base import Recording, RecordingInfo
 from drivingseg.sensors.frames import CameraFrame, LidarScan
-from drivingseg.sensors.kitti_raw import KittiRawDrive
+from drivingseg.sensors.kitti_benchmark import KittiBenchmark
+from drivingseg.sensors.kitti_raw import CALIB_FILES, KittiRawDrive
+from drivingseg.sensors.open import open_recording
 
 RNG = np.random.default_rng(5)
 T0 = 1_317_042_000_000_000_000
@@ -215,3 +221,180 @@ def test_cli_convert_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["convert", str(tmp_path / "missing"), str(tmp_path / "o.mcap")]) == 2
     assert f"{tmp_path / 'missing'}: no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "o.mcap").exists()
+
+
+def summary_and_decoded(path: Path) -> tuple[int, dict[str, int]]:
+    """The summary's message count and the messages per topic that actually decode."""
+    with path.open("rb") as f:
+        summary = make_reader(f).get_summary()
+    assert summary is not None and summary.statistics is not None
+    counts: dict[str, int] = {}
+    for topic, *_ in decoded(path):
+        counts[topic] = counts.get(topic, 0) + 1
+    return summary.statistics.message_count, counts
+
+
+def ctrl_c_in_add_message(monkeypatch: pytest.MonkeyPatch, at_call: int) -> None:
+    """Deliver a real SIGINT from inside mcap's add_message, call ``at_call`` (1-based)."""
+    real_add = ChunkBuilder.add_message
+    calls = [0]
+
+    def add_message(builder: ChunkBuilder, message: Any) -> None:
+        calls[0] += 1
+        if calls[0] == at_call:
+            signal.raise_signal(signal.SIGINT)
+        real_add(builder, message)
+
+    monkeypatch.setattr(ChunkBuilder, "add_message", add_message)
+
+
+def test_ctrl_c_during_a_write_finalises_a_consistent_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside a write used to leave a summary counting a message never written."""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    out = tmp_path / "ctrl_c.mcap"
+    ctrl_c_in_add_message(monkeypatch, at_call=2)  # 1: tf_static, 2: image 0
+    with FakeRecording() as rec, pytest.raises(KeyboardInterrupt):
+        convert_to_mcap(rec, out)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    topics = McapTopics()
+    total, counts = summary_and_decoded(out)
+    # image 0 and its camera_info are finished, then the conversion stops.
+    assert counts == {topics.tf_static: 1, topics.image: 1, topics.camera_info: 1}
+    assert total == 3
+
+
+def test_cli_ctrl_c_exits_130_with_a_consistent_file(
+    kitti_raw_drive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "ctrl_c.mcap"
+    ctrl_c_in_add_message(monkeypatch, at_call=5)  # tf, image 0, info 0, scan 0, image 1
+    assert main(["convert", str(kitti_raw_drive), str(out), "--max-frames", "5"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    total, counts = summary_and_decoded(out)
+    topics = McapTopics()
+    assert counts == {topics.tf_static: 1, topics.image: 2, topics.camera_info: 2,
+                      topics.points: 1}
+    assert total == 6
+
+
+def object_copy(kitti_object_root: Path, dest: Path, calib_edit: dict[str, tuple[str, str]]
+                ) -> Path:
+    """A copy of the KITTI object folder (images, scans linked) with edited calib files:
+    ``{"000001": ("P2", "new values")}`` replaces that line of ``calib/000001.txt``."""
+    dest.mkdir()
+    for name in ("image_2", "velodyne"):
+        (dest / name).symlink_to(kitti_object_root / name, target_is_directory=True)
+    (dest / "calib").mkdir()
+    for src in sorted((kitti_object_root / "calib").glob("*.txt")):
+        lines = src.read_text().splitlines()
+        if src.stem in calib_edit:
+            key, values = calib_edit[src.stem]
+            lines = [f"{key}: {values}" if ln.startswith(f"{key}:") else ln for ln in lines]
+        (dest / "calib" / src.name).write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def test_convert_kitti_object_uses_each_frames_calibration(
+    kitti_object_root: Path, tmp_path: Path
+) -> None:
+    """camera_info of every frame used to be frame 0's."""
+    p2 = "900.0 0.0 240.0 0.0 0.0 910.0 260.0 0.0 0.0 0.0 1.0 0.0"
+    folder = object_copy(kitti_object_root, tmp_path / "obj", {"000001": ("P2", p2)})
+    out = tmp_path / "obj.mcap"
+    with open_recording(folder) as rec:
+        assert isinstance(rec, KittiBenchmark)
+        rigs = [rec.rig(i) for i in range(len(rec))]
+        stats = convert_to_mcap(rec, out)
+    topics = McapTopics()
+    assert stats.counts[topics.camera_info] == len(rigs) == 3
+    assert stats.counts[topics.tf_static] == 1  # the lidar->camera transform is the same
+    infos = [m for t, _, _, m in decoded(out) if t == topics.camera_info]
+    want_p2 = np.array([float(v) for v in p2.split()]).reshape(3, 4)
+    for info, rig in zip(infos, rigs, strict=True):
+        assert rig is not None
+        np.testing.assert_array_equal(np.reshape(info.p, (3, 4)), rig.camera.P)
+    np.testing.assert_array_equal(np.reshape(infos[1].p, (3, 4)), want_p2)
+    assert np.reshape(infos[0].p, (3, 4))[0, 0] != 900.0
+    assert np.reshape(infos[2].p, (3, 4))[0, 0] != 900.0
+
+
+def test_convert_kitti_object_writes_tf_static_again_when_it_changes(
+    kitti_object_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tr = "0 -1 0 0.5 0 0 -1 1.0 1 0 0 -2.0"
+    folder = object_copy(kitti_object_root, tmp_path / "obj", {"000002": ("Tr_velo_to_cam", tr)})
+    out = tmp_path / "obj.mcap"
+    with open_recording(folder) as rec:
+        convert_to_mcap(rec, out)
+    tfs = [(stamp, m) for t, _, stamp, m in decoded(out) if t == "/tf_static"]
+    assert [stamp for stamp, _ in tfs] == [0, 200_000_000]
+    moved = tfs[1][1].transforms[0].transform.translation
+    assert (moved.x, moved.y, moved.z) == (0.5, 1.0, -2.0)
+    assert tfs[0][1].transforms[0].transform.translation.x != 0.5
+    assert "frame 2: lidar->camera transform differs" in caplog.text
+
+
+def camera_only_drive(kitti_raw_drive: Path, tmp_path: Path, *folders: str) -> Path:
+    """A copy of the KITTI raw drive holding only ``folders`` (linked) and the calibration."""
+    date = tmp_path / "2011_09_26"
+    drive = date / "2011_09_26_drive_0000_sync"
+    drive.mkdir(parents=True)
+    for name in CALIB_FILES:
+        (date / name).symlink_to(kitti_raw_drive.parent / name)
+    for name in folders:
+        (drive / name).symlink_to(kitti_raw_drive / name, target_is_directory=True)
+    return drive
+
+
+def test_cli_max_frames_stops_reading_when_a_stream_is_missing(
+    kitti_raw_drive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On a camera-only drive --max-frames 1 used to decode all 30 images."""
+    drive = camera_only_drive(kitti_raw_drive, tmp_path, "image_02")
+    reads: list[Path] = []
+    real_read = kitti_raw.read_image_rgb
+
+    def read_image_rgb(path: Path) -> np.ndarray:
+        reads.append(path)
+        return real_read(path)
+
+    totals: list[int | None] = []
+    real_progress = cmd_convert.progress
+
+    def progress(items: Any, *, total: int | None = None, desc: str = "") -> Iterator[Any]:
+        totals.append(total)
+        return real_progress(items, total=total, desc=desc)
+
+    monkeypatch.setattr(kitti_raw, "read_image_rgb", read_image_rgb)
+    monkeypatch.setattr(cmd_convert, "progress", progress)
+    out = tmp_path / "one.mcap"
+    assert main(["convert", str(drive), str(out), "--max-frames", "1"]) == 0
+    assert "wrote 3 messages" in capsys.readouterr().out  # tf_static, image, camera_info
+    assert [p.name for p in reads] == ["0000000000.png"]
+    assert totals == [1]
+    assert main(["convert", str(kitti_raw_drive), str(tmp_path / "b.mcap"),
+                 "--max-frames", "2"]) == 0
+    assert totals == [1, 4]
+
+
+def test_cli_refuses_a_missing_camera(
+    kitti_raw_drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--camera 3 without image_03/ used to write point clouds only and exit 0."""
+    out = tmp_path / "c3.mcap"
+    assert main(["convert", str(kitti_raw_drive), str(out), "--camera", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"camera 3 asked for, but {str(kitti_raw_drive / 'image_03')!r} does not exist" in err
+    assert "(it has image_02/)" in err
+    assert not out.exists()
+    lidar_only = camera_only_drive(kitti_raw_drive, tmp_path, "velodyne_points")
+    assert main(["convert", str(lidar_only), str(out), "--camera", "2"]) == 2
+    assert "it has no camera folder" in capsys.readouterr().err
+    assert not out.exists()
+    # Without --camera a lidar-only drive still converts its point clouds.
+    assert main(["convert", str(lidar_only), str(out), "--max-frames", "2"]) == 0
+    assert "/kitti/velo/pointcloud: 2 messages" in capsys.readouterr().out

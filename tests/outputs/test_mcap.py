@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -9,15 +10,17 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from mcap._chunk_builder import ChunkBuilder
 from mcap.exceptions import EndOfFile
 from mcap.reader import make_reader
-from mcap.records import Message
+from mcap.records import Footer, Message, Statistics
 from mcap.stream_reader import StreamReader
 from mcap_ros2.decoder import DecoderFactory
 
 from drivingseg.calibration.types import CameraModel, RigidTransform
 from drivingseg.errors import RecordingError
 from drivingseg.outputs.mcap import Ros2McapWriter
+from drivingseg.sensors.bag import BagRecording
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.ros_msgs import header
 
@@ -149,6 +152,39 @@ def test_hard_kill_leaves_complete_chunks_readable(tmp_path: Path) -> None:
                 if isinstance(record, Message):
                     stamps.append(record.log_time)
     assert stamps == [0, 1, 2, 3, 4]
+
+
+def test_interrupt_inside_a_write_leaves_no_wrong_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside mcap's add_message (statistics counted, message not yet in the chunk)
+    used to give a summary counting a message the file does not hold."""
+    out = tmp_path / "interrupted.mcap"
+    real_add = ChunkBuilder.add_message
+    calls = [0]
+
+    def add_message(builder: ChunkBuilder, message: Message) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        real_add(builder, message)
+
+    monkeypatch.setattr(ChunkBuilder, "add_message", add_message)
+    with pytest.raises(KeyboardInterrupt), Ros2McapWriter(out, chunk_size_bytes=300) as w:
+        for k in range(5):
+            w.write_pointcloud("/velo", LidarScan(k, PTS))  # one chunk each
+    records = []
+    with out.open("rb") as f, contextlib.suppress(EndOfFile):
+        for record in StreamReader(f).records:
+            records.append(record)
+    stamps = [r.log_time for r in records if isinstance(r, Message)]
+    assert stamps == [0, 1]  # the two complete chunks
+    stats = [r for r in records if isinstance(r, Statistics)]
+    assert all(s.message_count == len(stamps) for s in stats)  # never counts lost messages
+    assert not stats and not [r for r in records if isinstance(r, Footer)]  # as a hard kill
+    with BagRecording(out) as bag:  # drivingseg reads the summary-less file
+        assert [s.stamp_ns for s in bag.lidar_scans()] == [0, 1]
+    assert w.torn and not w.is_open
 
 
 def test_not_open_and_bad_options(tmp_path: Path) -> None:
