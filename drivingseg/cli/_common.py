@@ -22,9 +22,11 @@ TTA_CHOICES = ("off", "flip", "multiscale")
 does not import torch (a test keeps the two equal)."""
 
 
-def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
-    """Wrap a long job's iterable in a progress bar on stderr (hidden when not a TTY)."""
-    yield from tqdm(items, total=total, desc=desc, unit="frame", file=sys.stderr, disable=None)
+def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
+             unit: str = "frame") -> Iterator[T]:
+    """Wrap a long job's iterable in a progress bar on stderr (hidden when not a TTY);
+    ``unit`` names what one item is (a training epoch counts batches)."""
+    yield from tqdm(items, total=total, desc=desc, unit=unit, file=sys.stderr, disable=None)
 
 
 def add_recording_args(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,8 @@ cannot run code. Every problem (missing or truncated file, wrong channel or clas
 a config that does not match the tensors) raises :class:`ModelError` naming the file.
 
 Training state for ``--resume`` (optimizer moments, step, RNG) is a second pair,
-``name.state.safetensors`` + ``name.state.json``. A ``name.json`` of format
+``name.state.safetensors`` + ``name.state.json``, which share a random save token, so a
+pair from two different saves is refused. A ``name.json`` of format
 ``drivingseg-ensemble/1`` (:mod:`drivingseg.model.ensemble`) lists member checkpoints
 instead; :func:`load_checkpoint` loads it as one :class:`~drivingseg.model.ensemble.Ensemble`.
 """
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from drivingseg.errors import ModelError
@@ -269,7 +271,8 @@ def save_training_state(
     extra: torch.nn.Module | None = None,
 ) -> None:
     """Optimizer tensors + RNG state as safetensors, step counters and groups as JSON;
-    ``extra``'s weights too (a training-only module such as the fine-class head)."""
+    ``extra``'s weights too (a training-only module such as the fine-class head). Both
+    files carry one new token, which :func:`load_training_state` compares."""
     weights, meta_path = checkpoint_paths(Path(str(path) + ".state"))
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
@@ -283,8 +286,9 @@ def save_training_state(
                 tensors[f"opt.{idx}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(idx), {})[name] = value
-    meta = {"param_groups": sd["param_groups"], "scalars": scalars, "info": info}
-    _atomic_write(weights, lambda p: save_file(tensors, str(p)))
+    token = uuid.uuid4().hex
+    meta = {"param_groups": sd["param_groups"], "scalars": scalars, "info": info, "token": token}
+    _atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"token": token}))
     _atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
 
 
@@ -300,6 +304,12 @@ def load_training_state(
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read training state: {exc}", path=meta_path) from exc
+    with safe_open(str(weights), framework="pt") as handle:
+        token = (handle.metadata() or {}).get("token")
+    if token != meta.get("token"):
+        message = (f"training state {weights.name} (save {token!r}) and {meta_path.name} (save "
+                   f"{meta.get('token')!r}) come from different saves; was a save interrupted?")
+        raise ModelError(message, path=meta_path)
     if extra is not None:
         saved = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
         try:

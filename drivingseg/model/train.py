@@ -5,7 +5,8 @@ The loss (:mod:`drivingseg.model.losses`) is class-weighted cross-entropy
 and/or Lovasz-softmax terms over road and car; all skip ``IGNORE_INDEX`` pixels. The
 learning rate follows a polynomial decay over the larger of step progress and time
 progress (``time_limit_min``), so a time-boxed run still anneals. Each epoch writes
-``last.*`` (weights + training state for ``--resume``) and, when the validation mean IoU
+``last.*`` (weights + training state for ``--resume``, which checks them with
+:mod:`drivingseg.model.resume`) and, when the validation mean IoU
 over road and car improves, ``best.*``. With ``logit_adjust`` the validation, ``best.*``
 and ``averaged.*`` use scores shifted by ``-log(class weight)`` (:func:`adjusted`;
 ``last.*`` stays the raw training state). With ``distill_from`` the loss adds the KL
@@ -46,12 +47,7 @@ from drivingseg.model.augment import (
     SegmentationDataset,
     seed_worker,
 )
-from drivingseg.model.checkpoint import (
-    load_checkpoint,
-    load_training_state,
-    save_checkpoint,
-    save_training_state,
-)
+from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint, save_training_state
 from drivingseg.model.config import CLASS_NAMES, ModelConfig, tta_preset
 from drivingseg.model.data import fine_from_coarse, load_pair, read_fine_labels
 from drivingseg.model.distill import teacher_models, teacher_targets
@@ -60,6 +56,13 @@ from drivingseg.model.fine import FineHead, fine_loss
 from drivingseg.model.infer import Segmenter
 from drivingseg.model.losses import distillation_loss, segmentation_loss, soft_target_loss
 from drivingseg.model.metrics import ConfusionMatrix
+from drivingseg.model.resume import (
+    check_time_left,
+    read_state_info,
+    restore,
+    run_config,
+    weights_digest,
+)
 from drivingseg.model.train_config import DataSource, TrainConfig
 from drivingseg.model.unet import UNet, count_parameters
 
@@ -98,7 +101,7 @@ def class_weights(
     for s in samples:
         c = np.bincount(s.labels.ravel(), minlength=256)[:num_classes]
         counts += c
-        present += (c > 0) * s.labels.size
+        present += (c > 0) * c.sum()  # the frame's labelled (not ignored) pixels
     freq = counts / np.maximum(present, 1)
     w = np.where(freq > 0, np.median(freq[freq > 0]) / np.maximum(freq, 1e-12), 1.0)
     return torch.tensor(np.minimum(w**power, cap), dtype=torch.float32)
@@ -223,6 +226,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     _seed_everything(cfg.seed + rank)
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        check_time_left(cfg, read_state_info(out / "last"))
     t_load = time.perf_counter()
     train_samples = load_sources(cfg.train_sources, fine=cfg.fine_weight > 0)
     val_samples = load_sources(cfg.val_sources) if main else []
@@ -253,13 +258,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     if cfg.init_from is not None and not resume:
         model.load_state_dict(_initial_state(cfg).state_dict())
     if resume:
-        last = out / "last"
-        ckpt = load_checkpoint(last)
-        if ckpt.config != cfg.model:
-            message = f"resume: checkpoint config {ckpt.config!r} differs from {cfg.model!r}"
-            raise ModelError(message, path=last)
-        model.load_state_dict(ckpt.model.state_dict())
-        info = load_training_state(last, opt, None if fine_head is None else fine_head.head)
+        info = restore(cfg, model, opt, None if fine_head is None else fine_head.head)
         start_epoch, step = int(info["epoch"]) + 1, int(info["step"])
         best, history = float(info.get("best", -1.0)), list(info.get("history", []))
         elapsed_before = float(info.get("elapsed_s", 0.0))
@@ -286,6 +285,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                         sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
                         generator=gen, pin_memory=device.type == "cuda",
                         worker_init_fn=seed_worker, persistent_workers=cfg.num_workers > 0)
+    if len(loader) == 0:
+        frames = len(sampler) if sampler is not None else len(dataset)
+        message = (f"train.batch_size: {cfg.batch_size!r} is more than the {frames} training "
+                   f"frames{' of each process' if distributed else ''}; no batch to train on")
+        raise ModelError(message, path=cfg.path)
+    resolved = run_config(cfg)
     total_steps = cfg.epochs * len(loader)
     t0 = time.perf_counter() - elapsed_before
     from drivingseg.cli._common import progress
@@ -298,7 +303,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         gen.manual_seed(cfg.seed + epoch)
         net.train()
         losses: list[float] = []
-        batches = progress(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}") \
+        batches = progress(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           unit="batch") \
             if show_progress and main else loader
         for batch in batches:
             for group in opt.param_groups:
@@ -339,13 +345,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                 best = float(score)
                 save_checkpoint(out / "best", adjusted(model, shift), cfg.model, cfg.input,
                                 {**notes, "logit_adjustment": shift_note})
-            save_checkpoint(out / "last", model, cfg.model, cfg.input, notes)
             if cfg.average_last:
                 recent.append((epoch, {k: v.detach().to("cpu", copy=True)
                                        for k, v in model.state_dict().items()}))
-            save_training_state(out / "last", opt, {"epoch": epoch, "step": step, "best": best,
-                                                    "history": history, "elapsed_s": elapsed},
+            # state first, weights last: resume checks that the four files match
+            state = {"epoch": epoch, "step": step, "best": best, "history": history,
+                     "elapsed_s": elapsed, "config": resolved,
+                     "weights_sha256": weights_digest(model)}
+            save_training_state(out / "last", opt, state,
                                 None if fine_head is None else fine_head.head)
+            save_checkpoint(out / "last", model, cfg.model, cfg.input, notes)
             log.info("epoch %d: %s", epoch + 1, record)
         stop = cfg.time_limit_min and elapsed >= 60.0 * cfg.time_limit_min
         if distributed:

@@ -21,7 +21,9 @@ See
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,24 +109,95 @@ class TrainConfig:
     path: Path | None = field(default=None, compare=False)
 
 
-def _source(item: object, base: Path, path: Path) -> DataSource:
+_PATH_SOURCE_KEYS = ("exclude_sequences", "include_sequences", "path")
+_SYNTHETIC_KEYS = {"seed": (0, None), "frames": (100, 1), "step": (5, 1)}
+_MINIMUM = {"epochs": 1, "batch_size": 1, "val_every": 1, "num_threads": 0, "num_workers": 0,
+            "average_last": 0, "warmup_steps": 0, "lr": 0.0, "weight_decay": 0.0,
+            "time_limit_min": 0.0, "dice_weight": 0.0, "lovasz_weight": 0.0,
+            "class_weight_power": 0.0, "distill_weight": 0.0, "jitter": 0.0}
+_KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_keys(item: dict[Any, Any], valid: Sequence[str], where: str, path: Path) -> None:
+    unknown = sorted(str(k) for k in set(item) - set(valid))
+    if unknown:
+        message = f"{where}: unknown keys {unknown!r}; valid: {', '.join(sorted(valid))}"
+        raise ModelError(message, path=path)
+
+
+def _typed(value: object, kind: type, where: str, path: Path) -> Any:
+    """``value`` if it is exactly of ``kind``: an int will do for a float, a bool is no
+    number; a float may be a string such as ``3e-4`` (YAML 1.1 reads that as one)."""
+    if kind is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if kind in (bool, str):
+        if isinstance(value, kind):
+            return value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind is float and math.isfinite(value):
+            return float(value)
+        if kind is int and isinstance(value, int):
+            return value
+    raise ModelError(f"{where}: expected {_KIND[kind]}, got {value!r}", path=path)
+
+
+def _sequences(item: dict[str, Any], key: str, where: str, path: Path) -> tuple[str, ...]:
+    """A sequence filter: a list of CamVid sequence names (never one bare name)."""
+    value = item.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        message = (f"{where}.{key}: expected a list of sequence names such as [0006R0], "
+                   f"got {value!r}")
+        raise ModelError(message, path=path)
+    return tuple(value)
+
+
+def _source(item: object, where: str, base: Path, path: Path) -> DataSource:
+    """One entry of ``data.train`` / ``data.val`` (``where`` names it in errors)."""
     if isinstance(item, dict) and "synthetic" in item:
-        syn = item["synthetic"] or {}
-        try:
-            return DataSource(synthetic_seed=int(syn.get("seed", 0)),
-                              synthetic_frames=int(syn.get("frames", 100)),
-                              synthetic_step=int(syn.get("step", 5)))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ModelError(f"invalid synthetic source {item!r}: {exc}", path=path) from exc
+        _check_keys(item, ("synthetic",), where, path)
+        syn = {} if item["synthetic"] is None else item["synthetic"]
+        if not isinstance(syn, dict):
+            message = f"{where}.synthetic: expected a mapping {{seed, frames, step}}, got {syn!r}"
+            raise ModelError(message, path=path)
+        _check_keys(syn, tuple(_SYNTHETIC_KEYS), f"{where}.synthetic", path)
+        values = {}
+        for key, (default, minimum) in _SYNTHETIC_KEYS.items():
+            value = _typed(syn.get(key, default), int, f"{where}.synthetic.{key}", path)
+            if minimum is not None and value < minimum:
+                message = f"{where}.synthetic.{key}: {value!r} must be >= {minimum}"
+                raise ModelError(message, path=path)
+            values[key] = value
+        return DataSource(synthetic_seed=values["seed"], synthetic_frames=values["frames"],
+                          synthetic_step=values["step"])
     if not isinstance(item, dict) or "path" not in item:
         message = f"a data source needs 'path: DIR' or 'synthetic: {{seed, frames}}', got {item!r}"
         raise ModelError(message, path=path)
-    folder = Path(os.path.expandvars(str(item["path"])))
+    _check_keys(item, _PATH_SOURCE_KEYS, where, path)
+    folder = Path(os.path.expandvars(_typed(item["path"], str, f"{where}.path", path)))
     return DataSource(
         path=folder if folder.is_absolute() else base / folder,
-        include_sequences=tuple(str(s) for s in item.get("include_sequences", ())),
-        exclude_sequences=tuple(str(s) for s in item.get("exclude_sequences", ())),
+        include_sequences=_sequences(item, "include_sequences", where, path),
+        exclude_sequences=_sequences(item, "exclude_sequences", where, path),
     )
+
+
+def _sources(data: dict[str, Any], key: str, base: Path, path: Path) -> tuple[DataSource, ...]:
+    items = data.get(key) or []
+    if not isinstance(items, list):
+        raise ModelError(f"data.{key}: expected a list of sources, got {items!r}", path=path)
+    return tuple(_source(s, f"data.{key}[{i}]", base, path) for i, s in enumerate(items))
+
+
+def _scale_range(value: object, path: Path) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        message = f"train.scale_range: expected two numbers [MIN, MAX], got {value!r}"
+        raise ModelError(message, path=path)
+    low, high = (_typed(v, float, "train.scale_range", path) for v in value)
+    if not 0 < low <= high:
+        message = f"train.scale_range: {value!r} needs 0 < MIN <= MAX"
+        raise ModelError(message, path=path)
+    return low, high
 
 
 def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: Path) -> dict[str, Any]:
@@ -163,14 +236,20 @@ def load_train_config(
         raise ModelError(f"unknown keys {unknown!r}; valid: {', '.join(sorted(valid))}", path=p)
     base = p.resolve().parent
     data = raw.get("data") or {}
-    if not isinstance(data, dict) or not data.get("train"):
+    if not isinstance(data, dict):
+        raise ModelError(f"data: expected a mapping with train and val, got {data!r}", path=p)
+    _check_keys(data, ("train", "val"), "data", p)
+    if not data.get("train"):
         raise ModelError("data.train must list at least one source", path=p)
-    train = dict(raw.get("train") or {})
+    section = raw.get("train") or {}
+    if not isinstance(section, dict):
+        raise ModelError(f"train: expected a mapping, got {section!r}", path=p)
+    train = dict(section)
     train.update({k: v for k, v in overrides.items() if v is not None})
     kwargs: dict[str, Any] = {}
     for key, value in train.items():
         if key == "scale_range":
-            kwargs[key] = (float(value[0]), float(value[1]))
+            kwargs[key] = _scale_range(value, p)
             continue
         if key not in _TRAIN_KEYS:
             message = f"unknown train key {key!r}; valid: {', '.join(sorted(_TRAIN_KEYS))}"
@@ -179,17 +258,17 @@ def load_train_config(
             if not isinstance(value, list) or not value:
                 message = f"train.distill_from: expected a list of checkpoints, got {value!r}"
                 raise ModelError(message, path=p)
-            paths = [Path(os.path.expandvars(str(v))) for v in value]
+            paths = [Path(os.path.expandvars(_typed(v, str, "train.distill_from", p)))
+                     for v in value]
             kwargs[key] = tuple(v if v.is_absolute() else base / v for v in paths)
             continue
         if key == "init_from":
-            init = Path(os.path.expandvars(str(value)))
+            init = Path(os.path.expandvars(_typed(value, str, "train.init_from", p)))
             kwargs[key] = init if init.is_absolute() else base / init
             continue
-        try:
-            kwargs[key] = _TRAIN_KEYS[key](value)
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"train.{key}: invalid value {value!r}", path=p) from exc
+        kwargs[key] = _typed(value, _TRAIN_KEYS[key], f"train.{key}", p)
+        if key in _MINIMUM and kwargs[key] < _MINIMUM[key]:
+            raise ModelError(f"train.{key}: {value!r} must be >= {_MINIMUM[key]}", path=p)
     if not 0.0 <= kwargs.get("copy_paste", 0.0) <= 1.0:
         raise ModelError(f"train.copy_paste: {kwargs['copy_paste']!r} is not a probability in "
                          "[0, 1]", path=p)
@@ -201,10 +280,10 @@ def load_train_config(
     return TrainConfig(
         model=ModelConfig.from_dict(raw.get("model") or {}, p),
         input=InputSpec.from_dict(raw.get("input") or {"width": 256, "height": 192}, p),
-        train_sources=tuple(_source(s, base, p) for s in data["train"]),
-        val_sources=tuple(_source(s, base, p) for s in data.get("val") or ()),
+        train_sources=_sources(data, "train", base, p),
+        val_sources=_sources(data, "val", base, p),
         out_dir=out_dir if out_dir.is_absolute() else base / out_dir,
-        seed=int(raw.get("seed", 0)),
+        seed=_typed(raw.get("seed", 0), int, "seed", p),
         path=p,
         **kwargs,
     )

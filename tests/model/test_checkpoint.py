@@ -177,3 +177,21 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
     assert fresh.param_groups[0]["lr"] == 1e-3
     a, b = opt.state_dict()["state"][0], fresh.state_dict()["state"][0]
     assert torch.equal(a["exp_avg"], b["exp_avg"]) and float(a["step"]) == float(b["step"])
+
+
+def test_training_state_files_of_two_saves_are_refused(tmp_path: Path) -> None:
+    """The optimizer moments of one save with the step counters of another (a save
+    interrupted between its two files) are not loaded."""
+    model = UNet(CONFIG)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for epoch in (0, 1):
+        model(torch.randn(2, 3, 16, 16)).mean().backward()
+        opt.step()
+        save_training_state(tmp_path / f"e{epoch}", opt, {"epoch": epoch, "step": epoch + 1})
+    older = (tmp_path / "e0.state.safetensors").read_bytes()
+    (tmp_path / "e1.state.safetensors").write_bytes(older)
+    with pytest.raises(ModelError, match=r"e1\.state\.json: training state e1\.state\.safetensors "
+                                         r"\(save '[0-9a-f]+'\) and e1\.state\.json \(save "
+                                         r"'[0-9a-f]+'\) come from different saves"):
+        load_training_state(tmp_path / "e1", torch.optim.AdamW(model.parameters()))
+    assert load_training_state(tmp_path / "e0", opt) == {"epoch": 0, "step": 1}

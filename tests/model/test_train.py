@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from drivingseg.errors import ConfigError, ModelError
-from drivingseg.model.augment import SegmentationDataset
+from drivingseg.model.augment import Sample, SegmentationDataset
 from drivingseg.model.checkpoint import default_weights, ensemble_weights, load_checkpoint
-from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.config import IGNORE_INDEX, InputSpec, ModelConfig
 from drivingseg.model.losses import segmentation_loss
 from drivingseg.model.train import (
     adjusted,
@@ -22,6 +24,8 @@ from drivingseg.model.train import (
 )
 from drivingseg.model.train_config import DataSource, load_train_config
 from drivingseg.model.unet import UNet
+
+train_module = importlib.import_module("drivingseg.model.train")  # not the function
 
 
 def test_a_few_steps_on_real_frames_reduce_the_loss(small_camvid: Path) -> None:
@@ -342,3 +346,114 @@ def test_ddp_on_the_cpu_with_torchrun(tmp_path: Path, small_camvid: Path) -> Non
     steps = [json.loads(line)["steps"] for line in done.stdout.splitlines() if "steps" in line]
     assert steps == [2]  # rank 0 only; 3 frames padded to 4 by DistributedSampler: 2 per rank
     assert (tmp_path / "run" / "last.safetensors").is_file()
+
+
+def test_class_weights_count_only_labelled_pixels() -> None:
+    """A frame's ignored pixels do not dilute the frequency of the classes it shows."""
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    half = np.repeat(np.array([0, 1], dtype=np.uint8), 8).reshape(4, 4)
+    few_cars = np.full((4, 4), IGNORE_INDEX, dtype=np.uint8)
+    few_cars[0, :2] = 2
+    w = class_weights([Sample(image, half), Sample(image, few_cars)], 3)
+    torch.testing.assert_close(w, torch.tensor([1.0, 1.0, 0.5]))  # car freq 2/2, not 2/16
+
+
+def test_a_batch_larger_than_the_data_is_refused(tmp_path: Path, small_camvid: Path) -> None:
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, batch_size=4))
+    with pytest.raises(ModelError, match=r"train\.yaml: train\.batch_size: 4 is more than the 3 "
+                                         r"training frames; no batch to train on"):
+        train(cfg, show_progress=False)
+
+
+LAST = ("last.safetensors", "last.json", "last.state.safetensors", "last.state.json")
+
+
+def test_resume_refuses_the_files_of_an_interrupted_save(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C between the training state and the weights of epoch 2 leaves last.* of two
+    epochs; so does any other mix of the four files of two saves: resume refuses them all."""
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=1)),
+          show_progress=False)
+    run = tmp_path / "run"
+    epoch0 = {name: (run / name).read_bytes() for name in LAST}
+    real_save = train_module.save_checkpoint
+
+    def interrupted(path: Path, *args: object, **kwargs: object) -> Path:
+        if Path(path).name == "last":
+            raise KeyboardInterrupt
+        return real_save(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    more = load_train_config(_write_config(tmp_path, small_camvid, epochs=2))
+    monkeypatch.setattr(train_module, "save_checkpoint", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(more, resume=True, show_progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ModelError, match=r"last: resume: last\.json is from epoch 0 \(step 1\) "
+                                         r"but last\.state\.json from epoch 1 \(step 2\): a save "
+                                         r"was interrupted"):
+        train(more, resume=True, show_progress=False)
+    for name, data in epoch0.items():  # back to epoch 0, then a complete save of epoch 1
+        (run / name).write_bytes(data)
+    train(more, resume=True, show_progress=False)
+    epoch1 = {name: (run / name).read_bytes() for name in LAST}
+    again = load_train_config(_write_config(tmp_path, small_camvid, epochs=3))
+    for mask in range(1, 2 ** len(LAST) - 1):  # every mix of the two saves
+        for i, name in enumerate(LAST):
+            (run / name).write_bytes((epoch0 if mask >> i & 1 else epoch1)[name])
+        with pytest.raises(ModelError, match=r"interrupted"):
+            train(again, resume=True, show_progress=False)
+    for name, data in epoch1.items():
+        (run / name).write_bytes(data)
+    assert train(again, resume=True, show_progress=False)["steps"] == 3
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"batch_size": 1}, r"resume: train\.batch_size is 1 but the run being resumed used 2; "
+                        r"only train\.epochs, train\.time_limit_min and where it runs "
+                        r"\(train\.device, train\.num_threads, train\.num_workers\) may change"),
+    ({"lr": 0.01}, r"resume: train\.lr is 0\.01 but the run being resumed used 0\.003"),
+    ({"input": 64}, r"resume: input\.width is 64 but the run being resumed used 48"),
+    ({"val": "0001TP"}, r"resume: data\.val is .*0001TP.* but the run being resumed used "
+                        r".*0006R0"),
+])
+def test_resume_refuses_a_changed_config(
+    tmp_path: Path, small_camvid: Path, change: dict[str, object], match: str,
+) -> None:
+    """Only epochs and the time limit may change on --resume: that extends a run."""
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=1)),
+          show_progress=False)
+    path = _write_config(tmp_path, small_camvid, epochs=2, time_limit_min=60,
+                         **{k: v for k, v in change.items() if k not in ("input", "val")})
+    text = path.read_text().replace('"width": 48', f'"width": {change.get("input", 48)}')
+    path.write_text(text.replace('"0006R0"', f'"{change.get("val", "0006R0")}"'))
+    with pytest.raises(ModelError, match=r"train\.yaml: " + match):
+        train(load_train_config(path), resume=True, show_progress=False)
+
+
+def test_resume_may_change_where_a_run_goes(tmp_path: Path, small_camvid: Path) -> None:
+    """Threads and loader workers (and the device: a CPU run may go on on a GPU) are not
+    what a run learns; a resume with other values goes on."""
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=1)),
+          show_progress=False)
+    path = _write_config(tmp_path, small_camvid, epochs=2, num_threads=1, num_workers=1)
+    more = train(load_train_config(path), resume=True, show_progress=False)
+    assert [h["epoch"] for h in more["history"]] == [0, 1]
+
+
+def test_resume_after_the_time_limit_trains_nothing(tmp_path: Path, small_camvid: Path) -> None:
+    """A run stopped by its time limit is not trained on (at lr 0) by --resume; a larger
+    limit extends it."""
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=5,
+                                          time_limit_min=1e-6))
+    assert train(cfg, show_progress=False)["steps"] == 1
+    run = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ModelError, match=r"train\.yaml: resume: the run has already used .* "
+                                         r"of its train\.time_limit_min 1e-06 .*give a larger "
+                                         r"time_limit_min"):
+        train(cfg, resume=True, show_progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    longer = load_train_config(_write_config(tmp_path, small_camvid, epochs=2,
+                                             time_limit_min=60))
+    assert train(longer, resume=True, show_progress=False)["steps"] == 2

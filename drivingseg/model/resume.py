@@ -1,0 +1,143 @@
+"""What ``drivingseg train --resume`` checks before it goes on with a run.
+
+Each epoch writes the training state (``last.state.*``) and then the weights (``last.*``);
+the state records the run's resolved config, the epoch and step, and a digest of the
+weights saved with it. A resume refuses four ``last.*`` files that come from different
+saves (a save interrupted between files), a config that differs from the run's in
+anything but ``train.epochs`` and ``train.time_limit_min`` (how a run is extended) and
+where it runs (``device``, ``num_threads``, ``num_workers``), and a run whose time limit
+is already spent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drivingseg.errors import ModelError
+from drivingseg.model.checkpoint import checkpoint_paths, load_checkpoint, load_training_state
+from drivingseg.model.train_config import TrainConfig
+
+__all__ = ["EXTENDABLE", "WHERE_IT_RUNS", "check_time_left", "read_state_info", "restore",
+           "run_config", "weights_digest"]
+
+log = logging.getLogger(__name__)
+
+EXTENDABLE = ("epochs", "time_limit_min")
+"""The train keys that extend a run; a resumed run may change them."""
+
+WHERE_IT_RUNS = ("device", "num_threads", "num_workers")
+"""Train keys that say where and how fast a run goes, not what it learns: a run started
+on a CPU may go on on a GPU."""
+_NOT_TRAIN_KEYS = ("model", "input", "train_sources", "val_sources", "out_dir", "path", "seed")
+
+
+def run_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The resolved settings a resumed run must share with the run it continues, by
+    dotted key (``input.width``, ``train.lr``, ``data.train``, ...), as JSON values."""
+    out: dict[str, Any] = {"seed": cfg.seed}
+    out.update({f"input.{k}": v for k, v in cfg.input.to_dict().items()})
+    for f in fields(cfg):
+        if f.name not in (*_NOT_TRAIN_KEYS, *EXTENDABLE, *WHERE_IT_RUNS):
+            out[f"train.{f.name}"] = getattr(cfg, f.name)
+    out["data.train"] = [asdict(s) for s in cfg.train_sources]
+    out["data.val"] = [asdict(s) for s in cfg.val_sources]
+    result: dict[str, Any] = json.loads(json.dumps(out, default=str))
+    return result
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's state dict (names, dtypes, shapes and values), as saved."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        tensor = value.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_state_info(last: Path) -> dict[str, Any]:
+    """The ``info`` of ``last.state.json`` (epoch, step, elapsed time, ...), tensors unread."""
+    meta_path = checkpoint_paths(Path(f"{last}.state"))[1]
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelError("resume: no training state here; was a run started with this "
+                         "out_dir?", path=meta_path) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"resume: cannot read the training state: {exc}", path=meta_path) from exc
+    info = meta.get("info") if isinstance(meta, dict) else None
+    if not isinstance(info, dict) or not {"epoch", "step"} <= set(info):
+        raise ModelError(f"resume: the training state has no epoch and step: {info!r}",
+                         path=meta_path)
+    return info
+
+
+def check_time_left(cfg: TrainConfig, info: dict[str, Any]) -> None:
+    """Refuse to resume a run that has already used its ``time_limit_min``."""
+    elapsed = float(info.get("elapsed_s", 0.0))
+    if cfg.time_limit_min and elapsed >= 60.0 * cfg.time_limit_min:
+        message = (f"resume: the run has already used {elapsed / 60:.3g} min of its "
+                   f"train.time_limit_min {cfg.time_limit_min!r} (stopped after epoch "
+                   f"{int(info['epoch']) + 1}); nothing left to train: give a larger "
+                   "time_limit_min (--time-limit-min) to extend it")
+        raise ModelError(message, path=cfg.path)
+
+
+def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            extra: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Load ``out_dir/last.*`` into ``model``, ``optimizer`` (and ``extra``) after checking
+    that the files come from one save and the config is the run's; returns the state's info."""
+    last = cfg.out_dir / "last"
+    ckpt = load_checkpoint(last)
+    if ckpt.config != cfg.model:
+        message = f"resume: checkpoint config {ckpt.config!r} differs from {cfg.model!r}"
+        raise ModelError(message, path=last)
+    info = load_training_state(last, optimizer, extra)
+    _check_same_save(last, ckpt.notes, info, ckpt.model)
+    _check_same_config(cfg, info)
+    model.load_state_dict(ckpt.model.state_dict())
+    return info
+
+
+def _check_same_save(last: Path, notes: dict[str, Any], info: dict[str, Any],
+                     model: torch.nn.Module) -> None:
+    """``last.json`` and ``last.safetensors`` are the weights the training state was saved
+    with (a save interrupted between the files leaves a mix)."""
+    advice = ("a save was interrupted between the files; start the run again, or "
+              "resume from a consistent copy of last.*")
+    weights_at = (notes.get("epoch"), notes.get("step"))
+    state_at = (info.get("epoch"), info.get("step"))
+    if weights_at != state_at:
+        message = (f"resume: {last.name}.json is from epoch {weights_at[0]!r} (step "
+                   f"{weights_at[1]!r}) but {last.name}.state.json from epoch {state_at[0]!r} "
+                   f"(step {state_at[1]!r}): {advice}")
+        raise ModelError(message, path=last)
+    saved = info.get("weights_sha256")
+    if saved is not None and saved != weights_digest(model):
+        message = (f"resume: {last.name}.safetensors holds other weights than the training "
+                   f"state of epoch {state_at[0]!r} was saved with: {advice}")
+        raise ModelError(message, path=last)
+
+
+def _check_same_config(cfg: TrainConfig, info: dict[str, Any]) -> None:
+    """Every setting but :data:`EXTENDABLE` and :data:`WHERE_IT_RUNS` is the one the run
+    was started with."""
+    saved = info.get("config")
+    if not isinstance(saved, dict):
+        log.warning("resume: the training state does not record its config (an older run); "
+                    "not checking that the config is unchanged")
+        return
+    for key, value in run_config(cfg).items():
+        if key in saved and saved[key] != value:
+            message = (f"resume: {key} is {value!r} but the run being resumed used "
+                       f"{saved[key]!r}; only train.{', train.'.join(EXTENDABLE)} and where "
+                       f"it runs (train.{', train.'.join(WHERE_IT_RUNS)}) may change on "
+                       "--resume (start a new run in another out_dir, or use init_from)")
+            raise ModelError(message, path=cfg.path)

@@ -1,0 +1,90 @@
+"""The training config refuses what it would otherwise misread: unknown or misspelt data
+keys, scalar sequence filters, and values of the wrong type or range."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drivingseg.errors import ModelError
+from drivingseg.model.train_config import load_train_config
+
+BASE = """\
+model: {depth: 2, base_channels: 4}
+input: {width: 48, height: 32}
+data:
+  train:
+    - {path: camvid, exclude_sequences: [0006R0]}
+    - synthetic: {seed: 3, frames: 4, step: 2}
+  val:
+    - {path: camvid, include_sequences: [0006R0]}
+train: {epochs: 2, batch_size: 2}
+"""
+
+
+def _config(tmp_path: Path, text: str = BASE) -> Path:
+    path = tmp_path / "train.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_base_config_holds_the_drive_out(tmp_path: Path) -> None:
+    cfg = load_train_config(_config(tmp_path))
+    assert cfg.train_sources[0].exclude_sequences == ("0006R0",)
+    assert cfg.train_sources[1].synthetic_frames == 4
+    assert cfg.val_sources[0].include_sequences == ("0006R0",)
+
+
+@pytest.mark.parametrize(("old", "new", "match"), [
+    ("exclude_sequences: [0006R0]", "exclude_sequence: [0006R0]",
+     r"data\.train\[0\]: unknown keys \['exclude_sequence'\]; valid: exclude_sequences, "
+     r"include_sequences, path"),
+    ("exclude_sequences: [0006R0]", "exclude_sequences: 0006R0",
+     r"data\.train\[0\]\.exclude_sequences: expected a list of sequence names .*got '0006R0'"),
+    ("include_sequences: [0006R0]", "include_sequences: [6]",
+     r"data\.val\[0\]\.include_sequences: expected a list of sequence names .*got \[6\]"),
+    ("  val:", "  vall:", r"data: unknown keys \['vall'\]; valid: train, val"),
+    ("frames: 4", "frame: 4",
+     r"data\.train\[1\]\.synthetic: unknown keys \['frame'\]; valid: frames, seed, step"),
+    ("frames: 4", "frames: 4.5", r"data\.train\[1\]\.synthetic\.frames: expected an integer"),
+    ("- synthetic: {seed: 3, frames: 4, step: 2}",
+     "- {path: camvid, synthetic: {seed: 3, frames: 4, step: 2}}",
+     r"data\.train\[1\]: unknown keys \['path'\]; valid: synthetic"),
+])
+def test_data_keys_are_checked(tmp_path: Path, old: str, new: str, match: str) -> None:
+    assert old in BASE
+    path = _config(tmp_path, BASE.replace(old, new, 1))
+    with pytest.raises(ModelError, match=r"train\.yaml: " + match):
+        load_train_config(path)
+
+
+@pytest.mark.parametrize(("item", "match"), [
+    ('train.amp="false"', r"train\.amp: expected true or false, got 'false'"),
+    ("train.logit_adjust=1", r"train\.logit_adjust: expected true or false, got 1"),
+    ("train.epochs=2.9", r"train\.epochs: expected an integer, got 2\.9"),
+    ("train.lr=true", r"train\.lr: expected a number, got True"),
+    ("train.lr=.nan", r"train\.lr: expected a number, got nan"),
+    ("train.lr=3e-x", r"train\.lr: expected a number, got '3e-x'"),
+    ("train.scale_range=1.5", r"train\.scale_range: expected two numbers \[MIN, MAX\], got 1\.5"),
+    ("train.scale_range=[2, 1]", r"train\.scale_range: \[2, 1\] needs 0 < MIN <= MAX"),
+    ("seed=abc", r"seed: expected an integer, got 'abc'"),
+    ("train.val_every=0", r"train\.val_every: 0 must be >= 1"),
+    ("train.batch_size=0", r"train\.batch_size: 0 must be >= 1"),
+    ("train.device=1", r"train\.device: expected a string, got 1"),
+    ("train.init_from=[a]", r"train\.init_from: expected a string, got \['a'\]"),
+])
+def test_train_values_must_have_the_right_type_and_range(
+    tmp_path: Path, item: str, match: str,
+) -> None:
+    with pytest.raises(ModelError, match=r"train\.yaml: " + match):
+        load_train_config(_config(tmp_path), [item])
+
+
+def test_right_values_still_parse(tmp_path: Path) -> None:
+    cfg = load_train_config(_config(tmp_path), ["train.amp=false", "train.lr=0",
+                                                "train.weight_decay=1e-4",
+                                                "train.scale_range=[1, 1.5]", "seed=7"])
+    assert cfg.amp is False and cfg.lr == 0.0 and isinstance(cfg.lr, float)
+    assert cfg.weight_decay == 1e-4  # YAML 1.1 reads 1e-4 as a string
+    assert cfg.scale_range == (1.0, 1.5) and cfg.seed == 7
