@@ -1,29 +1,56 @@
 """Pair camera frames with lidar scans by nearest stamp, in the manner of ROS
 message_filters' ApproximateTime policy (specialised to two streams).
 
-Each camera frame is paired with the lidar scan nearest in time, if that scan lies within
-``tolerance_ns``; each scan is used at most once. The camera drives: it is the frame that
-gets segmented. A decision for a camera frame is taken as soon as it is final:
+The camera drives: it is the frame that gets segmented. Frames are decided in stamp order,
+each scan is used at most once, and pairs keep stamp order. The rule for frame ``f``:
 
-* a scan with a stamp at or after the frame's has arrived (later scans are farther), or
-* the lidar stream has passed ``frame + tolerance`` (nothing later can match), or
-* with a lidar period bound, the next scan cannot come early enough to be nearer.
+1. Take the queued (unused) scan ``s`` nearest to ``f`` (the earlier one on a tie).
+2. If ``s`` is stamped after ``f`` and the next camera frame is strictly nearer to ``s``,
+   ``s`` is left to that frame (a scan goes to the frame nearest to it; the earlier frame
+   wins a tie), and ``f`` takes the latest queued scan stamped before it instead.
+3. ``f`` is paired with that scan if it lies within ``tolerance_ns`` (inclusive), else it
+   is unmatched. Scans before the paired one are never used (counted unmatched); an
+   unmatched frame discards the scans older than ``f - tolerance``.
 
-The last rule lets a live node decide without waiting a whole lidar period when the scan
-arrives before the image (the usual case: a scan stamped a few ms before its frame would
-otherwise hold every frame back by one lidar period, 100 ms at 10 Hz). The bound is
-``lidar_min_period_ns`` when given; with ``learn_lidar_period`` it is otherwise
-:data:`LEARNED_PERIOD_FRACTION` of the shortest interval between consecutive scans seen so
-far, once :data:`LEARN_AFTER_INTERVALS` intervals have been seen (a dropped scan only
-lengthens an interval, so the shortest one is the period; the margin covers jitter).
+A decision is taken as soon as no message still to come can change it. On the lidar side,
+let ``m`` be the earliest stamp the next scan can have: just after the last scan, or
+``last + period bound`` with a lidar period bound, or the replay's watermark (below). The
+scan choice is final when ``m > f + tolerance`` (nothing later can match) or
+``m - f >= |s - f|`` (nothing later can be nearer). On the camera side (only when ``s`` is
+stamped after ``f``) it is final when the next camera frame has arrived, or the earliest
+stamp ``n`` the next frame can have (``f + camera period bound``, or the watermark)
+satisfies ``n - s >= s - f`` (no later frame can be nearer to ``s``).
+
+The lidar period bound lets a live node decide without waiting a whole lidar period when
+the scan arrives before the image (the usual case: a scan stamped a few ms before its frame
+would otherwise hold every frame back by one lidar period, 100 ms at 10 Hz; such a scan is
+before the frame, so rule 2 never waits there). The camera period bound does the same when
+the scan is stamped shortly after its frame (within half a camera period); otherwise that
+frame waits for the next image. A bound is ``lidar_min_period_ns`` /
+``camera_min_period_ns`` when given; with ``learn_lidar_period`` / ``learn_camera_period``
+it is otherwise :data:`LEARNED_PERIOD_FRACTION` of the shortest interval between
+consecutive messages of that stream seen so far, once :data:`LEARN_AFTER_INTERVALS`
+intervals have been seen (a dropped message only lengthens an interval, so the shortest one
+is the period; the margin covers jitter).
 
 Messages whose stamp does not increase on their stream are dropped and counted as out of
-order; queues are bounded (``queue_size`` per stream, oldest dropped and counted), so
-memory never grows with a stalled stream.
+order. Queues are bounded (``queue_size`` per stream; ``None``: unbounded), so memory never
+grows with a stalled stream. When the camera queue overflows, its oldest frame is decided
+at once with the scans already queued (as :meth:`ApproximateTimeSync.flush` does): paired
+if one is within tolerance, else counted in ``dropped_queue_camera`` (and still emitted with
+``keep_unmatched``). So every frame in is counted once: ``matched + unmatched_camera +
+dropped_queue_camera + out_of_order_camera`` equals the frames added. A full lidar queue
+drops its oldest scan (``dropped_queue_lidar``).
+
+:func:`synchronize` replays two recorded streams merged by stamp. Its queues are unbounded,
+and it tells the synchroniser (:meth:`ApproximateTimeSync.advance`) that nothing earlier
+than the current stamp is still to come, so frames are decided once the replay passes
+``frame + tolerance`` and only the frames within that window are held.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -40,10 +67,10 @@ DEFAULT_TOLERANCE_NS = 50_000_000
 """50 ms: half the period of 10 Hz sensors."""
 
 LEARN_AFTER_INTERVALS = 2
-"""Scan intervals seen before a learned lidar period bound is used."""
+"""Intervals of a stream seen before its learned period bound is used."""
 
 LEARNED_PERIOD_FRACTION = 0.9
-"""The learned bound: this fraction of the shortest scan interval seen (jitter margin)."""
+"""A learned bound: this fraction of the shortest interval seen (jitter margin)."""
 
 
 class Stamped(Protocol):
@@ -86,6 +113,32 @@ class SyncStats:
         return asdict(self)
 
 
+class _Period:
+    """Lower bound of one stream's period: given, or learned from its intervals."""
+
+    def __init__(self, name: str, given_ns: int, learn: bool) -> None:
+        if given_ns < 0:
+            raise SyncError(f"{name} must be >= 0, got {given_ns!r}")
+        self.given_ns = int(given_ns)
+        self.learn = learn
+        self.shortest_ns: int | None = None
+        self.intervals = 0
+
+    def observe(self, interval_ns: int) -> None:
+        shortest = self.shortest_ns
+        self.shortest_ns = interval_ns if shortest is None else min(shortest, interval_ns)
+        self.intervals += 1
+
+    @property
+    def bound_ns(self) -> int:
+        if self.given_ns > 0:
+            return self.given_ns
+        if not self.learn or self.intervals < LEARN_AFTER_INTERVALS:
+            return 0
+        assert self.shortest_ns is not None
+        return int(LEARNED_PERIOD_FRACTION * self.shortest_ns)
+
+
 class ApproximateTimeSync(Generic[C, L]):
     """Streaming camera-lidar pairing; feed messages with ``add_camera`` / ``add_lidar``."""
 
@@ -93,77 +146,104 @@ class ApproximateTimeSync(Generic[C, L]):
         self,
         tolerance_ns: int = DEFAULT_TOLERANCE_NS,
         *,
-        queue_size: int = 10,
+        queue_size: int | None = 10,
         lidar_min_period_ns: int = 0,
         learn_lidar_period: bool = False,
+        camera_min_period_ns: int = 0,
+        learn_camera_period: bool = False,
         keep_unmatched: bool = False,
     ) -> None:
         if tolerance_ns < 0:
             raise SyncError(f"tolerance_ns must be >= 0, got {tolerance_ns!r}")
-        if queue_size < 1:
+        if queue_size is not None and queue_size < 1:
             raise SyncError(f"queue_size must be >= 1, got {queue_size!r}")
-        if lidar_min_period_ns < 0:
-            raise SyncError(f"lidar_min_period_ns must be >= 0, got {lidar_min_period_ns!r}")
         self.tolerance_ns = int(tolerance_ns)
-        self.queue_size = int(queue_size)
-        self.lidar_min_period_ns = int(lidar_min_period_ns)
-        self.learn_lidar_period = learn_lidar_period
+        self.queue_size = None if queue_size is None else int(queue_size)
+        self._lidar_period = _Period("lidar_min_period_ns", lidar_min_period_ns,
+                                     learn_lidar_period)
+        self._camera_period = _Period("camera_min_period_ns", camera_min_period_ns,
+                                      learn_camera_period)
         self.keep_unmatched = keep_unmatched
         self.stats = SyncStats()
-        self._shortest_interval_ns: int | None = None
-        self._intervals = 0
         self._cameras: deque[C] = deque()
         self._lidars: deque[L] = deque()
         self._last_camera_ns: int | None = None
         self._last_lidar_ns: int | None = None
+        self._watermark_ns: int | None = None
 
-    def add_camera(self, frame: C) -> list[SyncedPair[C, L]]:
-        """Queue a camera frame; return the pairs that became final."""
-        if self._last_camera_ns is not None and frame.stamp_ns <= self._last_camera_ns:
-            self.stats.out_of_order_camera += 1
-            return []
-        self._last_camera_ns = frame.stamp_ns
-        self._cameras.append(frame)
-        out = self._drain(final=False)
-        if len(self._cameras) > self.queue_size:
-            self._cameras.popleft()
-            self.stats.dropped_queue_camera += 1
-        return out
+    @property
+    def lidar_min_period_ns(self) -> int:
+        return self._lidar_period.given_ns
 
-    def add_lidar(self, scan: L) -> list[SyncedPair[C, L]]:
-        """Queue a lidar scan; return the pairs that became final."""
-        if self._last_lidar_ns is not None and scan.stamp_ns <= self._last_lidar_ns:
-            self.stats.out_of_order_lidar += 1
-            return []
-        if self._last_lidar_ns is not None:
-            interval = scan.stamp_ns - self._last_lidar_ns
-            shortest = self._shortest_interval_ns
-            self._shortest_interval_ns = interval if shortest is None else min(shortest, interval)
-            self._intervals += 1
-        self._last_lidar_ns = scan.stamp_ns
-        self._lidars.append(scan)
-        out = self._drain(final=False)
-        if len(self._lidars) > self.queue_size:
-            self._lidars.popleft()
-            self.stats.dropped_queue_lidar += 1
-        return out
+    @property
+    def learn_lidar_period(self) -> bool:
+        return self._lidar_period.learn
 
-    def flush(self) -> list[SyncedPair[C, L]]:
-        """End of streams: decide every queued frame with what has arrived."""
-        out = self._drain(final=True)
-        self.stats.unmatched_lidar += len(self._lidars)
-        self._lidars.clear()
-        return out
+    @property
+    def camera_min_period_ns(self) -> int:
+        return self._camera_period.given_ns
+
+    @property
+    def learn_camera_period(self) -> bool:
+        return self._camera_period.learn
 
     @property
     def period_bound_ns(self) -> int:
         """The lidar period lower bound in use (0: none, wait for the next scan)."""
-        if self.lidar_min_period_ns > 0:
-            return self.lidar_min_period_ns
-        if not self.learn_lidar_period or self._intervals < LEARN_AFTER_INTERVALS:
-            return 0
-        assert self._shortest_interval_ns is not None
-        return int(LEARNED_PERIOD_FRACTION * self._shortest_interval_ns)
+        return self._lidar_period.bound_ns
+
+    @property
+    def camera_period_bound_ns(self) -> int:
+        """The camera period lower bound in use (0: none, wait for the next frame)."""
+        return self._camera_period.bound_ns
+
+    def add_camera(self, frame: C) -> list[SyncedPair[C, L]]:
+        """Queue a camera frame; return the pairs that became final."""
+        last = self._last_camera_ns
+        if last is not None and frame.stamp_ns <= last:
+            self.stats.out_of_order_camera += 1
+            return []
+        if last is not None:
+            self._camera_period.observe(frame.stamp_ns - last)
+        self._last_camera_ns = frame.stamp_ns
+        self._cameras.append(frame)
+        out = self._drain()
+        while self.queue_size is not None and len(self._cameras) > self.queue_size:
+            self._decide_head(out, forced=True)
+            out += self._drain()
+        return out
+
+    def add_lidar(self, scan: L) -> list[SyncedPair[C, L]]:
+        """Queue a lidar scan; return the pairs that became final."""
+        last = self._last_lidar_ns
+        if last is not None and scan.stamp_ns <= last:
+            self.stats.out_of_order_lidar += 1
+            return []
+        if last is not None:
+            self._lidar_period.observe(scan.stamp_ns - last)
+        self._last_lidar_ns = scan.stamp_ns
+        self._lidars.append(scan)
+        out = self._drain()
+        if self.queue_size is not None and len(self._lidars) > self.queue_size:
+            self._lidars.popleft()
+            self.stats.dropped_queue_lidar += 1
+        return out
+
+    def advance(self, stamp_ns: int) -> list[SyncedPair[C, L]]:
+        """Declare that no message stamped before ``stamp_ns`` is still to come on either
+        stream (a replay merged by stamp); return the pairs that became final."""
+        if self._watermark_ns is None or stamp_ns > self._watermark_ns:
+            self._watermark_ns = stamp_ns
+        return self._drain()
+
+    def flush(self) -> list[SyncedPair[C, L]]:
+        """End of streams: decide every queued frame with what has arrived."""
+        out: list[SyncedPair[C, L]] = []
+        while self._cameras:
+            self._decide_head(out, forced=False, final=True)
+        self.stats.unmatched_lidar += len(self._lidars)
+        self._lidars.clear()
+        return out
 
     def _nearest(self, stamp_ns: int) -> int | None:
         """Index of the queued scan nearest ``stamp_ns`` (earlier wins a tie)."""
@@ -176,43 +256,86 @@ class ApproximateTimeSync(Generic[C, L]):
                 break
         return best
 
-    def _is_final(self, cam_ns: int, nearest: int | None) -> bool:
-        last = self._last_lidar_ns
-        if last is None:
-            return False
-        if last >= cam_ns or last > cam_ns + self.tolerance_ns:
-            return True
-        bound = self.period_bound_ns
-        if nearest is not None and bound > 0:
-            d = abs(self._lidars[nearest].stamp_ns - cam_ns)
-            return last + bound >= cam_ns + d
-        return False
+    def _next_min_ns(self, last: int | None, period: _Period) -> int | None:
+        """Earliest stamp the next message of a stream can have (None: unknown)."""
+        known = None if last is None else last + max(1, period.bound_ns)
+        wm = self._watermark_ns
+        if wm is None:
+            return known
+        return wm if known is None else max(known, wm)
 
-    def _drain(self, *, final: bool) -> list[SyncedPair[C, L]]:
-        out: list[SyncedPair[C, L]] = []
-        while self._cameras:
-            cam = self._cameras[0]
-            idx = self._nearest(cam.stamp_ns)
-            if not final and not self._is_final(cam.stamp_ns, idx):
-                break
-            self._cameras.popleft()
-            match = None
-            if idx is not None:
-                scan = self._lidars[idx]
-                offset = scan.stamp_ns - cam.stamp_ns
-                if abs(offset) <= self.tolerance_ns:
-                    match = scan
-                    for _ in range(idx + 1):
-                        self._lidars.popleft()
-                    self.stats.unmatched_lidar += idx
-                    self.stats.matched += 1
-                    self.stats.max_abs_offset_ns = max(self.stats.max_abs_offset_ns, abs(offset))
-            if match is None:
+    def _choose(self, cam_ns: int, final: bool) -> tuple[bool, int | None]:
+        """Whether the head frame's choice is final, and the index of its scan (None for
+        none; it may lie outside the tolerance)."""
+        idx = self._nearest(cam_ns)
+        if not final:
+            m = self._next_min_ns(self._last_lidar_ns, self._lidar_period)
+            if m is None:
+                return False, None
+            far = m - cam_ns > self.tolerance_ns
+            nearer_possible = idx is None or m - cam_ns < abs(
+                self._lidars[idx].stamp_ns - cam_ns)
+            if not far and nearer_possible:
+                return False, None
+        if idx is None:
+            return True, None
+        scan_ns = self._lidars[idx].stamp_ns
+        gap = scan_ns - cam_ns
+        if gap <= 0 or gap > self.tolerance_ns:
+            return True, idx
+        if len(self._cameras) > 1:
+            if abs(self._cameras[1].stamp_ns - scan_ns) < gap:
+                return True, idx - 1 if idx > 0 else None
+            return True, idx
+        if not final:
+            n = self._next_min_ns(self._last_camera_ns, self._camera_period)
+            if n is None or n - scan_ns < gap:
+                return False, None
+        return True, idx
+
+    def _decide_head(self, out: list[SyncedPair[C, L]], *, forced: bool,
+                     final: bool = False) -> bool:
+        """Decide the oldest queued frame if its choice is final; ``final`` (end of
+        streams) or ``forced`` (full queue; unmatched counts as dropped) decide it with what
+        has arrived. Append its pair to ``out``; return whether it was decided."""
+        cam = self._cameras[0]
+        decided, idx = self._choose(cam.stamp_ns, final)
+        early = not decided
+        if early:
+            if not forced:
+                return False
+            _, idx = self._choose(cam.stamp_ns, True)
+        self._cameras.popleft()
+        match = None
+        if idx is not None:
+            scan = self._lidars[idx]
+            offset = scan.stamp_ns - cam.stamp_ns
+            if abs(offset) <= self.tolerance_ns:
+                match = scan
+                for _ in range(idx + 1):
+                    self._lidars.popleft()
+                self.stats.unmatched_lidar += idx
+                self.stats.matched += 1
+                self.stats.max_abs_offset_ns = max(self.stats.max_abs_offset_ns, abs(offset))
+        if match is None:
+            if early:
+                self.stats.dropped_queue_camera += 1
+            else:
                 self.stats.unmatched_camera += 1
-                self._drop_lidars_before(cam.stamp_ns - self.tolerance_ns)
-                if not self.keep_unmatched:
-                    continue
-            out.append(SyncedPair(cam, match))
+            self._drop_lidars_before(cam.stamp_ns - self.tolerance_ns)
+            if not self.keep_unmatched:
+                return True
+        out.append(SyncedPair(cam, match))
+        return True
+
+    def _drain(self) -> list[SyncedPair[C, L]]:
+        out: list[SyncedPair[C, L]] = []
+        while self._cameras and self._decide_head(out, forced=False):
+            pass
+        if not self._cameras:
+            n = self._next_min_ns(self._last_camera_ns, self._camera_period)
+            if n is not None:
+                self._drop_lidars_before(n - self.tolerance_ns)
         return out
 
     def _drop_lidars_before(self, stamp_ns: int) -> None:
@@ -226,16 +349,16 @@ def synchronize(
     lidars: Iterable[L],
     tolerance_ns: int = DEFAULT_TOLERANCE_NS,
     *,
-    queue_size: int = 10,
+    queue_size: int | None = None,
     keep_unmatched: bool = False,
     stats: SyncStats | None = None,
 ) -> Iterator[SyncedPair[C, L]]:
     """Pair two recorded streams lazily, merging them by stamp as a live feed would.
 
-    Pass a ``SyncStats`` to read the counters after the iterator is exhausted.
+    Queues are unbounded by default (``queue_size=None``); the merge's progress decides
+    frames, so only those within the tolerance window are held. Pass a ``SyncStats`` to
+    read the counters after the iterator is exhausted.
     """
-    import heapq
-
     sync: ApproximateTimeSync[C, L] = ApproximateTimeSync(
         tolerance_ns, queue_size=queue_size, keep_unmatched=keep_unmatched
     )
@@ -243,7 +366,8 @@ def synchronize(
         sync.stats = stats
     tagged_c = ((m.stamp_ns, 0, m) for m in cameras)
     tagged_l = ((m.stamp_ns, 1, m) for m in lidars)
-    for _, kind, msg in heapq.merge(tagged_c, tagged_l, key=lambda t: (t[0], t[1])):
+    for stamp, kind, msg in heapq.merge(tagged_c, tagged_l, key=lambda t: (t[0], t[1])):
+        yield from sync.advance(stamp)
         if kind == 0:
             yield from sync.add_camera(msg)  # type: ignore[arg-type]
         else:

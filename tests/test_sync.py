@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
+from random import Random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivingseg.errors import SyncError
-from drivingseg.sync import ApproximateTimeSync, SyncStats, synchronize
+from drivingseg.sync import ApproximateTimeSync, SyncedPair, SyncStats, synchronize
 
 MS = 1_000_000
 
@@ -85,13 +88,18 @@ def test_out_of_order_messages_are_dropped_and_counted() -> None:
     assert sync.stats.out_of_order_lidar == 1
 
 
-def test_pair_is_emitted_as_soon_as_a_later_scan_arrives() -> None:
-    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync()
-    assert sync.add_camera(Msg(100 * MS)) == []
-    out = sync.add_lidar(Msg(103 * MS))
-    assert [(p.camera.stamp_ns, p.lidar.stamp_ns if p.lidar else None) for p in out] == [
-        (100 * MS, 103 * MS)
-    ]
+def test_a_later_scan_is_paired_once_no_later_frame_can_be_nearer() -> None:
+    """Used to be emitted on the scan's arrival alone; but a frame at 102 ms would be
+    nearer to that scan, so the pair waits for the next image or a camera period bound."""
+    waiting: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync()
+    bounded: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(camera_min_period_ns=50 * MS)
+    for s in (waiting, bounded):
+        assert s.add_camera(Msg(100 * MS)) == []
+    assert waiting.add_lidar(Msg(103 * MS)) == []
+    for out in (bounded.add_lidar(Msg(103 * MS)), waiting.add_camera(Msg(200 * MS))):
+        assert [(p.camera.stamp_ns, p.offset_ns) for p in out] == [(100 * MS, 3 * MS)]
+    assert ApproximateTimeSync(camera_min_period_ns=5 * MS,
+                               learn_camera_period=True).camera_period_bound_ns == 5 * MS
 
 
 def test_min_period_decides_without_waiting_for_the_next_scan() -> None:
@@ -151,13 +159,117 @@ def test_bad_parameters_are_refused(kwargs: dict[str, int], match: str) -> None:
 stamps = st.lists(st.integers(min_value=0, max_value=2_000), min_size=0, max_size=40, unique=True)
 
 
+NODE_DEFAULTS = {"learn_lidar_period": True, "learn_camera_period": True}
+"""How SyncNode builds its synchroniser by default."""
+
+
+def live(c: list[Msg], lid: list[Msg], **kwargs: Any) -> list[SyncedPair[Msg, Msg]]:
+    """Feed both streams merged by stamp, as they arrive live; then flush."""
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(**kwargs)
+    out: list[SyncedPair[Msg, Msg]] = []
+    for m in sorted(c + lid, key=lambda m: (m.stamp_ns, m.name[0] == "l")):
+        out += sync.add_camera(m) if m.name[0] == "c" else sync.add_lidar(m)
+    return out + sync.flush()
+
+
+def names(pairs: list[SyncedPair[Msg, Msg]]) -> list[tuple[str, str | None]]:
+    return [(p.camera.name, p.lidar.name if p.lidar else None) for p in pairs]
+
+
+@pytest.mark.parametrize("kwargs", [{}, NODE_DEFAULTS, {"lidar_min_period_ns": 90 * MS}])
+def test_a_scan_goes_to_the_frame_stamped_with_it(kwargs: dict[str, Any]) -> None:
+    """Slow lidar: c66 must not take l100 from c100 (nor c166 l200 from c200)."""
+    c, lid = cams(0, 33, 66, 100, 133, 166, 200), scans(0, 100, 200)
+    expected = [("c0", "l0"), ("c100", "l100"), ("c200", "l200")]
+    assert names(list(synchronize(c, lid))) == expected
+    assert names(live(c, lid, **kwargs)) == expected
+
+
+@pytest.mark.parametrize("offset_ms", [-3, 0, 3, 12])
+@pytest.mark.parametrize("kwargs", [{}, NODE_DEFAULTS])
+def test_thirty_hz_camera_ten_hz_lidar_pairs_each_scan_with_its_frame(
+    offset_ms: int, kwargs: dict[str, Any]
+) -> None:
+    c = [Msg(10 * MS + round(k * 100 * MS / 3), f"c{k}") for k in range(30)]
+    lid = [Msg((10 + 100 * j + offset_ms) * MS, f"l{j}") for j in range(10)]
+    expected = [(f"c{3 * j}", f"l{j}") for j in range(10)]
+    stats = SyncStats()
+    assert names(list(synchronize(c, lid, stats=stats))) == expected
+    assert stats.unmatched_camera == 20 and stats.unmatched_lidar == 0
+    assert names(live(c, lid, **kwargs)) == expected
+
+
+def test_equal_rates_with_scans_after_frames_decide_on_arrival_once_learned() -> None:
+    """10 Hz, each scan stamped 3 ms after its frame and arriving after it: with the learned
+    camera period only the first two frames wait for the next image."""
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(
+        learn_lidar_period=True, learn_camera_period=True)
+    on_arrival, pairs = 0, []
+    for k in range(10):
+        pairs += sync.add_camera(Msg(k * 100 * MS))
+        done = sync.add_lidar(Msg((k * 100 + 3) * MS))
+        on_arrival += any(p.camera.stamp_ns == k * 100 * MS for p in done)
+        pairs += done
+    pairs += sync.flush()
+    assert on_arrival == 8
+    assert [(p.camera.stamp_ns, p.offset_ns) for p in pairs] == [
+        (k * 100 * MS, 3 * MS) for k in range(10)]
+
+
+@pytest.mark.parametrize("keep_unmatched", [False, True])
+def test_a_full_camera_queue_decides_its_oldest_frame_instead_of_dropping_it(
+    keep_unmatched: bool,
+) -> None:
+    """2 Hz lidar, 30 Hz camera, queue_size=10: 15 frames wait for each next scan."""
+    lid = [Msg(j * 500 * MS, f"l{j}") for j in range(6)]
+    c = [Msg(20 * MS + round(k * 100 * MS / 3), f"c{k}") for k in range(90)]
+    stats = SyncStats()
+    offline = list(synchronize(c, lid, stats=stats))
+    # Each scan goes to its nearest frame: c0 (20 ms after l0), then 13.3 ms before each.
+    expected = [("c0", "l0")] + [(f"c{15 * j - 1}", f"l{j}") for j in range(1, 6)]
+    assert names(offline) == expected
+    assert stats.matched + stats.unmatched_camera == len(c)
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(
+        queue_size=10, keep_unmatched=keep_unmatched)
+    out: list[SyncedPair[Msg, Msg]] = []
+    for m in sorted(c + lid, key=lambda m: m.stamp_ns):
+        out += sync.add_camera(m) if m.name[0] == "c" else sync.add_lidar(m)
+    out += sync.flush()
+    s = sync.stats
+    assert [x for x in names(out) if x[1]] == expected
+    assert s.matched + s.unmatched_camera + s.dropped_queue_camera == len(c)
+    assert s.dropped_queue_camera > 0
+    assert len(out) == (len(c) if keep_unmatched else len(expected))
+
+
+def reference(cam_ms: list[int], lidar_ms: list[int], tol_ms: int) -> list[tuple[int, int]]:
+    """The documented rule, offline: (camera, lidar) stamps of the pairs."""
+    free, out = sorted(lidar_ms), []
+    for i, c in enumerate(cam_ms):
+        s = min(free, key=lambda t: (abs(t - c), t), default=None)
+        nxt = cam_ms[i + 1] if i + 1 < len(cam_ms) else None
+        if s is not None and s > c and nxt is not None and abs(nxt - s) < s - c:
+            s = max((t for t in free if t < c), default=None)
+        if s is not None and abs(s - c) <= tol_ms:
+            out.append((c, s))
+            free = [t for t in free if t > s]
+        else:
+            free = [t for t in free if t >= c - tol_ms]
+    return out
+
+
+def stamps_of(pairs: list[SyncedPair[Msg, Msg]]) -> list[tuple[int, int | None]]:
+    return [(p.camera.stamp_ns // MS, p.lidar.stamp_ns // MS if p.lidar else None)
+            for p in pairs]
+
+
 @settings(max_examples=200, deadline=None)
 @given(stamps, stamps, st.integers(min_value=0, max_value=300))
 def test_pairing_invariants(cam_ms: list[int], lidar_ms: list[int], tol_ms: int) -> None:
     c = cams(*sorted(cam_ms))
     lid = scans(*sorted(lidar_ms))
     stats = SyncStats()
-    pairs = list(synchronize(c, lid, tol_ms * MS, queue_size=1000, stats=stats))
+    pairs = list(synchronize(c, lid, tol_ms * MS, stats=stats))
     used = [p.lidar for p in pairs]
     assert all(p.offset_ns is not None and abs(p.offset_ns) <= tol_ms * MS for p in pairs)
     assert len(set(used)) == len(used)
@@ -165,13 +277,61 @@ def test_pairing_invariants(cam_ms: list[int], lidar_ms: list[int], tol_ms: int)
     assert [p.lidar for p in pairs] == sorted(used, key=lambda m: m.stamp_ns if m else 0)
     assert stats.matched + stats.unmatched_camera == len(c)
     assert stats.matched + stats.unmatched_lidar == len(lid)
-    # Greedy optimality: no scan still free at a frame's turn was strictly nearer.
-    free = list(lid)
+    assert stamps_of(pairs) == reference(sorted(cam_ms), sorted(lidar_ms), tol_ms)
+    # A scan after its frame never goes to it while the next frame is strictly nearer.
+    nxt = {a.stamp_ns: b.stamp_ns for a, b in pairwise(c)}
     for p in pairs:
-        assert p.lidar is not None
-        d = abs(p.lidar.stamp_ns - p.camera.stamp_ns)
-        assert all(abs(s.stamp_ns - p.camera.stamp_ns) >= d for s in free)
-        free = [s for s in free if s.stamp_ns > p.lidar.stamp_ns]
+        assert p.offset_ns is not None
+        if p.offset_ns > 0 and p.camera.stamp_ns in nxt:
+            assert abs(nxt[p.camera.stamp_ns] - p.camera.stamp_ns - p.offset_ns) >= p.offset_ns
+
+
+@settings(max_examples=150, deadline=None)
+@given(stamps, stamps, st.integers(min_value=0, max_value=300), st.randoms(use_true_random=False))
+def test_live_arrival_order_does_not_change_the_pairs(
+    cam_ms: list[int], lidar_ms: list[int], tol_ms: int, rnd: Random
+) -> None:
+    """Each stream in order, the two interleaved at random (network delays): same pairs."""
+    lid = sorted(lidar_ms)
+    cam_q = [("c", t) for t in sorted(cam_ms)]
+    lid_q = [("l", t) for t in lid]
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(tol_ms * MS, queue_size=None)
+    pairs = []
+    while cam_q or lid_q:
+        take_cam = bool(cam_q) and (not lid_q or rnd.random() < 0.5)
+        kind, t = (cam_q if take_cam else lid_q).pop(0)
+        msg = Msg(t * MS)
+        pairs += sync.add_camera(msg) if kind == "c" else sync.add_lidar(msg)
+    pairs += sync.flush()
+    assert stamps_of(pairs) == reference(sorted(cam_ms), lid, tol_ms)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(min_value=-5, max_value=400), max_size=60),
+       st.lists(st.integers(min_value=-5, max_value=400), max_size=60),
+       st.integers(min_value=1, max_value=6), st.integers(min_value=0, max_value=100))
+def test_every_frame_in_is_accounted_for(
+    cam_steps: list[int], lidar_steps: list[int], queue_size: int, tol_ms: int
+) -> None:
+    """Any queue size, out-of-order stamps included: matched + unmatched + dropped +
+    out of order = frames in, and keep_unmatched emits every frame kept."""
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(
+        tol_ms * MS, queue_size=queue_size, keep_unmatched=True)
+    emitted: list[SyncedPair[Msg, Msg]] = []
+    tc = tl = 0
+    for i in range(max(len(cam_steps), len(lidar_steps))):
+        if i < len(cam_steps):
+            tc += cam_steps[i]
+            emitted += sync.add_camera(Msg(tc * MS))
+        if i < len(lidar_steps):
+            tl += lidar_steps[i]
+            emitted += sync.add_lidar(Msg(tl * MS))
+    emitted += sync.flush()
+    s = sync.stats
+    assert s.matched + s.unmatched_camera + s.dropped_queue_camera == len(emitted)
+    assert len(emitted) + s.out_of_order_camera == len(cam_steps)
+    assert s.matched == sum(p.lidar is not None for p in emitted)
+    assert [p.camera.stamp_ns for p in emitted] == sorted({p.camera.stamp_ns for p in emitted})
 
 
 def test_real_kitti_raw_drive_pairs_every_frame(kitti_raw_drive: Path) -> None:

@@ -35,7 +35,8 @@ class SyncNode(Node):
     """Pairs ``/camera/image`` with ``/lidar/points`` by nearest stamp; publishes ``/synced``.
 
     The ``sync`` stage of a frame runs from its arrival here to the publication of its pair,
-    so it includes waiting for the lidar scan that decides the match.
+    so it includes waiting for the lidar scan (or, for a scan stamped after the frame, the
+    next image) that decides the match; :mod:`drivingseg.sync` has the rule.
     """
 
     type_name = "sync"
@@ -49,6 +50,13 @@ class SyncNode(Node):
               max=10_000.0),
         Param("learn_lidar_period", bool, True,
               "without lidar_min_period_ms, bound the period by 0.9 x the shortest scan "
+              "interval seen (after 2 intervals)"),
+        Param("camera_min_period_ms", float, 0.0,
+              "camera period lower bound: give a frame a scan stamped just after it without "
+              "waiting for the next image (0 = learn it, or off with learn_camera_period "
+              "false)", "ms", min=0.0, max=10_000.0),
+        Param("learn_camera_period", bool, True,
+              "without camera_min_period_ms, bound the period by 0.9 x the shortest frame "
               "interval seen (after 2 intervals)"),
         Param("queue_size", int, 10, "frames held per stream while waiting for a match",
               "messages", min=1, max=1000),
@@ -65,6 +73,8 @@ class SyncNode(Node):
             queue_size=self.p["queue_size"],
             lidar_min_period_ns=int(self.p["lidar_min_period_ms"] * 1e6),
             learn_lidar_period=self.p["learn_lidar_period"],
+            camera_min_period_ns=int(self.p["camera_min_period_ms"] * 1e6),
+            learn_camera_period=self.p["learn_camera_period"],
             keep_unmatched=self.p["keep_unmatched"],
         )
         self._arrived: dict[int, int] = {}
