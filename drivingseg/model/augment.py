@@ -9,6 +9,7 @@ jitter touches the image only.
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
 
 import cv2
@@ -224,7 +225,9 @@ class SegmentationDataset(Dataset[dict[str, torch.Tensor]]):
 
     With an ``augmenter`` each access draws a new augmentation (and, with ``copy_paste``,
     may paste another frame's cars onto it); without one the whole frame is resized to
-    the input size.
+    the input size. :meth:`reseed` starts an epoch's augmentation stream, in this process
+    and in the loader's worker processes alike (persistent workers read it from shared
+    memory), so an epoch draws the same augmentations whether the run was resumed or not.
     """
 
     def __init__(
@@ -235,6 +238,26 @@ class SegmentationDataset(Dataset[dict[str, torch.Tensor]]):
         self.spec = spec
         self.augmenter = augmenter
         self.copy_paste = copy_paste
+        self._epoch_seed = multiprocessing.RawValue("q", -1)  # -1: never reseeded
+        self._worker_seed = -1
+
+    def reseed(self, seed: int) -> None:
+        """Start the augmentation stream of an epoch (``seed`` >= 0): here at once, in each
+        worker process (as ``(seed, worker id)``) at its next sample."""
+        if seed < 0:
+            raise ModelError(f"augmentation seed must be >= 0, got {seed!r}")
+        self._epoch_seed.value = seed
+        if self.augmenter is not None:
+            self.augmenter.reseed(seed)
+
+    def _follow_epoch_seed(self) -> None:
+        """In a worker process: reseed the augmenter when a new epoch's seed was set."""
+        info = torch.utils.data.get_worker_info()
+        seed = int(self._epoch_seed.value)
+        if info is None or seed < 0 or seed == self._worker_seed or self.augmenter is None:
+            return
+        self.augmenter.reseed(int(np.random.SeedSequence([seed, info.id]).generate_state(1)[0]))
+        self._worker_seed = seed
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -242,6 +265,7 @@ class SegmentationDataset(Dataset[dict[str, torch.Tensor]]):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.samples[index]
         if self.augmenter is not None:
+            self._follow_epoch_seed()
             sample = self.augmenter(sample)
             if self.copy_paste is not None:
                 sample = self.copy_paste(sample, self.augmenter)

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from drivingseg.errors import ModelError
 from drivingseg.model.augment import (
@@ -209,6 +209,11 @@ def _lr(cfg: TrainConfig, step: int, total: int, elapsed_s: float) -> float:
     return cfg.lr * warm * max(0.0, 1.0 - min(progress, 1.0)) ** 0.9
 
 
+def _seed_of(*entropy: int) -> int:
+    """A 32-bit seed drawn from ``entropy`` (run seed, epoch, rank) by ``SeedSequence``."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Run the whole training described by ``cfg``; returns a summary (best scores, times)."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -277,16 +282,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         log.info("copy-paste: cars of %d donor frames, probability %.2f", len(paste.donors),
                  cfg.copy_paste)
     dataset = SegmentationDataset(train_samples, cfg.input, aug, paste)
-    sampler: DistributedSampler[Any] | None = (
-        DistributedSampler(dataset, seed=cfg.seed) if distributed else None
-    )
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None,
-                        sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
-                        generator=gen, pin_memory=device.type == "cuda",
+    # The shuffle has a generator of its own, reseeded each epoch: the loader also draws
+    # its workers' base seed from its generator, once for persistent workers, so a shared
+    # one would shuffle a resumed run's first epoch differently.
+    shuffle_gen = torch.Generator()
+    sampler: DistributedSampler[Any] | RandomSampler = (
+        DistributedSampler(dataset, seed=cfg.seed) if distributed
+        else RandomSampler(dataset, generator=shuffle_gen))
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                        num_workers=cfg.num_workers, drop_last=True,
+                        generator=torch.Generator().manual_seed(cfg.seed),
+                        pin_memory=device.type == "cuda",
                         worker_init_fn=seed_worker, persistent_workers=cfg.num_workers > 0)
     if len(loader) == 0:
-        frames = len(sampler) if sampler is not None else len(dataset)
+        frames = len(sampler)
         message = (f"train.batch_size: {cfg.batch_size!r} is more than the {frames} training "
                    f"frames{' of each process' if distributed else ''}; no batch to train on")
         raise ModelError(message, path=cfg.path)
@@ -297,10 +306,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
 
     recent: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=max(cfg.average_last, 1))
     for epoch in range(start_epoch, cfg.epochs):
-        if sampler is not None:
+        if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
-        aug.reseed(cfg.seed * 1000 + epoch * 10 + rank)
-        gen.manual_seed(cfg.seed + epoch)
+        # Seeds of (run seed, epoch[, rank]) through SeedSequence: distinct for every
+        # combination (seed + epoch made seed 0's epoch 1 shuffle like seed 1's epoch 0).
+        dataset.reseed(_seed_of(cfg.seed, epoch, rank))
+        shuffle_gen.manual_seed(_seed_of(cfg.seed, epoch))
         net.train()
         losses: list[float] = []
         batches = progress(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",

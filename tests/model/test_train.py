@@ -22,7 +22,7 @@ from drivingseg.model.train import (
     load_sources,
     train,
 )
-from drivingseg.model.train_config import DataSource, load_train_config
+from drivingseg.model.train_config import DataSource, TrainConfig, load_train_config
 from drivingseg.model.unet import UNet
 
 train_module = importlib.import_module("drivingseg.model.train")  # not the function
@@ -457,3 +457,48 @@ def test_resume_after_the_time_limit_trains_nothing(tmp_path: Path, small_camvid
     longer = load_train_config(_write_config(tmp_path, small_camvid, epochs=2,
                                              time_limit_min=60))
     assert train(longer, resume=True, show_progress=False)["steps"] == 2
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_interrupted_and_resumed_run_ends_as_an_uninterrupted_one(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch, workers: int,
+) -> None:
+    """Same weights to the last bit, also with loader workers: those are persistent and
+    used to keep the augmentation stream they started with, so a resumed run drew other
+    crops than the run it continued (each epoch's seed now reaches them)."""
+    train_module = importlib.import_module("drivingseg.model.train")
+
+    def config(folder: str) -> TrainConfig:
+        (tmp_path / folder).mkdir()
+        return load_train_config(_write_config(tmp_path / folder, small_camvid, epochs=4,
+                                               num_workers=workers))
+
+    train(config("straight"), show_progress=False)
+    interrupted = config("interrupted")
+    real_loss, calls = train_module.segmentation_loss, [0]
+
+    def loss_that_is_interrupted(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        if calls[0] == 3:  # the first step of epoch 2 (1 step per epoch)
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "segmentation_loss", loss_that_is_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, show_progress=False)
+    monkeypatch.setattr(train_module, "segmentation_loss", real_loss)
+    resumed = train(interrupted, resume=True, show_progress=False)
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2, 3]
+    a = load_checkpoint(tmp_path / "straight" / "run" / "last").model.state_dict()
+    b = load_checkpoint(tmp_path / "interrupted" / "run" / "last").model.state_dict()
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+
+
+def test_epoch_seeds_differ_for_every_run_seed_epoch_and_rank() -> None:
+    """``seed + epoch`` made seed 0's epoch 1 shuffle like seed 1's epoch 0, and
+    ``seed*1000 + epoch*10 + rank`` let ranks of 10 and more collide."""
+    seed_of = importlib.import_module("drivingseg.model.train")._seed_of
+    seeds = {seed_of(s, e, r) for s in range(10) for e in range(10) for r in range(12)}
+    assert len(seeds) == 10 * 10 * 12
+    assert seed_of(0, 1) != seed_of(1, 0)
