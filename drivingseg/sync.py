@@ -25,13 +25,14 @@ The lidar period bound lets a live node decide without waiting a whole lidar per
 the scan arrives before the image (the usual case: a scan stamped a few ms before its frame
 would otherwise hold every frame back by one lidar period, 100 ms at 10 Hz; such a scan is
 before the frame, so rule 2 never waits there). The camera period bound does the same when
-the scan is stamped shortly after its frame (within half a camera period); otherwise that
-frame waits for the next image. A bound is ``lidar_min_period_ns`` /
+the scan is stamped shortly after its frame (within half the bound: 22 ms at 10 Hz with a
+learned bound); otherwise that frame waits for the next image. A bound is ``lidar_min_period_ns`` /
 ``camera_min_period_ns`` when given; with ``learn_lidar_period`` / ``learn_camera_period``
 it is otherwise :data:`LEARNED_PERIOD_FRACTION` of the shortest interval between
 consecutive messages of that stream seen so far, once :data:`LEARN_AFTER_INTERVALS`
 intervals have been seen (a dropped message only lengthens an interval, so the shortest one
-is the period; the margin covers jitter).
+is at least the period; under a half of it stays safe even when each of the first
+intervals spans a drop, and covers jitter).
 
 Messages whose stamp does not increase on their stream are dropped and counted as out of
 order. Queues are bounded (``queue_size`` per stream; ``None``: unbounded), so memory never
@@ -69,8 +70,10 @@ DEFAULT_TOLERANCE_NS = 50_000_000
 LEARN_AFTER_INTERVALS = 2
 """Intervals of a stream seen before its learned period bound is used."""
 
-LEARNED_PERIOD_FRACTION = 0.9
-"""A learned bound: this fraction of the shortest interval seen (jitter margin)."""
+LEARNED_PERIOD_FRACTION = 0.45
+"""A learned bound: this fraction of the shortest interval seen. Under a half: when every
+interval seen so far spans one dropped message (twice the period), the bound still stays
+below the real period; the rest is the jitter margin."""
 
 
 class Stamped(Protocol):

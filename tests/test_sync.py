@@ -128,7 +128,7 @@ def test_a_learned_lidar_period_decides_frames_on_arrival() -> None:
             on_arrival[id(s)] += any(p.camera.stamp_ns == k * 100 * MS for p in done)
             pairs[id(s)] += [(p.camera.stamp_ns, p.offset_ns) for p in done]
     assert on_arrival[id(waiting)] == 0 and on_arrival[id(learned)] == 8
-    assert learned.period_bound_ns == int(0.9 * 99 * MS)
+    assert learned.period_bound_ns == int(0.45 * 99 * MS)
     assert pairs[id(learned)] == pairs[id(waiting)] + [(p.camera.stamp_ns, p.offset_ns)
                                                        for p in waiting.flush()]
     assert ApproximateTimeSync(lidar_min_period_ns=5 * MS,
@@ -197,6 +197,28 @@ def test_thirty_hz_camera_ten_hz_lidar_pairs_each_scan_with_its_frame(
     assert names(list(synchronize(c, lid, stats=stats))) == expected
     assert stats.unmatched_camera == 20 and stats.unmatched_lidar == 0
     assert names(live(c, lid, **kwargs)) == expected
+
+
+@pytest.mark.parametrize(("lidar", "camera", "expected"), [
+    ([0, 200, 400, 500], [455], [(455, 500)]),  # scans 100 and 300 lost: 200 ms intervals
+    ([155], [0, 67, 133, 167], [(167, 155)]),  # 30 Hz frames 33 and 100 lost
+])
+def test_a_period_learned_over_dropped_messages_never_rules_out_a_real_one(
+    lidar: list[int], camera: list[int], expected: list[tuple[int, int]],
+) -> None:
+    """Every interval seen so far may span a lost message (twice the period): a bound of
+    0.9 of it ruled out the scan at 500 ms (next scan assumed >= 580) and gave the scan at
+    155 ms to frame 133 (next frame assumed >= 253); 0.45 of it stays under the period."""
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(
+        50 * MS, learn_lidar_period=True, learn_camera_period=True)
+    events = sorted([(t, 1, Msg(t * MS)) for t in lidar] + [(t, 0, Msg(t * MS)) for t in camera],
+                    key=lambda e: (e[0], e[1]))
+    pairs = []
+    for _, kind, msg in events:
+        pairs += sync.add_lidar(msg) if kind else sync.add_camera(msg)
+    pairs += sync.flush()
+    assert [(p.camera.stamp_ns // MS, p.lidar.stamp_ns // MS) for p in pairs
+            if p.lidar is not None] == expected
 
 
 def test_equal_rates_with_scans_after_frames_decide_on_arrival_once_learned() -> None:

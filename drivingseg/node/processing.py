@@ -49,14 +49,14 @@ class SyncNode(Node):
               "(0 = learn it, or off with learn_lidar_period false)", "ms", min=0.0,
               max=10_000.0),
         Param("learn_lidar_period", bool, True,
-              "without lidar_min_period_ms, bound the period by 0.9 x the shortest scan "
+              "without lidar_min_period_ms, bound the period by 0.45 x the shortest scan "
               "interval seen (after 2 intervals)"),
         Param("camera_min_period_ms", float, 0.0,
               "camera period lower bound: give a frame a scan stamped just after it without "
               "waiting for the next image (0 = learn it, or off with learn_camera_period "
               "false)", "ms", min=0.0, max=10_000.0),
         Param("learn_camera_period", bool, True,
-              "without camera_min_period_ms, bound the period by 0.9 x the shortest frame "
+              "without camera_min_period_ms, bound the period by 0.45 x the shortest frame "
               "interval seen (after 2 intervals)"),
         Param("queue_size", int, 10, "frames held per stream while waiting for a match",
               "messages", min=1, max=1000),
@@ -91,6 +91,10 @@ class SyncNode(Node):
     def on_camera(self, msg: CameraImage) -> None:
         self._arrived[msg.timing.seq] = time.perf_counter_ns()
         self._emit(self.sync.add_camera(msg))
+        # Frames decided without a pair are never emitted (unless keep_unmatched): keep the
+        # arrival times of the frames the synchroniser can still hold, the newest ones.
+        while len(self._arrived) > self.p["queue_size"] + 1:
+            del self._arrived[next(iter(self._arrived))]
 
     def on_lidar(self, msg: LidarCloud) -> None:
         self._emit(self.sync.add_lidar(msg))

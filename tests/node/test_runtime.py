@@ -7,13 +7,16 @@ import threading
 import time
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
 from drivingseg.errors import ConfigError
 from drivingseg.node.graph import Graph
-from drivingseg.node.messages import Diagnostics
+from drivingseg.node.messages import CameraImage, Diagnostics, Timing
 from drivingseg.node.params import Param
+from drivingseg.node.processing import SyncNode
 from drivingseg.node.runtime import Node
+from drivingseg.sensors.frames import CameraFrame
 
 
 class Talker(Node):
@@ -164,3 +167,16 @@ def test_a_node_failing_to_start_shuts_down_those_already_set_up(hook: str) -> N
     else:
         assert Opener.calls == ["a.setup", "b.setup", "bad.setup", "after.setup",
                                 "after.shutdown", "bad.shutdown", "b.shutdown", "a.shutdown"]
+
+
+def test_sync_node_forgets_frames_it_will_never_publish() -> None:
+    """With the lidar stalled, frames are decided unmatched and never published; their
+    arrival times used to pile up in the node, one per frame, without end."""
+    graph = Graph()
+    node = graph.add(SyncNode, "sync", {"queue_size": 10})
+    image = np.zeros((2, 2, 3), np.uint8)
+    for k in range(500):
+        stamp = k * 100_000_000
+        node.on_camera(CameraImage(CameraFrame(stamp, image), None, Timing(stamp, k, 0)))
+    assert node.sync.stats.dropped_queue_camera + node.sync.stats.unmatched_camera == 490
+    assert len(node._arrived) <= 11
