@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import checkpoint_paths, load_checkpoint, load_training_state
 from drivingseg.model.train_config import TrainConfig
 
-__all__ = ["EXTENDABLE", "WHERE_IT_RUNS", "check_time_left", "read_state_info", "restore",
+__all__ = ["EXTENDABLE", "WHERE_IT_RUNS", "check_resumable", "read_state_info", "restore",
            "run_config", "weights_digest"]
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,27 @@ def run_config(cfg: TrainConfig) -> dict[str, Any]:
     for f in fields(cfg):
         if f.name not in (*_NOT_TRAIN_KEYS, *EXTENDABLE, *WHERE_IT_RUNS):
             out[f"train.{f.name}"] = getattr(cfg, f.name)
-    out["data.train"] = [asdict(s) for s in cfg.train_sources]
-    out["data.val"] = [asdict(s) for s in cfg.val_sources]
+    out["train.init_from"] = _real(cfg.init_from)
+    out["train.distill_from"] = [_real(p) for p in cfg.distill_from]
+    out["data.train"] = [{**asdict(s), "path": _real(s.path)} for s in cfg.train_sources]
+    out["data.val"] = [{**asdict(s), "path": _real(s.path)} for s in cfg.val_sources]
     result: dict[str, Any] = json.loads(json.dumps(out, default=str))
     return result
+
+
+def _real(path: str | os.PathLike[str] | None) -> str | None:
+    """A path as the file system resolves it (``a/../b``, links and spellings alike)."""
+    return None if path is None else os.path.realpath(path)
+
+
+def _paths_blanked(value: Any) -> Any:
+    """``value`` with the paths of :func:`run_config` replaced by None (to tell a moved
+    folder from a changed setting)."""
+    if isinstance(value, list):
+        return [_paths_blanked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: None if k == "path" else _paths_blanked(v) for k, v in value.items()}
+    return None if isinstance(value, str) and os.path.isabs(value) else value
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -79,7 +97,14 @@ def read_state_info(last: Path) -> dict[str, Any]:
     return info
 
 
-def check_time_left(cfg: TrainConfig, info: dict[str, Any]) -> None:
+def check_resumable(cfg: TrainConfig, info: dict[str, Any]) -> None:
+    """Before any data is loaded: refuse a run whose time limit is spent or whose config
+    is not the run's (``info``: :func:`read_state_info`)."""
+    _check_time_left(cfg, info)
+    _check_same_config(cfg, info)
+
+
+def _check_time_left(cfg: TrainConfig, info: dict[str, Any]) -> None:
     """Refuse to resume a run that has already used its ``time_limit_min``."""
     elapsed = float(info.get("elapsed_s", 0.0))
     if cfg.time_limit_min and elapsed >= 60.0 * cfg.time_limit_min:
@@ -101,7 +126,6 @@ def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opt
         raise ModelError(message, path=last)
     info = load_training_state(last, optimizer, extra)
     _check_same_save(last, ckpt.notes, info, ckpt.model)
-    _check_same_config(cfg, info)
     model.load_state_dict(ckpt.model.state_dict())
     return info
 
@@ -135,9 +159,15 @@ def _check_same_config(cfg: TrainConfig, info: dict[str, Any]) -> None:
                     "not checking that the config is unchanged")
         return
     for key, value in run_config(cfg).items():
-        if key in saved and saved[key] != value:
-            message = (f"resume: {key} is {value!r} but the run being resumed used "
-                       f"{saved[key]!r}; only train.{', train.'.join(EXTENDABLE)} and where "
-                       f"it runs (train.{', train.'.join(WHERE_IT_RUNS)}) may change on "
-                       "--resume (start a new run in another out_dir, or use init_from)")
-            raise ModelError(message, path=cfg.path)
+        if key not in saved or saved[key] == value:
+            continue
+        if _paths_blanked(saved[key]) == _paths_blanked(value):
+            log.warning("resume: %s names other paths than the run was started with (%r, "
+                        "then %r): the same settings, so going on; make sure it is the "
+                        "same data", key, value, saved[key])
+            continue
+        message = (f"resume: {key} is {value!r} but the run being resumed used "
+                   f"{saved[key]!r}; only train.{', train.'.join(EXTENDABLE)} and where "
+                   f"it runs (train.{', train.'.join(WHERE_IT_RUNS)}) may change on "
+                   "--resume (start a new run in another out_dir, or use init_from)")
+        raise ModelError(message, path=cfg.path)

@@ -57,7 +57,7 @@ from drivingseg.model.infer import Segmenter
 from drivingseg.model.losses import distillation_loss, segmentation_loss, soft_target_loss
 from drivingseg.model.metrics import ConfusionMatrix
 from drivingseg.model.resume import (
-    check_time_left,
+    check_resumable,
     read_state_info,
     restore,
     run_config,
@@ -232,7 +232,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     if resume:
-        check_time_left(cfg, read_state_info(out / "last"))
+        check_resumable(cfg, read_state_info(out / "last"))
     t_load = time.perf_counter()
     train_samples = load_sources(cfg.train_sources, fine=cfg.fine_weight > 0)
     val_samples = load_sources(cfg.val_sources) if main else []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -419,16 +420,41 @@ def test_resume_refuses_the_files_of_an_interrupted_save(
 ])
 def test_resume_refuses_a_changed_config(
     tmp_path: Path, small_camvid: Path, change: dict[str, object], match: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Only epochs and the time limit may change on --resume: that extends a run."""
+    """Only epochs and the time limit may change on --resume: that extends a run. The
+    check comes before any frame is loaded."""
     train(load_train_config(_write_config(tmp_path, small_camvid, epochs=1)),
           show_progress=False)
     path = _write_config(tmp_path, small_camvid, epochs=2, time_limit_min=60,
                          **{k: v for k, v in change.items() if k not in ("input", "val")})
     text = path.read_text().replace('"width": 48', f'"width": {change.get("input", 48)}')
     path.write_text(text.replace('"0006R0"', f'"{change.get("val", "0006R0")}"'))
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("frames loaded before the config was checked")
+
+    monkeypatch.setattr(importlib.import_module("drivingseg.model.train"), "load_sources",
+                        no_loading)
     with pytest.raises(ModelError, match=r"train\.yaml: " + match):
         train(load_train_config(path), resume=True, show_progress=False)
+
+
+def test_resume_follows_data_that_moved(tmp_path: Path, small_camvid: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    """The same folder spelt another way resumes silently; the data at another path (a
+    moved checkout) resumes with a warning; only a changed setting is refused."""
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=1)),
+          show_progress=False)
+    spelt = tmp_path / "spelt"
+    spelt.symlink_to(small_camvid)
+    path = _write_config(tmp_path, spelt / ".." / spelt.name, epochs=2)
+    assert train(load_train_config(path), resume=True, show_progress=False)["steps"] == 2
+    assert "other paths" not in caplog.text
+    moved = shutil.copytree(small_camvid, tmp_path / "moved")
+    path = _write_config(tmp_path, moved, epochs=3)
+    assert train(load_train_config(path), resume=True, show_progress=False)["steps"] == 3
+    assert "resume: data.train names other paths than the run was started with" in caplog.text
 
 
 def test_resume_may_change_where_a_run_goes(tmp_path: Path, small_camvid: Path) -> None:
