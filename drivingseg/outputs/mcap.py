@@ -201,12 +201,26 @@ class Ros2McapWriter:
             self._in_write = True
             try:
                 writer.finish()
+            except OSError as exc:
+                self._truncate_to_safe(stream)
+                message = f"cannot write the summary: {exc.strerror or exc}"
+                raise RecordingError(message, path=self.path) from exc
             except BaseException:
                 self._truncate_to_safe(stream)
                 raise
             self._in_write = False
         finally:
+            self._close_stream(stream)
+
+    def _close_stream(self, stream: BinaryIO) -> None:
+        """Close the file; its last buffered bytes may fail to land (a full disk)."""
+        try:
             stream.close()
+        except OSError as exc:
+            if self._in_write:  # already torn: the error that tore it is on its way
+                log.warning("%s: closing the cut file failed too: %s", self.path, exc.strerror)
+                return
+            raise RecordingError(f"cannot write: {exc.strerror or exc}", path=self.path) from exc
 
     def _truncate_to_safe(self, stream: BinaryIO) -> None:
         """End ``stream`` after the last complete chunk (no summary: a stream-only MCAP)."""
@@ -292,21 +306,24 @@ class Ros2McapWriter:
         data = bytes(self.typestore.serialize_cdr(msg, msgtype))
         stamp = int(stamp_ns)
         self._in_write = True
-        self._writer.add_message(
-            channel_id=channel_id,
-            log_time=stamp,
-            publish_time=stamp,
-            data=data,
-            sequence=self.counts[topic],
-        )
-        self.counts[topic] += 1
-        self._pending_bytes += len(data)
-        if self._pending_bytes >= self._chunk_size:
-            self._writer.flush()
-            self._pending_bytes = 0
-            self._mark_safe()
-        else:
-            self._in_write = False
+        try:
+            self._writer.add_message(
+                channel_id=channel_id,
+                log_time=stamp,
+                publish_time=stamp,
+                data=data,
+                sequence=self.counts[topic],
+            )
+            self.counts[topic] += 1
+            self._pending_bytes += len(data)
+            if self._pending_bytes >= self._chunk_size:
+                self._writer.flush()
+                self._pending_bytes = 0
+                self._mark_safe()
+            else:
+                self._in_write = False
+        except OSError as exc:  # a full disk, a file size limit: torn, close cuts it back
+            raise RecordingError(f"cannot write: {exc.strerror or exc}", path=self.path) from exc
 
     def register_msgdefs(self, msgdefs: Mapping[str, str]) -> None:
         """Add message types (``{"pkg/msg/Name": ".msg text"}``) to this writer's typestore.

@@ -187,6 +187,17 @@ def test_interrupt_inside_a_write_leaves_no_wrong_summary(
     assert w.torn and not w.is_open
 
 
+def test_a_full_disk_is_one_recording_error() -> None:
+    """No space left (Linux's /dev/full refuses every write): a RecordingError naming the
+    file, not a raw OSError traceback from inside the mcap library."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system to stand in for a full disk")
+    with pytest.raises(RecordingError, match=r"/dev/full: cannot write.*No space left"), \
+            Ros2McapWriter("/dev/full", chunk_size_bytes=300) as w:
+        for k in range(5):
+            w.write_pointcloud("/velo", LidarScan(k, PTS))
+
+
 def test_not_open_and_bad_options(tmp_path: Path) -> None:
     w = Ros2McapWriter(tmp_path / "x.mcap")
     with pytest.raises(RecordingError, match="not open"):
