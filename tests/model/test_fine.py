@@ -99,9 +99,17 @@ def test_training_with_the_fine_head_saves_plain_weights_and_resumes(
     other = tmp_path / "other"
     other.mkdir()
     train(load_train_config(_config(other, small_camvid, epochs=1)), show_progress=False)
+    with_head = load_train_config(_config(other, small_camvid, fine_weight=0.5, epochs=2))
+    with pytest.raises(ModelError, match=r"resume: train\.fine_weight is 0\.5 but the run "
+                       r"being resumed used 0\.0"):
+        train(with_head, resume=True, show_progress=False)
+    # A state saved before runs recorded their config: the missing head itself is refused.
+    meta_path = other / "run" / "last.state.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["info"]["config"]
+    meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"training state lacks .* training-only Conv2d"):
-        train(load_train_config(_config(other, small_camvid, fine_weight=0.5, epochs=2)),
-              resume=True, show_progress=False)
+        train(with_head, resume=True, show_progress=False)
 
 
 def test_a_negative_fine_weight_is_refused(tmp_path: Path, small_camvid: Path) -> None:
