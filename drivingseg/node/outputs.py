@@ -95,6 +95,11 @@ def _out_path(node: Node, param: str) -> Path:
     return Path(value)
 
 
+_RECORDED_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
+                   "diagnostic_msgs/msg/DiagnosticArray", "foxglove_msgs/msg/ImageAnnotations")
+"""What the MCAP recorder writes: their serialisers are made before the first frame."""
+
+
 class McapRecorder(Node):
     """Records masks, images, overlays, diagnostics and detections into one ROS 2 MCAP file."""
 
@@ -149,6 +154,7 @@ class McapRecorder(Node):
         assert self.writer is not None
         try:
             self.writer.open()
+            self.writer.prepare(_RECORDED_TYPES)
         except DrivingsegError as exc:
             raise self.config_error(str(exc), "path") from exc
 

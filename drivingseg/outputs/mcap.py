@@ -325,6 +325,19 @@ class Ros2McapWriter:
         except OSError as exc:  # a full disk, a file size limit: torn, close cuts it back
             raise RecordingError(f"cannot write: {exc.strerror or exc}", path=self.path) from exc
 
+    def prepare(self, msgtypes: Sequence[str]) -> None:
+        """Generate the serialisers of ``msgtypes`` now (rosbags builds them on first use,
+        some ms each, which a live recorder would otherwise spend on its first frames)."""
+        if "foxglove_msgs/msg/ImageAnnotations" in msgtypes and \
+                "foxglove_msgs/msg/ImageAnnotations" not in self.typestore.types:
+            self.register_msgdefs(FOXGLOVE_ANNOTATION_MSGDEFS)
+        for msgtype in msgtypes:
+            try:
+                self.typestore.get_msgdef(msgtype)
+            except KeyError as exc:
+                raise RecordingError(f"unknown message type {msgtype!r}",
+                                     path=self.path) from exc
+
     def register_msgdefs(self, msgdefs: Mapping[str, str]) -> None:
         """Add message types (``{"pkg/msg/Name": ".msg text"}``) to this writer's typestore.
 

@@ -16,6 +16,7 @@ from mcap.reader import make_reader
 from mcap.records import Footer, Message, Statistics
 from mcap.stream_reader import StreamReader
 from mcap_ros2.decoder import DecoderFactory
+from rosbags.typesys import Stores, get_typestore
 
 from drivingseg.calibration.types import CameraModel, RigidTransform
 from drivingseg.errors import RecordingError
@@ -185,6 +186,19 @@ def test_interrupt_inside_a_write_leaves_no_wrong_summary(
     with BagRecording(out) as bag:  # drivingseg reads the summary-less file
         assert [s.stamp_ns for s in bag.lidar_scans()] == [0, 1]
     assert w.torn and not w.is_open
+
+
+def test_prepare_builds_the_serialisers_before_the_first_message(tmp_path: Path) -> None:
+    """rosbags generates a type's serialiser on first use (some ms, on a live recorder's
+    first frames); ``prepare`` does it up front, the Foxglove types included."""
+    wanted = {"sensor_msgs/msg/Image", "foxglove_msgs/msg/ImageAnnotations"}
+    typestore = get_typestore(Stores.ROS2_HUMBLE)  # a fresh one: nothing generated yet
+    with Ros2McapWriter(tmp_path / "p.mcap", typestore=typestore) as w:
+        assert not wanted & set(typestore.cache)
+        w.prepare(tuple(wanted))
+        assert wanted <= set(typestore.cache)
+        with pytest.raises(RecordingError, match=r"unknown message type 'no_msgs/msg/Such'"):
+            w.prepare(("no_msgs/msg/Such",))
 
 
 def test_a_full_disk_is_one_recording_error() -> None:
