@@ -8,9 +8,10 @@ moved into place with ``os.replace``. An ``OSError`` becomes the caller's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "write_atomic",
     "write_bytes_atomic",
     "write_text_atomic",
+    "write_texts_together",
 ]
 
 
@@ -60,13 +62,9 @@ def write_atomic(
     tmp: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
+        tmp = _temp_beside(target)
         write(tmp)
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        _sync(tmp)
         os.replace(tmp, target)
         tmp = None
     except OSError as exc:
@@ -74,6 +72,62 @@ def write_atomic(
     finally:
         if tmp is not None and tmp.exists():
             tmp.unlink()
+
+
+def write_texts_together(
+    texts: Mapping[Path, str],
+    *,
+    error: type[DrivingsegError],
+    what: str,
+    remove: Sequence[Path] = (),
+) -> None:
+    """Replace several files as one set: every text goes to a temporary file beside its
+    target and the files in ``remove`` are deleted first; only then are the temporaries
+    renamed into place, so an error (a full disk, a folder in the way, a file that cannot
+    be removed) leaves the old set as it was. The targets' folders must exist."""
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for target, text in texts.items():
+            if target.is_dir():
+                raise error(f"cannot write {what}: it is a folder", path=target)
+            try:
+                tmp = _temp_beside(target)
+                temps.append((tmp, target))
+                tmp.write_text(text, encoding="utf-8", newline="\n")
+                _sync(tmp)
+            except OSError as exc:
+                raise error(f"cannot write {what}: {exc.strerror or exc}", path=target) from exc
+        for stale in remove:
+            try:
+                if stale.exists() or stale.is_symlink():
+                    os.remove(stale)
+            except OSError as exc:
+                message = f"cannot remove stale {what}: {exc.strerror or exc}"
+                raise error(message, path=stale) from exc
+        for tmp, target in temps:
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise error(f"cannot write {what}: {exc.strerror or exc}", path=target) from exc
+    finally:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def _temp_beside(target: Path) -> Path:
+    """A new empty hidden file in ``target``'s folder (so renaming it over ``target`` is
+    atomic)."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _sync(tmp: Path) -> None:
+    """Flush ``tmp`` to disk and give it ordinary permissions before it is renamed."""
+    with tmp.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
 
 
 def write_bytes_atomic(

@@ -16,11 +16,8 @@ image it describes, ``R`` = camera 0's rectification, ``P`` = the chosen camera'
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
-import tempfile
 from os import PathLike
 from pathlib import Path
 
@@ -35,7 +32,7 @@ from drivingseg.calibration.types import (
     check_rotation,
 )
 from drivingseg.errors import CalibrationError, ConfigError
-from drivingseg.fileio import read_text
+from drivingseg.fileio import read_text, write_texts_together
 
 __all__ = [
     "CAMERA_FRAME",
@@ -322,63 +319,13 @@ def save_kitti_raw_calib(rig: Rig, calib_dir: str | PathLike[str], camera: int =
     if rig.T_velo_imu is not None:
         T_imu = rig.T_velo_imu
         texts[IMU_TO_VELO] = f"R: {_fmt(T_imu.rotation)}\nT: {_fmt(T_imu.translation)}\n"
-    _write_calib_set(folder, texts, stale=None if rig.T_velo_imu is not None else IMU_TO_VELO)
-
-
-def _write_temp(target: Path, text: str) -> Path:
-    """Write ``text`` to a new temporary file beside ``target``, flushed to disk; return it."""
-    tmp: Path | None = None
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        tmp = Path(name)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-    except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        message = f"cannot write calibration file: {exc.strerror or exc}"
-        raise CalibrationError(message, path=target) from exc
-    return tmp
-
-
-def _write_calib_set(folder: Path, texts: dict[str, str], stale: str | None) -> None:
-    """Write ``texts`` (file name -> text) into ``folder`` and delete the file ``stale``.
-
-    Every file is first written to a temporary beside it and the stale one removed; only
-    then are the temporaries renamed over the old files, so an error (disk full, a folder
-    in the way, a file that cannot be removed) leaves the old set as it was.
-    """
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         message = f"cannot create calibration folder: {exc.strerror or exc}"
         raise CalibrationError(message, path=folder) from exc
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for name, text in texts.items():
-            target = folder / name
-            if target.is_dir():
-                raise CalibrationError("cannot write calibration file: it is a folder", path=target)
-            temps.append((_write_temp(target, text), target))
-        stale_file = None if stale is None else folder / stale
-        if stale_file is not None and (stale_file.exists() or stale_file.is_symlink()):
-            logger.info("%s: removing stale %s (rig has no T_velo_imu)", folder, stale)
-            try:
-                os.remove(stale_file)
-            except OSError as exc:
-                message = f"cannot remove stale calibration file: {exc.strerror or exc}"
-                raise CalibrationError(message, path=stale_file) from exc
-        for tmp, target in temps:
-            try:
-                os.replace(tmp, target)
-            except OSError as exc:
-                message = f"cannot write calibration file: {exc.strerror or exc}"
-                raise CalibrationError(message, path=target) from exc
-    finally:
-        for tmp, _ in temps:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+    stale = [] if rig.T_velo_imu is not None else [folder / IMU_TO_VELO]
+    if stale and stale[0].exists():
+        logger.info("%s: removing stale %s (rig has no T_velo_imu)", folder, IMU_TO_VELO)
+    write_texts_together({folder / name: text for name, text in texts.items()},
+                         error=CalibrationError, what="calibration file", remove=stale)

@@ -71,7 +71,7 @@ def load_frame(path: Path, frame: int, camera: int = 2) -> tuple[CameraFrame, Li
         except IndexError as exc:
             message = f"--frame {frame!r} is out of range: {exc}"
             raise ConfigError(message, path=path) from exc
-        rig = reader.rig(frame) if isinstance(reader, KittiBenchmark) else reader.rig()
+        rig = reader.frame_rig(frame)
     if rig is None:
         raise CalibrationError("the recording has no calibration for this camera", path=path)
     return image, scan, rig

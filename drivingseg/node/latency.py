@@ -15,6 +15,8 @@ percentiles are exact over every mask, from one float64 per column and mask
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import logging
 import os
@@ -78,8 +80,10 @@ def format_ms(value: float | None, spec: str) -> str:
 
 
 def csv_line(fields: Sequence[object]) -> str:
-    """One CSV record of plain fields (numbers, column names: nothing to quote)."""
-    return ",".join(str(f) for f in fields) + "\r\n"
+    """One CSV record (the csv module's dialect, ``\\r\\n`` line ends), as text."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(fields)
+    return buffer.getvalue()
 
 
 class SampleColumns:
@@ -216,6 +220,7 @@ class LatencyTracker(Node):
         self.report: LatencyReport | None = None
         self._out_dir: Path | None = None
         self._csv_file: TextIO | None = None
+        self._csv_writer: Any = None  # csv.writer of _csv_file
         self._csv_tmp: Path | None = None
         self._csv_done = False
         self._errors: list[ConfigError] = []
@@ -329,10 +334,11 @@ class LatencyTracker(Node):
                                             dir=self._out_dir)
                 self._csv_tmp = Path(name)
                 self._csv_file = os.fdopen(fd, "w", newline="", encoding="utf-8")
-                self._csv_file.write(csv_line(CSV_HEADER))
-            self._csv_file.write(csv_line([frame.seq, frame.index, frame.stamp_ns,
-                                           *(f"{frame.ms[c]:.3f}" for c in COLUMNS),
-                                           int(missed)]))
+                self._csv_writer = csv.writer(self._csv_file)
+                self._csv_writer.writerow(CSV_HEADER)
+            assert self._csv_writer is not None
+            self._csv_writer.writerow([frame.seq, frame.index, frame.stamp_ns,
+                                       *(f"{frame.ms[c]:.3f}" for c in COLUMNS), int(missed)])
         except OSError as exc:
             error = self._file_error(self._out_dir / CSV_NAME, exc)
             log.warning("%s; no latency.csv this run, measuring goes on", error)

@@ -207,7 +207,9 @@ class CameraSource(RecordingSource):
         return iter(self.recording.camera_frames())
 
     def message(self, item: CameraFrame, timing: Timing) -> CameraImage:
-        return CameraImage(item, self.rig, timing)
+        rec = self.recording
+        rig = self.rig if self.p["calibration"] or rec is None else rec.frame_rig(item.index)
+        return CameraImage(item, rig, timing)
 
 
 class LidarSource(RecordingSource):

@@ -51,7 +51,6 @@ from drivingseg.errors import ConfigError
 from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.sensors.base import Recording, RecordingInfo
 from drivingseg.sensors.frames import CameraFrame, LidarScan
-from drivingseg.sensors.kitti_benchmark import KittiBenchmark
 
 __all__ = [
     "KITTI_CAMERA_NAMES",
@@ -182,14 +181,6 @@ class _DeferredInterrupt:
             self._installed = False
 
 
-def _rig_source(recording: Recording) -> Callable[[int], Rig | None]:
-    """Frame index -> its calibration: per frame for KITTI benchmark folders, else one rig."""
-    if isinstance(recording, KittiBenchmark):
-        return recording.rig
-    rig = recording.rig()
-    return lambda _index: rig
-
-
 def convert_to_mcap(
     recording: Recording,
     out_path: str | PathLike[str],
@@ -210,7 +201,6 @@ def convert_to_mcap(
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"max_frames must be at least 1, got {max_frames!r}")
     names = topics or McapTopics()
-    rig_at = _rig_source(recording)
     rig = recording.rig()
     camera_frame = rig.camera_frame if rig is not None else None
     lidar_frame = rig.lidar_frame if rig is not None else None
@@ -231,7 +221,7 @@ def convert_to_mcap(
             last_ns = msg.stamp_ns
             frame_rig = tf_written or rig
             if isinstance(msg, CameraFrame) and rig is not None:
-                frame_rig = rig_at(msg.index)
+                frame_rig = recording.frame_rig(msg.index)
             if frame_rig is not None and (
                 tf_written is None
                 or not np.array_equal(frame_rig.T_cam_velo.matrix, tf_written.T_cam_velo.matrix)

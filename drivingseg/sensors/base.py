@@ -142,6 +142,11 @@ class Recording(ABC):
         """The calibration that comes with the recording, if any."""
         return None
 
+    def frame_rig(self, index: int) -> Rig | None:
+        """The calibration of camera frame ``index``: the recording's one :meth:`rig`, except
+        in formats with a calibration per frame (KITTI object/road folders)."""
+        return self.rig()
+
     def messages(self) -> Iterator[CameraFrame | LidarScan]:
         """Camera frames and lidar scans merged in stamp order (for replay and sync)."""
         self._check_open()

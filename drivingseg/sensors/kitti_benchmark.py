@@ -232,6 +232,10 @@ class KittiBenchmark(Recording):
     def image_path(self, i: int) -> Path:
         return self.image_dir / f"{self._id(i)}.png"
 
+    def frame_rig(self, index: int) -> Rig | None:
+        """Frame ``index``'s own calibration (:meth:`rig` of it)."""
+        return self.rig(index)
+
     def rig(self, i: int = 0) -> Rig | None:
         """Calibration of frame ``i`` (its own ``calib/<id>.txt``); ``None`` without calib/."""
         frame_id = self._id(i)

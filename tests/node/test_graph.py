@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,9 +14,12 @@ import numpy as np
 import pytest
 
 from drivingseg.model.infer import input_size
+from drivingseg.node.graph import Graph
 from drivingseg.node.launch import build_graph, load_launch
+from drivingseg.node.messages import Timing
 from drivingseg.node.outputs import MaskWriter
 from drivingseg.node.processing import SegmentationNode
+from drivingseg.node.sources import CameraSource
 from drivingseg.sensors.kitti_raw import KittiRawDrive
 
 
@@ -125,3 +129,28 @@ def test_the_network_warms_up_for_the_size_the_camera_source_announces(
     assert warmed == input_size(seg.nominal_spec, 375, 1242, 2 ** seg.config.depth)
     assert warmed != (seg.nominal_spec.width, seg.nominal_spec.height)
     assert graph.run(handle_signals=False, timeout_s=60).errors == ()
+
+
+def test_camera_source_sends_each_kitti_object_frame_with_its_own_calibration(
+    kitti_object_root: Path, tmp_path: Path
+) -> None:
+    """A KITTI object folder has one calib file per frame; the replayed frames carried
+    frame 0's rig (``Recording.frame_rig``)."""
+    folder = tmp_path / "obj"
+    folder.mkdir()
+    for name in ("image_2", "velodyne"):
+        (folder / name).symlink_to(kitti_object_root / name, target_is_directory=True)
+    shutil.copytree(kitti_object_root / "calib", folder / "calib")
+    calib = folder / "calib" / "000001.txt"
+    calib.write_text("\n".join(
+        "P2: 900.0 0.0 240.0 0.0 0.0 910.0 260.0 0.0 0.0 0.0 1.0 0.0" if ln.startswith("P2:")
+        else ln for ln in calib.read_text().splitlines()) + "\n")
+    node = Graph().add(CameraSource, "camera", {"input": str(folder)})
+    node.setup()
+    try:
+        rigs = [node.message(f, Timing(f.stamp_ns, f.index, 0)).rig for f in node.items()]
+    finally:
+        node.shutdown()
+    assert len(rigs) == 3 and all(r is not None for r in rigs)
+    fx = [r.camera.P[0, 0] for r in rigs if r is not None]
+    assert fx[1] == 900.0 and fx[0] == fx[2] != 900.0
