@@ -74,7 +74,8 @@ class ProposalNode(Node):
     """Car region proposals from each mask; publishes ``/detections/cars``.
 
     Parameters mirror :class:`~drivingseg.detect.proposals.ProposalParams` and are checked
-    at start-up (``car_class`` against the model's classes at the first mask); ``lidar: false``
+    at start-up (``car_class`` against the classes the segmenting node announces, or at the
+    first mask when no node in the graph announces them); ``lidar: false``
     ignores the mask's lidar scan (boxes then have no range and blobs are not split).
     """
 
@@ -94,7 +95,7 @@ class ProposalNode(Node):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.create_subscription("/segmentation/mask", Mask, self.on_mask)
+        self.sub = self.create_subscription("/segmentation/mask", Mask, self.on_mask)
         self.pub = self.create_publisher(DETECTIONS_TOPIC, Detections)
         self.params = proposals.ProposalParams()
         self.frames: deque[DetectionLatency] = deque(maxlen=RECENT_FRAMES)
@@ -113,6 +114,12 @@ class ProposalNode(Node):
                 label=label)
         except (DrivingsegError, ValueError) as exc:
             raise self.config_error(str(exc)) from exc
+
+    def ready(self) -> None:
+        """Check ``car_class`` against the masks' classes once every node is set up."""
+        classes = self.context.mask_classes.get(self.sub.topic.name)
+        if classes is not None:
+            self._check_classes(classes)
 
     def _check_classes(self, classes: tuple[str, ...]) -> None:
         if classes == self._checked_classes:

@@ -290,6 +290,7 @@ class SegmentationNode(Node):
         except DrivingsegError as exc:
             raise self.config_error(str(exc), "weights") from exc
         classes = tuple(self.segmenter.classes)
+        self.context.mask_classes[self.pub.topic.name] = classes
         self.car_index = classes.index("car") if "car" in classes else None
         if self.p["car_probability"] and self.car_index is None:
             log.warning("%s: the model has no 'car' class (%s); no car probability",

@@ -68,6 +68,9 @@ class GraphContext:
         self.frame_sizes: dict[str, tuple[int, int]] = {}
         """Camera source name -> (height, width) of its frames, announced at setup (what a
         latched CameraInfo tells ROS nodes), so that consumers can warm up for that size."""
+        self.mask_classes: dict[str, tuple[str, ...]] = {}
+        """Mask topic name -> the class names of its masks, announced by the segmenting node
+        at setup, so that consumers check their class parameters before the first frame."""
 
 
 class Topic(Generic[M]):

@@ -147,15 +147,28 @@ def test_empty_label_and_unknown_car_class(tiny_weights: Path, tmp_path: Path) -
     node = graph.add(ProposalNode, "prop", {"label": " "})
     with pytest.raises(ConfigError, match=r"parameter 'label': must not be empty, got ' '"):
         node.setup()
-    # The model has 3 classes: car_class 3 is caught at the first mask.
+    # The model has 3 classes: car_class 3 is refused at start, before any frame is read.
     graph = build_graph(load_launch("pipeline", {
         "input": "synthetic", "weights": str(tiny_weights), "max_frames": 2, "rate": 0.0,
         "car_class": 3, "out_dir": str(tmp_path), "status": False}))
-    graph.setup()
     match = (r"node 'proposals' \(proposals\): parameter 'car_class': 3 is not a class of the "
              r"model's masks \(0 background, 1 road, 2 car\)")
     with pytest.raises(ConfigError, match=match):
-        graph.run(handle_signals=False, timeout_s=60)
+        graph.setup()
+
+
+def test_car_class_is_checked_at_the_first_mask_without_a_segmenter() -> None:
+    """Masks from a node that announces no classes (here: published by hand) are checked
+    as they come."""
+    graph = Graph()
+    node = graph.add(ProposalNode, "prop", {"car_class": 1})
+    node.setup()
+    node.ready()
+    frame = CameraFrame(0, np.zeros((4, 4, 3), np.uint8), "cam")
+    mask = Mask(frame, np.zeros((4, 4), np.uint8), ("background",), Timing(0, 0, 0), 0)
+    with pytest.raises(ConfigError, match=r"'car_class': 1 is not a class of the model's "
+                                          r"masks \(0 background\)"):
+        node.on_mask(mask)
 
 
 def test_outputs_do_not_wait_without_a_proposals_node(tmp_path: Path) -> None:
