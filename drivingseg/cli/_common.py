@@ -32,7 +32,8 @@ def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
 def add_recording_args(parser: argparse.ArgumentParser) -> None:
     """Options every command that reads a recording takes (KITTI camera, bag topics)."""
     parser.add_argument(
-        "--camera", type=int, default=2, choices=(0, 1, 2, 3), help="KITTI camera (default 2)"
+        "--camera", type=int, default=None, choices=(0, 1, 2, 3),
+        help="KITTI camera (default 2); a camera asked for by number must exist"
     )
     parser.add_argument("--image-topic", help="bag: camera topic (default: the only one)")
     parser.add_argument("--lidar-topic", help="bag: PointCloud2 topic (default: the only one)")
@@ -50,10 +51,11 @@ def add_tta_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def open_from_args(path: str | Path, args: argparse.Namespace) -> Recording:
-    """Open ``path`` with the options of :func:`add_recording_args`."""
+    """Open ``path`` with the options of :func:`add_recording_args` (``--camera`` unset is
+    camera 2)."""
     return open_recording(
         path,
-        camera=args.camera,
+        camera=2 if args.camera is None else args.camera,
         image_topic=args.image_topic,
         lidar_topic=args.lidar_topic,
         camera_info_topic=args.camera_info_topic,

@@ -46,8 +46,7 @@ def add_parser(subparsers: Any) -> None:
         help="write only the first N camera frames and lidar scans",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
-    # None = not given (camera 2): a camera asked for by number must exist.
-    parser.set_defaults(func=run, camera=None)
+    parser.set_defaults(func=run)
 
 
 def _check_camera(drive: Recording, camera: int | None) -> None:
@@ -55,16 +54,10 @@ def _check_camera(drive: Recording, camera: int | None) -> None:
     when the drive has other cameras); a drive without any camera converts its lidar only."""
     if not isinstance(drive, KittiRawDrive) or drive.camera_files:
         return
-    others = sorted(f"image_0{n}/" for n in range(4) if (drive.path / f"image_0{n}").is_dir())
-    if camera is None and not others:
+    if camera is None and not drive.other_cameras():
         log.warning("%s has no image_0N/ folder: writing point clouds only", drive.path)
         return
-    folder = drive.path / drive.camera_folder
-    has = f"it has {', '.join(others)}" if others else "it has no camera folder"
-    which = "asked for" if camera is not None else "(the default)"
-    message = (f"camera {drive.camera_index} {which}, but {str(folder)!r} does not exist "
-               f"({has}); pick one with --camera N")
-    raise ConfigError(message)
+    drive.require_camera()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -65,6 +65,8 @@ def format_info(info: RecordingInfo, rig_line: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     with open_from_args(args.path, args) as rec:
+        if args.camera is not None:
+            rec.require_camera()
         info = rec.info()
         ambiguous = getattr(rec, "ambiguous_topics", {})
         rig = None if ambiguous else rec.rig()

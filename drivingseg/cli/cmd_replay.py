@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         arguments.update(image_topic=args.image_topic or "", lidar_topic=args.lidar_topic or "",
                          camera_info_topic=args.camera_info_topic or "")
     else:
-        arguments["camera"] = args.camera
+        arguments["camera"] = 2 if args.camera is None else args.camera
     arguments.update(parse_cli_arguments(args.arguments))
     file = "replay_bag.yaml" if bag else "replay_kitti.yaml"
     return launch(file, arguments, timeout_s=args.timeout)

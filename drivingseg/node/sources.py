@@ -178,6 +178,10 @@ class CameraSource(RecordingSource):
     def setup(self) -> None:
         super().setup()
         assert self.recording is not None
+        try:
+            self.recording.require_camera()
+        except DrivingsegError as exc:
+            raise self.config_error(f"{exc} (input {self.p['input']!r})", "input") from exc
         if self.p["calibration"]:
             try:
                 self.rig = load_rig_any(self.p["calibration"], camera=self.p["camera"])

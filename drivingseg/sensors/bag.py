@@ -328,6 +328,15 @@ class BagRecording(Recording):
             if kind in self._ambiguous:
                 raise RecordingError(self._ambiguous[kind], path=self.path)
 
+    def require_camera(self) -> None:
+        """Raise :class:`RecordingError` when no image topic is chosen: several and none
+        named, or none in the bag (the message lists the bag's topics)."""
+        self._check_open()
+        self._check_chosen("camera")
+        if self.image_topic is None:
+            message = f"no image topic in the bag; topics: {self._topic_list()}"
+            raise RecordingError(message, path=self.path)
+
     # ------------------------------------------------------------------ reading
 
     def _messages(self, topic: str) -> Iterator[tuple[int, Any]]:

@@ -147,6 +147,13 @@ class Recording(ABC):
         in formats with a calibration per frame (KITTI object/road folders)."""
         return self.rig()
 
+    def require_camera(self) -> None:
+        """Raise :class:`RecordingError` when the recording has no camera frames (a node or
+        command that needs images refuses it at start instead of running on nothing)."""
+        self._check_open()
+        if not any(s.kind == "camera" and s.count for s in self.info().streams):
+            raise RecordingError("the recording has no camera frames", path=self.path)
+
     def messages(self) -> Iterator[CameraFrame | LidarScan]:
         """Camera frames and lidar scans merged in stamp order (for replay and sync)."""
         self._check_open()

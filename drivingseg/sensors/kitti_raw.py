@@ -122,6 +122,23 @@ class KittiRawDrive(Recording):
     def camera_folder(self) -> str:
         return f"image_0{self.camera_index}"
 
+    def require_camera(self) -> None:
+        """Raise :class:`RecordingError` naming the missing ``image_0N/`` folder and the
+        camera folders the drive does have."""
+        self._check_open()
+        if self._camera is not None:
+            return
+        others = [f"image_0{n}/" for n in self.other_cameras()]
+        has = f"it has {', '.join(others)}" if others else "it has no camera folder"
+        message = (f"camera {self.camera_index}: {self.camera_folder}/ does not exist ({has}); "
+                   "pick one with --camera N")
+        raise RecordingError(message, path=self.path)
+
+    def other_cameras(self) -> tuple[int, ...]:
+        """KITTI camera numbers other than this drive's whose ``image_0N/`` folder exists."""
+        return tuple(n for n in range(4)
+                     if n != self.camera_index and (self.path / f"image_0{n}").is_dir())
+
     def _open(self) -> None:
         if not self.path.is_dir():
             raise RecordingError("KITTI raw drive folder not found", path=self.path)

@@ -388,8 +388,7 @@ def test_cli_refuses_a_missing_camera(
     out = tmp_path / "c3.mcap"
     assert main(["convert", str(kitti_raw_drive), str(out), "--camera", "3"]) == 2
     err = capsys.readouterr().err
-    assert f"camera 3 asked for, but {str(kitti_raw_drive / 'image_03')!r} does not exist" in err
-    assert "(it has image_02/)" in err
+    assert f"{kitti_raw_drive}: camera 3: image_03/ does not exist (it has image_02/)" in err
     assert not out.exists()
     lidar_only = camera_only_drive(kitti_raw_drive, tmp_path, "velodyne_points")
     assert main(["convert", str(lidar_only), str(out), "--camera", "2"]) == 2

@@ -23,6 +23,16 @@ def test_info_on_kitti_raw_drive(kitti_raw_drive: Path, capsys: pytest.CaptureFi
     assert "1242x375" in out
 
 
+def test_info_refuses_a_camera_the_drive_lacks(
+    kitti_raw_drive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--camera 3 without image_03/ used to describe the lidar alone and exit 0."""
+    assert main(["info", str(kitti_raw_drive), "--camera", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"{kitti_raw_drive}: camera 3: image_03/ does not exist (it has image_02/)" in err
+    assert main(["info", str(kitti_raw_drive), "--camera", "2"]) == 0
+
+
 def test_info_json_on_kitti_object_folder(
     kitti_object_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

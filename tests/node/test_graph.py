@@ -112,6 +112,21 @@ def test_cli_replay_fast(
     assert len(list((tmp_path / "masks").glob("*.png"))) == 4
 
 
+def test_cli_replay_refuses_a_camera_the_drive_lacks(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path,
+    cli: Callable[[Sequence[str]], int], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--camera 3 without image_03/ used to replay nothing and exit 0 with empty outputs."""
+    out = tmp_path / "out"
+    code = cli(["replay", str(kitti_raw_drive), "--camera", "3", "--fast", "--out", str(out),
+                "--weights", str(tiny_weights)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "node 'camera' (camera_source" in err and "parameter 'input':" in err
+    assert f"{kitti_raw_drive}: camera 3: image_03/ does not exist (it has image_02/)" in err
+    assert not (out / "masks.mcap").exists()
+
+
 def test_the_network_warms_up_for_the_size_the_camera_source_announces(
     kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path
 ) -> None:

@@ -268,9 +268,24 @@ def test_several_camera_topics_must_be_chosen(tmp_path: Path) -> None:
             list(bag.camera_frames())
         with pytest.raises(RecordingError, match=match):
             bag.rig()
+        with pytest.raises(RecordingError, match=match):
+            bag.require_camera()
     with BagRecording(path, image_topic="/cam2/image") as bag:
+        bag.require_camera()
         assert len(list(bag.camera_frames())) == 1
         assert bag.camera_info_topic == "/cam/camera_info"
+
+
+def test_bag_without_an_image_topic_is_refused_where_a_camera_is_needed(tmp_path: Path
+                                                                        ) -> None:
+    entries = [e for e in standard_entries(ROS2) if e[1] != "sensor_msgs/msg/Image"]
+    path = write_bag(tmp_path / "b", "mcap", entries)
+    with BagRecording(path) as bag:
+        assert bag.image_topic is None
+        assert list(bag.camera_frames()) == []
+        match = r"b: no image topic in the bag; topics: .*/velo/points"
+        with pytest.raises(RecordingError, match=match):
+            bag.require_camera()
 
 
 def test_pointcloud_without_x_names_bag_and_topic(tmp_path: Path) -> None:

@@ -226,6 +226,7 @@ def test_not_open_raises(kitti_raw_drive: Path) -> None:
 def test_camera_only_and_lidar_only(tmp_path: Path) -> None:
     cam_only = make_drive(tmp_path / "a", n_cam=3, n_lidar=None)
     with KittiRawDrive(cam_only) as drive:
+        drive.require_camera()
         assert len(drive) == 3
         assert [s.name for s in drive.info().streams] == ["image_02"]
         assert list(drive.lidar_scans()) == []
@@ -238,6 +239,14 @@ def test_camera_only_and_lidar_only(tmp_path: Path) -> None:
         assert len(drive) == 4
         assert [s.kind for s in drive.info().streams] == ["lidar"]
         assert [len(s) for s in drive.lidar_scans()] == [5, 5, 5, 5]
+        match = r"x_drive_sync: camera 2: image_02/ does not exist \(it has no camera folder\)"
+        with pytest.raises(RecordingError, match=match):
+            drive.require_camera()
+    with KittiRawDrive(make_drive(tmp_path / "d"), camera=3) as drive:
+        assert drive.other_cameras() == (2,)
+        match = r"camera 3: image_03/ does not exist \(it has image_02/\); pick one with --camera N"
+        with pytest.raises(RecordingError, match=match):
+            drive.require_camera()
     empty = tmp_path / "c" / "drive"
     empty.mkdir(parents=True)
     with pytest.raises(RecordingError, match="neither image_02/ nor velodyne_points/"):
