@@ -352,6 +352,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             score = record.get("val", {}).get("mean_iou")
             notes = {"epoch": epoch, "step": step, "elapsed_s": round(elapsed, 1),
                      "val": record.get("val"), "config": str(cfg.path)}
+            # best.* before the state that records its score: a save cut short resumes from
+            # the epoch before, re-runs this one (bit-identically) and writes best.* again
             if score is not None and score > best:
                 best = float(score)
                 save_checkpoint(out / "best", adjusted(model, shift), cfg.model, cfg.input,
