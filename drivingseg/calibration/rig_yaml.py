@@ -183,8 +183,9 @@ def rig_from_dict(data: object, path: PathArg = None) -> Rig:
 
     cam = _mapping(_get(doc, "camera", "", path), "camera", path, _CAMERA_KEYS)
     D_value = _get(cam, "D", "camera.", path)
-    if not isinstance(D_value, list):
-        raise CalibrationError(f"field 'camera.D': expected a list, got {D_value!r}", path=path)
+    if not isinstance(D_value, list) or any(isinstance(v, list) for v in D_value):
+        message = f"field 'camera.D': expected a flat list of numbers, got {D_value!r}"
+        raise CalibrationError(message, path=path)
     _check_numbers(D_value, "camera.D", path)
     R = _matrix(_get(cam, "R", "camera.", path), (3, 3), "camera.R", path)
     check_rotation(R, "camera.R", path)

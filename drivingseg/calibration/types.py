@@ -74,9 +74,10 @@ def as_matrix(
 
 def check_rotation(R: FloatArray, name: str, path: str | PathLike[str] | None = None) -> None:
     """Raise unless ``R`` is orthonormal with determinant +1 within ``ROTATION_TOLERANCE``."""
-    ortho_err = float(np.max(np.abs(R.T @ R - np.eye(3))))
-    det = float(np.linalg.det(R))
-    if ortho_err > ROTATION_TOLERANCE or abs(det - 1.0) > ROTATION_TOLERANCE:
+    with np.errstate(invalid="ignore"):  # a NaN matrix is refused below, not warned about
+        ortho_err = float(np.max(np.abs(R.T @ R - np.eye(3))))
+        det = float(np.linalg.det(R))
+    if not (ortho_err <= ROTATION_TOLERANCE and abs(det - 1.0) <= ROTATION_TOLERANCE):  # NaN
         raise CalibrationError(
             f"field {name!r}: not a rotation (max|R^T R - I| = {ortho_err:.3g}, det = {det:.6g}; "
             f"tolerance {ROTATION_TOLERANCE:g})",
@@ -209,9 +210,11 @@ class CameraModel:
         check_rotation(R, "R", path)
         P_src = self.P if self.P is not None else np.hstack([K, np.zeros((3, 1))])
         P = as_matrix(P_src, (3, 4), "P", path)
-        if P[0, 0] <= 0 or P[1, 1] <= 0:
+        if P[0, 0] <= 0 or P[1, 1] <= 0 or not np.allclose(P[2, :3], [0, 0, 1]):
             raise CalibrationError(
-                f"field 'P': focal lengths must be positive, got {P.tolist()!r}", path=path
+                f"field 'P': focal lengths must be positive and the last row [0, 0, 1, tz], "
+                f"got {P.tolist()!r}",
+                path=path,
             )
         object.__setattr__(self, "K", K)
         object.__setattr__(self, "D", D)

@@ -9,6 +9,7 @@ benchmark folders (``image_N/`` + ``velodyne/`` + ``calib/``).
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,11 @@ def load_frame(path: Path, frame: int, camera: int = 2) -> tuple[CameraFrame, Li
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_depth <= 0:
-        raise ConfigError(f"--max-depth must be positive, got {args.max_depth!r}")
+    if not 0 < args.max_depth < math.inf:
+        message = f"--max-depth must be a positive number of metres, got {args.max_depth!r}"
+        raise ConfigError(message)
+    if not 0 <= args.min_depth < math.inf:
+        raise ConfigError(f"--min-depth must be a number of metres >= 0, got {args.min_depth!r}")
     if args.frame < 0:
         raise ConfigError(f"--frame must be 0 or more, got {args.frame!r}")
     if args.depth_png is not None:

@@ -17,6 +17,7 @@ measured pixels only.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,21 +83,22 @@ class LidarChannels:
 
 
 def densify_depth(depth_m: npt.ArrayLike, *, max_depth_m: float | None = None) -> Image:
-    """IP-Basic fast depth completion of a sparse depth image (0 = empty); see module doc.
+    """IP-Basic fast depth completion of a sparse depth image (0, NaN or inf = empty).
 
-    ``max_depth_m`` is the inversion constant; by default just above the farthest point,
-    so no measured depth is lost. The sky above the highest points stays empty.
+    See the module doc. ``max_depth_m`` is the inversion constant; by default just above the
+    farthest point, so no measured depth is lost. The sky above the highest points stays empty.
     """
     depth = np.array(depth_m, dtype=np.float32)
     if depth.ndim != 2:
         message = f"depth image must be 2-D, got shape {depth.shape!r}"
         raise ConfigError(message)
-    measured = depth > _EMPTY
+    measured = np.isfinite(depth) & (depth > _EMPTY)
     if not measured.any():
         return np.zeros_like(depth)
-    top = float(depth.max()) + 1.0 if max_depth_m is None else float(max_depth_m)
-    if top <= float(depth.max()):
-        message = f"max_depth_m={max_depth_m!r} must exceed the largest depth {depth.max():.2f}"
+    far = float(depth[measured].max())
+    top = far + 1.0 if max_depth_m is None else float(max_depth_m)
+    if not far < top < math.inf:
+        message = f"max_depth_m={max_depth_m!r} must exceed the largest depth {far:.2f}"
         raise ConfigError(message)
     inv = np.where(measured, top - depth, 0.0).astype(np.float32)
     inv = np.asarray(cv2.dilate(inv, _DIAMOND_5), dtype=np.float32)

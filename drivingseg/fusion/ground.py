@@ -113,6 +113,13 @@ def _xyz(points: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     return xyz, finite
 
 
+def _check_positive(**values: float) -> None:
+    """Refuse sizes and counts open3d would reject with a RuntimeError or quietly misuse."""
+    for name, value in values.items():
+        if not 0 < value < math.inf:
+            raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
+
+
 def _open3d() -> Any:
     """open3d, imported on first use: it costs ~0.9 s, and everything that imports
     :mod:`drivingseg.fusion` without fitting a ground (training, evaluation) can skip it."""
@@ -145,6 +152,12 @@ def fit_ground_plane(
     seed: int = 0,
 ) -> GroundPlane:
     """Fit the ground plane of a scan (lidar frame) with RANSAC; deterministic per seed."""
+    _check_positive(
+        voxel_size_m=voxel_size_m,
+        distance_threshold_m=distance_threshold_m,
+        num_iterations=num_iterations,
+        max_range_m=max_range_m,
+    )
     xyz, finite = _xyz(points)
     near = finite.copy()
     near[finite] = np.hypot(xyz[finite, 0], xyz[finite, 1]) <= max_range_m
@@ -231,6 +244,7 @@ def segment_scene(
     Ground: within ``ground_threshold_m`` of the plane. Clusters: voxels of the points
     between ``ground_threshold_m`` and ``max_height_m`` above it, within ``max_range_m``.
     """
+    _check_positive(voxel_size_m=voxel_size_m, eps_m=eps_m, max_range_m=max_range_m)
     xyz, finite = _xyz(points)
     if plane is None:
         plane = fit_ground_plane(points, seed=seed)

@@ -8,6 +8,7 @@ in the target folder, then renamed, so a failure never leaves half a file behind
 
 from __future__ import annotations
 
+import math
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,9 @@ def draw_overlay(
         message = f"overlay needs an HxWx3 uint8 image, got {image_rgb.shape!r} {image_rgb.dtype}"
         raise ConfigError(message)
     check_image_size(rig.camera, image_rgb.shape[1], image_rgb.shape[0], what="camera image")
+    if not 0.0 < max_depth_m < math.inf:
+        message = f"max_depth_m must be a positive finite number of metres, got {max_depth_m!r}"
+        raise ConfigError(message)
     _, rows, cols, depth, _ = visible_points(points, rig, min_depth_m=min_depth_m)
     be = backend_of(depth)
     win = zbuffer(rows, cols, depth, rig.camera.width, rig.camera.height)

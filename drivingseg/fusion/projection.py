@@ -212,6 +212,13 @@ def _columns(points: Any) -> tuple[Array, Array, Array, Backend]:
     return cols[0], cols[1], cols[2], be
 
 
+def _check_min_depth(min_depth_m: float) -> None:
+    """Refuse a minimum depth that lets points behind the camera in (or, NaN, none at all)."""
+    if not 0.0 <= min_depth_m < math.inf:
+        message = f"min_depth_m must be a finite number of metres >= 0, got {min_depth_m!r}"
+        raise ConfigError(message)
+
+
 def _inside(
     u: Array, v: Array, depth: Array, ok: Array | None, rig: Rig, min_depth_m: float
 ) -> Array:
@@ -236,6 +243,7 @@ def project_points(
     """
     if image_size is not None:
         check_image_size(rig.camera, image_size[0], image_size[1])
+    _check_min_depth(min_depth_m)
     x, y, z, be = _columns(points)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         u, v, depth, ok = _pixels(rig, x, y, z, be)
@@ -284,6 +292,7 @@ def visible_points(
     numpy input is processed in chunks of :data:`CHUNK_POINTS` so every temporary stays
     small and cache-resident (large temporaries cost more in page faults than in work).
     """
+    _check_min_depth(min_depth_m)
     be = backend_of(points)
     if be.name == "torch" or int(points.shape[0]) <= CHUNK_POINTS:
         x, y, z, be = _columns(points)

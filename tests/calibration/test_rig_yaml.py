@@ -126,6 +126,10 @@ def good_doc(make_rig: Callable[..., Rig]) -> dict[str, Any]:
         (lambda d: d["camera"].update(distortion_model="fisheye"), r"unknown model 'fisheye'"),
         (lambda d: d["camera"]["K"][0].__setitem__(0, "1e-5"), r"'camera.K'.*write 1.0e-5"),
         (lambda d: d["camera"]["P"].pop(), r"'camera.P': expected 12 values"),
+        (  # a ragged list used to escape as numpy's ValueError, naming neither file nor field
+            lambda d: d["camera"].update(D=[[0.0, 0.0], [0.0, 0.0, 0.0]]),
+            r"'camera.D': expected a flat list of numbers",
+        ),
         (lambda d: d["camera"]["R"][0].__setitem__(0, 2.0), r"'camera.R': not a rotation"),
         (lambda d: d["T_cam_velo"][3].__setitem__(0, 1.0), r"last row must be \[0, 0, 0, 1\]"),
         (lambda d: d["T_cam_velo"][0].__setitem__(1, 0.5), r"'T_cam_velo': not a rotation"),

@@ -163,3 +163,25 @@ def test_lidar_to_pixel_matrix_on_kitti(kitti_raw_root: Path) -> None:
     np.testing.assert_allclose(hom, uvw, atol=1e-9)
     uv = hom[:, :2] / hom[:, 2:]
     assert np.all((uv[:, 0] > 0) & (uv[:, 0] < 1242) & (uv[:, 1] > 0) & (uv[:, 1] < 375))
+
+
+def test_check_rotation_refuses_nan() -> None:
+    """NaN compares false with the tolerance, so a NaN matrix used to pass as a rotation."""
+    for bad in (np.full((3, 3), np.nan), np.where(np.eye(3) > 0, np.nan, 0.0)):
+        with pytest.raises(CalibrationError, match=r"^/r\.txt: field 'R': not a rotation"):
+            check_rotation(bad, "R", "/r.txt")
+
+
+@pytest.mark.parametrize(
+    "last_row", [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 2.0, 0.0]]
+)
+def test_camera_model_refuses_degenerate_projection_row(last_row: list[float]) -> None:
+    """P's last row gives the depth (w = z + tz); a degenerate one made every point vanish
+    (w = 0) or land at wrong pixels and depths, with no error."""
+    P = np.vstack([np.hstack([K[:2], np.zeros((2, 1))]), last_row])
+    with pytest.raises(
+        CalibrationError, match=r"^/c\.yaml: field 'P': .*last row \[0, 0, 1, tz\]"
+    ):
+        CameraModel(640, 480, K, P=P, path="/c.yaml")
+    kitti_like = np.vstack([P[:2], [0.0, 0.0, 1.0, 0.0027]])
+    assert CameraModel(640, 480, K, P=kitti_like).P is not None

@@ -66,3 +66,17 @@ def test_densify_edge_cases() -> None:
 def test_empty_scan_channels(raw_rig: Rig) -> None:
     ch = lidar_channels(np.zeros((0, 4), np.float32), raw_rig, densify=True)
     assert ch.stack().shape == (4, 375, 1242) and not ch.stack().any()
+
+
+def test_densify_treats_nan_and_inf_as_empty() -> None:
+    """Float depth images often mark "no return" with NaN (depth_to_png16 takes it as none):
+    one such pixel made the inversion constant NaN and the whole densified image 0."""
+    one = np.zeros((40, 40), np.float32)
+    one[20, 20] = 12.5
+    expected = densify_depth(one)
+    for hole in (np.nan, np.inf, -np.inf):
+        holed = one.copy()
+        holed[0, 0] = hole
+        assert np.array_equal(densify_depth(holed), expected)
+    with pytest.raises(ConfigError, match=r"max_depth_m=nan must exceed"):
+        densify_depth(one, max_depth_m=float("nan"))

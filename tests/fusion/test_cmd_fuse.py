@@ -68,6 +68,10 @@ def test_fuse_bad_inputs(kitti_raw_drive: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("argv", "match"), [
     (["--frame", "-1"], r"--frame must be 0 or more, got -1"),
+    (["--max-depth", "nan"], r"--max-depth must be a positive number of metres, got nan"),
+    (["--max-depth", "inf"], r"--max-depth must be a positive number of metres, got inf"),
+    (["--min-depth=-10"], r"--min-depth must be a number of metres >= 0, got -10.0"),
+    (["--min-depth", "nan"], r"--min-depth must be a number of metres >= 0, got nan"),
     (["--overlay", "{tmp}/o.txt"], r"o\.txt: OpenCV writes no image format of suffix '\.txt'"),
     (["--depth-png", "{tmp}/d.jpg"], r"d\.jpg: a depth image is a 16-bit PNG"),
     (["--overlay", "{tmp}"], r"cannot write the overlay: it is a folder"),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from drivingseg.errors import RecordingError
+from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.fusion.ground import fit_ground_plane, segment_scene
 
 
@@ -81,3 +82,23 @@ def test_collinear_points_give_no_plane_not_nan() -> None:
     line = np.c_[np.arange(50.0) * 0.5, np.zeros(50), np.full(50, -1.7), np.ones(50)]
     with pytest.raises(RecordingError, match="no ground plane"):
         fit_ground_plane(line.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda p: fit_ground_plane(p, voxel_size_m=0.0), r"voxel_size_m must be .*got 0\.0"),
+        (lambda p: fit_ground_plane(p, voxel_size_m=float("nan")), r"voxel_size_m .*got nan"),
+        (lambda p: fit_ground_plane(p, distance_threshold_m=-1.0), r"distance_threshold_m .*-1"),
+        (lambda p: fit_ground_plane(p, num_iterations=0), r"num_iterations must be .*got 0"),
+        (lambda p: segment_scene(p, voxel_size_m=-0.2), r"voxel_size_m must be .*got -0\.2"),
+        (lambda p: segment_scene(p, eps_m=0.0), r"eps_m must be .*got 0\.0"),
+    ],
+)
+def test_bad_parameters_are_refused(call: Any, match: str) -> None:
+    """A zero voxel size raised open3d's RuntimeError; a NaN voxel or a non-positive RANSAC
+    threshold or iteration count said "no ground plane", which the height channel swallows."""
+    rng = np.random.default_rng(0)
+    flat = np.c_[rng.uniform(-20, 20, (2000, 2)), rng.normal(-1.7, 0.01, 2000)]
+    with pytest.raises(ConfigError, match=match):
+        call(flat)

@@ -75,3 +75,13 @@ def test_overlay_with_no_point_in_view_is_the_image(raw_rig: Rig) -> None:
     image = np.random.default_rng(0).integers(0, 255, (375, 1242, 3), dtype=np.uint8)
     for points in (np.zeros((0, 4), np.float32), np.array([[-10.0, 0, 0, 0.5]], np.float32)):
         np.testing.assert_array_equal(draw_overlay(image, points, raw_rig), image)
+
+
+@pytest.mark.parametrize("max_depth", [0.0, -5.0, float("nan"), float("inf")])
+def test_overlay_refuses_bad_max_depth(
+    raw_scan: np.ndarray, raw_rig: Rig, max_depth: float
+) -> None:
+    """NaN or inf gave every point one colour (NaN levels cast to 0), 0 divided by zero."""
+    image = np.zeros((375, 1242, 3), np.uint8)
+    with pytest.raises(ConfigError, match=rf"max_depth_m must be .*got {max_depth!r}"):
+        draw_overlay(image, raw_scan, raw_rig, max_depth_m=max_depth)

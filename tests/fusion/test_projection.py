@@ -235,3 +235,13 @@ def test_rectified_chain_uses_rectification(raw_scan: np.ndarray, raw_rig: Rig) 
     b = project_points(raw_scan, no_rect)
     both = a.visible & b.visible
     assert np.hypot(a.u[both] - b.u[both], a.v[both] - b.v[both]).max() > 1.0
+
+
+@pytest.mark.parametrize("min_depth", [-10.0, float("nan"), float("inf")])
+def test_bad_min_depth_is_refused(raw_scan: np.ndarray, raw_rig: Rig, min_depth: float) -> None:
+    """A negative minimum let points behind the camera through, mirrored into the image
+    (and nearer than real points in the z-buffer); NaN silently made every point invisible."""
+    for project in (project_points, visible_points):
+        with pytest.raises(ConfigError, match=rf"min_depth_m must be .*got {min_depth!r}"):
+            project(raw_scan, raw_rig, min_depth_m=min_depth)
+    assert project_points(raw_scan, raw_rig, min_depth_m=0.0).n_visible > 0
