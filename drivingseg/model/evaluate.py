@@ -103,6 +103,9 @@ def evaluate(
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 frame, got {limit!r}")
     files = discover(data)
+    if not files:  # e.g. empty val/ beside valannot/: a report of 0 frames would say nothing
+        raise RecordingError("no labelled frames in this folder (its image folder is empty)",
+                             path=data)
     if sequences:
         files = [f for f in files if camvid_sequence(f.image) in sequences]
         if not files:

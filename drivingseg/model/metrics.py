@@ -28,10 +28,11 @@ def confusion_matrix(
     labels: npt.ArrayLike, pred: npt.ArrayLike, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> npt.NDArray[np.int64]:
     """``cm[t, p]`` = pixels with label ``t`` predicted ``p``; ignored pixels skipped."""
-    t = np.asarray(labels).ravel().astype(np.int64)
-    p = np.asarray(pred).ravel().astype(np.int64)
-    if t.shape != p.shape:
-        raise ValueError(f"labels and predictions differ in size: {t.shape} vs {p.shape}")
+    t_in, p_in = np.asarray(labels), np.asarray(pred)
+    if t_in.shape != p_in.shape:  # before ravel: a transposed frame has the same pixel count
+        raise ValueError(f"labels and predictions differ in size: {t_in.shape} vs {p_in.shape}")
+    t = t_in.ravel().astype(np.int64)
+    p = p_in.ravel().astype(np.int64)
     keep = t != ignore_index
     t, p = t[keep], p[keep]
     if t.size and (t.max() >= num_classes or p.max() >= num_classes or p.min() < 0):
@@ -113,8 +114,11 @@ class RoadPR:
 
     def update(self, road_labels: npt.ArrayLike, road_prob: npt.ArrayLike) -> None:
         """``road_labels``: 1 road, 0 not road, ``IGNORE_INDEX`` don't care."""
-        lab = np.asarray(road_labels).ravel()
-        prob = np.asarray(road_prob, dtype=np.float64).ravel()
+        lab_in, prob_in = np.asarray(road_labels), np.asarray(road_prob, dtype=np.float64)
+        if lab_in.shape != prob_in.shape:
+            raise ValueError(f"road labels and probabilities differ in size: {lab_in.shape} "
+                             f"vs {prob_in.shape}")
+        lab, prob = lab_in.ravel(), prob_in.ravel()
         q = np.clip(np.rint(prob * (self.LEVELS - 1)), 0, self.LEVELS - 1).astype(np.int64)
         self.pos_hist += np.bincount(q[lab == 1], minlength=self.LEVELS)
         self.neg_hist += np.bincount(q[lab == 0], minlength=self.LEVELS)
@@ -129,11 +133,13 @@ class RoadPR:
         return precision.astype(np.float64), recall.astype(np.float64)
 
     def result(self) -> dict[str, Any]:
-        """``max_f``, ``ap``, and the threshold, precision and recall at MaxF."""
+        """``max_f``, ``ap``, and the threshold, precision and recall at MaxF; all ``None``
+        when no pixel is labelled road (recall, so MaxF and AP, are undefined)."""
+        if not self.pos_hist.any():
+            return {"max_f": None, "ap": None, "threshold": None, "precision": None,
+                    "recall": None}
         precision, recall = self.curve()
         keep = ~((recall == 0) & (precision == 0))
-        if not keep.any():
-            return {"max_f": 0.0, "ap": 0.0, "threshold": None, "precision": 0.0, "recall": 0.0}
         thresholds = np.arange(self.LEVELS)[keep] / (self.LEVELS - 1)
         p, r = precision[keep], recall[keep]
         ap = 0.0

@@ -410,8 +410,9 @@ def build_html(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str
     """The whole page as one string (see :func:`render_html`)."""
     figures = all_plots(report)
     failures = report.get("failures") or []
+    failed_inputs = {f.get("input") for f in failures}  # one entry per failed frame or chunk
     banner = (
-        f'<div class="banner">{len(failures)} input(s) had failures: '
+        f'<div class="banner">{len(failed_inputs)} input(s) had failures: '
         '<a href="#failures">see Failures</a>.</div>'
         if failures
         else ""

@@ -1,8 +1,9 @@
 """Make and write a report folder: report.json, frames.csv, classes.csv and report.html.
 
-Everything is built in memory and the HTML rendered to a temporary file first; only then
-are the files moved into place (each atomically, via :mod:`drivingseg.fileio`), so a run
-that fails half-way leaves an earlier report in ``OUT`` untouched.
+Everything is built in memory, the HTML page included, and the four files are written to
+temporary files first; only then are they moved into place, as one set
+(:func:`drivingseg.fileio.write_texts_together`), so a run that fails half-way leaves an
+earlier report in ``OUT`` untouched.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drivingseg.errors import ConfigError, RecordingError
-from drivingseg.fileio import write_text_atomic
+from drivingseg.fileio import write_texts_together
 from drivingseg.report.fleet import Progress, cpu_count, describe_executor, run_tasks
 from drivingseg.report.worker import (
     RANGE_EDGES_M,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from drivingseg.report.html import GalleryItem
 
 __all__ = ["CHUNK_FRAMES", "REPORT_FILES", "classes_csv", "frames_csv", "make_report",
-           "report_json", "write_report"]
+           "report_folder", "report_json", "write_report"]
 
 CHUNK_FRAMES = 16
 """Frames per work unit (one task for a worker process or a Ray worker)."""
@@ -90,34 +90,28 @@ def classes_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def write_report(report: dict[str, Any], gallery: Sequence[GalleryItem],
-                 out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write the four report files into ``out_dir`` (created); returns their paths."""
-    from drivingseg.report.html import render_html
-
+def report_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir``, created; RecordingError naming it when it cannot be (a file is there)."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RecordingError(f"cannot create the report folder: {exc.strerror}",
                              path=out) from exc
+    return out
+
+
+def write_report(report: dict[str, Any], gallery: Sequence[GalleryItem],
+                 out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the four report files into ``out_dir`` (created), all or none; returns their
+    paths."""
+    from drivingseg.report.html import build_html
+
+    out = report_folder(out_dir)
     texts = {"report.json": report_json(report), "frames.csv": frames_csv(report),
-             "classes.csv": classes_csv(report)}
-    fd, tmp_name = tempfile.mkstemp(prefix=".report.html.", suffix=".tmp", dir=out)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        render_html(report, gallery, tmp)
-        for name, text in texts.items():
-            write_text_atomic(out / name, text, error=RecordingError, what=name)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out / "report.html")
-    except OSError as exc:
-        raise RecordingError(f"cannot write report.html: {exc.strerror or exc}",
-                             path=out / "report.html") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+             "classes.csv": classes_csv(report), "report.html": build_html(report, gallery)}
+    write_texts_together({out / name: texts[name] for name in REPORT_FILES},
+                         error=RecordingError, what="the report")
     return {name: out / name for name in REPORT_FILES}
 
 
@@ -153,11 +147,12 @@ def make_report(
     start = time.perf_counter()
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 frame, got {limit!r}")
+    if workers is not None and workers < 1:  # 0 used to mean "every core"
+        raise ConfigError(f"--workers must be at least 1, got {workers!r}")
     specs = classify_inputs(inputs, limit=limit)
+    report_folder(out_dir)  # a file in the way fails now, not after scoring every frame
     ckpt = load_checkpoint(weights, device=device)
     n_workers = workers or cpu_count()
-    if n_workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {n_workers!r}")
     step = max(1, chunk_frames)
     chunks = [(spec, i) for spec in specs for i in range(0, len(spec.frames), step)]
     threads = max(1, cpu_count() // min(n_workers, len(chunks)))  # workers x threads <= cores

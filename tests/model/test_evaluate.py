@@ -89,3 +89,11 @@ def test_eval_limit_below_one_is_refused(small_camvid: Path, tiny_weights: Path,
     """0 used to score every frame and -1 all but the last."""
     with pytest.raises(DrivingsegError, match=rf"--limit must be at least 1 frame, got {limit}"):
         evaluate(small_camvid, tiny_weights, limit=limit)
+
+
+def test_eval_folder_without_frames_is_refused(tmp_path: Path, tiny_weights: Path) -> None:
+    """An empty ``val/`` beside ``valannot/`` used to give a 0-frame report and exit 0."""
+    (tmp_path / "val").mkdir()
+    (tmp_path / "valannot").mkdir()
+    with pytest.raises(DrivingsegError, match=r"val: no labelled frames in this folder"):
+        evaluate(tmp_path / "val", tiny_weights)

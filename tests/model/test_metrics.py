@@ -72,3 +72,24 @@ def test_kitti_road_maxf_and_ap_by_hand() -> None:
     assert res["precision"] == pytest.approx(2 / 3)
     assert res["recall"] == pytest.approx(1.0)
     assert res["ap"] == pytest.approx((6 + 5 * 2 / 3) / 11)
+
+
+def test_confusion_matrix_refuses_a_transposed_frame() -> None:
+    """Same pixel count, other shape: used to be scored pixel against the wrong pixel."""
+    labels = np.zeros((2, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"differ in size: \(2, 3\) vs \(3, 2\)"):
+        confusion_matrix(labels, np.zeros((3, 2), dtype=np.uint8), 3)
+
+
+def test_kitti_road_refuses_probabilities_of_another_shape() -> None:
+    with pytest.raises(ValueError, match=r"differ in size: \(2, 3\) vs \(3, 2\)"):
+        RoadPR().update(np.ones((2, 3), dtype=np.uint8), np.ones((3, 2)))
+
+
+def test_kitti_road_without_road_pixels_is_undefined_not_zero() -> None:
+    """No pixel labelled road: recall is 0/0, so MaxF and AP are null (as the per-class
+    scores of an absent class), not a measured 0 %."""
+    pr = RoadPR()
+    pr.update(np.array([0, 0, 255]), np.array([0.1, 0.9, 0.5]))
+    assert pr.result() == {"max_f": None, "ap": None, "threshold": None, "precision": None,
+                           "recall": None}

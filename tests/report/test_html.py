@@ -253,3 +253,13 @@ def test_plots_are_pngs_and_leave_no_figures() -> None:
     assert plots.all_plots(null_report()) == {}
     assert plots.confusion_matrix_heatmap({"confusion_matrix": [[0, 0], [0, 0]]}) is not None
     assert plots.range_error_histogram({"range_errors_m": [float("nan")]}) is None
+
+
+def test_banner_counts_inputs_not_failed_frames() -> None:
+    """Three failed frames of one input used to read "3 input(s) had failures"."""
+    report = null_report()
+    report["failures"] = [{"input": 0, "path": "/data/cv", "frames": [f"f{i}"], "error": "x"}
+                          for i in range(3)]
+    page = build_html(report, [])
+    assert "1 input(s) had failures" in page
+    assert '<h2>Failures (3)</h2>' in page
