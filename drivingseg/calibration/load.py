@@ -5,7 +5,13 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
-from drivingseg.calibration.kitti import CAM_TO_CAM, load_kitti_object_rig, load_kitti_raw_rig
+from drivingseg.calibration.kitti import (
+    CAM_TO_CAM,
+    IMU_TO_VELO,
+    VELO_TO_CAM,
+    load_kitti_object_rig,
+    load_kitti_raw_rig,
+)
 from drivingseg.calibration.rig_yaml import load_rig
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import CalibrationError, ConfigError
@@ -14,7 +20,7 @@ __all__ = ["ACCEPTED_SOURCES", "load_rig_any"]
 
 ACCEPTED_SOURCES = (
     "a drivingseg rig file (*.yaml / *.yml, docs/RIG_FORMAT.md)",
-    f"a KITTI raw date folder holding {CAM_TO_CAM} (or that file itself)",
+    f"a KITTI raw date folder holding {CAM_TO_CAM} (or one of its calib_*.txt files)",
     "a KITTI object/road calib file (*.txt with P0..P3, R0_rect, Tr_velo_to_cam; needs image_size)",
 )
 
@@ -41,7 +47,7 @@ def load_rig_any(
     suffix = p.suffix.lower()
     if suffix in (".yaml", ".yml"):
         return load_rig(p)
-    if p.name == CAM_TO_CAM:
+    if p.name in (CAM_TO_CAM, VELO_TO_CAM, IMU_TO_VELO):  # one of a date folder's set
         return load_kitti_raw_rig(p.parent, camera=camera)
     if suffix == ".txt":
         if image_size is None:

@@ -22,6 +22,12 @@ def test_dispatch_to_each_loader(kitti_raw_root: Path, kitti_object_root: Path) 
         from_folder.lidar_to_pixel_matrix(), from_yaml.lidar_to_pixel_matrix()
     )
     assert from_file.lidar_to_pixel_matrix()[0, 3] < from_folder.lidar_to_pixel_matrix()[0, 3]
+    # Any file of the date folder's set names its calibration (these two were read as KITTI
+    # object calib files and refused for want of an image size).
+    for name in ("calib_velo_to_cam.txt", "calib_imu_to_velo.txt"):
+        rig = load_rig_any(kitti_raw_root / name)
+        np.testing.assert_array_equal(
+            rig.lidar_to_pixel_matrix(), from_folder.lidar_to_pixel_matrix())
     obj = load_rig_any(kitti_object_root / "calib" / "000000.txt", image_size=(616, 514))
     assert obj.camera.image_size == (616, 514)
 
