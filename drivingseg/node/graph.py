@@ -178,7 +178,7 @@ class Graph:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, self._on_signal)
         start = time.perf_counter()
-        self.context.clock_start_ns = time.perf_counter_ns()
+        self.context.clock.start_ns = time.perf_counter_ns()
         self._threads = [
             threading.Thread(target=self._thread_main, args=(n,), name=n.name, daemon=True)
             for n in self.nodes

@@ -186,8 +186,10 @@ def _substitute(value: Any, args: Mapping[str, Any], path: Path, context: str) -
     return text
 
 
-def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...]) -> tuple[
-        list[NodeSpec], str | None, dict[str, Any]]:
+def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...], via: str = ""
+          ) -> tuple[list[NodeSpec], str | None, dict[str, Any]]:
+    """The nodes, overflow and arguments of ``path``; ``via`` names the include that
+    passes ``given`` (``include #2 of outer.yaml``), '' for the command line."""
     resolved = path.resolve()
     if resolved in stack:
         chain = " -> ".join(p.name for p in (*stack, resolved))
@@ -197,13 +199,19 @@ def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...]) -> tupl
     unknown = sorted(set(given) - set(declared))
     if unknown:
         valid = ", ".join(sorted(declared)) or "none"
-        raise ConfigError(f"unknown arguments {unknown!r}; declared: {valid}", path=path)
+        passed = f" (passed by {via})" if via else ""
+        message = f"unknown arguments {unknown!r}{passed}; declared: {valid}"
+        raise ConfigError(message, path=path)
     args: dict[str, Any] = {}
     for name, (has_default, default) in declared.items():
         if name in given:
             args[name] = given[name]
         elif has_default:
             args[name] = _substitute(default, args, path, f"argument {name!r}")
+        elif via:
+            message = (f"argument {name!r} is required: {via} does not pass it (add it to "
+                       "that include's arguments)")
+            raise ConfigError(message, path=path)
         else:
             raise ConfigError(f"argument {name!r} is required: pass {name}:=VALUE", path=path)
 
@@ -229,7 +237,8 @@ def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...]) -> tupl
         inc_args = inc.get("arguments") or {}
         if not isinstance(inc_args, dict):
             raise ConfigError(f"include #{i + 1}: 'arguments' must be a mapping", path=path)
-        inc_nodes, inc_overflow, _ = _load(target, inc_args, (*stack, resolved))
+        inc_nodes, inc_overflow, _ = _load(target, inc_args, (*stack, resolved),
+                                           f"include #{i + 1} of {path.name}")
         nodes += inc_nodes
         overflow = overflow or inc_overflow
 
@@ -253,6 +262,7 @@ def _node_spec(raw: Any, i: int, args: Mapping[str, Any], path: Path) -> list[No
         message = f"node {name!r}: unknown keys {unknown!r}; valid: {', '.join(_NODE_KEYS)}"
         raise ConfigError(message, path=path)
     spec = _substitute(raw, args, path, f"node {name!r}")
+    name = str(spec.get("name") or spec.get("type") or f"#{i + 1}")
     if "type" not in spec:
         raise ConfigError(f"node {name!r}: parameter 'type' is missing", path=path)
     enabled = _typed(spec.get("enabled", True))

@@ -235,7 +235,8 @@ class MaskWriter(Node):
 
     def on_mask(self, msg: Mask) -> None:
         ids = msg.class_ids
-        image = PALETTE_RGB[ids][:, :, ::-1] if self.p["colour"] else ids
+        image = (PALETTE_RGB[np.minimum(ids, len(PALETTE_RGB) - 1)][:, :, ::-1]
+                 if self.p["colour"] else ids)
         write_image_atomic(Path(self.p["dir"]) / f"{msg.stamp_ns}.png", np.ascontiguousarray(image))
         self.written += 1
 

@@ -115,8 +115,10 @@ class SyncNode(Node):
     def drops(self) -> dict[str, int]:
         s = self.sync.stats
         out = super().drops()
-        out[f"{self.name}: camera frame without a lidar scan in tolerance"] = s.unmatched_camera
-        out[f"{self.name}: camera queue full"] = s.dropped_queue_camera
+        if not self.p["keep_unmatched"]:  # else frames without a scan go on, without one
+            out[f"{self.name}: camera frame without a lidar scan in tolerance"] = (
+                s.unmatched_camera)
+            out[f"{self.name}: camera queue full"] = s.dropped_queue_camera
         out[f"{self.name}: camera stamp out of order"] = s.out_of_order_camera
         return out
 

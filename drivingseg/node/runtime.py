@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "Node",
     "Publisher",
     "QoS",
+    "ReplayClock",
     "Subscription",
     "Topic",
 ]
@@ -53,6 +55,58 @@ class QoS:
     overflow: str = "drop_oldest"
 
 
+class ReplayClock:
+    """The time base of the paced sources: ``start_ns`` (``perf_counter_ns``) is when the
+    start of the replay window is released.
+
+    Reaching a pass's first message means reading (decoding) every message before the
+    window (``start_s``), again on each ``loop`` pass, which can take longer than the
+    window itself. So the paced sources meet there (:meth:`meet`): once every one of them
+    holds its first message of the pass, the clock moves on by as much as the pass is late,
+    and seeking delays the replay instead of making the pass's first frames late (released
+    in a burst, their latency counting the seek). A source that ends calls :meth:`leave`.
+    """
+
+    def __init__(self) -> None:
+        self.start_ns = 0
+        self._cond = threading.Condition()
+        self._members = 0
+        self._arrived = 0
+        self._round = 0
+        self._offset_ns = 0
+
+    def join(self) -> None:
+        """Count a paced source in (before the graph runs)."""
+        with self._cond:
+            self._members += 1
+
+    def leave(self) -> None:
+        """A source has ended: the others no longer wait for it."""
+        with self._cond:
+            self._members -= 1
+            if self._arrived and self._arrived >= self._members:
+                self._release()
+
+    def meet(self, offset_ns: int, stop: threading.Event) -> None:
+        """Wait (until ``stop``) for every paced source to hold its first message of a pass
+        that starts ``offset_ns`` of replay time after the first pass's."""
+        with self._cond:
+            current = self._round
+            self._offset_ns = offset_ns
+            self._arrived += 1
+            if self._arrived >= self._members:
+                self._release()
+                return
+            while self._round == current and not stop.is_set():
+                self._cond.wait(_WAIT_S)
+
+    def _release(self) -> None:
+        self.start_ns = max(self.start_ns, time.perf_counter_ns() - self._offset_ns)
+        self._arrived = 0
+        self._round += 1
+        self._cond.notify_all()
+
+
 class GraphContext:
     """What every node shares: the stop/abort events, the replay clock, the graph."""
 
@@ -63,8 +117,8 @@ class GraphContext:
         """Set on SIGINT/SIGTERM or end of run: sources stop, others drain their queues."""
         self.abort = threading.Event()
         """Set on a second signal: every node leaves at once (outputs are still closed)."""
-        self.clock_start_ns = 0
-        """``perf_counter_ns`` at which replay time starts (set just before threads start)."""
+        self.clock = ReplayClock()
+        """The paced sources' shared time base (started just before threads start)."""
         self.frame_sizes: dict[str, tuple[int, int]] = {}
         """Camera source name -> (height, width) of its frames, announced at setup (what a
         latched CameraInfo tells ROS nodes), so that consumers can warm up for that size."""

@@ -5,9 +5,13 @@ At ``rate`` R > 0 a message is released at ``clock start + (stamp - window start
 frame is read ahead of that moment and its latency counts from the release, as it would
 from a live driver. At ``rate`` 0 messages go out as fast as the graph takes them and
 latency counts from the end of reading. ``start_s``/``end_s`` cut a window (seconds from
-the start of the recording); ``loop`` replays the window again and again with the stamps
-shifted by the window length rounded down to whole periods plus one period, so time keeps
-increasing at the recorded rate.
+the start of the recording's camera and lidar streams); ``loop`` replays the window again
+and again with the stamps shifted by the window length rounded down to whole periods (of
+those streams) plus one period, so time keeps increasing at the recorded rate. The
+messages before the window are read (and skipped) on each pass; the paced sources wait
+for each other at a pass's first message and the clock starts that pass no earlier than
+then (:class:`~drivingseg.node.runtime.ReplayClock`), so skipping delays the replay rather
+than making its first frames late.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = ["CameraSource", "LidarSource", "RecordingSource"]
 log = logging.getLogger(__name__)
 
 _DEFAULT_PERIOD_NS = 100_000_000
+_REPLAYED_KINDS = ("camera", "lidar")
 
 
 class RecordingSource(Node):
@@ -80,9 +85,14 @@ class RecordingSource(Node):
             raise self.config_error(f"{exc} (input {self.p['input']!r})", "input") from exc
         self.recording = rec
         info = rec.info()
-        first = info.start_ns or 0
-        last = info.end_ns or first
-        rates = [s.rate_hz for s in info.streams if s.rate_hz]
+        # The window and the loop period are the sensor streams' (a bag's other topics,
+        # stamped by log time, may start earlier or come faster).
+        sensors = [s for s in info.streams if s.kind in _REPLAYED_KINDS]
+        firsts = [s.first_ns for s in sensors if s.first_ns is not None]
+        lasts = [s.last_ns for s in sensors if s.last_ns is not None]
+        first = min(firsts) if firsts else info.start_ns or 0
+        last = max(lasts) if lasts else info.end_ns or first
+        rates = [s.rate_hz for s in sensors if s.rate_hz]
         if rates:
             self._period_ns = int(1e9 / max(rates))
         start = first + int(self.p["start_s"] * 1e9)
@@ -90,7 +100,7 @@ class RecordingSource(Node):
         if start > last:
             message = (
                 f"{self.p['start_s']!r} is past the end of the recording "
-                f"({info.duration_s:.2f} s)"
+                f"({(last - first) / 1e9:.2f} s)"
             )
             raise self.config_error(message, "start_s")
         self._window_ns = (start, min(end, last))
@@ -116,7 +126,18 @@ class RecordingSource(Node):
             return not self.context.stop.wait(delay_s)
         return not self.context.stop.is_set()
 
+    def ready(self) -> None:
+        if self.p["rate"] > 0:
+            self.context.clock.join()
+
     def run(self) -> None:
+        try:
+            self._replay()
+        finally:
+            if self.p["rate"] > 0:
+                self.context.clock.leave()
+
+    def _replay(self) -> None:
         pub: Publisher[Any] = self.publishers[0]
         start, end = self._window_ns
         periods = int((end - start) / self._period_ns + 0.01) + 1
@@ -139,7 +160,9 @@ class RecordingSource(Node):
                     continue
                 stamp = item.stamp_ns + shift
                 if rate > 0:
-                    available = self.context.clock_start_ns + int((stamp - start) / rate)
+                    if sent_this_pass == 0:  # wait for the other sources to seek too
+                        self.context.clock.meet(int(shift / rate), self.context.stop)
+                    available = self.context.clock.start_ns + int((stamp - start) / rate)
                     if not self._wait_until(available):
                         break
                 else:

@@ -174,6 +174,43 @@ def test_include_and_remappings(tmp_path: Path) -> None:
     assert set(graph.topics) == {"/cam/front", "/lidar/points", "/synced"}
 
 
+def test_node_names_take_substitutions(tmp_path: Path) -> None:
+    """A name with ``$(arg ...)`` used to keep the text as written ('pair_$(arg side)')."""
+    launch = write(tmp_path, "named.yaml", """
+        arguments:
+          side: {default: left}
+        nodes:
+          - {type: sync, name: pair_$(arg side)}
+          - {type: fusion, name: $(arg side)}
+    """)
+    assert [n.name for n in load_launch(launch, {"side": "right"}).nodes] == ["pair_right",
+                                                                                "right"]
+    assert [n.name for n in build_graph(load_launch(launch)).nodes] == ["pair_left", "left"]
+
+
+def test_argument_errors_of_an_include_name_the_including_file(tmp_path: Path) -> None:
+    """They used to name the included file only and say 'pass need:=VALUE', which the
+    command line cannot do (the including file refuses the argument)."""
+    write(tmp_path, "inner.yaml", """
+        arguments:
+          need: {description: required}
+          tol: {default: 10.0}
+    """)
+    outer = write(tmp_path, "outer.yaml", """
+        include:
+          - file: inner.yaml
+            arguments: {tol: 3}
+    """)
+    with pytest.raises(ConfigError, match=r"inner\.yaml: argument 'need' is required: include "
+                       r"#1 of outer\.yaml does not pass it \(add it to that include's "
+                       r"arguments\)$"):
+        load_launch(outer)
+    outer.write_text("include:\n  - {file: inner.yaml, arguments: {need: 1, bogus: 2}}\n")
+    with pytest.raises(ConfigError, match=r"inner\.yaml: unknown arguments \['bogus'\] "
+                       r"\(passed by include #1 of outer\.yaml\); declared: need, tol$"):
+        load_launch(outer)
+
+
 def test_unknown_node_type(tmp_path: Path) -> None:
     bad = one_node(tmp_path, "- {type: bogus, name: thing}")
     with pytest.raises(ConfigError, match=r"bad\.yaml: node 'thing' \(bogus\): parameter 'type': "

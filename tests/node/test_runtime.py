@@ -180,3 +180,21 @@ def test_sync_node_forgets_frames_it_will_never_publish() -> None:
         node.on_camera(CameraImage(CameraFrame(stamp, image), None, Timing(stamp, k, 0)))
     assert node.sync.stats.dropped_queue_camera + node.sync.stats.unmatched_camera == 490
     assert len(node._arrived) <= 11
+
+
+@pytest.mark.parametrize("keep_unmatched", [False, True])
+def test_sync_node_drops_count_only_frames_it_did_not_publish(keep_unmatched: bool) -> None:
+    """With keep_unmatched the frames without a scan are published (and segmented), yet
+    they used to be reported as dropped: masks + dropped came to more than the frames in."""
+    graph = Graph()
+    node = graph.add(SyncNode, "sync", {"queue_size": 10, "keep_unmatched": keep_unmatched})
+    image = np.zeros((2, 2, 3), np.uint8)
+    for k in range(30):
+        stamp = k * 100_000_000
+        node.on_camera(CameraImage(CameraFrame(stamp, image), None, Timing(stamp, k, 0)))
+    node.on_inputs_closed()
+    stats = node.sync.stats
+    assert stats.dropped_queue_camera > 0 and stats.unmatched_camera > 0
+    dropped = sum(node.drops().values())
+    assert node.pub.published + dropped == 30
+    assert dropped == (0 if keep_unmatched else 30)

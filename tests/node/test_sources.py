@@ -1,0 +1,114 @@
+"""Replay sources at a rate: the messages read (and skipped) before a ``start_s`` window,
+and again before each ``loop`` pass, delay the replay; they do not make the window's first
+frames late."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivingseg.node.graph import Graph
+from drivingseg.node.messages import CameraImage, LidarCloud
+from drivingseg.node.runtime import Node
+from drivingseg.node.sources import CameraSource, LidarSource
+
+SKIP_READ_S = 0.03
+"""Added read time of each message before the window (a slow decoder)."""
+
+
+class Collector(Node):
+    """Keeps every camera image it receives."""
+
+    type_name = "collector"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.images: list[CameraImage] = []
+        self.create_subscription("/camera/image", CameraImage, self.images.append, depth=1000)
+        self.create_subscription("/lidar/points", LidarCloud, lambda msg: None, depth=1000)
+
+
+def test_seeking_to_the_window_delays_the_replay_instead_of_making_frames_late(
+    kitti_raw_drive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_s, end_s = 1.0, 1.25
+    read_done: list[int] = []  # when each camera frame in the window was read
+
+    def slow(items: Any, record: bool) -> Any:
+        def wrapped(self: CameraSource | LidarSource) -> Iterator[Any]:
+            first = self.recording.info().start_ns  # type: ignore[union-attr]
+            for item in items(self):
+                if item.stamp_ns < first + int(start_s * 1e9):
+                    time.sleep(SKIP_READ_S)
+                elif record and item.stamp_ns <= first + int(end_s * 1e9):
+                    read_done.append(time.perf_counter_ns())
+                yield item
+        return wrapped
+
+    monkeypatch.setattr(CameraSource, "items", slow(CameraSource.items, True))
+    monkeypatch.setattr(LidarSource, "items", slow(LidarSource.items, False))
+    params = {"input": str(kitti_raw_drive), "rate": 1.0, "start_s": start_s, "end_s": end_s,
+              "loop": True, "max_frames": 6}
+    graph = Graph()
+    graph.add(CameraSource, "camera", params)
+    graph.add(LidarSource, "lidar", params)
+    collector = graph.add(Collector, "collector")
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=30)
+
+    images = collector.images
+    assert [m.frame.index for m in images] == [10, 11, 12] * 2
+    assert len(read_done) == 6
+    # Each frame is released (its latency counts from then) after it was read, also the
+    # first of each pass, which comes after 10 slowly skipped frames.
+    for msg, done in zip(images, read_done, strict=True):
+        assert msg.timing.available_ns >= done, msg.frame.index
+    # ... and the frames of a pass keep the recorded 10 Hz between them.
+    available = [m.timing.available_ns for m in images]
+    for pass_start in (0, 3):
+        gaps = [b - a for a, b in itertools.pairwise(available[pass_start:pass_start + 3])]
+        assert gaps == [100_000_000, 100_000_000]
+
+
+def bag_with_an_early_fast_topic(drive: Path, path: Path) -> Path:
+    """Three camera frames and scans of ``drive`` in an MCAP, with a 100 Hz text topic
+    logged from 2 s before the first frame to its end."""
+    from drivingseg.outputs.mcap import Ros2McapWriter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    with KittiRawDrive(drive) as rec, Ros2McapWriter(path) as writer:
+        first = rec.camera(0).stamp_ns
+        text = writer.typestore.types["std_msgs/msg/String"]
+        for k in range(-200, 30):
+            stamp = first + k * 10_000_000
+            writer.write("/log", text(data=str(k)), "std_msgs/msg/String", stamp)
+        for i in range(3):
+            writer.write_image("/camera", rec.camera(i))
+            writer.write_pointcloud("/points", rec.lidar(i))
+    return path
+
+
+def test_other_topics_of_a_bag_set_neither_the_window_nor_the_loop_period(
+    kitti_raw_drive: Path, tmp_path: Path
+) -> None:
+    """A bag's other topics used to count: the replay waited 2 s for the text topic's
+    start before the first frame, and a loop's next pass came 10 ms (the text topic's
+    period) after the last frame instead of the camera's 100 ms."""
+    bag = bag_with_an_early_fast_topic(kitti_raw_drive, tmp_path / "drive.mcap")
+    params = {"input": str(bag), "rate": 1.0, "loop": True, "max_frames": 6}
+    graph = Graph()
+    graph.add(CameraSource, "camera", params)
+    graph.add(LidarSource, "lidar", params)
+    collector = graph.add(Collector, "collector")
+    graph.setup()
+    started = time.perf_counter_ns()
+    graph.run(handle_signals=False, timeout_s=30)
+
+    stamps = [m.stamp_ns for m in collector.images]
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [100_000_000] * 5
+    assert collector.images[0].timing.available_ns - started < 1e9
