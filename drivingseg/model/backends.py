@@ -120,7 +120,7 @@ class OnnxSegmenter:
             self.session = ort.InferenceSession(
                 model if isinstance(model, bytes) else str(model), sess_options=options,
                 providers=self.providers)
-        except (RuntimeError, ValueError) as exc:
+        except Exception as exc:  # onnxruntime's own (InvalidProtobuf, Fail, ...): Exception only
             message = f"onnxruntime cannot load the model: {exc}"
             raise ModelError(message, path=None if isinstance(model, bytes) else source) from exc
         meta = read_metadata(self.session.get_modelmeta().custom_metadata_map, source)

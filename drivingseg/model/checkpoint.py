@@ -181,7 +181,11 @@ def load_checkpoint(
                              device=device)
     config = ModelConfig.from_dict(meta.get("model"), meta_path)
     spec = InputSpec.from_dict(meta.get("input"), meta_path)
-    classes = tuple(str(c) for c in meta.get("classes", ()))
+    listed = meta.get("classes", [])
+    if not isinstance(listed, list):
+        message = f"config 'classes' must be a list of class names, got {listed!r}"
+        raise ModelError(message, path=meta_path)
+    classes = tuple(str(c) for c in listed)
     if len(classes) != config.num_classes:
         message = f"config lists classes {classes!r} but num_classes is {config.num_classes!r}"
         raise ModelError(message, path=meta_path)
@@ -228,6 +232,16 @@ def load_checkpoint(
                       weights)
 
 
+def _is_manifest(path: Path) -> bool:
+    """Whether ``path`` names an ensemble manifest; False where its JSON cannot be read
+    (loading it says why)."""
+    try:
+        meta = _read_meta(checkpoint_paths(resolve_weights(path))[1])
+    except ModelError:
+        return False
+    return bool(meta["format"] == ENSEMBLE_FORMAT)
+
+
 def load_ensemble(
     meta: dict[str, Any],
     manifest: Path,
@@ -240,13 +254,15 @@ def load_ensemble(
     the member) and checked to share the input size, normalisation and classes."""
     members: list[Checkpoint] = []
     for i, member in enumerate(member_paths(meta, manifest)):
-        try:
-            ckpt = load_checkpoint(member, in_channels=in_channels, num_classes=num_classes,
-                                   device=device)
-        except ModelError as exc:
-            raise ModelError(f"ensemble member {i} ({member.name!r}): {exc}",
-                             path=manifest) from exc
-        if isinstance(ckpt.model, Ensemble):
+        ckpt = None
+        if not _is_manifest(member):  # refused unloaded: it may list this one (a cycle)
+            try:
+                ckpt = load_checkpoint(member, in_channels=in_channels, num_classes=num_classes,
+                                       device=device)
+            except ModelError as exc:
+                raise ModelError(f"ensemble member {i} ({member.name!r}): {exc}",
+                                 path=manifest) from exc
+        if ckpt is None or isinstance(ckpt.model, Ensemble):
             raise ModelError(f"ensemble member {i} ({member.name!r}) is itself an ensemble; "
                              "list its members instead", path=manifest)
         members.append(ckpt)
@@ -302,8 +318,11 @@ def load_training_state(
     tensors = _read_tensors(weights)
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read training state: {exc}", path=meta_path) from exc
+    if not isinstance(meta, dict):
+        message = f"training state must be a JSON object, got {type(meta).__name__}"
+        raise ModelError(message, path=meta_path)
     with safe_open(str(weights), framework="pt") as handle:
         token = (handle.metadata() or {}).get("token")
     if token != meta.get("token"):

@@ -138,8 +138,8 @@ def onnx_bytes(
     h = ckpt.spec.height if height is None else height
     w = ckpt.spec.width if width is None else width
     for name, value in (("height", h), ("width", w)):
-        if not 16 <= value <= 8192:
-            raise ModelError(f"export {name} must be in [16, 8192] pixels, got {value!r}")
+        if not 16 <= value <= 4096:  # InputSpec's range: read_metadata must take the file
+            raise ModelError(f"export {name} must be in [16, 4096] pixels, got {value!r}")
     dtype = torch.float16 if fp16 else torch.float32
     model = fuse_batch_norm(copy.deepcopy(ckpt.model).to("cpu").float().eval()).to(dtype)
     wrapper = NormalisedUNet(model, ckpt.spec, dtype).eval()
@@ -214,13 +214,19 @@ def read_metadata(meta: dict[str, str], source: str = "") -> ExportedMetadata:
     size = _field(meta, "training_input", source) if dynamic else {
         "width": _field(meta, "input_width", source),
         "height": _field(meta, "input_height", source)}
-    spec = InputSpec(
-        width=int(size["width"]),
-        height=int(size["height"]),
-        mean=tuple(float(v) for v in _field(meta, "mean", source)),
-        std=tuple(float(v) for v in _field(meta, "std", source)),
-    )
-    classes = tuple(str(c) for c in _field(meta, "classes", source))
+    try:
+        spec = InputSpec(
+            width=int(size["width"]),
+            height=int(size["height"]),
+            mean=tuple(float(v) for v in _field(meta, "mean", source)),
+            std=tuple(float(v) for v in _field(meta, "std", source)),
+        )
+        classes = tuple(str(c) for c in _field(meta, "classes", source))
+    except (TypeError, KeyError, ValueError) as exc:
+        message = f"ONNX metadata of the input size, mean, std or classes is malformed: {exc!r}"
+        raise ModelError(message, path=source or None) from exc
+    except ModelError as exc:  # InputSpec's own refusal, which names no file
+        raise ModelError(exc.message, path=source or None) from exc
     return ExportedMetadata(config, spec, classes, dynamic,
                             bool(_field(meta, "fp16", source)),
                             meta.get("drivingseg_version", ""))

@@ -67,6 +67,9 @@ the default everywhere (node, eval, report)."""
 _MAX_SIDE = 4096
 """Longest input side (InputSpec's limit); frames of extreme aspect ratio are squashed to it."""
 
+_MIN_SIDE = 16
+"""Shortest input side (InputSpec's limit), likewise."""
+
 _MAX_SIZES = 8
 """Input sizes whose buffers a Segmenter keeps (a folder of mixed frame sizes)."""
 
@@ -86,9 +89,10 @@ def input_size(spec: InputSpec, height: int, width: int, multiple: int,
     if resize == "stretch" or height * spec.width == width * spec.height:
         return spec.width, spec.height
     top = _MAX_SIDE // multiple * multiple
+    low = -(-_MIN_SIDE // multiple) * multiple
     ideal_h = math.sqrt(spec.width * spec.height * height / width)
-    h = min(top, max(multiple, round(ideal_h / multiple) * multiple))
-    w = min(top, max(multiple, round(h * width / height / multiple) * multiple))
+    h = min(top, max(low, round(ideal_h / multiple) * multiple))
+    w = min(top, max(low, round(h * width / height / multiple) * multiple))
     return w, h
 
 
@@ -158,6 +162,8 @@ def check_frame(image: npt.NDArray[np.uint8], lidar: object, uses_lidar: bool) -
             f"{image.dtype}; convert BGR/float images first"
         )
         raise ModelError(message)
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ModelError(f"expected an H x W x 3 uint8 RGB image, got an empty one {image.shape!r}")
     if (lidar is not None) != uses_lidar:
         need = "needs the 4 lidar channels (lidar=...)" if uses_lidar else (
             "is RGB only; do not pass lidar channels")

@@ -98,6 +98,20 @@ def test_provider_errors_list_the_available_ones(tiny_weights: Path) -> None:
         OnnxSegmenter(tiny_weights.with_suffix(".onnx"))
 
 
+def test_truncated_or_corrupt_onnx_files_are_refused_naming_the_file(
+        tmp_path: Path, tiny_weights: Path) -> None:
+    """onnxruntime's load errors (InvalidProtobuf, InvalidArgument) derive from Exception
+    only; they used to escape as a stack trace instead of a ModelError."""
+    from drivingseg.model.export import onnx_bytes
+
+    data = onnx_bytes(load_checkpoint(tiny_weights))
+    for name, content in (("cut.onnx", data[: len(data) // 2]), ("text.onnx", b"hello"),
+                          ("empty.onnx", b"")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ModelError, match=rf"{name}: onnxruntime cannot load the model: "):
+            OnnxSegmenter(tmp_path / name)
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_onnx_file_without_drivingseg_metadata_is_refused(tmp_path: Path) -> None:
     model = UNet(ModelConfig(depth=2, base_channels=4)).eval()

@@ -128,7 +128,10 @@ def test_bad_or_missing_config(saved: tuple[Path, UNet]) -> None:
 @pytest.mark.parametrize(("section", "key", "value", "match"), [
     (None, "classes", ["road", "background", "car"], r"classes \('road', 'background', 'car'\) "
      r"are not drivingseg's ids in order; expected \('background', 'road', 'car'\)"),
-    (None, "classes", "abc", r"classes \('a', 'b', 'c'\) are not drivingseg's ids"),
+    (None, "classes", "abc", r"m\.json: config 'classes' must be a list of class names, "
+     r"got 'abc'"),
+    (None, "classes", 3, r"m\.json: config 'classes' must be a list of class names, got 3"),
+    (None, "classes", None, r"config 'classes' must be a list of class names, got None"),
     ("model", "in_channels", 3.0, r"in_channels must be 3 \(RGB\) .* got 3\.0"),
     ("input", "std", [float("nan")] * 3, r"mean and std must be finite numbers"),
     ("input", "mean", [0.5, float("inf"), 0.5], r"mean and std must be finite numbers"),
@@ -195,3 +198,20 @@ def test_training_state_files_of_two_saves_are_refused(tmp_path: Path) -> None:
                                          r"'[0-9a-f]+'\) come from different saves"):
         load_training_state(tmp_path / "e1", torch.optim.AdamW(model.parameters()))
     assert load_training_state(tmp_path / "e0", opt) == {"epoch": 0, "step": 1}
+
+
+def test_unreadable_training_state_config_is_refused_naming_it(tmp_path: Path) -> None:
+    """A state JSON that is not text, or not an object, used to escape as a
+    UnicodeDecodeError or AttributeError."""
+    model = UNet(CONFIG)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    save_training_state(tmp_path / "last", opt, {"epoch": 0})
+    meta_path = tmp_path / "last.state.json"
+    meta_path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ModelError, match=r"last\.state\.json: cannot read training state: "
+                                         r"'utf-8' codec can't decode"):
+        load_training_state(tmp_path / "last", opt)
+    meta_path.write_text("[1, 2]")
+    with pytest.raises(ModelError, match=r"last\.state\.json: training state must be a JSON "
+                                         r"object, got list"):
+        load_training_state(tmp_path / "last", opt)

@@ -145,6 +145,21 @@ def test_bad_manifests_are_refused_naming_the_file(tmp_path: Path) -> None:
         Ensemble([])
 
 
+def test_manifests_listing_themselves_or_each_other_are_refused(tmp_path: Path) -> None:
+    """A manifest naming itself (or two naming each other) used to recurse until Python's
+    RecursionError; a nested manifest is refused before it is loaded."""
+    fmt = "drivingseg-ensemble/1"
+    (tmp_path / "self.json").write_text(json.dumps({"format": fmt, "members": ["self.json"]}))
+    with pytest.raises(ModelError, match=r"self\.json: ensemble member 0 \('self\.json'\) is "
+                                         r"itself an ensemble; list its members instead"):
+        load_checkpoint(tmp_path / "self.json")
+    (tmp_path / "a.json").write_text(json.dumps({"format": fmt, "members": ["b"]}))
+    (tmp_path / "b.json").write_text(json.dumps({"format": fmt, "members": ["a.json"]}))
+    with pytest.raises(ModelError, match=r"a\.json: ensemble member 0 \('b'\) is itself an "
+                                         r"ensemble"):
+        load_checkpoint(tmp_path / "a")
+
+
 def test_ensemble_exports_to_onnx_with_the_same_classes(camvid_pair: tuple[Path, Path]) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")

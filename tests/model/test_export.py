@@ -78,6 +78,24 @@ def test_metadata_describes_the_model(tmp_path: Path, tiny_weights: Path) -> Non
     assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.onnx"]  # no temp files
 
 
+@pytest.mark.parametrize(("key", "value", "match"), [
+    ("training_input", '"x"', r"malformed: TypeError"),
+    ("training_input", '{"width": 64}', r"malformed: KeyError\('height'\)"),
+    ("classes", "3", r"malformed: TypeError\(\"'int' object is not iterable"),
+    ("mean", '["a", 0, 0]', r"malformed: ValueError"),
+    ("training_input", '{"width": 8, "height": 48}', r"input width must be an integer in \[16"),
+])
+def test_malformed_metadata_is_refused_naming_the_file(tiny_weights: Path, key: str, value: str,
+                                                       match: str) -> None:
+    """Metadata of the right format with values of the wrong type used to end in a
+    TypeError or KeyError from deep inside read_metadata."""
+    data = onnx_bytes(load_checkpoint(tiny_weights), dynamic=True)
+    props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    props[key] = value
+    with pytest.raises(ModelError, match=r"^bad\.onnx: .*" + match):
+        read_metadata(props, "bad.onnx")
+
+
 def test_dynamic_export_takes_any_size(tmp_path: Path, tiny_weights: Path) -> None:
     ckpt = load_checkpoint(tiny_weights)
     session = _session(onnx_bytes(ckpt, dynamic=True))
@@ -134,5 +152,16 @@ def test_mismatched_config_says_what_the_weights_hold(tmp_path: Path, tiny_weigh
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("drivingseg export: error: ")
     assert not out.exists()
-    with pytest.raises(ModelError, match=r"export height must be in \[16, 8192\] pixels, got 8"):
+    with pytest.raises(ModelError, match=r"export height must be in \[16, 4096\] pixels, got 8"):
         onnx_bytes(load_checkpoint("default"), height=8)
+
+
+def test_fixed_sizes_the_reader_refuses_are_not_exported(tiny_weights: Path) -> None:
+    """A file exported at a width its own reader cannot take (InputSpec: 16 to 4096) used to
+    be written and then refused at load time."""
+    ckpt = load_checkpoint(tiny_weights)
+    data = onnx_bytes(ckpt, height=16, width=4096)
+    meta = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    assert (read_metadata(meta).spec.width, read_metadata(meta).spec.height) == (4096, 16)
+    with pytest.raises(ModelError, match=r"export width must be in \[16, 4096\] pixels, got 4200"):
+        onnx_bytes(ckpt, height=16, width=4200)

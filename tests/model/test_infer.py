@@ -45,6 +45,8 @@ def test_input_errors(tiny_weights: Path) -> None:
         seg(np.zeros((10, 10, 3), dtype=np.float32))
     with pytest.raises(ModelError, match=r"RGB only; do not pass lidar"):
         seg(np.zeros((10, 10, 3), dtype=np.uint8), np.zeros((4, 10, 10), dtype=np.float32))
+    with pytest.raises(ModelError, match=r"RGB image, got an empty one \(0, 10, 3\)"):
+        seg(np.zeros((0, 10, 3), dtype=np.uint8))  # was a ZeroDivisionError in input_size
     with pytest.raises(ModelError, match=r"half precision runs on 'cuda' \(float16\) or 'cpu'"):
         Segmenter(tiny_weights, device="meta", fp16=True)
     if not torch.cuda.is_available():
@@ -115,6 +117,19 @@ def test_input_size_keeps_the_frames_aspect_at_the_checkpoints_pixel_count(
     assert input_size(InputSpec(384, 288), *hw, 16, resize) == expected
     with pytest.raises(ModelError, match=r"unknown resize 'fit'; valid: keep_aspect, stretch"):
         input_size(InputSpec(384, 288), *hw, 16, "fit")
+
+
+def test_extreme_aspect_ratios_keep_inputs_of_at_least_16_pixels(tiny_weights: Path) -> None:
+    """A depth-2 model pads to multiples of 4, but InputSpec takes no side under 16: a very
+    wide or tall frame used to get a 4-pixel side and fail inside the Segmenter."""
+    assert input_size(InputSpec(64, 48), 1, 5000, 4) == (4096, 16)
+    assert input_size(InputSpec(64, 48), 5000, 2, 4) == (16, 2772)
+    assert input_size(InputSpec(64, 48), 1, 5000, 32) == (4096, 32)
+    seg = Segmenter(tiny_weights)
+    for hw in ((1, 5000), (5000, 2)):
+        out = seg(np.zeros((*hw, 3), dtype=np.uint8))
+        assert out.class_ids.shape == hw and out.probs is not None
+        assert out.probs.shape == (3, *hw)
 
 
 def test_keep_aspect_switches_input_sizes_with_the_frames(camvid_frame: np.ndarray) -> None:
