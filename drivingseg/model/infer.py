@@ -29,6 +29,7 @@ input size on first use and kept.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -200,7 +201,10 @@ class Segmenter:
             raise ModelError(f"device {str(device)!r} asked for but CUDA is not available")
         check_resize(resize)
         self.resize = resize
-        ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
+        if isinstance(weights, Checkpoint):  # the caller's: converted here, so copied first
+            ckpt = dataclasses.replace(weights, model=copy.deepcopy(weights.model))
+        else:
+            ckpt = load_checkpoint(weights)
         self._setup(fuse_batch_norm(ckpt.model), ckpt.config, ckpt.spec, ckpt.classes, fp16,
                     options)
 

@@ -217,6 +217,23 @@ def test_device_finishing_matches_the_numpy_one_on_cpu_tensors() -> None:
     np.testing.assert_array_equal(plain.class_ids, logits.argmax(dim=0).numpy())
 
 
+def test_a_checkpoint_given_to_segmenters_is_left_as_it_was(camvid_frame: np.ndarray) -> None:
+    """Segmenter converts its model (device, dtype, memory format, folded batch norms): a
+    Checkpoint the caller passes must not change under it. It used to be converted in
+    place, so a bfloat16 Segmenter made a later float32 one on the same checkpoint fail."""
+    ckpt = load_checkpoint(default_weights())
+    before = {k: v.clone() for k, v in ckpt.model.state_dict().items()}
+    half = Segmenter(ckpt, fp16=True, options=RunOptions(channels_last=True))
+    full = Segmenter(ckpt, fp16=False)
+    assert half.dtype == torch.bfloat16 and full.dtype == torch.float32
+    after = ckpt.model.state_dict()
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert after[key].dtype == value.dtype and torch.equal(after[key], value), key
+    fresh = Segmenter(default_weights(), fp16=False)
+    np.testing.assert_array_equal(full(camvid_frame).class_ids, fresh(camvid_frame).class_ids)
+
+
 def test_bfloat16_channels_last_on_the_cpu_agrees_with_float32(
     camvid_pair: tuple[Path, Path],
 ) -> None:
