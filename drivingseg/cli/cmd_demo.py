@@ -71,11 +71,17 @@ def render_drive(out_dir: Path, seed: int, frames: int) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the options, render the drive, run ``demo.yaml`` on it."""
+    if args.frames < 0:
+        raise ConfigError(f"--frames must be 0 (all) or more, got {args.frames!r}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {args.seed!r}")
+    extra = parse_cli_arguments(args.arguments)  # a bad name:=value fails before rendering
     drive = render_drive(Path(args.out), args.seed, args.frames)
     arguments: dict[str, Any] = {
         "frames": args.frames, "seed": args.seed, "out_dir": args.out,
         "weights": args.weights, "device": args.device, "input": str(drive),
         "rate": 1.0, "overflow": "drop_oldest",
     }
-    arguments.update(parse_cli_arguments(args.arguments))
+    arguments.update(extra)
     return launch("demo.yaml", arguments, timeout_s=args.timeout)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from drivingseg.cli import main
 from drivingseg.cli.cmd_demo import render_drive
 from drivingseg.errors import ConfigError
 
@@ -22,3 +24,20 @@ def test_demo_replaces_its_own_drive_but_not_someone_elses(tmp_path: Path) -> No
                        r"choose another --out"):
         render_drive(other, seed=0, frames=1)
     assert (other / "drive" / "notes.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    (["--frames", "-2"], r"--frames must be 0 \(all\) or more, got -2"),
+    (["--seed", "-1"], r"--seed must be 0 or more, got -1"),
+    (["rate:=2", "nonsense"], r"nonsense"),
+])
+def test_bad_options_leave_the_last_demo_drive(
+    tmp_path: Path, options: list[str], match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Options are checked before the earlier drive is replaced (--frames -2 used to
+    delete it first, then fail in the renderer)."""
+    drive = render_drive(tmp_path, seed=0, frames=1)
+    frames = sorted(drive.rglob("*.png"))
+    assert main(["demo", "--out", str(tmp_path), *options]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert sorted(drive.rglob("*.png")) == frames
