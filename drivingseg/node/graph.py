@@ -196,8 +196,13 @@ class Graph:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         wall_s = time.perf_counter() - start
-        for node in self.nodes:
-            node.after_run()
+        for node in self.nodes:  # every node reports; the first error (a node's own first)
+            try:
+                node.after_run()
+            except Exception as exc:
+                if not isinstance(exc, DrivingsegError):
+                    log.exception("node %r (%s) failed to report", node.name, node.type_name)
+                self._errors.append(exc)
         if self._errors:
             raise self._errors[0]
         return RunResult(wall_s, self._signal, ())

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from drivingseg.errors import ConfigError
+from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.node.graph import Graph
 from drivingseg.node.messages import CameraImage, Diagnostics, Timing
 from drivingseg.node.params import Param
@@ -167,6 +167,38 @@ def test_a_node_failing_to_start_shuts_down_those_already_set_up(hook: str) -> N
     else:
         assert Opener.calls == ["a.setup", "b.setup", "bad.setup", "after.setup",
                                 "after.shutdown", "bad.shutdown", "b.shutdown", "a.shutdown"]
+
+
+class Reporter(Node):
+    """Fails in ``run`` or ``after_run`` as ``fail_in`` says; records its reports."""
+
+    type_name = "reporter"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("fail_in", str, "", "hook that raises", choices=("", "run", "after_run")),
+    )
+    reports: ClassVar[list[str]] = []
+
+    def run(self) -> None:
+        if self.p["fail_in"] == "run":
+            raise RecordingError("frame 3 is damaged")
+
+    def after_run(self) -> None:
+        if self.p["fail_in"] == "after_run":
+            raise RecordingError("cannot write the summary")
+        self.reports.append(self.name)
+
+
+def test_every_node_reports_and_the_first_error_is_raised() -> None:
+    """A node failing to report (a latency file it cannot write) used to skip the later
+    nodes' reports and hide the error that stopped the graph."""
+    Reporter.reports.clear()
+    graph = Graph()
+    graph.add(Reporter, "source", {"fail_in": "run"})
+    graph.add(Reporter, "tracker", {"fail_in": "after_run"})
+    graph.add(Reporter, "recorder")
+    with pytest.raises(RecordingError, match="frame 3 is damaged"):
+        graph.run(handle_signals=False, timeout_s=10)
+    assert Reporter.reports == ["source", "recorder"]
 
 
 def test_sync_node_forgets_frames_it_will_never_publish() -> None:
