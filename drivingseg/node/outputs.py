@@ -19,6 +19,7 @@ always gets its summary.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -96,6 +97,7 @@ def _out_path(node: Node, param: str) -> Path:
 
 
 _RECORDED_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
+                   "sensor_msgs/msg/CameraInfo",
                    "diagnostic_msgs/msg/DiagnosticArray", "foxglove_msgs/msg/ImageAnnotations")
 """What the MCAP recorder writes: their serialisers are made before the first frame."""
 
@@ -119,7 +121,10 @@ class McapRecorder(Node):
               "as foxglove_msgs/ImageAnnotations"),
         Param("detections_topic", str, "/segmentation/detections",
               "MCAP topic of the detections' image annotations"),
-        Param("frame_id", str, "camera", "header frame_id of images"),
+        Param("camera_info_topic", str, "/camera/camera_info", "MCAP topic of the camera's "
+              "CameraInfo, one per frame that has a calibration ('' = none)"),
+        Param("frame_id", str, "", "header frame_id of images and CameraInfo ('' = the rig's "
+              "camera frame; 'camera' for frames without a rig)"),
         Param("jpeg_quality", int, 85, "overlay JPEG quality (OpenCV's scale)", "level", min=1,
               max=100),
         Param("compression", str, "zstd", "chunk compression", choices=("zstd", "lz4", "none")),
@@ -161,12 +166,18 @@ class McapRecorder(Node):
     def on_mask(self, msg: Mask) -> None:
         w = self.writer
         assert w is not None
-        stamp, frame_id = msg.stamp_ns, self.p["frame_id"]
+        stamp = msg.stamp_ns
+        camera = msg.rig.camera if msg.rig is not None else None
+        frame_id = self.p["frame_id"] or (camera.frame_id if camera is not None else "camera")
         frame = msg.frame if msg.frame.stamp_ns == stamp else CameraFrame(
             stamp, msg.frame.image, msg.frame.frame_id, msg.frame.index, msg.frame.source)
         if self.p["image"]:
             w.write(self.p["image_topic"], image_to_msg(frame, w.typestore, frame_id=frame_id),
                     "sensor_msgs/msg/Image", stamp)
+        if camera is not None and self.p["camera_info_topic"]:
+            if camera.frame_id != frame_id:  # the images' frame, so that viewers pair them
+                camera = dataclasses.replace(camera, frame_id=frame_id)
+            w.write_camera_info(self.p["camera_info_topic"], camera, stamp)
         ids = np.ascontiguousarray(msg.class_ids)
         mask = w.typestore.types["sensor_msgs/msg/Image"](
             header=header(stamp, frame_id, w.typestore), height=ids.shape[0],

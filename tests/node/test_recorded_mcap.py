@@ -16,6 +16,7 @@ import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
+from drivingseg.calibration.kitti import load_kitti_raw_rig
 from drivingseg.errors import ConfigError
 from drivingseg.node.graph import Graph
 from drivingseg.node.outputs import VideoWriter
@@ -35,6 +36,8 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
     images: dict[int, np.ndarray] = {}
     diagnostics = []
     detection_stamps: list[int] = []
+    frame_ids: dict[str, set[str]] = {}
+    infos = []
     with (tmp_path / "masks.mcap").open("rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         summary = reader.get_summary()
@@ -55,7 +58,10 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
                 diagnostics.append(msg)
                 continue
             assert message.log_time == stamp
-            if channel.topic == "/segmentation/mask":
+            frame_ids.setdefault(channel.topic, set()).add(msg.header.frame_id)
+            if channel.topic == "/camera/camera_info":
+                infos.append(msg)
+            elif channel.topic == "/segmentation/mask":
                 assert msg.encoding == "mono8" and msg.step == msg.width
                 masks[stamp] = np.frombuffer(bytes(msg.data), np.uint8).reshape(
                     msg.height, msg.width)
@@ -71,6 +77,7 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
 
     assert types == {
         "/camera/image": "sensor_msgs/msg/Image",
+        "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
         "/segmentation/mask": "sensor_msgs/msg/Image",
         "/segmentation/overlay/compressed": "sensor_msgs/msg/CompressedImage",
         "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
@@ -78,6 +85,14 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
     }
     assert counts["/camera/image"] == counts["/segmentation/mask"] == FRAMES
     assert counts["/segmentation/overlay/compressed"] == FRAMES
+    # One CameraInfo per frame, in the images' frame (the rig's camera), with the rig's
+    # projection, so that viewers can pair them and project into the image.
+    assert counts["/camera/camera_info"] == FRAMES
+    assert len(set().union(*frame_ids.values())) == 1
+    rig = load_kitti_raw_rig(kitti_raw_drive.parent)
+    assert frame_ids["/camera/image"] == {rig.camera.frame_id}
+    assert (infos[0].width, infos[0].height) == (1242, 375)
+    np.testing.assert_allclose(np.reshape(infos[0].p, (3, 4)), rig.camera.P)
     assert counts["/diagnostics"] >= 1
     assert sorted(detection_stamps) == sorted(masks)  # one annotation message per mask
 
