@@ -27,6 +27,7 @@ from drivingseg.model.infer import (
     RunOptions,
     Segmentation,
     Segmenter,
+    check_class_prob,
     check_frame,
     check_resize,
     input_size,
@@ -147,6 +148,7 @@ class OnnxSegmenter:
     ) -> Segmentation:
         """Segment one RGB frame (and its lidar channels when the model takes them)."""
         check_frame(image, lidar, self.config.uses_lidar)
+        check_class_prob(class_prob, self.classes)
         size = input_size(self.spec, int(image.shape[0]), int(image.shape[1]),
                           2 ** self.config.depth, self.resize)
         if self._host.shape[1:3] != (size[1], size[0]):

@@ -52,8 +52,8 @@ from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.unet import UNet
 
 __all__ = ["COMPILE_BACKENDS", "RESIZE_MODES", "RunOptions", "Segmentation", "Segmenter",
-           "check_frame", "check_resize", "cpu_has_native_bf16", "fuse_batch_norm",
-           "input_size"]
+           "check_class_prob", "check_frame", "check_resize", "cpu_has_native_bf16",
+           "fuse_batch_norm", "input_size"]
 
 _Model = TypeVar("_Model", bound=nn.Module)
 log = logging.getLogger(__name__)
@@ -153,6 +153,16 @@ class RunOptions:
             message = (f"CUDA graph capture needs a CUDA device, the model runs on "
                        f"{device.type!r}; set cuda_graph off or device cuda")
             raise ModelError(message)
+
+
+def check_class_prob(class_prob: int | None, classes: tuple[str, ...]) -> None:
+    """ModelError unless ``class_prob`` (the class whose probability is asked for) is None or
+    a class id of the model."""
+    if class_prob is not None and not (isinstance(class_prob, int)
+                                       and 0 <= class_prob < len(classes)):
+        listed = ", ".join(f"{i} {c}" for i, c in enumerate(classes))
+        raise ModelError(f"class_prob must be a class id of the model ({listed}), "
+                         f"got {class_prob!r}")
 
 
 def check_frame(image: npt.NDArray[np.uint8], lidar: object, uses_lidar: bool) -> None:
@@ -355,6 +365,7 @@ class Segmenter:
         class_prob: int | None = None,
     ) -> Segmentation:
         """Segment one RGB frame (and its lidar channels when the model takes them)."""
+        check_class_prob(class_prob, self.classes)
         self._prepare(image, lidar)
         logits = self.logits()
         height, width = int(image.shape[0]), int(image.shape[1])

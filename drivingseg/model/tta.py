@@ -25,7 +25,7 @@ import torch
 
 from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
 from drivingseg.model.config import LIDAR_CHANNELS, TTAConfig
-from drivingseg.model.infer import RunOptions, Segmentation, Segmenter
+from drivingseg.model.infer import RunOptions, Segmentation, Segmenter, check_class_prob
 
 __all__ = ["TTASegmenter", "scoring_segmenter"]
 
@@ -86,6 +86,7 @@ class TTASegmenter:
         class_prob: int | None = None,
     ) -> Segmentation:
         """Segment one RGB frame from the mean class probabilities of every view."""
+        check_class_prob(class_prob, self.classes)
         hw = tuple(image.shape[:2])
         mirrored = np.ascontiguousarray(image[:, ::-1]) if self.tta.flip else None
         mirrored_lidar = (_mirror_lidar(lidar, hw)

@@ -43,6 +43,8 @@ def test_onnxruntime_backend_matches_torch_on_a_real_frame(tmp_path: Path,
     assert (a.class_ids == b.class_ids).mean() >= 0.9999
     assert (a.class_ids == 1).mean() > 0.2  # the shipped model finds the road
     assert ort_seg(camvid_frame, probabilities=False).probs is None
+    with pytest.raises(ModelError, match=r"class_prob must be a class id .* got 7"):
+        ort_seg(camvid_frame, class_prob=7)
 
 
 def test_onnxruntime_resizes_wide_frames_as_torch_does(tmp_path: Path,

@@ -47,6 +47,10 @@ def test_input_errors(tiny_weights: Path) -> None:
         seg(np.zeros((10, 10, 3), dtype=np.uint8), np.zeros((4, 10, 10), dtype=np.float32))
     with pytest.raises(ModelError, match=r"RGB image, got an empty one \(0, 10, 3\)"):
         seg(np.zeros((0, 10, 3), dtype=np.uint8))  # was a ZeroDivisionError in input_size
+    for bad in (3, -1):  # were an IndexError and the probability of the last class
+        with pytest.raises(ModelError, match=r"class_prob must be a class id of the model "
+                                             r"\(0 background, 1 road, 2 car\), got " + str(bad)):
+            seg(np.zeros((10, 10, 3), dtype=np.uint8), class_prob=bad)
     with pytest.raises(ModelError, match=r"half precision runs on 'cuda' \(float16\) or 'cpu'"):
         Segmenter(tiny_weights, device="meta", fp16=True)
     if not torch.cuda.is_available():

@@ -65,6 +65,8 @@ def test_views_are_averaged_at_the_frame_size(tiny_weights: Path,
     np.testing.assert_allclose(out.probs.sum(axis=0), 1.0, atol=1e-5)
     np.testing.assert_array_equal(out.class_ids, out.probs.argmax(axis=0))
     np.testing.assert_array_equal(out.class_prob, out.probs[2])
+    with pytest.raises(ModelError, match=r"class_prob must be a class id .* got 3"):
+        tta(camvid_frame, class_prob=3)
     # averaging over the frame and its mirror makes the result mirror-symmetric
     back = tta(mirrored)
     assert back.probs is not None
