@@ -16,7 +16,7 @@ the node and the parameter.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -162,15 +162,22 @@ def _declared_arguments(data: dict[str, Any], path: Path) -> dict[str, tuple[boo
     return out
 
 
-def _substitute(value: Any, args: Mapping[str, Any], path: Path, context: str) -> Any:
+def _substitute(value: Any, args: Mapping[str, Any], path: Path, context: str,
+                later: Collection[str] = ()) -> Any:
+    """``value`` with ``$(arg NAME)`` replaced from ``args``; ``later`` names arguments
+    declared but not yet resolved (an argument's default may use only those before it)."""
     if isinstance(value, dict):
-        return {k: _substitute(v, args, path, context) for k, v in value.items()}
+        return {k: _substitute(v, args, path, context, later) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, args, path, context) for v in value]
+        return [_substitute(v, args, path, context, later) for v in value]
     if not isinstance(value, str) or "$(" not in value:
         return value
 
     def lookup(name: str) -> Any:
+        if name in later:
+            message = (f"{context}: $(arg {name}) is declared after it; a default can use "
+                       "only the arguments declared before it (move it up)")
+            raise ConfigError(message, path=path)
         if name not in args:
             message = f"{context}: $(arg {name}) is not a declared argument"
             raise ConfigError(message, path=path)
@@ -203,11 +210,12 @@ def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...], via: st
         message = f"unknown arguments {unknown!r}{passed}; declared: {valid}"
         raise ConfigError(message, path=path)
     args: dict[str, Any] = {}
-    for name, (has_default, default) in declared.items():
+    names = list(declared)
+    for i, (name, (has_default, default)) in enumerate(declared.items()):
         if name in given:
             args[name] = given[name]
         elif has_default:
-            args[name] = _substitute(default, args, path, f"argument {name!r}")
+            args[name] = _substitute(default, args, path, f"argument {name!r}", names[i:])
         elif via:
             message = (f"argument {name!r} is required: {via} does not pass it (add it to "
                        "that include's arguments)")

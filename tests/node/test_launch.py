@@ -296,6 +296,15 @@ def test_argument_errors(tmp_path: Path) -> None:
         load_launch(bad)
     with pytest.raises(ConfigError, match="launch arguments are name:=value"):
         parse_cli_arguments(["rate=2"])
+    # A default may use the arguments declared before it, not those after it.
+    order = tmp_path / "order.yaml"
+    order.write_text("arguments:\n  a: {default: $(arg b)}\n  b: {default: 3}\n"
+                     "nodes:\n- {type: sync, name: s, parameters: {tolerance_ms: $(arg a)}}\n")
+    with pytest.raises(ConfigError, match=r"order\.yaml: argument 'a': \$\(arg b\) is declared "
+                                          r"after it; a default can use only the arguments "
+                                          r"declared before it \(move it up\)"):
+        load_launch(order)
+    assert load_launch(order, {"a": 5}).nodes[0].parameters["tolerance_ms"] == 5
 
 
 def test_topic_type_mismatch_is_a_config_error(tmp_path: Path) -> None:
