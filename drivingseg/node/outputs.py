@@ -267,11 +267,12 @@ class OverlayOutput(Node):
         self.pairer = StampPairer(self.p["max_pending"])
         self.det_sub: Subscription[Detections] | None = None
 
-    def subscribe(self, mask_depth: int | None = None) -> None:
+    def subscribe(self, mask_depth: int | None = None, overflow: str | None = None) -> None:
         """Subscribe to the masks and (``boxes``) the detections; subclasses call it."""
-        self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=mask_depth)
+        self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=mask_depth,
+                                 overflow=overflow)
         self.det_sub = (self.create_subscription(DETECTIONS_TOPIC, Detections,
-                                                 self.on_detections)
+                                                 self.on_detections, overflow=overflow)
                         if self.p["boxes"] else None)
 
     def setup(self) -> None:
@@ -370,7 +371,9 @@ def display_available() -> bool:
 
 class LiveView(OverlayOutput):
     """Shows the overlay, with boxes, in an OpenCV window when a display exists; otherwise
-    does nothing. It shows only the newest mask (queue depth 1, no ``qos_depth``)."""
+    does nothing. It shows only the newest mask (queue depth 1, no ``qos_depth``, always
+    ``drop_oldest``): the masks it skips are not lost frames, and it never holds the
+    pipeline back, not even when the graph's queues block (``--fast``)."""
 
     type_name = "live_view"
     common_parameters: ClassVar[tuple[Param, ...]] = ()
@@ -386,7 +389,7 @@ class LiveView(OverlayOutput):
         super().__init__(*args, **kwargs)
         self.enabled = display_available()
         if self.enabled:
-            self.subscribe(mask_depth=1)
+            self.subscribe(mask_depth=1, overflow="drop_oldest")
         else:
             log.warning("%s: no display (DISPLAY is not set); the live window is off", self.name)
 
@@ -397,6 +400,19 @@ class LiveView(OverlayOutput):
         cv2.imshow(self.p["window"], bgr)
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.context.graph.stop()
+
+    @property
+    def skipped(self) -> int:
+        """Messages the window skipped to show the newest (not lost frames)."""
+        return sum(sub.dropped for sub in self.subscriptions)
+
+    def drops(self) -> dict[str, int]:
+        """None: a window shows the newest mask; those it skips are :attr:`skipped`."""
+        return {}
+
+    def after_run(self) -> None:
+        if self.enabled:
+            log.info("%s: showed the newest mask; skipped %d messages", self.name, self.skipped)
 
     def shutdown(self) -> None:
         if self.enabled:

@@ -305,10 +305,12 @@ class Node:
 
     def create_subscription(
         self, topic: str, msg_type: type[M], callback: Callable[[M], None],
-        depth: int | None = None,
+        depth: int | None = None, overflow: str | None = None,
     ) -> Subscription[M]:
+        """Subscribe with a keep-last queue of ``depth`` (default: ``qos_depth``) and the
+        graph's overflow policy unless ``overflow`` names one (a display never blocks)."""
         t = self.context.graph.topic(self.resolve(topic), msg_type, self)
-        qos = QoS(depth or int(self.p["qos_depth"]), self.context.overflow)
+        qos = QoS(depth or int(self.p["qos_depth"]), overflow or self.context.overflow)
         sub = Subscription(self, t, callback, qos)
         t.subscriptions.append(sub)
         self.subscriptions.append(sub)

@@ -127,6 +127,29 @@ def test_live_view_without_a_display_does_nothing(
     graph.run(handle_signals=False, timeout_s=5)
 
 
+def test_live_view_never_blocks_the_graph_and_its_skips_are_not_drops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a display, in a graph whose queues block (--fast), the window's queue still
+    drops the oldest: it used to hold the pipeline to the window's pace, and (drop_oldest)
+    the masks it skipped were reported as dropped frames."""
+    from drivingseg.node import outputs
+    from drivingseg.node.messages import Mask
+
+    monkeypatch.setattr(outputs, "display_available", lambda: True)
+    graph = Graph(overflow="block")
+    node = graph.add(outputs.LiveView, "live", {"boxes": False})
+    assert node.enabled
+    (sub,) = node.subscriptions
+    assert sub.qos.overflow == "drop_oldest" and sub.qos.depth == 1
+    frame = CameraFrame(0, np.zeros((4, 4, 3), np.uint8))
+    for i in range(5):  # returns at once: nothing takes them off the queue
+        sub.push(Mask(frame, np.zeros((4, 4), np.uint8), ("background",),
+                      Timing(i, i, 0), 0))
+    assert node.skipped == 4
+    assert graph.drops() == {}
+
+
 class Opener(Node):
     """Records its lifecycle calls; fails in the hook named by ``fail_in``."""
 
