@@ -159,8 +159,9 @@ def _neighbour_clusters(
     blob: npt.NDArray[np.bool_], rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64],
     ranges: npt.NDArray[np.float64], params: ProposalParams,
 ) -> npt.NDArray[np.int64]:
-    """Raw cluster id per point: points whose image cells touch inside the blob stay
-    together unless their ranges jump (connected components of that graph)."""
+    """Raw cluster id per point: points whose image cells touch inside the blob (across
+    an edge or, as the blob's own pixels, a corner) stay together unless their ranges
+    jump (connected components of that graph)."""
     n = ranges.shape[0]
     labels = _voronoi_labels(blob.shape, rows, cols)
     owner = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
@@ -169,6 +170,8 @@ def _neighbour_clusters(
     for a, b, inside in (
         (labels[:, :-1], labels[:, 1:], blob[:, :-1] & blob[:, 1:]),
         (labels[:-1, :], labels[1:, :], blob[:-1, :] & blob[1:, :]),
+        (labels[:-1, :-1], labels[1:, 1:], blob[:-1, :-1] & blob[1:, 1:]),
+        (labels[:-1, 1:], labels[1:, :-1], blob[:-1, 1:] & blob[1:, :-1]),
     ):
         touch = inside & (a != b)
         pairs.append(np.stack([owner[a[touch]], owner[b[touch]]], axis=1))
@@ -232,8 +235,8 @@ def _box(ys: npt.NDArray[np.int64], xs: npt.NDArray[np.int64], x0: int, y0: int
 
 def _check_inputs(class_ids: npt.NDArray[np.uint8], car_prob: npt.NDArray[np.float32] | None
                   ) -> None:
-    if class_ids.ndim != 2:
-        raise ConfigError(f"class_ids must be H x W, got shape {class_ids.shape!r}")
+    if class_ids.ndim != 2 or class_ids.size == 0:
+        raise ConfigError(f"class_ids must be H x W, not empty, got shape {class_ids.shape!r}")
     if car_prob is not None and car_prob.shape != class_ids.shape:
         message = (f"car_prob must have the class_ids shape {class_ids.shape!r}, "
                    f"got {car_prob.shape!r}")

@@ -39,6 +39,15 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from mcap.writer import CompressionType, Writer
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+from rosbags.rosbag2.metadata import dump_qos_v8
 from rosbags.typesys import TypesysError, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
@@ -101,13 +110,35 @@ FOXGLOVE_ANNOTATION_MSGDEFS: dict[str, str] = {
     "foxglove_msgs/msg/ImageAnnotations": (
         "foxglove_msgs/CircleAnnotation[] circles\n"
         "foxglove_msgs/PointsAnnotation[] points\n"
-        "foxglove_msgs/TextAnnotation[] labels\n"
+        "foxglove_msgs/TextAnnotation[] texts\n"
     ),
 }
 """ROS 2 definitions of Foxglove's image annotation messages (``builtin_interfaces/Time``
 is in every ROS 2 typestore already)."""
 
 _LINE_LOOP = 2
+_QOS_INFINITE = QosTime(sec=9_223_372_036, nsec=854_775_807)
+
+
+def _offered_qos_profiles(topic: str) -> str:
+    """The ``offered_qos_profiles`` channel metadata the MCAP ``ros2`` profile requires, in
+    the YAML rosbag2 (Humble) records: reliable, and transient local (latched) for
+    ``/tf_static``, which tf2's static listeners (RViz, robot nodes) subscribe to. Without it
+    ``ros2 bag play`` offers every topic volatile and those listeners never get a transform.
+    """
+    latched = topic.lstrip("/") == "tf_static"
+    qos = Qos(
+        history=QosHistory.UNKNOWN,
+        depth=0,
+        reliability=QosReliability.RELIABLE,
+        durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+        deadline=_QOS_INFINITE,
+        lifespan=_QOS_INFINITE,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=_QOS_INFINITE,
+        avoid_ros_namespace_conventions=False,
+    )
+    return dump_qos_v8([qos])
 RGBA = tuple[float, float, float, float]
 
 
@@ -282,7 +313,8 @@ class Ros2McapWriter:
             )
             self._schemas[msgtype] = schema_id
         channel_id = self._writer.register_channel(
-            topic=topic, message_encoding="cdr", schema_id=schema_id
+            topic=topic, message_encoding="cdr", schema_id=schema_id,
+            metadata={"offered_qos_profiles": _offered_qos_profiles(topic)},
         )
         self._channels[topic] = (channel_id, msgtype)
         return channel_id
@@ -395,7 +427,7 @@ class Ros2McapWriter:
                     text=box.text,
                     font_size=float(font_size_px), text_color=colour(r=1.0, g=1.0, b=1.0, a=1.0),
                     background_color=rgba))
-        msg = t[msgtype](circles=[], points=polygons, labels=labels)
+        msg = t[msgtype](circles=[], points=polygons, texts=labels)
         self.write(topic, msg, msgtype, stamp_ns)
 
     def write_image(self, topic: str, frame: CameraFrame, *, frame_id: str | None = None) -> None:

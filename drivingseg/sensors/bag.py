@@ -25,6 +25,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mcap.exceptions import McapError
 from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
@@ -440,9 +441,10 @@ class BagRecording(Recording):
         """Camera from the first CameraInfo and the lidar->camera transform from /tf_static.
 
         ``None`` without a CameraInfo topic, a lidar topic, or a /tf_static chain linking
-        the lidar frame (first PointCloud2 header) to the camera frame. The images count
-        as rectified when the image topic name contains ``rect`` or the camera has no
-        distortion.
+        the lidar frame (first PointCloud2 header) to the camera frame, and when the
+        CameraInfo is an uncalibrated camera's (all-zero K, as drivers publish without a
+        calibration file). The images count as rectified when the image topic name
+        contains ``rect`` or the camera has no distortion.
         """
         self._check_open()
         if not self._rig_done:
@@ -463,6 +465,11 @@ class BagRecording(Recording):
         if info_msg is None or cloud_msg is None:
             return None
         source = self._source_name(self.camera_info_topic)
+        K = info_msg.k if hasattr(info_msg, "k") else info_msg.K
+        if not np.any(np.asarray(K, dtype=np.float64)):
+            log.warning("%s: the CameraInfo has an all-zero K (uncalibrated camera), so no rig",
+                        source)
+            return None
         camera = camera_model_from_camera_info(info_msg, source)
         rectified = "rect" in (self.image_topic or "") or not camera.has_distortion
         camera = camera_model_from_camera_info(info_msg, source, image_rectified=rectified)
@@ -478,26 +485,36 @@ class BagRecording(Recording):
             raise RecordingError(f"bad rig from bag: {exc.message}", path=self.path) from exc
 
     def _lookup_static(self, target: str, source_frame: str) -> RigidTransform | None:
-        """``T_target_source`` chained through every /tf_static transform (either way)."""
-        edges: dict[str, list[RigidTransform]] = {}
+        """``T_target_source`` chained through every /tf_static transform (either way).
+
+        As in tf2, frame names match without a leading ``/`` (ROS 1 bags often have
+        ``/velodyne`` in the tf tree and ``velodyne`` in the headers, or the reverse) and
+        a frame's latest transform to its parent replaces earlier ones.
+        """
+        latest: dict[str, RigidTransform] = {}  # child frame -> T_parent_child
         for name, topic in self._topics.items():
             if topic.kind != "tf" or name.lstrip("/") != "tf_static":
                 continue
             for _, msg in self._messages(name):
                 for stamped in msg.transforms:
                     T = transform_from_tf(stamped, self._source_name(name))
-                    edges.setdefault(T.source_frame, []).append(T)
-                    edges.setdefault(T.target_frame, []).append(T.inverse())
+                    child, parent = T.source_frame.lstrip("/"), T.target_frame.lstrip("/")
+                    latest[child] = RigidTransform(T.matrix, child, parent, T.path)
+        edges: dict[str, list[RigidTransform]] = {}
+        for T in latest.values():
+            edges.setdefault(T.source_frame, []).append(T)
+            edges.setdefault(T.target_frame, []).append(T.inverse())
         # Breadth-first search from the source frame; each edge maps frame -> other.
-        found: dict[str, RigidTransform | None] = {source_frame: None}
-        queue = deque([source_frame])
+        start, goal = source_frame.lstrip("/"), target.lstrip("/")
+        found: dict[str, RigidTransform | None] = {start: None}
+        queue = deque([start])
         while queue:
             frame = queue.popleft()
             so_far = found[frame]
-            if frame == target:
-                return so_far or RigidTransform.from_rt(
-                    [[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 0, 0], source_frame, target
-                )
+            if frame == goal:
+                if so_far is None:
+                    return RigidTransform(np.eye(4), source_frame, target)
+                return RigidTransform(so_far.matrix, source_frame, target, so_far.path)
             for edge in edges.get(frame, []):
                 if edge.target_frame not in found:
                     found[edge.target_frame] = edge if so_far is None else edge.compose(so_far)

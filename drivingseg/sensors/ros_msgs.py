@@ -44,10 +44,20 @@ __all__ = [
     "transform_from_tf",
 ]
 
-IMAGE_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
+IMAGE_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8",
+                   "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8")
 """``sensor_msgs/Image`` encodings :func:`image_from_msg` understands."""
 
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4,
+             "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1, "bayer_grbg8": 1}
+# ROS Bayer patterns -> OpenCV demosaicing codes (OpenCV names the pattern one pixel
+# further in, as cv_bridge maps them: rggb -> BayerBG).
+_BAYER_TO_RGB = {
+    "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
+}
 
 # sensor_msgs/PointField datatype constants -> numpy scalar kind.
 _POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
@@ -81,7 +91,8 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
     """An ``Image`` or ``CompressedImage`` message as RGB uint8 H x W x 3.
 
     Raw images honour ``step`` (row padding); grey images are expanded to three
-    channels and alpha is dropped. Compressed images must be JPEG or PNG.
+    channels, alpha is dropped and 8-bit Bayer mosaics are demosaiced (OpenCV, bilinear).
+    Compressed images must be JPEG or PNG.
     """
     if hasattr(msg, "format"):
         fmt = str(msg.format).lower()
@@ -109,7 +120,9 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
         raise RecordingError(message, path=source)
     rows = data[: step * height].reshape(height, step)[:, : width * channels]
     pixels = rows.reshape(height, width, channels)
-    if encoding == "mono8":
+    if encoding in _BAYER_TO_RGB:
+        out = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), _BAYER_TO_RGB[encoding])
+    elif encoding == "mono8":
         out = np.repeat(pixels, 3, axis=2)
     elif encoding in ("rgb8", "rgba8"):
         out = pixels[:, :, :3]

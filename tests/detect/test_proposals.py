@@ -104,6 +104,29 @@ def test_a_blob_with_fewer_points_than_min_points_gets_no_range() -> None:
     assert det2.range_m == pytest.approx(48.25) and det2.n_points == 2
 
 
+@pytest.mark.parametrize("split", ["neighbours", "sorted"])
+def test_blob_joined_at_a_corner_is_not_split_without_a_range_jump(split: str) -> None:
+    """Two squares that touch only diagonally are one 8-connected blob; lidar at one range
+    on both must not split it (the neighbours method once joined cells across edges only)."""
+    ids = np.zeros((40, 40), np.uint8)
+    ids[5:15, 5:15] = 2
+    ids[15:25, 15:25] = 2
+    r1, c1 = points_in(6, 15, 6, 15, step=3)
+    rows, cols = np.concatenate([r1, r1 + 10]), np.concatenate([c1, c1 + 10])
+    lidar = lidar_grid(rows, cols, np.full(rows.size, 12.0))
+    (det,) = propose_regions(ids, None, lidar, ProposalParams(min_area_px=10, split=split))
+    assert det.box_xyxy_px == (5.0, 5.0, 25.0, 25.0)
+    assert det.range_m == pytest.approx(12.0) and det.n_points == rows.size
+
+
+@pytest.mark.parametrize("shape", [(0, 10), (10, 0), (0, 2000)])
+def test_empty_class_ids_are_refused(shape: tuple[int, int]) -> None:
+    """OpenCV's connected components crash the process on an empty array."""
+    with pytest.raises(ConfigError, match=rf"class_ids must be H x W, not empty, got shape "
+                                          rf"\({shape[0]}, {shape[1]}\)"):
+        propose_regions(np.zeros(shape, np.uint8), None)
+
+
 def test_bad_parameters() -> None:
     with pytest.raises(ConfigError, match="unknown split method 'kmeans'"):
         ProposalParams(split="kmeans")

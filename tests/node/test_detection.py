@@ -115,8 +115,8 @@ def test_real_frames_give_detections_for_every_mask(kitti_raw_drive: Path, tmp_p
             assert schema is not None and schema.name == "foxglove_msgs/msg/ImageAnnotations"
             dets = by_stamp[message.log_time]
             seen.append(message.log_time)
-            assert len(msg.points) == len(msg.labels) == len(dets.detections)
-            for d, poly, label in zip(dets.detections, msg.points, msg.labels, strict=True):
+            assert len(msg.points) == len(msg.texts) == len(dets.detections)
+            for d, poly, label in zip(dets.detections, msg.points, msg.texts, strict=True):
                 x1, y1, x2, y2 = d.box_xyxy_px
                 assert poly.type == 2
                 assert [(p.x, p.y) for p in poly.points] == [(x1, y1), (x2, y1), (x2, y2),

@@ -48,7 +48,7 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
             types[channel.topic] = schema.name
             counts[channel.topic] += 1
             if channel.topic == "/segmentation/detections":  # foxglove ImageAnnotations
-                for ann in (*msg.points, *msg.labels):
+                for ann in (*msg.points, *msg.texts):
                     t = ann.timestamp
                     assert t.sec * 1_000_000_000 + t.nanosec == message.log_time
                 detection_stamps.append(message.log_time)

@@ -16,6 +16,9 @@ from mcap.reader import make_reader
 from mcap.records import Footer, Message, Statistics
 from mcap.stream_reader import StreamReader
 from mcap_ros2.decoder import DecoderFactory
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import QosDurability, QosReliability
+from rosbags.rosbag2.metadata import parse_qos
 from rosbags.typesys import Stores, get_typestore
 
 from drivingseg.calibration.types import CameraModel, RigidTransform
@@ -92,6 +95,28 @@ def test_conveniences_decode_with_mcap_ros2(tmp_path: Path) -> None:
     assert (cloud.point_step, cloud.width, cloud.height, cloud.header.frame_id) == (
         16, 20, 1, "velodyne")
     np.testing.assert_array_equal(np.frombuffer(bytes(cloud.data), "<f4").reshape(-1, 4), PTS)
+
+
+def test_channels_offer_qos_and_tf_static_is_latched(tmp_path: Path) -> None:
+    """The MCAP ros2 profile requires ``offered_qos_profiles`` on every channel; ``ros2 bag
+    play`` offers /tf_static as recorded, and tf2's static listeners (transient local) only
+    take it from a transient local publisher. rosbags reads the profiles back."""
+    out = tmp_path / "qos.mcap"
+    T = RigidTransform.from_rt(np.eye(3), [1.0, 2.0, 3.0], "velodyne", "cam0")
+    with Ros2McapWriter(out) as w:
+        w.write_tf_static(T, 100)
+        w.write_image("/cam/image", CameraFrame(1_000_000_001, IMG, frame_id="cam0"))
+    with out.open("rb") as f:
+        channels = {c.topic: c for c in make_reader(f).get_summary().channels.values()}
+    assert set(channels) == {"/tf_static", "/cam/image"}
+    for channel in channels.values():
+        (qos,) = parse_qos(channel.metadata["offered_qos_profiles"])
+        assert qos.reliability == QosReliability.RELIABLE
+    with AnyReader([out]) as reader:
+        durability = {c.topic: c.ext.offered_qos_profiles[0].durability  # type: ignore[union-attr]
+                      for c in reader.connections}
+    assert durability == {"/tf_static": QosDurability.TRANSIENT_LOCAL,
+                          "/cam/image": QosDurability.VOLATILE}
 
 
 def test_generic_write_for_other_types(tmp_path: Path) -> None:

@@ -44,6 +44,11 @@ def test_boxes_round_trip_as_image_annotations(tmp_path: Path) -> None:
                 "builtin_interfaces/Time"):
         assert f"MSG: {dep}\n" in text, dep
     assert "uint8 LINE_LOOP=2" in text
+    # Foxglove's field names (ros_foxglove_msgs/ros2/ImageAnnotations.msg): the Image panel
+    # reads ``texts``, so labels under any other name are not drawn.
+    assert text.startswith("foxglove_msgs/CircleAnnotation[] circles\n"
+                           "foxglove_msgs/PointsAnnotation[] points\n"
+                           "foxglove_msgs/TextAnnotation[] texts\n")
     assert record.log_time == STAMP_NS and record2.log_time == STAMP_NS + 100_000_000
 
     assert msg.circles == [] and len(msg.points) == 2
@@ -55,11 +60,11 @@ def test_boxes_round_trip_as_image_annotations(tmp_path: Path) -> None:
         c = poly.outline_color
         assert (c.r, c.g, c.b, c.a) == box.colour_rgba
         assert poly.fill_color.a == 0.0 and poly.thickness > 0
-    assert [label.text for label in msg.labels] == ["car 0.87 12.3 m"]  # no empty labels
-    label = msg.labels[0]
+    assert [label.text for label in msg.texts] == ["car 0.87 12.3 m"]  # no empty labels
+    label = msg.texts[0]
     assert label.position.x == 10.0 and label.font_size > 0
     assert (label.timestamp.sec, label.timestamp.nanosec) == divmod(STAMP_NS, 1_000_000_000)
-    assert empty.points == [] and empty.labels == []
+    assert empty.points == [] and empty.texts == []
 
 
 def test_register_msgdefs_adds_types_and_rejects_bad_ones(tmp_path: Path) -> None:

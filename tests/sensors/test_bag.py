@@ -245,6 +245,52 @@ def test_no_rig_without_tf_chain(tmp_path: Path) -> None:
         assert bag.rig() is None
 
 
+def test_tf_frames_match_without_leading_slash(tmp_path: Path) -> None:
+    """tf2 strips a leading '/' from frame names; a ROS 1 tree of '/base_link', '/velo'
+    and '/cam_optical' links the headers' 'velo' and 'cam_optical'."""
+    slashed = [RigidTransform(T.matrix, "/" + T.source_frame, "/" + T.target_frame)
+               for T in (T_BASE_CAM, T_BASE_VELO)]
+    entries = [e for e in standard_entries(ROS1) if e[0] != "/tf_static"]
+    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0, tf_msg(ROS1, slashed)))
+    with BagRecording(write_bag(tmp_path / "b.bag", "ros1", entries)) as bag:
+        rig = bag.rig()
+    assert rig is not None
+    assert (rig.camera_frame, rig.lidar_frame) == ("cam_optical", "velo")
+    np.testing.assert_allclose(rig.T_cam_velo.matrix, T_CAM_VELO.matrix, atol=1e-9)
+
+
+def test_latest_static_transform_of_a_frame_wins(tmp_path: Path) -> None:
+    """A frame re-published on /tf_static (a corrected calibration) replaces its earlier
+    transform, as in tf2."""
+    stale = RigidTransform.from_rt(np.eye(3), [5.0, 5.0, 5.0], "velo", "base_link")
+    entries = [e for e in standard_entries(ROS2) if e[0] != "/tf_static"]
+    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0 - 2,
+                    tf_msg(ROS2, [T_BASE_CAM, stale])))
+    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0 - 1,
+                    tf_msg(ROS2, [T_BASE_VELO])))
+    with BagRecording(write_bag(tmp_path / "b", "sqlite3", entries)) as bag:
+        rig = bag.rig()
+    assert rig is not None
+    np.testing.assert_allclose(rig.T_cam_velo.matrix, T_CAM_VELO.matrix, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["ros1", "sqlite3"])
+def test_uncalibrated_camera_info_gives_no_rig(tmp_path: Path, kind: str,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Drivers without a calibration file publish an all-zero K: the bag has no rig (and
+    'info', 'convert' and replay go on without one) instead of refusing the whole bag."""
+    ts = ROS1 if kind == "ros1" else ROS2
+    entries = standard_entries(ts)
+    for topic, _, _, msg in entries:
+        if topic == "/cam/camera_info":
+            getattr(msg, "K" if kind == "ros1" else "k")[:] = 0
+    path = write_bag(tmp_path / ("b.bag" if kind == "ros1" else "b"), kind, entries)
+    with BagRecording(path) as bag:
+        assert bag.rig() is None
+        assert len(list(bag.camera_frames())) == 3
+    assert "all-zero K (uncalibrated camera), so no rig" in caplog.text
+
+
 def test_requested_topic_absent_lists_topics(tmp_path: Path) -> None:
     path = write_bag(tmp_path / "b.bag", "ros1", standard_entries(ROS1))
     match = (r"b\.bag: camera topic '/nope' is not in the bag; topics: .*"
@@ -299,10 +345,10 @@ def test_pointcloud_without_x_names_bag_and_topic(tmp_path: Path) -> None:
 
 def test_unsupported_encoding_in_bag(tmp_path: Path) -> None:
     msg = image_msg(ROS2, 0)
-    msg.encoding = "bayer_rggb8"
+    msg.encoding = "bayer_rggb16"
     path = write_bag(tmp_path / "b", "sqlite3", [("/cam", "sensor_msgs/msg/Image", T0, msg)])
     with (BagRecording(path) as bag,
-          pytest.raises(RecordingError, match=r"unsupported image encoding 'bayer_rggb8'")):
+          pytest.raises(RecordingError, match=r"unsupported image encoding 'bayer_rggb16'")):
         list(bag.camera_frames())
 
 
@@ -413,7 +459,8 @@ def test_mcap_cut_before_its_first_message_is_refused(tmp_path: Path) -> None:
     """A file with a header and schemas but no complete message is damage, not an empty
     recording."""
     out = tmp_path / "live.mcap"
-    with Ros2McapWriter(out, chunk_size_bytes=1) as w:
+    # Uncompressed, so that the first image's pixels can be found in the bytes.
+    with Ros2McapWriter(out, chunk_size_bytes=1, compression="none") as w:
         for k in range(3):
             w.write_image("/cam", CameraFrame(CAM_NS[k], IMAGES[k], frame_id="cam"))
     data = out.read_bytes()

@@ -108,6 +108,19 @@ def test_image_encodings_with_row_padding(ts: Typestore, pad: int) -> None:
         np.testing.assert_array_equal(out[:, :, c], grey)
 
 
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_images_are_demosaiced(pattern: str) -> None:
+    """A raw camera recorded as an 8-bit Bayer mosaic (row padding too) comes out RGB with
+    each colour where the pattern puts it."""
+    colour = np.array([200, 100, 50], np.uint8)
+    mosaic = np.zeros((6, 8), np.uint8)
+    for k, ch in enumerate(pattern):
+        mosaic[k // 2::2, k % 2::2] = colour["rgb".index(ch)]
+    rgb = image_from_msg(make_image(ROS2, mosaic[:, :, None], f"bayer_{pattern}8", pad=3), "t")
+    assert rgb.shape == (6, 8, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[2:4, 2:6], np.broadcast_to(colour, (2, 4, 3)))
+
+
 def test_unsupported_encoding_lists_supported() -> None:
     msg = make_image(ROS2, RGB[:, :, :2].copy(), "16UC1")
     with pytest.raises(RecordingError, match=r"unsupported image encoding '16UC1'.*rgb8, bgr8"):
