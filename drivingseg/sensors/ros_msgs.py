@@ -92,11 +92,12 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
 
     Raw images honour ``step`` (row padding); grey images are expanded to three
     channels, alpha is dropped and 8-bit Bayer mosaics are demosaiced (OpenCV, bilinear).
-    Compressed images must be JPEG or PNG.
+    Compressed images must be JPEG or PNG (an empty ``format`` is decoded by content).
     """
     if hasattr(msg, "format"):
-        fmt = str(msg.format).lower()
-        if "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
+        fmt = str(msg.format).lower().strip()
+        # an empty format (some drivers leave it unset): the bytes say which it is
+        if fmt and "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
             message = f"unsupported CompressedImage format {msg.format!r}; supported: jpeg, png"
             raise RecordingError(message, path=source)
         return decode_image(bytes(msg.data), source)

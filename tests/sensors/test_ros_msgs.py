@@ -154,6 +154,16 @@ def test_compressed_png_exact_and_jpeg_close() -> None:
     assert np.abs(out.astype(int) - smooth.astype(int)).mean() < 2.0
 
 
+def test_compressed_without_a_format_is_decoded_by_content() -> None:
+    """Drivers that leave ``format`` empty: it used to be refused as unsupported."""
+    np.testing.assert_array_equal(image_from_msg(_compressed(".png", ""), "t"), RGB)
+    assert image_from_msg(_compressed(".jpg", " "), "t").shape == RGB.shape
+    msg = _compressed(".png", "")
+    msg.data = np.frombuffer(b"not an image at all", np.uint8)
+    with pytest.raises(RecordingError, match=r"^t: "):
+        image_from_msg(msg, "t")
+
+
 def test_compressed_unsupported_format() -> None:
     msg = _compressed(".png", "tiff")
     with pytest.raises(RecordingError, match=r"unsupported CompressedImage format 'tiff'"):
