@@ -5,8 +5,11 @@
 #   from scratch; their tars (and the teachers' logs) come back in OUT.
 # Session 7 measured the recipe's parts on 0006R0 (docs/MODEL.md): a pair of GPU models
 # averages to car 76.0-76.4 %; a student distilled from a CPU + GPU pair reached 75.35 %
-# alone (single models 72-74 %). Ship kd_full (or kdcp_full) if its held-out twin beats
-# the default's recipe (since session 8: car 74.36 %, road 94.02 %) without losing road.
+# alone (single models 72-74 %). Session 12 found on the CPU that CamVid's eleven classes
+# taught from the first step (train.fine_weight 1.0) add 4.9 points car at stage 1, so
+# teachers and students now learn them (kd_hold is the student without, for comparison).
+# Ship kdf_full if its held-out twin kdf_hold beats the default's recipe (since session 8:
+# car 74.36 %, road 94.02 %) without losing road.
 # Usage (repository root; on the CPU machine first `bash scripts/gpu_prepare.sh`, which builds
 # the .whl and .devdata the device cannot fetch, then with the device tool, carry
 # [".whl", ".devdata"]):
