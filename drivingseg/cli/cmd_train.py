@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--out-dir", help="override out_dir")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config key, e.g. model.base_channels=24 or "
-                        "train.num_workers=3 (repeatable; VALUE is YAML)")
+                        "train.num_workers=3 (repeatable; VALUE is YAML; relative paths "
+                        "are from the working directory)")
     p.set_defaults(func=run)
 
 

@@ -1,6 +1,7 @@
 """The training config file (YAML): model shape, input size, data sources, optimisation.
 
-Paths are relative to the config file's folder; ``$VARS`` are expanded. A data source is
+Paths are relative to the config file's folder (those given with ``--set``: to the working
+directory); ``$VARS`` are expanded. A data source is
 either a labelled folder (any layout of :func:`drivingseg.model.data.discover`) with
 optional ``include_sequences`` / ``exclude_sequences`` (CamVid file-name prefixes, so the
 split is by drive, not by frame), or a synthetic drive ``{synthetic: {seed, frames, step}}``.
@@ -203,7 +204,9 @@ def _scale_range(value: object, path: Path) -> tuple[float, float]:
 def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: Path) -> dict[str, Any]:
     """A copy of the parsed YAML ``raw`` with each ``section.key=VALUE`` of ``sets`` applied
     (VALUE parsed as YAML, so ``model.base_channels=24`` sets an int); the command line's
-    way to run a variant of a config without copying the file."""
+    way to run a variant of a config without copying the file. Relative paths given for
+    ``out_dir``, ``train.init_from`` and ``train.distill_from`` are taken from the working
+    directory, like every other path on the command line."""
     out = copy.deepcopy(raw)
     for item in sets:
         dotted, sep, text = item.partition("=")
@@ -217,10 +220,24 @@ def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: Path) -> dict[str
                 raise ModelError(f"--set {item!r}: {key!r} is not a section", path=path)
             node = child
         try:
-            node[keys[-1]] = yaml.safe_load(text)
+            value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ModelError(f"--set {item!r}: value is not valid YAML: {exc}", path=path) from exc
+        node[keys[-1]] = _from_cwd(value) if ".".join(keys) in _PATH_KEYS else value
     return out
+
+
+_PATH_KEYS = ("out_dir", "train.init_from", "train.distill_from")
+
+
+def _from_cwd(value: object) -> object:
+    """A path typed on the command line, made absolute against the working directory (as
+    ``--out-dir`` is) rather than left to resolve against the config file's folder."""
+    if isinstance(value, list):
+        return [_from_cwd(v) for v in value]
+    if isinstance(value, str) and not value.startswith("$"):
+        return os.path.abspath(value)
+    return value
 
 
 def load_train_config(

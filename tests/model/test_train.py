@@ -284,6 +284,42 @@ def test_set_overrides_any_key_with_a_yaml_value(tmp_path: Path, small_camvid: P
         load_train_config(path, ["train.speed=3"])
 
 
+def test_set_paths_are_relative_to_the_working_directory(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "configs").mkdir()
+    path = _write_config(tmp_path / "configs", small_camvid)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_train_config(path, ["train.init_from=runs/a/last.safetensors",
+                                   "train.distill_from=[runs/t.json, /abs/u.json]",
+                                   "out_dir=runs/b"])
+    assert cfg.init_from == tmp_path / "runs" / "a" / "last.safetensors"
+    assert cfg.distill_from == (tmp_path / "runs" / "t.json", Path("/abs/u.json"))
+    assert cfg.out_dir == tmp_path / "runs" / "b"
+    monkeypatch.setenv("RUNS", str(tmp_path / "elsewhere"))
+    late = load_train_config(path, ["train.init_from=$RUNS/last.safetensors"])
+    assert late.init_from == tmp_path / "elsewhere" / "last.safetensors"
+
+
+def test_gpu_run_lists_parse_and_point_inside_the_repository(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """scripts/gpu_check.sh runs each line from the repository root; a teacher path that
+    resolved outside it would fail only on the lent GPU, minutes into its time."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    lines = [line.split() for f in sorted((root / "configs" / "gpu_runs").glob("*.txt"))
+             for line in f.read_text().splitlines() if line and not line.startswith("#")]
+    assert len(lines) >= 10
+    for _name, config, *rest in lines:
+        sets = [item for flag, item in zip(rest[::2], rest[1::2], strict=True)
+                if flag == "--set"]
+        assert len(sets) * 2 == len(rest), rest
+        cfg = load_train_config(root / config, sets)
+        for teacher in cfg.distill_from:
+            assert teacher.resolve().is_relative_to(root), teacher
+
+
 def test_default_config_parses() -> None:
     configs = Path(__file__).resolve().parents[2] / "configs"
     cfg = load_train_config(configs / "train_default.yaml")
