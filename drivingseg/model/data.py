@@ -164,7 +164,23 @@ def map_label_ids(raw: Labels, layout: str, source: str | PathLike[str]) -> Labe
     return raw.copy() if lut is None else lut[raw]
 
 
+_KITTI_ROAD_COLOURS = np.array([(255, 0, 255), (255, 0, 0), (0, 0, 0)], dtype=np.int16)
+_KITTI_ROAD_TOLERANCE = 64  # per channel: exact in the benchmark's PNGs, loose for resaves
+
+
 def _kitti_road_labels(rgb: Image, source: Path) -> Labels:
+    """gt_image_2 colours as ids; any other colour (a grey id image, a colour map of
+    another benchmark) is refused rather than read as "don't care"."""
+    near = np.zeros(rgb.shape[:2], dtype=bool)
+    for colour in _KITTI_ROAD_COLOURS:
+        near |= (np.abs(rgb.astype(np.int16) - colour) <= _KITTI_ROAD_TOLERANCE).all(axis=-1)
+    if not near.all():
+        bad = np.unique(rgb[~near].reshape(-1, 3), axis=0)[:4]
+        colours = [tuple(int(c) for c in row) for row in bad]
+        message = (f"KITTI road label holds {int((~near).sum())} pixels of colours other than "
+                   f"magenta (255, 0, 255) road, red (255, 0, 0) not road and black don't "
+                   f"care, e.g. RGB {colours!r}")
+        raise RecordingError(message, path=source)
     road = (rgb[..., 0] > 127) & (rgb[..., 2] > 127)
     not_road = (rgb[..., 0] > 127) & (rgb[..., 2] <= 127)
     out = np.full(rgb.shape[:2], IGNORE_INDEX, dtype=np.uint8)

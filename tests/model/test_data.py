@@ -108,6 +108,13 @@ def test_kitti_road_colours(kitti_road_from_camvid: Path, camvid_pair: tuple[Pat
     np.testing.assert_array_equal(labels == 1, raw == 3)
     np.testing.assert_array_equal(labels == 255, raw == 11)
     assert set(np.unique(labels)) == {0, 1, 255}
+    grey = cv2.imread(str(files[0].label))
+    grey[:10, :20] = (40, 200, 40)  # green (BGR)
+    cv2.imwrite(str(files[0].label), grey)
+    with pytest.raises(RecordingError, match=r"um_road_000000\.png: KITTI road label holds 200 "
+                                             r"pixels of colours other than magenta .* "
+                                             r"RGB \[\(40, 200, 40\)\]"):
+        read_labels(files[0])
 
 
 def test_kitti_semantics_cityscapes_ids(tmp_path: Path, camvid_pair: tuple[Path, Path]) -> None:
