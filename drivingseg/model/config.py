@@ -81,10 +81,13 @@ class ModelConfig:
         for name, value, lo, hi in (
             ("depth", self.depth, 1, 6),
             ("base_channels", self.base_channels, 4, 128),
-            ("num_classes", self.num_classes, 2, 64),
+            ("num_classes", self.num_classes, 2, NUM_CLASSES),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-                raise _fail(f"{name} must be an integer in [{lo}, {hi}], got {value!r}", path)
+                message = f"{name} must be an integer in [{lo}, {hi}], got {value!r}"
+                if name == "num_classes":  # checkpoints, inference and scoring name them
+                    message += f" (the classes are {', '.join(CLASS_NAMES)}, in that order)"
+                raise _fail(message, path)
         if (not isinstance(self.in_channels, int) or isinstance(self.in_channels, bool)
                 or self.in_channels not in (RGB_CHANNELS, RGB_CHANNELS + LIDAR_CHANNELS)):
             message = (

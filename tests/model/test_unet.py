@@ -102,6 +102,9 @@ def test_config_errors_list_valid_choices() -> None:
         ModelConfig(in_channels=4)
     with pytest.raises(ModelError, match=r"depth must be an integer in \[1, 6\], got 9"):
         ModelConfig(depth=9)
+    with pytest.raises(ModelError, match=r"num_classes must be an integer in \[2, 3\], got 5 "
+                                         r"\(the classes are background, road, car"):
+        ModelConfig(num_classes=5)
     with pytest.raises(ModelError, match=r"unknown model config keys \['widht'\]; valid keys"):
         ModelConfig.from_dict({"widht": 3})
     with pytest.raises(ModelError, match=r"input width must be an integer in \[16, 4096\]"):
