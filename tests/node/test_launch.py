@@ -49,6 +49,18 @@ def test_shipped_launch_files_load_and_build(tiny_weights: Path) -> None:
     assert find_launch_file("demo") == LAUNCH_DIR / "demo.yaml"
 
 
+def test_vehicle_queue_depths_are_launch_arguments() -> None:
+    def depths(args: dict[str, str]) -> dict[str, object]:
+        desc = load_launch("vehicle", {"input": "synthetic", **args})
+        return {n.type: getattr(n.parameters.get("qos_depth"), "value", None)
+                for n in desc.nodes}
+
+    plain = depths({})
+    assert plain["segmentation"] == 1 and plain["mcap_recorder"] == 2
+    deeper = depths(parse_cli_arguments(["qos_depth:=3", "output_qos_depth:=5"]))
+    assert deeper["segmentation"] == 3 and deeper["mcap_recorder"] == 5
+
+
 def test_arguments_keep_their_type_and_paste_into_text() -> None:
     desc = load_launch("demo", parse_cli_arguments(["seed:=7", "frames:=5", "rate:=0.5",
                                                     "out_dir:=/tmp/x y"]))
