@@ -44,20 +44,23 @@ __all__ = [
     "transform_from_tf",
 ]
 
-IMAGE_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8",
-                   "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8")
+_CHANNELS_8 = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4,
+               "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1, "bayer_grbg8": 1}
+# 16-bit twins (machine-vision and HDR cameras): scaled to 8 bits as cv_bridge does
+_CHANNELS = {**_CHANNELS_8, **{k[:-1] + "16": v for k, v in _CHANNELS_8.items()}}
+IMAGE_ENCODINGS = tuple(_CHANNELS)
 """``sensor_msgs/Image`` encodings :func:`image_from_msg` understands."""
 
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4,
-             "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1, "bayer_grbg8": 1}
 # ROS Bayer patterns -> OpenCV demosaicing codes (OpenCV names the pattern one pixel
 # further in, as cv_bridge maps them: rggb -> BayerBG).
 _BAYER_TO_RGB = {
-    "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
-    "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
-    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
-    "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
+    "bayer_rggb": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg": cv2.COLOR_BayerGB2RGB,
 }
+# depth and other single-value images: not camera pictures, so named as such when refused
+_NOT_CAMERA = ("16uc1", "32fc1", "8uc1", "16sc1", "32sc1", "64fc1")
 
 # sensor_msgs/PointField datatype constants -> numpy scalar kind.
 _POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
@@ -91,7 +94,8 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
     """An ``Image`` or ``CompressedImage`` message as RGB uint8 H x W x 3.
 
     Raw images honour ``step`` (row padding); grey images are expanded to three
-    channels, alpha is dropped and 8-bit Bayer mosaics are demosaiced (OpenCV, bilinear).
+    channels, alpha is dropped, Bayer mosaics are demosaiced (OpenCV, bilinear) and 16-bit
+    encodings (either byte order) are scaled to 8 bits as cv_bridge does.
     Compressed images must be JPEG or PNG (an empty ``format`` is decoded by content).
     """
     if hasattr(msg, "format"):
@@ -104,32 +108,44 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
 
     encoding = str(msg.encoding).lower()
     if encoding not in _CHANNELS:
+        kind = ("a depth or single-value image, not a camera picture; "
+                if encoding in _NOT_CAMERA else "")
         message = (
-            f"unsupported image encoding {msg.encoding!r}; "
-            f"supported: {', '.join(IMAGE_ENCODINGS)}"
+            f"unsupported image encoding {msg.encoding!r} ({kind}"
+            f"supported: {', '.join(IMAGE_ENCODINGS)})"
         )
         raise RecordingError(message, path=source)
     height, width = int(msg.height), int(msg.width)
     step = int(msg.step)
     channels = _CHANNELS[encoding]
+    row_bytes = width * channels * (2 if encoding.endswith("16") else 1)
     data = np.asarray(msg.data, dtype=np.uint8).ravel()
-    if step < width * channels or data.size < step * height:
+    if step < row_bytes or data.size < step * height:
         message = (
-            f"image of {width}x{height} {encoding} needs step >= {width * channels} and "
+            f"image of {width}x{height} {encoding} needs step >= {row_bytes} and "
             f"{step * height} bytes, got step {step!r} and {data.size} bytes"
         )
         raise RecordingError(message, path=source)
-    rows = data[: step * height].reshape(height, step)[:, : width * channels]
+    rows = np.ascontiguousarray(data[: step * height].reshape(height, step)[:, :row_bytes])
+    if encoding.endswith("16"):
+        rows = _to_8bit(rows.view(">u2" if int(msg.is_bigendian) else "<u2"))
     pixels = rows.reshape(height, width, channels)
-    if encoding in _BAYER_TO_RGB:
-        out = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), _BAYER_TO_RGB[encoding])
-    elif encoding == "mono8":
+    family = encoding[:-2] if encoding.endswith("16") else encoding[:-1]
+    if family in _BAYER_TO_RGB:
+        out = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), _BAYER_TO_RGB[family])
+    elif family == "mono":
         out = np.repeat(pixels, 3, axis=2)
-    elif encoding in ("rgb8", "rgba8"):
+    elif family in ("rgb", "rgba"):
         out = pixels[:, :, :3]
     else:
         out = pixels[:, :, 2::-1]
     return np.ascontiguousarray(out)
+
+
+def _to_8bit(values: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
+    """16-bit samples scaled to 8 bits, rounded (255 / 65535, cv_bridge's factor)."""
+    scaled = (values.astype(np.uint32) * 255 + 32767) // 65535
+    return scaled.astype(np.uint8)
 
 
 def points_from_pointcloud2(msg: Any, source: str) -> npt.NDArray[np.float32]:

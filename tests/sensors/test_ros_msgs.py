@@ -121,9 +121,39 @@ def test_bayer_images_are_demosaiced(pattern: str) -> None:
     np.testing.assert_array_equal(rgb[2:4, 2:6], np.broadcast_to(colour, (2, 4, 3)))
 
 
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_16bit_images_are_scaled_to_8bit(big_endian: bool) -> None:
+    """mono16 / rgb16 / bgra16 / bayer 16 (machine-vision cameras) in either byte order,
+    with row padding, come out as cv_bridge would scale them (255 / 65535, rounded)."""
+    wide = (RGB.astype(np.uint16) * 257 + RNG.integers(0, 129, RGB.shape)).astype(np.uint16)
+    order = ">u2" if big_endian else "<u2"
+
+    def msg16(pixels: np.ndarray, encoding: str) -> Any:
+        raw = np.ascontiguousarray(pixels.astype(order)).view(np.uint8)
+        msg = make_image(ROS2, raw.reshape(raw.shape[0], raw.shape[1], -1), encoding, pad=2)
+        msg.width, msg.is_bigendian = pixels.shape[1], int(big_endian)
+        return msg
+
+    np.testing.assert_array_equal(image_from_msg(msg16(wide, "rgb16"), "t"), RGB)
+    bgra = np.dstack([wide[:, :, ::-1], np.full(RGB.shape[:2], 7, np.uint16)])
+    np.testing.assert_array_equal(image_from_msg(msg16(bgra, "bgra16"), "t"), RGB)
+    grey = image_from_msg(msg16(wide[:, :, 1], "mono16"), "t")
+    np.testing.assert_array_equal(grey, np.repeat(RGB[:, :, 1:2], 3, axis=2))
+    mosaic = np.zeros((6, 8), np.uint16)
+    for k, value in enumerate((51400, 25700, 25700, 12850)):  # r g / g b: 200, 100, 50
+        mosaic[k // 2::2, k % 2::2] = value
+    rgb = image_from_msg(msg16(mosaic, "bayer_rggb16"), "t")
+    np.testing.assert_array_equal(rgb[2:4, 2:6], np.broadcast_to([200, 100, 50], (2, 4, 3)))
+
+
 def test_unsupported_encoding_lists_supported() -> None:
     msg = make_image(ROS2, RGB[:, :, :2].copy(), "16UC1")
-    with pytest.raises(RecordingError, match=r"unsupported image encoding '16UC1'.*rgb8, bgr8"):
+    with pytest.raises(RecordingError, match=r"unsupported image encoding '16UC1' \(a depth "
+                                             r"or single-value image, not a camera picture; "
+                                             r"supported: rgb8, bgr8.*mono16"):
+        image_from_msg(msg, "bag:/cam")
+    msg = make_image(ROS2, RGB, "yuv422")
+    with pytest.raises(RecordingError, match=r"encoding 'yuv422' \(supported: rgb8"):
         image_from_msg(msg, "bag:/cam")
 
 
