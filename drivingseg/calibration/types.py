@@ -38,7 +38,7 @@ ROTATION_TOLERANCE = 1e-4
 Calibration files print about 7 significant digits, which leaves errors near 1e-6;
 1e-4 accepts those and rejects anything that is not a rotation."""
 
-DISTORTION_MODELS = ("none", "plumb_bob", "rational_polynomial")
+DISTORTION_MODELS = ("none", "plumb_bob", "rational_polynomial", "equidistant")
 """Distortion models understood (ROS names; both map onto OpenCV's model)."""
 
 FloatArray = npt.NDArray[np.float64]
@@ -199,10 +199,16 @@ class CameraModel:
             )
         D = np.array(self.D, dtype=np.float64).ravel()
         if D.size == 0:
-            D = np.zeros(5)
+            D = np.zeros(4 if self.distortion_model == "equidistant" else 5)
         if D.size not in (4, 5, 8, 12, 14):
             raise CalibrationError(
                 f"field 'D': OpenCV takes 4, 5, 8, 12 or 14 coefficients, got {D.size}",
+                path=path,
+            )
+        if self.distortion_model == "equidistant" and D.size != 4:
+            raise CalibrationError(
+                f"field 'D': the equidistant (fisheye) model takes 4 coefficients "
+                f"k1..k4, got {D.size}: {D.tolist()!r}",
                 path=path,
             )
         D = as_matrix(D, (D.size,), "D", path)

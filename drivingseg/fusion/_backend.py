@@ -81,6 +81,9 @@ class Backend:
     def where(self, mask: Array, a: Array, b: float) -> Array:
         raise NotImplementedError
 
+    def arctan(self, x: Array) -> Array:
+        raise NotImplementedError
+
     def minimum_at(self, target: Array, index: Array, values: Array) -> None:
         raise NotImplementedError
 
@@ -120,6 +123,9 @@ class NumpyBackend(Backend):
 
     def where(self, mask: Array, a: Array, b: float) -> Array:
         return np.where(mask, a, b)
+
+    def arctan(self, x: Array) -> Array:
+        return np.arctan(x)
 
     def minimum_at(self, target: Array, index: Array, values: Array) -> None:
         np.minimum.at(target, index, values)
@@ -168,6 +174,9 @@ class TorchBackend(Backend):
 
     def where(self, mask: Array, a: Array, b: float) -> Array:
         return self.torch.where(mask, a, self.torch.as_tensor(b, dtype=a.dtype, device=a.device))
+
+    def arctan(self, x: Array) -> Array:
+        return self.torch.atan(x)
 
     def minimum_at(self, target: Array, index: Array, values: Array) -> None:
         target.scatter_reduce_(0, index, values, reduce="amin", include_self=True)

@@ -7,7 +7,8 @@ device), computed in float64. Two camera kinds are handled:
   ``P @ R @ T_cam_velo``; the depth is the third homogeneous coordinate (the distance
   along the rectified camera's optical axis, KITTI's convention);
 * raw, distorted images: ``T_cam_velo`` then OpenCV's pinhole model with ``K`` and
-  ``D`` (plumb_bob / rational_polynomial, thin-prism and tilt terms included), written
+  ``D`` (plumb_bob / rational_polynomial, thin-prism and tilt terms included) or its
+  fisheye model (``equidistant``, Kannala-Brandt k1..k4, as ``cv2.fisheye``), written
   out here so it runs in torch too; the depth is the camera-frame ``z``.
 
 Pixel centres sit at integer coordinates (OpenCV's convention): a point at ``(u, v)``
@@ -134,6 +135,33 @@ def _max_valid_radius2(coeffs: tuple[float, ...]) -> float:
     return float(r2[int(np.argmax(bad))])
 
 
+@lru_cache(maxsize=64)
+def _max_valid_theta(coeffs: tuple[float, ...]) -> float:
+    """Largest angle off the optical axis (rad, below 90 degrees) up to which the fisheye
+    polynomial ``theta_d(theta)`` keeps rising; beyond it points are marked invisible."""
+    k1, k2, k3, k4 = coeffs
+    theta = np.linspace(0.0, math.pi / 2, 20001)
+    t2 = theta * theta
+    theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
+    bad = np.diff(theta_d) <= 0
+    if not bad.any():
+        return math.pi / 2
+    return float(theta[int(np.argmax(bad))])
+
+
+def _fisheye(
+    xn: Array, yn: Array, D: FloatArray, be: Backend
+) -> tuple[Array, Array, Array]:
+    """``cv2.fisheye`` distortion of normalised coordinates: ``(xd, yd, ok)``."""
+    k1, k2, k3, k4 = (float(c) for c in D)
+    r = (xn * xn + yn * yn) ** 0.5
+    theta = be.arctan(r)
+    t2 = theta * theta
+    theta_d = theta * (1.0 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
+    scale = be.where(r > 1e-12, theta_d / be.where(r > 1e-12, r, 1.0), 1.0)
+    return xn * scale, yn * scale, theta <= _max_valid_theta((k1, k2, k3, k4))
+
+
 def _tilt_matrix(tau_x: float, tau_y: float) -> FloatArray:
     """OpenCV's ``computeTiltProjectionMatrix`` for a tilted sensor (Scheimpflug)."""
     cx, sx = math.cos(tau_x), math.sin(tau_x)
@@ -173,7 +201,9 @@ def _pixels(
     xn = _row(T, 0, x, y, z) / zc
     yn = _row(T, 1, x, y, z) / zc
     ok = None
-    if cam.has_distortion:
+    if cam.has_distortion and cam.distortion_model == "equidistant":
+        xn, yn, ok = _fisheye(xn, yn, cam.D, be)
+    elif cam.has_distortion:
         k = [0.0] * 14
         k[: cam.D.size] = (float(c) for c in cam.D)
         r2 = xn * xn + yn * yn

@@ -88,7 +88,9 @@ def test_camera_info(camera_info: Path) -> None:
         ("image_width: 640", "image_width: 0", r"'width': image size must be a positive"),
         ("image_height: 480", "image_height: -480", r"'height': image size must be a positive"),
         ("image_width: 640", "", r"missing key 'image_width'"),
-        ("plumb_bob", "equidistant", r"unknown model 'equidistant'"),
+        ("plumb_bob", "fisheye", r"unknown model 'fisheye'; valid: none, plumb_bob, "
+         r"rational_polynomial, equidistant"),
+        ("plumb_bob", "equidistant", r"equidistant \(fisheye\) model takes 4 coefficients"),
         ("0, 0, 1]\ndistortion", "0, 1]\ndistortion", r"'camera_matrix': expected 9 values"),
         ("1, 0, 0, 0, 1, 0, 0, 0, 1]", "1, 0, 0, 0, 1, 0, 0, 0, 3]", r"'rectification_matrix'"),
         ("-0.0227]", ".nan]", r"'distortion_coefficients': contains NaN"),

@@ -177,6 +177,40 @@ def test_distortion_matches_cv2_project_points(
     assert np.abs(tproj.u.numpy()[sel] - proj.u[sel]).max() < 1e-9
 
 
+def test_equidistant_matches_cv2_fisheye(kitti_raw_root: Path, raw_scan: np.ndarray) -> None:
+    """ROS's ``equidistant`` model (Kannala-Brandt) on a real scan, numpy and torch alike,
+    against ``cv2.fisheye.projectPoints``; where its polynomial folds back nothing shows."""
+    D = np.array([-0.05, 0.01, -0.004, 0.0005])
+    plain, K = _raw_distorted_rig(kitti_raw_root, np.zeros(5))
+    K = K.copy()
+    K[0, 1] = 0.4  # a little skew: cv2.fisheye takes it as alpha = K[0, 1] / fx
+    camera = replace(plain.camera, K=K, D=D, distortion_model="equidistant")
+    rig = replace(plain, camera=camera)
+    proj = project_points(raw_scan, rig)
+    assert proj.n_visible > 10000
+    xyz_cam = rig.T_cam_velo.apply(raw_scan[:, :3])
+    sel = proj.index
+    ref, _ = cv2.fisheye.projectPoints(xyz_cam[sel][:, None, :], np.zeros(3), np.zeros(3), K, D,
+                                       alpha=K[0, 1] / K[0, 0])
+    ref = ref.reshape(-1, 2)
+    assert np.abs(proj.u[sel] - ref[:, 0]).max() < 1e-6
+    assert np.abs(proj.v[sel] - ref[:, 1]).max() < 1e-6
+    tproj = project_points(torch.from_numpy(raw_scan), rig)
+    assert torch.equal(tproj.index, torch.from_numpy(proj.index))
+    assert np.abs(tproj.v.numpy()[sel] - proj.v[sel]).max() < 1e-9
+    on_axis = rig.T_cam_velo.inverse().apply(np.array([[0.0, 0.0, 10.0]]))
+    centre = project_points(on_axis, rig)
+    assert (centre.u[0], centre.v[0]) == pytest.approx((K[0, 2], K[1, 2]))
+    folding = replace(camera, D=np.array([-0.6, 0.0, 0.0, 0.0]))
+    p_cam = np.array([[np.tan(np.radians(70.0)) * 10.0, 0.0, 10.0]])  # past the fold (43 deg)
+    p_velo = rig.T_cam_velo.inverse().apply(p_cam)
+    assert project_points(p_velo, replace(rig, camera=folding)).n_visible == 0
+    with pytest.raises(CalibrationError, match=r"equidistant \(fisheye\) model takes 4 "
+                                               r"coefficients k1\.\.k4, got 5"):
+        replace(camera, D=np.zeros(5))
+    assert not replace(camera, D=np.zeros(0)).has_distortion
+
+
 def test_distortion_fold_back_is_not_visible(kitti_raw_root: Path) -> None:
     cam = parse_calib(kitti_raw_root / "calib_cam_to_cam.txt")
     rig, _ = _raw_distorted_rig(kitti_raw_root, cam["D_02"])

@@ -326,6 +326,11 @@ def test_camera_info_round_trip() -> None:
     np.testing.assert_array_equal(back.K, cam.K)
     np.testing.assert_array_equal(back.P, cam.P)
     assert back.frame_id == "cam0" and not back.has_distortion
+    fisheye = CameraModel(1242, 375, np.reshape(K9, (3, 3)), D=np.array([-0.05, 0.01, 0, 0]),
+                          distortion_model="equidistant", image_rectified=False)
+    back = camera_model_from_camera_info(camera_info_to_msg(fisheye, 5, ROS2), "t")
+    assert back.distortion_model == "equidistant" and back.has_distortion
+    np.testing.assert_array_equal(back.D, fisheye.D)
 
 
 def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
