@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from drivingseg.errors import ModelError
 from drivingseg.fileio import write_atomic
 from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, InputSpec, ModelConfig
+from drivingseg.model.device import torch_device
 from drivingseg.model.ensemble import ENSEMBLE_FORMAT, Ensemble, member_paths
 from drivingseg.model.unet import UNet
 
@@ -169,6 +170,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load and check a checkpoint or an ensemble manifest; ``in_channels`` / ``num_classes``
     say what the caller needs."""
+    device = torch_device(device)
     weights, meta_path = checkpoint_paths(resolve_weights(path))
     if not weights.exists() and not meta_path.exists():
         message = f"no checkpoint here (neither {weights.name!r} nor {meta_path.name!r} exists)"

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.model.checkpoint import load_checkpoint
-from drivingseg.model.config import IGNORE_INDEX, TTAConfig, tta_record
+from drivingseg.model.config import IGNORE_INDEX, RGB_CHANNELS, TTAConfig, tta_record
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover, load_pair
 from drivingseg.model.metrics import (
     ConfusionMatrix,
@@ -112,7 +112,7 @@ def evaluate(
             message = f"no frames of sequences {list(sequences)!r} in this folder"
             raise RecordingError(message, path=data)
     files = files if limit is None else files[:limit]
-    ckpt = load_checkpoint(weights, device=device)
+    ckpt = load_checkpoint(weights, in_channels=RGB_CHANNELS, device=device)
     seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16, resize=resize)
     layouts = sorted({f.layout for f in files})
     road_only = layouts == ["kitti_road"]

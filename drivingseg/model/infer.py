@@ -48,6 +48,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
 from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
+from drivingseg.model.device import torch_device
 from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.unet import UNet
 
@@ -206,9 +207,7 @@ class Segmenter:
         options: RunOptions | None = None,
         resize: str = "keep_aspect",
     ) -> None:
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ModelError(f"device {str(device)!r} asked for but CUDA is not available")
+        self.device = torch_device(device)
         check_resize(resize)
         self.resize = resize
         if isinstance(weights, Checkpoint):  # the caller's: converted here, so copied first

@@ -50,6 +50,7 @@ from drivingseg.model.augment import (
 from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint, save_training_state
 from drivingseg.model.config import CLASS_NAMES, ModelConfig, tta_preset
 from drivingseg.model.data import fine_from_coarse, load_pair, read_fine_labels
+from drivingseg.model.device import torch_device
 from drivingseg.model.distill import teacher_models, teacher_targets
 from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.fine import FineHead, fine_loss
@@ -182,14 +183,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"train.device is {name!r} but CUDA is not available; use 'cpu'")
-    return torch.device(name)
-
-
 def validate(model: UNet, cfg: TrainConfig, samples: list[Sample], device: torch.device
              ) -> dict[str, Any]:
     """Confusion matrix over ``samples`` at the labels' own size (as ``drivingseg eval``)."""
@@ -217,7 +210,7 @@ def _seed_of(*entropy: int) -> int:
 def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Run the whole training described by ``cfg``; returns a summary (best scores, times)."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = _device(cfg.device)
+    device = torch_device(cfg.device, "train.device")
     if distributed:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend)

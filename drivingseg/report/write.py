@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.fileio import write_texts_together
+from drivingseg.report.aggregate import class_value
 from drivingseg.report.fleet import Progress, cpu_count, describe_executor, run_tasks
 from drivingseg.report.worker import (
     RANGE_EDGES_M,
@@ -60,11 +61,9 @@ def frames_csv(report: dict[str, Any]) -> str:
                      *(f"iou_{c}" for c in _IOU_CLASSES), "mean_iou", "pixel_accuracy",
                      "n_detections", "n_gt_boxes", *(f"latency_{s}_ms" for s in stages)])
     for row in report["frames"]:
-        iou = dict(row["iou"] or {})
-        if "not_road" in iou:  # KITTI road: not road is the background column
-            iou["background"] = iou.pop("not_road")
         writer.writerow([row["input"], row["index"], row["frame"], row["image"],
-                         *(_cell(iou.get(c)) for c in _IOU_CLASSES), _cell(row["mean_iou"]),
+                         *(_cell(class_value(row["iou"], c)) for c in _IOU_CLASSES),
+                         _cell(row["mean_iou"]),
                          _cell(row["pixel_accuracy"]), row["n_detections"], row["n_gt_boxes"],
                          *(_cell(row["latency_ms"].get(s)) for s in stages)])
     return buf.getvalue()
@@ -138,7 +137,7 @@ def make_report(
     :func:`~drivingseg.report.worker.run_chunk` to crash a worker). ``tta``: average each
     frame's class probabilities over these views (:mod:`drivingseg.model.tta`)."""
     from drivingseg.model.checkpoint import load_checkpoint
-    from drivingseg.model.config import tta_record
+    from drivingseg.model.config import RGB_CHANNELS, tta_record
     from drivingseg.model.infer import RESIZE_MODES
     from drivingseg.report.aggregate import build_report, collect, pick_gallery
     from drivingseg.report.gallery import gallery_items
@@ -149,9 +148,11 @@ def make_report(
         raise ConfigError(f"--limit must be at least 1 frame, got {limit!r}")
     if workers is not None and workers < 1:  # 0 used to mean "every core"
         raise ConfigError(f"--workers must be at least 1, got {workers!r}")
+    if gallery < 0:
+        raise ConfigError(f"--gallery must be 0 (no gallery) or more frames, got {gallery!r}")
     specs = classify_inputs(inputs, limit=limit)
     report_folder(out_dir)  # a file in the way fails now, not after scoring every frame
-    ckpt = load_checkpoint(weights, device=device)
+    ckpt = load_checkpoint(weights, in_channels=RGB_CHANNELS, device=device)
     n_workers = workers or cpu_count()
     step = max(1, chunk_frames)
     chunks = [(spec, i) for spec in specs for i in range(0, len(spec.frames), step)]
@@ -176,6 +177,6 @@ def make_report(
     items = gallery_items(specs, picks)
     meta["wall_s"] = float(f"{time.perf_counter() - start:.3f}")
     report = build_report(specs, frames, failures, model_classes=ckpt.classes, meta=meta,
-                          gallery=picks, range_edges_m=RANGE_EDGES_M)
+                          gallery=picks, gallery_k=gallery, range_edges_m=RANGE_EDGES_M)
     write_report(report, items, out_dir)
     return report

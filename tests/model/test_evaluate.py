@@ -97,3 +97,21 @@ def test_eval_folder_without_frames_is_refused(tmp_path: Path, tiny_weights: Pat
     (tmp_path / "valannot").mkdir()
     with pytest.raises(DrivingsegError, match=r"val: no labelled frames in this folder"):
         evaluate(tmp_path / "val", tiny_weights)
+
+
+def test_eval_refuses_lidar_weights_and_bad_devices_up_front(
+    small_camvid: Path, tmp_path: Path
+) -> None:
+    """eval scores camera images: an RGB + lidar checkpoint is refused by name before any
+    frame is read, and a mistyped device is one line, not a torch traceback."""
+    from drivingseg.model.checkpoint import save_checkpoint
+    from drivingseg.model.config import InputSpec, ModelConfig
+    from drivingseg.model.unet import UNet
+
+    cfg = ModelConfig(depth=2, base_channels=4, in_channels=7)
+    lidar = save_checkpoint(tmp_path / "lidar", UNet(cfg).eval(), cfg, InputSpec(64, 48))
+    with pytest.raises(DrivingsegError, match=r"lidar\.json: checkpoint takes 7 input channels "
+                                              r"but 3 are given"):
+        evaluate(small_camvid, lidar)
+    with pytest.raises(DrivingsegError, match=r"device 'gpu' is not one of auto, cpu, cuda"):
+        evaluate(small_camvid, "default", device="gpu")

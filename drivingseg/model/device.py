@@ -1,0 +1,37 @@
+"""One parser for the ``device`` of every command and node: ``auto``, ``cpu``, ``cuda`` or
+``cuda:N``, checked before any work so a missing GPU is one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import torch
+
+from drivingseg.errors import ModelError
+
+__all__ = ["torch_device"]
+
+
+def torch_device(name: str | torch.device, what: str = "device") -> torch.device:
+    """``name`` as a :class:`torch.device` (``auto``: CUDA when present, else the CPU);
+    :class:`ModelError` naming ``what`` and the value when it is not a CPU or an available
+    CUDA device."""
+    if isinstance(name, torch.device):
+        device = name
+    elif name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        message = f"{what} {name!r} is not one of auto, cpu, cuda, cuda:N"
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise ModelError(message) from exc
+        if device.type not in ("cpu", "cuda", "meta"):  # meta: the tests' stand-in GPU
+            raise ModelError(message)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"{what} {str(name)!r} asked for but CUDA is not available; "
+                             "use 'cpu' or 'auto'")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ModelError(f"{what} {str(name)!r}: this machine has {count} CUDA "
+                             f"device(s), cuda:0 to cuda:{count - 1}")
+    return device
