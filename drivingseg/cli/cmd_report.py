@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--workers", type=int,
                    help="worker processes (default: the number of CPU cores)")
     p.add_argument("--gallery", type=int, default=12, metavar="K",
-                   help="show the K worst frames (default 12)")
+                   help="show the K worst frames (default 12; 0: no gallery)")
     p.add_argument("--limit", type=int, help="score only the first N frames of each input")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     add_tta_argument(p)
@@ -86,9 +86,13 @@ def format_summary(report: dict[str, Any]) -> str:
         lines.append("car IoU by lidar range (%): " + ", ".join(cells))
     det = report["detection"]
     if det:
+        from drivingseg.detect.gt import MODERATE_MIN_HEIGHT_PX
+
         aps = ", ".join(f"AP@{t} {_pct(v).strip()} %" for t, v in det["ap"].items())
         lines.append(f"boxes ({'/'.join(det['classes'])}): {det['n_gt']} ground truth, "
-                     f"{det['n_det']} detected; {aps}")
+                     f"{det['n_proposals']} proposals, {det['n_det']} scored at IoU "
+                     f"{min(det['thresholds']):g} (unmatched ones on don't-care or under "
+                     f"{MODERATE_MIN_HEIGHT_PX:g} px dropped); {aps}")
     total = report["latency"].get("total")
     if total:
         lines.append(f"latency per frame: mean {total['mean_ms']:.1f} ms, "

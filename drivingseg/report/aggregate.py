@@ -8,10 +8,10 @@ they finished. Ratios are derived from the merged counts at the end.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,11 +21,39 @@ from drivingseg.report.fleet import FleetResult
 from drivingseg.report.inputs import InputSpec
 from drivingseg.report.worker import STAGES, ChunkResult, ChunkTask, FrameResult
 
-__all__ = ["FORMAT", "GalleryPick", "build_report", "collect", "pick_gallery"]
+__all__ = ["CLASS_ALIASES", "FORMAT", "GalleryPick", "build_report", "class_columns",
+           "class_value", "collect", "pick_gallery"]
 
 FORMAT = "drivingseg-report/1"
 BOX_CLASSES = ("Car", "Van")
 RANGE_NOTE = "car IoU over pixels hit by a lidar point, binned by that point's range"
+CLASS_ALIASES = {"not_road": "background"}
+"""KITTI road's classes by the class whose cells they add into in the overall matrix (and
+whose column shows them in frames.csv and the page)."""
+
+_V = TypeVar("_V")
+
+
+def class_value(values: Mapping[str, _V] | None, column: str) -> _V | None:
+    """``values[column]``, else the value of a class shown in that column (a KITTI road
+    input's ``not_road`` in the ``background`` column); ``None`` when there is neither."""
+    values = values or {}
+    if column in values:
+        return values[column]
+    for name, target in CLASS_ALIASES.items():
+        if target == column and name in values:
+            return values[name]
+    return None
+
+
+def class_columns(names: Iterable[str]) -> list[str]:
+    """The columns that show ``names``, in first-seen order: a class whose column is
+    already there (``not_road`` beside ``background``) adds none."""
+    columns: list[str] = []
+    for name in names:
+        if name not in columns and CLASS_ALIASES.get(name) not in columns:
+            columns.append(name)
+    return columns
 
 
 @dataclass(frozen=True)
@@ -124,7 +152,10 @@ def _detection(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
     result = dict(evaluator.result())
     out: dict[str, Any] = {"thresholds": result.pop("thresholds", None),
                            "classes": list(BOX_CLASSES)}
-    out.update(result)
+    for key, value in result.items():
+        out[key] = value
+        if key == "n_det":  # n_det: scored at the lowest threshold; n_proposals: all of them
+            out["n_proposals"] = sum(len(f.detections) for f in matched)
     return out
 
 
@@ -185,10 +216,12 @@ def build_report(
     model_classes: tuple[str, ...],
     meta: dict[str, Any],
     gallery: Sequence[GalleryPick] = (),
+    gallery_k: int | None = None,
     range_edges_m: Sequence[float] = (),
 ) -> dict[str, Any]:
     """The report dict. ``meta``: created_utc, command, weights, input_size, resize, tta, device,
-    executor, wall_s (copied in that order after ``format``)."""
+    executor, wall_s (copied in that order after ``format``); ``gallery_k``: the frames the
+    gallery was asked for (``--gallery``; 0 turned it off)."""
     inputs = []
     for spec in specs:
         entry = spec.summary()
@@ -207,6 +240,7 @@ def build_report(
         "latency": _latency(frames),
         "frames": [_frame_row(f) for f in frames],
         "failures": list(failures),
+        "gallery_k": gallery_k,
         "gallery": [{"input": p.frame.input, "frame": p.frame.name, "reason": p.reason}
                     for p in gallery],
     })

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from drivingseg.errors import ConfigError
 from drivingseg.fileio import write_text_atomic
+from drivingseg.report.aggregate import CLASS_ALIASES, class_columns, class_value
 from drivingseg.report.plots import all_plots
 
 __all__ = ["GalleryItem", "build_html", "render_html"]
@@ -129,6 +130,16 @@ def _absent(sentence: str) -> str:
     return f'<p class="absent">{escape(sentence)}</p>'
 
 
+def _has_input(report: Mapping[str, Any], key: str, value: Any = True) -> bool:
+    """Whether some input of the report has ``key`` equal to ``value``."""
+    return any(i.get(key) == value for i in report.get("inputs") or [])
+
+
+def _not_scored(inputs: str) -> str:
+    """Why a section is absent although some input could fill it: its frames all failed."""
+    return f"No frame of {inputs} was scored (see Failures)"
+
+
 def _plots(figures: Mapping[str, bytes], *names: str) -> str:
     images = [_img(figures[n], n.replace("_", " ")) for n in names if n in figures]
     return f'<div class="plots">{"".join(images)}</div>' if images else ""
@@ -209,7 +220,9 @@ def _metric_row(name: str, m: Mapping[str, Any]) -> tuple[str, ...]:
 def _segmentation(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     seg = report.get("segmentation")
     if not seg:
-        why = "No input has per-pixel ground truth, so segmentation accuracy was not measured."
+        why = (_not_scored("an input with per-pixel ground truth")
+               if _has_input(report, "segmentation_gt") else "No input has per-pixel ground truth")
+        why += ", so segmentation accuracy was not measured."
         return _section("segmentation", "Segmentation", _absent(why))
     per_class: Mapping[str, Mapping[str, Any]] = seg.get("per_class") or {}
     headers = ("class", "TP px", "FP px", "FN px", "IoU", "precision", "recall", "F1")
@@ -226,20 +239,30 @@ def _segmentation(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> st
             (
                 escape(f"{int(p.get('input', 0))} ({kinds.get(int(p.get('input', 0)), '')})"),
                 _pct(p.get("mean_iou_road_car")),
-                *(_pct(((p.get("per_class") or {}).get(n) or {}).get("iou")) for n in names),
+                *(_pct((class_value(p.get("per_class"), n) or {}).get("iou")) for n in names),
             )
             for p in per_input
         ]
         headers_in = ("input", "mean IoU road+car", *(f"{escape(n)} IoU" for n in names))
-        body += "<h3>Per input</h3>" + _table(headers_in, rows)
+        body += "<h3>Per input</h3>" + _table(headers_in, rows) + _alias_note(
+            names, (c for p in per_input for c in p.get("per_class") or {}))
     body += _plots(figures, "class_metrics", "confusion_matrix")
     return _section("segmentation", "Segmentation", body)
+
+
+def _alias_note(columns: Sequence[str], shown: Iterable[str]) -> str:
+    """A note naming the classes shown in another class's column (KITTI road's not_road)."""
+    moved = sorted({c for c in shown if c not in columns and CLASS_ALIASES.get(c) in columns})
+    notes = [f"{c} (KITTI road inputs) is shown as {CLASS_ALIASES[c]}" for c in moved]
+    return f'<p class="muted">{escape("; ".join(notes))}.</p>' if notes else ""
 
 
 def _kitti_road(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     road = report.get("kitti_road")
     if not road:
-        why = "No KITTI road input (kitti_road kind), so the KITTI road MaxF/AP was not computed."
+        why = (_not_scored("the KITTI road input(s)") if _has_input(report, "kind", "kitti_road")
+               else "No KITTI road input (kitti_road kind)")
+        why += ", so the KITTI road MaxF/AP was not computed."
         return _section("kitti-road", "KITTI road", _absent(why))
     threshold = road.get("threshold")
     row = (
@@ -256,7 +279,16 @@ def _kitti_road(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
 def _by_range(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     by_range = report.get("by_range")
     if not by_range:
-        why = "No input has both lidar and segmentation ground truth, so IoU by range is absent."
+        both = [i for i in report.get("inputs") or []
+                if i.get("lidar") and i.get("segmentation_gt")]
+        if any(i.get("kind") != "kitti_road" for i in both):
+            why = _not_scored("an input with both lidar and segmentation ground truth")
+        elif both:
+            why = ("Only KITTI road inputs have both lidar and segmentation ground truth, and "
+                   "their labels have no car class")
+        else:
+            why = "No input has both lidar and segmentation ground truth"
+        why += ", so IoU by range is absent."
         return _section("by-range", "Car IoU by lidar range", _absent(why))
     rows = [
         (
@@ -275,10 +307,22 @@ def _by_range(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     return _section("by-range", "Car IoU by lidar range", body)
 
 
+def _scored_rule(det: Mapping[str, Any]) -> str:
+    """Which proposals ``n_det`` counts, in words."""
+    from drivingseg.detect.gt import MODERATE_MIN_HEIGHT_PX
+
+    thresholds = [float(t) for t in det.get("thresholds") or []]
+    at = f" at IoU {min(thresholds):g}" if thresholds else ""
+    return (f"counted{at}: unmatched ones on a don't-care box or region or under "
+            f"{MODERATE_MIN_HEIGHT_PX:g} px high are dropped")
+
+
 def _detection(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     det = report.get("detection")
     if not det:
-        why = "No input has KITTI label_2 boxes, so box detection was not evaluated."
+        why = (_not_scored("an input with KITTI label_2 boxes") if _has_input(report, "box_gt")
+               else "No input has KITTI label_2 boxes")
+        why += ", so box detection was not evaluated."
         return _section("detection", "Box detection", _absent(why))
     ap: Mapping[str, Any] = det.get("ap") or {}
     err: Mapping[str, Any] = det.get("range_error_m") or {}
@@ -288,8 +332,11 @@ def _detection(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
         return _NONE if value is None else f"{float(value):{'+' if signed else ''}.2f} m"
 
     body = (
-        f"<p>Classes {escape(classes)}: {_count(det.get('n_gt'))} ground-truth boxes, "
-        f"{_count(det.get('n_det'))} detections.</p>"
+        f"<p>Classes {escape(classes)}: {_count(det.get('n_gt'))} ground-truth boxes; "
+        f"{_count(det.get('n_proposals'))} proposals (every detection: the sum of the Frames "
+        "table's proposals column and of frames.csv's n_detections over the inputs with boxes), of "
+        f"which {_count(det.get('n_det'))} scored detections "
+        f"({escape(_scored_rule(det))}).</p>"
         + _table(("IoU threshold", "AP"), [(escape(str(k)), _pct(v)) for k, v in ap.items()])
         + _table(
             ("matched boxes", "mean |range error|", "median |error|", "p90 |error|",
@@ -329,13 +376,15 @@ def _latency(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
 def _frames(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     frames: Sequence[Mapping[str, Any]] = report.get("frames") or []
     if not frames:
-        return _section("frames", "Frames", _absent("No frame was processed."))
-    classes = list((report.get("segmentation") or {}).get("classes") or [])
+        why = "No frame was scored (see Failures)." if report.get("failures") else (
+            "No frame was processed.")
+        return _section("frames", "Frames", _absent(why))
+    seg_classes = list((report.get("segmentation") or {}).get("classes") or [])
+    classes = class_columns([*seg_classes, *(c for f in frames for c in f.get("iou") or {})])
     stages: list[str] = []
     for f in frames:
-        classes += [c for c in f.get("iou") or {} if c not in classes]
         stages += [s for s in f.get("latency_ms") or {} if s not in stages]
-    num = ["mean IoU", *(f"{c} IoU" for c in classes), "pixel acc.", "detections", "GT boxes"]
+    num = ["mean IoU", *(f"{c} IoU" for c in classes), "pixel acc.", "proposals", "GT boxes"]
     num += [f"{s} ms" for s in stages] + ["total ms"]
     head = '<th data-type="num">input</th><th data-type="num">index</th><th class="t">frame</th>'
     head += "".join(f'<th data-type="num">{escape(h)}</th>' for h in num)
@@ -346,7 +395,7 @@ def _frames(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
         total = sum(float(v) for v in lat.values() if v is not None) if lat else None
         cells = [
             (f.get("mean_iou"), _pct(f.get("mean_iou"))),
-            *((iou.get(c), _pct(iou.get(c))) for c in classes),
+            *((class_value(iou, c), _pct(class_value(iou, c))) for c in classes),
             (f.get("pixel_accuracy"), _pct(f.get("pixel_accuracy"))),
             (f.get("n_detections"), _count(f.get("n_detections"))),
             (f.get("n_gt_boxes"), _count(f.get("n_gt_boxes"))),
@@ -366,6 +415,7 @@ def _frames(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
         f'</thead><tbody>{"".join(rows)}</tbody></table></div>'
     )
     hint = f'<p class="muted">{len(frames):,} frames; click a column header to sort.</p>'
+    hint += _alias_note(classes, (c for f in frames for c in f.get("iou") or {}))
     return _section("frames", "Frames", _plots(figures, "per_frame_iou") + hint + table)
 
 
@@ -378,7 +428,12 @@ def _gallery(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str:
         if reasons:
             return _section("gallery", "Worst frames", "<ul><li>" + "</li><li>".join(reasons)
                             + "</li></ul>")
-        why = "No gallery: no frame had ground truth to rank frames by."
+        if report.get("gallery_k") == 0:
+            why = "No gallery: it was turned off (--gallery 0)."
+        elif not report.get("frames"):
+            why = "No gallery: no frame was scored (see Failures)."
+        else:
+            why = "No gallery: no frame had ground truth to rank frames by."
         return _section("gallery", "Worst frames", _absent(why))
     items = []
     for item in gallery:

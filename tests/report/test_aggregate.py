@@ -10,14 +10,23 @@ from typing import Any
 import cv2
 import numpy as np
 
+from drivingseg.detect.box import Detection
+from drivingseg.detect.evaluate import FrameMatch
 from drivingseg.model.evaluate import evaluate
-from drivingseg.report.aggregate import collect, pick_gallery
+from drivingseg.report.aggregate import (
+    build_report,
+    class_columns,
+    class_value,
+    collect,
+    pick_gallery,
+)
 from drivingseg.report.fleet import FleetResult, TaskFailure
 from drivingseg.report.inputs import FrameRef, InputSpec
 from drivingseg.report.worker import STAGES, ChunkResult, ChunkTask, FrameResult
 from drivingseg.report.write import make_report
 
 Mixed = tuple[dict[str, Any], Path]
+CLASSES = ("background", "road", "car")
 
 
 def test_segmentation_agrees_with_eval_to_the_last_digit(mixed_report: Mixed,
@@ -57,6 +66,8 @@ def test_argoverse_gives_detection_and_every_latency_stage(mixed_report: Mixed) 
     assert (argo["kind"], argo["box_gt"], argo["lidar"], argo["frames_ok"]) == (
         "kitti_object", True, True, 2)
     assert sum(f["n_gt_boxes"] for f in report["frames"]) == det["n_gt"]
+    argo_proposals = sum(f["n_detections"] for f in report["frames"] if f["input"] == 1)
+    assert argo_proposals == det["n_proposals"] >= det["n_det"]
 
 
 def test_synthetic_drive_gives_by_range(mixed_report: Mixed) -> None:
@@ -134,3 +145,37 @@ def test_kitti_road_section_agrees_with_eval(tmp_path: Path, camvid_root: Path) 
     curve = k.pop("curve")
     assert k == ev["kitti_road"] and len(curve["precision"]) == 256
     assert report["by_range"] is None and report["detection"] is None
+
+
+def _box_frame(index: int, proposals: int, scored: int) -> FrameResult:
+    """A KITTI object frame (input 1): ``proposals`` detections, ``scored`` of them kept."""
+    match = FrameMatch(scores={t: (0.9,) * scored for t in (0.5, 0.7)},
+                       tp={t: (True,) * scored for t in (0.5, 0.7)}, n_gt=2, range_pairs=())
+    dets = tuple(Detection("car", 0.9, (0.0, 0.0, 40.0, 30.0)) for _ in range(proposals))
+    return FrameResult(1, index, f"b{index}", "b.png", {"read": 1.0}, b"", detections=dets,
+                       match=match)
+
+
+def test_detection_counts_proposals_beside_scored_detections() -> None:
+    """``n_det`` (kept after the don't-care and small-box drops) was the only count, so the
+    frames' ``n_detections`` (every proposal) summed to a number shown nowhere."""
+    specs = [InputSpec(0, "cv", "camvid", (FrameRef(0, "c0", "c.png"),), True, False, False),
+             InputSpec(1, "ko", "kitti_object", tuple(FrameRef(j, f"b{j}", "b.png")
+                                                      for j in range(2)), False, True, True)]
+    camvid = FrameResult(0, 0, "c0", "c.png", {"read": 1.0}, b"",
+                         detections=(Detection("car", 0.5, (0.0, 0.0, 9.0, 9.0)),))
+    frames = [camvid, _box_frame(0, 5, 1), _box_frame(1, 2, 2)]
+    report = build_report(specs, frames, [], model_classes=CLASSES, meta={})
+    det = report["detection"]
+    assert (det["n_det"], det["n_proposals"]) == (3, 7)
+    assert sum(f["n_detections"] for f in report["frames"] if f["input"] == 1) == 7
+    assert list(det).index("n_proposals") == list(det).index("n_det") + 1
+
+
+def test_not_road_is_shown_in_the_background_column() -> None:
+    road = {"not_road": 0.9, "road": 0.8}
+    assert (class_value(road, "background"), class_value(road, "road")) == (0.9, 0.8)
+    assert class_value(road, "car") is None and class_value(None, "road") is None
+    assert class_value({"background": 0.1, "not_road": 0.9}, "background") == 0.1
+    assert class_columns(["background", "road", "car", "not_road", "road"]) == list(CLASSES)
+    assert class_columns(["not_road", "road"]) == ["not_road", "road"]  # KITTI road alone

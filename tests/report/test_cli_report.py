@@ -112,3 +112,18 @@ def test_tta_is_applied_recorded_and_shown(
     ious = [[f["iou"] for f in r["frames"]] for r in (one, two)]
     assert ious[0] != ious[1]  # the mirror changes pixels
     assert two["segmentation"]["per_class"]["road"]["iou"] > 0.8
+
+
+def test_summary_names_proposals_and_scored_detections() -> None:
+    """The summary called n_det (after the don't-care and small-box drops) "detected"."""
+    from drivingseg.cli.cmd_report import format_summary
+
+    det = {"classes": ["Car", "Van"], "thresholds": [0.5, 0.7], "n_gt": 52, "n_det": 27,
+           "n_proposals": 100, "ap": {"0.5": 0.25, "0.7": 0.125}}
+    report = {"frames": [], "inputs": [{}], "executor": "local processes x1", "wall_s": 1.0,
+              "weights": "w.safetensors", "input_size": [384, 288], "tta": None,
+              "segmentation": None, "kitti_road": None, "by_range": None, "detection": det,
+              "latency": {"stages": {}}}
+    assert format_summary(report).splitlines()[-1] == (
+        "boxes (Car/Van): 52 ground truth, 100 proposals, 27 scored at IoU 0.5 (unmatched "
+        "ones on don't-care or under 25 px dropped); AP@0.5 25.00 %, AP@0.7 12.50 %")

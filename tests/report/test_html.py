@@ -93,7 +93,7 @@ def sample_report(n_frames: int = 24) -> dict[str, Any]:
                              for lo, hi in ((0, 10), (10, 20), (20, 30), (30, 40), (40, 60),
                                             (60, 80))]},
         "detection": {"thresholds": [0.5, 0.7], "classes": ["Car", "Van"], "n_gt": 40,
-                      "n_det": 44, "ap": {"0.5": 0.7123, "0.7": None},
+                      "n_det": 44, "n_proposals": 61, "ap": {"0.5": 0.7123, "0.7": None},
                       "pr": {"0.5": {"precision": [1.0, 0.9, 0.8], "recall": [0.2, 0.5, 0.7]},
                              "0.7": {"precision": [1.0, 0.5], "recall": [0.1, 0.3]}},
                       "range_error_m": {"n": 30, "mean": 0.61, "median": 0.4, "p90": 1.4,
@@ -263,3 +263,113 @@ def test_banner_counts_inputs_not_failed_frames() -> None:
     page = build_html(report, [])
     assert "1 input(s) had failures" in page
     assert '<h2>Failures (3)</h2>' in page
+
+
+def _header_cells(table: str) -> list[str]:
+    return re.findall(r"<th[^>]*>([^<]*)</th>", table.split("</thead>")[0])
+
+
+def _rows(table: str) -> list[list[str]]:
+    body = table.split("<tbody>")[1]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in body.split("</tr>") if "<td" in r]
+
+
+def test_detection_says_what_each_count_counts() -> None:
+    """The page called n_det (after the don't-care and small-box drops) "detections" while
+    the frames table's column counted every proposal."""
+    page = build_html(sample_report(4), [])
+    detection = _section(page, "detection")
+    assert "40 ground-truth boxes; 61 proposals (every detection" in detection
+    assert "44 scored detections (counted at IoU 0.5: unmatched ones on a don&#x27;t-care" in (
+        detection)
+    assert "under 25 px high are dropped" in detection
+    frames = _section(page, "frames")
+    assert "proposals" in _header_cells(frames) and "detections" not in _header_cells(frames)
+
+
+def _road_mixed_report() -> dict[str, Any]:
+    """The sample report with input 1 a KITTI road folder (scored as not_road/road)."""
+    report = sample_report(4)
+    report["inputs"][1].update(kind="kitti_road", box_gt=False, lidar=False)
+    road = {"not_road": _metrics("not_road", 700, 10, 20), "road": _metrics("road", 300, 5, 6)}
+    report["segmentation"]["per_input"][1]["per_class"] = road
+    for frame in report["frames"]:
+        if frame["input"] == 1:
+            frame["iou"] = {"not_road": 0.25 + frame["index"] / 100, "road": 0.5}
+    return report
+
+
+def test_kitti_road_not_road_is_the_background_column() -> None:
+    """A KITTI road input's background IoU showed as a dash in the per-input table, and the
+    frames table had a separate not_road column, empty on every other frame."""
+    report = _road_mixed_report()
+    page = build_html(report, [])
+    seg = _section(page, "segmentation")
+    per_input = seg.split("<h3>Per input</h3>")[1]
+    assert _header_cells(per_input)[2:] == ["background IoU", "road IoU", "car IoU"]
+    road_row = _rows(per_input)[1]
+    assert road_row[0] == "1 (kitti_road)"
+    assert road_row[2:] == ["95.9 %", "96.5 %", "–"]
+    assert "not_road (KITTI road inputs) is shown as background" in seg
+    frames = _section(page, "frames")
+    headers = _header_cells(frames)
+    assert "not_road IoU" not in headers
+    column = headers.index("background IoU")
+    for row, frame in zip(_rows(frames), report["frames"], strict=True):
+        expected = frame["iou"].get("not_road", frame["iou"].get("background"))
+        assert row[column] == f"{expected * 100:.1f} %"
+
+
+def test_kitti_road_alone_keeps_its_not_road_column() -> None:
+    report = _road_mixed_report()
+    report["inputs"] = report["inputs"][1:]
+    report["frames"] = [f for f in report["frames"] if f["input"] == 1]
+    seg = report["segmentation"]
+    seg.update(classes=["not_road", "road"], per_input=seg["per_input"][1:],
+               per_class=seg["per_input"][1]["per_class"])
+    page = build_html(report, [])
+    headers = _header_cells(_section(page, "frames"))
+    assert "not_road IoU" in headers and "background IoU" not in headers
+    assert "is shown as background" not in page
+
+
+def _failed_everywhere() -> dict[str, Any]:
+    """Inputs with pixel, KITTI road and box ground truth whose every frame failed."""
+    report = null_report()
+    report["inputs"][0].update(kind="kitti_road")
+    report.update(frames=[], gallery_k=12)
+    return report
+
+
+def test_absent_sections_tell_no_input_from_no_scored_frame() -> None:
+    """Every frame failing used to read "No input has per-pixel ground truth" beside an
+    Inputs table saying seg GT = yes."""
+    page = build_html(_failed_everywhere(), [])
+    for anchor, inputs in (("segmentation", "an input with per-pixel ground truth"),
+                           ("kitti-road", "the KITTI road input(s)"),
+                           ("detection", "an input with KITTI label_2 boxes"),
+                           ("by-range", "an input with both lidar and segmentation ground "
+                                        "truth")):
+        assert f"No frame of {inputs} was scored (see Failures)" in _section(page, anchor)
+    assert "No gallery: no frame was scored (see Failures)." in _section(page, "gallery")
+    assert "No frame was scored (see Failures)." in _section(page, "frames")
+    assert "No input has" not in page and "No KITTI road input" not in page
+    report = _failed_everywhere()
+    for entry in report["inputs"]:
+        entry.update(kind="camvid", segmentation_gt=False, box_gt=False)
+    page = build_html(report, [])
+    assert "No input has per-pixel ground truth, so" in _section(page, "segmentation")
+    assert "No input has both lidar and segmentation" in _section(page, "by-range")
+    assert "No KITTI road input (kitti_road kind), so" in _section(page, "kitti-road")
+    assert "No input has KITTI label_2 boxes, so" in _section(page, "detection")
+
+
+def test_gallery_turned_off_says_so() -> None:
+    """``--gallery 0`` used to read "no frame had ground truth to rank frames by"."""
+    report = sample_report(4)
+    report.update(gallery=[], gallery_k=0)
+    assert "No gallery: it was turned off (--gallery 0)." in _section(build_html(report, []),
+                                                                     "gallery")
+    report["gallery_k"] = 12
+    assert "no frame had ground truth to rank frames by" in _section(build_html(report, []),
+                                                                    "gallery")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import re
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -64,3 +69,66 @@ def test_zero_workers_is_refused(tmp_path: Path, camvid_root: Path) -> None:
     with pytest.raises(ConfigError, match=r"--workers must be at least 1, got 0"):
         make_report([camvid_root / "val"], "default", tmp_path / "out", workers=0, limit=1)
     assert not (tmp_path / "out").exists()
+
+
+def test_negative_gallery_is_refused(tmp_path: Path, camvid_root: Path) -> None:
+    """``--gallery -1`` used to be taken as "no gallery"."""
+    with pytest.raises(ConfigError, match=r"--gallery must be 0 \(no gallery\) or more "
+                                          r"frames, got -1"):
+        make_report([camvid_root / "val"], "default", tmp_path / "out", workers=1, limit=1,
+                    gallery=-1)
+    assert not (tmp_path / "out").exists()
+
+
+def _kitti_road_folder(root: Path, camvid_root: Path) -> Path:
+    """A KITTI road folder of one CamVid val frame, its labels drawn in gt_image_2 colours."""
+    (root / "training" / "image_2").mkdir(parents=True)
+    (root / "training" / "gt_image_2").mkdir()
+    name = "0016E5_07959.png"
+    shutil.copy(camvid_root / "val" / name, root / "training" / "image_2" / "um_000000.png")
+    ids = np.asarray(cv2.imread(str(camvid_root / "valannot" / name), cv2.IMREAD_UNCHANGED))
+    bgr = np.zeros((*ids.shape, 3), dtype=np.uint8)
+    bgr[..., 2] = 255
+    bgr[ids == 3] = (255, 0, 255)
+    bgr[ids == 11] = 0
+    cv2.imwrite(str(root / "training" / "gt_image_2" / "um_road_000000.png"), bgr)
+    return root
+
+
+def _table_after(page: str, marker: str) -> tuple[list[str], list[list[str]]]:
+    table = page[page.index(marker):]
+    table = table[: table.index("</table>")]
+    head, body = table.split("</thead>")
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in body.split("</tr>") if "<td" in r]
+    return re.findall(r"<th[^>]*>([^<]*)</th>", head), rows
+
+
+def test_kitti_road_not_road_is_background_everywhere(tmp_path: Path,
+                                                      camvid_root: Path) -> None:
+    """CamVid + KITTI road: frames.csv and the overall matrix put not_road on background,
+    but the page showed a dash for the road input's background IoU and a separate
+    not_road column in the frames table. Also: ``--gallery 0`` is recorded and named."""
+    road = _kitti_road_folder(tmp_path / "road", camvid_root)
+    out = tmp_path / "out"
+    report = make_report([camvid_root / "val", road], "default", out, workers=1, limit=1,
+                         gallery=0)
+    assert [i["kind"] for i in report["inputs"]] == ["camvid", "kitti_road"]
+    seg = report["segmentation"]
+    assert seg["classes"] == list(CLASSES)
+    road_frame = report["frames"][1]
+    not_road = road_frame["iou"]["not_road"]
+    assert set(road_frame["iou"]) == {"not_road", "road"} and 0.5 < not_road < 1.0
+    with (out / "frames.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[1]["iou_background"]) == not_road and rows[1]["iou_car"] == ""
+    assert json.loads((out / "report.json").read_text())["gallery_k"] == 0
+    page = (out / "report.html").read_text()
+    road_input = seg["per_input"][1]["per_class"]["not_road"]["iou"]
+    headers, per_input = _table_after(page, "<h3>Per input</h3>")
+    assert headers[2:] == ["background IoU", "road IoU", "car IoU"]
+    assert per_input[1][0] == "1 (kitti_road)"
+    assert per_input[1][2] == f"{road_input * 100:.1f} %"  # was a dash
+    headers, frames = _table_after(page, 'id="frames-table"')
+    assert "not_road IoU" not in headers
+    assert frames[1][headers.index("background IoU")] == f"{not_road * 100:.1f} %"
+    assert "No gallery: it was turned off (--gallery 0)." in page
