@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.model.checkpoint import load_checkpoint
-from drivingseg.model.config import IGNORE_INDEX, RGB_CHANNELS, TTAConfig, tta_record
+from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, RGB_CHANNELS, TTAConfig, tta_record
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover, load_pair
 from drivingseg.model.metrics import (
     ConfusionMatrix,
@@ -49,9 +49,11 @@ class FrameScore:
     pred: npt.NDArray[np.uint8]
 
 
-def scored_classes(model_classes: tuple[str, ...], road_only: bool) -> tuple[str, ...]:
-    """The classes a frame is scored on: ``not_road``/``road`` on KITTI road labels."""
-    return ROAD_ONLY_CLASSES if road_only else model_classes
+def scored_classes(road_only: bool) -> tuple[str, ...]:
+    """The classes a frame is scored on: those of its labels (``not_road``/``road`` on KITTI
+    road), whatever the model predicts, so a road-only model still meets the labels' cars
+    (as recall 0) instead of failing on them."""
+    return ROAD_ONLY_CLASSES if road_only else CLASS_NAMES
 
 
 def score_frame(
@@ -116,7 +118,7 @@ def evaluate(
     seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16, resize=resize)
     layouts = sorted({f.layout for f in files})
     road_only = layouts == ["kitti_road"]
-    classes = scored_classes(ckpt.classes, road_only)
+    classes = scored_classes(road_only)
     cm = ConfusionMatrix(classes)
     road_pr = RoadPR() if road_only else None
     rows = []

@@ -91,18 +91,18 @@ def _per_class(matrix: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
     return {s.name: asdict(s) for s in scores_of(matrix, classes)}
 
 
-def _segmentation(specs: Sequence[InputSpec], frames: Sequence[FrameResult],
-                  model_classes: tuple[str, ...]) -> dict[str, Any] | None:
+def _segmentation(specs: Sequence[InputSpec],
+                  frames: Sequence[FrameResult]) -> dict[str, Any] | None:
     seg_specs = [s for s in specs if s.segmentation_gt]
     scored = [f for f in frames if f.confusion is not None]
     if not seg_specs or not scored:
         return None
     road_only = all(s.road_only for s in seg_specs)
-    classes = scored_classes(model_classes, road_only)
+    classes = scored_classes(road_only)
     total = np.zeros((len(classes), len(classes)), dtype=np.int64)
     per_input = []
     for spec in seg_specs:
-        own = scored_classes(model_classes, spec.road_only)
+        own = scored_classes(spec.road_only)
         m = np.zeros((len(own), len(own)), dtype=np.int64)
         for f in scored:
             if f.input == spec.index and f.confusion is not None:
@@ -213,7 +213,6 @@ def build_report(
     frames: Sequence[FrameResult],
     failures: Sequence[dict[str, Any]],
     *,
-    model_classes: tuple[str, ...],
     meta: dict[str, Any],
     gallery: Sequence[GalleryPick] = (),
     gallery_k: int | None = None,
@@ -233,7 +232,7 @@ def build_report(
         report[key] = meta.get(key)
     report.update({
         "inputs": inputs,
-        "segmentation": _segmentation(specs, frames, model_classes),
+        "segmentation": _segmentation(specs, frames),
         "kitti_road": _kitti_road(frames),
         "by_range": _by_range(frames, range_edges_m) if range_edges_m else None,
         "detection": _detection(frames),

@@ -248,7 +248,7 @@ def score_one(task: ChunkTask, ref: FrameRef) -> FrameResult:
     with clock.stage("metrics"):
         fields: dict[str, Any] = {}
         if labels is not None:
-            classes = scored_classes(seg.classes, task.road_only)
+            classes = scored_classes(task.road_only)
             score = score_frame(labels, out.class_ids, classes, road_only=task.road_only)
             fields.update(confusion=score.confusion, iou=score.iou, mean_iou=score.mean_iou,
                           pixel_accuracy=score.pixel_accuracy)

@@ -176,7 +176,7 @@ def make_report(
             "executor": describe_executor(n_workers, ray)}
     items = gallery_items(specs, picks)
     meta["wall_s"] = float(f"{time.perf_counter() - start:.3f}")
-    report = build_report(specs, frames, failures, model_classes=ckpt.classes, meta=meta,
+    report = build_report(specs, frames, failures, meta=meta,
                           gallery=picks, gallery_k=gallery, range_edges_m=RANGE_EDGES_M)
     write_report(report, items, out_dir)
     return report

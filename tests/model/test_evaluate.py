@@ -115,3 +115,21 @@ def test_eval_refuses_lidar_weights_and_bad_devices_up_front(
         evaluate(small_camvid, lidar)
     with pytest.raises(DrivingsegError, match=r"device 'gpu' is not one of auto, cpu, cuda"):
         evaluate(small_camvid, "default", device="gpu")
+
+
+def test_a_road_only_model_is_scored_on_the_labels_classes(
+    small_camvid: Path, tmp_path: Path
+) -> None:
+    """A background/road checkpoint on CamVid, whose labels hold cars: the cars count as
+    missed (recall 0), where scoring on the model's two classes failed on every frame."""
+    from drivingseg.model.checkpoint import save_checkpoint
+    from drivingseg.model.config import InputSpec, ModelConfig
+    from drivingseg.model.unet import UNet
+
+    cfg = ModelConfig(depth=2, base_channels=4, num_classes=2)
+    road = save_checkpoint(tmp_path / "road", UNet(cfg).eval(), cfg, InputSpec(64, 48))
+    report = evaluate(small_camvid, road, limit=2)
+    assert report["classes"] == ["background", "road", "car"]
+    car = report["per_class"]["car"]
+    assert car["tp"] == 0 and car["fn"] > 0 and car["recall"] == 0.0
+    assert np.asarray(report["confusion_matrix"])[:, 2].sum() == 0  # never predicted

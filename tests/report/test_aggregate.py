@@ -165,7 +165,7 @@ def test_detection_counts_proposals_beside_scored_detections() -> None:
     camvid = FrameResult(0, 0, "c0", "c.png", {"read": 1.0}, b"",
                          detections=(Detection("car", 0.5, (0.0, 0.0, 9.0, 9.0)),))
     frames = [camvid, _box_frame(0, 5, 1), _box_frame(1, 2, 2)]
-    report = build_report(specs, frames, [], model_classes=CLASSES, meta={})
+    report = build_report(specs, frames, [], meta={})
     det = report["detection"]
     assert (det["n_det"], det["n_proposals"]) == (3, 7)
     assert sum(f["n_detections"] for f in report["frames"] if f["input"] == 1) == 7

@@ -28,7 +28,7 @@ def _report(road_tp: int) -> dict[str, object]:
     cm = np.array([[5, 1, 0], [1, road_tp, 0], [0, 0, 0]], dtype=np.int64)
     frame = FrameResult(0, 0, "f0", "f0.png", {"read": 1.0}, b"", confusion=cm,
                         iou={"road": 0.5}, mean_iou=0.5, pixel_accuracy=0.9)
-    return build_report([spec], [frame], [], model_classes=CLASSES, meta={})
+    return build_report([spec], [frame], [], meta={})
 
 
 def test_a_file_that_cannot_be_written_leaves_the_old_report_whole(tmp_path: Path) -> None:
