@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from mcap.exceptions import McapError
-from mcap.records import Channel, Message, Schema
+from mcap.records import Channel, Header, Message, Schema
 from mcap.stream_reader import StreamReader
 from rosbags.highlevel import AnyReader
 from rosbags.highlevel.anyreader import AnyReaderError
@@ -79,12 +79,29 @@ _ROSBAGS_ERRORS: tuple[type[BaseException], ...] = (
     OverflowError,
     MemoryError,
 )
+# What the decompressors raise on a damaged chunk: lz4 a bare RuntimeError (ROS 1 bags
+# and MCAP chunks), bz2 an OSError (above), zstandard its own ZstdError.
+_DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (RuntimeError,)
+try:
+    from zstandard import ZstdError
+
+    _DECOMPRESS_ERRORS += (ZstdError,)
+except ImportError:  # pragma: no cover - without zstandard no zstd chunk is read at all
+    pass
+_ROSBAGS_ERRORS += _DECOMPRESS_ERRORS
 try:  # rosbags 0.11 reads .db3 through apsw, whose errors are not sqlite3's
     import apsw
 
     _ROSBAGS_ERRORS += (apsw.Error,)
 except ImportError:  # pragma: no cover - older rosbags use the sqlite3 module
     pass
+# What the mcap library's StreamReader raises on a cut or damaged file (a chunk whose CRC
+# does not match raises CRCValidationError, a ValueError).
+_STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    McapError, struct.error, ValueError, OverflowError, MemoryError, *_DECOMPRESS_ERRORS,
+)
+_ROS2_ENCODINGS = ("ros2msg", "cdr")
+"""Schema and message encoding of the MCAP channels the stream fallback decodes."""
 
 
 @dataclass(frozen=True)
@@ -128,45 +145,111 @@ class _McapStreamSource:
     """A ``.mcap`` file read front to back with the mcap library's ``StreamReader``.
 
     For files rosbags refuses, typically one whose writer was killed before writing the
-    summary: every complete record up to the damaged tail is read, then a warning is
-    logged. Schemas must be ``ros2msg`` and messages ``cdr``; they are decoded with a
-    rosbags typestore built from the schema text in the file.
+    summary: every complete record up to the damaged tail (or the first chunk that fails
+    its CRC) is read, then a warning is logged. Only channels with ``ros2msg`` schemas and
+    ``cdr`` messages are decoded, with a rosbags typestore built from the schema text in
+    the file; the others (ROS 1 profile, json, protobuf, a schema the typestore refuses)
+    are skipped with a warning, and a file with no channel left is refused.
     """
 
     def __init__(self, path: Path, *, rosbags_error: str) -> None:
         self.path = path
         self._typestore = get_typestore(Stores.EMPTY)
         self._rosbags_error = rosbags_error
-        msgtypes: dict[str, str] = {}
+        self._bad_schemas: dict[int, str] = {}  # schema id -> why the typestore refuses it
+        self._profile = ""
+        self._channels: dict[str, str] = {}  # topic -> msgtype of its decodable channel
+        self._skipped: dict[str, str] = {}  # topic -> why its channel is not read
         counts: Counter[str] = Counter()
-        for topic, msgtype, _, _ in self._records(warn=True):
-            msgtypes.setdefault(topic, msgtype)
+        for topic, _, _, _ in self._records(warn=True):
             counts[topic] += 1
-        self.topics = {t: _Topic(t, m, counts[t]) for t, m in msgtypes.items()}
+        if self._skipped and not self._channels:
+            raise RecordingError(self._nothing_readable(), path=self.path)
+        self._warn_skipped()
+        self.topics = {t: _Topic(t, m, counts[t]) for t, m in self._channels.items()}
+
+    def _warn_skipped(self) -> None:
+        """One warning per schema the typestore refused (with its topics) and one per topic
+        skipped for its encodings."""
+        skipped = {t: why for t, why in self._skipped.items() if t not in self._channels}
+        for why in dict.fromkeys(self._bad_schemas.values()):
+            topics = sorted(t for t, topic_why in skipped.items() if topic_why == why)
+            log.warning("%s: %s; skipping its topics %r", self.path, why, topics)
+        for topic, why in skipped.items():
+            if why not in self._bad_schemas.values():
+                log.warning("%s: skipping topic %r: %s (only %s schemas with %s messages "
+                            "are read)", self.path, topic, why, *_ROS2_ENCODINGS)
+
+    def _nothing_readable(self) -> str:
+        """Why no channel of the file can be read: its profile and each channel's problem."""
+        by_reason: dict[str, list[str]] = {}
+        for topic, why in sorted(self._skipped.items()):
+            by_reason.setdefault(why, []).append(topic)
+        reasons = "; ".join(f"{why}: {topics!r}" for why, topics in by_reason.items())
+        return (
+            f"cannot read bag: {self._rosbags_error}; as an MCAP stream (profile "
+            f"{self._profile!r}) it has no ROS 2 channel ({_ROS2_ENCODINGS[0]} schema, "
+            f"{_ROS2_ENCODINGS[1]} messages) to read: {reasons}"
+        )
+
+    def _register(self, schema: Schema) -> None:
+        """Add a ``ros2msg`` schema's types to the typestore. One it refuses (a definition
+        that clashes with an earlier schema's, bad text) is noted as unusable, so that only
+        its channels are lost, not every later message of the file."""
+        if schema.id in self._bad_schemas or schema.name in self._typestore.fielddefs:
+            return
+        try:
+            self._typestore.register(get_types_from_msg(schema.data.decode(), schema.name))
+        except (TypesysError, UnicodeDecodeError) as exc:
+            self._bad_schemas[schema.id] = f"schema {schema.name!r} cannot be used ({exc})"
+
+    def _channel_problem(self, channel: Channel, schemas: dict[int, Schema]) -> str | None:
+        """Why ``channel`` cannot be decoded, or ``None`` when it can."""
+        if channel.schema_id in self._bad_schemas:
+            return self._bad_schemas[channel.schema_id]
+        schema = schemas.get(channel.schema_id)
+        schema_encoding = schema.encoding if schema is not None else ""
+        if (schema_encoding, channel.message_encoding) != _ROS2_ENCODINGS:
+            return (f"schema encoding {schema_encoding or 'none'!r}, message encoding "
+                    f"{channel.message_encoding!r}")
+        return None
 
     def _records(self, *, warn: bool) -> Iterator[tuple[str, str, int, bytes]]:
-        """``(topic, msgtype, log_ns, raw)`` of every decodable message in file order."""
-        schemas: dict[int, str] = {}
+        """``(topic, msgtype, log_ns, raw)`` of every decodable message in file order.
+
+        With ``warn`` (the first pass, from ``__init__``) it also notes the profile, the
+        decodable channels and the skipped ones, and warns about damage.
+        """
+        schemas: dict[int, Schema] = {}
         channels: dict[int, tuple[str, str]] = {}
         n_records = n_messages = 0
         with self.path.open("rb") as f:
             try:
-                for record in StreamReader(f, record_size_limit=2**32).records:
+                reader = StreamReader(f, record_size_limit=2**32, validate_crcs=True)
+                for record in reader.records:
                     n_records += 1
-                    if isinstance(record, Schema) and record.encoding == "ros2msg":
-                        if record.name not in self._typestore.fielddefs:
-                            types = get_types_from_msg(record.data.decode(), record.name)
-                            self._typestore.register(types)
-                        schemas[record.id] = record.name
-                    elif isinstance(record, Channel) and record.schema_id in schemas:
-                        if record.message_encoding == "cdr":
-                            channels[record.id] = (record.topic, schemas[record.schema_id])
+                    if isinstance(record, Header):
+                        self._profile = record.profile
+                    elif isinstance(record, Schema):
+                        schemas[record.id] = record
+                        if record.encoding == _ROS2_ENCODINGS[0]:
+                            self._register(record)
+                    elif isinstance(record, Channel):
+                        problem = self._channel_problem(record, schemas)
+                        if problem is None:
+                            msgtype = schemas[record.schema_id].name
+                            channels[record.id] = (record.topic, msgtype)
+                            if warn:
+                                self._channels.setdefault(record.topic, msgtype)
+                        elif warn:
+                            self._skipped.setdefault(record.topic, problem)
                     elif isinstance(record, Message) and record.channel_id in channels:
                         topic, msgtype = channels[record.channel_id]
                         n_messages += 1
                         yield topic, msgtype, record.log_time, record.data
-            except (McapError, struct.error, ValueError, OverflowError, MemoryError,
-                    TypesysError) as exc:
+            except _STREAM_ERRORS as exc:
+                if n_messages == 0 and self._skipped and not self._channels:
+                    raise RecordingError(self._nothing_readable(), path=self.path) from exc
                 if n_messages == 0:
                     message = (
                         f"cannot read bag: {self._rosbags_error}; as an MCAP stream, no "
@@ -293,8 +376,11 @@ class BagRecording(Recording):
         return ", ".join(f"{t.name} ({t.msgtype})" for t in self._topics.values()) or "none"
 
     def _choose(self, kind: str) -> str | None:
+        """The topic of ``kind`` to read: the one asked for, else the only one with messages
+        (a topic recorded but never published is no candidate), else the image topic's
+        sibling ``camera_info``, else ``None`` (noted in ``ambiguous_topics`` if several)."""
         wanted = self._want[kind]
-        candidates = [t.name for t in self._topics.values() if t.kind == kind]
+        candidates = [t.name for t in self._topics.values() if t.kind == kind and t.count > 0]
         if wanted is not None:
             topic = self._topics.get(wanted)
             if topic is None:
@@ -330,12 +416,21 @@ class BagRecording(Recording):
                 raise RecordingError(self._ambiguous[kind], path=self.path)
 
     def require_camera(self) -> None:
-        """Raise :class:`RecordingError` when no image topic is chosen: several and none
-        named, or none in the bag (the message lists the bag's topics)."""
+        """Raise :class:`RecordingError` when no image topic with messages is chosen: several
+        and none named, none in the bag (the message lists the bag's topics), or the image
+        topic has no message (as the base class refuses a camera stream of count 0)."""
         self._check_open()
         self._check_chosen("camera")
         if self.image_topic is None:
-            message = f"no image topic in the bag; topics: {self._topic_list()}"
+            empty = sorted(t.name for t in self._topics.values() if t.kind == "camera")
+            message = (
+                f"no image topic with messages in the bag ({empty!r} have none); "
+                f"topics: {self._topic_list()}" if empty
+                else f"no image topic in the bag; topics: {self._topic_list()}"
+            )
+            raise RecordingError(message, path=self.path)
+        if self._topics[self.image_topic].count == 0:
+            message = f"image topic {self.image_topic!r} has no messages"
             raise RecordingError(message, path=self.path)
 
     # ------------------------------------------------------------------ reading
@@ -441,10 +536,12 @@ class BagRecording(Recording):
         """Camera from the first CameraInfo and the lidar->camera transform from /tf_static.
 
         ``None`` without a CameraInfo topic, a lidar topic, or a /tf_static chain linking
-        the lidar frame (first PointCloud2 header) to the camera frame, and when the
+        the lidar frame (first PointCloud2 header) to the camera frame, when the
         CameraInfo is an uncalibrated camera's (all-zero K, as drivers publish without a
-        calibration file). The images count as rectified when the image topic name
-        contains ``rect`` or the camera has no distortion.
+        calibration file), and when a CameraInfo not named by ``camera_info_topic`` has
+        another header frame than the images (another camera's). The images count as
+        rectified when the image topic name contains ``rect`` or the camera has no
+        distortion.
         """
         self._check_open()
         if not self._rig_done:
@@ -463,6 +560,8 @@ class BagRecording(Recording):
         info_msg = self._first(self.camera_info_topic)
         cloud_msg = self._first(self.lidar_topic)
         if info_msg is None or cloud_msg is None:
+            return None
+        if self._want["camera_info"] is None and not self._info_matches_images(info_msg):
             return None
         source = self._source_name(self.camera_info_topic)
         K = info_msg.k if hasattr(info_msg, "k") else info_msg.K
@@ -483,6 +582,25 @@ class BagRecording(Recording):
             return Rig(name=self.path.stem, camera=camera, T_cam_velo=T, path=str(self.path))
         except CalibrationError as exc:
             raise RecordingError(f"bad rig from bag: {exc.message}", path=self.path) from exc
+
+    def _info_matches_images(self, info_msg: Any) -> bool:
+        """Whether the chosen CameraInfo is the chosen images' camera, by header frame (a
+        leading ``/`` ignored): a lone CameraInfo of another camera of the rig would give
+        the images a wrong camera and lidar transform. ``True`` when either frame is empty.
+        """
+        image_msg = self._first(self.image_topic) if self.image_topic is not None else None
+        if image_msg is None:
+            return True
+        info_frame = str(info_msg.header.frame_id).lstrip("/")
+        image_frame = str(image_msg.header.frame_id).lstrip("/")
+        if info_frame and image_frame and info_frame != image_frame:
+            log.warning(
+                "%s: CameraInfo topic %r is of frame %r but image topic %r is of frame %r, so "
+                "no rig; choose the CameraInfo of these images with camera_info_topic=",
+                self.path, self.camera_info_topic, info_frame, self.image_topic, image_frame,
+            )
+            return False
+        return True
 
     def _lookup_static(self, target: str, source_frame: str) -> RigidTransform | None:
         """``T_target_source`` chained through every /tf_static transform (either way).

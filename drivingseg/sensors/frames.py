@@ -30,6 +30,12 @@ class CameraFrame:
                 f"got shape {img.shape!r} dtype {img.dtype}",
                 path=self.source or None,
             )
+        if img.shape[0] == 0 or img.shape[1] == 0:  # resizing or inference would fail later
+            raise RecordingError(
+                f"camera frame {self.index}: empty image of shape {img.shape!r}; a frame "
+                "needs at least one row and one column",
+                path=self.source or None,
+            )
 
     @property
     def height(self) -> int:

@@ -25,6 +25,13 @@ FORMATS = {
 def detect_format(path: str | PathLike[str]) -> str:
     """Name of the reader for ``path`` (a key of ``FORMATS``); error lists the accepted ones."""
     text = str(path)
+    if text == "synthetic" and Path(text).exists():
+        message = (
+            f"{text!r} is ambiguous: it names both this file or folder and the built-in "
+            "synthetic drive; use './synthetic' for the folder or 'synthetic:0' for the "
+            "built-in drive"
+        )
+        raise RecordingError(message, path=Path(text).absolute())
     if text == "synthetic" or text.startswith("synthetic:"):
         return "synthetic"
     p = Path(path)

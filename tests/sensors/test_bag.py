@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from mcap.writer import Writer as McapWriter
 from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
@@ -134,12 +137,17 @@ def standard_entries(ts: Typestore) -> list[Entry]:
     return out
 
 
-def write_bag(path: Path, kind: str, entries: list[Entry]) -> Path:
-    """Write ``entries`` as a ``kind`` bag ('ros1', 'sqlite3' or 'mcap'); return its path."""
+def write_bag(path: Path, kind: str, entries: list[Entry],
+              empty: tuple[tuple[str, str], ...] = ()) -> Path:
+    """Write ``entries`` as a ``kind`` bag ('ros1', 'sqlite3' or 'mcap'); return its path.
+
+    ``empty`` topics (name, msgtype) are declared first and get no message, as a recorder
+    leaves the topics it discovered but never received.
+    """
     entries = sorted(entries, key=lambda e: e[2])
     if kind == "ros1":
         with Writer1(path) as w1:
-            conns1 = {}
+            conns1 = {t: w1.add_connection(t, m, typestore=ROS1) for t, m in empty}
             for topic, msgtype, t, msg in entries:
                 if topic not in conns1:
                     conns1[topic] = w1.add_connection(topic, msgtype, typestore=ROS1)
@@ -147,7 +155,7 @@ def write_bag(path: Path, kind: str, entries: list[Entry]) -> Path:
         return path
     plugin = StoragePlugin.MCAP if kind == "mcap" else StoragePlugin.SQLITE3
     with Writer2(path, version=9, storage_plugin=plugin) as w2:
-        conns2 = {}
+        conns2 = {t: w2.add_connection(t, m, typestore=ROS2) for t, m in empty}
         for topic, msgtype, t, msg in entries:
             if topic not in conns2:
                 conns2[topic] = w2.add_connection(topic, msgtype, typestore=ROS2)
@@ -345,10 +353,10 @@ def test_pointcloud_without_x_names_bag_and_topic(tmp_path: Path) -> None:
 
 def test_unsupported_encoding_in_bag(tmp_path: Path) -> None:
     msg = image_msg(ROS2, 0)
-    msg.encoding = "bayer_rggb16"
+    msg.encoding = "yuv422"
     path = write_bag(tmp_path / "b", "sqlite3", [("/cam", "sensor_msgs/msg/Image", T0, msg)])
     with (BagRecording(path) as bag,
-          pytest.raises(RecordingError, match=r"unsupported image encoding 'bayer_rggb16'")):
+          pytest.raises(RecordingError, match=r"unsupported image encoding 'yuv422'")):
         list(bag.camera_frames())
 
 
@@ -488,3 +496,239 @@ def test_bag_folder_with_a_cut_mcap_reads_its_complete_chunks(tmp_path: Path) ->
     assert len(cut_stamps) > 0 and cut_stamps == stamps[: len(cut_stamps)]
     with BagRecording(folder) as bag:
         assert [f.stamp_ns for f in bag.camera_frames()] == cut_stamps
+
+
+def _killed_mcap(tmp_path: Path, compression: str) -> tuple[Path, list[int]]:
+    """The three IMAGES as a Ros2McapWriter file without summary, one chunk per frame, and
+    the file size after each frame (chunk k ends at sizes[k])."""
+    out = tmp_path / f"live_{compression}.mcap"
+    killed = tmp_path / f"killed_{compression}.mcap"
+    sizes = []
+    with Ros2McapWriter(out, chunk_size_bytes=1, compression=compression) as w:
+        for k in range(3):
+            w.write_image("/cam", CameraFrame(CAM_NS[k], IMAGES[k], frame_id="cam"))
+            sizes.append(out.stat().st_size)
+        shutil.copyfile(out, killed)
+    return killed, sizes
+
+
+@pytest.mark.parametrize(("compression", "decompressor_error"),
+                         [("none", None), ("zstd", "ZstdError"), ("lz4", "RuntimeError")])
+def test_stream_fallback_stops_at_a_damaged_chunk(
+        tmp_path: Path, compression: str, decompressor_error: str | None,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Garbled bytes anywhere in the second chunk of an MCAP without summary: its CRC or
+    its decompressor rejects it, so reading stops there with a warning and no frame comes
+    back with altered pixels (nor a decompressor's own exception)."""
+    killed, sizes = _killed_mcap(tmp_path, compression)
+    data = killed.read_bytes()
+    damaged = tmp_path / "damaged.mcap"
+    logs = []
+    for at in range(sizes[0], sizes[1] - 8, 4):
+        damaged.write_bytes(data[:at] + b"\xff\x00\x13\x37" * 2 + data[at + 8:])
+        caplog.clear()
+        with BagRecording(damaged) as bag:
+            frames = list(bag.camera_frames())
+        assert [f.stamp_ns for f in frames] == CAM_NS[: len(frames)]
+        for f in frames:
+            np.testing.assert_array_equal(f.image, IMAGES[f.index])
+        if len(frames) < 3:
+            assert "MCAP file ends early or is damaged after" in caplog.text
+        logs.append(caplog.text)
+    logged = "".join(logs)
+    assert "CRCValidationError" in logged
+    if decompressor_error is not None:
+        assert f"({decompressor_error}(" in logged
+
+
+def test_damaged_lz4_ros1_bag_gives_a_recording_error(tmp_path: Path) -> None:
+    """``rosbag record --lz4``: garbled bytes in a compressed chunk make lz4 raise a bare
+    RuntimeError, which must come out as a RecordingError naming the file."""
+    clean = tmp_path / "clean.bag"
+    writer = Writer1(clean)
+    writer.set_compression(Writer1.CompressionFormat.LZ4)
+    writer.chunk_threshold = 200  # several chunks
+    with writer:
+        conns = {}
+        for topic, msgtype, t, msg in sorted(standard_entries(ROS1), key=lambda e: e[2]):
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=ROS1)
+            writer.write(conns[topic], t, ROS1.serialize_ros1(msg, msgtype))
+    data = clean.read_bytes()
+    damaged = tmp_path / "damaged.bag"
+    refusals = []
+    for at in np.linspace(len(data) * 0.05, len(data) * 0.7, 30).astype(int):
+        damaged.write_bytes(data[:at] + b"\xff\x00\x13\x37" * 2 + data[at + 8:])
+        try:
+            _read_everything(damaged)
+        except RecordingError as exc:
+            assert str(exc).startswith(str(damaged)), exc
+            refusals.append(str(exc))
+    assert any("LZ4F" in message for message in refusals)  # lz4's own error was hit
+
+
+def _write_mcap(path: Path, profile: str,
+                channels: list[tuple[str, str, str, bytes, str, list[bytes]]]) -> Path:
+    """An MCAP file with summary; ``channels`` are (topic, schema name, schema encoding,
+    schema text, message encoding, messages)."""
+    with path.open("wb") as f:
+        w = McapWriter(f)
+        w.start(profile=profile, library="test")
+        for topic, name, schema_encoding, text, message_encoding, messages in channels:
+            sid = w.register_schema(name=name, encoding=schema_encoding, data=text)
+            cid = w.register_channel(topic=topic, message_encoding=message_encoding,
+                                     schema_id=sid)
+            for k, raw in enumerate(messages):
+                w.add_message(channel_id=cid, log_time=CAM_NS[k], publish_time=CAM_NS[k],
+                              data=raw)
+        w.finish()
+    return path
+
+
+def test_mcap_with_no_ros2_channel_is_refused(tmp_path: Path) -> None:
+    """An MCAP of the ROS 1 profile (``mcap convert drive.bag``) or of json channels
+    (Foxglove) has nothing the stream fallback can decode: refused, not an empty bag."""
+    ros1: list[tuple[str, str, str, bytes, str, list[bytes]]] = []
+    for topic, msgtype in (("/cam/image_rect", "sensor_msgs/msg/Image"),
+                           ("/velo/points", "sensor_msgs/msg/PointCloud2")):
+        text, _ = ROS1.generate_msgdef(msgtype)
+        msg = image_msg(ROS1, 0) if "Image" in msgtype else cloud_msg(ROS1, 0)
+        ros1.append((topic, msgtype.replace("/msg/", "/"), "ros1msg", text.encode(), "ros1",
+                     [bytes(ROS1.serialize_ros1(msg, msgtype))]))
+    path = _write_mcap(tmp_path / "ros1.mcap", "ros1", ros1)
+    match = (r"ros1\.mcap: cannot read bag: .*as an MCAP stream \(profile 'ros1'\) it has no "
+             r"ROS 2 channel \(ros2msg schema, cdr messages\) to read: schema encoding "
+             r"'ros1msg', message encoding 'ros1': \['/cam/image_rect', '/velo/points'\]")
+    with pytest.raises(RecordingError, match=match):
+        BagRecording(path).open()
+    foxglove = [("/cam/image", "foxglove.CompressedImage", "jsonschema", b"{}", "json",
+                 [json.dumps({"format": "jpeg"}).encode()] * 3)]
+    path = _write_mcap(tmp_path / "foxglove.mcap", "", foxglove)
+    match = (r"foxglove\.mcap: cannot read bag: .*\(profile ''\) it has no ROS 2 channel .*"
+             r"schema encoding 'jsonschema', message encoding 'json': \['/cam/image'\]")
+    with pytest.raises(RecordingError, match=match):
+        BagRecording(path).open()
+
+
+def test_mcap_stream_skips_other_channels_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A file rosbags refuses (no ROS 2 profile) with ROS 2 images and a json topic: the
+    images are read, the json topic is left out and named once in a warning."""
+    text, _ = ROS2.generate_msgdef("sensor_msgs/msg/Image")
+    images = [bytes(ROS2.serialize_cdr(image_msg(ROS2, k), "sensor_msgs/msg/Image"))
+              for k in range(3)]
+    path = _write_mcap(tmp_path / "mixed.mcap", "", [
+        ("/cam", "sensor_msgs/msg/Image", "ros2msg", text.encode(), "cdr", images),
+        ("/gps", "gps.Fix", "jsonschema", b"{}", "json", [b"{}"] * 2),
+    ])
+    with caplog.at_level(logging.WARNING), BagRecording(path) as bag:
+        assert [s.name for s in bag.info().streams] == ["/cam"]
+        assert [f.stamp_ns for f in bag.camera_frames()] == CAM_NS
+    skipped = [r.getMessage() for r in caplog.records if "skipping topic" in r.getMessage()]
+    assert skipped == [f"{path}: skipping topic '/gps': schema encoding 'jsonschema', message "
+                       "encoding 'json' (only ros2msg schemas with cdr messages are read)"]
+
+
+def test_a_schema_the_typestore_refuses_loses_only_its_topic(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two schemas with clashing versions of one nested type in an MCAP without summary:
+    the second cannot be registered; its topic is skipped with one warning and the
+    images after it are still read."""
+    sep = "\n" + "=" * 80 + "\n"
+    text, _ = ROS2.generate_msgdef("sensor_msgs/msg/Image")
+    path = tmp_path / "killed.mcap"
+    with path.open("wb") as f:
+        w = McapWriter(f, chunk_size=1)
+        w.start(profile="ros2", library="test")
+        sid = w.register_schema(name="sensor_msgs/msg/Image", encoding="ros2msg",
+                                data=text.encode())
+        cam = w.register_channel(topic="/cam", message_encoding="cdr", schema_id=sid)
+
+        def write_image(k: int) -> None:
+            raw = bytes(ROS2.serialize_cdr(image_msg(ROS2, k), "sensor_msgs/msg/Image"))
+            w.add_message(channel_id=cam, log_time=CAM_NS[k], publish_time=CAM_NS[k],
+                          data=raw)
+
+        write_image(0)
+        for topic, common in (("/a", "int32 x"), ("/b", "float64 x\nfloat64 y")):
+            name = f"my_pkg/msg/{topic[1:].upper()}"
+            schema = f"my_pkg/Common c{sep}MSG: my_pkg/Common\n{common}"
+            sid = w.register_schema(name=name, encoding="ros2msg", data=schema.encode())
+            cid = w.register_channel(topic=topic, message_encoding="cdr", schema_id=sid)
+            w.add_message(channel_id=cid, log_time=T0, publish_time=T0,
+                          data=b"\x00\x01\x00\x00" + b"\x00" * 16)
+        write_image(1)
+        write_image(2)
+        f.flush()  # no finish(): the writer was killed, no summary
+    with caplog.at_level(logging.WARNING), BagRecording(path) as bag:
+        assert {s.name: s.count for s in bag.info().streams} == {"/cam": 3, "/a": 1}
+        assert [f.stamp_ns for f in bag.camera_frames()] == CAM_NS
+    refused = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
+    assert len(refused) == 1
+    assert refused[0].startswith(f"{path}: schema 'my_pkg/msg/B' cannot be used (Type "
+                                 "'my_pkg/msg/Common' is already present")
+    assert refused[0].endswith("skipping its topics ['/b']")
+
+
+@pytest.mark.parametrize("kind", ["ros1", "sqlite3", "mcap"])
+def test_image_topics_without_messages_are_no_candidates(tmp_path: Path, kind: str) -> None:
+    """A recorder keeps topics it discovered but never received (count 0): such an image
+    topic is not chosen, does not make the choice ambiguous, and fails require_camera."""
+    ts = ROS1 if kind == "ros1" else ROS2
+    suffix = ".bag" if kind == "ros1" else ""
+    raw = ("/cam/image_raw", "sensor_msgs/msg/Image")
+    compressed = ("/cam/image_rect/compressed", "sensor_msgs/msg/CompressedImage")
+    path = write_bag(tmp_path / f"one{suffix}", kind, standard_entries(ts), empty=(compressed,))
+    with BagRecording(path) as bag:
+        assert bag.ambiguous_topics == {}
+        assert bag.image_topic == "/cam/image_rect"
+        bag.require_camera()
+        assert len(list(bag.camera_frames())) == 3
+    no_images = [e for e in standard_entries(ts) if e[1] != "sensor_msgs/msg/Image"]
+    path = write_bag(tmp_path / f"two{suffix}", kind, no_images, empty=(raw,))
+    with BagRecording(path) as bag:
+        assert bag.image_topic is None
+        with pytest.raises(RecordingError, match=r"no image topic with messages in the bag "
+                           r"\(\['/cam/image_raw'\] have none\); topics: "):
+            bag.require_camera()
+    with BagRecording(path, image_topic="/cam/image_raw") as bag:
+        with pytest.raises(RecordingError,
+                           match=r"two(\.bag)?: image topic '/cam/image_raw' has no messages"):
+            bag.require_camera()
+        assert list(bag.camera_frames()) == []
+
+
+def test_camera_info_of_another_camera_gives_no_rig(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The lone CameraInfo is the left camera's and the right camera's images are read:
+    no rig (with a warning naming both), unless that CameraInfo is named explicitly."""
+    right = RigidTransform.from_rt(np.eye(3), [0.2, -0.54, 1.5], "right_optical", "base_link")
+    entries = [e for e in standard_entries(ROS2) if e[0] != "/tf_static"]
+    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0,
+                    tf_msg(ROS2, [T_BASE_CAM, T_BASE_VELO, right])))
+    for k in range(3):
+        msg = image_msg(ROS2, k)
+        msg.header.frame_id = "right_optical"
+        entries.append(("/right/image_rect", "sensor_msgs/msg/Image", CAM_NS[k] + LOG_DELAY,
+                        msg))
+    path = write_bag(tmp_path / "b", "sqlite3", entries)
+    with BagRecording(path, image_topic="/right/image_rect") as bag:
+        assert bag.camera_info_topic == "/cam/camera_info"
+        assert bag.rig() is None
+    assert ("CameraInfo topic '/cam/camera_info' is of frame 'cam_optical' but image topic "
+            "'/right/image_rect' is of frame 'right_optical', so no rig") in caplog.text
+    with BagRecording(path, image_topic="/right/image_rect",
+                      camera_info_topic="/cam/camera_info") as bag:
+        rig = bag.rig()
+        assert rig is not None and rig.camera_frame == "cam_optical"
+
+
+def test_camera_info_frame_matches_without_leading_slash(tmp_path: Path) -> None:
+    """ROS 1 drivers write '/cam_optical' in one header and 'cam_optical' in another."""
+    entries = standard_entries(ROS1)
+    for topic, _, _, msg in entries:
+        if topic == "/cam/image_rect":
+            msg.header.frame_id = "/cam_optical"  # type: ignore[attr-defined]
+    with BagRecording(write_bag(tmp_path / "b.bag", "ros1", entries)) as bag:
+        rig = bag.rig()
+    assert rig is not None and rig.camera_frame == "cam_optical"

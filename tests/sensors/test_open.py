@@ -52,3 +52,21 @@ def test_paths_that_are_no_recording(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match=r"notes\.txt: not a recording drivingseg can read; "
                        r"accepted: KITTI raw"):
         open_recording(tmp_path / "notes.txt")
+
+
+def test_a_recording_named_synthetic_is_not_taken_for_the_built_in_drive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder called 'synthetic' in the working directory: the bare name is ambiguous
+    and refused; './synthetic' is the folder and 'synthetic:0' the built-in drive."""
+    monkeypatch.chdir(tmp_path)
+    assert detect_format("synthetic") == "synthetic"  # nothing of that name here yet
+    (tmp_path / "synthetic" / "velodyne_points").mkdir(parents=True)
+    match = (r"synthetic: 'synthetic' is ambiguous: .*use '\./synthetic' for the folder or "
+             r"'synthetic:0' for the built-in drive")
+    with pytest.raises(RecordingError, match=match):
+        detect_format("synthetic")
+    with pytest.raises(RecordingError, match=match):
+        open_recording("synthetic")
+    assert detect_format("./synthetic") == "kitti_raw"
+    with open_recording("synthetic:0") as syn:
+        assert isinstance(syn, SyntheticDrive) and syn.seed == 0

@@ -1,0 +1,26 @@
+"""CameraFrame and LidarScan: the checks every reader's frames pass."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from drivingseg.errors import RecordingError
+from drivingseg.sensors.frames import CameraFrame
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 8, 3), (6, 0, 3)])
+def test_empty_camera_image_is_refused_naming_its_source(shape: tuple[int, int, int]) -> None:
+    """A 0-pixel image (some drivers publish one before the first exposure) would only
+    fail later, in a resize, without a file name."""
+    image = np.zeros(shape, np.uint8)
+    match = r"drive\.bag:/cam: camera frame 4: empty image of shape " + re.escape(repr(shape))
+    with pytest.raises(RecordingError, match=match):
+        CameraFrame(0, image, index=4, source="drive.bag:/cam")
+
+
+def test_smallest_camera_image_is_accepted() -> None:
+    frame = CameraFrame(0, np.zeros((1, 1, 3), np.uint8))
+    assert (frame.height, frame.width) == (1, 1)
