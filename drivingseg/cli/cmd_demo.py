@@ -52,22 +52,37 @@ DEMO_MARKER = ".rendered-by-drivingseg-demo"
 def render_drive(out_dir: Path, seed: int, frames: int) -> Path:
     """Write the synthetic drive of ``seed`` (``frames`` frames, 0 = all) into a fresh
     ``out_dir``/drive; returns the drive folder. A ``drive`` folder there that an earlier
-    demo did not render is someone's data: refused, never deleted."""
+    demo did not render is someone's data: refused, never deleted.
+
+    The marker is written before rendering and kept while an earlier drive is cleared, so
+    a demo interrupted at any point leaves a folder the next demo recognises and replaces.
+    """
     import shutil
 
     from drivingseg.cli.cmd_synth import write_with_progress
 
     root = out_dir / "drive"
+    marker = root / DEMO_MARKER
     if root.exists():
-        if not (root / DEMO_MARKER).is_file():
+        if not marker.is_file():
             message = (f"{str(root)!r} exists and was not rendered by the demo; "
                        "choose another --out or move it away")
             raise ConfigError(message)
-        shutil.rmtree(root)
-    drive = write_with_progress(root, frames or SYNTHETIC_FRAMES, seed,
-                                desc="rendering the synthetic drive")
-    (root / DEMO_MARKER).write_text(f"synthetic drive, seed {seed}\n")
-    return drive
+        for child in root.iterdir():
+            if child.name == DEMO_MARKER:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"synthetic drive, seed {seed}\n")
+    except OSError as exc:
+        message = f"cannot create {str(root)!r} for the demo drive: {exc.strerror or exc}"
+        raise ConfigError(message) from exc
+    return write_with_progress(root, frames or SYNTHETIC_FRAMES, seed,
+                               desc="rendering the synthetic drive")
 
 
 def run(args: argparse.Namespace) -> int:

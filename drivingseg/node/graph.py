@@ -210,12 +210,25 @@ class Graph:
     # ------------------------------------------------------------------ reports
 
     def drops(self) -> dict[str, int]:
-        """Frames lost anywhere in the graph, by where they were lost (non-zero only)."""
+        """Camera frames lost anywhere in the graph, by where they were lost (non-zero only):
+        with the masks they add up to the frames in."""
         out: dict[str, int] = {}
         for node in self.nodes:
             for where, n in node.drops().items():
                 if n:
                     out[where] = out.get(where, 0) + int(n)
+        return out
+
+    def losses(self) -> dict[str, dict[str, int]]:
+        """Other messages lost in the graph (lidar scans, diagnostics), by what they are,
+        then by where (non-zero only); not dropped frames."""
+        out: dict[str, dict[str, int]] = {}
+        for node in self.nodes:
+            for what, at in node.losses().items():
+                for where, n in at.items():
+                    if n:
+                        kind = out.setdefault(what, {})
+                        kind[where] = kind.get(where, 0) + int(n)
         return out
 
     def frames_in(self) -> int:

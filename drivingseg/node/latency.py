@@ -147,6 +147,8 @@ class LatencyReport:
     stats: dict[str, dict[str, float | None]]
     deadline_misses: int
     drops: dict[str, int] = field(default_factory=dict)
+    losses: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Messages lost that are not camera frames (lidar scans, diagnostics), by what, where."""
 
     @property
     def fps(self) -> float:
@@ -160,7 +162,8 @@ class LatencyReport:
         return {
             "budget_ms": self.budget_ms, "frames_in": self.frames_in, "masks": self.masks,
             "wall_s": self.wall_s, "fps": self.fps, "deadline_misses": self.deadline_misses,
-            "dropped": self.dropped, "drops": self.drops, "latency_ms": self.stats,
+            "dropped": self.dropped, "drops": self.drops, "lost": self.losses,
+            "latency_ms": self.stats,
         }
 
     def to_json(self) -> str:
@@ -183,6 +186,9 @@ class LatencyReport:
             lines.extend(f"  {n:5d}  at {where}" for where, n in sorted(self.drops.items()))
         else:
             lines.append("dropped frames: 0")
+        for what, at in sorted(self.losses.items()):
+            lines.append(f"lost {what}: {sum(at.values())}")
+            lines.extend(f"  {n:5d}  at {where}" for where, n in sorted(at.items()))
         return "\n".join(lines)
 
 
@@ -298,7 +304,8 @@ class LatencyTracker(Node):
         e2e = percentiles([f.ms["e2e"] for f in recent])
         misses = sum(f.missed(budget) for f in recent)
         drops = self.context.graph.drops()
-        level = 1 if misses or drops else 0
+        losses = self.context.graph.losses()
+        level = 1 if misses or drops or losses else 0
         values = [
             ("masks", str(len(self.samples))),
             ("budget_ms", f"{budget:g}"),
@@ -309,6 +316,9 @@ class LatencyTracker(Node):
             s = percentiles([f.ms[stage] for f in recent])
             values += [(f"{stage}_{k}_ms", format_ms(s[k], ".2f")) for k in ("p50", "p95")]
         values += [(f"dropped at {where}", str(n)) for where, n in sorted(drops.items())]
+        for what, at in sorted(losses.items()):
+            values.append((f"lost {what}", str(sum(at.values()))))
+            values += [(f"lost {what} at {where}", str(n)) for where, n in sorted(at.items())]
         message = (f"e2e p95 {format_ms(e2e['p95'], '.1f')} ms, {misses} of last "
                    f"{len(recent)} over budget")
         return Diagnostics(stamp_ns, f"drivingseg: {self.name}", level, message, tuple(values))
@@ -385,6 +395,7 @@ class LatencyTracker(Node):
             stats={c: percentiles(self.samples.column(c)) for c in COLUMNS},
             deadline_misses=self.deadline_misses,
             drops=self.context.graph.drops(),
+            losses=self.context.graph.losses(),
         )
         if not masks:
             log.warning("%s: no mask was measured (%d camera frames in); the latency "

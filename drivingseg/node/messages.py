@@ -4,11 +4,16 @@ Every message is a frozen dataclass that carries a :class:`Timing`: the sensor s
 camera frame it derives from, the monotonic moment that frame became available, and the
 time each stage spent on it. Messages share their arrays with the messages they derive
 from (no copies); nobody writes into a published array.
+
+A message lost at a queue counts as a dropped camera frame, except those of the types
+that are not camera-derived, which say what they are in ``lost_as`` (lidar scans,
+diagnostics) and are reported apart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -78,8 +83,9 @@ class CameraImage:
 
 @dataclass(frozen=True, eq=False)
 class LidarCloud:
-    """A lidar sweep."""
+    """A lidar sweep (one lost at a queue is a lost scan, not a dropped camera frame)."""
 
+    lost_as: ClassVar[str] = "lidar scans"
     scan: LidarScan
     timing: Timing
 
@@ -159,6 +165,7 @@ class Detections:
 class Diagnostics:
     """Health report (diagnostic_msgs/DiagnosticStatus in spirit): level 0 OK, 1 WARN, 2 ERROR."""
 
+    lost_as: ClassVar[str] = "diagnostics messages"
     stamp_ns: int
     name: str
     level: int

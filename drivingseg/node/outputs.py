@@ -140,7 +140,30 @@ class McapRecorder(Node):
                         if self.p["detections"] else None)
         self.writer: Ros2McapWriter | None = None
 
+    def recorded_topics(self) -> list[str]:
+        """The topic parameters of the streams this recorder writes (switched on)."""
+        switched = {"image_topic": self.p["image"], "overlay_topic": self.p["overlay"],
+                    "detections_topic": self.p["detections"],
+                    "camera_info_topic": bool(self.p["camera_info_topic"])}
+        names = ("image_topic", "mask_topic", "overlay_topic", "diagnostics_topic",
+                 "detections_topic", "camera_info_topic")
+        return [name for name in names if switched.get(name, True)]
+
+    def check_topics(self) -> None:
+        """Every recorded stream on its own topic, a name starting with '/'."""
+        taken: dict[str, str] = {}
+        for param in self.recorded_topics():
+            topic = self.p[param]
+            if not topic.startswith("/"):
+                raise self.config_error(f"topic names start with '/', got {topic!r}", param)
+            if topic in taken:
+                message = (f"{topic!r} is already the topic of {taken[topic]}; give each "
+                           "recorded stream its own topic")
+                raise self.config_error(message, param)
+            taken[topic] = param
+
     def setup(self) -> None:
+        self.check_topics()
         _drop_if_unpublished(self, self.det_sub)
         path = _out_path(self, "path")
         if path.is_dir():
@@ -267,12 +290,15 @@ class OverlayOutput(Node):
         self.pairer = StampPairer(self.p["max_pending"])
         self.det_sub: Subscription[Detections] | None = None
 
-    def subscribe(self, mask_depth: int | None = None, overflow: str | None = None) -> None:
-        """Subscribe to the masks and (``boxes``) the detections; subclasses call it."""
+    def subscribe(self, mask_depth: int | None = None, detections_depth: int | None = None,
+                  overflow: str | None = None) -> None:
+        """Subscribe to the masks and (``boxes``) the detections; subclasses call it
+        (a depth of ``None`` is the node's ``qos_depth``)."""
         self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=mask_depth,
                                  overflow=overflow)
         self.det_sub = (self.create_subscription(DETECTIONS_TOPIC, Detections,
-                                                 self.on_detections, overflow=overflow)
+                                                 self.on_detections, depth=detections_depth,
+                                                 overflow=overflow)
                         if self.p["boxes"] else None)
 
     def setup(self) -> None:
@@ -373,7 +399,8 @@ class LiveView(OverlayOutput):
     """Shows the overlay, with boxes, in an OpenCV window when a display exists; otherwise
     does nothing. It shows only the newest mask (queue depth 1, no ``qos_depth``, always
     ``drop_oldest``): the masks it skips are not lost frames, and it never holds the
-    pipeline back, not even when the graph's queues block (``--fast``)."""
+    pipeline back, not even when the graph's queues block (``--fast``). Its detections
+    queue keeps ``max_pending`` messages (as many as masks wait for), also ``drop_oldest``."""
 
     type_name = "live_view"
     common_parameters: ClassVar[tuple[Param, ...]] = ()
@@ -389,7 +416,8 @@ class LiveView(OverlayOutput):
         super().__init__(*args, **kwargs)
         self.enabled = display_available()
         if self.enabled:
-            self.subscribe(mask_depth=1, overflow="drop_oldest")
+            self.subscribe(mask_depth=1, detections_depth=self.p["max_pending"],
+                           overflow="drop_oldest")
         else:
             log.warning("%s: no display (DISPLAY is not set); the live window is off", self.name)
 

@@ -182,7 +182,9 @@ class SegmentationNode(Node):
     ``backend: torch`` runs :class:`~drivingseg.model.infer.Segmenter` on ``device`` with the
     torch options (channels_last, pin_memory, compile, cuda_graph); ``backend: onnxruntime``
     runs :class:`~drivingseg.model.backends.OnnxSegmenter` with ``providers`` (``device`` and
-    the torch options do not apply). Every combination is checked at start-up.
+    the torch options do not apply: channels_last and pin_memory, performance hints a launch
+    file may set for either backend, are ignored; compile and cuda_graph are refused).
+    Every combination is checked at start-up.
     """
 
     type_name = "segmentation"
@@ -205,7 +207,7 @@ class SegmentationNode(Node):
         Param("channels_last", bool, True, "torch: channels-last memory format (faster "
               "convolutions on CPU and CUDA; ignored by backend onnxruntime)"),
         Param("pin_memory", bool, False, "torch: pinned host buffer for the upload (CUDA only; "
-              "a no-op on the CPU)"),
+              "a no-op on the CPU; ignored by backend onnxruntime)"),
         Param("compile", str, "off", "torch: torch.compile backend (off = eager)",
               choices=("off", "inductor", "cudagraphs", "aot_eager", "eager")),
         Param("cuda_graph", bool, False, "torch: capture the forward as a CUDA graph per "
@@ -279,7 +281,7 @@ class SegmentationNode(Node):
                 check_providers(providers)
             except DrivingsegError as exc:
                 raise self.config_error(str(exc), "providers") from exc
-            changed = [k for k in ("pin_memory", "compile", "cuda_graph")
+            changed = [k for k in ("compile", "cuda_graph")
                        if self.p[k] != getattr(RunOptions(), k)]
             if changed:
                 message = f"is a torch option; backend is {backend!r}"

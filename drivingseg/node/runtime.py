@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from drivingseg.node.graph import Graph
 
 __all__ = [
+    "FRAMES",
     "OVERFLOW_POLICIES",
     "GraphContext",
     "Node",
@@ -45,6 +46,16 @@ _ARRIVAL = itertools.count()
 _WAIT_S = 0.05
 
 M = TypeVar("M")
+
+FRAMES = "frames"
+"""What a lost message counts as unless its type says otherwise (see :func:`loss_kind`)."""
+
+
+def loss_kind(msg_type: type) -> str:
+    """What a message of ``msg_type`` lost at a queue counts as: a camera frame
+    (:data:`FRAMES`), unless the type names what else it is in ``lost_as`` (``"lidar
+    scans"``, ``"diagnostics messages"``): those are not counted as dropped frames."""
+    return str(getattr(msg_type, "lost_as", FRAMES))
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,9 @@ class GraphContext:
         self.frame_sizes: dict[str, tuple[int, int]] = {}
         """Camera source name -> (height, width) of its frames, announced at setup (what a
         latched CameraInfo tells ROS nodes), so that consumers can warm up for that size."""
+        self.frames_end_ns: dict[str, int | None] = {}
+        """Camera source name -> stamp of the last frame it sent (``None``: none), set when
+        it stops, so that the lidar source stops after the scan that follows it."""
         self.mask_classes: dict[str, tuple[str, ...]] = {}
         """Mask topic name -> the class names of its masks, announced by the segmenting node
         at setup, so that consumers check their class parameters before the first frame."""
@@ -175,6 +189,11 @@ class Subscription(Generic[M]):
     def where(self) -> str:
         """``topic -> node``: how drops are reported."""
         return f"{self.topic.name} -> {self.node.name}"
+
+    @property
+    def lost_as(self) -> str:
+        """What the messages this queue drops count as (:func:`loss_kind`)."""
+        return loss_kind(self.topic.msg_type)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -334,8 +353,17 @@ class Node:
         """Called in the main thread once every node thread has ended."""
 
     def drops(self) -> dict[str, int]:
-        """Frames lost at this node, by where (``topic -> node`` or a named reason)."""
-        return {sub.where: sub.dropped for sub in self.subscriptions}
+        """Camera frames lost at this node, by where (``topic -> node`` or a named reason)."""
+        return {sub.where: sub.dropped for sub in self.subscriptions if sub.lost_as == FRAMES}
+
+    def losses(self) -> dict[str, dict[str, int]]:
+        """Other messages lost at this node (lidar scans, diagnostics): by what they are,
+        then by where; never counted as dropped frames."""
+        out: dict[str, dict[str, int]] = {}
+        for sub in self.subscriptions:
+            if sub.lost_as != FRAMES:
+                out.setdefault(sub.lost_as, {})[sub.where] = sub.dropped
+        return out
 
     # ---------------------------------------------------------------- spinning
 

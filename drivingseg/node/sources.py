@@ -12,6 +12,11 @@ messages before the window are read (and skipped) on each pass; the paced source
 for each other at a pass's first message and the clock starts that pass no earlier than
 then (:class:`~drivingseg.node.runtime.ReplayClock`), so skipping delays the replay rather
 than making its first frames late.
+
+``max_frames`` limits the messages of a source. Once every camera source has stopped, the
+lidar source sends the first scan at or after their last frame (which decides that
+frame's pairing) and stops, so the launch files limit the camera frames only: a lidar
+faster than the camera does not run out before the frames do.
 """
 
 from __future__ import annotations
@@ -56,14 +61,18 @@ class RecordingSource(Node):
               min=0.0),
         Param("end_s", float, 0.0, "end of the window after the recording start (0 = end)", "s",
               min=0.0),
-        Param("max_frames", int, 0, "stop after this many messages (0 = no limit)", "messages",
-              min=0),
+        Param("max_frames", int, 0, "stop after this many messages (0 = no limit); a lidar "
+              "source also stops after the scan that follows the camera's last frame",
+              "messages", min=0),
     )
-    topic_name: ClassVar[str] = ""
+    common_parameters: ClassVar[tuple[Param, ...]] = ()
+    """None: a source subscribes to nothing, so it takes no ``qos_depth``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recording: Recording | None = None
+        self.last_stamp_ns: int | None = None
+        """Stamp of the last message published (after a loop's shift)."""
         self._window_ns = (0, 0)
         self._period_ns = _DEFAULT_PERIOD_NS
 
@@ -130,10 +139,27 @@ class RecordingSource(Node):
         if self.p["rate"] > 0:
             self.context.clock.join()
 
+    def past_the_frames(self) -> bool:
+        """Whether a source of other messages (lidar) can stop: every camera source of the
+        graph has stopped and this one has sent a message stamped at or after the last
+        frame any of them sent (later messages pair with no frame)."""
+        if self.is_frame_source:
+            return False
+        cameras = [n.name for n in self.context.graph.nodes if n.is_frame_source]
+        ends = self.context.frames_end_ns
+        if not cameras or any(name not in ends for name in cameras):
+            return False
+        lasts = [stamp for name in cameras if (stamp := ends[name]) is not None]
+        if not lasts:
+            return True
+        return self.last_stamp_ns is not None and self.last_stamp_ns >= max(lasts)
+
     def run(self) -> None:
         try:
             self._replay()
         finally:
+            if self.is_frame_source:
+                self.context.frames_end_ns[self.name] = self.last_stamp_ns
             if self.p["rate"] > 0:
                 self.context.clock.leave()
 
@@ -151,6 +177,8 @@ class RecordingSource(Node):
             it = self.items()
             sent_this_pass = 0
             while not self.context.stop.is_set():
+                if self.past_the_frames():
+                    return
                 t0 = time.perf_counter_ns()
                 item = next(it, None)
                 t1 = time.perf_counter_ns()
@@ -165,12 +193,15 @@ class RecordingSource(Node):
                     available = self.context.clock.start_ns + int((stamp - start) / rate)
                     if not self._wait_until(available):
                         break
+                    if self.past_the_frames():  # the cameras stopped meanwhile
+                        return
                 else:
                     available = t1
                 timing = Timing(stamp, seq, available).with_stage("read", t1 - t0)
                 if shift:
                     item = self.restamp(item, stamp)
                 pub.publish(self.message(item, timing))
+                self.last_stamp_ns = stamp
                 seq += 1
                 sent_this_pass += 1
                 if self.is_frame_source:
@@ -240,7 +271,13 @@ class CameraSource(RecordingSource):
 
 
 class LidarSource(RecordingSource):
-    """Publishes the recording's lidar scans on ``/lidar/points``."""
+    """Publishes the recording's lidar scans on ``/lidar/points``.
+
+    Once the camera sources have stopped it sends the first scan at or after their last
+    frame (the one that decides that frame's pairing) and stops, so the launch files give
+    ``max_frames`` to the camera only and a camera slower than the lidar keeps a scan for
+    every frame.
+    """
 
     type_name = "lidar_source"
     description = "lidar scans of a recording, paced by their stamps"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +43,28 @@ def test_bad_options_leave_the_last_demo_drive(
     assert main(["demo", "--out", str(tmp_path), *options]) == 2
     assert re.search(match, capsys.readouterr().err)
     assert sorted(drive.rglob("*.png")) == frames
+
+
+def test_an_interrupted_render_is_replaced_by_the_next_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the demo renders used to leave a ``drive`` folder without the marker
+    (written only once rendering finished), which every later demo refused as someone's."""
+    from drivingseg.cli import cmd_synth
+
+    render_drive(tmp_path, seed=0, frames=1)
+    real = cmd_synth.progress
+
+    def interrupted(items: Iterable[Any], **kwargs: Any) -> Iterator[Any]:
+        for i, item in enumerate(real(items, **kwargs)):
+            if i == 1:
+                raise KeyboardInterrupt
+            yield item
+
+    for out in (tmp_path, tmp_path / "fresh"):  # replacing a drive, and the first one
+        monkeypatch.setattr(cmd_synth, "progress", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            render_drive(out, seed=0, frames=3)
+        monkeypatch.setattr(cmd_synth, "progress", real)
+        drive = render_drive(out, seed=1, frames=2)
+        assert len(list((drive / "image_02" / "data").glob("*.png"))) == 2

@@ -23,8 +23,10 @@ from drivingseg.node.latency import (
     LatencyTracker,
     percentiles,
 )
-from drivingseg.node.messages import Mask, Timing
-from drivingseg.sensors.frames import CameraFrame
+from drivingseg.node.messages import LidarCloud, Mask, Timing
+from drivingseg.node.outputs import McapRecorder
+from drivingseg.node.processing import SyncNode
+from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 IMG = np.zeros((4, 6, 3), np.uint8)
 
@@ -135,6 +137,39 @@ def test_report_json_refuses_nan() -> None:
     stats["e2e"] = {**stats["e2e"], "p50": float("nan")}
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         LatencyReport(100.0, 0, 0, 1.0, stats, 0).to_json()
+
+
+def test_lost_scans_and_diagnostics_are_reported_apart_from_dropped_frames(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lidar scans and /diagnostics messages lost at a queue used to be summed into
+    "dropped frames" (summary, JSON, /diagnostics): masks + dropped != frames in."""
+    graph = Graph()
+    tracker = graph.add(LatencyTracker, "latency", {"out_dir": str(tmp_path), "status": False})
+    sync = graph.add(SyncNode, "sync", {"qos_depth": 2})
+    recorder = graph.add(McapRecorder, "recorder", {"path": str(tmp_path / "m.mcap")})
+    for k in range(5):
+        stamp = k * 100_000_000
+        sync.lidar_sub.push(LidarCloud(LidarScan(stamp, np.zeros((1, 4), np.float32)),
+                                       Timing(stamp, k, 0)))
+    diagnostics = next(s for s in recorder.subscriptions if s.topic.name == "/diagnostics")
+    for k in range(3):
+        diagnostics.push(tracker.diagnostics(k))
+    values = dict(tracker.diagnostics(0).values)
+    assert values["dropped"] == "0" and not any(k.startswith("dropped at") for k in values)
+    assert values["lost lidar scans"] == values["lost lidar scans at /lidar/points -> sync"] == "3"
+    assert values["lost diagnostics messages at /diagnostics -> recorder"] == "1"
+    assert tracker.diagnostics(0).level == 1
+    tracker.setup()
+    tracker.ready()
+    tracker.after_run()
+    table = capsys.readouterr().out
+    assert "dropped frames: 0\nlost diagnostics messages: 1\n" in table
+    assert "lost lidar scans: 3\n      3  at /lidar/points -> sync" in table
+    summary = strict_json((tmp_path / "latency.json").read_text())
+    assert isinstance(summary, dict) and summary["dropped"] == 0 and summary["drops"] == {}
+    assert summary["lost"] == {"lidar scans": {"/lidar/points -> sync": 3},
+                               "diagnostics messages": {"/diagnostics -> recorder": 1}}
 
 
 # ---------------------------------------------------------------- long runs, atomic files

@@ -19,7 +19,7 @@ from drivingseg.node.launch import (
     parse_cli_arguments,
 )
 from drivingseg.node.params import Scalar
-from drivingseg.node.processing import SyncNode
+from drivingseg.node.processing import SegmentationNode, SyncNode
 from drivingseg.node.runtime import Node
 
 
@@ -47,6 +47,55 @@ def test_shipped_launch_files_load_and_build(tiny_weights: Path) -> None:
         assert {"camera_source", "lidar_source", "sync", "fusion", "segmentation",
                 "latency_tracker", "mcap_recorder"} <= types, name
     assert find_launch_file("demo") == LAUNCH_DIR / "demo.yaml"
+
+
+def test_vehicle_starts_with_the_onnxruntime_backend_it_documents(
+    tiny_weights: Path, tmp_path: Path
+) -> None:
+    """vehicle.yaml pins host memory (pin_memory, a torch option, true by default); the
+    segmentation node used to refuse it with backend:=onnxruntime, so the documented
+    backend could not start. It is ignored there, as channels_last is."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the node "
+                        "cannot start that backend")
+    from drivingseg.model.backends import OnnxSegmenter
+
+    nodes = resolved("vehicle", "input:=synthetic", "backend:=onnxruntime", "live:=false",
+                     f"weights:={tiny_weights}", f"out_dir:={tmp_path}")
+    segmentation = nodes["segmentation"]
+    assert isinstance(segmentation, SegmentationNode) and segmentation.p["pin_memory"] is True
+    segmentation.setup()
+    assert isinstance(segmentation.segmenter, OnnxSegmenter)
+
+
+@pytest.mark.parametrize("file", ["replay_kitti", "replay_bag", "vehicle", "demo"])
+def test_video_frame_rate_reaches_the_video_writer(file: str) -> None:
+    """outputs.yaml's video_fps used to be neither declared nor passed on by the top-level
+    files, so a replay's overlay video was always 10 fps."""
+    nodes = resolved(file, "input:=synthetic", "video:=true", "video_fps:=30")
+    assert nodes["video"].p["fps"] == 30.0
+    assert resolved(file, "input:=synthetic", "video:=true")["video"].p["fps"] == 10.0
+
+
+def test_sources_get_no_queue_depth_and_only_the_camera_a_frame_limit(tmp_path: Path) -> None:
+    """Sources subscribe to nothing, so they do not take qos_depth; max_frames counts
+    camera frames, the lidar source follows the camera's last frame (its own max_frames,
+    which used to get the camera's, is left at no limit)."""
+    for file in ("pipeline", "replay_kitti", "replay_bag", "vehicle", "demo"):
+        desc = load_launch(file, {"input": "synthetic", "max_frames": 6}
+                           if file == "pipeline" else {"input": "synthetic"})
+        for spec in desc.nodes:
+            if spec.type in ("camera_source", "lidar_source"):
+                assert "qos_depth" not in spec.parameters, (file, spec.name)
+                assert ("max_frames" in spec.parameters) == (spec.type == "camera_source"), (
+                    file, spec.name)
+    nodes = resolved("pipeline", "input:=synthetic", "max_frames:=6", "qos_depth:=3")
+    assert nodes["camera"].p["max_frames"] == 6 and nodes["lidar"].p["max_frames"] == 0
+    assert nodes["sync"].p["qos_depth"] == 3
+    with pytest.raises(ConfigError, match=r"node 'lidar' \(lidar_source\): parameter "
+                       r"'qos_depth': unknown parameter"):
+        build_graph(load_launch(one_node(tmp_path, """\
+            - {type: lidar_source, name: lidar, parameters: {input: synthetic, qos_depth: 2}}
+            """)))
 
 
 def test_vehicle_queue_depths_are_launch_arguments() -> None:

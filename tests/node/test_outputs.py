@@ -1,15 +1,21 @@
-"""Output nodes alone: mask PNGs."""
+"""Output nodes alone: mask PNGs, the live window with boxes, the recorder's topics."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
+from drivingseg.errors import ConfigError
+from drivingseg.node import outputs
+from drivingseg.node.detection import BOX_COLOUR_RGB, DETECTIONS_TOPIC
 from drivingseg.node.graph import Graph
-from drivingseg.node.messages import Mask, Timing
+from drivingseg.node.messages import Detection, Detections, Mask, Timing
 from drivingseg.node.outputs import PALETTE_RGB, MaskWriter
+from drivingseg.node.runtime import Node
 from drivingseg.sensors.frames import CameraFrame
 
 
@@ -40,3 +46,75 @@ def test_class_id_mask_pngs_hold_the_ids(tmp_path: Path) -> None:
     writer.on_mask(mask(7, ids))
     png = cv2.imread(str(tmp_path / "7.png"), cv2.IMREAD_UNCHANGED)
     assert png.dtype == np.uint8 and np.array_equal(png, ids)
+
+
+class MaskAndBoxes(Node):
+    """Publishes three empty masks and, after each, one box of its frame."""
+
+    type_name = "mask_and_boxes"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.masks = self.create_publisher("/segmentation/mask", Mask)
+        self.boxes = self.create_publisher(DETECTIONS_TOPIC, Detections)
+
+    def run(self) -> None:
+        for k in range(3):
+            self.masks.publish(mask(k, np.zeros((40, 60), np.uint8)))
+            box = Detection("car", 0.9, (10.0, 10.0, 30.0, 30.0))
+            self.boxes.publish(Detections((box,), Timing(k, 0, 0)))
+
+
+def test_live_view_with_a_display_draws_the_boxes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a display and ``boxes`` on (the default) the window used to fail to build:
+    its detections queue took the ``qos_depth`` the live view does not declare."""
+    shown: list[np.ndarray] = []
+    monkeypatch.setattr(outputs, "display_available", lambda: True)
+    monkeypatch.setattr(outputs.cv2, "imshow", lambda window, image: shown.append(image))
+    monkeypatch.setattr(outputs.cv2, "waitKey", lambda delay: -1)
+    monkeypatch.setattr(outputs.cv2, "destroyAllWindows", lambda: None)
+    graph = Graph(overflow="block")
+    graph.add(MaskAndBoxes, "segmentation")
+    live = graph.add(outputs.LiveView, "live", {"max_pending": 3})
+    assert live.enabled and live.det_sub is not None
+    assert {(s.topic.name, s.qos.depth, s.qos.overflow) for s in live.subscriptions} == {
+        ("/segmentation/mask", 1, "drop_oldest"), (DETECTIONS_TOPIC, 3, "drop_oldest")}
+    graph.setup()
+    assert graph.run(handle_signals=False, timeout_s=10).signal is None
+    assert shown, "the window showed nothing"
+    box_bgr = list(BOX_COLOUR_RGB[::-1])
+    assert shown[-1][10, 20].tolist() == box_bgr  # the newest frame, with its box
+    assert graph.drops() == {}
+
+
+@pytest.mark.parametrize(("params", "param", "message"), [
+    ({"camera_info_topic": "/camera/image"}, "camera_info_topic",
+     r"'/camera/image' is already the topic of image_topic"),
+    ({"overlay_topic": "/segmentation/mask"}, "overlay_topic",
+     r"'/segmentation/mask' is already the topic of mask_topic"),
+    ({"detections_topic": "/diagnostics"}, "detections_topic",
+     r"'/diagnostics' is already the topic of diagnostics_topic"),
+    ({"mask_topic": "segmentation/mask"}, "mask_topic",
+     r"topic names start with '/', got 'segmentation/mask'"),
+])
+def test_recorder_topics_are_checked_at_start(
+    tmp_path: Path, params: dict[str, str], param: str, message: str
+) -> None:
+    """Clashing topics used to pass the start and stop the graph at the first frame."""
+    path = tmp_path / "masks.mcap"
+    recorder = Graph().add(outputs.McapRecorder, "recorder", {"path": str(path), **params})
+    with pytest.raises(ConfigError, match=rf"^node 'recorder' \(mcap_recorder\): parameter "
+                       rf"'{param}': {message}"):
+        recorder.setup()
+    assert not path.exists()
+
+
+def test_recorder_topics_of_streams_switched_off_may_repeat(tmp_path: Path) -> None:
+    recorder = Graph().add(outputs.McapRecorder, "recorder", {
+        "path": str(tmp_path / "masks.mcap"), "image": False, "overlay": False,
+        "detections": False, "camera_info_topic": "",
+        "image_topic": "/segmentation/mask", "overlay_topic": "/segmentation/mask",
+        "detections_topic": "relative"})
+    recorder.setup()
+    assert recorder.recorded_topics() == ["mask_topic", "diagnostics_topic"]
+    recorder.shutdown()

@@ -75,15 +75,17 @@ def test_resolve_parameters_names_the_node_for_a_non_finite_float() -> None:
 def test_every_node_parameter_is_documented_with_a_unit_where_it_is_a_number() -> None:
     """ROS 2 style: every parameter has a description, every number a unit (a count says
     what it counts); a parameter a node ignores is not declared (qos_depth of the latency
-    tracker and the live view, whose queue depths are fixed)."""
+    tracker and the live view, whose queue depths are fixed, and of the sources, which
+    subscribe to nothing)."""
     from drivingseg.node.latency import LatencyTracker
     from drivingseg.node.outputs import LiveView
     from drivingseg.node.registry import NODE_TYPES
+    from drivingseg.node.sources import CameraSource, LidarSource
 
     for name, cls in NODE_TYPES.items():
         for p in (*cls.parameters, *cls.common_parameters):
             assert p.description, (name, p.name)
             if p.type in (int, float):
                 assert p.unit, (name, p.name)
-    for cls in (LatencyTracker, LiveView):
+    for cls in (LatencyTracker, LiveView, CameraSource, LidarSource):
         assert "qos_depth" not in {p.name for p in (*cls.parameters, *cls.common_parameters)}

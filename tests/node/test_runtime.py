@@ -12,11 +12,11 @@ import pytest
 
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.node.graph import Graph
-from drivingseg.node.messages import CameraImage, Diagnostics, Timing
+from drivingseg.node.messages import CameraImage, Diagnostics, LidarCloud, Timing
 from drivingseg.node.params import Param
 from drivingseg.node.processing import SyncNode
 from drivingseg.node.runtime import Node
-from drivingseg.sensors.frames import CameraFrame
+from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 
 class Talker(Node):
@@ -63,7 +63,9 @@ def test_keep_last_drops_the_oldest_and_counts_where() -> None:
         talker.pub.publish(msg(i))
     assert len(listener.sub) == 3
     assert listener.sub.dropped == 7
-    assert graph.drops() == {"/chatter -> listener": 7}
+    # Diagnostics are not camera frames: lost, not dropped frames.
+    assert graph.losses() == {"diagnostics messages": {"/chatter -> listener": 7}}
+    assert graph.drops() == {}
     talker.pub.close()
     listener.run()
     assert listener.got == [7, 8, 9]
@@ -235,6 +237,21 @@ def test_sync_node_forgets_frames_it_will_never_publish() -> None:
         node.on_camera(CameraImage(CameraFrame(stamp, image), None, Timing(stamp, k, 0)))
     assert node.sync.stats.dropped_queue_camera + node.sync.stats.unmatched_camera == 490
     assert len(node._arrived) <= 11
+
+
+def test_lost_lidar_scans_are_not_dropped_frames() -> None:
+    """Scans lost at the sync node's queue used to be counted as dropped frames, so masks
+    plus dropped frames came to more than the camera frames in."""
+    graph = Graph()
+    node = graph.add(SyncNode, "sync", {"qos_depth": 2})
+    image = np.zeros((2, 2, 3), np.uint8)
+    for k in range(5):  # a burst of scans and frames while the node is busy
+        stamp = k * 100_000_000
+        node.lidar_sub.push(LidarCloud(LidarScan(stamp, np.zeros((1, 4), np.float32)),
+                                       Timing(stamp, k, 0)))
+        node.camera_sub.push(CameraImage(CameraFrame(stamp, image), None, Timing(stamp, k, 0)))
+    assert graph.drops() == {"/camera/image -> sync": 3}
+    assert graph.losses() == {"lidar scans": {"/lidar/points -> sync": 3}}
 
 
 @pytest.mark.parametrize("keep_unmatched", [False, True])

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from drivingseg.node.graph import Graph
-from drivingseg.node.messages import CameraImage, LidarCloud
+from drivingseg.node.launch import build_graph, load_launch
+from drivingseg.node.messages import CameraImage, LidarCloud, SyncedFrames
 from drivingseg.node.runtime import Node
 from drivingseg.node.sources import CameraSource, LidarSource
 
@@ -53,9 +54,9 @@ def test_seeking_to_the_window_delays_the_replay_instead_of_making_frames_late(
     monkeypatch.setattr(CameraSource, "items", slow(CameraSource.items, True))
     monkeypatch.setattr(LidarSource, "items", slow(LidarSource.items, False))
     params = {"input": str(kitti_raw_drive), "rate": 1.0, "start_s": start_s, "end_s": end_s,
-              "loop": True, "max_frames": 6}
+              "loop": True}
     graph = Graph()
-    graph.add(CameraSource, "camera", params)
+    graph.add(CameraSource, "camera", {**params, "max_frames": 6})
     graph.add(LidarSource, "lidar", params)
     collector = graph.add(Collector, "collector")
     graph.setup()
@@ -100,9 +101,9 @@ def test_other_topics_of_a_bag_set_neither_the_window_nor_the_loop_period(
     start before the first frame, and a loop's next pass came 10 ms (the text topic's
     period) after the last frame instead of the camera's 100 ms."""
     bag = bag_with_an_early_fast_topic(kitti_raw_drive, tmp_path / "drive.mcap")
-    params = {"input": str(bag), "rate": 1.0, "loop": True, "max_frames": 6}
+    params = {"input": str(bag), "rate": 1.0, "loop": True}
     graph = Graph()
-    graph.add(CameraSource, "camera", params)
+    graph.add(CameraSource, "camera", {**params, "max_frames": 6})
     graph.add(LidarSource, "lidar", params)
     collector = graph.add(Collector, "collector")
     graph.setup()
@@ -112,3 +113,49 @@ def test_other_topics_of_a_bag_set_neither_the_window_nor_the_loop_period(
     stamps = [m.stamp_ns for m in collector.images]
     assert [b - a for a, b in itertools.pairwise(stamps)] == [100_000_000] * 5
     assert collector.images[0].timing.available_ns - started < 1e9
+
+
+class Pairs(Node):
+    """Keeps every synced pair and the stamp of every scan."""
+
+    type_name = "pairs"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pairs: list[SyncedFrames] = []
+        self.scans: list[int] = []
+        self.create_subscription("/synced", SyncedFrames, self.pairs.append, depth=1000)
+        self.create_subscription("/lidar/points", LidarCloud,
+                                 lambda msg: self.scans.append(msg.stamp_ns), depth=1000)
+
+
+@pytest.mark.parametrize(("rate", "overflow"), [(1.0, "drop_oldest"), (0.0, "block")])
+def test_max_frames_counts_camera_frames_and_every_frame_keeps_its_scan(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    rate: float, overflow: str,
+) -> None:
+    """With a 5 Hz camera beside the 10 Hz lidar, replay --frames 6 used to cap the scans
+    at 6 too: the lidar ran out halfway and 3 of the 6 frames were dropped without a scan."""
+    every_frame = CameraSource.items
+
+    def five_hz(self: CameraSource) -> Iterator[Any]:
+        return itertools.islice(every_frame(self), 0, None, 2)
+
+    monkeypatch.setattr(CameraSource, "items", five_hz)
+    graph = build_graph(load_launch("replay_kitti", {
+        "input": str(kitti_raw_drive), "weights": str(tiny_weights), "max_frames": 6,
+        "rate": rate, "overflow": overflow, "out_dir": str(tmp_path), "record": False,
+        "video": False, "masks": False, "live": False, "status": False, "proposals": False}))
+    collector = graph.add(Pairs, "pairs")
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=60)
+
+    assert graph.frames_in() == 6
+    assert [p.camera.frame.index for p in collector.pairs] == [0, 2, 4, 6, 8, 10]
+    assert all(p.lidar is not None for p in collector.pairs)
+    assert graph.drops() == {}
+    last_frame = collector.pairs[-1].camera.stamp_ns
+    assert collector.scans[-1] >= last_frame
+    if rate:  # paced: the lidar stops after the scan that decides the last frame (or, when
+        # the camera thread notices its limit late on a busy machine, the one after it)
+        assert len([s for s in collector.scans if s > last_frame]) <= 1
