@@ -10,10 +10,12 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
+from drivingseg.errors import ConfigError
 from drivingseg.sensors.base import Recording
-from drivingseg.sensors.open import open_recording
+from drivingseg.sensors.open import FORMATS, detect_format, open_recording
 
-__all__ = ["TTA_CHOICES", "add_recording_args", "add_tta_argument", "open_from_args", "progress"]
+__all__ = ["TTA_CHOICES", "add_recording_args", "add_tta_argument", "check_recording_args",
+           "open_from_args", "progress"]
 
 T = TypeVar("T")
 
@@ -50,9 +52,29 @@ def add_tta_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_recording_args(path: str | Path, args: argparse.Namespace) -> str:
+    """The format of ``path`` (:func:`~drivingseg.sensors.open.detect_format`); options of
+    :func:`add_recording_args` that do not apply to it (a bag's topics for a KITTI folder,
+    a KITTI camera number for a bag) are refused rather than silently ignored."""
+    fmt = detect_format(path)
+    topics = [f"--{name.replace('_', '-')}" for name in
+              ("image_topic", "lidar_topic", "camera_info_topic") if getattr(args, name, None)]
+    if topics and fmt != "rosbag":
+        message = (f"{' and '.join(topics)} only apply to bags; {str(path)!r} is not one "
+                   f"({FORMATS[fmt]})")
+        raise ConfigError(message)
+    if getattr(args, "camera", None) is not None and fmt in ("rosbag", "synthetic"):
+        hint = "; choose a bag's camera with --image-topic" if fmt == "rosbag" else ""
+        message = (f"--camera {args.camera!r} picks a KITTI camera; {str(path)!r} is not a "
+                   f"KITTI recording ({FORMATS[fmt]}){hint}")
+        raise ConfigError(message)
+    return fmt
+
+
 def open_from_args(path: str | Path, args: argparse.Namespace) -> Recording:
     """Open ``path`` with the options of :func:`add_recording_args` (``--camera`` unset is
-    camera 2)."""
+    camera 2), refusing those that do not apply to it (:func:`check_recording_args`)."""
+    check_recording_args(path, args)
     return open_recording(
         path,
         camera=2 if args.camera is None else args.camera,

@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from drivingseg.cli._common import add_recording_args
+from drivingseg.cli._common import add_recording_args, check_recording_args
 from drivingseg.cli.cmd_launch import add_run_options, launch
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import parse_cli_arguments
-from drivingseg.sensors.open import detect_format
 
 __all__ = ["add_parser", "run"]
 
@@ -53,7 +52,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.fast and args.rate <= 0:
         raise ConfigError(f"--rate must be above 0 (or use --fast), got {args.rate!r}")
-    bag = detect_format(args.input) == "rosbag"
+    bag = check_recording_args(args.input, args) == "rosbag"
     arguments: dict[str, Any] = {
         "input": args.input, "loop": args.loop, "start_s": args.start, "end_s": args.end,
         "max_frames": args.frames, "out_dir": args.out, "weights": args.weights,

@@ -33,6 +33,21 @@ def test_info_refuses_a_camera_the_drive_lacks(
     assert main(["info", str(kitti_raw_drive), "--camera", "2"]) == 0
 
 
+def test_options_of_another_recording_kind_are_refused(
+    kitti_raw_drive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bag's topic options on a KITTI drive, or a KITTI camera on the synthetic drive, were
+    silently ignored by info, convert and replay."""
+    assert main(["info", str(kitti_raw_drive), "--image-topic", "/cam"]) == 2
+    err = capsys.readouterr().err
+    assert "--image-topic only apply to bags;" in err and "is not one (KITTI raw drive" in err
+    assert main(["replay", str(kitti_raw_drive), "--lidar-topic", "/velo", "--frames", "1"]) == 2
+    assert "--lidar-topic only apply to bags" in capsys.readouterr().err
+    assert main(["info", "synthetic", "--camera", "3"]) == 2
+    assert "--camera 3 picks a KITTI camera; 'synthetic' is not a KITTI recording" in (
+        capsys.readouterr().err)
+
+
 def test_info_json_on_kitti_object_folder(
     kitti_object_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
