@@ -82,6 +82,13 @@ class RecordingSource(Node):
         if self.p["end_s"] and self.p["end_s"] <= self.p["start_s"]:
             message = f"{self.p['end_s']!r} must be after start_s {self.p['start_s']!r}"
             raise self.config_error(message, "end_s")
+        if self.p["loop"] and self.p["rate"] > 0 and self.context.overflow == "block":
+            # each pass starts when both sources meet; a source blocked on a full queue
+            # whose consumer waits for the other stream never gets there
+            message = ("True at a paced rate with overflow 'block' can stall at the end of a "
+                       "pass; pace with overflow 'drop_oldest', or replay as fast as possible "
+                       "(rate 0) with 'block'")
+            raise self.config_error(message, "loop")
         try:
             rec = open_recording(
                 self.p["input"],

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from drivingseg.errors import ConfigError
 from drivingseg.node.graph import Graph
 from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.messages import CameraImage, LidarCloud, SyncedFrames
@@ -159,3 +160,18 @@ def test_max_frames_counts_camera_frames_and_every_frame_keeps_its_scan(
     if rate:  # paced: the lidar stops after the scan that decides the last frame (or, when
         # the camera thread notices its limit late on a busy machine, the one after it)
         assert len([s for s in collector.scans if s > last_frame]) <= 1
+
+
+def test_a_paced_loop_that_blocks_is_refused_at_start(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path
+) -> None:
+    """Paced, looping and blocking, each pass waits for both sources while one of them
+    waits on a full queue: the replay stalled for seconds per pass instead of failing."""
+    args = {"input": str(kitti_raw_drive), "weights": str(tiny_weights), "loop": True,
+            "rate": 1.0, "overflow": "block", "out_dir": str(tmp_path), "record": False,
+            "video": False, "masks": False, "live": False, "status": False}
+    graph = build_graph(load_launch("replay_kitti", args))
+    with pytest.raises(ConfigError, match=r"node 'camera' \(camera_source, in pipeline\.yaml\): "
+                                          r"parameter 'loop': "
+                                          r"True at a paced rate with overflow 'block'"):
+        graph.setup()
