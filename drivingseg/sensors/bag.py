@@ -4,7 +4,8 @@ Accepted paths: a ROS 1 ``.bag`` file, a ROS 2 bag folder (``metadata.yaml`` wit
 ``.db3`` or ``.mcap`` files), a single ``.db3`` file or a single ``.mcap`` file; all are
 read with rosbags' ``AnyReader``. A ``.mcap`` file that rosbags refuses (one without a
 summary, left by a killed writer) is read sequentially with the ``mcap`` library and
-rosbags' typestore, up to its last complete chunk.
+rosbags' typestore, up to its last complete chunk; so is the one ``.mcap`` of a bag folder
+without ``metadata.yaml`` (which ``ros2 bag record`` writes on a clean close only).
 
 Frames stream lazily: each iterator opens its own reader, so ``messages()`` can merge the
 camera and lidar iterators without ever loading the bag whole. Stamps are the messages'
@@ -318,8 +319,11 @@ class BagRecording(Recording):
         if not p.exists():
             raise RecordingError("bag not found", path=p)
         if p.is_dir():
-            if not (p / "metadata.yaml").is_file():
-                message = "folder has no metadata.yaml; a ROS 2 bag folder needs one"
+            if not (p / "metadata.yaml").is_file() and self._lone_mcap() is None:
+                found = sorted(f.name for f in p.iterdir() if f.suffix in (".mcap", ".db3"))
+                message = ("folder has no metadata.yaml; a ROS 2 bag folder needs one (without "
+                           "it, as a killed ros2 bag record leaves it, the folder is read when it "
+                           f"holds exactly one .mcap file; it holds {found!r})")
                 raise RecordingError(message, path=p)
         elif p.suffix.lower() not in (".bag", ".db3", ".mcap"):
             message = (

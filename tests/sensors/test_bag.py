@@ -23,6 +23,7 @@ from drivingseg.errors import RecordingError
 from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.sensors.bag import BagRecording
 from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.sensors.open import detect_format, open_recording
 from drivingseg.sensors.ros_msgs import quaternion_from_matrix
 
 ROS1 = get_typestore(Stores.ROS1_NOETIC)
@@ -401,6 +402,19 @@ def test_mcap_without_summary_reads_complete_chunks(tmp_path: Path) -> None:
     cut.write_bytes(killed.read_bytes()[: (sizes[1] + sizes[2]) // 2])
     with BagRecording(cut) as bag:
         assert [f.stamp_ns for f in bag.camera_frames()] == CAM_NS[:2]
+    # The folder a killed ros2 bag record leaves: its .mcap, no metadata.yaml (written on a
+    # clean close only); it opens by folder, as the format detection and replay take it.
+    folder = tmp_path / "rosbag2_killed"
+    folder.mkdir()
+    shutil.copyfile(killed, folder / "rosbag2_killed_0.mcap")
+    assert detect_format(folder) == "rosbag"
+    with open_recording(folder) as bag:
+        assert [f.stamp_ns for f in bag.camera_frames()] == CAM_NS
+    shutil.copyfile(killed, folder / "rosbag2_killed_1.mcap")
+    with pytest.raises(RecordingError, match=r"rosbag2_killed: folder has no metadata\.yaml; .* "
+                                             r"holds \['rosbag2_killed_0\.mcap', "
+                                             r"'rosbag2_killed_1\.mcap'\]"):
+        BagRecording(folder).open()
 
 
 def _read_everything(path: Path) -> None:
