@@ -38,8 +38,9 @@ class FrameMatch:
     per entry of ``scores[t]``; ``n_gt`` counts the boxes to find; ``range_pairs`` holds
     (predicted, gt) range from the camera origin of detections matched at the lowest
     threshold that have lidar points: the norm of the detection's ``centroid_cam_m``
-    against the label's box centre (a detection's own ``range_m`` is from the lidar, which
-    sits up to metres from the camera).
+    against the box's :attr:`GtBox.range_m` (the same statistic of the lidar points in the
+    labelled 3D box where it has them; a detection's own ``range_m`` is from the lidar,
+    which sits up to metres from the camera).
     """
 
     scores: dict[float, tuple[float, ...]]
@@ -89,9 +90,11 @@ def match_frame(
 
     At each threshold ``t`` a detection takes the unmatched box to find with the highest
     IoU (at least ``t``). One that finds none is dropped at ``t``, as KITTI's devkit does,
-    when it overlaps an ignored box of a wanted or similar class by IoU ``t``, when a
-    ``DontCare`` region covers at least ``t`` of its own area, or when it is lower than
-    ``min_det_height_px``; otherwise it is a false positive there.
+    when it is lower than ``min_det_height_px``, when it takes an ignored box of a wanted
+    or similar class (the same greedy matching, run after the first: each such box absorbs
+    one detection, as the devkit's ``assigned_detection``, so duplicates on it stay false
+    positives), or when a ``DontCare`` region covers at least ``t`` of its own area (a
+    region absorbs any number); otherwise it is a false positive there.
     """
     ts = _check_thresholds(thresholds)
     order = sorted(range(len(detections)), key=lambda i: (-detections[i].score, i))
@@ -101,12 +104,14 @@ def match_frame(
     care = np.array([not g.ignore for g in gt], dtype=bool)
     region = np.array([g.label.lower() == "dontcare" for g in gt], dtype=bool)
     iou = box_iou(det_boxes, gt_xyxy)
-    ignored_iou = iou[:, ~care & ~region].max(axis=1, initial=0.0)
+    ignored = ~care & ~region
     region_cover = box_cover(det_boxes, gt_xyxy[region]).max(axis=1, initial=0.0)
     short = [d.box_xyxy_px[3] - d.box_xyxy_px[1] < min_det_height_px for d in dets]
     matches = {t: _greedy(iou, care, t) for t in ts}
+    absorbed = {t: _greedy(iou, ignored, t, [m < 0 and not s for m, s in zip(
+        matches[t], short, strict=True)]) for t in ts}
     kept = {t: [k for k in range(len(dets)) if matches[t][k] >= 0 or not (
-        short[k] or ignored_iou[k] >= t or region_cover[k] >= t)] for t in ts}
+        short[k] or absorbed[t][k] >= 0 or region_cover[k] >= t)] for t in ts}
     low = min(ts)
     pairs = tuple(
         (float(np.linalg.norm(xyz)), float(gt[matches[low][k]].range_m))
@@ -129,11 +134,16 @@ def box_cover(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         return np.where(area_a[:, None] > 0, inter / area_a[:, None], 0.0)
 
 
-def _greedy(iou: npt.NDArray[np.float64], care: npt.NDArray[np.bool_], t: float) -> list[int]:
-    """Index of the box each detection (in score order) takes at threshold ``t``, or -1."""
-    free = care.copy()
+def _greedy(iou: npt.NDArray[np.float64], boxes: npt.NDArray[np.bool_], t: float,
+            eligible: Sequence[bool] | None = None) -> list[int]:
+    """Index of the box (of those flagged in ``boxes``) each detection, in score order,
+    takes at threshold ``t``, or -1; detections not ``eligible`` take none."""
+    free = boxes.copy()
     out = []
-    for row in iou:
+    for k, row in enumerate(iou):
+        if eligible is not None and not eligible[k]:
+            out.append(-1)
+            continue
         cand = np.where(free & (row >= t), row, -1.0)
         j = int(np.argmax(cand)) if cand.size else -1
         if j >= 0 and cand[j] >= 0:
@@ -144,14 +154,30 @@ def _greedy(iou: npt.NDArray[np.float64], care: npt.NDArray[np.bool_], t: float)
     return out
 
 
-def ap_40(tp: npt.NDArray[np.bool_], n_gt: int) -> tuple[float | None, list[float], list[float]]:
-    """KITTI's 40-recall-point AP of ranked ``tp`` flags, and the raw precision/recall."""
+def ap_40(tp: npt.NDArray[np.bool_], n_gt: int, scores: npt.ArrayLike | None = None
+          ) -> tuple[float | None, list[float], list[float]]:
+    """KITTI's 40-recall-point AP of ``tp`` flags ranked by descending ``scores``, and the
+    raw precision/recall, one point per distinct score.
+
+    Detections of equal score pass a score threshold together, so precision and recall are
+    taken only after the last of each run of equal scores: the AP cannot depend on how
+    ties were ordered. Without ``scores`` every detection is its own threshold.
+    """
     if n_gt <= 0:
         return None, [], []
-    ctp = np.cumsum(tp, dtype=np.float64)
-    precision = ctp / np.arange(1, tp.shape[0] + 1)
+    tp = np.asarray(tp, dtype=bool)
+    ends = np.arange(tp.shape[0])
+    if scores is not None:
+        s = np.asarray(scores, dtype=np.float64)
+        if s.shape != tp.shape or np.any(np.diff(s) > 0):
+            message = (f"scores must be {tp.shape[0]} values in descending order, one per "
+                       f"tp flag, got shape {s.shape!r}")
+            raise ConfigError(message)
+        ends = np.nonzero(np.r_[s[1:] != s[:-1], True])[0] if s.size else ends
+    ctp = np.cumsum(tp, dtype=np.float64)[ends]
+    precision = ctp / (ends + 1)
     recall = ctp / n_gt
-    envelope = np.maximum.accumulate(precision[::-1])[::-1] if tp.size else precision
+    envelope = np.maximum.accumulate(precision[::-1])[::-1] if ends.size else precision
     total = 0.0
     for r in np.arange(1, RECALL_POINTS + 1) / RECALL_POINTS:
         reached = np.nonzero(recall >= r - 1e-12)[0]
@@ -197,7 +223,8 @@ class BoxEvaluator:
             rows = sorted((-s, key, i) for key in keys
                           for i, s in enumerate(self._frames[key].scores[t]))
             tp = np.array([self._frames[key].tp[t][i] for _, key, i in rows], dtype=bool)
-            ap, precision, recall = ap_40(tp, n_gt)
+            ranked = np.array([-s for s, _, _ in rows], dtype=np.float64)
+            ap, precision, recall = ap_40(tp, n_gt, ranked)
             out["ap"][str(t)] = ap
             out["pr"][str(t)] = {"precision": precision, "recall": recall}
         errors = np.array([p - g for k in keys for p, g in self._frames[k].range_pairs])

@@ -34,8 +34,8 @@ from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError
 from drivingseg.sensors.kitti_benchmark import KittiObject
 
-__all__ = ["BOX_SOURCES", "LOCATION_REFS", "MODERATE_MIN_HEIGHT_PX", "GtBox", "box_corners_m",
-           "gt_boxes", "project_box"]
+__all__ = ["BOX_SOURCES", "LOCATION_REFS", "MIN_RANGE_POINTS", "MODERATE_MIN_HEIGHT_PX", "GtBox",
+           "box_corners_m", "gt_boxes", "points_in_box", "project_box"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ LOCATION_REFS = ("bottom", "centre")
 MODERATE_MIN_HEIGHT_PX = 25.0
 """KITTI "moderate": boxes lower than this are don't care, and so are detections lower
 than this that find no box (pass it to ``match_frame(min_det_height_px=)`` too)."""
+MIN_RANGE_POINTS = 3
+"""A box needs this many lidar points inside for its range to come from them (else the
+box centre)."""
 NEAR_PLANE_M = 0.1
 """The 3D box is clipped to ``z >= NEAR_PLANE_M`` before projection."""
 
@@ -57,8 +60,12 @@ _EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4),
 class GtBox:
     """One ground-truth box (``ignore``: don't care, see the module docstring).
 
-    ``range_m`` is the Euclidean distance of the 3D box centre from the camera origin;
-    ``source`` says where the box came from: ``"label"`` or ``"projected"``.
+    ``range_m`` is the distance from the camera origin of the median (x, y, z) of the
+    ``n_points`` lidar points inside the 3D box, the statistic a detection's
+    ``centroid_cam_m`` is, so a perfect detector has no range error; with fewer than
+    :data:`MIN_RANGE_POINTS` points (or no scan) ``n_points`` is 0 and ``range_m`` is the
+    distance of the box centre. ``source`` says where the box came from: ``"label"`` or
+    ``"projected"``.
     """
 
     box_xyxy_px: Box
@@ -66,6 +73,7 @@ class GtBox:
     range_m: float
     ignore: bool
     source: str
+    n_points: int = 0
 
 
 def box_corners_m(obj: KittiObject, location_ref: str = "bottom") -> npt.NDArray[np.float64]:
@@ -82,6 +90,37 @@ def box_corners_m(obj: KittiObject, location_ref: str = "bottom") -> npt.NDArray
     c, s = np.cos(obj.rotation_y), np.sin(obj.rotation_y)
     rot = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
     return np.asarray((rot @ np.vstack([xs, ys, zs])).T + np.array([x, bottom_y, z]))
+
+
+def points_in_box(obj: KittiObject, points_cam_m: npt.ArrayLike,
+                  location_ref: str = "bottom") -> npt.NDArray[np.bool_]:
+    """Which of ``points_cam_m`` (N x 3, the label's camera frame) lie inside the object's
+    3D box (boundary excluded)."""
+    pts = np.asarray(points_cam_m, dtype=np.float64).reshape(-1, 3)
+    h, w, length = obj.dimensions_hwl_m
+    centre = np.array(obj.location_xyz_m, dtype=np.float64)
+    if location_ref == "bottom":
+        centre[1] -= h / 2.0
+    d = pts - centre
+    c, s = np.cos(obj.rotation_y), np.sin(obj.rotation_y)
+    along = c * d[:, 0] - s * d[:, 2]  # box x axis (length), see box_corners_m
+    across = s * d[:, 0] + c * d[:, 2]  # box z axis (width)
+    return np.asarray((np.abs(along) < length / 2.0) & (np.abs(across) < w / 2.0)
+                      & (np.abs(d[:, 1]) < h / 2.0))
+
+
+def _range(obj: KittiObject, points: npt.NDArray[np.float64] | None, location_ref: str
+           ) -> tuple[float, int]:
+    """Range of the object from the camera origin and the number of points it came from
+    (see :class:`GtBox`)."""
+    centre = np.array(obj.location_xyz_m, dtype=np.float64)
+    if location_ref == "bottom":
+        centre[1] -= obj.dimensions_hwl_m[0] / 2.0
+    if points is not None and obj.type.lower() != "dontcare":
+        inside = points[points_in_box(obj, points, location_ref)]
+        if inside.shape[0] >= MIN_RANGE_POINTS:
+            return float(np.linalg.norm(np.median(inside, axis=0))), int(inside.shape[0])
+    return float(np.linalg.norm(centre)), 0
 
 
 def _clip(box: Box, width: int, height: int) -> Box | None:
@@ -136,13 +175,17 @@ def gt_boxes(
     box_source: str = "auto",
     similar: tuple[str, ...] = ("Truck", "Tram"),
     location_ref: str = "bottom",
+    points_cam_m: npt.ArrayLike | None = None,
 ) -> list[GtBox]:
     """Boxes to find (and don't-care boxes) of one frame; ``image_size`` is (width, height).
 
     Types compare case-insensitively. ``similar`` classes (by default those the car
     segmentation also paints) are don't care, as are ``DontCare`` regions. Objects whose
     box is empty after clipping are dropped. ``"projected"`` needs ``rig``; ``"auto"``
-    without a rig keeps only usable label boxes.
+    without a rig keeps only usable label boxes. ``points_cam_m`` (N x 3, the frame's
+    lidar points in the image, in the label's camera frame, e.g.
+    ``LidarInImage.xyz_cam_m``) gives each box its range from the points inside it, as
+    detections get theirs; without it ranges are the box centres'.
     """
     if box_source not in BOX_SOURCES:
         message = f"unknown box_source {box_source!r}; valid: {', '.join(BOX_SOURCES)}"
@@ -152,6 +195,12 @@ def gt_boxes(
         raise ConfigError(message)
     if box_source == "projected" and rig is None:
         raise ConfigError("box_source 'projected' needs the rig (calibration) of the frame")
+    points = None
+    if points_cam_m is not None:
+        points = np.asarray(points_cam_m, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 3:
+            message = f"points_cam_m must be N x 3, got shape {points.shape!r}"
+            raise ConfigError(message)
     wanted = {c.lower() for c in classes}
     near = {c.lower() for c in similar} | {"dontcare"}
     out = []
@@ -163,13 +212,11 @@ def gt_boxes(
         if box is None:
             log.debug("dropped %s with no usable box (label %r)", obj.type, obj.bbox_xyxy)
             continue
-        centre = np.array(obj.location_xyz_m, dtype=np.float64)
-        if location_ref == "bottom":
-            centre[1] -= obj.dimensions_hwl_m[0] / 2.0
+        range_m, n_points = _range(obj, points, location_ref)
         hard = (box[3] - box[1] < min_height_px or obj.occluded > max_occlusion
                 or obj.truncated > max_truncation)
-        out.append(GtBox(box, obj.type, float(np.linalg.norm(centre)),
-                         ignore=kind not in wanted or hard, source=source))
+        out.append(GtBox(box, obj.type, range_m, ignore=kind not in wanted or hard,
+                         source=source, n_points=n_points))
     return out
 
 

@@ -93,6 +93,51 @@ def test_ignored_boxes_are_neither_tp_nor_fp() -> None:
     assert only.result()["ap"]["0.5"] is None and only.result()["n_det"] == 0
 
 
+def test_each_ignored_box_absorbs_one_detection() -> None:
+    """KITTI's devkit assigns one detection to each ignored (hard or similar-class) box;
+    more detections on it are false positives, so over-split cars cost precision."""
+    care = gt((0, 0, 100, 60), 10.0)
+    hard = gt((200, 0, 300, 60), 30.0, ignore=True)
+    dets = [det((200, 0, 300, 60), 0.9), det((205, 0, 300, 60), 0.8),
+            det((200, 2, 298, 60), 0.7), det((0, 0, 100, 60), 0.6)]
+    m = match_frame(dets, [care, hard])
+    assert m.scores[0.5] == (0.8, 0.7, 0.6)  # the best-scored one on the hard car is gone
+    assert m.tp[0.5] == (False, False, True)
+    ev = BoxEvaluator()
+    ev.add((0,), m)
+    assert ev.result()["ap"]["0.5"] == pytest.approx(1 / 3)
+    # A short detection (dropped anyway) does not use up the ignored box.
+    short_first = [det((210, 40, 290, 60), 0.95), *dets[1:]]
+    m2 = match_frame(short_first, [care, hard], min_det_height_px=25.0)
+    assert m2.scores[0.5] == (0.7, 0.6)
+    # DontCare regions still absorb every detection they cover.
+    region = GtBox((200, 0, 300, 60), "DontCare", 10.0, True, "label")
+    assert match_frame(dets, [care, region]).scores[0.5] == (0.6,)
+
+
+def test_tied_scores_give_the_same_ap_whatever_the_frame_order() -> None:
+    """A true and a false positive of equal score pass every threshold together: one
+    point at precision 1/2, recall 1, however the frames are numbered."""
+    hit = match_frame([det((0, 0, 50, 40), 1.0)], [gt((0, 0, 50, 40))])
+    miss = match_frame([det((200, 0, 250, 40), 1.0)], [])
+    for hit_key, miss_key in (((0,), (1,)), ((1,), (0,))):
+        ev = BoxEvaluator()
+        ev.add(hit_key, hit)
+        ev.add(miss_key, miss)
+        res = ev.result()
+        assert res["ap"]["0.5"] == pytest.approx(0.5)
+        assert res["pr"]["0.5"] == {"precision": [0.5], "recall": [1.0]}
+    ap_a = ap_40(np.array([True, False, True]), 2, [0.9, 0.9, 0.5])
+    ap_b = ap_40(np.array([False, True, True]), 2, [0.9, 0.9, 0.5])
+    assert ap_a == ap_b  # the envelope takes 2/3 (the lower threshold) down to recall 0
+    assert ap_a[0] == pytest.approx(2 / 3)
+    assert ap_a[1:] == ([0.5, pytest.approx(2 / 3)], [0.5, 1.0])
+    with pytest.raises(ConfigError, match="descending order"):
+        ap_40(np.array([True, False]), 1, [0.5, 0.9])
+    with pytest.raises(ConfigError, match="one per tp flag"):
+        ap_40(np.array([True, False]), 1, [0.9])
+
+
 def test_dont_care_regions_absorb_detections_by_the_share_they_cover() -> None:
     """KITTI's devkit drops an unmatched detection in a ``DontCare`` region when the region
     covers at least the threshold of the detection's own area (a small car inside a large

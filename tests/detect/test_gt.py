@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from drivingseg.detect.evaluate import box_iou
-from drivingseg.detect.gt import gt_boxes, project_box
+from drivingseg.detect.evaluate import box_iou, match_frame
+from drivingseg.detect.gt import gt_boxes, points_in_box, project_box
+from drivingseg.detect.proposals import LidarInImage
 from drivingseg.errors import ConfigError
+from drivingseg.node.messages import Detection
+from drivingseg.sensors.decode import read_velodyne_bin
 from drivingseg.sensors.kitti_benchmark import KittiBenchmark, KittiObject
 
 
 def obj(kind: str, box: tuple[float, float, float, float], occluded: int = 0,
-        truncated: float = 0.0) -> KittiObject:
+        truncated: float = 0.0, rotation_y: float = 0.0) -> KittiObject:
+    """A 1.5 m tall, 1.7 m wide, 4 m long object standing 20 m ahead (bottom-centre
+    location); with ``rotation_y`` 0 its length runs along the camera's x axis."""
     return KittiObject(kind, truncated, occluded, 0.0, box, (1.5, 1.7, 4.0), (0.0, 1.5, 20.0),
-                       0.0)
+                       rotation_y)
 
 
 def test_moderate_rules_on_hand_made_objects() -> None:
@@ -74,3 +80,54 @@ def test_real_argoverse_labels(kitti_object_root: Path) -> None:
     diagonal = [ious[i, i] for i in range(len(boxes))]
     assert min(diagonal) > 0.75  # small far boxes: a pixel of rounding costs IoU
     assert sorted(diagonal)[len(diagonal) // 2] > 0.9
+
+
+def test_range_comes_from_the_lidar_points_inside_the_box() -> None:
+    """The ground-truth range is the statistic a detection's range is (norm of the median
+    point), taken over the lidar points in the 3D box: the near surface, not the centre."""
+    car = obj("Car", (10, 10, 60, 50))
+    surface = [(-1.0, 0.75, 19.3), (0.0, 0.75, 19.3), (1.0, 0.75, 19.3)]
+    far = [(0.0, 0.75, 25.0), (3.0, 0.75, 19.3)]  # behind the car, beside it
+    (box,) = gt_boxes([car], None, (640, 480), points_cam_m=np.array(surface + far))
+    assert box.n_points == 3
+    assert box.range_m == pytest.approx((0.75**2 + 19.3**2) ** 0.5)
+    # Under MIN_RANGE_POINTS points, or no scan: the box centre, as before.
+    centre = (0.75**2 + 20.0**2) ** 0.5
+    (few,) = gt_boxes([car], None, (640, 480), points_cam_m=np.array(surface[:2] + far))
+    assert (few.n_points, few.range_m) == (0, pytest.approx(centre))
+    (none,) = gt_boxes([car], None, (640, 480))
+    assert (none.n_points, none.range_m) == (0, pytest.approx(centre))
+    # Turned a quarter, the 4 m length runs along z: a point 1.5 m behind the centre is in.
+    deep = np.array([[0.0, 0.75, 21.5]])
+    assert not points_in_box(car, deep)[0]
+    assert points_in_box(obj("Car", (10, 10, 60, 50), rotation_y=np.pi / 2), deep)[0]
+    with pytest.raises(ConfigError, match=r"points_cam_m must be N x 3, got shape \(4,\)"):
+        gt_boxes([car], None, (640, 480), points_cam_m=np.zeros(4))
+
+
+def test_real_scan_gives_a_perfect_detector_no_range_error(kitti_object_root: Path) -> None:
+    """On a real frame, a detection made of exactly the points in a car's box has zero range
+    error, where the box centre would put it about a metre off (half the car's depth)."""
+    with KittiBenchmark(kitti_object_root) as bench:
+        objects, rig = bench.labels(0), bench.rig(0)
+    assert rig is not None
+    scan = read_velodyne_bin(kitti_object_root / "velodyne" / "000000.bin")
+    xyz = LidarInImage.from_scan(scan, rig).xyz_cam_m
+    found = []
+    for o in objects:
+        boxes = gt_boxes([o], rig, rig.camera.image_size, box_source="projected",
+                         location_ref="centre", points_cam_m=xyz)
+        centres = gt_boxes([o], rig, rig.camera.image_size, box_source="projected",
+                           location_ref="centre")
+        if boxes and boxes[0].n_points and not boxes[0].ignore:
+            found.append((boxes[0], centres[0], o))
+    assert len(found) >= 5
+    assert np.median([b.range_m - c.range_m for b, c, _ in found]) < -0.5
+    dets = []
+    for b, _, o in found:
+        med = np.median(xyz[points_in_box(o, xyz, "centre")].astype(np.float64), axis=0)
+        dets.append(Detection("car", 0.9, b.box_xyxy_px, None,
+                              (float(med[0]), float(med[1]), float(med[2])), b.n_points))
+    pairs = match_frame(dets, [b for b, _, _ in found]).range_pairs
+    assert len(pairs) == len(found)
+    assert max(abs(p - g) for p, g in pairs) < 1e-4
