@@ -21,6 +21,8 @@ import yaml
 from drivingseg.errors import DrivingsegError
 
 __all__ = [
+    "find_duplicate_key",
+    "parse_yaml",
     "prepare_output",
     "read_text",
     "read_yaml_mapping",
@@ -171,17 +173,88 @@ def read_text(
         raise error(f"cannot read {what}: {exc}", path=file) from exc
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_in(
+    node: yaml.Node, where: str, loader: yaml.SafeLoader, seen: set[int]
+) -> tuple[str, int, int] | None:
+    """The first key given twice in a mapping under ``node`` (depth first, document order):
+    its dotted path and the 1-based lines of both occurrences; ``None`` if there is none."""
+    if id(node) in seen:
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _duplicate_in(item, f"{where}[{index}]", loader, seen)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.MappingNode):
+        first_line: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                found = _duplicate_in(value_node, where, loader, seen)
+            else:
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "<key>"
+                dotted = f"{where}.{name}" if where else str(name)
+                line = key_node.start_mark.line + 1
+                key = loader.construct_object(key_node, deep=True)
+                try:
+                    if key in first_line:
+                        return dotted, first_line[key], line
+                    first_line[key] = line
+                except TypeError:
+                    pass  # an unhashable key: the constructor refuses it when loading
+                found = _duplicate_in(value_node, dotted, loader, seen)
+            if found is not None:
+                return found
+    return None
+
+
+def find_duplicate_key(text: str) -> tuple[str, int, int] | None:
+    """The first mapping key of YAML ``text`` given twice, as ``(dotted path, first line,
+    second line)``, or ``None``. Keys compare as ``yaml.safe_load`` builds them (``1`` and
+    ``01`` are the same key); keys merged in with ``<<`` may be overridden. Raises
+    ``yaml.YAMLError`` when ``text`` is not a single YAML document."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        return None if root is None else _duplicate_in(root, "", loader, set())
+    finally:
+        loader.dispose()
+
+
+def parse_yaml(
+    text: str,
+    path: str | PathLike[str],
+    *,
+    error: type[DrivingsegError],
+    what: str,
+    load: Callable[[str], Any] = yaml.safe_load,
+) -> Any:
+    """``load(text)``, refusing a mapping key given twice (``yaml.safe_load`` would keep
+    the last value silently) and invalid YAML with ``error`` naming ``path``."""
+    try:
+        duplicate = find_duplicate_key(text)
+        data = load(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{what} is not valid YAML: {exc}", path=path) from exc
+    if duplicate is not None:
+        key, first, second = duplicate
+        message = f"field {key!r} given twice (lines {first} and {second})"
+        raise error(message, path=path)
+    return data
+
+
 def read_yaml_mapping(
     path: str | PathLike[str], *, error: type[DrivingsegError], what: str,
     load: Callable[[str], Any] = yaml.safe_load,
 ) -> dict[str, Any]:
     """Read a YAML file whose top level must be a mapping (an empty file gives ``{}``);
-    ``load`` parses the text (a safe loader of the caller's own, e.g. the launch files')."""
+    ``load`` parses the text (a safe loader of the caller's own, e.g. the launch files').
+    A key given twice is refused (see :func:`parse_yaml`)."""
     text = read_text(path, error=error, what=what)
-    try:
-        data = load(text)
-    except yaml.YAMLError as exc:
-        raise error(f"{what} is not valid YAML: {exc}", path=path) from exc
+    data = parse_yaml(text, path, error=error, what=what, load=load)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -145,6 +145,20 @@ def _check_camera(camera: int) -> None:
         raise ConfigError(f"KITTI camera index must be 0, 1, 2 or 3, got {camera!r}")
 
 
+def _projection(value: np.ndarray, name: str, camera: int, path: Path) -> FloatArray:
+    """The 3x4 projection ``name`` of ``camera``, checked here so that an error names the
+    file's field rather than the ``K = P[:, :3]`` derived from it."""
+    P = as_matrix(value, (3, 4), name, path)
+    if P[0, 0] <= 0 or P[1, 1] <= 0 or not np.allclose(P[2, :3], [0, 0, 1]):
+        hint = f" (camera {camera} is not calibrated in this file)" if not np.any(P) else ""
+        message = (
+            f"field {name!r}: focal lengths must be positive and the last row [0, 0, 1, tz], "
+            f"got {P.tolist()!r}{hint}"
+        )
+        raise CalibrationError(message, path=path)
+    return P
+
+
 def _kitti_camera(P: FloatArray, R: FloatArray, width: int, height: int, path: Path) -> CameraModel:
     return CameraModel(
         width=width,
@@ -179,7 +193,7 @@ def load_kitti_object_rig(
         message = f"image_size must be (width, height), got {image_size!r}"
         raise ConfigError(message, path=path)
     values = parse_kitti_calib_file(path)
-    P = as_matrix(_require(values, (f"P{camera}",), path), (3, 4), f"P{camera}", path)
+    P = _projection(_require(values, (f"P{camera}",), path), f"P{camera}", camera, path)
     R = _rotation(_require(values, ("R0_rect", "R_rect"), path), "R0_rect", path)
     velo = _require(values, ("Tr_velo_to_cam", "Tr_velo_cam"), path)
     T_cam_velo = _transform_3x4(velo, "Tr_velo_to_cam", LIDAR_FRAME, CAMERA_FRAME, path)
@@ -227,7 +241,7 @@ def load_kitti_raw_rig(
         _require(cam, (f"S_rect_0{camera}",), cam_file), f"S_rect_0{camera}", cam_file
     )
     p_key = f"P_rect_0{camera}"
-    P = as_matrix(_require(cam, (p_key,), cam_file), (3, 4), p_key, cam_file)
+    P = _projection(_require(cam, (p_key,), cam_file), p_key, camera, cam_file)
     R_rect = _rotation(_require(cam, ("R_rect_00",), cam_file), "R_rect_00", cam_file)
 
     velo_file = folder / VELO_TO_CAM

@@ -2,7 +2,7 @@
 
 Floats are written with Python's shortest round-trip ``repr`` (PyYAML's float
 representer), so ``load_rig(save_rig(rig))`` gives bit-identical float64 matrices. Reading is
-strict: a missing key, a key of the wrong type or an unknown key raises
+strict: a missing key, a key given twice, a key of the wrong type or an unknown key raises
 :class:`CalibrationError` naming the file and the dotted field (``camera.K``).
 """
 
@@ -25,7 +25,7 @@ from drivingseg.calibration.types import (
     check_rotation,
 )
 from drivingseg.errors import CalibrationError
-from drivingseg.fileio import read_text, write_text_atomic
+from drivingseg.fileio import parse_yaml, read_text, write_text_atomic
 
 __all__ = ["RIG_FORMAT", "load_rig", "rig_from_dict", "rig_to_dict", "save_rig"]
 
@@ -231,8 +231,4 @@ def load_rig(path: str | PathLike[str]) -> Rig:
     """Read a ``drivingseg-rig/1`` YAML file (see docs/RIG_FORMAT.md)."""
     file = Path(path)
     text = read_text(file, error=CalibrationError, what="rig file")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CalibrationError(f"not valid YAML: {exc}", path=file) from exc
-    return rig_from_dict(data, file)
+    return rig_from_dict(parse_yaml(text, file, error=CalibrationError, what="rig file"), file)

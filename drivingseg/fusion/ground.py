@@ -40,10 +40,40 @@ CAR_WIDTH_MAX_M = 3.0
 
 @dataclass(frozen=True, eq=False)
 class GroundPlane:
-    """Plane ``a x + b y + c z + d = 0`` in the lidar frame; unit normal points up (c > 0)."""
+    """Plane ``a x + b y + c z + d = 0`` in the lidar frame, whose z axis points up.
+
+    The coefficients are normalised on construction: the normal ``(a, b, c)`` scaled to unit
+    length and its sign chosen so that it points up (``c > 0``), whatever sign the fit gave
+    (open3d's ``segment_plane`` picks either). Four finite values with a non-zero normal
+    are required, and a vertical plane (``c == 0``) is refused: it cannot be the ground.
+    """
 
     coefficients: FloatArray
     n_inliers: int
+
+    def __post_init__(self) -> None:
+        value = self.coefficients
+        try:
+            plane = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            message = f"ground plane coefficients must be 4 finite numbers, got {value!r}"
+            raise ConfigError(message) from exc
+        if plane.shape != (4,) or not np.isfinite(plane).all():
+            message = f"ground plane coefficients must be 4 finite numbers, got {value!r}"
+            raise ConfigError(message)
+        scale = float(np.abs(plane[:3]).max())
+        if scale == 0.0:
+            message = f"ground plane normal (a, b, c) must be non-zero, got {plane.tolist()!r}"
+            raise ConfigError(message)
+        if plane[2] == 0.0:
+            message = f"ground plane must not be vertical (c = 0), got {plane.tolist()!r}"
+            raise ConfigError(message)
+        plane /= scale  # first by the largest component: the norm cannot overflow or underflow
+        plane /= float(np.linalg.norm(plane[:3]))
+        if plane[2] < 0.0:
+            plane = -plane
+        plane.setflags(write=False)
+        object.__setattr__(self, "coefficients", plane)
 
     @property
     def normal(self) -> FloatArray:

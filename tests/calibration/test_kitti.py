@@ -169,6 +169,36 @@ def test_object_corrupt_fields(
         load_kitti_object_rig(path, image_size=OBJECT_SIZE)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [  # checked by the camera model, these were reported as field 'K', which the file lacks
+        ("P2", "700 0 300 0 0 700 250 0 0 0 0 1", r"field 'P2': focal lengths must be positive"),
+        ("P2", "-700 0 300 0 0 700 250 0 0 0 1 0", r"field 'P2': focal lengths must be positive"),
+    ],
+)
+def test_object_bad_projection_names_the_files_field(
+    kitti_object_root: Path,
+    tmp_path: Path,
+    copy_calib: Callable,
+    key: str,
+    value: str,
+    message: str,
+) -> None:
+    path = copy_calib(kitti_object_root / "calib" / "000001.txt", tmp_path / "c.txt", {key: value})
+    with pytest.raises(CalibrationError, match=where(path) + message) as info:
+        load_kitti_object_rig(path, image_size=OBJECT_SIZE)
+    assert "'K'" not in str(info.value) and "not calibrated" not in str(info.value)
+
+
+def test_object_uncalibrated_camera_named(kitti_object_root: Path) -> None:
+    """The argoverse_kitti files ship P0 and P1 as zeros: camera 0 and 1 are not calibrated."""
+    path = kitti_object_root / "calib" / "000000.txt"
+    assert not file_numbers(path, "P0").any()
+    message = where(path) + r"field 'P0': .*\(camera 0 is not calibrated in this file\)"
+    with pytest.raises(CalibrationError, match=message):
+        load_kitti_object_rig(path, camera=0, image_size=OBJECT_SIZE)
+
+
 @pytest.mark.parametrize("size", [(0, 514), (616, -1)])
 def test_object_bad_image_size(kitti_object_root: Path, size: tuple[int, int]) -> None:
     with pytest.raises(CalibrationError, match="image size must be a positive integer"):
@@ -266,6 +296,12 @@ def test_raw_missing_folder_and_field(
         {"P_rect_02": None},
     )
     with pytest.raises(CalibrationError, match=where(cam_file) + "missing field 'P_rect_02'"):
+        load_kitti_raw_rig(tmp_path)
+    copy_calib(kitti_raw_root / "calib_cam_to_cam.txt", cam_file, {"P_rect_02": "0 " * 12})
+    with pytest.raises(
+        CalibrationError,
+        match=where(cam_file) + r"field 'P_rect_02': .*\(camera 2 is not calibrated in this file\)",
+    ):
         load_kitti_raw_rig(tmp_path)
     copy_calib(kitti_raw_root / "calib_cam_to_cam.txt", cam_file, {"S_rect_02": "1242.5 375"})
     with pytest.raises(CalibrationError, match=where(cam_file) + "field 'S_rect_02': image size"):

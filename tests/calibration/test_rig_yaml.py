@@ -149,12 +149,31 @@ def test_load_errors_name_file_and_field(
         load_rig(path)
 
 
+def test_load_refuses_a_key_given_twice(tmp_path: Path) -> None:
+    """yaml.safe_load keeps the last of two equal keys: an old T_cam_velo left above the
+    real one, or a second K in the camera block, loaded silently."""
+    path = tmp_path / "rig.yaml"
+    save_rig(load_rig(SHIPPED), path)
+    lines = path.read_text().splitlines(keepends=True)
+    top = next(i for i, line in enumerate(lines) if line.startswith("T_cam_velo:"))
+    stale = "T_cam_velo: [[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], "
+    path.write_text("".join([*lines[:top], stale + "[0.0, 0.0, 0.0, 1.0]]\n", *lines[top:]]))
+    message = rf"field 'T_cam_velo' given twice \(lines {top + 1} and {top + 2}\)"
+    with pytest.raises(CalibrationError, match=where(path) + message):
+        load_rig(path)
+    cam_k = next(i for i, line in enumerate(lines) if line.startswith("  K:"))
+    path.write_text("".join([*lines[: cam_k + 1], lines[cam_k], *lines[cam_k + 1 :]]))
+    message = rf"field 'camera.K' given twice \(lines {cam_k + 1} and {cam_k + 2}\)"
+    with pytest.raises(CalibrationError, match=where(path) + message):
+        load_rig(path)
+
+
 def test_load_missing_and_invalid_files(tmp_path: Path) -> None:
     with pytest.raises(CalibrationError, match=where(tmp_path / "no.yaml") + "rig file not found"):
         load_rig(tmp_path / "no.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("format: [unclosed\n")
-    with pytest.raises(CalibrationError, match=where(bad) + "not valid YAML"):
+    with pytest.raises(CalibrationError, match=where(bad) + "rig file is not valid YAML"):
         load_rig(bad)
     bad.write_text("")
     with pytest.raises(

@@ -171,6 +171,39 @@ def test_extrinsics_errors(tmp_path: Path, doc: dict[str, Any], message: str) ->
         load_extrinsics_yaml(path)
 
 
+def test_extrinsics_key_given_twice_refused(tmp_path: Path) -> None:
+    """A second 'translation' used to replace the first silently (yaml.safe_load)."""
+    path = tmp_path / "ext.yaml"
+    path.write_text(
+        "source_frame: velodyne\ntarget_frame: camera\ntranslation: [0.1, 0.2, 0.3]\n"
+        "rotation: [0, 0, 0, 1]\ntranslation: [5.0, 0.0, 0.0]\n"
+    )
+    message = r"field 'translation' given twice \(lines 3 and 5\)"
+    with pytest.raises(CalibrationError, match=where(path) + message):
+        load_extrinsics_yaml(path)
+
+
+def test_camera_info_nested_key_given_twice_refused(camera_info: Path) -> None:
+    lines = camera_info.read_text().splitlines(keepends=True)
+    block = next(i for i, line in enumerate(lines) if line.startswith("camera_matrix:"))
+    data = next(i for i in range(block, len(lines)) if lines[i].lstrip().startswith("data:"))
+    camera_info.write_text("".join([*lines[: data + 1], lines[data], *lines[data + 1 :]]))
+    message = rf"field 'camera_matrix.data' given twice \(lines {data + 1} and {data + 2}\)"
+    with pytest.raises(CalibrationError, match=where(camera_info) + message):
+        load_camera_info_yaml(camera_info)
+
+
+def test_camera_info_merge_key_override_is_not_a_duplicate(camera_info: Path) -> None:
+    """Keys merged in with ``<<`` may be overridden: that is YAML, not a key given twice."""
+    text = camera_info.read_text().replace("camera_matrix:", "camera_matrix: &matrix3")
+    text = text.replace(
+        "rectification_matrix:\n  rows: 3\n  cols: 3\n", "rectification_matrix:\n  <<: *matrix3\n"
+    )
+    assert "<<: *matrix3\n  data: [1, 0, 0" in text
+    camera_info.write_text(text)
+    np.testing.assert_array_equal(load_camera_info_yaml(camera_info).R, np.eye(3))
+
+
 def test_ros_rig_from_kitti_numbers(
     kitti_raw_root: Path, kitti_raw_drive: Path, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from drivingseg.errors import ConfigError, RecordingError
-from drivingseg.fusion.ground import fit_ground_plane, segment_scene
+from drivingseg.fusion.ground import GroundPlane, fit_ground_plane, segment_scene
 
 
 def test_raw_ground_plane_is_level_at_lidar_height(raw_scan: np.ndarray) -> None:
@@ -102,3 +102,46 @@ def test_bad_parameters_are_refused(call: Any, match: str) -> None:
     flat = np.c_[rng.uniform(-20, 20, (2000, 2)), rng.normal(-1.7, 0.01, 2000)]
     with pytest.raises(ConfigError, match=match):
         call(flat)
+
+
+@pytest.mark.parametrize(
+    "coefficients",
+    [
+        [0.0, 0.0, 1.0, 1.73],
+        [0.0, 0.0, -1.0, -1.73],  # open3d's segment_plane may return either sign
+        [0.0, 0.0, 2.0, 3.46],  # not normalised
+        [0, 0, -4, -6.92],
+    ],
+)
+def test_ground_plane_is_normalised_with_the_normal_up(coefficients: list[float]) -> None:
+    """Heights were -1.73 or 3.46 for a point 1.73 m above the road before normalising."""
+    plane = GroundPlane(np.array(coefficients), 0)
+    np.testing.assert_allclose(plane.coefficients, [0.0, 0.0, 1.0, 1.73])
+    road_and_above = np.array([[10.0, 0.0, -1.73], [10.0, 0.0, 0.0]])
+    np.testing.assert_allclose(plane.height_m(road_and_above), [0.0, 1.73], atol=1e-12)
+    assert plane.sensor_height_m == pytest.approx(1.73)
+    assert plane.tilt_deg == pytest.approx(0.0)
+    assert plane.coefficients.dtype == np.float64 and not plane.coefficients.flags.writeable
+
+
+def test_tilted_ground_plane_keeps_its_tilt() -> None:
+    plane = GroundPlane(np.array([-0.1, 0.0, -1.0, -1.7]), 5)
+    assert plane.normal[2] > 0 and np.linalg.norm(plane.normal) == pytest.approx(1.0)
+    assert plane.tilt_deg == pytest.approx(np.degrees(np.arctan(0.1)))
+    assert plane.n_inliers == 5
+
+
+@pytest.mark.parametrize(
+    ("coefficients", "match"),
+    [
+        ([0.0, 0.0, 1.0], r"4 finite numbers, got \[0\.0, 0\.0, 1\.0\]"),
+        ([0.0, 0.0, 1.0, float("nan")], r"4 finite numbers, got \[0\.0, 0\.0, 1\.0, nan\]"),
+        ([0.0, 0.0, float("inf"), 1.0], r"4 finite numbers"),
+        ("abcd", r"4 finite numbers, got 'abcd'"),
+        ([0.0, 0.0, 0.0, 1.7], r"normal \(a, b, c\) must be non-zero, got \[0\.0, 0\.0, 0\.0"),
+        ([1.0, 0.0, 0.0, 1.7], r"must not be vertical \(c = 0\), got \[1\.0, 0\.0, 0\.0, 1\.7\]"),
+    ],
+)
+def test_bad_ground_plane_refused(coefficients: Any, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        GroundPlane(coefficients, 0)
