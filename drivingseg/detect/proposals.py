@@ -30,7 +30,7 @@ import numpy.typing as npt
 from drivingseg.calibration.types import Rig
 from drivingseg.detect.box import Detection
 from drivingseg.errors import ConfigError
-from drivingseg.fusion.projection import visible_points
+from drivingseg.fusion.projection import scale_rig, visible_points
 
 __all__ = ["RELATIVE_JUMP", "SPLIT_METHODS", "LidarInImage", "ProposalParams", "propose_regions"]
 
@@ -44,17 +44,21 @@ RELATIVE_JUMP = 0.15
 
 @dataclass(frozen=True, eq=False)
 class LidarInImage:
-    """Lidar points visible in one camera image: pixel rows/cols (int64), range from the
-    lidar (m), xyz in the camera frame (N x 3, m).
+    """Lidar points visible in one camera image of ``width`` x ``height`` pixels: pixel
+    rows/cols (int64, inside that image), range from the lidar (m), xyz in the camera frame
+    (N x 3, m).
 
     The camera frame is the rectified one (``R @ T_cam_velo @ p``) for rectified images,
     the raw camera frame (``T_cam_velo @ p``) otherwise: x right, y down, z forward.
+    :func:`propose_regions` refuses a mask of another size than the image.
     """
 
     rows: npt.NDArray[np.int64]
     cols: npt.NDArray[np.int64]
     range_m: npt.NDArray[np.float32]
     xyz_cam_m: npt.NDArray[np.float32]
+    width: int
+    height: int
 
     def __post_init__(self) -> None:
         n = int(self.rows.shape[0])
@@ -66,17 +70,35 @@ class LidarInImage:
                 f"{self.xyz_cam_m.shape!r} (want N, N, N, N x 3)"
             )
             raise ConfigError(message)
+        for name, value in (("width", self.width), ("height", self.height)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                message = f"LidarInImage {name} must be a positive integer, got {value!r}"
+                raise ConfigError(message)
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "height", int(self.height))
+        for name, pixels, size in (("rows", self.rows, self.height), ("cols", self.cols,
+                                                                      self.width)):
+            if n and (int(pixels.min()) < 0 or int(pixels.max()) >= size):
+                message = (f"LidarInImage {name} must lie in 0..{size - 1} for a "
+                           f"{self.width}x{self.height} image, got "
+                           f"{int(pixels.min())!r}..{int(pixels.max())!r}")
+                raise ConfigError(message)
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
     @classmethod
-    def from_scan(cls, points: npt.NDArray[np.float32], rig: Rig) -> LidarInImage:
-        """Points (N x >=3, lidar frame) that land in ``rig.camera``'s image."""
+    def from_scan(cls, points: npt.NDArray[np.float32], rig: Rig,
+                  image_size: tuple[int, int] | None = None) -> LidarInImage:
+        """Points (N x >=3, lidar frame) that land in ``rig.camera``'s image, or in that
+        image resized to ``image_size`` (width, height; the rig is scaled with
+        :func:`~drivingseg.fusion.projection.scale_rig`)."""
         pts = np.asarray(points)
         if pts.ndim != 2 or pts.shape[1] < 3:
             message = f"points must be N x 3 or more (x, y, z, ...), got shape {pts.shape!r}"
             raise ConfigError(message)
+        if image_size is not None:
+            rig = scale_rig(rig, *image_size)
         idx, rows, cols, _, _ = visible_points(pts[:, :4] if pts.shape[1] > 4 else pts, rig)
         xyz = pts[idx, :3].astype(np.float64)
         T = rig.T_cam_velo.matrix
@@ -92,6 +114,8 @@ class LidarInImage:
             cols=np.asarray(cols, dtype=np.int64),
             range_m=np.linalg.norm(xyz, axis=1).astype(np.float32),
             xyz_cam_m=cam.astype(np.float32),
+            width=rig.camera.width,
+            height=rig.camera.height,
         )
 
 
@@ -233,13 +257,19 @@ def _box(ys: npt.NDArray[np.int64], xs: npt.NDArray[np.int64], x0: int, y0: int
             float(ys.max() + y0 + 1))
 
 
-def _check_inputs(class_ids: npt.NDArray[np.uint8], car_prob: npt.NDArray[np.float32] | None
-                  ) -> None:
+def _check_inputs(class_ids: npt.NDArray[np.uint8], car_prob: npt.NDArray[np.float32] | None,
+                  lidar: LidarInImage | None) -> None:
     if class_ids.ndim != 2 or class_ids.size == 0:
         raise ConfigError(f"class_ids must be H x W, not empty, got shape {class_ids.shape!r}")
     if car_prob is not None and car_prob.shape != class_ids.shape:
         message = (f"car_prob must have the class_ids shape {class_ids.shape!r}, "
                    f"got {car_prob.shape!r}")
+        raise ConfigError(message)
+    h, w = class_ids.shape
+    if lidar is not None and (lidar.width, lidar.height) != (w, h):
+        message = (f"lidar was projected for a {lidar.width}x{lidar.height} image but "
+                   f"class_ids is {w}x{h} (shape {class_ids.shape!r}); project it at the "
+                   f"mask's size (LidarInImage.from_scan(..., image_size=({w}, {h})))")
         raise ConfigError(message)
 
 
@@ -256,10 +286,11 @@ def propose_regions(
     least ``min_points`` points (``params.split``) are split, each blob pixel joining the
     cluster of its nearest lidar point; points in smaller clusters count as outliers and
     are left out of the range. ``range_m`` / ``centroid_cam_m`` / ``n_points`` come from the median
-    of the box's points. Sorted by score descending, then by box.
+    of the box's points. Sorted by score descending, then by box. ``lidar`` must be
+    projected at the mask's size (:class:`ConfigError` otherwise).
     """
     class_ids = np.asarray(class_ids)
-    _check_inputs(class_ids, car_prob)
+    _check_inputs(class_ids, car_prob, lidar)
     width = class_ids.shape[1]
     if width > params.max_width_px:
         return _propose_scaled(class_ids, car_prob, lidar, params)
@@ -300,10 +331,11 @@ def _propose_scaled(
         cv2.resize(np.asarray(car_prob, np.float32), size, interpolation=cv2.INTER_AREA),
         dtype=np.float32)
     small_lidar = None
-    if lidar is not None:
-        rows = np.minimum((lidar.rows * (size[1] / h)).astype(np.int64), size[1] - 1)
-        cols = np.minimum((lidar.cols * s).astype(np.int64), size[0] - 1)
-        small_lidar = LidarInImage(rows, cols, lidar.range_m, lidar.xyz_cam_m)
+    if lidar is not None:  # the small pixel holding each point's pixel centre
+        rows = np.minimum(((lidar.rows + 0.5) * (size[1] / h)).astype(np.int64), size[1] - 1)
+        cols = np.minimum(((lidar.cols + 0.5) * s).astype(np.int64), size[0] - 1)
+        small_lidar = LidarInImage(rows, cols, lidar.range_m, lidar.xyz_cam_m, width=size[0],
+                                   height=size[1])
     area = max(1, round(params.min_area_px * s * s))
     small = replace(params, min_area_px=area, max_width_px=size[0])
     sx, sy = w / size[0], h / size[1]
@@ -321,11 +353,9 @@ def _points_by_blob(labels: npt.NDArray[np.int32], lidar: LidarInImage | None
     """Indices of the lidar points on each blob, keyed by blob label."""
     if lidar is None or len(lidar) == 0:
         return {}
-    h, w = labels.shape
-    ok = (lidar.rows >= 0) & (lidar.rows < h) & (lidar.cols >= 0) & (lidar.cols < w)
-    idx = np.nonzero(ok)[0]
-    blob = labels[lidar.rows[idx], lidar.cols[idx]]
-    idx, blob = idx[blob > 0], blob[blob > 0]
+    blob = labels[lidar.rows, lidar.cols]  # points lie inside the mask: checked on input
+    idx = np.flatnonzero(blob > 0)
+    blob = blob[idx]
     order = np.argsort(blob, kind="stable")
     idx, blob = idx[order], blob[order]
     starts = np.searchsorted(blob, np.unique(blob))

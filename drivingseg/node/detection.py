@@ -4,7 +4,8 @@
 :func:`drivingseg.detect.proposals.propose_regions` (connected car blobs, split where the
 lidar range jumps, with the range of the lidar points inside) and publishes them as
 :class:`Detections` on ``/detections/cars``. It reuses what the mask carries (car
-probability, lidar scan, rig), so it copies nothing.
+probability, lidar scan, rig), so it copies nothing; the lidar is projected at the mask's
+frame size (the rig scaled to it), whatever size the rig was calibrated for.
 
 Latency: a ``Detections`` message carries its mask's timing plus ``publish`` (the mask's
 delivery to this node) and ``proposals`` (this node's work), see
@@ -138,7 +139,9 @@ class ProposalNode(Node):
         car_prob = msg.car_prob if msg.classes[self.p["car_class"]] == "car" else None
         lidar = None
         if self.p["lidar"] and msg.scan is not None and msg.rig is not None:
-            lidar = proposals.LidarInImage.from_scan(msg.scan.points, msg.rig)
+            # Frames need not come at the calibrated size: project at the mask's frame size.
+            size = (msg.frame.width, msg.frame.height)
+            lidar = proposals.LidarInImage.from_scan(msg.scan.points, msg.rig, size)
         found = proposals.propose_regions(msg.class_ids, car_prob, lidar, self.params)
         now = time.perf_counter_ns()
         timing = msg.timing.with_stage("publish", received - msg.published_ns)

@@ -21,6 +21,7 @@ from drivingseg.calibration.load import load_rig_any
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import DrivingsegError
 from drivingseg.fusion.channels import lidar_channels
+from drivingseg.fusion.projection import scale_rig
 from drivingseg.node.messages import CameraImage, FusedInput, LidarCloud, Mask, SyncedFrames
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node, Subscription
@@ -143,6 +144,7 @@ class FusionNode(Node):
         self.create_subscription("/synced", SyncedFrames, self.on_synced)
         self.pub = self.create_publisher("/fused", FusedInput)
         self.rig: Rig | None = None
+        self._scaled_rig: tuple[Rig | None, tuple[int, int], Rig | None] = (None, (0, 0), None)
         self.compute = self.p["channels"] == "on"
 
     def setup(self) -> None:
@@ -172,8 +174,18 @@ class FusionNode(Node):
                 scan.points, rig, width=frame.width, height=frame.height,
                 densify=self.p["densify"],
             ).stack()
+        if rig is not None and rig.camera.image_size != (frame.width, frame.height):
+            rig = self._scaled(rig, frame.width, frame.height)  # CameraInfo fits the image
         timing = msg.timing.with_stage("fusion", time.perf_counter_ns() - t0)
         self.pub.publish(FusedInput(frame, scan, channels, rig, timing))
+
+    def _scaled(self, rig: Rig, width: int, height: int) -> Rig:
+        """``rig`` scaled to frames of ``width`` x ``height``, kept for the next frame."""
+        source, size, scaled = self._scaled_rig
+        if source is not rig or size != (width, height) or scaled is None:
+            scaled = scale_rig(rig, width, height)
+            self._scaled_rig = (rig, (width, height), scaled)
+        return scaled
 
 
 class SegmentationNode(Node):

@@ -10,14 +10,19 @@ import pytest
 from drivingseg.detect.evaluate import box_iou
 from drivingseg.detect.proposals import LidarInImage, ProposalParams, propose_regions
 from drivingseg.errors import ConfigError
+from drivingseg.fusion.projection import scale_rig
 from drivingseg.sensors.kitti_benchmark import KittiBenchmark
+from drivingseg.sensors.kitti_raw import KittiRawDrive
 
 
-def lidar_grid(rows: np.ndarray, cols: np.ndarray, range_m: np.ndarray) -> LidarInImage:
-    """Points at given pixels, straight ahead at the given range."""
+def lidar_grid(rows: np.ndarray, cols: np.ndarray, range_m: np.ndarray,
+               shape: tuple[int, ...]) -> LidarInImage:
+    """Points at given pixels of an image of ``shape`` (H, W), straight ahead at the given
+    range."""
     r = np.asarray(range_m, dtype=np.float32)
     xyz = np.stack([np.zeros_like(r), np.zeros_like(r), r], axis=1)
-    return LidarInImage(np.asarray(rows, np.int64), np.asarray(cols, np.int64), r, xyz)
+    return LidarInImage(np.asarray(rows, np.int64), np.asarray(cols, np.int64), r, xyz,
+                        width=shape[1], height=shape[0])
 
 
 def points_in(r0: int, r1: int, c0: int, c1: int, step: int = 4) -> tuple[np.ndarray, ...]:
@@ -58,7 +63,7 @@ def test_blob_of_two_cars_at_different_depths_is_split(split: str) -> None:
     rr, rc = points_in(12, 50, 52, 90)  # columns 52..88: the border falls at 49.5
     ranges = np.concatenate([10.0 + rng.normal(0, 0.2, lr.size),
                              25.0 + rng.normal(0, 0.3, rr.size)])
-    lidar = lidar_grid(np.concatenate([lr, rr]), np.concatenate([lc, rc]), ranges)
+    lidar = lidar_grid(np.concatenate([lr, rr]), np.concatenate([lc, rc]), ranges, ids.shape)
     dets = propose_regions(ids, None, lidar, ProposalParams(split=split))
     by_range = sorted(dets, key=lambda d: d.range_m or 0.0)
     assert [d.box_xyxy_px for d in by_range] == [(10.0, 10.0, 50.0, 50.0), (50.0, 10.0, 90.0, 50.0)]
@@ -67,7 +72,7 @@ def test_blob_of_two_cars_at_different_depths_is_split(split: str) -> None:
     assert [d.n_points for d in by_range] == [lr.size, rr.size]
     assert by_range[1].centroid_cam_m == pytest.approx((0.0, 0.0, by_range[1].range_m))
     # A jump under 15 % of the range does not split: 3.5 m between 40 m and 43.5 m.
-    far = lidar_grid(lidar.rows, lidar.cols, np.where(ranges < 17, 40.0, 43.5))
+    far = lidar_grid(lidar.rows, lidar.cols, np.where(ranges < 17, 40.0, 43.5), ids.shape)
     assert len(propose_regions(ids, None, far, ProposalParams(split=split))) == 1
 
 
@@ -77,16 +82,17 @@ def test_outliers_and_small_clusters_do_not_split() -> None:
     r, c = points_in(12, 50, 12, 90)
     ranges = np.full(r.size, 12.0)
     ranges[:2] = 60.0  # two points through a window: fewer than min_points
-    dets = propose_regions(ids, None, lidar_grid(r, c, ranges))
+    dets = propose_regions(ids, None, lidar_grid(r, c, ranges, ids.shape))
     assert len(dets) == 1
     assert dets[0].box_xyxy_px == (10.0, 10.0, 90.0, 50.0)
     assert dets[0].range_m == pytest.approx(12.0) and dets[0].n_points == r.size - 2
     # With min_points 2 the window points form their own cluster: its part (9 x 5 px)
     # is a box of its own, unless under min_area_px, when it joins its neighbours.
-    two = propose_regions(ids, None, lidar_grid(r, c, ranges), ProposalParams(min_points=2))
+    two = propose_regions(ids, None, lidar_grid(r, c, ranges, ids.shape),
+                          ProposalParams(min_points=2))
     assert sorted(d.box_xyxy_px for d in two) == [(10.0, 10.0, 19.0, 15.0),
                                                    (10.0, 10.0, 90.0, 50.0)]
-    one = propose_regions(ids, None, lidar_grid(r, c, ranges),
+    one = propose_regions(ids, None, lidar_grid(r, c, ranges, ids.shape),
                           ProposalParams(min_points=2, min_area_px=60))
     assert len(one) == 1 and one[0].n_points == r.size - 2
 
@@ -96,7 +102,7 @@ def test_a_blob_with_fewer_points_than_min_points_gets_no_range() -> None:
     the box stays, with no range, rather than a range from two points."""
     ids = np.zeros((60, 100), np.uint8)
     ids[10:30, 10:40] = 2
-    lidar = lidar_grid(np.array([15, 20]), np.array([20, 30]), np.array([48.0, 48.5]))
+    lidar = lidar_grid(np.array([15, 20]), np.array([20, 30]), np.array([48.0, 48.5]), ids.shape)
     (det,) = propose_regions(ids, None, lidar)
     assert det.box_xyxy_px == (10.0, 10.0, 40.0, 30.0)
     assert det.range_m is None and det.centroid_cam_m is None and det.n_points == 0
@@ -113,7 +119,7 @@ def test_blob_joined_at_a_corner_is_not_split_without_a_range_jump(split: str) -
     ids[15:25, 15:25] = 2
     r1, c1 = points_in(6, 15, 6, 15, step=3)
     rows, cols = np.concatenate([r1, r1 + 10]), np.concatenate([c1, c1 + 10])
-    lidar = lidar_grid(rows, cols, np.full(rows.size, 12.0))
+    lidar = lidar_grid(rows, cols, np.full(rows.size, 12.0), ids.shape)
     (det,) = propose_regions(ids, None, lidar, ProposalParams(min_area_px=10, split=split))
     assert det.box_xyxy_px == (5.0, 5.0, 25.0, 25.0)
     assert det.range_m == pytest.approx(12.0) and det.n_points == rows.size
@@ -184,3 +190,97 @@ def test_wide_frames_are_proposed_at_a_smaller_size_with_the_same_boxes() -> Non
     assert sorted(d.box_xyxy_px for d in fast) == sorted(d.box_xyxy_px for d in full)
     with pytest.raises(ConfigError, match=r"max_width_px must be at least 16, got 4"):
         ProposalParams(max_width_px=4)
+
+
+def test_wide_frames_keep_the_lidar_points_on_their_blobs() -> None:
+    """Each point goes to the small pixel holding its pixel's centre, as the mask's pixels
+    do: a point on every blob pixel of a 700-pixel frame is counted at 640 pixels too."""
+    ids = np.zeros((300, 700), np.uint8)
+    ids[100:180, 50:150] = 2
+    ids[100:180, 400:520] = 2
+    rows, cols = np.nonzero(ids)
+    lidar = lidar_grid(rows, cols, np.where(cols < 200, 10.0, 20.0), ids.shape)
+    full = propose_regions(ids, None, lidar, ProposalParams(max_width_px=2000))
+    fast = propose_regions(ids, None, lidar, ProposalParams(max_width_px=640))
+    assert [(d.range_m, d.n_points) for d in full] == [(10.0, 8000), (20.0, 9600)]
+    assert [(d.range_m, d.n_points) for d in fast] == [(d.range_m, d.n_points) for d in full]
+
+
+def test_lidar_of_another_size_than_the_mask_is_refused() -> None:
+    ids = np.zeros((30, 50), np.uint8)
+    ids[5:25, 5:45] = 2
+    r, c = points_in(6, 25, 6, 45)
+    lidar = lidar_grid(r, c, np.full(r.size, 12.0), (60, 100))  # projected at twice the size
+    match = (r"lidar was projected for a 100x60 image but class_ids is 50x30 \(shape "
+             r"\(30, 50\)\); project it at the mask's size \(LidarInImage.from_scan\(\.\.\., "
+             r"image_size=\(50, 30\)\)\)")
+    with pytest.raises(ConfigError, match=match):
+        propose_regions(ids, None, lidar)
+    wide = np.zeros((300, 1280), np.uint8)  # refused before the scaled-down path, too
+    with pytest.raises(ConfigError, match=r"projected for a 100x60 image but class_ids is "
+                                          r"1280x300"):
+        propose_regions(wide, None, lidar)
+    assert len(propose_regions(ids, None, lidar_grid(r, c, np.full(r.size, 12.0),
+                                                     ids.shape))) == 1
+
+
+def test_lidar_in_image_checks_its_size_and_pixels() -> None:
+    r = np.array([0, 59], np.int64)
+    c = np.array([0, 99], np.int64)
+    rng = np.full(2, 5.0, np.float32)
+    xyz = np.zeros((2, 3), np.float32)
+    assert (LidarInImage(r, c, rng, xyz, width=100, height=60).width) == 100
+    with pytest.raises(ConfigError, match=r"LidarInImage rows must lie in 0\.\.49 for a "
+                                          r"100x50 image, got 0\.\.59"):
+        LidarInImage(r, c, rng, xyz, width=100, height=50)
+    with pytest.raises(ConfigError, match=r"LidarInImage cols must lie in 0\.\.98 for a "
+                                          r"99x60 image, got 0\.\.99"):
+        LidarInImage(r, c, rng, xyz, width=99, height=60)
+    with pytest.raises(ConfigError, match=r"LidarInImage cols must lie in 0\.\.99 for a "
+                                          r"100x60 image, got -1\.\.99"):
+        LidarInImage(r, c - 1 + np.array([0, 1]), rng, xyz, width=100, height=60)
+    for bad in (0, True, 2.5):
+        with pytest.raises(ConfigError, match=rf"LidarInImage width must be a positive "
+                                              rf"integer, got {bad!r}"):
+            LidarInImage(r, c, rng, xyz, width=bad, height=60)  # type: ignore[arg-type]
+
+
+def test_lidar_projected_at_half_the_calibrated_size_ranges_the_same_cars(
+    kitti_raw_drive: Path,
+) -> None:
+    """Frames at half the calibrated 1242x375 (621x188): lidar projected at the mask's size
+    gives the near car (6.8 m) the range and centroid it has at full size (there through
+    the scaled-down path); lidar projected for 1242x375 is refused (it ranged that car at
+    57 m)."""
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        rig, scan = drive.rig(), drive.lidar(0).points
+    assert rig is not None and rig.camera.image_size == (1242, 375)
+    full = LidarInImage.from_scan(scan, rig)
+    half = LidarInImage.from_scan(scan, rig, (621, 188))
+    assert (full.width, full.height, half.width, half.height) == (1242, 375, 621, 188)
+    scaled = LidarInImage.from_scan(scan, scale_rig(rig, 621, 188))
+    for name in ("rows", "cols", "range_m", "xyz_cam_m"):
+        np.testing.assert_array_equal(getattr(half, name), getattr(scaled, name))
+    # The same points, at half the pixel coordinates (pixel centres: (c + 0.5) / 2 - 0.5).
+    np.testing.assert_array_equal(half.range_m, full.range_m)
+    np.testing.assert_allclose(half.cols, (full.cols + 0.5) / 2 - 0.5, atol=0.75)
+    np.testing.assert_allclose(half.rows, (full.rows + 0.5) / 2 - 0.5, atol=0.75)
+
+    ids_half = np.zeros((188, 621), np.uint8)
+    ids_half[81:185, 36:207] = 2  # the near car and what shows behind it
+    ids_full = np.zeros((375, 1242), np.uint8)
+    ids_full[162:370, 72:414] = 2
+    near_half = max(propose_regions(ids_half, None, half), key=lambda d: d.n_points)
+    near_full = max(propose_regions(ids_full, None, full), key=lambda d: d.n_points)
+    assert near_half.range_m is not None and near_full.range_m is not None
+    assert near_half.range_m == pytest.approx(6.8, abs=0.1)
+    assert near_half.range_m == pytest.approx(near_full.range_m, abs=0.1)
+    assert near_half.centroid_cam_m == pytest.approx(near_full.centroid_cam_m, abs=0.1)
+    assert near_half.n_points > 1500 and near_full.n_points > 1500
+    # Half the box, but for its top: the split from what shows above the roof differs.
+    x1, _, x2, y2 = near_full.box_xyxy_px
+    hx1, _, hx2, hy2 = near_half.box_xyxy_px
+    assert (hx1, hx2, hy2) == pytest.approx((x1 / 2, x2 / 2, y2 / 2), abs=1.0)
+    with pytest.raises(ConfigError, match=r"lidar was projected for a 1242x375 image but "
+                                          r"class_ids is 621x188"):
+        propose_regions(ids_half, None, full)

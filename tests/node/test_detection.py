@@ -13,8 +13,9 @@ import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from drivingseg.detect.proposals import LidarInImage
+from drivingseg.detect.proposals import LidarInImage, ProposalParams, propose_regions
 from drivingseg.errors import ConfigError
+from drivingseg.fusion.projection import scale_rig
 from drivingseg.node.detection import (
     BOX_COLOUR_RGB,
     DETECTIONS_TOPIC,
@@ -169,6 +170,72 @@ def test_car_class_is_checked_at_the_first_mask_without_a_segmenter() -> None:
     with pytest.raises(ConfigError, match=r"'car_class': 1 is not a class of the model's "
                                           r"masks \(0 background\)"):
         node.on_mask(mask)
+
+
+def test_frames_smaller_than_the_calibration_are_ranged_at_their_own_size(
+    kitti_raw_drive: Path,
+) -> None:
+    """The fusion node passes the calibrated 1242x375 rig on with 621x188 frames: the node
+    projects the lidar at the frame's size, so the near car gets its 6.8 m (the calibrated
+    projection put it at 57 m)."""
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        rig, scan = drive.rig(), drive.lidar(0)
+    assert rig is not None and rig.camera.image_size == (1242, 375)
+    graph = Graph()
+    node = graph.add(ProposalNode, "prop", {})
+    collector = graph.add(Collector, "collector")
+    node.setup()
+    node.ready()
+    ids = np.zeros((188, 621), np.uint8)
+    ids[81:185, 36:207] = 2  # the near car and what shows behind it
+    frame = CameraFrame(5, np.zeros((188, 621, 3), np.uint8), "cam")
+    node.on_mask(Mask(frame, ids, ("background", "road", "car"), Timing(5, 5, 0), 0,
+                      scan=scan, rig=rig))
+    (sub,) = (s for s in collector.subscriptions if s.topic.name == DETECTIONS_TOPIC)
+    dets = sub.head()
+    assert dets is not None and dets.stamp_ns == 5
+    lidar = LidarInImage.from_scan(scan.points, scale_rig(rig, 621, 188))
+    assert list(dets.detections) == propose_regions(ids, None, lidar, ProposalParams())
+    near = max(dets.detections, key=lambda d: d.n_points)
+    assert near.range_m == pytest.approx(6.8, abs=0.1) and near.n_points > 1500
+
+
+def test_fusion_passes_the_rig_scaled_to_the_frame(kitti_raw_drive: Path) -> None:
+    """Frames at half the calibrated size: /fused carries the rig of that size, so the
+    recorder's CameraInfo and every projection downstream describe the image as it is."""
+    from drivingseg.node.messages import CameraImage, FusedInput, LidarCloud, SyncedFrames
+    from drivingseg.node.processing import FusionNode
+
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        rig, scan = drive.rig(), drive.lidar(0)
+    assert rig is not None
+    graph = Graph()
+    fusion = graph.add(FusionNode, "fusion", {"channels": "on"})
+    fused: list[FusedInput] = []
+
+    class Fused(Node):
+        type_name = "fused"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.create_subscription("/fused", FusedInput, fused.append, depth=10)
+
+    graph.add(Fused, "fused")
+    fusion.setup()
+    for stamp in (5, 6):
+        frame = CameraFrame(stamp, np.zeros((188, 621, 3), np.uint8), "cam")
+        timing = Timing(stamp, stamp, 0)
+        fusion.on_synced(SyncedFrames(CameraImage(frame, rig, timing),
+                                      LidarCloud(scan, timing), timing))
+    (sub,) = (s for n in graph.nodes for s in n.subscriptions if s.topic.name == "/fused")
+    with sub.node.cond:
+        while len(sub):
+            fused.append(sub.pop())
+    assert len(fused) == 2 and fused[0].rig is fused[1].rig  # scaled once, then kept
+    scaled = fused[0].rig
+    assert scaled is not None and scaled.camera.image_size == (621, 188)
+    np.testing.assert_allclose(scaled.camera.P, scale_rig(rig, 621, 188).camera.P)
+    assert fused[0].channels is not None and fused[0].channels.shape[1:] == (188, 621)
 
 
 def test_outputs_do_not_wait_without_a_proposals_node(tmp_path: Path) -> None:
