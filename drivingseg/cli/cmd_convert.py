@@ -75,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames!r}")
     camera: int | None = args.camera
-    args = argparse.Namespace(**{**vars(args), "camera": 2 if camera is None else camera})
     with open_from_args(args.input, args) as drive:
         _check_camera(drive, camera)
         if drive.rig() is None:
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         stats = convert_to_mcap(
             drive,
             out,
-            topics=kitti_topics(args.camera),
+            topics=kitti_topics(2 if camera is None else camera),
             max_frames=args.max_frames,
             progress=bar,
         )

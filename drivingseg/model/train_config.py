@@ -223,18 +223,22 @@ def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: Path) -> dict[str
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ModelError(f"--set {item!r}: value is not valid YAML: {exc}", path=path) from exc
-        node[keys[-1]] = _from_cwd(value) if ".".join(keys) in _PATH_KEYS else value
+        dotted = ".".join(keys)
+        if dotted in _PATH_KEYS:
+            value = ([_from_cwd(v) for v in value] if isinstance(value, list)
+                     and _PATH_KEYS[dotted] else _from_cwd(value))
+        node[keys[-1]] = value
     return out
 
 
-_PATH_KEYS = ("out_dir", "train.init_from", "train.distill_from")
+_PATH_KEYS = {"out_dir": False, "train.init_from": False, "train.distill_from": True}
+"""Keys whose ``--set`` values are paths, and whether they take a list of them."""
 
 
 def _from_cwd(value: object) -> object:
     """A path typed on the command line, made absolute against the working directory (as
-    ``--out-dir`` is) rather than left to resolve against the config file's folder."""
-    if isinstance(value, list):
-        return [_from_cwd(v) for v in value]
+    ``--out-dir`` is) rather than left to resolve against the config file's folder; other
+    values are left for the type check to name."""
     if isinstance(value, str) and not value.startswith("$"):
         return os.path.abspath(value)
     return value
