@@ -15,30 +15,26 @@ camera and lidar iterators without ever loading the bag whole. Stamps are the me
 from __future__ import annotations
 
 import logging
-import sqlite3
-import struct
 import weakref
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Generator, Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mcap.exceptions import McapError
-from mcap.records import Channel, Header, Message, Schema
-from mcap.stream_reader import StreamReader
-from rosbags.highlevel import AnyReader
-from rosbags.highlevel.anyreader import AnyReaderError
-from rosbags.rosbag1 import ReaderError as Rosbag1ReaderError
-from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
-from rosbags.serde import SerdeError
-from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 
 from drivingseg.calibration.types import Rig, RigidTransform
 from drivingseg.errors import CalibrationError, RecordingError
+from drivingseg.sensors.bag_sources import (
+    ROSBAGS_ERRORS,
+    TOPIC_KINDS,
+    McapStreamSource,
+    RosbagsSource,
+    Source,
+    Topic,
+)
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.ros_msgs import (
@@ -53,227 +49,7 @@ __all__ = ["TOPIC_KINDS", "BagRecording"]
 
 log = logging.getLogger(__name__)
 
-TOPIC_KINDS = {
-    "sensor_msgs/msg/Image": "camera",
-    "sensor_msgs/msg/CompressedImage": "camera",
-    "sensor_msgs/msg/PointCloud2": "lidar",
-    "sensor_msgs/msg/CameraInfo": "camera_info",
-    "tf2_msgs/msg/TFMessage": "tf",
-}
-"""Message type -> stream kind; every other type is ``other``."""
-
 _SENSOR_KINDS = ("camera", "lidar", "camera_info")
-_ROSBAGS_ERRORS: tuple[type[BaseException], ...] = (
-    AnyReaderError,
-    Rosbag1ReaderError,
-    Rosbag2ReaderError,
-    SerdeError,
-    TypesysError,
-    sqlite3.Error,
-    OSError,
-    # What rosbags lets through from damaged bytes: a garbled string (UnicodeDecodeError),
-    # a short header (struct.error), a huge length field (OverflowError, MemoryError), a
-    # ROS 1 record that fails its reader's own assertion.
-    ValueError,
-    AssertionError,
-    struct.error,
-    OverflowError,
-    MemoryError,
-)
-# What the decompressors raise on a damaged chunk: lz4 a bare RuntimeError (ROS 1 bags
-# and MCAP chunks), bz2 an OSError (above), zstandard its own ZstdError.
-_DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (RuntimeError,)
-try:
-    from zstandard import ZstdError
-
-    _DECOMPRESS_ERRORS += (ZstdError,)
-except ImportError:  # pragma: no cover - without zstandard no zstd chunk is read at all
-    pass
-_ROSBAGS_ERRORS += _DECOMPRESS_ERRORS
-try:  # rosbags 0.11 reads .db3 through apsw, whose errors are not sqlite3's
-    import apsw
-
-    _ROSBAGS_ERRORS += (apsw.Error,)
-except ImportError:  # pragma: no cover - older rosbags use the sqlite3 module
-    pass
-# What the mcap library's StreamReader raises on a cut or damaged file (a chunk whose CRC
-# does not match raises CRCValidationError, a ValueError).
-_STREAM_ERRORS: tuple[type[BaseException], ...] = (
-    McapError, struct.error, ValueError, OverflowError, MemoryError, *_DECOMPRESS_ERRORS,
-)
-_ROS2_ENCODINGS = ("ros2msg", "cdr")
-"""Schema and message encoding of the MCAP channels the stream fallback decodes."""
-
-
-@dataclass(frozen=True)
-class _Topic:
-    name: str
-    msgtype: str
-    count: int
-
-    @property
-    def kind(self) -> str:
-        return TOPIC_KINDS.get(self.msgtype, "other")
-
-
-class _RosbagsSource:
-    """rosbags' AnyReader behind the small interface BagRecording needs."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-        self._reader.open()
-        self.topics = {
-            name: _Topic(name, info.msgtype or "", info.msgcount)
-            for name, info in self._reader.topics.items()
-        }
-
-    def raw_messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
-        conns = [c for c in self._reader.connections if c.topic in topics]
-        if not conns:
-            return
-        for conn, log_ns, raw in self._reader.messages(connections=conns):
-            yield conn.topic, log_ns, raw
-
-    def deserialize(self, raw: bytes, msgtype: str) -> Any:
-        return self._reader.deserialize(raw, msgtype)
-
-    def close(self) -> None:
-        self._reader.close()
-
-
-class _McapStreamSource:
-    """A ``.mcap`` file read front to back with the mcap library's ``StreamReader``.
-
-    For files rosbags refuses, typically one whose writer was killed before writing the
-    summary: every complete record up to the damaged tail (or the first chunk that fails
-    its CRC) is read, then a warning is logged. Only channels with ``ros2msg`` schemas and
-    ``cdr`` messages are decoded, with a rosbags typestore built from the schema text in
-    the file; the others (ROS 1 profile, json, protobuf, a schema the typestore refuses)
-    are skipped with a warning, and a file with no channel left is refused.
-    """
-
-    def __init__(self, path: Path, *, rosbags_error: str) -> None:
-        self.path = path
-        self._typestore = get_typestore(Stores.EMPTY)
-        self._rosbags_error = rosbags_error
-        self._bad_schemas: dict[int, str] = {}  # schema id -> why the typestore refuses it
-        self._profile = ""
-        self._channels: dict[str, str] = {}  # topic -> msgtype of its decodable channel
-        self._skipped: dict[str, str] = {}  # topic -> why its channel is not read
-        counts: Counter[str] = Counter()
-        for topic, _, _, _ in self._records(warn=True):
-            counts[topic] += 1
-        if self._skipped and not self._channels:
-            raise RecordingError(self._nothing_readable(), path=self.path)
-        self._warn_skipped()
-        self.topics = {t: _Topic(t, m, counts[t]) for t, m in self._channels.items()}
-
-    def _warn_skipped(self) -> None:
-        """One warning per schema the typestore refused (with its topics) and one per topic
-        skipped for its encodings."""
-        skipped = {t: why for t, why in self._skipped.items() if t not in self._channels}
-        for why in dict.fromkeys(self._bad_schemas.values()):
-            topics = sorted(t for t, topic_why in skipped.items() if topic_why == why)
-            log.warning("%s: %s; skipping its topics %r", self.path, why, topics)
-        for topic, why in skipped.items():
-            if why not in self._bad_schemas.values():
-                log.warning("%s: skipping topic %r: %s (only %s schemas with %s messages "
-                            "are read)", self.path, topic, why, *_ROS2_ENCODINGS)
-
-    def _nothing_readable(self) -> str:
-        """Why no channel of the file can be read: its profile and each channel's problem."""
-        by_reason: dict[str, list[str]] = {}
-        for topic, why in sorted(self._skipped.items()):
-            by_reason.setdefault(why, []).append(topic)
-        reasons = "; ".join(f"{why}: {topics!r}" for why, topics in by_reason.items())
-        return (
-            f"cannot read bag: {self._rosbags_error}; as an MCAP stream (profile "
-            f"{self._profile!r}) it has no ROS 2 channel ({_ROS2_ENCODINGS[0]} schema, "
-            f"{_ROS2_ENCODINGS[1]} messages) to read: {reasons}"
-        )
-
-    def _register(self, schema: Schema) -> None:
-        """Add a ``ros2msg`` schema's types to the typestore. One it refuses (a definition
-        that clashes with an earlier schema's, bad text) is noted as unusable, so that only
-        its channels are lost, not every later message of the file."""
-        if schema.id in self._bad_schemas or schema.name in self._typestore.fielddefs:
-            return
-        try:
-            self._typestore.register(get_types_from_msg(schema.data.decode(), schema.name))
-        except (TypesysError, UnicodeDecodeError) as exc:
-            self._bad_schemas[schema.id] = f"schema {schema.name!r} cannot be used ({exc})"
-
-    def _channel_problem(self, channel: Channel, schemas: dict[int, Schema]) -> str | None:
-        """Why ``channel`` cannot be decoded, or ``None`` when it can."""
-        if channel.schema_id in self._bad_schemas:
-            return self._bad_schemas[channel.schema_id]
-        schema = schemas.get(channel.schema_id)
-        schema_encoding = schema.encoding if schema is not None else ""
-        if (schema_encoding, channel.message_encoding) != _ROS2_ENCODINGS:
-            return (f"schema encoding {schema_encoding or 'none'!r}, message encoding "
-                    f"{channel.message_encoding!r}")
-        return None
-
-    def _records(self, *, warn: bool) -> Iterator[tuple[str, str, int, bytes]]:
-        """``(topic, msgtype, log_ns, raw)`` of every decodable message in file order.
-
-        With ``warn`` (the first pass, from ``__init__``) it also notes the profile, the
-        decodable channels and the skipped ones, and warns about damage.
-        """
-        schemas: dict[int, Schema] = {}
-        channels: dict[int, tuple[str, str]] = {}
-        n_records = n_messages = 0
-        with self.path.open("rb") as f:
-            try:
-                reader = StreamReader(f, record_size_limit=2**32, validate_crcs=True)
-                for record in reader.records:
-                    n_records += 1
-                    if isinstance(record, Header):
-                        self._profile = record.profile
-                    elif isinstance(record, Schema):
-                        schemas[record.id] = record
-                        if record.encoding == _ROS2_ENCODINGS[0]:
-                            self._register(record)
-                    elif isinstance(record, Channel):
-                        problem = self._channel_problem(record, schemas)
-                        if problem is None:
-                            msgtype = schemas[record.schema_id].name
-                            channels[record.id] = (record.topic, msgtype)
-                            if warn:
-                                self._channels.setdefault(record.topic, msgtype)
-                        elif warn:
-                            self._skipped.setdefault(record.topic, problem)
-                    elif isinstance(record, Message) and record.channel_id in channels:
-                        topic, msgtype = channels[record.channel_id]
-                        n_messages += 1
-                        yield topic, msgtype, record.log_time, record.data
-            except _STREAM_ERRORS as exc:
-                if n_messages == 0 and self._skipped and not self._channels:
-                    raise RecordingError(self._nothing_readable(), path=self.path) from exc
-                if n_messages == 0:
-                    message = (
-                        f"cannot read bag: {self._rosbags_error}; as an MCAP stream, no "
-                        f"complete message before the damage at record {n_records + 1}: {exc}"
-                    )
-                    raise RecordingError(message, path=self.path) from exc
-                if warn:
-                    log.warning("%s: MCAP file ends early or is damaged after %d records "
-                                "(%r); reading what comes before", self.path, n_records, exc)
-
-    def raw_messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
-        for topic, _, log_ns, raw in self._records(warn=False):
-            if topic in topics:
-                yield topic, log_ns, raw
-
-    def deserialize(self, raw: bytes, msgtype: str) -> Any:
-        return self._typestore.deserialize_cdr(raw, msgtype)
-
-    def close(self) -> None:
-        """Nothing stays open between iterations."""
-
-
-_Source = _RosbagsSource | _McapStreamSource
 
 
 class BagRecording(Recording):
@@ -305,8 +81,8 @@ class BagRecording(Recording):
         self.lidar_topic: str | None = None
         self.camera_info_topic: str | None = None
         self._ambiguous: dict[str, str] = {}
-        self._source: _Source | None = None
-        self._topics: dict[str, _Topic] = {}
+        self._source: Source | None = None
+        self._topics: dict[str, Topic] = {}
         self._info: RecordingInfo | None = None
         self._rig: Rig | None = None
         self._rig_done = False
@@ -332,17 +108,17 @@ class BagRecording(Recording):
             )
             raise RecordingError(message, path=p)
 
-    def _new_source(self) -> _Source:
-        if isinstance(self._source, _McapStreamSource):
+    def _new_source(self) -> Source:
+        if isinstance(self._source, McapStreamSource):
             return self._source  # holds no open file between iterations: share it
         try:
-            return _RosbagsSource(self.path)
-        except _ROSBAGS_ERRORS as exc:
+            return RosbagsSource(self.path)
+        except ROSBAGS_ERRORS as exc:
             mcap = self._lone_mcap()
             if mcap is not None:
                 log.info("rosbags cannot read %s (%s); reading %s as a stream", self.path, exc,
                          mcap.name)
-                return _McapStreamSource(mcap, rosbags_error=str(exc))
+                return McapStreamSource(mcap, rosbags_error=str(exc))
             raise RecordingError(f"cannot read bag: {exc}", path=self.path) from exc
 
     def _lone_mcap(self) -> Path | None:
@@ -455,7 +231,7 @@ class BagRecording(Recording):
                     msg = source.deserialize(raw, msgtype)
                     stamp = stamp_ns_of(msg) if hasattr(msg, "header") else 0
                     yield (stamp or log_ns), msg
-            except _ROSBAGS_ERRORS as exc:
+            except ROSBAGS_ERRORS as exc:
                 raise RecordingError(f"cannot read topic {topic!r}: {exc}", path=self.path) from exc
 
     def _source_name(self, topic: str) -> str:
@@ -520,7 +296,7 @@ class BagRecording(Recording):
                     counts[topic] += 1
                     lo, hi = spans.get(topic, (stamp, stamp))
                     spans[topic] = (min(lo, stamp), max(hi, stamp))
-            except _ROSBAGS_ERRORS as exc:
+            except ROSBAGS_ERRORS as exc:
                 raise RecordingError(f"cannot scan bag: {exc}", path=self.path) from exc
         return [
             StreamInfo(
