@@ -14,7 +14,8 @@ the label's ``location`` is the *centre* of the 3D box, not its bottom (with KIT
 bottom convention every projected box sits half a car height too high, and 60 % more
 lidar points fall inside the boxes with the centre convention), and it is in the
 rectified camera frame, so the corners are projected with ``P`` alone (``P @ R`` would
-rotate them twice). Use ``location_ref="centre"`` for projected boxes of that data.
+rotate them twice). Use ``location_ref="centre"`` for projected boxes of that data, or
+``"auto"`` with the frame's lidar points, which the report does.
 
 Coordinates follow :mod:`drivingseg.detect.proposals` (exclusive right/bottom edges);
 projected corners at pixel-centre coordinate ``u`` give the edge ``u + 0.5``. Label boxes
@@ -35,12 +36,12 @@ from drivingseg.errors import ConfigError
 from drivingseg.sensors.kitti_benchmark import KittiObject
 
 __all__ = ["BOX_SOURCES", "LOCATION_REFS", "MIN_RANGE_POINTS", "MODERATE_MIN_HEIGHT_PX", "GtBox",
-           "box_corners_m", "gt_boxes", "points_in_box", "project_box"]
+           "box_corners_m", "gt_boxes", "location_convention", "points_in_box", "project_box"]
 
 log = logging.getLogger(__name__)
 
 BOX_SOURCES = ("auto", "label", "projected")
-LOCATION_REFS = ("bottom", "centre")
+LOCATION_REFS = ("bottom", "centre", "auto")
 MODERATE_MIN_HEIGHT_PX = 25.0
 """KITTI "moderate": boxes lower than this are don't care, and so are detections lower
 than this that find no box (pass it to ``match_frame(min_det_height_px=)`` too)."""
@@ -107,6 +108,20 @@ def points_in_box(obj: KittiObject, points_cam_m: npt.ArrayLike,
     across = s * d[:, 0] + c * d[:, 2]  # box z axis (width)
     return np.asarray((np.abs(along) < length / 2.0) & (np.abs(across) < w / 2.0)
                       & (np.abs(d[:, 1]) < h / 2.0))
+
+
+def location_convention(objects: Sequence[KittiObject],
+                        points_cam_m: npt.ArrayLike | None) -> str:
+    """``"bottom"`` (KITTI's) or ``"centre"`` (argoverse_kitti's): the convention that puts
+    more of the frame's lidar points inside its labelled 3D boxes, which lidar-made labels
+    enclose. Without points, or with none inside either way, KITTI's ``"bottom"``."""
+    if points_cam_m is None:
+        return "bottom"
+    points = np.asarray(points_cam_m, dtype=np.float64).reshape(-1, 3)
+    boxes = [o for o in objects if o.type.lower() != "dontcare" and min(o.dimensions_hwl_m) > 0]
+    inside = {ref: sum(int(points_in_box(o, points, ref).sum()) for o in boxes)
+              for ref in ("bottom", "centre")}
+    return "centre" if inside["centre"] > inside["bottom"] else "bottom"
 
 
 def _range(obj: KittiObject, points: npt.NDArray[np.float64] | None, location_ref: str
@@ -185,7 +200,8 @@ def gt_boxes(
     without a rig keeps only usable label boxes. ``points_cam_m`` (N x 3, the frame's
     lidar points in the image, in the label's camera frame, e.g.
     ``LidarInImage.xyz_cam_m``) gives each box its range from the points inside it, as
-    detections get theirs; without it ranges are the box centres'.
+    detections get theirs; without it ranges are the box centres'. ``location_ref="auto"``
+    picks the frame's convention from those points (:func:`location_convention`).
     """
     if box_source not in BOX_SOURCES:
         message = f"unknown box_source {box_source!r}; valid: {', '.join(BOX_SOURCES)}"
@@ -201,6 +217,8 @@ def gt_boxes(
         if points.ndim != 2 or points.shape[1] != 3:
             message = f"points_cam_m must be N x 3, got shape {points.shape!r}"
             raise ConfigError(message)
+    if location_ref == "auto":
+        location_ref = location_convention(objects, points)
     wanted = {c.lower() for c in classes}
     near = {c.lower() for c in similar} | {"dontcare"}
     out = []

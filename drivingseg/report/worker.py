@@ -261,7 +261,7 @@ def score_one(task: ChunkTask, ref: FrameRef) -> FrameResult:
                                                       lidar.cols, lidar.range_m,
                                                       task.range_edges_m)
         if objects is not None:
-            gt = gt_boxes(objects, rig, (image.shape[1], image.shape[0]),
+            gt = gt_boxes(objects, rig, (image.shape[1], image.shape[0]), location_ref="auto",
                           points_cam_m=None if lidar is None else lidar.xyz_cam_m)
             match = match_frame(detections, gt, min_det_height_px=MODERATE_MIN_HEIGHT_PX)
             fields.update(gt_boxes=tuple(gt), match=match, missed_boxes=missed_boxes(match))

@@ -131,3 +131,30 @@ def test_real_scan_gives_a_perfect_detector_no_range_error(kitti_object_root: Pa
     pairs = match_frame(dets, [b for b, _, _ in found]).range_pairs
     assert len(pairs) == len(found)
     assert max(abs(p - g) for p, g in pairs) < 1e-4
+
+
+def test_auto_location_finds_each_datasets_convention(kitti_object_root: Path) -> None:
+    """argoverse_kitti labels put ``location`` at the box centre, KITTI's at its bottom: the
+    report's ``"auto"`` picks the one that puts the frame's lidar points inside the boxes,
+    on each real frame, and KITTI's without points."""
+    from dataclasses import replace
+
+    from drivingseg.detect.gt import location_convention
+
+    with KittiBenchmark(kitti_object_root) as bench:
+        for i in range(len(bench)):
+            objects, rig = bench.labels(i), bench.rig(i)
+            assert rig is not None
+            scan = read_velodyne_bin(kitti_object_root / "velodyne" / f"{i:06d}.bin")
+            xyz = LidarInImage.from_scan(scan, rig).xyz_cam_m
+            assert location_convention(objects, xyz) == "centre"
+            auto = gt_boxes(objects, rig, rig.camera.image_size, box_source="projected",
+                            location_ref="auto", points_cam_m=xyz)
+            assert auto == gt_boxes(objects, rig, rig.camera.image_size, box_source="projected",
+                                    location_ref="centre", points_cam_m=xyz)
+            # the same boxes written with KITTI's convention (location at the bottom face)
+            kitti = [replace(o, location_xyz_m=(o.location_xyz_m[0],
+                                                o.location_xyz_m[1] + o.dimensions_hwl_m[0] / 2,
+                                                o.location_xyz_m[2])) for o in objects]
+            assert location_convention(kitti, xyz) == "bottom"
+            assert location_convention(objects, None) == "bottom"
