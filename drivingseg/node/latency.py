@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from drivingseg.errors import ConfigError, DrivingsegError
 from drivingseg.fileio import write_atomic, write_text_atomic
-from drivingseg.node.messages import STAGES, Diagnostics, Mask
+from drivingseg.node.messages import STAGES, Diagnostics, Mask, MaskTiming
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node
 
@@ -198,7 +198,9 @@ class LatencyTracker(Node):
     ``frames`` holds the last :data:`RECENT_FRAMES` masks only; ``samples`` every mask's
     milliseconds per column (the summary's exact percentiles: 56 bytes a mask, about 2 MB
     an hour at 10 Hz). Its mask queue is 1000 deep, not ``qos_depth``: a measurement drops
-    nothing, so the tracker does not take that parameter.
+    nothing, so the tracker does not take that parameter. The queue holds each mask's
+    :class:`MaskTiming` (taken as it arrives), not the mask, so a lagging tracker holds a
+    few hundred kilobytes, not up to 1000 frames with their scans.
     """
 
     type_name = "latency_tracker"
@@ -218,7 +220,8 @@ class LatencyTracker(Node):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=1000)
+        self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=1000,
+                                 keep=MaskTiming.of)
         self.diag = self.create_publisher("/diagnostics", Diagnostics)
         self.frames: deque[FrameLatency] = deque(maxlen=RECENT_FRAMES)
         self.samples = SampleColumns(COLUMNS)
@@ -258,14 +261,14 @@ class LatencyTracker(Node):
     def ready(self) -> None:
         self._start_ns = time.perf_counter_ns()
 
-    def on_mask(self, msg: Mask) -> None:
+    def on_mask(self, msg: MaskTiming) -> None:
         now = time.perf_counter_ns()
         t = msg.timing.with_stage("publish", now - msg.published_ns)
         ms = {"e2e": (now - t.available_ns) / 1e6}
         for stage in STAGES:
             ms[stage] = t.stage_ns(stage) / 1e6
         ms["queue"] = max(0.0, ms["e2e"] - sum(ms[s] for s in STAGES if s != "read"))
-        frame = FrameLatency(t.seq, msg.frame.index, t.stamp_ns, ms)
+        frame = FrameLatency(t.seq, msg.frame_index, t.stamp_ns, ms)
         missed = frame.missed(self.p["budget_ms"])
         self.frames.append(frame)
         self.samples.append([ms[c] for c in COLUMNS])

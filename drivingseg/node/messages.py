@@ -32,6 +32,7 @@ __all__ = [
     "FusedInput",
     "LidarCloud",
     "Mask",
+    "MaskTiming",
     "Message",
     "SyncedFrames",
     "Timing",
@@ -143,6 +144,25 @@ class Mask:
     car_prob: npt.NDArray[np.float32] | None = None
     scan: LidarScan | None = None
     rig: Rig | None = None
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.timing.stamp_ns
+
+
+@dataclass(frozen=True)
+class MaskTiming:
+    """What a latency measurement needs of a :class:`Mask`: its timing, when it was
+    published and its frame's index, without the pixels (a few hundred bytes where a KITTI
+    mask with its frame, probabilities and scan holds about 5.6 MB)."""
+
+    timing: Timing
+    published_ns: int
+    frame_index: int
+
+    @classmethod
+    def of(cls, mask: Mask) -> MaskTiming:
+        return cls(mask.timing, mask.published_ns, mask.frame.index)
 
     @property
     def stamp_ns(self) -> int:

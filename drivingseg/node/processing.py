@@ -87,7 +87,7 @@ class SyncNode(Node):
         waiting = [s for s in self.subscriptions if len(s) or not s.topic.closed]
         if not waiting or any(not len(s) for s in waiting):
             return None
-        return min(waiting, key=lambda s: s.head().stamp_ns)  # type: ignore[union-attr]
+        return min(waiting, key=lambda s: s.head().stamp_ns)
 
     def on_camera(self, msg: CameraImage) -> None:
         self._arrived[msg.timing.seq] = time.perf_counter_ns()

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from drivingseg.errors import ConfigError
 from drivingseg.node.params import Param, resolve_parameters, where
@@ -46,6 +46,7 @@ _ARRIVAL = itertools.count()
 _WAIT_S = 0.05
 
 M = TypeVar("M")
+K = TypeVar("K")
 
 FRAMES = "frames"
 """What a lost message counts as unless its type says otherwise (see :func:`loss_kind`)."""
@@ -170,20 +171,27 @@ class Topic(Generic[M]):
 
 
 class Subscription(Generic[M]):
-    """A node's keep-last-N queue on a topic; counts what it received and dropped."""
+    """A node's keep-last-N queue on a topic; counts what it received and dropped.
+
+    With ``keep`` the queue holds ``keep(msg)``, taken as the message arrives, and the
+    callback gets that: a node that needs a few fields of a large message (the latency
+    tracker, of a mask) then does not keep whole frames alive in a deep queue.
+    """
 
     def __init__(
-        self, node: Node, topic: Topic[M], callback: Callable[[M], None], qos: QoS
+        self, node: Node, topic: Topic[M], callback: Callable[[Any], None], qos: QoS,
+        keep: Callable[[M], Any] | None = None,
     ) -> None:
         self.node = node
         self.topic = topic
         self.callback = callback
         self.qos = qos
+        self.keep = keep
         self.received = 0
         self.dropped = 0
         self.max_queued = 0
         self.active = True
-        self._queue: deque[tuple[int, M]] = deque()
+        self._queue: deque[tuple[int, Any]] = deque()
 
     @property
     def where(self) -> str:
@@ -201,7 +209,8 @@ class Subscription(Generic[M]):
     def head_arrival(self) -> int | None:
         return self._queue[0][0] if self._queue else None
 
-    def head(self) -> M | None:
+    def head(self) -> Any:
+        """The oldest queued item (a message, or what ``keep`` kept of it); None if empty."""
         return self._queue[0][1] if self._queue else None
 
     def wake(self) -> None:
@@ -212,6 +221,7 @@ class Subscription(Generic[M]):
         """Called by a publisher's thread: enqueue, dropping or waiting when full."""
         cond = self.node.cond
         ctx = self.node.context
+        item = msg if self.keep is None else self.keep(msg)
         with cond:
             if not self.active:
                 return
@@ -221,12 +231,12 @@ class Subscription(Generic[M]):
             while len(self._queue) >= self.qos.depth:
                 self._queue.popleft()
                 self.dropped += 1
-            self._queue.append((next(_ARRIVAL), msg))
+            self._queue.append((next(_ARRIVAL), item))
             self.received += 1
             self.max_queued = max(self.max_queued, len(self._queue))
             cond.notify_all()
 
-    def pop(self) -> M:
+    def pop(self) -> Any:
         """Take the head (the caller holds ``node.cond``)."""
         msg = self._queue.popleft()[1]
         self.node.cond.notify_all()
@@ -322,15 +332,30 @@ class Node:
         self.publishers.append(pub)
         return pub
 
+    @overload
     def create_subscription(
         self, topic: str, msg_type: type[M], callback: Callable[[M], None],
-        depth: int | None = None, overflow: str | None = None,
+        depth: int | None = None, overflow: str | None = None, *, keep: None = None,
+    ) -> Subscription[M]: ...
+
+    @overload
+    def create_subscription(
+        self, topic: str, msg_type: type[M], callback: Callable[[K], None],
+        depth: int | None = None, overflow: str | None = None, *,
+        keep: Callable[[M], K],
+    ) -> Subscription[M]: ...
+
+    def create_subscription(
+        self, topic: str, msg_type: type[M], callback: Callable[[Any], None],
+        depth: int | None = None, overflow: str | None = None, *,
+        keep: Callable[[M], Any] | None = None,
     ) -> Subscription[M]:
         """Subscribe with a keep-last queue of ``depth`` (default: ``qos_depth``) and the
-        graph's overflow policy unless ``overflow`` names one (a display never blocks)."""
+        graph's overflow policy unless ``overflow`` names one (a display never blocks);
+        ``keep`` queues and delivers only what it takes of each message."""
         t = self.context.graph.topic(self.resolve(topic), msg_type, self)
         qos = QoS(depth or int(self.p["qos_depth"]), overflow or self.context.overflow)
-        sub = Subscription(self, t, callback, qos)
+        sub = Subscription(self, t, callback, qos, keep)
         t.subscriptions.append(sub)
         self.subscriptions.append(sub)
         return sub

@@ -23,7 +23,7 @@ from drivingseg.node.latency import (
     LatencyTracker,
     percentiles,
 )
-from drivingseg.node.messages import LidarCloud, Mask, Timing
+from drivingseg.node.messages import LidarCloud, Mask, MaskTiming, Timing
 from drivingseg.node.outputs import McapRecorder
 from drivingseg.node.processing import SyncNode
 from drivingseg.sensors.frames import CameraFrame, LidarScan
@@ -37,12 +37,18 @@ def tracker_in(out_dir: Path | str = "", budget_ms: float = 400.0) -> LatencyTra
         "out_dir": str(out_dir), "budget_ms": budget_ms, "status": False, "summary": True})
 
 
-def mask(k: int, *, inference_ns: int, age_ns: int = 0) -> Mask:
+def full_mask(k: int, *, inference_ns: int, age_ns: int = 0,
+              image: np.ndarray = IMG) -> Mask:
     """Mask ``k``, its frame available ``age_ns`` before now, with a known inference time."""
     now = time.perf_counter_ns()
     timing = Timing(1_000 + k, k, now - age_ns, (("read", 1_000), ("inference", inference_ns)))
-    return Mask(CameraFrame(1_000 + k, IMG, index=k), np.zeros((4, 6), np.uint8),
+    return Mask(CameraFrame(1_000 + k, image, index=k), np.zeros(image.shape[:2], np.uint8),
                 ("background", "road", "car"), timing, now)
+
+
+def mask(k: int, *, inference_ns: int, age_ns: int = 0) -> MaskTiming:
+    """What the tracker's queue keeps of :func:`full_mask` ``k``."""
+    return MaskTiming.of(full_mask(k, inference_ns=inference_ns, age_ns=age_ns))
 
 
 def strict_json(text: str) -> object:
@@ -173,6 +179,31 @@ def test_lost_scans_and_diagnostics_are_reported_apart_from_dropped_frames(
 
 
 # ---------------------------------------------------------------- long runs, atomic files
+
+
+def test_a_lagging_tracker_queues_timings_not_frames(tmp_path: Path) -> None:
+    """The tracker's queue is 1000 deep; it used to hold whole masks (frame, class ids,
+    probabilities, scan: about 5.6 MB each on KITTI), so a lagging tracker could keep
+    gigabytes alive. It now keeps each mask's timing, and measures it the same."""
+    graph = Graph()
+    tracker = graph.add(LatencyTracker, "latency", {"out_dir": str(tmp_path), "status": False})
+    pub = graph.add(McapRecorder, "rec", {"path": str(tmp_path / "m.mcap")})
+    publisher = pub.create_publisher("/segmentation/mask", Mask)
+    image = np.zeros((375, 1242, 3), np.uint8)
+    for k in range(50):
+        publisher.publish(full_mask(k, inference_ns=3_000_000, image=image))
+    (sub,) = tracker.subscriptions
+    assert len(sub) == 50 and sub.dropped == 0
+    with tracker.cond:
+        queued = [sub.pop() for _ in range(50)]
+    assert all(type(item) is MaskTiming for item in queued)
+    assert [item.frame_index for item in queued] == list(range(50))
+    tracker.setup()
+    tracker.ready()
+    for item in queued:
+        tracker.on_mask(item)
+    assert [f.index for f in tracker.frames] == list(range(50))
+    assert tracker.frames[0].ms["inference"] == pytest.approx(3.0)
 
 
 def test_long_run_keeps_a_bounded_window_and_exact_totals(tmp_path: Path) -> None:
