@@ -35,13 +35,15 @@ is at least the period; under a half of it stays safe even when each of the firs
 intervals spans a drop, and covers jitter).
 
 Messages whose stamp does not increase on their stream are dropped and counted as out of
-order. Queues are bounded (``queue_size`` per stream; ``None``: unbounded), so memory never
-grows with a stalled stream. When the camera queue overflows, its oldest frame is decided
-at once with the scans already queued (as :meth:`ApproximateTimeSync.flush` does): paired
-if one is within tolerance, else counted in ``dropped_queue_camera`` (and still emitted with
-``keep_unmatched``). So every frame in is counted once: ``matched + unmatched_camera +
-dropped_queue_camera + out_of_order_camera`` equals the frames added. A full lidar queue
-drops its oldest scan (``dropped_queue_lidar``).
+order; the first of each stream is logged as a warning (a clock stepping back drops every
+message until it catches up). Queues are bounded (``queue_size`` per stream; ``None``:
+unbounded), so memory never grows with a stalled stream. When the camera queue overflows,
+its oldest frame is decided at once with the scans already queued (as
+:meth:`ApproximateTimeSync.flush` does): paired if one is within tolerance, else counted in
+``dropped_queue_camera`` (and still emitted with ``keep_unmatched``). So every frame in is
+counted once: ``matched + unmatched_camera + dropped_queue_camera + out_of_order_camera``
+equals the frames added. A full lidar queue drops its oldest scan
+(``dropped_queue_lidar``).
 
 :func:`synchronize` replays two recorded streams merged by stamp. Its queues are unbounded,
 and it tells the synchroniser (:meth:`ApproximateTimeSync.advance`) that nothing earlier
@@ -52,6 +54,7 @@ than the current stamp is still to come, so frames are decided once the replay p
 from __future__ import annotations
 
 import heapq
+import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -63,6 +66,8 @@ __all__ = [
     "DEFAULT_TOLERANCE_NS", "LEARNED_PERIOD_FRACTION", "LEARN_AFTER_INTERVALS",
     "ApproximateTimeSync", "SyncStats", "SyncedPair", "synchronize",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE_NS = 50_000_000
 """50 ms: half the period of 10 Hz sensors."""
@@ -173,6 +178,7 @@ class ApproximateTimeSync(Generic[C, L]):
         self._last_camera_ns: int | None = None
         self._last_lidar_ns: int | None = None
         self._watermark_ns: int | None = None
+        self._warned: set[str] = set()
 
     @property
     def lidar_min_period_ns(self) -> int:
@@ -205,6 +211,7 @@ class ApproximateTimeSync(Generic[C, L]):
         last = self._last_camera_ns
         if last is not None and frame.stamp_ns <= last:
             self.stats.out_of_order_camera += 1
+            self._warn_out_of_order("camera", frame.stamp_ns, last)
             return []
         if last is not None:
             self._camera_period.observe(frame.stamp_ns - last)
@@ -221,6 +228,7 @@ class ApproximateTimeSync(Generic[C, L]):
         last = self._last_lidar_ns
         if last is not None and scan.stamp_ns <= last:
             self.stats.out_of_order_lidar += 1
+            self._warn_out_of_order("lidar", scan.stamp_ns, last)
             return []
         if last is not None:
             self._lidar_period.observe(scan.stamp_ns - last)
@@ -231,6 +239,15 @@ class ApproximateTimeSync(Generic[C, L]):
             self._lidars.popleft()
             self.stats.dropped_queue_lidar += 1
         return out
+
+    def _warn_out_of_order(self, stream: str, stamp_ns: int, last_ns: int) -> None:
+        """Log the first out-of-order message of ``stream`` (ROS message_filters warns so)."""
+        if stream not in self._warned:
+            self._warned.add(stream)
+            log.warning("%s stamp %r ns is not after the last one, %r ns (%.3f s earlier): "
+                        "dropped, as every %s message out of order is (counted in "
+                        "out_of_order_%s; warned once)", stream, stamp_ns, last_ns,
+                        (last_ns - stamp_ns) / 1e9, stream, stream)
 
     def advance(self, stamp_ns: int) -> list[SyncedPair[C, L]]:
         """Declare that no message stamped before ``stamp_ns`` is still to come on either

@@ -366,3 +366,20 @@ def test_real_kitti_raw_drive_pairs_every_frame(kitti_raw_drive: Path) -> None:
     pairs = list(synchronize(c, lid, stats=stats))
     assert len(pairs) == 30 and stats.matched == 30
     assert all(p.offset_ns == 0 for p in pairs)
+
+
+def test_the_first_out_of_order_message_of_each_stream_is_warned(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A clock stepping back drops every later message until it catches up: the log says so
+    once per stream, with the stamps, instead of only counting."""
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync()
+    sync.add_camera(Msg(100 * MS))
+    sync.add_lidar(Msg(101 * MS))
+    for t in (40, 50, 60):
+        sync.add_camera(Msg(t * MS))
+        sync.add_lidar(Msg(t * MS))
+    assert (sync.stats.out_of_order_camera, sync.stats.out_of_order_lidar) == (3, 3)
+    assert caplog.text.count("is not after the last one") == 2
+    assert (f"camera stamp {40 * MS} ns is not after the last one, {100 * MS} ns (0.060 s "
+            "earlier): dropped") in caplog.text
+    assert f"lidar stamp {40 * MS} ns is not after the last one, {101 * MS} ns" in caplog.text

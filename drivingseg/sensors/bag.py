@@ -9,7 +9,9 @@ without ``metadata.yaml`` (which ``ros2 bag record`` writes on a clean close onl
 
 Frames stream lazily: each iterator opens its own reader, so ``messages()`` can merge the
 camera and lidar iterators without ever loading the bag whole. Stamps are the messages'
-``header.stamp`` in nanoseconds (the log time when a header stamp is zero).
+``header.stamp`` in nanoseconds (the log time when a header stamp is zero); a zero stamp, a
+stamp more than 10 s from its log time, a stamp not after the one before and an image
+topic that changes size are warned about once per topic (:mod:`.checks`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from drivingseg.sensors.bag_sources import (
     Topic,
 )
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
+from drivingseg.sensors.checks import SizeWatch, StampWatch
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.ros_msgs import (
     camera_model_from_camera_info,
@@ -87,6 +90,8 @@ class BagRecording(Recording):
         self._rig: Rig | None = None
         self._rig_done = False
         self._live: weakref.WeakSet[Generator[tuple[int, Any], None, None]] = weakref.WeakSet()
+        self._watches: dict[str, StampWatch] = {}
+        self._sizes: dict[str, SizeWatch] = {}
 
     # ------------------------------------------------------------------ opening
 
@@ -151,6 +156,8 @@ class BagRecording(Recording):
         self._info = None
         self._rig = None
         self._rig_done = False
+        self._watches = {}
+        self._sizes = {}
 
     def _topic_list(self) -> str:
         return ", ".join(f"{t.name} ({t.msgtype})" for t in self._topics.values()) or "none"
@@ -223,14 +230,22 @@ class BagRecording(Recording):
         return gen
 
     def _read_messages(self, topic: str) -> Generator[tuple[int, Any], None, None]:
-        msgtype = self._topics[topic].msgtype
+        meta = self._topics[topic]
+        watch = None
+        if meta.kind in ("camera", "lidar"):  # zero, far and repeated stamps: warned once
+            watch = self._watches.setdefault(topic, StampWatch(self._source_name(topic)))
         source = self._new_source()
+        prev: int | None = None
         with closing(source):
             try:
-                for _, log_ns, raw in source.raw_messages({topic}):
-                    msg = source.deserialize(raw, msgtype)
-                    stamp = stamp_ns_of(msg) if hasattr(msg, "header") else 0
-                    yield (stamp or log_ns), msg
+                for index, (_, log_ns, raw) in enumerate(source.raw_messages({topic})):
+                    msg = source.deserialize(raw, meta.msgtype)
+                    header_ns = stamp_ns_of(msg) if hasattr(msg, "header") else 0
+                    if watch is None:
+                        yield (header_ns or log_ns), msg
+                        continue
+                    prev = watch.stamp(index, header_ns, log_ns, prev)
+                    yield prev, msg
             except ROSBAGS_ERRORS as exc:
                 raise RecordingError(f"cannot read topic {topic!r}: {exc}", path=self.path) from exc
 
@@ -244,14 +259,17 @@ class BagRecording(Recording):
         if self.image_topic is None:
             return
         source = self._source_name(self.image_topic)
+        sizes = self._sizes.setdefault(self.image_topic, SizeWatch(source))
         for index, (stamp_ns, msg) in enumerate(self._messages(self.image_topic)):
-            yield CameraFrame(
+            frame = CameraFrame(
                 stamp_ns=stamp_ns,
                 image=image_from_msg(msg, source),
                 frame_id=str(msg.header.frame_id) or "camera",
                 index=index,
                 source=source,
             )
+            sizes.check(frame)
+            yield frame
         self._check_open()  # the loop also ends when the recording is closed under it
 
     def lidar_scans(self) -> Iterator[LidarScan]:

@@ -155,7 +155,8 @@ class Recording(ABC):
             raise RecordingError("the recording has no camera frames", path=self.path)
 
     def messages(self) -> Iterator[CameraFrame | LidarScan]:
-        """Camera frames and lidar scans merged in stamp order (for replay and sync)."""
+        """Camera frames and lidar scans merged in stamp order (for replay and sync); each
+        stream stays in recorded order, so a stream whose stamps go backwards is not sorted."""
         self._check_open()
         merged = heapq.merge(
             self.camera_frames(), self.lidar_scans(), key=attrgetter("stamp_ns")

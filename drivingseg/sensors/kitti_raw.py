@@ -10,16 +10,24 @@ Layout, as KITTI distributes it::
 Opening loads the calibration, the timestamps and the file lists and checks that they
 agree (contiguous numbering, one stamp per file, stamps never going backwards); images
 and scans are read only when asked for, so a long drive costs little memory.
+
+The velodyne may miss scans the recorder dropped: KITTI leaves their timestamps.txt line
+blank and writes no ``.bin`` (``2011_09_26_drive_0009_sync``, frames 177-180). Such a
+drive opens with one warning; frame numbers keep their meaning (``lidar(i)`` is the scan
+of camera frame ``i``; a dropped one raises), :meth:`KittiRawDrive.lidar_scans` skips them.
+Repeated stamps are warned about once; images are checked to keep one size (warned once).
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
@@ -28,9 +36,10 @@ from drivingseg.calibration.kitti import load_kitti_raw_rig
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
+from drivingseg.sensors.checks import SizeWatch
 from drivingseg.sensors.decode import read_image_rgb, read_velodyne_bin
 from drivingseg.sensors.frames import CameraFrame, LidarScan
-from drivingseg.sensors.kitti_timestamps import read_kitti_timestamps
+from drivingseg.sensors.kitti_timestamps import read_kitti_timestamp_lines
 
 __all__ = ["KittiRawDrive"]
 
@@ -44,32 +53,92 @@ _EMPTY_STAMPS.setflags(write=False)
 
 @dataclass(frozen=True)
 class _Stream:
-    """One sensor folder of a drive: its data files and their stamps."""
+    """One sensor folder of a drive: its data files, their frame numbers and stamps.
+
+    ``frames`` counts the frame numbers (timestamps.txt lines); ``numbers`` has one entry
+    per file, fewer when the recorder dropped frames (velodyne only).
+    """
 
     name: str
+    frames: int
+    numbers: npt.NDArray[np.int64]
     files: tuple[Path, ...]
     stamps_ns: npt.NDArray[np.int64]
 
 
-def _list_numbered(data_dir: Path, suffix: str) -> tuple[Path, ...]:
-    """The ``*<suffix>`` files of ``data_dir``, checked to be numbered 0..N-1 without gaps."""
+def _list_numbered(data_dir: Path, suffix: str) -> dict[int, Path]:
+    """The ``*<suffix>`` files of ``data_dir`` by frame number (names checked, in order)."""
     files = sorted(p for p in data_dir.iterdir() if p.suffix == suffix and p.is_file())
     if not files:
         raise RecordingError(f"no {suffix} files in the data folder", path=data_dir)
     width = len(files[0].stem)
-    for i, f in enumerate(files):
+    for f in files:
         if not f.stem.isdigit():
             msg = f"file name {f.name!r} is not a frame number like {'0' * width}{suffix}"
             raise RecordingError(msg, path=f)
-        if int(f.stem) != i:
-            missing = data_dir / f"{i:0{width}d}{suffix}"
-            msg = f"frame {i} is missing (numbering jumps to {f.name!r})"
-            raise RecordingError(msg, path=missing)
-    return tuple(files)
+    numbered: dict[int, Path] = {}
+    for f in sorted(files, key=lambda f: int(f.stem)):
+        n = int(f.stem)
+        if n in numbered:
+            msg = f"file name {f.name!r} repeats frame {n!r} of {numbered[n].name!r}"
+            raise RecordingError(msg, path=f)
+        numbered[n] = f
+    return numbered
 
 
-def _load_stream(folder: Path, suffix: str) -> _Stream | None:
-    """Load ``folder/data/*<suffix>`` and ``folder/timestamps.txt``; ``None`` if no folder."""
+def _ranges(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` as ``'1-3, 7'``."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _check_frames(data_dir: Path, suffix: str, files: dict[int, Path],
+                  lines: list[int | None], drops: bool) -> list[int]:
+    """Check that files and timestamp lines agree; return the dropped frame numbers.
+
+    A dropped frame (only with ``drops``) has a blank line and no file, as KITTI marks a
+    lost velodyne scan; any other missing file, blank line or extra file is an error.
+    """
+    first = next(iter(files.values()))
+    width = len(first.stem)
+    last = max(files)
+    dropped = []
+    for i in range(last + 1):
+        if i in files:
+            continue
+        if drops and i < len(lines) and lines[i] is None:
+            dropped.append(i)
+            continue
+        jump = next(f for n, f in files.items() if n > i)
+        msg = f"frame {i} is missing (numbering jumps to {jump.name!r})"
+        if drops and i < len(lines):
+            msg += (f", yet line {i + 1} of timestamps.txt has its stamp (a scan the recorder "
+                    "dropped has a blank line): an incomplete copy?")
+        raise RecordingError(msg, path=data_dir / f"{i:0{width}d}{suffix}")
+    stamps_file = data_dir.parent / "timestamps.txt"
+    if len(lines) != last + 1:
+        msg = (
+            f"{len(lines)} timestamps for {len(files)} {suffix} files in {data_dir.name}/"
+            + (f" (numbered up to {last}, {len(dropped)} dropped)" if dropped else "")
+            + "; each frame needs exactly one"
+        )
+        raise RecordingError(msg, path=stamps_file)
+    for i, stamp in enumerate(lines):
+        if stamp is None and i in files:
+            msg = (f"line {i + 1} is blank, but frame {i} has a file, {files[i].name!r}; "
+                   "every frame with a file needs a stamp")
+            raise RecordingError(msg, path=stamps_file)
+    return dropped
+
+
+def _load_stream(folder: Path, suffix: str, *, drops: bool = False) -> _Stream | None:
+    """Load ``folder/data/*<suffix>`` and ``folder/timestamps.txt``; ``None`` if no folder.
+    With ``drops``, frames the recorder dropped (blank line, no file) are left out, warned."""
     if not folder.is_dir():
         return None
     data_dir = folder / "data"
@@ -77,14 +146,28 @@ def _load_stream(folder: Path, suffix: str) -> _Stream | None:
         raise RecordingError("sensor folder has no 'data' subfolder", path=folder)
     files = _list_numbered(data_dir, suffix)
     stamps_file = folder / "timestamps.txt"
-    stamps = read_kitti_timestamps(stamps_file)
-    if len(stamps) != len(files):
-        msg = (
-            f"{len(stamps)} timestamps for {len(files)} {suffix} files in {data_dir.name}/; "
-            "each frame needs exactly one"
-        )
+    lines = read_kitti_timestamp_lines(stamps_file)
+    if not drops and None in lines:
+        lineno = lines.index(None) + 1
+        msg = (f"line {lineno} is blank; every {folder.name}/ frame needs a stamp (only "
+               f"{LIDAR_FOLDER}/ may mark a dropped frame so)")
         raise RecordingError(msg, path=stamps_file)
-    return _Stream(folder.name, files, stamps)
+    dropped = _check_frames(data_dir, suffix, files, lines, drops)
+    if dropped:
+        log.warning("%s: %d of %d frames were dropped by the recorder (frames %s: blank "
+                    "timestamp line, no %s file); they are skipped", folder, len(dropped),
+                    len(lines), _ranges(dropped), suffix)
+    stamps = np.array([lines[n] for n in files], dtype=np.int64)
+    repeats = np.flatnonzero(np.diff(stamps) == 0)
+    if len(repeats):
+        n = int(list(files)[repeats[0] + 1])
+        log.warning("%s: %d repeated stamps (the first at line %d, %r ns); the "
+                    "synchroniser pairs only the first frame of a stamp", stamps_file,
+                    len(repeats), n + 1, int(stamps[repeats[0]]))
+    numbers = np.array(list(files), dtype=np.int64)
+    for arr in (stamps, numbers):
+        arr.setflags(write=False)
+    return _Stream(folder.name, len(lines), numbers, tuple(files.values()), stamps)
 
 
 class KittiRawDrive(Recording):
@@ -117,6 +200,7 @@ class KittiRawDrive(Recording):
         self._camera: _Stream | None = None
         self._lidar: _Stream | None = None
         self._rig: Rig | None = None
+        self._sizes = SizeWatch(str(self.path))
 
     @property
     def camera_folder(self) -> str:
@@ -143,12 +227,13 @@ class KittiRawDrive(Recording):
         if not self.path.is_dir():
             raise RecordingError("KITTI raw drive folder not found", path=self.path)
         camera = _load_stream(self.path / self.camera_folder, ".png")
-        lidar = _load_stream(self.path / LIDAR_FOLDER, ".bin")
+        lidar = _load_stream(self.path / LIDAR_FOLDER, ".bin", drops=True)
         if camera is None and lidar is None:
             msg = f"not a KITTI raw drive: neither {self.camera_folder}/ nor {LIDAR_FOLDER}/ found"
             raise RecordingError(msg, path=self.path)
         self._rig = self._load_rig()
         self._camera, self._lidar = camera, lidar
+        self._sizes = SizeWatch(str(self.path / self.camera_folder))
 
     def _load_rig(self) -> Rig | None:
         present = [name for name in CALIB_FILES if (self.calib_dir / name).is_file()]
@@ -164,10 +249,11 @@ class KittiRawDrive(Recording):
     # --- metadata -------------------------------------------------------------------
 
     def __len__(self) -> int:
-        """Number of camera frames, or of lidar scans when the drive has no camera."""
+        """Number of camera frames, or without a camera of lidar frame numbers (dropped
+        scans included): the indices :meth:`camera` (or :meth:`lidar`) accepts."""
         self._check_open()
         stream = self._camera if self._camera is not None else self._lidar
-        return 0 if stream is None else len(stream.files)
+        return 0 if stream is None else stream.frames
 
     @property
     def camera_stamps_ns(self) -> npt.NDArray[np.int64]:
@@ -177,9 +263,17 @@ class KittiRawDrive(Recording):
 
     @property
     def lidar_stamps_ns(self) -> npt.NDArray[np.int64]:
-        """Lidar stamps (read-only int64 ns since the epoch); empty without a velodyne."""
+        """Stamps of the lidar scans present (read-only int64 ns since the epoch; scans the
+        recorder dropped have none); empty without a velodyne."""
         self._check_open()
         return self._lidar.stamps_ns if self._lidar is not None else _EMPTY_STAMPS
+
+    @property
+    def lidar_frame_numbers(self) -> npt.NDArray[np.int64]:
+        """Frame number of each scan present (read-only int64, aligned with
+        :attr:`lidar_stamps_ns` and :attr:`lidar_files`); without drops 0..N-1."""
+        self._check_open()
+        return self._lidar.numbers if self._lidar is not None else _EMPTY_STAMPS
 
     @property
     def camera_files(self) -> tuple[Path, ...]:
@@ -225,46 +319,69 @@ class KittiRawDrive(Recording):
 
     # --- frames ---------------------------------------------------------------------
 
-    def _pick(self, stream: _Stream | None, folder: str, i: int) -> tuple[_Stream, int]:
-        """The stream and the non-negative index ``i`` in it; raise if absent or out of range."""
+    def _pick(self, stream: _Stream | None, folder: str,
+              index: SupportsIndex) -> tuple[_Stream, int, int]:
+        """The stream, the position of frame ``index`` in its files and the frame number;
+        raise if the stream is absent, ``index`` out of range or its frame dropped."""
         self._check_open()
         if stream is None:
             raise RecordingError(f"drive has no {folder}/ folder", path=self.path)
-        n = len(stream.files)
+        i = operator.index(index)
+        n = stream.frames
         if not -n <= i < n:
             raise IndexError(f"{folder} index {i} out of range for {n} frames")
-        return stream, i % n
+        number = i % n
+        pos = int(np.searchsorted(stream.numbers, number))
+        if pos == len(stream.numbers) or stream.numbers[pos] != number:
+            first = stream.files[0]
+            missing = first.with_stem(f"{number:0{len(first.stem)}d}")
+            msg = (f"{folder} frame {number!r} was dropped by the recorder (line {number + 1} "
+                   "of timestamps.txt is blank, and there is no such file)")
+            raise RecordingError(msg, path=missing)
+        return stream, pos, number
 
-    def camera(self, i: int) -> CameraFrame:
-        """Camera frame ``i`` (RGB uint8), read from disk now."""
-        stream, i = self._pick(self._camera, self.camera_folder, i)
-        path = stream.files[i]
-        return CameraFrame(
-            stamp_ns=int(stream.stamps_ns[i]),
+    def _camera_at(self, stream: _Stream, pos: int) -> CameraFrame:
+        path = stream.files[pos]
+        frame = CameraFrame(
+            stamp_ns=int(stream.stamps_ns[pos]),
             image=read_image_rgb(path),
             frame_id=self.camera_frame_id,
-            index=i,
+            index=int(stream.numbers[pos]),
+            source=str(path),
+        )
+        self._sizes.check(frame)
+        return frame
+
+    def _lidar_at(self, stream: _Stream, pos: int) -> LidarScan:
+        path = stream.files[pos]
+        return LidarScan(
+            stamp_ns=int(stream.stamps_ns[pos]),
+            points=read_velodyne_bin(path),
+            frame_id=self.lidar_frame_id,
+            index=int(stream.numbers[pos]),
             source=str(path),
         )
 
-    def lidar(self, i: int) -> LidarScan:
-        """Lidar scan ``i`` (Nx4 float32), read from disk now."""
-        stream, i = self._pick(self._lidar, LIDAR_FOLDER, i)
-        path = stream.files[i]
-        return LidarScan(
-            stamp_ns=int(stream.stamps_ns[i]),
-            points=read_velodyne_bin(path),
-            frame_id=self.lidar_frame_id,
-            index=i,
-            source=str(path),
-        )
+    def camera(self, i: SupportsIndex) -> CameraFrame:
+        """Camera frame ``i`` (RGB uint8), read from disk now."""
+        stream, pos, _ = self._pick(self._camera, self.camera_folder, i)
+        return self._camera_at(stream, pos)
+
+    def lidar(self, i: SupportsIndex) -> LidarScan:
+        """Lidar scan of frame ``i`` (Nx4 float32), read from disk now; a scan the recorder
+        dropped raises :class:`RecordingError`."""
+        stream, pos, _ = self._pick(self._lidar, LIDAR_FOLDER, i)
+        return self._lidar_at(stream, pos)
 
     def camera_frames(self) -> Iterator[CameraFrame]:
         self._check_open()
-        n = len(self._camera.files) if self._camera is not None else 0
-        return (self.camera(i) for i in range(n))
+        stream = self._camera
+        return iter(()) if stream is None else (
+            self._camera_at(stream, pos) for pos in range(len(stream.files)))
 
     def lidar_scans(self) -> Iterator[LidarScan]:
+        """The scans present, in order; ``index`` is the frame number (dropped ones skipped)."""
         self._check_open()
-        n = len(self._lidar.files) if self._lidar is not None else 0
-        return (self.lidar(i) for i in range(n))
+        stream = self._lidar
+        return iter(()) if stream is None else (
+            self._lidar_at(stream, pos) for pos in range(len(stream.files)))

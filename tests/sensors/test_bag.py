@@ -746,3 +746,73 @@ def test_camera_info_frame_matches_without_leading_slash(tmp_path: Path) -> None
     with BagRecording(write_bag(tmp_path / "b.bag", "ros1", entries)) as bag:
         rig = bag.rig()
     assert rig is not None and rig.camera_frame == "cam_optical"
+
+
+# --- stamps and sizes as drivers leave them ---------------------------------------------
+
+
+def _stream_bag(tmp_path: Path, kind: str, cam_ns: list[int], *,
+                sizes: list[tuple[int, int]] | None = None) -> Path:
+    """A bag of rgb8 images stamped ``cam_ns`` (logged 5 ms after each other, from T0) and
+    one scan per image stamped at its log time."""
+    ts = ROS1 if kind == "ros1" else ROS2
+    entries: list[Entry] = []
+    for k, stamp in enumerate(cam_ns):
+        h, w = sizes[k] if sizes else (6, 8)
+        log_ns = T0 + k * 100_000_000 + 5
+        image = ts.types["sensor_msgs/msg/Image"](
+            header=header(ts, stamp, "cam"), height=h, width=w, encoding="rgb8",
+            is_bigendian=0, step=3 * w, data=np.zeros(h * w * 3, np.uint8))
+        cloud = cloud_msg(ts, 0)
+        cloud.header = header(ts, log_ns, "velo")
+        entries += [("/cam", "sensor_msgs/msg/Image", log_ns, image),
+                    ("/velo", "sensor_msgs/msg/PointCloud2", log_ns, cloud)]
+    return write_bag(tmp_path / ("b.bag" if kind == "ros1" else "b"), kind, entries)
+
+
+@pytest.mark.parametrize("kind", ["ros1", "mcap"])
+def test_stamps_going_backwards_are_yielded_as_recorded_and_warned_once(
+        tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    step = 100_000_000
+    stamps = [T0, T0 + 2 * step, T0 + step, T0 + step, T0 + 3 * step]
+    with BagRecording(_stream_bag(tmp_path, kind, stamps)) as bag:
+        for _ in range(2):
+            assert [f.stamp_ns for f in bag.camera_frames()] == stamps
+        assert len(list(bag.messages())) == 10
+    assert caplog.text.count("not after the one before") == 1
+    assert (f"b{'.bag' if kind == 'ros1' else ''}:/cam: message 2 has stamp {T0 + step} ns, "
+            f"not after the one before ({T0 + 2 * step} ns)") in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["ros1", "mcap"])
+def test_zero_header_stamps_use_the_log_time_with_a_warning(
+        tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    with BagRecording(_stream_bag(tmp_path, kind, [T0, 0, 0])) as bag:
+        assert [f.stamp_ns for f in bag.camera_frames()] == [
+            T0, T0 + 100_000_005, T0 + 200_000_005]
+    assert caplog.text.count("zero header.stamp") == 1
+    assert (f"/cam: message 1 has a zero header.stamp (its driver left it unset); its receive "
+            f"time {T0 + 100_000_005} ns is used instead") in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["ros1", "mcap"])
+def test_header_stamps_far_from_the_log_time_are_warned(
+        tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A camera stamping with its clock since boot: nothing pairs, and the log says why."""
+    stamps = [500_000_000 + k * 100_000_000 for k in range(3)]
+    with BagRecording(_stream_bag(tmp_path, kind, stamps)) as bag:
+        assert [f.stamp_ns for f in bag.camera_frames()] == stamps
+        assert list(bag.lidar_scans())
+    assert caplog.text.count("from its receive time") == 1
+    assert (f"/cam: message 0 has header stamp 500000000 ns, -1599999999.5 s from its receive "
+            f"time {T0 + 5} ns: a sensor clock not synchronised") in caplog.text
+
+
+def test_an_image_topic_changing_size_is_warned_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sizes = [(6, 8), (10, 12), (6, 8), (10, 12)]
+    stamps = [T0 + k * 100_000_000 for k in range(4)]
+    with BagRecording(_stream_bag(tmp_path, "mcap", stamps, sizes=sizes)) as bag:
+        assert [f.image.shape[:2] for f in bag.camera_frames()] == sizes
+    assert caplog.text.count("the first one read was") == 1
+    assert "/cam: frame 1 is 12x10, the first one read was 8x6" in caplog.text

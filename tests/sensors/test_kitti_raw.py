@@ -14,8 +14,13 @@ import pytest
 from drivingseg.errors import CalibrationError, ConfigError, RecordingError
 from drivingseg.sensors import kitti_raw
 from drivingseg.sensors.frames import CameraFrame, LidarScan
-from drivingseg.sensors.kitti_raw import KittiRawDrive
-from drivingseg.sensors.kitti_timestamps import parse_kitti_timestamp, read_kitti_timestamps
+from drivingseg.sensors.kitti_raw import CALIB_FILES, KittiRawDrive
+from drivingseg.sensors.kitti_timestamps import (
+    parse_kitti_timestamp,
+    read_kitti_timestamp_lines,
+    read_kitti_timestamps,
+)
+from drivingseg.sync import SyncStats, synchronize
 
 START_NS = int(datetime(2011, 9, 26, 13, 0, 0, tzinfo=timezone.utc).timestamp()) * 10**9
 STEP_NS = 100_000_000
@@ -339,4 +344,151 @@ def test_broken_calibration_raises(kitti_raw_root: Path, tmp_path: Path) -> None
         assert ok.rig() is not None
     (date / "calib_velo_to_cam.txt").write_text("R: 1 0 0\nT: 0 0 0\n")
     with pytest.raises(CalibrationError, match=r"calib_velo_to_cam\.txt: field 'R'"):
+        KittiRawDrive(drive).open()
+
+
+# --- dropped scans, repeated stamps, sizes, indices --------------------------------------
+
+
+def _drop_scans(drive: Path, frames: list[int]) -> None:
+    """Drop velodyne ``frames`` as KITTI's recorder does: no .bin, a blank timestamps line."""
+    folder = drive / "velodyne_points"
+    lines = (folder / "timestamps.txt").read_text().splitlines()
+    for i in frames:
+        (folder / "data" / f"{i:010d}.bin").unlink()
+        lines[i] = ""
+    (folder / "timestamps.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_dropped_velodyne_scans_keep_the_frame_numbers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As 2011_09_26_drive_0009_sync: scans 177-180 have no .bin and a blank stamp line."""
+    drive = make_drive(tmp_path, n_cam=6, n_lidar=6)
+    _drop_scans(drive, [2, 3])
+    with KittiRawDrive(drive) as reader:
+        assert len(reader) == 6
+        assert reader.lidar_frame_numbers.tolist() == [0, 1, 4, 5]
+        expected = [START_NS + 50_000_000 + i * STEP_NS for i in (0, 1, 4, 5)]
+        assert reader.lidar_stamps_ns.tolist() == expected
+        assert [f.name for f in reader.lidar_files] == [f"{i:010d}.bin" for i in (0, 1, 4, 5)]
+        assert [(s.index, s.stamp_ns) for s in reader.lidar_scans()] == list(
+            zip([0, 1, 4, 5], expected, strict=True))
+        assert (reader.lidar(4).index, reader.lidar(-1).index) == (4, 5)
+        assert reader.info().streams[1].count == 4
+        with pytest.raises(RecordingError, match=r"0000000003\.bin: velodyne_points frame 3 "
+                           r"was dropped by the recorder \(line 4 of timestamps\.txt is blank"):
+            reader.lidar(3)
+        stats = SyncStats()
+        pairs = list(synchronize(reader.camera_frames(), reader.lidar_scans(), stats=stats))
+    assert [(p.camera.index, p.lidar.index if p.lidar else None) for p in pairs] == [
+        (0, 0), (1, 1), (4, 4), (5, 5)]
+    assert (stats.matched, stats.unmatched_camera) == (4, 2)
+    assert "2 of 6 frames were dropped by the recorder (frames 2-3" in caplog.text
+
+
+def test_real_drive_with_dropped_scans_pairs_the_others(
+    kitti_raw_root: Path, kitti_raw_drive: Path, tmp_path: Path
+) -> None:
+    """The real drive, linked file by file into tmp_path, with scans 10-12 dropped."""
+    date = tmp_path / kitti_raw_root.name
+    drive = date / kitti_raw_drive.name
+    date.mkdir()
+    for name in CALIB_FILES:
+        (date / name).symlink_to(kitti_raw_root / name)
+    for folder in ("image_02", "velodyne_points"):
+        (drive / folder / "data").mkdir(parents=True)
+        shutil.copy(kitti_raw_drive / folder / "timestamps.txt", drive / folder)
+        for f in (kitti_raw_drive / folder / "data").iterdir():
+            (drive / folder / "data" / f.name).symlink_to(f)
+    _drop_scans(drive, [10, 11, 12])
+    with KittiRawDrive(drive) as reader:
+        assert len(reader) == 30 and len(reader.lidar_files) == 27
+        assert len(reader.lidar(13)) > 100_000
+        stats = SyncStats()
+        pairs = list(synchronize(reader.camera_frames(), reader.lidar_scans(), stats=stats))
+    assert [p.camera.index for p in pairs] == [i for i in range(30) if i not in (10, 11, 12)]
+    assert all(p.lidar is not None and p.lidar.index == p.camera.index for p in pairs)
+    assert (stats.matched, stats.unmatched_camera) == (27, 3)
+
+
+def test_missing_scan_with_a_stamp_is_refused(tmp_path: Path) -> None:
+    drive = make_drive(tmp_path, n_lidar=4)
+    (drive / "velodyne_points" / "data" / "0000000002.bin").unlink()
+    pattern = (r"0000000002\.bin: frame 2 is missing \(numbering jumps to '0000000003\.bin'\), "
+               r"yet line 3 of timestamps\.txt has its stamp")
+    with pytest.raises(RecordingError, match=pattern):
+        KittiRawDrive(drive).open()
+
+
+def test_blank_stamp_line_of_an_existing_file_is_refused(tmp_path: Path) -> None:
+    drive = make_drive(tmp_path, n_lidar=3)
+    f = drive / "velodyne_points" / "timestamps.txt"
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join([lines[0], "", lines[2]]) + "\n")
+    pattern = (r"velodyne_points/timestamps\.txt: line 2 is blank, but frame 1 has a file, "
+               r"'0000000001\.bin'")
+    with pytest.raises(RecordingError, match=pattern):
+        KittiRawDrive(drive).open()
+
+
+def test_blank_camera_stamp_line_is_refused(tmp_path: Path) -> None:
+    lines = [_stamp_line(START_NS), "", _stamp_line(START_NS + STEP_NS)]
+    drive = make_drive(tmp_path, n_cam=2, cam_stamps=lines)
+    (drive / "image_02" / "data" / "0000000001.png").rename(
+        drive / "image_02" / "data" / "0000000002.png")
+    with pytest.raises(RecordingError, match=r"image_02/timestamps\.txt: line 2 is blank; every "
+                       r"image_02/ frame needs a stamp"):
+        KittiRawDrive(drive).open()
+
+
+def test_timestamp_lines_keep_blank_lines_as_none(tmp_path: Path) -> None:
+    f = tmp_path / "timestamps.txt"
+    f.write_text(f"{_stamp_line(START_NS)}\n\n  \n{_stamp_line(START_NS + 9)}\n\n")
+    assert read_kitti_timestamp_lines(f) == [START_NS, None, None, START_NS + 9]
+    with pytest.raises(RecordingError, match=r"timestamps\.txt: line 2: blank line between"):
+        read_kitti_timestamps(f)
+
+
+def test_repeated_stamps_are_warned_once(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                         ) -> None:
+    lines = [_stamp_line(START_NS + i * STEP_NS) for i in (0, 1, 1, 2, 2)]
+    drive = make_drive(tmp_path, n_cam=5, cam_stamps=lines)
+    with KittiRawDrive(drive):
+        pass
+    assert caplog.text.count("repeated stamps") == 1
+    assert f"2 repeated stamps (the first at line 3, {START_NS + STEP_NS} ns)" in caplog.text
+
+
+def test_a_frame_of_another_size_is_warned_once(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    drive = make_drive(tmp_path, n_cam=4)
+    for i in (2, 3):
+        cv2.imwrite(str(drive / "image_02" / "data" / f"{i:010d}.png"),
+                    np.zeros((10, 12, 3), np.uint8))
+    with KittiRawDrive(drive) as reader:
+        shapes = [f.image.shape for f in reader.camera_frames()]
+    assert shapes == [(6, 8, 3), (6, 8, 3), (10, 12, 3), (10, 12, 3)]
+    assert caplog.text.count("the first one read was") == 1
+    assert "image_02: frame 2 is 12x10, the first one read was 8x6" in caplog.text
+
+
+def test_frame_indices(tmp_path: Path) -> None:
+    with KittiRawDrive(make_drive(tmp_path, n_cam=3, n_lidar=3)) as reader:
+        assert reader.camera(-1).index == 2
+        index = reader.lidar(np.int64(1)).index
+        assert type(index) is int and index == 1
+        for bad in (3, -4):
+            with pytest.raises(IndexError, match=rf"image_02 index {bad} out of range for 3"):
+                reader.camera(bad)
+        with pytest.raises(TypeError, match="'float' object cannot be interpreted"):
+            reader.camera(1.0)  # type: ignore[arg-type]
+
+
+def test_two_files_of_one_frame_number_are_refused(tmp_path: Path) -> None:
+    drive = make_drive(tmp_path, n_cam=2)
+    shutil.copy(drive / "image_02" / "data" / "0000000001.png",
+                drive / "image_02" / "data" / "00000000001.png")
+    with pytest.raises(RecordingError, match=r"/0000000001\.png: file name '0000000001\.png' "
+                       r"repeats frame 1 of '00000000001\.png'"):
         KittiRawDrive(drive).open()
