@@ -123,6 +123,15 @@ class SyncNode(Node):
         out[f"{self.name}: camera stamp out of order"] = s.out_of_order_camera
         return out
 
+    def losses(self) -> dict[str, dict[str, int]]:
+        """Lidar scans the synchroniser dropped for a stamp out of order, beside those lost
+        at the queues (a scan left without a camera frame is not lost: a 10 Hz lidar
+        beside a 5 Hz camera leaves every other one)."""
+        out = super().losses()
+        where = f"{self.name}: lidar stamp out of order"
+        out.setdefault(LidarCloud.lost_as, {})[where] = self.sync.stats.out_of_order_lidar
+        return out
+
 
 class FusionNode(Node):
     """Computes the lidar image channels of each synced pair; publishes ``/fused``.

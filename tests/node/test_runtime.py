@@ -254,6 +254,25 @@ def test_lost_lidar_scans_are_not_dropped_frames() -> None:
     assert graph.losses() == {"lidar scans": {"/lidar/points -> sync": 3}}
 
 
+def test_lidar_scans_dropped_for_a_stamp_out_of_order_are_reported_lost() -> None:
+    """The synchroniser drops a scan whose stamp goes back; the sync node reported the
+    cameras' out-of-order drops but not the lidar's, so those scans vanished silently."""
+    graph = Graph()
+    node = graph.add(SyncNode, "sync", {"queue_size": 10})
+    image = np.zeros((2, 2, 3), np.uint8)
+    for k, lidar_k in enumerate([0, 1, 2, 1, 0, 3, 4]):  # two scans step back
+        node.on_lidar(LidarCloud(LidarScan(lidar_k * 100_000_000,
+                                           np.zeros((1, 4), np.float32)),
+                                 Timing(lidar_k * 100_000_000, k, 0)))
+    for k in range(5):
+        stamp = k * 100_000_000
+        node.on_camera(CameraImage(CameraFrame(stamp, image), None, Timing(stamp, k, 0)))
+    node.on_inputs_closed()
+    assert node.sync.stats.out_of_order_lidar == 2
+    assert graph.losses() == {"lidar scans": {"sync: lidar stamp out of order": 2}}
+    assert graph.drops() == {}
+
+
 @pytest.mark.parametrize("keep_unmatched", [False, True])
 def test_sync_node_drops_count_only_frames_it_did_not_publish(keep_unmatched: bool) -> None:
     """With keep_unmatched the frames without a scan are published (and segmented), yet
