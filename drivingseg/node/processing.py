@@ -119,7 +119,8 @@ class SyncNode(Node):
         if not self.p["keep_unmatched"]:  # else frames without a scan go on, without one
             out[f"{self.name}: camera frame without a lidar scan in tolerance"] = (
                 s.unmatched_camera)
-            out[f"{self.name}: camera queue full"] = s.dropped_queue_camera
+            out[f"{self.name}: camera queue full waiting for lidar (scans late or stalled)"] = (
+                s.dropped_queue_camera)
         out[f"{self.name}: camera stamp out of order"] = s.out_of_order_camera
         return out
 

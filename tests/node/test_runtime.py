@@ -237,6 +237,8 @@ def test_sync_node_forgets_frames_it_will_never_publish() -> None:
         node.on_camera(CameraImage(CameraFrame(stamp, image), None, Timing(stamp, k, 0)))
     assert node.sync.stats.dropped_queue_camera + node.sync.stats.unmatched_camera == 490
     assert len(node._arrived) <= 11
+    # The drops say the lidar is what is missing, not only that a queue was full.
+    assert node.drops()["sync: camera queue full waiting for lidar (scans late or stalled)"] > 0
 
 
 def test_lost_lidar_scans_are_not_dropped_frames() -> None:
