@@ -30,6 +30,7 @@ __all__ = [
     "write_bytes_atomic",
     "write_text_atomic",
     "write_texts_together",
+    "yaml_problem",
 ]
 
 
@@ -224,6 +225,17 @@ def find_duplicate_key(text: str) -> tuple[str, int, int] | None:
         loader.dispose()
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: ``line L, column C: problem`` where PyYAML knows the
+    place (its own message spans lines, quoting the source under a caret and naming
+    ``<unicode string>`` rather than the file)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def parse_yaml(
     text: str,
     path: str | PathLike[str],
@@ -238,7 +250,7 @@ def parse_yaml(
         duplicate = find_duplicate_key(text)
         data = load(text)
     except yaml.YAMLError as exc:
-        raise error(f"{what} is not valid YAML: {exc}", path=path) from exc
+        raise error(f"{what} is not valid YAML: {yaml_problem(exc)}", path=path) from exc
     if duplicate is not None:
         key, first, second = duplicate
         message = f"field {key!r} given twice (lines {first} and {second})"

@@ -48,7 +48,7 @@ def add_tta_argument(parser: argparse.ArgumentParser) -> None:
         "--tta", choices=TTA_CHOICES, default="off",
         help="average over views of each frame: off (default), flip (the frame and its mirror, "
              "2x the time) or multiscale (input x 0.5 ... 1.75 in steps of 0.25, each mirrored: "
-             "12 views, ~17x the time); offline only",
+             "12 views, ~16x the time); offline only",
     )
 
 

@@ -13,14 +13,16 @@ set as ``name:=value``.
 from __future__ import annotations
 
 import argparse
+import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from drivingseg.cli.cmd_launch import add_run_options, launch
 from drivingseg.errors import ConfigError
-from drivingseg.node.launch import parse_cli_arguments
+from drivingseg.node.launch import build_graph, load_launch, parse_cli_arguments
 
-__all__ = ["add_parser", "render_drive", "run"]
+__all__ = ["add_parser", "check_launch", "render_drive", "run"]
 
 SYNTHETIC_FRAMES = 100
 """Frames of the built-in synthetic drive (``--frames 0``)."""
@@ -85,18 +87,37 @@ def render_drive(out_dir: Path, seed: int, frames: int) -> Path:
                                desc="rendering the synthetic drive")
 
 
+def check_launch(arguments: Mapping[str, Any]) -> None:
+    """Load ``demo.yaml`` with ``arguments``, create its nodes (nothing is set up or
+    started) and load the checkpoint on the device asked for, so that a bad parameter,
+    ``weights`` or ``device`` fails before the drive is rendered. The live window's
+    warning that there is no display is left to the real run."""
+    from drivingseg.model.checkpoint import load_checkpoint
+
+    logging.disable(logging.WARNING)
+    try:
+        build_graph(load_launch("demo.yaml", arguments))
+    finally:
+        logging.disable(logging.NOTSET)
+    load_checkpoint(str(arguments["weights"]), device=str(arguments["device"]))
+
+
 def run(args: argparse.Namespace) -> int:
-    """Check the options, render the drive, run ``demo.yaml`` on it."""
+    """Check the options and the launch file, render the drive, run ``demo.yaml`` on it."""
     if args.frames < 0:
         raise ConfigError(f"--frames must be 0 (all) or more, got {args.frames!r}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be 0 or more, got {args.seed!r}")
-    extra = parse_cli_arguments(args.arguments)  # a bad name:=value fails before rendering
-    drive = render_drive(Path(args.out), args.seed, args.frames)
+    extra = parse_cli_arguments(args.arguments)
     arguments: dict[str, Any] = {
         "frames": args.frames, "seed": args.seed, "out_dir": args.out,
-        "weights": args.weights, "device": args.device, "input": str(drive),
+        "weights": args.weights, "device": args.device, "input": f"synthetic:{args.seed}",
         "rate": 1.0, "overflow": "drop_oldest",
     }
+    # Checked on the drive it is about to render: a bad --weights or name:=value fails
+    # before the earlier demo's drive is replaced.
+    check_launch({**arguments, **extra})
+    drive = render_drive(Path(args.out), args.seed, args.frames)
+    arguments["input"] = str(drive)
     arguments.update(extra)
     return launch("demo.yaml", arguments, timeout_s=args.timeout)

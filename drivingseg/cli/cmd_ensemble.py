@@ -1,4 +1,4 @@
-"""``drivingseg ensemble OUT.json CHECKPOINT CHECKPOINT [...] [--note KEY=TEXT ...]``.
+"""``drivingseg ensemble OUT.json CHECKPOINT [CHECKPOINT ...] [--note KEY=TEXT ...]``.
 
 Writes an ensemble manifest (:mod:`drivingseg.model.ensemble`): the members' paths relative
 to the manifest, checked to load together (same input size, normalisation, channels and
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         notes[key.strip()] = text
     out = save_ensemble(args.out, [resolve_weights(m) for m in args.members], notes)
     ckpt = load_checkpoint(out)
-    print(f"wrote {out}: {len(args.members)} networks, input {ckpt.spec.width}x"
+    n = len(args.members)
+    print(f"wrote {out}: {n} network{'' if n == 1 else 's'}, input {ckpt.spec.width}x"
           f"{ckpt.spec.height}, classes {', '.join(ckpt.classes)}")
     return 0

@@ -1,9 +1,9 @@
 """``drivingseg eval --data DIR --weights W [--json OUT]``: score a model on labelled frames.
 
-Works on CamVid (``X/`` + ``Xannot/``), KITTI road, KITTI semantics and synthetic drive
-folders; prints per-class IoU, precision, recall, F1, the mean IoU over road and car and
-the confusion matrix (plus MaxF and AP on KITTI road); ``--json`` writes everything,
-one row per frame included.
+Works on CamVid (``X/`` + ``Xannot/``), KITTI road, KITTI semantics, synthetic drive and
+``images/`` + ``labels/`` folders; prints per-class IoU, precision, recall, F1, the mean
+IoU over road and car and the confusion matrix (plus MaxF and AP on KITTI road);
+``--json`` writes everything, one row per frame included.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "eval", help="score a model on a labelled folder",
-        description="Evaluate a U-Net checkpoint on CamVid / KITTI road / KITTI semantics data.",
+        description="Evaluate a U-Net checkpoint on labelled frames: CamVid (X/ + Xannot/), "
+                    "KITTI road, KITTI semantics, a synthetic drive (drivingseg synth) or "
+                    "images/ + labels/ with drivingseg ids (0 background, 1 road, 2 car, "
+                    "255 ignore).",
     )
     p.add_argument("--data", required=True, help="labelled folder (any supported layout)")
     p.add_argument("--weights", default="default",

@@ -4,7 +4,7 @@ At the recorded rate by default, ``--rate R`` times faster, or ``--fast`` (as fa
 graph goes; queues then block instead of dropping, so no frame is lost). ``--start`` and
 ``--end`` cut a window (seconds from the start), ``--loop`` repeats it until Ctrl-C.
 Bags use ``launch/replay_bag.yaml``, everything else ``launch/replay_kitti.yaml``; any of
-their arguments can be set as ``name:=value`` (right after INPUT, before the options).
+their arguments can be set as ``name:=value``.
 Outputs go to ``--out`` (``runs/replay``).
 """
 

@@ -25,8 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "write report.html, report.json, frames.csv and classes.csv.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="labelled folder (CamVid, KITTI road/semantics, synthetic drive) or "
-                        "KITTI object folder with label_2/")
+                   help="labelled folder (CamVid, KITTI road/semantics, synthetic drive, "
+                        "images/ + labels/) or KITTI object folder with label_2/")
     p.add_argument("--weights", default="default",
                    help="checkpoint (.safetensors beside its .json), ensemble manifest (.json), "
                    "'default' (shipped) or 'ensemble' (3 shipped networks, ~3x the time)")

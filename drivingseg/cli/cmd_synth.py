@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from drivingseg.cli._common import progress
+from drivingseg.errors import ConfigError
 from drivingseg.sensors.synthetic.writer import write_synthetic_drive
 
 __all__ = ["add_parser", "run", "write_with_progress"]
@@ -51,6 +52,13 @@ def write_with_progress(
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the options, render, print where the drive went."""
+    if args.frames < 1:
+        raise ConfigError(f"--frames must be at least 1, got {args.frames!r}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {args.seed!r}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers!r}")
     start = time.perf_counter()
     drive_dir = write_with_progress(args.out_dir, args.frames, args.seed, rig_path=args.rig,
                                     workers=args.workers)

@@ -2,7 +2,7 @@
 
 Each subcommand module has ``add_parser(subparsers)`` which registers its parser and
 sets ``func(args) -> int``. A :class:`DrivingsegError` becomes one line on stderr and
-exit status 2; ``--debug`` shows the traceback instead.
+exit status 2 (:func:`one_line`); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from drivingseg import __version__
 from drivingseg.errors import DrivingsegError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "one_line", "parse_args"]
+
+
+def one_line(exc: DrivingsegError) -> str:
+    """The error as one line (a message that quotes a library's multi-line text, such as
+    a source line under a caret, is joined and the caret line left out)."""
+    lines = (line.strip() for line in str(exc).splitlines())
+    return " ".join(line for line in lines if line and not line.startswith("^"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,9 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that ``name:=value`` launch arguments may also come
+    after the options of a command that takes them (``replay DRIVE --fast video:=false``;
+    argparse alone takes positionals only before the first option)."""
+    args, extra = parser.parse_known_args(argv)
+    launch_args = [item for item in extra if ":=" in item and not item.startswith("-")]
+    if launch_args and isinstance(getattr(args, "arguments", None), list):
+        args.arguments += launch_args
+        extra = [item for item in extra if item not in launch_args]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
         format="drivingseg: %(levelname)s: %(message)s",
@@ -74,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DrivingsegError as exc:
         if args.debug:
             raise
-        print(f"drivingseg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"drivingseg {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"drivingseg {args.command}: interrupted", file=sys.stderr)

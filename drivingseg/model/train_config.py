@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from drivingseg.errors import ModelError
-from drivingseg.fileio import read_yaml_mapping
+from drivingseg.fileio import read_yaml_mapping, yaml_problem
 from drivingseg.model.config import TTA_PRESETS, InputSpec, ModelConfig
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover
 
@@ -222,7 +222,8 @@ def apply_sets(raw: dict[str, Any], sets: Sequence[str], path: Path) -> dict[str
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ModelError(f"--set {item!r}: value is not valid YAML: {exc}", path=path) from exc
+            message = f"--set {item!r}: value is not valid YAML: {yaml_problem(exc)}"
+            raise ModelError(message, path=path) from exc
         dotted = ".".join(keys)
         if dotted in _PATH_KEYS:
             value = ([_from_cwd(v) for v in value] if isinstance(value, list)

@@ -32,12 +32,15 @@ def test_demo_replaces_its_own_drive_but_not_someone_elses(tmp_path: Path) -> No
     (["--frames", "-2"], r"--frames must be 0 \(all\) or more, got -2"),
     (["--seed", "-1"], r"--seed must be 0 or more, got -1"),
     (["rate:=2", "nonsense"], r"nonsense"),
+    (["budget_ms:=-1"], r"parameter 'budget_ms': -1.0 is below the minimum 0 ms"),
+    (["--weights", "nope"], r"nope: no checkpoint here"),
 ])
 def test_bad_options_leave_the_last_demo_drive(
     tmp_path: Path, options: list[str], match: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Options are checked before the earlier drive is replaced (--frames -2 used to
-    delete it first, then fail in the renderer)."""
+    delete it first, then fail in the renderer; a launch parameter out of range or a
+    missing --weights failed only after the 30 frames were rendered)."""
     drive = render_drive(tmp_path, seed=0, frames=1)
     frames = sorted(drive.rglob("*.png"))
     assert main(["demo", "--out", str(tmp_path), *options]) == 2

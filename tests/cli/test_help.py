@@ -1,0 +1,46 @@
+"""Help texts agree with the documentation and with what the commands do."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from drivingseg.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def help_text(command: str, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse's line breaks undone
+
+
+@pytest.mark.parametrize("command", ["eval", "report"])
+def test_tta_cost_matches_the_report_docs(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The help said ~17x for multiscale, docs/REPORT.md ~16x (measured: 15.5x)."""
+    doc = " ".join((REPO / "docs" / "REPORT.md").read_text().split())
+    factor = re.search(r"\(`multiscale`, 12 views, (~\d+x) the inference time\)", doc)
+    assert factor is not None
+    assert f"12 views, {factor.group(1)} the time" in help_text(command, capsys)
+
+
+@pytest.mark.parametrize("command", ["eval", "report"])
+def test_labelled_layouts_include_images_and_labels(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both read images/ + labels/ folders (README); their help did not say so."""
+    assert "images/ + labels/" in help_text(command, capsys)
+
+
+def test_ensemble_of_one_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One checkpoint makes a manifest too (README: CHECKPOINT [CHECKPOINT ...]); the
+    message said '1 networks'."""
+    out = tmp_path / "one.json"
+    assert main(["ensemble", str(out), "default"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out}: 1 network, input 384x288")

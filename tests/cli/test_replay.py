@@ -1,0 +1,38 @@
+"""``drivingseg replay``: launch arguments (``name:=value``) before or after the options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drivingseg.cli import main
+
+
+@pytest.mark.parametrize("after_options", [False, True])
+def test_launch_arguments_after_the_options(
+    kitti_raw_drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    after_options: bool,
+) -> None:
+    """``replay DRIVE --frames 1 budget_ms:=-1`` used to stop at argparse ("unrecognized
+    arguments: budget_ms:=-1"): name:=value was only taken right after INPUT. The launch
+    file now checks it either way (here: refused, before any frame is read)."""
+    options = ["--frames", "1", "--out", str(tmp_path / "out")]
+    launch_args = ["budget_ms:=-1"]
+    argv = ["replay", str(kitti_raw_drive),
+            *(options + launch_args if after_options else launch_args + options)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "parameter 'budget_ms': -1.0 is below the minimum 0 ms" in err
+
+
+def test_other_leftovers_are_still_refused(
+    kitti_raw_drive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", str(kitti_raw_drive), "--frames", "1", "--bogus", "rate:=2"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # info takes no launch arguments
+        main(["info", str(kitti_raw_drive), "rate:=2"])
+    assert "unrecognized arguments: rate:=2" in capsys.readouterr().err

@@ -1,0 +1,69 @@
+"""``drivingseg train`` checks the checkpoints its config names before any training work."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivingseg.cli import main
+
+train_module = importlib.import_module("drivingseg.model.train")  # not the function
+
+
+def write_config(tmp_path: Path, camvid_root: Path, **train: object) -> Path:
+    cfg = {
+        "out_dir": "run",
+        "model": {"depth": 2, "base_channels": 4},
+        "input": {"width": 48, "height": 32},
+        "data": {"train": [{"path": str(camvid_root / "val")}]},
+        "train": {"epochs": 1, "batch_size": 2, **train},
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make starting the training (which loads every frame first) a test failure."""
+
+    def train(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise AssertionError("the training started")
+
+    monkeypatch.setattr(train_module, "train", train)
+
+
+@pytest.mark.parametrize("key", ["init_from", "distill_from"])
+@pytest.mark.usefixtures("no_training")
+def test_a_missing_checkpoint_fails_before_the_data_is_loaded(
+    tmp_path: Path, camvid_root: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    """A missing init_from or teacher used to be found only after every training frame was
+    loaded (and, with distill_tta, after the teachers' pass over them)."""
+    missing = tmp_path / "nope.safetensors"
+    value: object = str(missing) if key == "init_from" else [str(missing)]
+    config = write_config(tmp_path, camvid_root, **{key: value})
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"drivingseg train: error: {missing}: no checkpoint here (neither "
+                   "'nope.safetensors' nor 'nope.json' exists)\n")
+
+
+def test_resume_does_not_need_init_from(
+    tmp_path: Path, camvid_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed run ignores init_from (its weights come from out_dir/last.*)."""
+    calls: list[bool] = []
+
+    def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
+        calls.append(resume)
+        return {"best_mean_iou": 0.0, "steps": 0, "elapsed_s": 0.0, "out_dir": str(cfg.out_dir)}
+
+    monkeypatch.setattr(train_module, "train", train)
+    config = write_config(tmp_path, camvid_root, init_from=str(tmp_path / "gone.safetensors"))
+    assert main(["train", "--config", str(config), "--resume"]) == 0
+    assert calls == [True]
