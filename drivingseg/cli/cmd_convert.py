@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         total = expected_messages(drive.info(), args.max_frames)
 
         def bar(messages: Iterable[Message]) -> Iterable[Message]:
-            return progress(messages, total=total, desc="convert")
+            return progress(messages, total=total, desc="convert", unit="message")
 
         stats = convert_to_mcap(
             drive,

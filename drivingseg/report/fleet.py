@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -161,6 +162,30 @@ def _ray_module() -> Any:
     return ray
 
 
+RAY_CONNECT_TIMEOUT_S = 5.0
+"""How long ``--ray ADDRESS`` waits for the head's port to answer before giving up."""
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a Ray address whose port does not answer: ``ray.init`` would retry it for
+    minutes, printing its own logs, instead of failing."""
+    client = address.startswith("ray://")
+    host, sep, port_text = address.removeprefix("ray://").rpartition(":")
+    if not sep:
+        host, port_text = port_text, "10001" if client else "6379"
+    try:
+        port = int(port_text)
+    except ValueError as exc:
+        message = f"--ray {address!r}: expected HOST:PORT or ray://HOST:PORT, or 'auto'"
+        raise ConfigError(message) from exc
+    try:
+        socket.create_connection((host, port), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        message = (f"cannot reach Ray at {address!r}: {exc.strerror or exc} (is a Ray head "
+                   "running there? 'ray start --head' starts one; --ray auto starts a local one)")
+        raise ConfigError(message) from exc
+
+
 def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], sizes: Sequence[int], address: str,
              workers: int, results: list[R | None], failures: dict[int, TaskFailure]
              ) -> Iterator[int]:
@@ -170,6 +195,8 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], sizes: Sequence[int], add
         kwargs: dict[str, Any] = {"log_to_driver": False}
         if address == "auto":
             kwargs.update(num_cpus=max(1, workers), include_dashboard=False)
+        else:
+            _check_reachable(address)
         try:
             ray.init(address=None if address == "auto" else address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:

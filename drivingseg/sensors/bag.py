@@ -187,7 +187,8 @@ class BagRecording(Recording):
                 return sibling
         option = {"camera": "image_topic", "lidar": "lidar_topic"}.get(kind, "camera_info_topic")
         self._ambiguous[kind] = (
-            f"several {kind} topics {sorted(candidates)!r}; choose one with {option}="
+            f"several {kind} topics {sorted(candidates)!r}; choose one with "
+            f"--{option.replace('_', '-')} (a launch file's {option}:=)"
         )
         return None
 

@@ -363,11 +363,14 @@ def test_cli_max_frames_stops_reading_when_a_stream_is_missing(
         return real_read(path)
 
     totals: list[int | None] = []
+    units: list[str] = []
     real_progress = cmd_convert.progress
 
-    def progress(items: Any, *, total: int | None = None, desc: str = "") -> Iterator[Any]:
+    def progress(items: Any, *, total: int | None = None, desc: str = "",
+                 unit: str = "frame") -> Iterator[Any]:
         totals.append(total)
-        return real_progress(items, total=total, desc=desc)
+        units.append(unit)
+        return real_progress(items, total=total, desc=desc, unit=unit)
 
     monkeypatch.setattr(kitti_raw, "read_image_rgb", read_image_rgb)
     monkeypatch.setattr(cmd_convert, "progress", progress)
@@ -379,6 +382,7 @@ def test_cli_max_frames_stops_reading_when_a_stream_is_missing(
     assert main(["convert", str(kitti_raw_drive), str(tmp_path / "b.mcap"),
                  "--max-frames", "2"]) == 0
     assert totals == [1, 4]
+    assert units == ["message", "message"]  # images and scans: not "frame"
 
 
 def test_cli_refuses_a_missing_camera(

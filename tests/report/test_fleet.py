@@ -46,6 +46,16 @@ def test_bad_worker_count_is_refused() -> None:
         run_tasks(abs, [1], workers=0)
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "127.0.0.1:port"])
+def test_an_unreachable_ray_address_is_refused_at_once(address: str) -> None:
+    """ray.init retried an address nobody listens on for minutes, printing its logs."""
+    pytest.importorskip("ray")
+    match = (r"expected HOST:PORT" if address.endswith("port")
+             else rf"cannot reach Ray at '{address}': Connection refused \(is a Ray head")
+    with pytest.raises(ConfigError, match=match):
+        run_tasks(abs, [1], workers=1, ray=address)
+
+
 def test_ray_worker_crash_and_error_lose_only_their_tasks(
         crashy: types.ModuleType, ray_local: Any) -> None:
     out = run_tasks(crashy.square_or_die, [1, 2, 3, 4], workers=2, ray="auto")

@@ -315,7 +315,8 @@ def test_several_camera_topics_must_be_chosen(tmp_path: Path) -> None:
     entries = standard_entries(ROS2)
     entries.append(("/cam2/image", "sensor_msgs/msg/Image", CAM_NS[0], image_msg(ROS2, 0)))
     path = write_bag(tmp_path / "b", "mcap", entries)
-    match = r"several camera topics.*choose one with image_topic"
+    match = (r"several camera topics.*choose one with --image-topic "
+             r"\(a launch file's image_topic:=\)")
     with BagRecording(path) as bag:
         assert {"/cam/image_rect", "/cam2/image"} <= {s.name for s in bag.info().streams}
         assert set(bag.ambiguous_topics) == {"camera"}
