@@ -1,7 +1,8 @@
 """The training config file (YAML): model shape, input size, data sources, optimisation.
 
 Paths are relative to the config file's folder (those given with ``--set``: to the working
-directory); ``$VARS`` are expanded. A data source is
+directory); ``$VARS`` are expanded; a checkpoint may also be a shipped name, ``default``
+or ``ensemble``, as ``--weights`` takes it. A data source is
 either a labelled folder (any layout of :func:`drivingseg.model.data.discover`) with
 optional ``include_sequences`` / ``exclude_sequences`` (CamVid file-name prefixes, so the
 split is by drive, not by frame), or a synthetic drive ``{synthetic: {seed, frames, step}}``.
@@ -35,6 +36,7 @@ import yaml
 
 from drivingseg.errors import ModelError
 from drivingseg.fileio import read_yaml_mapping, yaml_problem
+from drivingseg.model.checkpoint import SHIPPED_NAMES, resolve_weights
 from drivingseg.model.config import TTA_PRESETS, InputSpec, ModelConfig
 from drivingseg.model.data import LabelledFile, camvid_sequence, discover
 
@@ -240,9 +242,18 @@ def _from_cwd(value: object) -> object:
     """A path typed on the command line, made absolute against the working directory (as
     ``--out-dir`` is) rather than left to resolve against the config file's folder; other
     values are left for the type check to name."""
-    if isinstance(value, str) and not value.startswith("$"):
+    if isinstance(value, str) and not value.startswith("$") and value not in SHIPPED_NAMES:
         return os.path.abspath(value)
     return value
+
+
+def _checkpoint(text: str, base: Path) -> Path:
+    """A checkpoint named in a config: a shipped name (``default``, ``ensemble``) as
+    ``--weights`` takes it, else a path, relative ones against ``base``."""
+    if text in SHIPPED_NAMES:
+        return resolve_weights(text)
+    path = Path(os.path.expandvars(text))
+    return path if path.is_absolute() else base / path
 
 
 def load_train_config(
@@ -280,13 +291,11 @@ def load_train_config(
             if not isinstance(value, list) or not value:
                 message = f"train.distill_from: expected a list of checkpoints, got {value!r}"
                 raise ModelError(message, path=p)
-            paths = [Path(os.path.expandvars(_typed(v, str, "train.distill_from", p)))
-                     for v in value]
-            kwargs[key] = tuple(v if v.is_absolute() else base / v for v in paths)
+            kwargs[key] = tuple(_checkpoint(_typed(v, str, "train.distill_from", p), base)
+                                for v in value)
             continue
         if key == "init_from":
-            init = Path(os.path.expandvars(_typed(value, str, "train.init_from", p)))
-            kwargs[key] = init if init.is_absolute() else base / init
+            kwargs[key] = _checkpoint(_typed(value, str, "train.init_from", p), base)
             continue
         kwargs[key] = _typed(value, _TRAIN_KEYS[key], f"train.{key}", p)
         if key in _MINIMUM and kwargs[key] < _MINIMUM[key]:

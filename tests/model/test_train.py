@@ -301,6 +301,21 @@ def test_set_paths_are_relative_to_the_working_directory(
     assert late.init_from == tmp_path / "elsewhere" / "last.safetensors"
 
 
+def test_shipped_names_are_checkpoints_in_set_and_config(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'ensemble' and 'default' (what --weights takes) became ./ensemble and ./default."""
+    path = _write_config(tmp_path, small_camvid)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_train_config(path, ["train.init_from=default",
+                                   "train.distill_from=[ensemble, default]"])
+    assert cfg.init_from == default_weights()
+    assert cfg.distill_from == (ensemble_weights(), default_weights())
+    assert all(p.is_file() for p in (*cfg.distill_from, cfg.init_from))
+    in_file = _write_config(tmp_path, small_camvid, distill_from=["ensemble"])
+    assert load_train_config(in_file).distill_from == (ensemble_weights(),)
+
+
 def test_gpu_run_lists_parse_and_point_inside_the_repository(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
