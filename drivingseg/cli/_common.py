@@ -15,6 +15,7 @@ from drivingseg.sensors.base import Recording
 from drivingseg.sensors.open import FORMATS, detect_format, open_recording
 
 __all__ = ["TTA_CHOICES", "add_recording_args", "add_tta_argument", "check_recording_args",
+           "help_text",
            "open_from_args", "progress"]
 
 T = TypeVar("T")
@@ -22,6 +23,11 @@ T = TypeVar("T")
 TTA_CHOICES = ("off", "flip", "multiscale")
 """The names of ``drivingseg.model.config.TTA_PRESETS``, here so that building the parser
 does not import torch (a test keeps the two equal)."""
+
+
+def help_text(doc: str | None) -> str:
+    """A module docstring as ``--help`` text: reST literals (double backticks) shown plain."""
+    return (doc or "").replace("``", "")
 
 
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from drivingseg.cli._common import help_text
 from drivingseg.cli.cmd_launch import add_run_options, launch
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import build_graph, load_launch, parse_cli_arguments
@@ -32,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run the whole graph on the synthetic drive and print the latency summary",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--frames", type=int, default=30, help="frames to run (default 30)")

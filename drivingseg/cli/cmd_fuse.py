@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 
 from drivingseg.calibration.types import Rig
+from drivingseg.cli._common import help_text
 from drivingseg.errors import CalibrationError, ConfigError, RecordingError
 from drivingseg.fileio import prepare_output
 from drivingseg.fusion.overlay import draw_overlay, write_depth_png, write_image_atomic
@@ -32,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "fuse",
         help="project a lidar scan into its camera image (depth PNG, overlay)",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", type=Path, help="KITTI raw drive folder or KITTI benchmark folder")

@@ -13,6 +13,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from drivingseg.cli._common import help_text
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import build_graph, load_launch, parse_cli_arguments
 
@@ -23,7 +24,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "launch",
         help="run a node graph from a launch file (name:=value arguments)",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", nargs="?", help="launch file path or name in launch/")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from drivingseg.cli._common import add_recording_args, check_recording_args
+from drivingseg.cli._common import add_recording_args, check_recording_args, help_text
 from drivingseg.cli.cmd_launch import add_run_options, launch
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import parse_cli_arguments
@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "replay",
         help="replay a recording through the graph (recorded rate, --rate R or --fast)",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", help="KITTI folder, bag, .mcap, or synthetic[:SEED]")

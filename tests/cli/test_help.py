@@ -44,3 +44,12 @@ def test_ensemble_of_one_network(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = tmp_path / "one.json"
     assert main(["ensemble", str(out), "default"]) == 0
     assert capsys.readouterr().out.startswith(f"wrote {out}: 1 network, input 384x288")
+
+
+@pytest.mark.parametrize("command", ["demo", "fuse", "launch", "replay"])
+def test_help_from_docstrings_shows_no_rest_markup(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """These commands' help is their module docstring, which showed ``literals``."""
+    text = help_text(command, capsys)
+    assert "``" not in text and f"drivingseg {command}" in text
