@@ -9,6 +9,7 @@ classes) before anything is written. Any ``--weights`` option and the segmentati
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
@@ -32,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from drivingseg.model.checkpoint import load_checkpoint, resolve_weights
     from drivingseg.model.ensemble import save_ensemble
 
+    suffix = Path(args.out).suffix
+    if suffix not in ("", ".json"):
+        message = (f"a manifest is JSON and is found by its .json suffix; name it .json, "
+                   f"not {suffix!r}")
+        raise ConfigError(message, path=args.out)
     notes = {}
     for item in args.note:
         key, sep, text = item.partition("=")

@@ -221,3 +221,6 @@ def test_cli_writes_a_manifest_or_one_error_line(tmp_path: Path,
     assert not (folder / "bad.json").exists()
     assert main(["ensemble", str(folder / "x.json"), members[0], "--note", "novalue"]) == 2
     assert "--note expects KEY=TEXT, got 'novalue'" in capsys.readouterr().err
+    assert main(["ensemble", str(folder / "x.txt"), members[0]]) == 2  # wrote x.txt.json
+    assert "x.txt: a manifest is JSON" in capsys.readouterr().err
+    assert not list(folder.glob("x.txt*"))
