@@ -227,11 +227,30 @@ def load_checkpoint(
             + f" (config: {meta_path.name})"
         )
         raise ModelError(message, path=weights)
+    _check_values(tensors, expected, weights)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     model.to(device).eval()
     notes = meta.get("notes", {})
     return Checkpoint(model, config, spec, classes, notes if isinstance(notes, dict) else {},
                       weights)
+
+
+def _check_values(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                  weights: Path) -> None:
+    """ModelError for integer tensors where the model holds floats, and for NaN or
+    infinite weights (a diverged training), which would give a silently wrong mask."""
+    ints = sorted(k for k, v in tensors.items()
+                  if expected[k].is_floating_point() and not v.is_floating_point())
+    if ints:
+        message = (f"{len(ints)} tensors hold integers where the model has floating-point "
+                   f"weights (e.g. {ints[0]!r}: {tensors[ints[0]].dtype}); not drivingseg weights")
+        raise ModelError(message, path=weights)
+    bad = sorted(k for k, v in tensors.items()
+                 if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        message = (f"{len(bad)} tensors hold NaN or infinite values (e.g. {bad[0]!r}): weights "
+                   "of a training that diverged?")
+        raise ModelError(message, path=weights)
 
 
 def _is_manifest(path: Path) -> bool:
@@ -341,17 +360,17 @@ def load_training_state(
                        f"the same options?): {str(exc).splitlines()[0]}")
             raise ModelError(message, path=weights) from exc
     state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
-    for idx, values in meta.get("scalars", {}).items():
-        state.setdefault(int(idx), {}).update(values)
     try:
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, idx, name = key.split(".", 2)
+                state.setdefault(int(idx), {})[name] = value
+        for idx, values in meta.get("scalars", {}).items():
+            state.setdefault(int(idx), {}).update(values)
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (KeyError, ValueError) as exc:
+        torch.set_rng_state(tensors["rng.torch"])
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
         message = f"training state does not match this optimizer/model: {exc}"
         raise ModelError(message, path=meta_path) from exc
-    torch.set_rng_state(tensors["rng.torch"])
     info = meta.get("info", {})
     return info if isinstance(info, dict) else {}

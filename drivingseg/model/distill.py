@@ -9,6 +9,8 @@ the mean class probabilities (float16, H x W x classes) with the sample; the aug
 scales, crops and flips them with the image (bilinearly), and the loss compares the
 student with the stored targets (:func:`~drivingseg.model.losses.soft_target_loss`).
 Colour jitter does not change a stored target, which the teacher in the loop would see.
+A teacher in the loop whose checkpoint standardises RGB with another mean and std than the
+student's input gets the batch converted to its own (:class:`Renormalised`).
 """
 
 from __future__ import annotations
@@ -21,16 +23,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from drivingseg.errors import ModelError
 from drivingseg.model.augment import Sample
 from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
-from drivingseg.model.config import ModelConfig, TTAConfig
-from drivingseg.model.ensemble import Ensemble
+from drivingseg.model.config import RGB_CHANNELS, InputSpec, ModelConfig, TTAConfig
 from drivingseg.model.tta import TTASegmenter
-from drivingseg.model.unet import UNet
 
-__all__ = ["load_teacher", "teacher_models", "teacher_targets"]
+__all__ = ["Renormalised", "load_teacher", "teacher_models", "teacher_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,42 @@ def load_teacher(path: str | os.PathLike[str], student: ModelConfig) -> Checkpoi
     return ckpt
 
 
+class Renormalised(nn.Module):
+    """``model`` fed a batch standardised with ``given``'s mean and std, converted to those
+    of ``own`` (the model's checkpoint) first; lidar channels pass unchanged."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self, model: nn.Module, own: InputSpec, given: InputSpec) -> None:
+        super().__init__()
+        self.model = model
+        own_mean, own_std = torch.tensor(own.mean), torch.tensor(own.std)
+        mean, std = torch.tensor(given.mean), torch.tensor(given.std)
+        self.register_buffer("scale", (std / own_std).view(1, RGB_CHANNELS, 1, 1))
+        self.register_buffer("shift", ((mean - own_mean) / own_std).view(1, RGB_CHANNELS, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = x[:, :RGB_CHANNELS] * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+        out: torch.Tensor = self.model(torch.cat([rgb, x[:, RGB_CHANNELS:]], dim=1))
+        return out
+
+
 def teacher_models(paths: Sequence[os.PathLike[str]], student: ModelConfig,
-                   device: torch.device, layout: torch.memory_format) -> list[UNet | Ensemble]:
-    """The teachers that run in the training loop, in eval mode on ``device``."""
-    teachers = []
+                   device: torch.device, layout: torch.memory_format,
+                   spec: InputSpec | None = None) -> list[nn.Module]:
+    """The teachers that run in the training loop, in eval mode on ``device``, on batches
+    standardised as ``spec`` says (the student's input; None: as each teacher's own)."""
+    teachers: list[nn.Module] = []
     for path in paths:
-        model = load_teacher(path, student).model.to(device).eval()
+        ckpt = load_teacher(path, student)
+        model: nn.Module = ckpt.model
+        if spec is not None and (ckpt.spec.mean, ckpt.spec.std) != (spec.mean, spec.std):
+            log.info("distill_from %s: standardised with mean %s, std %s; converting the "
+                     "student's batches (mean %s, std %s)", path, ckpt.spec.mean,
+                     ckpt.spec.std, spec.mean, spec.std)
+            model = Renormalised(model, ckpt.spec, spec)
+        model = model.to(device).eval()
         teachers.append(model.to(memory_format=layout))  # type: ignore[call-overload]
     if teachers:
         log.info("distilling from %d teachers: %s", len(teachers), [str(p) for p in paths])

@@ -71,7 +71,11 @@ def segmentation_loss(
     dice_weight: float,
     lovasz_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Class-weighted cross-entropy + ``dice_weight`` x Dice + ``lovasz_weight`` x Lovasz."""
+    """Class-weighted cross-entropy + ``dice_weight`` x Dice + ``lovasz_weight`` x Lovasz;
+    zero (with a gradient) for a batch without a labelled pixel, where the mean of no
+    pixels would be NaN and turn every weight NaN at the next step."""
+    if not bool((labels != IGNORE_INDEX).any()):
+        return logits.float().sum() * 0.0
     loss = functional.cross_entropy(
         logits.float(), labels, weight=weights, ignore_index=IGNORE_INDEX)
     if dice_weight > 0:

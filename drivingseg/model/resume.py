@@ -6,7 +6,9 @@ weights saved with it. A resume refuses four ``last.*`` files that come from dif
 saves (a save interrupted between files), a config that differs from the run's in
 anything but ``train.epochs`` and ``train.time_limit_min`` (how a run is extended) and
 where it runs (``device``, ``num_threads``, ``num_workers``), and a run whose time limit
-is already spent.
+is already spent. With ``average_last`` each epoch's weights also go to
+``average_window/epoch_NNNN.safetensors`` (the last K are kept), and the state lists them
+with their digests, so a resumed run averages the same epochs as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,18 +17,24 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from drivingseg.errors import ModelError
+from drivingseg.fileio import write_atomic
 from drivingseg.model.checkpoint import checkpoint_paths, load_checkpoint, load_training_state
 from drivingseg.model.train_config import TrainConfig
 
-__all__ = ["EXTENDABLE", "WHERE_IT_RUNS", "check_resumable", "read_state_info", "restore",
-           "run_config", "weights_digest"]
+__all__ = ["EXTENDABLE", "WHERE_IT_RUNS", "WINDOW_DIR", "check_resumable", "checked_info",
+           "prune_window",
+           "read_state_info", "restore", "restore_window", "run_config", "save_window_member",
+           "weights_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +49,10 @@ _NOT_TRAIN_KEYS = ("model", "input", "train_sources", "val_sources", "out_dir", 
 
 def run_config(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved settings a resumed run must share with the run it continues, by
-    dotted key (``input.width``, ``train.lr``, ``data.train``, ...), as JSON values."""
+    dotted key (``model.depth``, ``input.width``, ``train.lr``, ``data.train``, ...), as
+    JSON values."""
     out: dict[str, Any] = {"seed": cfg.seed}
+    out.update({f"model.{k}": v for k, v in cfg.model.to_dict().items()})
     out.update({f"input.{k}": v for k, v in cfg.input.to_dict().items()})
     for f in fields(cfg):
         if f.name not in (*_NOT_TRAIN_KEYS, *EXTENDABLE, *WHERE_IT_RUNS):
@@ -70,10 +80,11 @@ def _paths_blanked(value: Any) -> Any:
     return None if isinstance(value, str) and os.path.isabs(value) else value
 
 
-def weights_digest(model: torch.nn.Module) -> str:
+def weights_digest(model: torch.nn.Module | Mapping[str, torch.Tensor]) -> str:
     """SHA-256 of a model's state dict (names, dtypes, shapes and values), as saved."""
     digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    for name, value in sorted(state.items()):
         tensor = value.detach().to("cpu").contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -94,6 +105,30 @@ def read_state_info(last: Path) -> dict[str, Any]:
     if not isinstance(info, dict) or not {"epoch", "step"} <= set(info):
         raise ModelError(f"resume: the training state has no epoch and step: {info!r}",
                          path=meta_path)
+    return checked_info(info, meta_path)
+
+
+_INFO_KINDS: dict[str, tuple[type, ...]] = {
+    "epoch": (int,), "step": (int,), "elapsed_s": (int, float), "best": (int, float),
+    "history": (list,), "average_window": (list,), "grad_scaler": (dict, type(None))}
+
+
+def checked_info(info: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``info`` of a training state, its values checked to be of the kinds a run saves
+    (a hand-edited or damaged file names the field instead of failing in the loop)."""
+    for key, kinds in _INFO_KINDS.items():
+        if key not in info:
+            continue
+        value = info[key]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ModelError(f"resume: the training state's {key} is {value!r}, not "
+                             f"{' or '.join(k.__name__ for k in kinds)}: a damaged file?",
+                             path=path)
+    window = info.get("average_window") or []
+    if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], int)
+               and isinstance(e[1], str) for e in window):
+        raise ModelError(f"resume: the training state's average_window is {window!r}, not "
+                         "[[epoch, sha256], ...]: a damaged file?", path=path)
     return info
 
 
@@ -124,7 +159,8 @@ def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opt
     if ckpt.config != cfg.model:
         message = f"resume: checkpoint config {ckpt.config!r} differs from {cfg.model!r}"
         raise ModelError(message, path=last)
-    info = load_training_state(last, optimizer, extra)
+    info = checked_info(load_training_state(last, optimizer, extra),
+                        checkpoint_paths(Path(f"{last}.state"))[1])
     _check_same_save(last, ckpt.notes, info, ckpt.model)
     model.load_state_dict(ckpt.model.state_dict())
     return info
@@ -171,3 +207,54 @@ def _check_same_config(cfg: TrainConfig, info: dict[str, Any]) -> None:
                    f"it runs (train.{', train.'.join(WHERE_IT_RUNS)}) may change on "
                    "--resume (start a new run in another out_dir, or use init_from)")
         raise ModelError(message, path=cfg.path)
+
+
+WINDOW_DIR = "average_window"
+"""The folder of ``out_dir`` holding the weights of the epochs ``average_last`` averages."""
+
+
+def _window_file(out_dir: Path, epoch: int) -> Path:
+    return out_dir / WINDOW_DIR / f"epoch_{epoch:04d}.safetensors"
+
+
+def save_window_member(out_dir: Path, epoch: int, state: Mapping[str, torch.Tensor]) -> str:
+    """Write one epoch's weights (CPU tensors) for the averaging window; returns their
+    digest, which the training state records."""
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    write_atomic(_window_file(out_dir, epoch), lambda p: save_file(tensors, str(p)),
+                 error=ModelError, what="averaging window weights")
+    return weights_digest(tensors)
+
+
+def prune_window(out_dir: Path, keep: Sequence[int]) -> None:
+    """Delete the window files of epochs not in ``keep`` (all of them for ``keep=()``)."""
+    for path in sorted((out_dir / WINDOW_DIR).glob("epoch_*.safetensors")):
+        if path.stem.removeprefix("epoch_").isdigit() and int(path.stem[6:]) not in keep:
+            path.unlink(missing_ok=True)
+
+
+def restore_window(out_dir: Path, info: Mapping[str, Any]
+                   ) -> list[tuple[int, dict[str, torch.Tensor]]]:
+    """The ``(epoch, weights)`` of the averaging window the training state lists; an
+    epoch whose file is missing, unreadable or holds other weights is left out, with a
+    warning (``averaged.*`` records the epochs it averaged)."""
+    listed = info.get("average_window")
+    if listed is None:
+        log.warning("resume: the training state lists no averaging window (an older run); "
+                    "averaged.* will average only the epochs run from now on")
+        return []
+    window = []
+    for epoch, digest in listed:
+        path = _window_file(out_dir, int(epoch))
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            log.warning("resume: cannot read the weights of epoch %d for averaged.* (%s): %s; "
+                        "averaging without them", int(epoch) + 1, path, exc)
+            continue
+        if weights_digest(state) != digest:
+            log.warning("resume: %s holds other weights than epoch %d saved; averaging "
+                        "without them", path, int(epoch) + 1)
+            continue
+        window.append((int(epoch), state))
+    return window

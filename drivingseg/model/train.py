@@ -13,11 +13,12 @@ and ``averaged.*`` use scores shifted by ``-log(class weight)`` (:func:`adjusted
 divergence to the teachers' mean probabilities (knowledge distillation, which aims at an
 ensemble's accuracy in one network's time; docs/MODEL.md has what it gave here), from
 teachers run in the loop or, with ``distill_tta``, once per frame before it
-(:mod:`drivingseg.model.distill`). With
-``average_last: K`` the end of the run writes ``averaged.*``, the mean weights of the last
-K epochs. Under ``torchrun`` the environment variables select DDP (NCCL on CUDA, gloo on
-the CPU); rank 0 writes files. With ``fine_weight`` a training-only head also learns
-CamVid's eleven classes from the same features (:mod:`drivingseg.model.fine`).
+(:mod:`drivingseg.model.distill`). With ``average_last: K`` the end of the run writes
+``averaged.*``, the mean weights of the last K epochs (kept in ``average_window/`` for
+``--resume``). A run whose weights turn NaN stops before saving them. Under ``torchrun``
+the environment variables select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes files.
+With ``fine_weight`` a training-only head also learns CamVid's eleven classes from the same
+features (:mod:`drivingseg.model.fine`).
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ from drivingseg.model.losses import distillation_loss, segmentation_loss, soft_t
 from drivingseg.model.metrics import ConfusionMatrix
 from drivingseg.model.resume import (
     check_resumable,
+    prune_window,
     read_state_info,
     restore,
+    restore_window,
     run_config,
+    save_window_member,
     weights_digest,
 )
 from drivingseg.model.train_config import DataSource, TrainConfig
@@ -245,7 +249,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         fine_head = FineHead(model).to(device, memory_format=layout)  # type: ignore[call-overload]
     trained: torch.nn.Module = model if fine_head is None else fine_head
     stored = cfg.distill_tta != "off"
-    teachers = [] if stored else teacher_models(cfg.distill_from, cfg.model, device, layout)
+    teachers = [] if stored else teacher_models(cfg.distill_from, cfg.model, device, layout,
+                                                cfg.input)
     if stored:
         train_samples = teacher_targets(
             cfg.distill_from, train_samples, tta_preset(cfg.distill_tta), cfg.model,
@@ -253,13 +258,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, step, best, history = 0, 0, -1.0, []
     elapsed_before = 0.0
+    recent: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=max(cfg.average_last, 1))
     if cfg.init_from is not None and not resume:
         model.load_state_dict(_initial_state(cfg).state_dict())
+    info: dict[str, Any] = {}
     if resume:
         info = restore(cfg, model, opt, None if fine_head is None else fine_head.head)
         start_epoch, step = int(info["epoch"]) + 1, int(info["step"])
         best, history = float(info.get("best", -1.0)), list(info.get("history", []))
         elapsed_before = float(info.get("elapsed_s", 0.0))
+        if cfg.average_last and main:
+            recent.extend(restore_window(out, info))
+    elif cfg.average_last and main:
+        prune_window(out, ())  # a new run in this out_dir: no epoch of an earlier one
     net = trained
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -268,6 +279,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     autocast = cfg.amp  # on the CPU, bfloat16 autocast when asked (exercises the same path)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    if scaler.is_enabled() and info.get("grad_scaler"):  # else the scale starts over
+        scaler.load_state_dict(info["grad_scaler"])
     aug = Augmenter(cfg.input, scale_range=cfg.scale_range, flip=True, jitter=cfg.jitter)
     paste = None
     if cfg.copy_paste > 0:
@@ -297,7 +310,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     t0 = time.perf_counter() - elapsed_before
     from drivingseg.cli._common import progress
 
-    recent: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=max(cfg.average_last, 1))
+    window: dict[int, str] = {e: weights_digest(s) for e, s in recent}
     for epoch in range(start_epoch, cfg.epochs):
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
@@ -338,6 +351,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         elapsed = time.perf_counter() - t0
         record: dict[str, Any] = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)),
                                   "elapsed_s": round(elapsed, 1)}
+        _check_finite(trained, epoch, record["loss"], cfg)
         if main:
             if val_samples and (epoch + 1) % cfg.val_every == 0:
                 record["val"] = validate(adjusted(model, shift), cfg, val_samples, device)
@@ -354,13 +368,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             if cfg.average_last:
                 recent.append((epoch, {k: v.detach().to("cpu", copy=True)
                                        for k, v in model.state_dict().items()}))
-            # state first, weights last: resume checks that the four files match
+                window[epoch] = save_window_member(out, epoch, recent[-1][1])
+                window = {e: window[e] for e, _ in recent}
+            # state first, weights last: resume checks that the four files match; this
+            # epoch's window file comes before them, the dropped epoch's goes after them
             state = {"epoch": epoch, "step": step, "best": best, "history": history,
                      "elapsed_s": elapsed, "config": resolved,
-                     "weights_sha256": weights_digest(model)}
+                     "weights_sha256": weights_digest(model),
+                     "average_window": [[e, d] for e, d in window.items()],
+                     "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None}
             save_training_state(out / "last", opt, state,
                                 None if fine_head is None else fine_head.head)
             save_checkpoint(out / "last", model, cfg.model, cfg.input, notes)
+            if cfg.average_last:
+                prune_window(out, tuple(window))
             log.info("epoch %d: %s", epoch + 1, record)
         stop = cfg.time_limit_min and elapsed >= 60.0 * cfg.time_limit_min
         if distributed:
@@ -385,12 +406,26 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             "elapsed_s": time.perf_counter() - t0, "out_dir": str(out), "averaged": averaged}
 
 
+def _check_finite(model: torch.nn.Module, epoch: int, loss: float, cfg: TrainConfig) -> None:
+    """ModelError when training has made a weight NaN or infinite (diverged): before this
+    epoch is saved, so ``last.*``, the resume point, keeps the last finite weights. DDP
+    replicas hold the same weights, so every rank stops here alike."""
+    if all(bool(torch.isfinite(v).all()) for v in model.state_dict().values()
+           if v.is_floating_point()):
+        return
+    kept = f"last.* keeps epoch {epoch}" if epoch else "no epoch was saved"
+    message = (f"training diverged in epoch {epoch + 1} (mean loss {loss:.4g}): weights are "
+               f"NaN or infinite, so they are not saved ({kept}); lower train.lr "
+               f"({cfg.lr!r}) and start again, or init_from the last finite weights")
+    raise ModelError(message, path=cfg.path)
+
+
 def _save_average(cfg: TrainConfig, epochs: list[int], states: list[dict[str, torch.Tensor]],
                   val_samples: list[Sample], device: torch.device, shift: torch.Tensor | None
                   ) -> dict[str, Any]:
     """Write ``averaged.*``: the mean weights of the last ``average_last`` epochs (scored on
-    the validation frames when there are some). After ``--resume`` the window holds only
-    the epochs run since."""
+    the validation frames when there are some); after ``--resume`` the same epochs, read
+    back from ``average_window/``."""
     model = UNet(cfg.model)
     model.load_state_dict(average_weights(states))
     model = adjusted(model.to(device).eval(), shift)

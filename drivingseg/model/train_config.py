@@ -307,9 +307,15 @@ def load_train_config(
         raise ModelError(f"train.fine_weight: {kwargs['fine_weight']!r} must be >= 0 "
                          "(0 turns the fine-class head off)", path=p)
     _check_distill_tta(kwargs, p)
+    model = ModelConfig.from_dict(raw.get("model") or {}, p)
+    if model.uses_lidar:
+        message = (f"model.in_channels: {model.in_channels} (RGB + lidar) cannot be trained "
+                   "from these data sources, which give RGB frames and labels only; train "
+                   "an RGB model (in_channels 3)")
+        raise ModelError(message, path=p)
     out_dir = Path(os.path.expandvars(str(raw.get("out_dir", "runs/unet"))))
     return TrainConfig(
-        model=ModelConfig.from_dict(raw.get("model") or {}, p),
+        model=model,
         input=InputSpec.from_dict(raw.get("input") or {"width": 256, "height": 192}, p),
         train_sources=_sources(data, "train", base, p),
         val_sources=_sources(data, "val", base, p),

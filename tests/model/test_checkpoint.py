@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import (
@@ -88,6 +89,29 @@ def test_truncated_weights(saved: tuple[Path, UNet]) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelError, match=r"m\.safetensors: cannot read the weights \(truncated"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(("key", "value", "match"), [
+    ("head.weight", float("nan"), r"1 tensors hold NaN or infinite values \(e\.g\. 'head\.weight'"
+                                  r"\): weights of a training that diverged\?"),
+    ("stem.0.weight", float("inf"), r"1 tensors hold NaN or infinite values"),
+    ("head.bias", None, r"1 tensors hold integers where the model has floating-point weights "
+                        r"\(e\.g\. 'head\.bias': torch\.int32\)"),
+])
+def test_weights_that_are_not_finite_floats_are_refused(
+    saved: tuple[Path, UNet], key: str, value: float | None, match: str,
+) -> None:
+    """A diverged training's NaN weights loaded and ran, every pixel background."""
+    path, _ = saved
+    tensors = load_file(str(path))
+    if value is None:
+        tensors[key] = tensors[key].to(torch.int32)
+    else:
+        tensors[key] = tensors[key].clone()
+        tensors[key].view(-1)[0] = value
+    save_file(tensors, str(path))
+    with pytest.raises(ModelError, match=r"m\.safetensors: " + match):
         load_checkpoint(path)
 
 
@@ -214,4 +238,25 @@ def test_unreadable_training_state_config_is_refused_naming_it(tmp_path: Path) -
     meta_path.write_text("[1, 2]")
     with pytest.raises(ModelError, match=r"last\.state\.json: training state must be a JSON "
                                          r"object, got list"):
+        load_training_state(tmp_path / "last", opt)
+
+
+@pytest.mark.parametrize(("scalars", "match"), [
+    ({"x": {}}, r"invalid literal for int\(\) with base 10: 'x'"),
+    ([1], r"'list' object has no attribute 'items'"),
+])
+def test_damaged_optimizer_scalars_of_a_training_state_are_refused_naming_it(
+    tmp_path: Path, scalars: object, match: str,
+) -> None:
+    """The optimizer's step counters of a hand-edited state escaped as ValueError or
+    AttributeError."""
+    model = UNet(CONFIG)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    save_training_state(tmp_path / "last", opt, {"epoch": 0, "step": 1})
+    meta_path = tmp_path / "last.state.json"
+    meta = json.loads(meta_path.read_text())
+    meta["scalars"] = scalars
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"last\.state\.json: training state does not match "
+                                         r"this optimizer/model: " + match):
         load_training_state(tmp_path / "last", opt)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from drivingseg.errors import ConfigError
-from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset
+from drivingseg.model.augment import Augmenter, Sample, SegmentationDataset, normalise
 from drivingseg.model.checkpoint import save_checkpoint
 from drivingseg.model.config import IGNORE_INDEX, InputSpec, ModelConfig, TTAConfig
-from drivingseg.model.distill import teacher_targets
+from drivingseg.model.distill import teacher_models, teacher_targets
+from drivingseg.model.infer import Segmenter
 from drivingseg.model.losses import distillation_loss, soft_target_loss
 from drivingseg.model.train import load_sources, train
 from drivingseg.model.train_config import DataSource, load_train_config
@@ -124,3 +126,29 @@ def test_distill_tta_config_errors(tmp_path: Path, small_camvid: Path, tiny_teac
     for keys, match in cases:
         with pytest.raises(ConfigError, match=match):
             load_train_config(_config(tmp_path, small_camvid, **keys))
+
+
+def test_a_teacher_in_the_loop_sees_the_batch_in_its_own_normalisation(
+    tmp_path: Path, camvid_frame: np.ndarray,
+) -> None:
+    """The loop feeds teachers the student's standardised batch; a teacher saved with
+    another mean and std saw wrongly scaled inputs. Its probabilities in the loop are now
+    the ones it gives as a Segmenter, on its own normalisation."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4)
+    model = UNet(cfg)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.05, 0.2)  # a teacher whose scores depend on the input
+    own = InputSpec(64, 48, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    path = save_checkpoint(tmp_path / "teacher", model.eval(), cfg, own)
+    student = InputSpec(64, 48)  # ImageNet mean and std
+    image = cv2.resize(camvid_frame, (64, 48), interpolation=cv2.INTER_AREA)
+    batch = normalise(image, student)[None]
+    (teacher,) = teacher_models([path], cfg, torch.device("cpu"), torch.contiguous_format,
+                                student)
+    with torch.no_grad():
+        in_loop = torch.softmax(teacher(batch), dim=1)[0].numpy()
+    alone = Segmenter(path, fp16=False)(image).probs
+    assert alone is not None
+    np.testing.assert_allclose(in_loop, alone, atol=1e-5)

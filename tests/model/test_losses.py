@@ -84,3 +84,15 @@ def test_distillation_is_zero_at_the_teachers_and_skips_ignored_pixels() -> None
     wrong[0, :, 0, 0] = torch.tensor([50.0, -50.0, 0.0])
     labels[0, 0, 0] = IGNORE_INDEX
     assert float(distillation_loss(wrong, [teacher], labels)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("lovasz_weight", [0.0, 1.0])
+def test_a_batch_without_a_labelled_pixel_gives_zero_loss_not_nan(lovasz_weight: float) -> None:
+    """A crop of padding and unlabelled pixels only: the weighted mean over no pixels was
+    NaN, and one NaN step makes every weight NaN."""
+    logits = torch.randn(2, 3, 4, 5, requires_grad=True)
+    labels = torch.full((2, 4, 5), IGNORE_INDEX, dtype=torch.long)
+    loss = segmentation_loss(logits, labels, torch.tensor([0.7, 1.0, 1.9]), 0.5, lovasz_weight)
+    loss.backward()
+    assert float(loss) == 0.0
+    assert logits.grad is not None and torch.equal(logits.grad, torch.zeros_like(logits))

@@ -13,7 +13,12 @@ import torch
 
 from drivingseg.errors import ConfigError, ModelError
 from drivingseg.model.augment import Sample, SegmentationDataset
-from drivingseg.model.checkpoint import default_weights, ensemble_weights, load_checkpoint
+from drivingseg.model.checkpoint import (
+    default_weights,
+    ensemble_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
 from drivingseg.model.config import IGNORE_INDEX, InputSpec, ModelConfig
 from drivingseg.model.losses import segmentation_loss
 from drivingseg.model.train import (
@@ -156,11 +161,30 @@ def test_average_weights_refuses_nothing() -> None:
         average_weights([])
 
 
-def test_resume_with_a_different_model_is_refused(tmp_path: Path, small_camvid: Path) -> None:
+def test_resume_with_a_different_model_is_refused(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before any frame is loaded (or any teacher target computed, which may take many
+    minutes), as other changed settings; a state without the model keys (an older run)
+    is still refused when the checkpoint is read."""
     train(load_train_config(_write_config(tmp_path, small_camvid, epochs=1)), show_progress=False)
     path = _write_config(tmp_path, small_camvid, epochs=2)
     text = path.read_text().replace('"base_channels": 4', '"base_channels": 8')
     path.write_text(text)
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("frames loaded before the model config was checked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "load_sources", no_loading)
+        with pytest.raises(ModelError, match=r"train\.yaml: resume: model\.base_channels is 8 "
+                                             r"but the run being resumed used 4"):
+            train(load_train_config(path), resume=True, show_progress=False)
+    meta_path = tmp_path / "run" / "last.state.json"
+    meta = json.loads(meta_path.read_text())
+    meta["info"]["config"] = {k: v for k, v in meta["info"]["config"].items()
+                              if not k.startswith("model.")}
+    meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"resume: checkpoint config .* differs"):
         train(load_train_config(path), resume=True, show_progress=False)
 
@@ -259,13 +283,13 @@ def test_distillation_from_saved_teachers(tmp_path: Path, small_camvid: Path) ->
     alone = train(plain, show_progress=False)["history"]
     assert taught[0]["loss"] > alone[0]["loss"]  # the same run with a KL term on top
     assert (student / "run" / "last.safetensors").is_file()
-    wide = _write_config(student, small_camvid, distill_from=[str(teacher)],
-                         **{"num_threads": 1})
-    text = wide.read_text().replace('"base_channels": 4', '"base_channels": 4, "in_channels": 7')
-    wide.write_text(text)
-    with pytest.raises(ModelError, match=r"best\.safetensors: distill_from: teacher takes 3 "
-                                         r"channels and predicts 3 classes; the student 7 and 3"):
-        train(load_train_config(wide), show_progress=False)
+    lidar = ModelConfig(depth=2, base_channels=4, in_channels=7)
+    wide = save_checkpoint(tmp_path / "lidar_teacher", UNet(lidar), lidar, InputSpec(48, 32))
+    path = _write_config(student, small_camvid, distill_from=[str(wide)], num_threads=1)
+    with pytest.raises(ModelError, match=r"lidar_teacher\.safetensors: distill_from: teacher "
+                                         r"takes 7 channels and predicts 3 classes; the "
+                                         r"student 3 and 3"):
+        train(load_train_config(path), show_progress=False)
     with pytest.raises(ConfigError, match=r"train\.distill_from: expected a list"):
         load_train_config(_write_config(student, small_camvid, distill_from=str(teacher)))
 
@@ -579,3 +603,119 @@ def test_epoch_seeds_differ_for_every_run_seed_epoch_and_rank() -> None:
     seeds = {seed_of(s, e, r) for s in range(10) for e in range(10) for r in range(12)}
     assert len(seeds) == 10 * 10 * 12
     assert seed_of(0, 1) != seed_of(1, 0)
+
+
+def test_a_resumed_run_averages_the_same_epochs_as_an_uninterrupted_one(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``average_last`` kept its window in memory only: a run resumed after epoch 2 of 4
+    averaged epochs 3-4 where the uninterrupted run averaged 2-4. The window's weights are
+    saved with each epoch and read back."""
+    def config(folder: str) -> TrainConfig:
+        (tmp_path / folder).mkdir()
+        return load_train_config(_write_config(tmp_path / folder, small_camvid, epochs=4,
+                                               average_last=3))
+
+    train(config("straight"), show_progress=False)
+    interrupted = config("interrupted")
+    real_loss, calls = train_module.segmentation_loss, [0]
+
+    def loss_that_is_interrupted(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        if calls[0] == 3:  # the first step of epoch 3 (1 step per epoch)
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "segmentation_loss", loss_that_is_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, show_progress=False)
+    monkeypatch.undo()
+    resumed = train(interrupted, resume=True, show_progress=False)
+    assert resumed["averaged"]["epochs"] == [1, 2, 3]
+    a = load_checkpoint(tmp_path / "straight" / "run" / "averaged")
+    b = load_checkpoint(tmp_path / "interrupted" / "run" / "averaged")
+    assert a.notes["averaged_epochs"] == b.notes["averaged_epochs"] == [1, 2, 3]
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+    window = sorted(p.name for p in (tmp_path / "interrupted" / "run" / "average_window")
+                    .iterdir())
+    assert window == ["epoch_0001.safetensors", "epoch_0002.safetensors",
+                      "epoch_0003.safetensors"]
+
+
+def test_resume_averages_without_an_epoch_whose_window_file_is_lost(
+    tmp_path: Path, small_camvid: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A missing or altered window file is left out with a warning; averaged.* records
+    the epochs it did average."""
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=3, average_last=3)),
+          show_progress=False)
+    window = tmp_path / "run" / "average_window"
+    (window / "epoch_0000.safetensors").unlink()
+    shutil.copy(window / "epoch_0002.safetensors", window / "epoch_0001.safetensors")
+    more = train(load_train_config(_write_config(tmp_path, small_camvid, epochs=4,
+                                                 average_last=3)),
+                 resume=True, show_progress=False)
+    assert more["averaged"]["epochs"] == [2, 3]
+    assert "cannot read the weights of epoch 1 for averaged.*" in caplog.text
+    assert "epoch_0001.safetensors holds other weights than epoch 2 saved" in caplog.text
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("elapsed_s", None, r"the training state's elapsed_s is None, not int or float"),
+    ("step", "7", r"the training state's step is '7', not int"),
+    ("history", 5, r"the training state's history is 5, not list"),
+    ("average_window", [[0]], r"the training state's average_window is \[\[0\]\], not "
+                              r"\[\[epoch, sha256\], \.\.\.\]"),
+])
+def test_resume_names_a_damaged_field_of_the_training_state(
+    tmp_path: Path, small_camvid: Path, field: str, value: object, match: str,
+) -> None:
+    """A training state whose JSON parses but holds a value of the wrong kind gave a
+    TypeError from deep inside the loop (or a misleading mixed-save message)."""
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=1)),
+          show_progress=False)
+    meta_path = tmp_path / "run" / "last.state.json"
+    meta = json.loads(meta_path.read_text())
+    meta["info"][field] = value
+    meta_path.write_text(json.dumps(meta))
+    more = load_train_config(_write_config(tmp_path, small_camvid, epochs=2))
+    with pytest.raises(ModelError, match=r"last\.state\.json: resume: " + match):
+        train(more, resume=True, show_progress=False)
+
+
+def test_a_resumed_run_goes_on_with_the_gradient_scale_it_had(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """float16 AMP on CUDA scales the loss; the scale was not saved, so a resumed run
+    started again at 65536 (and skipped steps until it had backed off). A scaler enabled on
+    the CPU, growing at every step, stands in for CUDA's here."""
+    real_scaler = torch.amp.GradScaler
+
+    def growing(device: str, enabled: bool = True) -> torch.amp.GradScaler:
+        return real_scaler("cpu", enabled=True, growth_interval=1)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", growing)
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=2)),
+          show_progress=False)
+    state = json.loads((tmp_path / "run" / "last.state.json").read_text())["info"]
+    assert state["grad_scaler"]["scale"] == 65536.0 * 2**2
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=3)), resume=True,
+          show_progress=False)
+    state = json.loads((tmp_path / "run" / "last.state.json").read_text())["info"]
+    assert state["grad_scaler"]["scale"] == 65536.0 * 2**3
+
+
+def test_a_diverging_run_stops_before_saving_nan_weights(tmp_path: Path, small_camvid: Path
+                                                         ) -> None:
+    """An absurd learning rate made the weights NaN in epoch 2; every later epoch then
+    saved them over last.* (the resume point) and into averaged.*."""
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=3, lr=1e12,
+                                          average_last=2))
+    with pytest.raises(ModelError, match=r"train\.yaml: training diverged in epoch 2 \(mean "
+                                         r"loss .*\): weights are NaN or infinite, so they "
+                                         r"are not saved \(last\.\* keeps epoch 1\)"):
+        train(cfg, show_progress=False)
+    last = load_checkpoint(tmp_path / "run" / "last")
+    assert last.notes["epoch"] == 0
+    assert not (tmp_path / "run" / "averaged.json").exists()

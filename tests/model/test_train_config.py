@@ -73,6 +73,9 @@ def test_data_keys_are_checked(tmp_path: Path, old: str, new: str, match: str) -
     ("train.batch_size=0", r"train\.batch_size: 0 must be >= 1"),
     ("train.device=1", r"train\.device: expected a string, got 1"),
     ("train.init_from=[a]", r"train\.init_from: expected a string, got \['a'\]"),
+    # the sources give no lidar channels: refused here, not after loading every frame
+    ("model.in_channels=7", r"model\.in_channels: 7 \(RGB \+ lidar\) cannot be trained from "
+                            r"these data sources, which give RGB frames and labels only"),
 ])
 def test_train_values_must_have_the_right_type_and_range(
     tmp_path: Path, item: str, match: str,
