@@ -6,8 +6,10 @@ time each stage spent on it. Messages share their arrays with the messages they 
 from (no copies); nobody writes into a published array.
 
 A message lost at a queue counts as a dropped camera frame, except those of the types
-that are not camera-derived, which say what they are in ``lost_as`` (lidar scans,
-diagnostics) and are reported apart.
+that say what they are in ``lost_as`` and are reported apart: lidar scans and
+diagnostics, which are not camera-derived, and masks and detections, which a frame only
+gets once its mask is made (a mask lost at an output queue is a missing PNG or video
+frame, not a frame without a mask: the masks and dropped frames add up to the frames in).
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class Mask:
     (shared references, ``None`` when the frame had none).
     """
 
+    lost_as: ClassVar[str] = "masks"
     frame: CameraFrame
     class_ids: npt.NDArray[np.uint8]
     classes: tuple[str, ...]
@@ -173,6 +176,7 @@ class MaskTiming:
 class Detections:
     """Detections of one frame."""
 
+    lost_as: ClassVar[str] = "detections"
     detections: tuple[Detection, ...]
     timing: Timing
 

@@ -6,7 +6,10 @@ The recorder writes, per mask, the input image (``sensor_msgs/Image`` rgb8), the
 (``diagnostic_msgs/DiagnosticArray``) and the proposals' boxes
 (``foxglove_msgs/ImageAnnotations`` on ``/segmentation/detections``: Foxglove's Image panel
 draws them over the image or overlay), all logged at the sensor stamp so Foxglove shows
-them in step.
+them in step; the rig's lidar->camera transform on ``/tf_static`` (at the first frame with
+a calibration, again should it change) and, with ``lidar``, each mask's scan
+(``sensor_msgs/PointCloud2``), which makes the file a recording ``drivingseg replay`` reads
+back (``--image-topic /camera/image``).
 
 The video writer and the live window draw each frame's boxes on its overlay. Detections
 come after their mask, so both pair them by stamp
@@ -30,6 +33,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from drivingseg.calibration.types import RigidTransform
 from drivingseg.errors import DrivingsegError
 from drivingseg.fusion.overlay import write_image_atomic
 from drivingseg.node.detection import (
@@ -44,7 +48,12 @@ from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node, Subscription
 from drivingseg.outputs.mcap import BoxAnnotation, Ros2McapWriter
 from drivingseg.sensors.frames import CameraFrame
-from drivingseg.sensors.ros_msgs import compressed_image_to_msg, header, image_to_msg
+from drivingseg.sensors.ros_msgs import (
+    compressed_image_to_msg,
+    header,
+    image_to_msg,
+    pointcloud2_to_msg,
+)
 
 __all__ = [
     "PALETTE_RGB",
@@ -97,13 +106,15 @@ def _out_path(node: Node, param: str) -> Path:
 
 
 _RECORDED_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
-                   "sensor_msgs/msg/CameraInfo",
+                   "sensor_msgs/msg/CameraInfo", "sensor_msgs/msg/PointCloud2",
+                   "tf2_msgs/msg/TFMessage",
                    "diagnostic_msgs/msg/DiagnosticArray", "foxglove_msgs/msg/ImageAnnotations")
 """What the MCAP recorder writes: their serialisers are made before the first frame."""
 
 
 class McapRecorder(Node):
-    """Records masks, images, overlays, diagnostics and detections into one ROS 2 MCAP file."""
+    """Records masks, images, CameraInfo, /tf_static, overlays, diagnostics, detections
+    and (``lidar``) the scans into one ROS 2 MCAP file."""
 
     type_name = "mcap_recorder"
     description = ("ROS 2 MCAP of image, mask, overlay, diagnostics and detection boxes "
@@ -123,6 +134,12 @@ class McapRecorder(Node):
               "MCAP topic of the detections' image annotations"),
         Param("camera_info_topic", str, "/camera/camera_info", "MCAP topic of the camera's "
               "CameraInfo, one per frame that has a calibration ('' = none)"),
+        Param("tf_static_topic", str, "/tf_static", "MCAP topic of the lidar->camera "
+              "transform (tf2_msgs/TFMessage, at the first frame with a calibration and "
+              "again when it changes; '' = none)"),
+        Param("lidar", bool, False, "record each mask's lidar scan (PointCloud2; with the "
+              "image, CameraInfo and /tf_static the file replays)"),
+        Param("lidar_topic", str, "/lidar/points", "MCAP topic of the lidar scans"),
         Param("frame_id", str, "", "header frame_id of images and CameraInfo ('' = the rig's "
               "camera frame; 'camera' for frames without a rig)"),
         Param("jpeg_quality", int, 85, "overlay JPEG quality (OpenCV's scale)", "level", min=1,
@@ -139,14 +156,17 @@ class McapRecorder(Node):
         self.det_sub = (self.create_subscription(DETECTIONS_TOPIC, Detections, self.on_detections)
                         if self.p["detections"] else None)
         self.writer: Ros2McapWriter | None = None
+        self._tf_written: RigidTransform | None = None
 
     def recorded_topics(self) -> list[str]:
         """The topic parameters of the streams this recorder writes (switched on)."""
         switched = {"image_topic": self.p["image"], "overlay_topic": self.p["overlay"],
                     "detections_topic": self.p["detections"],
-                    "camera_info_topic": bool(self.p["camera_info_topic"])}
+                    "camera_info_topic": bool(self.p["camera_info_topic"]),
+                    "tf_static_topic": bool(self.p["tf_static_topic"]),
+                    "lidar_topic": self.p["lidar"]}
         names = ("image_topic", "mask_topic", "overlay_topic", "diagnostics_topic",
-                 "detections_topic", "camera_info_topic")
+                 "detections_topic", "camera_info_topic", "tf_static_topic", "lidar_topic")
         return [name for name in names if switched.get(name, True)]
 
     def check_topics(self) -> None:
@@ -201,6 +221,13 @@ class McapRecorder(Node):
             if camera.frame_id != frame_id:  # the images' frame, so that viewers pair them
                 camera = dataclasses.replace(camera, frame_id=frame_id)
             w.write_camera_info(self.p["camera_info_topic"], camera, stamp)
+        if msg.rig is not None and self.p["tf_static_topic"]:
+            self._write_tf(msg.rig.T_cam_velo, frame_id, stamp)
+        if msg.scan is not None and self.p["lidar"]:
+            lidar_frame = msg.rig.lidar_frame if msg.rig is not None else "velodyne"
+            w.write(self.p["lidar_topic"],
+                    pointcloud2_to_msg(msg.scan, w.typestore, frame_id=lidar_frame),
+                    "sensor_msgs/msg/PointCloud2", msg.scan.stamp_ns)
         ids = np.ascontiguousarray(msg.class_ids)
         mask = w.typestore.types["sensor_msgs/msg/Image"](
             header=header(stamp, frame_id, w.typestore), height=ids.shape[0],
@@ -213,6 +240,18 @@ class McapRecorder(Node):
             msg_c = compressed_image_to_msg(over, w.typestore, fmt="jpeg",
                                             jpeg_quality=self.p["jpeg_quality"], frame_id=frame_id)
             w.write(self.p["overlay_topic"], msg_c, "sensor_msgs/msg/CompressedImage", stamp)
+
+    def _write_tf(self, T_cam_velo: RigidTransform, frame_id: str, stamp_ns: int) -> None:
+        """``T_cam_velo`` (parent: the images' frame) unless it is the one last written."""
+        if T_cam_velo.target_frame != frame_id:
+            T_cam_velo = RigidTransform(T_cam_velo.matrix, T_cam_velo.source_frame, frame_id)
+        last = self._tf_written
+        if last is not None and last.source_frame == T_cam_velo.source_frame and \
+                last.target_frame == frame_id and np.array_equal(last.matrix, T_cam_velo.matrix):
+            return
+        assert self.writer is not None
+        self.writer.write_tf_static(T_cam_velo, stamp_ns, self.p["tf_static_topic"])
+        self._tf_written = T_cam_velo
 
     def on_detections(self, msg: Detections) -> None:
         w = self.writer
@@ -436,6 +475,10 @@ class LiveView(OverlayOutput):
 
     def drops(self) -> dict[str, int]:
         """None: a window shows the newest mask; those it skips are :attr:`skipped`."""
+        return {}
+
+    def losses(self) -> dict[str, dict[str, int]]:
+        """None either: the masks and detections it skips are :attr:`skipped`."""
         return {}
 
     def after_run(self) -> None:

@@ -55,7 +55,8 @@ FRAMES = "frames"
 def loss_kind(msg_type: type) -> str:
     """What a message of ``msg_type`` lost at a queue counts as: a camera frame
     (:data:`FRAMES`), unless the type names what else it is in ``lost_as`` (``"lidar
-    scans"``, ``"diagnostics messages"``): those are not counted as dropped frames."""
+    scans"``, ``"diagnostics messages"``, ``"masks"``, ``"detections"``): those are not
+    counted as dropped frames."""
     return str(getattr(msg_type, "lost_as", FRAMES))
 
 
@@ -382,8 +383,8 @@ class Node:
         return {sub.where: sub.dropped for sub in self.subscriptions if sub.lost_as == FRAMES}
 
     def losses(self) -> dict[str, dict[str, int]]:
-        """Other messages lost at this node (lidar scans, diagnostics): by what they are,
-        then by where; never counted as dropped frames."""
+        """Other messages lost at this node (lidar scans, diagnostics, masks, detections):
+        by what they are, then by where; never counted as dropped frames."""
         out: dict[str, dict[str, int]] = {}
         for sub in self.subscriptions:
             if sub.lost_as != FRAMES:

@@ -293,6 +293,18 @@ class LidarSource(RecordingSource):
         super().__init__(*args, **kwargs)
         self.create_publisher("/lidar/points", LidarCloud)
 
+    def setup(self) -> None:
+        """Refuse a recording without lidar scans: every camera frame would be dropped at
+        the sync for want of a scan, and the run would end with no mask."""
+        super().setup()
+        assert self.recording is not None
+        streams = self.recording.info().streams
+        if not any(s.kind == "lidar" and s.count for s in streams):
+            held = ", ".join(f"{s.name} ({s.kind}, {s.count})" for s in streams) or "nothing"
+            message = (f"the recording has no lidar scans (it holds {held}), so no camera "
+                       f"frame would get one (input {self.p['input']!r})")
+            raise self.config_error(message, "input")
+
     def items(self) -> Iterator[LidarScan]:
         assert self.recording is not None
         return iter(self.recording.lidar_scans())

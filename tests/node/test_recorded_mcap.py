@@ -53,6 +53,9 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
                     assert t.sec * 1_000_000_000 + t.nanosec == message.log_time
                 detection_stamps.append(message.log_time)
                 continue
+            if channel.topic == "/tf_static":
+                tf_frames = [(t.header.frame_id, t.child_frame_id) for t in msg.transforms]
+                continue
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             if channel.topic == "/diagnostics":
                 diagnostics.append(msg)
@@ -82,6 +85,7 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
         "/segmentation/overlay/compressed": "sensor_msgs/msg/CompressedImage",
         "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
         "/segmentation/detections": "foxglove_msgs/msg/ImageAnnotations",
+        "/tf_static": "tf2_msgs/msg/TFMessage",
     }
     assert counts["/camera/image"] == counts["/segmentation/mask"] == FRAMES
     assert counts["/segmentation/overlay/compressed"] == FRAMES
@@ -94,6 +98,9 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
     assert (infos[0].width, infos[0].height) == (1242, 375)
     np.testing.assert_allclose(np.reshape(infos[0].p, (3, 4)), rig.camera.P)
     assert counts["/diagnostics"] >= 1
+    # The lidar->camera transform once, from the lidar to the images' frame.
+    assert counts["/tf_static"] == 1
+    assert tf_frames == [(rig.camera.frame_id, rig.lidar_frame)]
     assert sorted(detection_stamps) == sorted(masks)  # one annotation message per mask
 
     # Mask contents equal what the node produced (its PNGs, named by stamp).
@@ -117,6 +124,31 @@ def test_mcap_holds_image_mask_overlay_and_diagnostics(
     report = json.loads((tmp_path / "latency.json").read_text())
     assert float(values["e2e_p95_ms"]) > 0 and report["masks"] == FRAMES
     assert status.name == "drivingseg: latency"
+
+
+def test_recording_with_lidar_replays_with_the_drive_s_calibration_and_stamps(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path, run_launch: Callable[..., tuple]
+) -> None:
+    """The recording held no lidar scan and no /tf_static: replaying it ended with every
+    frame dropped at the sync, and it had no calibration to read back."""
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+    from drivingseg.sensors.open import open_recording
+
+    run_launch("replay_kitti", input=str(kitti_raw_drive), weights=str(tiny_weights),
+               rate=0.0, overflow="block", max_frames=FRAMES, out_dir=str(tmp_path),
+               video=False, masks=False, status=False, record_lidar=True)
+    with KittiRawDrive(kitti_raw_drive) as drive, open_recording(
+            tmp_path / "masks.mcap", image_topic="/camera/image") as bag:
+        want, got = drive.rig(), bag.rig()
+        assert want is not None and got is not None
+        np.testing.assert_array_equal(got.camera.P, want.camera.P)
+        np.testing.assert_allclose(got.lidar_to_pixel_matrix(), want.lidar_to_pixel_matrix(),
+                                   atol=1e-4)
+        scans = list(bag.lidar_scans())
+        assert [s.stamp_ns for s in scans] == [drive.lidar(i).stamp_ns for i in range(FRAMES)]
+        np.testing.assert_array_equal(scans[0].points, drive.lidar(0).points)
+        frames = [f.stamp_ns for f in bag.camera_frames()]
+        assert frames == [drive.camera(i).stamp_ns for i in range(FRAMES)]
 
 
 def test_a_graph_that_fails_to_start_leaves_the_earlier_recording(

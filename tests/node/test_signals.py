@@ -49,7 +49,7 @@ def test_signal_mid_recording_leaves_a_readable_mcap(
         assert reader.get_summary() is not None
         for _, channel, message, msg in reader.iter_decoded_messages():
             topics[channel.topic] += 1
-            if channel.topic == "/segmentation/detections":  # ImageAnnotations: no header
+            if channel.topic in ("/segmentation/detections", "/tf_static"):  # no header
                 stamp = message.log_time
             else:
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec

@@ -175,3 +175,23 @@ def test_a_paced_loop_that_blocks_is_refused_at_start(
                                           r"parameter 'loop': "
                                           r"True at a paced rate with overflow 'block'"):
         graph.setup()
+
+
+def test_a_recording_without_lidar_is_refused_at_start(
+    kitti_raw_drive: Path, tmp_path: Path
+) -> None:
+    """A camera-only bag (e.g. a recorder's masks.mcap) used to replay with every frame
+    dropped at the sync for want of a scan: no mask, exit status 0."""
+    from drivingseg.outputs.mcap import Ros2McapWriter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    path = tmp_path / "camera_only.mcap"
+    with KittiRawDrive(kitti_raw_drive) as rec, Ros2McapWriter(path) as writer:
+        for i in range(3):
+            writer.write_image("/camera", rec.camera(i))
+    graph = Graph()
+    graph.add(LidarSource, "lidar", {"input": str(path)})
+    with pytest.raises(ConfigError, match=r"node 'lidar' \(lidar_source\): parameter 'input': "
+                                          r"the recording has no lidar scans \(it holds "
+                                          r"/camera \(camera, 3\)\)"):
+        graph.setup()
