@@ -79,6 +79,7 @@ class SyncNode(Node):
             keep_unmatched=self.p["keep_unmatched"],
         )
         self._arrived: dict[int, int] = {}
+        self.camera_only = False  # set in ready() when the lidar source has no scans
 
     def choose(self) -> Subscription[Any] | None:
         """As fast as possible, merge the two streams by stamp (as recorded), not by arrival."""
@@ -89,7 +90,13 @@ class SyncNode(Node):
             return None
         return min(waiting, key=lambda s: s.head().stamp_ns)
 
+    def ready(self) -> None:
+        self.camera_only = self.lidar_sub.topic.name in self.context.lidar_absent
+
     def on_camera(self, msg: CameraImage) -> None:
+        if self.camera_only:  # the lidar source has no scans: nothing to wait for
+            self.pub.publish(SyncedFrames(msg, None, msg.timing.with_stage("sync", 0)))
+            return
         self._arrived[msg.timing.seq] = time.perf_counter_ns()
         self._emit(self.sync.add_camera(msg))
         # Frames decided without a pair are never emitted (unless keep_unmatched): keep the
@@ -165,9 +172,15 @@ class FusionNode(Node):
                 raise self.config_error(str(exc), "calibration") from exc
 
     def ready(self) -> None:
+        users = [s.node for s in self.pub.topic.subscriptions]
+        wanted = any(getattr(n, "wants_lidar_channels", False) for n in users)
+        if wanted and self.context.lidar_absent:
+            absent = ", ".join(sorted(self.context.lidar_absent))
+            message = (f"the model takes lidar channels, but the recording has no lidar scans "
+                       f"({absent}); use an RGB model (weights 'default')")
+            raise self.config_error(message, "channels")
         if self.p["channels"] == "auto":
-            users = [s.node for s in self.pub.topic.subscriptions]
-            self.compute = any(getattr(n, "wants_lidar_channels", False) for n in users)
+            self.compute = wanted
         log.info("%s: lidar channels %s", self.name, "on" if self.compute else "off")
 
     def on_synced(self, msg: SyncedFrames) -> None:

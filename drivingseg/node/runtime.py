@@ -141,6 +141,9 @@ class GraphContext:
         self.mask_classes: dict[str, tuple[str, ...]] = {}
         """Mask topic name -> the class names of its masks, announced by the segmenting node
         at setup, so that consumers check their class parameters before the first frame."""
+        self.lidar_absent: set[str] = set()
+        """Lidar topics whose source announced at setup that its recording has no scans (a
+        camera-only recording): the sync node passes frames on without one."""
 
 
 class Topic(Generic[M]):

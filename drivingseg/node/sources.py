@@ -294,16 +294,18 @@ class LidarSource(RecordingSource):
         self.create_publisher("/lidar/points", LidarCloud)
 
     def setup(self) -> None:
-        """Refuse a recording without lidar scans: every camera frame would be dropped at
-        the sync for want of a scan, and the run would end with no mask."""
+        """Announce a recording without lidar scans (``GraphContext.lidar_absent``), so that
+        the sync node passes its frames on without a scan rather than dropping them all: a
+        camera-only recording is segmented by an RGB model, with a warning."""
         super().setup()
         assert self.recording is not None
         streams = self.recording.info().streams
         if not any(s.kind == "lidar" and s.count for s in streams):
             held = ", ".join(f"{s.name} ({s.kind}, {s.count})" for s in streams) or "nothing"
-            message = (f"the recording has no lidar scans (it holds {held}), so no camera "
-                       f"frame would get one (input {self.p['input']!r})")
-            raise self.config_error(message, "input")
+            log.warning("%s: the recording %r has no lidar scans (it holds %s): camera only, "
+                        "frames go on without a scan (no lidar channels or proposal ranges)",
+                        self.name, self.p["input"], held)
+            self.context.lidar_absent.add(self.publishers[0].topic.name)
 
     def items(self) -> Iterator[LidarScan]:
         assert self.recording is not None

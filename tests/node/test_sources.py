@@ -5,8 +5,9 @@ frames late."""
 from __future__ import annotations
 
 import itertools
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 from drivingseg.errors import ConfigError
 from drivingseg.node.graph import Graph
 from drivingseg.node.launch import build_graph, load_launch
-from drivingseg.node.messages import CameraImage, LidarCloud, SyncedFrames
+from drivingseg.node.messages import CameraImage, FusedInput, LidarCloud, SyncedFrames
+from drivingseg.node.processing import FusionNode
 from drivingseg.node.runtime import Node
 from drivingseg.node.sources import CameraSource, LidarSource
 
@@ -177,21 +179,57 @@ def test_a_paced_loop_that_blocks_is_refused_at_start(
         graph.setup()
 
 
-def test_a_recording_without_lidar_is_refused_at_start(
-    kitti_raw_drive: Path, tmp_path: Path
-) -> None:
-    """A camera-only bag (e.g. a recorder's masks.mcap) used to replay with every frame
-    dropped at the sync for want of a scan: no mask, exit status 0."""
+def camera_only_mcap(kitti_raw_drive: Path, path: Path, frames: int) -> Path:
+    """An MCAP of the drive's first ``frames`` images with CameraInfo, no lidar."""
     from drivingseg.outputs.mcap import Ros2McapWriter
     from drivingseg.sensors.kitti_raw import KittiRawDrive
 
-    path = tmp_path / "camera_only.mcap"
     with KittiRawDrive(kitti_raw_drive) as rec, Ros2McapWriter(path) as writer:
-        for i in range(3):
-            writer.write_image("/camera", rec.camera(i))
+        rig = rec.rig()
+        assert rig is not None
+        for i in range(frames):
+            frame = rec.camera(i)
+            writer.write_image("/camera", frame)
+            writer.write_camera_info("/camera_info", rig.camera, frame.stamp_ns)
+    return path
+
+
+def test_a_camera_only_recording_is_segmented_without_lidar(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path,
+    run_launch: Callable[..., tuple[Graph, Any, Any]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bag without lidar (many camera bags, a recorder's masks.mcap) used to replay with
+    every frame dropped at the sync for want of a scan: no mask, exit status 0. An RGB
+    model needs no scan: the frames go on without one, with a warning."""
+    path = camera_only_mcap(kitti_raw_drive, tmp_path / "camera_only.mcap", 4)
+    with caplog.at_level(logging.WARNING, logger="drivingseg.node.sources"):
+        graph, _, tracker = run_launch(
+            "replay_bag", input=str(path), weights=str(tiny_weights), rate=0.0,
+            overflow="block", out_dir=str(tmp_path / "out"), record=False, video=False,
+            masks=False, status=False, live=False)
+    assert "has no lidar scans" in caplog.text and "camera only" in caplog.text
+    assert [f.index for f in tracker.frames] == [0, 1, 2, 3]
+    assert graph.drops() == {} and graph.losses() == {}
+
+
+def test_a_lidar_model_on_a_camera_only_recording_is_refused_at_start(
+    kitti_raw_drive: Path, tmp_path: Path
+) -> None:
+    path = camera_only_mcap(kitti_raw_drive, tmp_path / "camera_only.mcap", 1)
     graph = Graph()
+
+    class WantsChannels(Node):
+        type_name = "wants_channels"
+        wants_lidar_channels = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.create_subscription("/fused", FusedInput, lambda msg: None)
+
     graph.add(LidarSource, "lidar", {"input": str(path)})
-    with pytest.raises(ConfigError, match=r"node 'lidar' \(lidar_source\): parameter 'input': "
-                                          r"the recording has no lidar scans \(it holds "
-                                          r"/camera \(camera, 3\)\)"):
+    graph.add(FusionNode, "fusion", {})
+    graph.add(WantsChannels, "model", {})
+    with pytest.raises(ConfigError, match=r"node 'fusion' \(fusion\): parameter 'channels': "
+                                          r"the model takes lidar channels, but the recording "
+                                          r"has no lidar scans \(/lidar/points\)"):
         graph.setup()
