@@ -55,6 +55,12 @@ log = logging.getLogger(__name__)
 _SENSOR_KINDS = ("camera", "lidar", "camera_info")
 
 
+def _camera_info_of(image_topic: str) -> str:
+    """Where ROS puts an image topic's CameraInfo: ``camera_info`` in its namespace
+    (``/cam/image_raw`` and ``/cam/image_raw/compressed`` -> ``/cam/camera_info``)."""
+    return image_topic.removesuffix("/compressed").rsplit("/", 1)[0] + "/camera_info"
+
+
 class BagRecording(Recording):
     """A ROS bag as a :class:`Recording` (``with BagRecording(path) as bag: ...``).
 
@@ -182,9 +188,17 @@ class BagRecording(Recording):
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
         if kind == "camera_info" and self.image_topic is not None:
-            sibling = self.image_topic.rsplit("/", 1)[0] + "/camera_info"
+            sibling = _camera_info_of(self.image_topic)
             if sibling in candidates:
                 return sibling
+        if kind == "camera":  # the one camera with a CameraInfo beside it (a mask has none)
+            infos = {t.name for t in self._topics.values()
+                     if t.kind == "camera_info" and t.count > 0}
+            cameras = [name for name in candidates if _camera_info_of(name) in infos]
+            if len(cameras) == 1:
+                log.info("%s: image topic %r chosen of %r: the only one with a CameraInfo "
+                         "beside it", self.path, cameras[0], sorted(candidates))
+                return cameras[0]
         option = {"camera": "image_topic", "lidar": "lidar_topic"}.get(kind, "camera_info_topic")
         self._ambiguous[kind] = (
             f"several {kind} topics {sorted(candidates)!r}; choose one with "

@@ -137,8 +137,8 @@ def test_recording_with_lidar_replays_with_the_drive_s_calibration_and_stamps(
     run_launch("replay_kitti", input=str(kitti_raw_drive), weights=str(tiny_weights),
                rate=0.0, overflow="block", max_frames=FRAMES, out_dir=str(tmp_path),
                video=False, masks=False, status=False, record_lidar=True)
-    with KittiRawDrive(kitti_raw_drive) as drive, open_recording(
-            tmp_path / "masks.mcap", image_topic="/camera/image") as bag:
+    with KittiRawDrive(kitti_raw_drive) as drive, open_recording(tmp_path / "masks.mcap") as bag:
+        assert bag.image_topic == "/camera/image"  # not the masks: no CameraInfo beside them
         want, got = drive.rig(), bag.rig()
         assert want is not None and got is not None
         np.testing.assert_array_equal(got.camera.P, want.camera.P)

@@ -311,15 +311,31 @@ def test_requested_topic_absent_lists_topics(tmp_path: Path) -> None:
         pass
 
 
+def test_the_one_image_topic_with_a_camera_info_beside_it_is_chosen(tmp_path: Path) -> None:
+    """A recorder's masks.mcap holds the camera image and the masks (also images): 'several
+    camera topics' made every reader ask for --image-topic, although only the camera has
+    a CameraInfo in its namespace (as ROS camera drivers publish it)."""
+    entries = standard_entries(ROS2)
+    for topic in ("/segmentation/mask", "/segmentation/overlay/compressed"):
+        entries.append((topic, "sensor_msgs/msg/Image", CAM_NS[0], image_msg(ROS2, 0)))
+    path = write_bag(tmp_path / "b", "mcap", entries)
+    with BagRecording(path) as bag:
+        assert bag.image_topic == "/cam/image_rect" and bag.ambiguous_topics == {}
+        assert bag.camera_info_topic == "/cam/camera_info" and bag.rig() is not None
+        assert len(list(bag.camera_frames())) == 3
+
+
 def test_several_camera_topics_must_be_chosen(tmp_path: Path) -> None:
     entries = standard_entries(ROS2)
     entries.append(("/cam2/image", "sensor_msgs/msg/Image", CAM_NS[0], image_msg(ROS2, 0)))
+    entries.append(("/cam2/camera_info", "sensor_msgs/msg/CameraInfo", CAM_NS[0],
+                    info_msg(ROS2, 0)))
     path = write_bag(tmp_path / "b", "mcap", entries)
     match = (r"several camera topics.*choose one with --image-topic "
              r"\(a launch file's image_topic:=\)")
     with BagRecording(path) as bag:
         assert {"/cam/image_rect", "/cam2/image"} <= {s.name for s in bag.info().streams}
-        assert set(bag.ambiguous_topics) == {"camera"}
+        assert set(bag.ambiguous_topics) == {"camera", "camera_info"}
         with pytest.raises(RecordingError, match=match):
             list(bag.camera_frames())
         with pytest.raises(RecordingError, match=match):
@@ -329,7 +345,7 @@ def test_several_camera_topics_must_be_chosen(tmp_path: Path) -> None:
     with BagRecording(path, image_topic="/cam2/image") as bag:
         bag.require_camera()
         assert len(list(bag.camera_frames())) == 1
-        assert bag.camera_info_topic == "/cam/camera_info"
+        assert bag.camera_info_topic == "/cam2/camera_info"
 
 
 def test_bag_without_an_image_topic_is_refused_where_a_camera_is_needed(tmp_path: Path
