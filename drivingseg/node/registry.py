@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from drivingseg.node.detection import ProposalNode
 from drivingseg.node.latency import LatencyTracker
-from drivingseg.node.outputs import LiveView, MaskWriter, McapRecorder, VideoWriter
+from drivingseg.node.outputs import LiveView, MaskWriter, VideoWriter
 from drivingseg.node.processing import FusionNode, SegmentationNode, SyncNode
+from drivingseg.node.recorder import McapRecorder
 from drivingseg.node.runtime import Node
 from drivingseg.node.sources import CameraSource, LidarSource
 

@@ -24,8 +24,8 @@ from drivingseg.node.latency import (
     percentiles,
 )
 from drivingseg.node.messages import LidarCloud, Mask, MaskTiming, Timing
-from drivingseg.node.outputs import McapRecorder
 from drivingseg.node.processing import SyncNode
+from drivingseg.node.recorder import McapRecorder
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 IMG = np.zeros((4, 6, 3), np.uint8)

@@ -15,6 +15,7 @@ from drivingseg.node.detection import BOX_COLOUR_RGB, DETECTIONS_TOPIC
 from drivingseg.node.graph import Graph
 from drivingseg.node.messages import Detection, Detections, Mask, Timing
 from drivingseg.node.outputs import PALETTE_RGB, MaskWriter
+from drivingseg.node.recorder import McapRecorder
 from drivingseg.node.runtime import Node
 from drivingseg.sensors.frames import CameraFrame
 
@@ -104,7 +105,7 @@ def test_recorder_topics_are_checked_at_start(
 ) -> None:
     """Clashing topics used to pass the start and stop the graph at the first frame."""
     path = tmp_path / "masks.mcap"
-    recorder = Graph().add(outputs.McapRecorder, "recorder", {"path": str(path), **params})
+    recorder = Graph().add(McapRecorder, "recorder", {"path": str(path), **params})
     with pytest.raises(ConfigError, match=rf"^node 'recorder' \(mcap_recorder\): parameter "
                        rf"'{param}': {message}"):
         recorder.setup()
@@ -112,7 +113,7 @@ def test_recorder_topics_are_checked_at_start(
 
 
 def test_recorder_topics_of_streams_switched_off_may_repeat(tmp_path: Path) -> None:
-    recorder = Graph().add(outputs.McapRecorder, "recorder", {
+    recorder = Graph().add(McapRecorder, "recorder", {
         "path": str(tmp_path / "masks.mcap"), "image": False, "overlay": False,
         "detections": False, "camera_info_topic": "", "tf_static_topic": "",
         "image_topic": "/segmentation/mask", "overlay_topic": "/segmentation/mask",
@@ -144,3 +145,22 @@ def test_masks_the_live_view_skips_are_not_lost(monkeypatch: pytest.MonkeyPatch)
         mask_sub.push(mask(k, np.zeros((2, 3), np.uint8)))
     assert live.skipped == 3
     assert graph.drops() == {} and graph.losses() == {}
+
+
+def test_a_video_of_odd_sized_frames_keeps_every_row(tmp_path: Path) -> None:
+    """mp4v drops an odd last row: KITTI's 1242 x 375 frames came back 374 rows high.
+    Frames are padded to even sides, so the whole frame is in the video."""
+    path = tmp_path / "overlay.mp4"
+    graph = Graph()
+    video = graph.add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False})
+    video.setup()
+    ids = np.zeros((75, 121), np.uint8)
+    ids[-1, :] = 1  # the last row is road: magenta in the overlay
+    for k in range(3):
+        video.show(mask(k, ids), None)
+    video.shutdown()
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape[:2] == (76, 122)
+    assert frame[74, 20:100].mean(axis=0)[0] > 60  # the odd last row survived (blue > 0)
