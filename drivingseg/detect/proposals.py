@@ -10,9 +10,12 @@ image cells touch (the Voronoi cells of the labelled distance transform, within 
 blob), so the car 9 m ahead and the cars 20 m behind it part where they meet in the
 image. Clusters under ``min_points`` are outliers; a part smaller than ``min_area_px``
 gives its pixels to its neighbours. Every blob pixel goes to the cluster of its nearest
-lidar point (OpenCV's labelled distance transform), each part becoming a box. On dense
-traffic this over-splits somewhat (one car can yield a few boxes where lidar passes
-through its windows).
+lidar point (OpenCV's labelled distance transform), each part becoming a box. A part
+that touches no edge of its blob and lies farther than a part beside it is lidar seen
+through a nearer car's windows: its points are left out and its pixels join the car
+(on the shared KITTI frames 0, 15 and 29 this removes 11, 3 and 3 of 44, 23 and 30 boxes;
+on argoverse_kitti 21 of 100 proposals, AP unchanged). Parts that reach the blob's
+outline are still split, so dense traffic can over-split somewhat.
 
 Box convention (used by :mod:`drivingseg.detect.evaluate` too): ``box_xyxy_px`` is
 ``(x1, y1, x2, y2)`` with exclusive right/bottom edges, i.e. a blob covering columns
@@ -363,6 +366,26 @@ def _points_by_blob(labels: npt.NDArray[np.int32], lidar: LidarInImage | None
                                             strict=True)}
 
 
+def _drop_seen_through(blob: npt.NDArray[np.bool_], part: npt.NDArray[np.int64],
+                       cluster: npt.NDArray[np.int64], n_clusters: int) -> bool:
+    """Make outliers (-1 in ``cluster``, in place) of the points of each part that touches
+    no edge of the blob and is farther than a part beside it: lidar seen through a nearer
+    object's windows, not an object of its own (a car behind shows in the blob's outline).
+    Clusters are numbered nearest first. True if any was dropped."""
+    edge = blob & ~cv2.erode(blob.astype(np.uint8), np.ones((3, 3), np.uint8),
+                             borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+    on_edge = np.zeros(n_clusters, dtype=bool)
+    on_edge[part[edge & (part >= 0)]] = True
+    dropped = False
+    for c in np.flatnonzero(~on_edge):
+        inside = (part == c).astype(np.uint8)
+        ring = cv2.dilate(inside, np.ones((3, 3), np.uint8)).astype(bool) & blob & (part != c)
+        if ring.any() and part[ring].min() < c:  # a nearer part is beside it
+            cluster[cluster == c] = -1
+            dropped = True
+    return dropped
+
+
 def _blob_detections(
     k: int, labels: npt.NDArray[np.int32], stat: npt.NDArray[np.int32],
     car_prob: npt.NDArray[np.float32] | None, score: float, lidar: LidarInImage | None,
@@ -391,6 +414,9 @@ def _blob_detections(
     small = area < params.min_area_px
     if small.any() and not small.all():  # slivers join their neighbours
         cluster[small[np.maximum(cluster, 0)] & seeds] = -1
+        seeds = cluster >= 0
+        part = _assign_pixels(blob, rows[seeds], cols[seeds], cluster[seeds])
+    if _drop_seen_through(blob, part, cluster, n_clusters):
         seeds = cluster >= 0
         part = _assign_pixels(blob, rows[seeds], cols[seeds], cluster[seeds])
     prob = None if car_prob is None else car_prob[y0:y0 + h, x0:x0 + w]

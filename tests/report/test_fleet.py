@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from drivingseg.errors import ConfigError
-from drivingseg.report.fleet import CRASH_MESSAGE, TaskFailure, run_tasks
+from drivingseg.report.fleet import CRASH_MESSAGE, TaskFailure, _check_reachable, run_tasks
 from drivingseg.report.write import make_report
 
 
@@ -49,11 +49,14 @@ def test_bad_worker_count_is_refused() -> None:
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "127.0.0.1:port"])
 def test_an_unreachable_ray_address_is_refused_at_once(address: str) -> None:
     """ray.init retried an address nobody listens on for minutes, printing its logs."""
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
     match = (r"expected HOST:PORT" if address.endswith("port")
              else rf"cannot reach Ray at '{address}': Connection refused \(is a Ray head")
     with pytest.raises(ConfigError, match=match):
-        run_tasks(abs, [1], workers=1, ray=address)
+        _check_reachable(address)
+    if not ray.is_initialized():  # else (the session's ray_local) Ray is already reached
+        with pytest.raises(ConfigError, match=match):
+            run_tasks(abs, [1], workers=1, ray=address)
 
 
 def test_ray_worker_crash_and_error_lose_only_their_tasks(
