@@ -6,6 +6,7 @@ import importlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -560,6 +561,25 @@ def test_resume_after_the_time_limit_trains_nothing(tmp_path: Path, small_camvid
     assert train(longer, resume=True, show_progress=False)["steps"] == 2
 
 
+def _interrupted_and_resumed(cfg: TrainConfig, step: int,
+                             monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Train ``cfg``, interrupted (Ctrl-C) at its ``step``-th training step, then resume it
+    to the end; the resumed run's summary."""
+    real_loss, calls = train_module.segmentation_loss, [0]
+
+    def loss_that_is_interrupted(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        if calls[0] == step:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "segmentation_loss", loss_that_is_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, show_progress=False)
+    monkeypatch.setattr(train_module, "segmentation_loss", real_loss)
+    return train(cfg, resume=True, show_progress=False)
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_an_interrupted_and_resumed_run_ends_as_an_uninterrupted_one(
     tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch, workers: int,
@@ -567,7 +587,6 @@ def test_an_interrupted_and_resumed_run_ends_as_an_uninterrupted_one(
     """Same weights to the last bit, also with loader workers: those are persistent and
     used to keep the augmentation stream they started with, so a resumed run drew other
     crops than the run it continued (each epoch's seed now reaches them)."""
-    train_module = importlib.import_module("drivingseg.model.train")
 
     def config(folder: str) -> TrainConfig:
         (tmp_path / folder).mkdir()
@@ -576,19 +595,7 @@ def test_an_interrupted_and_resumed_run_ends_as_an_uninterrupted_one(
 
     train(config("straight"), show_progress=False)
     interrupted = config("interrupted")
-    real_loss, calls = train_module.segmentation_loss, [0]
-
-    def loss_that_is_interrupted(*args: object, **kwargs: object) -> object:
-        calls[0] += 1
-        if calls[0] == 3:  # the first step of epoch 2 (1 step per epoch)
-            raise KeyboardInterrupt
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "segmentation_loss", loss_that_is_interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(interrupted, show_progress=False)
-    monkeypatch.setattr(train_module, "segmentation_loss", real_loss)
-    resumed = train(interrupted, resume=True, show_progress=False)
+    resumed = _interrupted_and_resumed(interrupted, 3, monkeypatch)
     assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2, 3]
     a = load_checkpoint(tmp_path / "straight" / "run" / "last").model.state_dict()
     b = load_checkpoint(tmp_path / "interrupted" / "run" / "last").model.state_dict()
@@ -618,19 +625,7 @@ def test_a_resumed_run_averages_the_same_epochs_as_an_uninterrupted_one(
 
     train(config("straight"), show_progress=False)
     interrupted = config("interrupted")
-    real_loss, calls = train_module.segmentation_loss, [0]
-
-    def loss_that_is_interrupted(*args: object, **kwargs: object) -> object:
-        calls[0] += 1
-        if calls[0] == 3:  # the first step of epoch 3 (1 step per epoch)
-            raise KeyboardInterrupt
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "segmentation_loss", loss_that_is_interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(interrupted, show_progress=False)
-    monkeypatch.undo()
-    resumed = train(interrupted, resume=True, show_progress=False)
+    resumed = _interrupted_and_resumed(interrupted, 3, monkeypatch)
     assert resumed["averaged"]["epochs"] == [1, 2, 3]
     a = load_checkpoint(tmp_path / "straight" / "run" / "averaged")
     b = load_checkpoint(tmp_path / "interrupted" / "run" / "averaged")
