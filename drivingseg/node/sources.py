@@ -85,9 +85,9 @@ class RecordingSource(Node):
         if self.p["loop"] and self.p["rate"] > 0 and self.context.overflow == "block":
             # each pass starts when both sources meet; a source blocked on a full queue
             # whose consumer waits for the other stream never gets there
-            message = ("True at a paced rate with overflow 'block' can stall at the end of a "
-                       "pass; pace with overflow 'drop_oldest', or replay as fast as possible "
-                       "(rate 0) with 'block'")
+            message = (f"a loop at a paced rate ({self.p['rate']!r}) with overflow 'block' "
+                       "can stall at the end of a pass; pace with overflow 'drop_oldest', or "
+                       "replay as fast as possible (rate 0) with 'block'")
             raise self.config_error(message, "loop")
         try:
             rec = open_recording(

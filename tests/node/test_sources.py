@@ -175,7 +175,7 @@ def test_a_paced_loop_that_blocks_is_refused_at_start(
     graph = build_graph(load_launch("replay_kitti", args))
     with pytest.raises(ConfigError, match=r"node 'camera' \(camera_source, in pipeline\.yaml\): "
                                           r"parameter 'loop': "
-                                          r"True at a paced rate with overflow 'block'"):
+                                          r"a loop at a paced rate \(1\.0\) with overflow 'block'"):
         graph.setup()
 
 
