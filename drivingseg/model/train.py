@@ -394,7 +394,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     averaged = None
     if main and cfg.average_last and recent:
         averaged = _save_average(cfg, [e for e, _ in recent], [s for _, s in recent],
-                                 val_samples, device, shift)
+                                 val_samples, device, shift, weights, step)
     if distributed:
         # DDP's reducer sits in a reference cycle with the gloo group; left to the collector at
         # interpreter exit, the group's threads abort the finished process, so free it first.
@@ -421,11 +421,12 @@ def _check_finite(model: torch.nn.Module, epoch: int, loss: float, cfg: TrainCon
 
 
 def _save_average(cfg: TrainConfig, epochs: list[int], states: list[dict[str, torch.Tensor]],
-                  val_samples: list[Sample], device: torch.device, shift: torch.Tensor | None
-                  ) -> dict[str, Any]:
+                  val_samples: list[Sample], device: torch.device, shift: torch.Tensor | None,
+                  weights: torch.Tensor, step: int) -> dict[str, Any]:
     """Write ``averaged.*``: the mean weights of the last ``average_last`` epochs (scored on
-    the validation frames when there are some); after ``--resume`` the same epochs, read
-    back from ``average_window/``."""
+    the validation frames when there are some), its JSON recording the epochs, the class
+    weights, the logit shift and the step; after ``--resume`` the same epochs, read back
+    from ``average_window/``."""
     model = UNet(cfg.model)
     model.load_state_dict(average_weights(states))
     model = adjusted(model.to(device).eval(), shift)
@@ -433,8 +434,10 @@ def _save_average(cfg: TrainConfig, epochs: list[int], states: list[dict[str, to
     if val_samples:
         record["val"] = validate(model, cfg, val_samples, device)
     save_checkpoint(cfg.out_dir / "averaged", model, cfg.model, cfg.input,
-                    {"averaged_epochs": epochs, "val": record.get("val"),
-                     "config": str(cfg.path), "logit_adjustment": None if shift is None
+                    {"averaged_epochs": epochs, "step": step, "val": record.get("val"),
+                     "config": str(cfg.path),
+                     "class_weights": [round(float(w), 6) for w in weights],
+                     "logit_adjustment": None if shift is None
                      else [round(float(v), 6) for v in shift]})
     log.info("averaged the weights of epochs %s: %s", [e + 1 for e in epochs], record)
     return record

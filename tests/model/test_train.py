@@ -114,7 +114,10 @@ def test_average_of_the_last_epochs(tmp_path: Path, small_camvid: Path) -> None:
     assert 0.0 <= summary["averaged"]["val"]["mean_iou"] <= 1.0
     out = tmp_path / "run"
     avg = load_checkpoint(out / "averaged")
-    assert avg.notes["averaged_epochs"] == [1, 2]
+    assert avg.notes["averaged_epochs"] == [1, 2] and avg.notes["step"] == summary["steps"]
+    # The class weights are recorded (MODEL.md says so; only hand edits had put them there).
+    weights = avg.notes["class_weights"]
+    assert len(weights) == 3 and weights[1] == pytest.approx(1.0)
     last = load_checkpoint(out / "last").model.state_dict()
     assert not torch.equal(avg.model.state_dict()["head.weight"], last["head.weight"])
     one = tmp_path / "one"
