@@ -182,7 +182,9 @@ class BagRecording(Recording):
                 )
                 raise RecordingError(message, path=self.path)
             if topic.kind != kind:
-                message = f"{kind} topic {wanted!r} carries {topic.msgtype!r}, not a {kind} type"
+                what = ("a depth image (compressedDepth), not a camera picture"
+                        if topic.kind == "depth" else f"not a {kind} type")
+                message = f"{kind} topic {wanted!r} carries {topic.msgtype!r}, {what}"
                 raise RecordingError(message, path=self.path)
             return wanted
         if len(candidates) <= 1:

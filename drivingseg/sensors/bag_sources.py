@@ -91,6 +91,10 @@ class Topic:
 
     @property
     def kind(self) -> str:
+        """``TOPIC_KINDS`` of its type; a ``.../compressedDepth`` topic (image_transport's
+        depth codec, as RGB-D cameras publish beside their colour image) is ``depth``."""
+        if self.name.endswith("/compressedDepth"):
+            return "depth"
         return TOPIC_KINDS.get(self.msgtype, "other")
 
 

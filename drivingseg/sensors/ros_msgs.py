@@ -100,6 +100,10 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
     """
     if hasattr(msg, "format"):
         fmt = str(msg.format).lower().strip()
+        if "compresseddepth" in fmt:
+            message = (f"CompressedImage format {msg.format!r} is a depth image "
+                       "(image_transport's compressedDepth), not a camera picture")
+            raise RecordingError(message, path=source)
         # an empty format (some drivers leave it unset): the bytes say which it is
         if fmt and "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
             message = f"unsupported CompressedImage format {msg.format!r}; supported: jpeg, png"

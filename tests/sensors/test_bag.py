@@ -325,6 +325,26 @@ def test_the_one_image_topic_with_a_camera_info_beside_it_is_chosen(tmp_path: Pa
         assert len(list(bag.camera_frames())) == 3
 
 
+def test_a_compressed_depth_topic_is_no_camera(tmp_path: Path) -> None:
+    """An RGB-D camera's bag: the colour image and image_transport's compressedDepth, both
+    CompressedImage topics, made 'several camera topics' (and the depth one, if chosen,
+    failed to decode as a picture)."""
+    entries = standard_entries(ROS2)
+    depth = "/cam/depth/image_raw/compressedDepth"
+    entries.append((depth, "sensor_msgs/msg/CompressedImage", CAM_NS[0],
+                    ROS2.types["sensor_msgs/msg/CompressedImage"](
+                        header=header(ROS2, CAM_NS[0], "cam_optical"),
+                        format="16UC1; compressedDepth png", data=np.zeros(16, np.uint8))))
+    path = write_bag(tmp_path / "b", "mcap", entries)
+    with BagRecording(path) as bag:
+        assert bag.image_topic == "/cam/image_rect" and bag.ambiguous_topics == {}
+        assert {s.name: s.kind for s in bag.info().streams}[depth] == "depth"
+    with (pytest.raises(RecordingError, match=r"carries 'sensor_msgs/msg/CompressedImage', "
+                                              r"a depth image \(compressedDepth\)"),
+          BagRecording(path, image_topic=depth)):
+        pass
+
+
 def test_several_camera_topics_must_be_chosen(tmp_path: Path) -> None:
     entries = standard_entries(ROS2)
     entries.append(("/cam2/image", "sensor_msgs/msg/Image", CAM_NS[0], image_msg(ROS2, 0)))

@@ -194,6 +194,15 @@ def test_compressed_without_a_format_is_decoded_by_content() -> None:
         image_from_msg(msg, "t")
 
 
+def test_compressed_depth_is_refused_as_not_a_camera_picture() -> None:
+    """image_transport's compressedDepth (a 12-byte header, then a 16-bit PNG) was taken for
+    a PNG ('png' is in its format) and failed as an undecodable image."""
+    msg = _compressed(".png", "16UC1; compressedDepth png")
+    with pytest.raises(RecordingError, match=r"^t: CompressedImage format '16UC1; "
+                                             r"compressedDepth png' is a depth image"):
+        image_from_msg(msg, "t")
+
+
 def test_compressed_unsupported_format() -> None:
     msg = _compressed(".png", "tiff")
     with pytest.raises(RecordingError, match=r"unsupported CompressedImage format 'tiff'"):
