@@ -36,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from drivingseg.model.checkpoint import load_checkpoint
     from drivingseg.model.train import train
     from drivingseg.model.train_config import load_train_config
 
@@ -45,11 +44,6 @@ def run(args: argparse.Namespace) -> int:
                             time_limit_min=args.time_limit_min, device=args.device)
     if args.out_dir:
         cfg = replace(cfg, out_dir=Path(args.out_dir))
-    # The checkpoints the config names are loaded only after the training data (and, with
-    # distill_tta, a pass of the teachers over it): check them first.
-    starts = [] if args.resume or cfg.init_from is None else [cfg.init_from]
-    for checkpoint in (*starts, *cfg.distill_from):
-        load_checkpoint(checkpoint)
     summary = train(cfg, resume=args.resume)
     best = {k: summary[k] for k in ("best_mean_iou", "steps", "elapsed_s", "out_dir")}
     if os.environ.get("RANK", "0") == "0":  # one summary line, from the first torchrun rank

@@ -52,7 +52,7 @@ from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint, save_t
 from drivingseg.model.config import CLASS_NAMES, ModelConfig, tta_preset
 from drivingseg.model.data import fine_from_coarse, load_pair, read_fine_labels
 from drivingseg.model.device import torch_device
-from drivingseg.model.distill import teacher_models, teacher_targets
+from drivingseg.model.distill import load_teacher, teacher_models, teacher_targets
 from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.fine import FineHead, fine_loss
 from drivingseg.model.infer import Segmenter
@@ -225,6 +225,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     main = rank == 0
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    # The checkpoints the config names, checked before the data (and the teachers' pass),
+    # and before seeding: building their networks draws random numbers
+    initial = _initial_state(cfg) if cfg.init_from is not None and not resume else None
+    for path in cfg.distill_from:
+        load_teacher(path, cfg.model)
     _seed_everything(cfg.seed + rank)
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -259,8 +264,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     start_epoch, step, best, history = 0, 0, -1.0, []
     elapsed_before = 0.0
     recent: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=max(cfg.average_last, 1))
-    if cfg.init_from is not None and not resume:
-        model.load_state_dict(_initial_state(cfg).state_dict())
+    if initial is not None:
+        model.load_state_dict(initial.state_dict())
     info: dict[str, Any] = {}
     if resume:
         info = restore(cfg, model, opt, None if fine_head is None else fine_head.head)
