@@ -45,9 +45,13 @@ def run(args: argparse.Namespace) -> int:
         import onnx
 
         from drivingseg.model.backends import OnnxSegmenter
+        from drivingseg.model.config import LIDAR_CHANNELS
 
         onnx.checker.check_model(str(out), full_check=True)
         seg = OnnxSegmenter(out)
-        seg(np.zeros((seg.spec.height, seg.spec.width, 3), dtype=np.uint8))
+        height, width = seg.spec.height, seg.spec.width
+        lidar = (np.zeros((height, width, LIDAR_CHANNELS), dtype=np.float32)
+                 if seg.config.uses_lidar else None)  # an RGB + lidar model takes both
+        seg(np.zeros((height, width, 3), dtype=np.uint8), lidar)
     print(f"wrote {out}")
     return 0

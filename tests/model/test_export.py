@@ -165,3 +165,19 @@ def test_fixed_sizes_the_reader_refuses_are_not_exported(tiny_weights: Path) -> 
     assert (read_metadata(meta).spec.width, read_metadata(meta).spec.height) == (4096, 16)
     with pytest.raises(ModelError, match=r"export width must be in \[16, 4096\] pixels, got 4200"):
         onnx_bytes(ckpt, height=16, width=4200)
+
+
+def test_cli_check_runs_an_rgb_and_lidar_model(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--check ran the exported file on an image alone, which a 7-channel model refuses
+    ("this model needs the 4 lidar channels"): exit status 2 for a good export."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4, in_channels=7)
+    weights = save_checkpoint(tmp_path / "lidar", UNet(cfg).eval(), cfg, InputSpec(64, 48))
+    for size in ([], ["--dynamic"]):
+        out = tmp_path / f"lidar{len(size)}.onnx"
+        assert main(["export", "--weights", str(weights), "--onnx", str(out), "--check",
+                     *size]) == 0
+        assert f"wrote {out}" in capsys.readouterr().out
+        meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+        assert meta["in_channels"] == "7" and "lidar" in meta["input_layout"]
