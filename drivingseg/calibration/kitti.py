@@ -65,12 +65,27 @@ def _parse_float(token: str) -> float | None:
         return None
 
 
+def _split_line(line: str) -> tuple[str, str] | None:
+    """``(key, values)`` of a ``key: values`` line, or of ``key values`` with numbers only:
+    KITTI tracking's calib files write ``R_rect``, ``Tr_velo_cam`` and ``Tr_imu_velo``
+    without the colon. None for anything else."""
+    key, sep, rest = line.partition(":")
+    if sep:
+        return key.strip(), rest
+    parts = line.split(None, 1)
+    if len(parts) == 2 and all(_parse_float(tok) is not None for tok in parts[1].split()):
+        return parts[0], parts[1]
+    return None
+
+
 def parse_kitti_calib_file(path: str | PathLike[str]) -> dict[str, np.ndarray]:
     """Read a KITTI ``key: v1 v2 ...`` calibration file into 1-D float64 arrays.
 
     Lines whose values are all non-numeric (``calib_time: 09-Jan-2012 13:57:47``) are
-    skipped; blank lines too. A line that is not ``key: values``, a line mixing numbers
-    and text, and a key given twice raise :class:`CalibrationError` with the line number.
+    skipped; blank lines too. ``key v1 v2 ...`` without the colon is read too when every
+    value is a number (KITTI tracking's ``R_rect``, ``Tr_velo_cam``, ``Tr_imu_velo``). Any
+    other line that is not ``key: values``, a line mixing numbers and text, and a key given
+    twice raise :class:`CalibrationError` with the line number.
     """
     file = Path(path)
     text = read_text(file, error=CalibrationError, what="calibration file")
@@ -81,11 +96,11 @@ def parse_kitti_calib_file(path: str | PathLike[str]) -> dict[str, np.ndarray]:
         line = raw_line.strip()
         if not line:
             continue
-        key, sep, rest = line.partition(":")
-        key = key.strip()
-        if not sep or not _KEY_RE.match(key):
+        split = _split_line(line)
+        if split is None or not _KEY_RE.match(split[0]):
             message = f"line {lineno}: expected 'key: values', got {raw_line!r}"
             raise CalibrationError(message, path=file)
+        key, rest = split
         tokens = rest.split()
         numbers = [_parse_float(tok) for tok in tokens]
         if tokens and all(num is None for num in numbers):

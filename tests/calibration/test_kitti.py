@@ -208,6 +208,42 @@ def test_tracking_spellings_accepted(tmp_path: Path) -> None:
     assert rig.T_cam_velo.matrix[0, 1] == -1.0
 
 
+
+def test_tracking_calib_lines_without_a_colon(tmp_path: Path, kitti_raw_root: Path) -> None:
+    """KITTI tracking's calib files write ``R_rect``, ``Tr_velo_cam`` and ``Tr_imu_velo``
+    without the colon (``R_rect 9.999239000000e-01 ...``); the parser refused them as "expected
+    'key: values'". The file is built in that layout from the 2011-09-26 published numbers."""
+    def numbers(name: str, *keys: str) -> str:
+        values = {k: " ".join(f"{v:.12e}" for v in file_numbers(kitti_raw_root / name, k))
+                  for k in keys}
+        return " ".join(values[k] for k in keys)
+
+    def rt(name: str) -> np.ndarray:
+        R = file_numbers(kitti_raw_root / name, "R").reshape(3, 3)
+        return np.hstack([R, file_numbers(kitti_raw_root / name, "T")[:, None]])
+
+    def flat(m: np.ndarray) -> str:
+        return " ".join(f"{v:.12e}" for v in m.ravel())
+
+    text = "".join(f"P{i}: {numbers('calib_cam_to_cam.txt', f'P_rect_0{i}')}\n"
+                   for i in range(4))
+    text += f"R_rect {numbers('calib_cam_to_cam.txt', 'R_rect_00')}\n"
+    text += f"Tr_velo_cam {flat(rt('calib_velo_to_cam.txt'))}\n"
+    text += f"Tr_imu_velo {flat(rt('calib_imu_to_velo.txt'))}\n"
+    path = tmp_path / "0000.txt"
+    path.write_text(text)
+    assert set(parse_kitti_calib_file(path)) == {"P0", "P1", "P2", "P3", "R_rect",
+                                                 "Tr_velo_cam", "Tr_imu_velo"}
+    rig = load_kitti_object_rig(path, image_size=RAW_SIZE)
+    raw = load_kitti_raw_rig(kitti_raw_root)
+    np.testing.assert_allclose(rig.lidar_to_pixel_matrix(), raw.lidar_to_pixel_matrix(),
+                               rtol=1e-12, atol=1e-12)
+    assert rig.T_velo_imu is not None and raw.T_velo_imu is not None
+    np.testing.assert_allclose(rig.T_velo_imu.matrix, raw.T_velo_imu.matrix, atol=1e-12)
+    path.write_text(text + "R_rect x 1 2\n")
+    with pytest.raises(CalibrationError, match=where(path) + r"line 8: expected 'key: values'"):
+        parse_kitti_calib_file(path)
+
 # --- raw date folder -----------------------------------------------------------------------
 
 
