@@ -15,8 +15,12 @@ from drivingseg.calibration.kitti import (
 from drivingseg.calibration.rig_yaml import load_rig
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import CalibrationError, ConfigError
+from drivingseg.fileio import read_yaml_mapping
 
 __all__ = ["ACCEPTED_SOURCES", "load_rig_any"]
+
+_CAMERA_INFO_KEYS = frozenset({"image_width", "image_height", "camera_matrix"})
+"""Keys that make a YAML file a ROS camera-info file (camera_calibration's ``ost.yaml``)."""
 
 ACCEPTED_SOURCES = (
     "a drivingseg rig file (*.yaml / *.yml, docs/RIG_FORMAT.md)",
@@ -46,7 +50,18 @@ def load_rig_any(
         raise CalibrationError("calibration file not found", path=p)
     suffix = p.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        return load_rig(p)
+        try:
+            return load_rig(p)
+        except CalibrationError as exc:
+            if _is_camera_info(p):
+                message = (
+                    "a ROS camera-info YAML (camera_calibration's ost.yaml) describes the "
+                    "camera only, not the lidar-to-camera transform; build a rig with "
+                    "drivingseg.calibration.ros.load_ros_rig(camera_info, extrinsics, name) "
+                    "and write it with save_rig (docs/RIG_FORMAT.md)"
+                )
+                raise CalibrationError(message, path=p) from exc
+            raise
     if p.name in (CAM_TO_CAM, VELO_TO_CAM, IMU_TO_VELO):  # one of a date folder's set
         return load_kitti_raw_rig(p.parent, camera=camera)
     if suffix == ".txt":
@@ -59,3 +74,12 @@ def load_rig_any(
         return load_kitti_object_rig(p, camera=camera, image_size=image_size)
     message = f"unknown calibration source {p.name!r}; accepted: " + "; ".join(ACCEPTED_SOURCES)
     raise CalibrationError(message, path=p)
+
+
+def _is_camera_info(path: Path) -> bool:
+    """Whether ``path`` reads as a ROS camera-info YAML (False when it cannot be read)."""
+    try:
+        data = read_yaml_mapping(path, error=CalibrationError, what="calibration file")
+    except CalibrationError:
+        return False
+    return set(data) >= _CAMERA_INFO_KEYS

@@ -44,3 +44,23 @@ def test_dispatch_errors(kitti_object_root: Path, tmp_path: Path) -> None:
         load_rig_any(other)
     with pytest.raises(CalibrationError, match="calibration file not found"):
         load_rig_any(tmp_path / "missing.yaml")
+
+
+def test_ros_camera_info_yaml_is_named_as_such(tmp_path: Path) -> None:
+    """A camera_calibration ``ost.yaml`` given where a rig is expected (the fusion node's
+    ``calibration``) was refused as a rig file with eight "unknown keys"; the error now says
+    what the file is and how to make a rig of it. A broken rig YAML keeps its own error."""
+    info = tmp_path / "ost.yaml"
+    info.write_text(
+        "image_width: 640\nimage_height: 480\ncamera_name: narrow_stereo\n"
+        "camera_matrix: {rows: 3, cols: 3, data: [423.3, 0, 324.6, 0, 422.9, 242.4, 0, 0, 1]}\n"
+        "distortion_model: plumb_bob\n"
+        "distortion_coefficients: {rows: 1, cols: 5, data: [-0.35, 0.13, 0.001, 0.0, -0.02]}\n"
+    )
+    with pytest.raises(CalibrationError, match=re.escape(str(info)) + r": a ROS camera-info "
+                       r"YAML .* not the lidar-to-camera transform; .*load_ros_rig"):
+        load_rig_any(info)
+    typo = tmp_path / "rig.yaml"
+    typo.write_text(SHIPPED.read_text().replace("T_velo_imu:", "T_velo_imus:"))
+    with pytest.raises(CalibrationError, match=r"unknown keys \['T_velo_imus'\]"):
+        load_rig_any(typo)
