@@ -150,6 +150,19 @@ def _check_positive(**values: float) -> None:
             raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
 
 
+def _check_count(**values: int) -> None:
+    """Refuse counts open3d's bindings reject with a TypeError (floats, negatives)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    """Refuse ``value`` outside ``(low, high]`` (NaN included)."""
+    if not low < value <= high:
+        raise ConfigError(f"{name} must be in ({low!r}, {high!r}], got {value!r}")
+
+
 def _open3d() -> Any:
     """open3d, imported on first use: it costs ~0.9 s, and everything that imports
     :mod:`drivingseg.fusion` without fitting a ground (training, evaluation) can skip it."""
@@ -187,7 +200,12 @@ def fit_ground_plane(
         distance_threshold_m=distance_threshold_m,
         num_iterations=num_iterations,
         max_range_m=max_range_m,
+        band_m=band_m,
     )
+    _check_count(num_iterations=num_iterations)
+    _check_range("max_tilt_deg", max_tilt_deg, 0.0, 90.0)
+    if not 0.0 <= max_below_fraction <= 1.0:  # NaN too
+        raise ConfigError(f"max_below_fraction must be in [0, 1], got {max_below_fraction!r}")
     xyz, finite = _xyz(points)
     near = finite.copy()
     near[finite] = np.hypot(xyz[finite, 0], xyz[finite, 1]) <= max_range_m
@@ -274,7 +292,10 @@ def segment_scene(
     Ground: within ``ground_threshold_m`` of the plane. Clusters: voxels of the points
     between ``ground_threshold_m`` and ``max_height_m`` above it, within ``max_range_m``.
     """
-    _check_positive(voxel_size_m=voxel_size_m, eps_m=eps_m, max_range_m=max_range_m)
+    _check_positive(voxel_size_m=voxel_size_m, eps_m=eps_m, max_range_m=max_range_m,
+                    ground_threshold_m=ground_threshold_m)
+    _check_count(min_points=min_points)
+    _check_range("max_height_m", max_height_m, ground_threshold_m, math.inf)
     xyz, finite = _xyz(points)
     if plane is None:
         plane = fit_ground_plane(points, seed=seed)

@@ -93,6 +93,17 @@ def test_collinear_points_give_no_plane_not_nan() -> None:
         (lambda p: fit_ground_plane(p, num_iterations=0), r"num_iterations must be .*got 0"),
         (lambda p: segment_scene(p, voxel_size_m=-0.2), r"voxel_size_m must be .*got -0\.2"),
         (lambda p: segment_scene(p, eps_m=0.0), r"eps_m must be .*got 0\.0"),
+        # open3d's TypeError tracebacks, a silently empty ground and plane at the lowest
+        # points, or "no ground plane" for a setting that cannot be met:
+        (lambda p: fit_ground_plane(p, num_iterations=300.0), r"num_iterations must be a whole"),
+        (lambda p: fit_ground_plane(p, band_m=0.0), r"band_m must be .*got 0\.0"),
+        (lambda p: fit_ground_plane(p, max_tilt_deg=-5.0), r"max_tilt_deg must be in .*-5\.0"),
+        (lambda p: fit_ground_plane(p, max_below_fraction=float("nan")),
+         r"max_below_fraction must be in \[0, 1\], got nan"),
+        (lambda p: segment_scene(p, min_points=2.5), r"min_points must be a whole .*got 2\.5"),
+        (lambda p: segment_scene(p, min_points=-3), r"min_points must be a whole .*got -3"),
+        (lambda p: segment_scene(p, ground_threshold_m=-1.0), r"ground_threshold_m .*got -1"),
+        (lambda p: segment_scene(p, max_height_m=0.1), r"max_height_m must be in \(0\.2, "),
     ],
 )
 def test_bad_parameters_are_refused(call: Any, match: str) -> None:
