@@ -234,6 +234,12 @@ class CameraModel:
 
     @property
     def has_distortion(self) -> bool:
+        """Whether pixels are not a plain pinhole projection of the camera-frame points. An
+        ``equidistant`` (fisheye) lens always is, zero k1..k4 included (its radius is
+        ``f * theta``, not ``f * tan(theta)``); the polynomial models are when a
+        coefficient is non-zero."""
+        if self.distortion_model == "equidistant":
+            return True
         return self.distortion_model != "none" and bool(np.any(self.D != 0.0))
 
     def projection_matrix(self) -> FloatArray:

@@ -208,7 +208,12 @@ def test_equidistant_matches_cv2_fisheye(kitti_raw_root: Path, raw_scan: np.ndar
     with pytest.raises(CalibrationError, match=r"equidistant \(fisheye\) model takes 4 "
                                                r"coefficients k1\.\.k4, got 5"):
         replace(camera, D=np.zeros(5))
-    assert not replace(camera, D=np.zeros(0)).has_distortion
+    ideal = replace(camera, D=np.zeros(0))  # theta_d = theta: still a fisheye, not a pinhole
+    assert ideal.has_distortion
+    proj0 = project_points(raw_scan, replace(rig, camera=ideal))
+    ref0, _ = cv2.fisheye.projectPoints(xyz_cam[proj0.index][:, None, :], np.zeros(3),
+                                        np.zeros(3), K, np.zeros(4), alpha=K[0, 1] / K[0, 0])
+    assert np.abs(proj0.u[proj0.index] - ref0.reshape(-1, 2)[:, 0]).max() < 1e-6
 
 
 def test_distortion_fold_back_is_not_visible(kitti_raw_root: Path) -> None:
