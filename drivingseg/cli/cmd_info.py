@@ -70,16 +70,17 @@ def run(args: argparse.Namespace) -> int:
         info = rec.info()
         ambiguous = getattr(rec, "ambiguous_topics", {})
         rig = None if ambiguous else rec.rig()
+        note = getattr(rec, "rig_note", "")  # a bag's: why no rig, or the /tf links it uses
     if ambiguous:
         rig_line = "not chosen: " + "; ".join(ambiguous.values())
     elif rig is None:
-        rig_line = "none"
+        rig_line = f"none ({note})" if note else "none"
     else:
         cam = rig.camera
         rig_line = (
             f"{rig.name}: camera {cam.frame_id} {cam.width}x{cam.height} "
             f"fx={cam.P[0, 0] if cam.P is not None else cam.K[0, 0]:.1f}, "
-            f"lidar {rig.lidar_frame}"
+            f"lidar {rig.lidar_frame}" + (f" ({note})" if note else "")
         )
     if args.json:
         out = {

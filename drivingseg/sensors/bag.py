@@ -11,14 +11,15 @@ Frames stream lazily: each iterator opens its own reader, so ``messages()`` can 
 camera and lidar iterators without ever loading the bag whole. Stamps are the messages'
 ``header.stamp`` in nanoseconds (the log time when a header stamp is zero); a zero stamp, a
 stamp more than 10 s from its log time, a stamp not after the one before and an image
-topic that changes size are warned about once per topic (:mod:`.checks`).
+topic that changes size are warned about once per topic (:mod:`.checks`). The rig's
+lidar->camera transform chains /tf_static, completed by /tf links that stay fixed over the
+bag (:class:`.checks.TfTree`).
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
-from collections import deque
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from os import PathLike
@@ -38,7 +39,7 @@ from drivingseg.sensors.bag_sources import (
     Topic,
 )
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
-from drivingseg.sensors.checks import SizeWatch, StampWatch
+from drivingseg.sensors.checks import SizeWatch, StampWatch, TfLookup, TfTree
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.ros_msgs import (
     camera_model_from_camera_info,
@@ -95,6 +96,8 @@ class BagRecording(Recording):
         self._info: RecordingInfo | None = None
         self._rig: Rig | None = None
         self._rig_done = False
+        self.rig_note = ""
+        """Why :meth:`rig` is ``None``, or which /tf links its transform uses ('' if none)."""
         self._live: weakref.WeakSet[Generator[tuple[int, Any], None, None]] = weakref.WeakSet()
         self._watches: dict[str, StampWatch] = {}
         self._sizes: dict[str, SizeWatch] = {}
@@ -162,6 +165,7 @@ class BagRecording(Recording):
         self._info = None
         self._rig = None
         self._rig_done = False
+        self.rig_note = ""
         self._watches = {}
         self._sizes = {}
 
@@ -348,18 +352,21 @@ class BagRecording(Recording):
     # ------------------------------------------------------------------ calibration
 
     def rig(self) -> Rig | None:
-        """Camera from the first CameraInfo and the lidar->camera transform from /tf_static.
+        """Camera from the first CameraInfo and the lidar->camera transform from the tf tree.
 
-        ``None`` without a CameraInfo topic, a lidar topic, or a /tf_static chain linking
-        the lidar frame (first PointCloud2 header) to the camera frame, when the
-        CameraInfo is an uncalibrated camera's (all-zero K, as drivers publish without a
-        calibration file), and when a CameraInfo not named by ``camera_info_topic`` has
-        another header frame than the images (another camera's). The images count as
-        rectified when the image topic name contains ``rect`` or the camera has no
-        distortion.
+        The transform chains /tf_static links; when they do not link the lidar frame (first
+        PointCloud2 header) to the camera frame, /tf links that never move over the bag
+        complete the chain (a moving link, odometry say, never does). ``None`` without a
+        CameraInfo topic, a lidar topic or such a chain, when the CameraInfo is an
+        uncalibrated camera's (all-zero K, as drivers publish without a calibration file),
+        and when a CameraInfo not named by ``camera_info_topic`` has another header frame
+        than the images (another camera's); :attr:`rig_note` then says why. The images
+        count as rectified when the image topic name contains ``rect`` or the camera has
+        no distortion.
         """
         self._check_open()
         if not self._rig_done:
+            self.rig_note = ""
             self._rig = self._build_rig()
             self._rig_done = True
         return self._rig
@@ -367,34 +374,42 @@ class BagRecording(Recording):
     def _first(self, topic: str) -> Any:
         return next((msg for _, msg in self._messages(topic)), None)
 
+    def _no_rig(self, why: str, *, warn: bool = False, hint: str = "") -> Rig | None:
+        """Log ``why`` there is no rig and keep it as :attr:`rig_note` (``info`` shows it);
+        returns ``None``, the rig."""
+        (log.warning if warn else log.info)("%s: %s, so no rig%s", self.path, why, hint)
+        self.rig_note = why + hint
+        return None
+
     def _build_rig(self) -> Rig | None:
         self._check_chosen("camera", "lidar", "camera_info")
         if self.camera_info_topic is None or self.lidar_topic is None:
-            log.info("%s: no CameraInfo or lidar topic, so no rig", self.path)
-            return None
+            return self._no_rig("no CameraInfo or lidar topic")
         info_msg = self._first(self.camera_info_topic)
         cloud_msg = self._first(self.lidar_topic)
         if info_msg is None or cloud_msg is None:
-            return None
+            return self._no_rig("no CameraInfo or lidar message")
         if self._want["camera_info"] is None and not self._info_matches_images(info_msg):
             return None
         source = self._source_name(self.camera_info_topic)
         K = info_msg.k if hasattr(info_msg, "k") else info_msg.K
         if not np.any(np.asarray(K, dtype=np.float64)):
-            log.warning("%s: the CameraInfo has an all-zero K (uncalibrated camera), so no rig",
-                        source)
-            return None
+            return self._no_rig(f"the CameraInfo of {self.camera_info_topic!r} has an all-zero "
+                                "K (uncalibrated camera)", warn=True)
         camera = camera_model_from_camera_info(info_msg, source)
         rectified = "rect" in (self.image_topic or "") or not camera.has_distortion
         camera = camera_model_from_camera_info(info_msg, source, image_rectified=rectified)
         lidar_frame = str(cloud_msg.header.frame_id) or "velodyne"
-        T = self._lookup_static(camera.frame_id, lidar_frame)
-        if T is None:
-            log.info("%s: /tf_static has no chain %s <- %s, so no rig",
-                     self.path, camera.frame_id, lidar_frame)
-            return None
+        lookup = self._lookup_tf(camera.frame_id, lidar_frame)
+        if lookup.transform is None:
+            return self._no_rig(lookup.note, warn=bool(lookup.moving))
+        if lookup.note:
+            log.info("%s: rig transform %s <- %s uses %s", self.path, camera.frame_id,
+                     lidar_frame, lookup.note)
+            self.rig_note = lookup.note
         try:
-            return Rig(name=self.path.stem, camera=camera, T_cam_velo=T, path=str(self.path))
+            return Rig(name=self.path.stem, camera=camera, T_cam_velo=lookup.transform,
+                       path=str(self.path))
         except CalibrationError as exc:
             raise RecordingError(f"bad rig from bag: {exc.message}", path=self.path) from exc
 
@@ -409,47 +424,32 @@ class BagRecording(Recording):
         info_frame = str(info_msg.header.frame_id).lstrip("/")
         image_frame = str(image_msg.header.frame_id).lstrip("/")
         if info_frame and image_frame and info_frame != image_frame:
-            log.warning(
-                "%s: CameraInfo topic %r is of frame %r but image topic %r is of frame %r, so "
-                "no rig; choose the CameraInfo of these images with camera_info_topic=",
-                self.path, self.camera_info_topic, info_frame, self.image_topic, image_frame,
-            )
+            self._no_rig(
+                f"CameraInfo topic {self.camera_info_topic!r} is of frame {info_frame!r} but "
+                f"image topic {self.image_topic!r} is of frame {image_frame!r}", warn=True,
+                hint="; choose the CameraInfo of these images with camera_info_topic=")
             return False
         return True
 
-    def _lookup_static(self, target: str, source_frame: str) -> RigidTransform | None:
-        """``T_target_source`` chained through every /tf_static transform (either way).
-
-        As in tf2, frame names match without a leading ``/`` (ROS 1 bags often have
-        ``/velodyne`` in the tf tree and ``velodyne`` in the headers, or the reverse) and
-        a frame's latest transform to its parent replaces earlier ones.
-        """
-        latest: dict[str, RigidTransform] = {}  # child frame -> T_parent_child
-        for name, topic in self._topics.items():
-            if topic.kind != "tf" or name.lstrip("/") != "tf_static":
-                continue
+    def _lookup_tf(self, target: str, source_frame: str) -> TfLookup:
+        """``T_target_source`` through /tf_static (either way; :class:`.TfTree`); when it has
+        no chain, also through the /tf links that never move over the bag."""
+        tree = TfTree()
+        tf_topics = {n.lstrip("/"): n for n, t in self._topics.items() if t.kind == "tf"}
+        if "tf_static" in tf_topics:
+            name = tf_topics["tf_static"]
             for _, msg in self._messages(name):
                 for stamped in msg.transforms:
-                    T = transform_from_tf(stamped, self._source_name(name))
-                    child, parent = T.source_frame.lstrip("/"), T.target_frame.lstrip("/")
-                    latest[child] = RigidTransform(T.matrix, child, parent, T.path)
-        edges: dict[str, list[RigidTransform]] = {}
-        for T in latest.values():
-            edges.setdefault(T.source_frame, []).append(T)
-            edges.setdefault(T.target_frame, []).append(T.inverse())
-        # Breadth-first search from the source frame; each edge maps frame -> other.
-        start, goal = source_frame.lstrip("/"), target.lstrip("/")
-        found: dict[str, RigidTransform | None] = {start: None}
-        queue = deque([start])
-        while queue:
-            frame = queue.popleft()
-            so_far = found[frame]
-            if frame == goal:
-                if so_far is None:
-                    return RigidTransform(np.eye(4), source_frame, target)
-                return RigidTransform(so_far.matrix, source_frame, target, so_far.path)
-            for edge in edges.get(frame, []):
-                if edge.target_frame not in found:
-                    found[edge.target_frame] = edge if so_far is None else edge.compose(so_far)
-                    queue.append(edge.target_frame)
-        return None
+                    tree.add_static(transform_from_tf(stamped, self._source_name(name)))
+        lookup = tree.lookup(target, source_frame, with_tf=False)
+        if lookup.transform is not None or "tf" not in tf_topics:
+            return lookup
+        name = tf_topics["tf"]
+        for _, msg in self._messages(name):
+            for stamped in msg.transforms:
+                try:
+                    T: RigidTransform | None = transform_from_tf(stamped, self._source_name(name))
+                except RecordingError:
+                    T = None
+                tree.add_dynamic(T, str(stamped.child_frame_id), str(stamped.header.frame_id))
+        return tree.lookup(target, source_frame, with_tf=True)

@@ -37,6 +37,7 @@ TOPIC_KINDS = {
     "sensor_msgs/msg/PointCloud2": "lidar",
     "sensor_msgs/msg/CameraInfo": "camera_info",
     "tf2_msgs/msg/TFMessage": "tf",
+    "tf/msg/tfMessage": "tf",  # ROS 1 bags recorded before tf2 (same fields)
 }
 """Message type -> stream kind; every other type is ``other``."""
 
