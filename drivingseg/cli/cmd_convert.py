@@ -81,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
             log.warning(
                 "%s has no calibration: writing no camera_info and no /tf_static", args.input
             )
-        total = expected_messages(drive.info(), args.max_frames)
+        chosen = None  # a bag converts its chosen image and lidar topics only
+        if drive.format == "rosbag":
+            topics = (getattr(drive, "image_topic", None), getattr(drive, "lidar_topic", None))
+            chosen = {t for t in topics if t is not None}
+        total = expected_messages(drive.info(), args.max_frames, chosen)
 
         def bar(messages: Iterable[Message]) -> Iterable[Message]:
             return progress(messages, total=total, desc="convert", unit="message")

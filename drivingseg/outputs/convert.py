@@ -115,11 +115,16 @@ def _present_kinds(info: RecordingInfo) -> set[str]:
     return {s.kind for s in info.streams if s.kind in STREAM_KINDS and s.count > 0}
 
 
-def expected_messages(info: RecordingInfo, max_frames: int | None = None) -> int:
-    """Camera frames plus lidar scans a conversion reads (``max_frames`` of each at most)."""
+def expected_messages(
+    info: RecordingInfo, max_frames: int | None = None, streams: Collection[str] | None = None
+) -> int:
+    """Camera frames plus lidar scans a conversion reads (``max_frames`` of each at most):
+    those of ``streams`` (a bag's chosen image and lidar topics; a bag may hold several
+    of a kind, the others unread), or of every camera and lidar stream when ``None``."""
     total = 0
     for kind in STREAM_KINDS:
-        count = sum(s.count for s in info.streams if s.kind == kind)
+        count = sum(s.count for s in info.streams
+                    if s.kind == kind and (streams is None or s.name in streams))
         total += count if max_frames is None else min(count, max_frames)
     return total
 
