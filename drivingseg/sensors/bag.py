@@ -24,11 +24,12 @@ from collections.abc import Generator, Iterator
 from contextlib import closing
 from os import PathLike
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
 
-from drivingseg.calibration.types import Rig, RigidTransform
+from drivingseg.calibration.types import Rig
 from drivingseg.errors import CalibrationError, RecordingError
 from drivingseg.sensors.bag_sources import (
     ROSBAGS_ERRORS,
@@ -37,6 +38,7 @@ from drivingseg.sensors.bag_sources import (
     RosbagsSource,
     Source,
     Topic,
+    unpacked_copy,
 )
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
 from drivingseg.sensors.checks import SizeWatch, StampWatch, TfLookup, TfTree
@@ -46,7 +48,6 @@ from drivingseg.sensors.ros_msgs import (
     image_from_msg,
     points_from_pointcloud2,
     stamp_ns_of,
-    transform_from_tf,
 )
 
 __all__ = ["TOPIC_KINDS", "BagRecording"]
@@ -92,6 +93,7 @@ class BagRecording(Recording):
         self.camera_info_topic: str | None = None
         self._ambiguous: dict[str, str] = {}
         self._source: Source | None = None
+        self._unpacked: TemporaryDirectory[str] | None = None  # a file-compressed bag, unpacked
         self._topics: dict[str, Topic] = {}
         self._info: RecordingInfo | None = None
         self._rig: Rig | None = None
@@ -126,7 +128,7 @@ class BagRecording(Recording):
         if isinstance(self._source, McapStreamSource):
             return self._source  # holds no open file between iterations: share it
         try:
-            return RosbagsSource(self.path)
+            return RosbagsSource(Path(self._unpacked.name) if self._unpacked else self.path)
         except ROSBAGS_ERRORS as exc:
             mcap = self._lone_mcap()
             if mcap is not None:
@@ -145,6 +147,7 @@ class BagRecording(Recording):
 
     def _open(self) -> None:
         self._check_path()
+        self._unpacked = unpacked_copy(self.path) if self.path.is_dir() else None
         self._source = self._new_source()
         self._topics = dict(self._source.topics)
         self._ambiguous = {}
@@ -161,7 +164,9 @@ class BagRecording(Recording):
             gen.close()
         if self._source is not None:
             self._source.close()
-        self._source = None
+        if self._unpacked is not None:
+            self._unpacked.cleanup()
+        self._source = self._unpacked = None
         self._info = None
         self._rig = None
         self._rig_done = False
@@ -201,10 +206,14 @@ class BagRecording(Recording):
             infos = {t.name for t in self._topics.values()
                      if t.kind == "camera_info" and t.count > 0}
             cameras = [name for name in candidates if _camera_info_of(name) in infos]
-            if len(cameras) == 1:
+            # one image recorded raw and as image_transport's .../compressed: the raw one
+            raw = {name.removesuffix("/compressed") for name in cameras or candidates}
+            if len(cameras) == 1 or (len(raw) == 1 and raw <= set(candidates)):
+                chosen = cameras[0] if len(cameras) == 1 else raw.pop()
                 log.info("%s: image topic %r chosen of %r: the only one with a CameraInfo "
-                         "beside it", self.path, cameras[0], sorted(candidates))
-                return cameras[0]
+                         "beside it, or the raw one of its compressed twin", self.path, chosen,
+                         sorted(candidates))
+                return chosen
         option = {"camera": "image_topic", "lidar": "lidar_topic"}.get(kind, "camera_info_topic")
         self._ambiguous[kind] = (
             f"several {kind} topics {sorted(candidates)!r}; choose one with "
@@ -435,21 +444,12 @@ class BagRecording(Recording):
         """``T_target_source`` through /tf_static (either way; :class:`.TfTree`); when it has
         no chain, also through the /tf links that never move over the bag."""
         tree = TfTree()
-        tf_topics = {n.lstrip("/"): n for n, t in self._topics.items() if t.kind == "tf"}
-        if "tf_static" in tf_topics:
-            name = tf_topics["tf_static"]
-            for _, msg in self._messages(name):
-                for stamped in msg.transforms:
-                    tree.add_static(transform_from_tf(stamped, self._source_name(name)))
+        topics = {n.lstrip("/"): n for n, t in self._topics.items() if t.kind == "tf"}
+        for _, msg in self._messages(topics["tf_static"]) if "tf_static" in topics else ():
+            tree.add(msg, self._source_name(topics["tf_static"]), static=True)
         lookup = tree.lookup(target, source_frame, with_tf=False)
-        if lookup.transform is not None or "tf" not in tf_topics:
+        if lookup.transform is not None or "tf" not in topics:
             return lookup
-        name = tf_topics["tf"]
-        for _, msg in self._messages(name):
-            for stamped in msg.transforms:
-                try:
-                    T: RigidTransform | None = transform_from_tf(stamped, self._source_name(name))
-                except RecordingError:
-                    T = None
-                tree.add_dynamic(T, str(stamped.child_frame_id), str(stamped.header.frame_id))
+        for _, msg in self._messages(topics["tf"]):
+            tree.add(msg, self._source_name(topics["tf"]), static=False)
         return tree.lookup(target, source_frame, with_tf=True)

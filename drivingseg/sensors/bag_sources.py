@@ -13,8 +13,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
+import yaml
+import zstandard
 from mcap.exceptions import McapError
 from mcap.records import Channel, Header, Message, Schema
 from mcap.stream_reader import StreamReader
@@ -27,7 +30,15 @@ from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typest
 
 from drivingseg.errors import RecordingError
 
-__all__ = ["ROSBAGS_ERRORS", "TOPIC_KINDS", "McapStreamSource", "RosbagsSource", "Source", "Topic"]
+__all__ = [
+    "ROSBAGS_ERRORS",
+    "TOPIC_KINDS",
+    "McapStreamSource",
+    "RosbagsSource",
+    "Source",
+    "Topic",
+    "unpacked_copy",
+]
 
 log = logging.getLogger("drivingseg.sensors.bag")  # warnings about the bag being read
 
@@ -60,14 +71,8 @@ ROSBAGS_ERRORS: tuple[type[BaseException], ...] = (
     MemoryError,
 )
 # What the decompressors raise on a damaged chunk: lz4 a bare RuntimeError (ROS 1 bags
-# and MCAP chunks), bz2 an OSError (above), zstandard its own ZstdError.
-_DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (RuntimeError,)
-try:
-    from zstandard import ZstdError
-
-    _DECOMPRESS_ERRORS += (ZstdError,)
-except ImportError:  # pragma: no cover - without zstandard no zstd chunk is read at all
-    pass
+# and MCAP chunks), bz2 an OSError (above), zstandard (which mcap requires) its ZstdError.
+_DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, zstandard.ZstdError)
 ROSBAGS_ERRORS += _DECOMPRESS_ERRORS
 try:  # rosbags 0.11 reads .db3 through apsw, whose errors are not sqlite3's
     import apsw
@@ -97,6 +102,55 @@ class Topic:
         if self.name.endswith("/compressedDepth"):
             return "depth"
         return TOPIC_KINDS.get(self.msgtype, "other")
+
+
+def _unzstd(src_path: Path, dst_path: Path) -> None:
+    """Decompress a zstd file; a cut one (a killed recorder's) raises ``EOFError``."""
+    fresh = zstandard.ZstdDecompressor().decompressobj
+    unpack = fresh()
+    with src_path.open("rb") as src, dst_path.open("wb") as dst:
+        while chunk := src.read(1 << 24):
+            while chunk:  # a file of several zstd frames: one decompressor each
+                if unpack.eof:
+                    unpack = fresh()
+                dst.write(unpack.decompress(chunk))
+                chunk = unpack.unused_data if unpack.eof else b""
+    if not unpack.eof:
+        raise EOFError("the zstd stream ends early (file cut short)")
+
+
+def unpacked_copy(path: Path) -> TemporaryDirectory[str] | None:
+    """A ROS 2 bag folder compressed in file mode (``compression_mode: file``: each storage
+    file zstd-compressed whole, as ``ros2 bag record --compression-mode file`` writes it)
+    decompressed once into a temporary folder as an uncompressed bag; ``None`` for any
+    other bag. rosbags decompresses such a bag whole on every open, and a BagRecording
+    opens a reader per stream and pass (info, rig, camera, lidar: eight for a conversion).
+    """
+    meta_path = path / "metadata.yaml"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = yaml.safe_load(meta_path.read_text())["rosbag2_bagfile_information"]
+        if str(meta.get("compression_mode") or "").lower() != "file":
+            return None
+        names = [Path(str(name)).name for name in meta["relative_file_paths"]]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None  # rosbags' reader then says what is wrong with the metadata
+    tmp = TemporaryDirectory(prefix="drivingseg-bag-")
+    for name in names:
+        try:
+            _unzstd(path / name, Path(tmp.name) / name.removesuffix(".zstd"))
+        except (OSError, zstandard.ZstdError, EOFError) as exc:
+            tmp.cleanup()
+            raise RecordingError(f"cannot decompress {name!r}: {exc}", path=path) from exc
+    meta.update(compression_mode="", compression_format="",
+                relative_file_paths=[name.removesuffix(".zstd") for name in names])
+    for entry in meta.get("files") or []:
+        entry["path"] = str(entry.get("path", "")).removesuffix(".zstd")
+    text = yaml.safe_dump({"rosbag2_bagfile_information": meta}, sort_keys=False)
+    (Path(tmp.name) / "metadata.yaml").write_text(text)
+    log.info("%s: decompressed its file-compressed bag once into %s", path, tmp.name)
+    return tmp
 
 
 class RosbagsSource:

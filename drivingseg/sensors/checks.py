@@ -17,11 +17,14 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from drivingseg.calibration.types import RigidTransform
+from drivingseg.errors import RecordingError
 from drivingseg.sensors.frames import CameraFrame
+from drivingseg.sensors.ros_msgs import transform_from_tf
 
 __all__ = [
     "STAMP_LOG_WARN_NS",
@@ -170,6 +173,19 @@ class TfTree:
     def _plain(T: RigidTransform) -> RigidTransform:
         return RigidTransform(T.matrix, T.source_frame.lstrip("/"), T.target_frame.lstrip("/"),
                               T.path)
+
+    def add(self, msg: Any, source: str, *, static: bool) -> None:
+        """Every transform of a ``TFMessage`` of /tf_static (``static``) or /tf. A bad one
+        (zero quaternion) is an error on /tf_static; on /tf it makes its link unusable."""
+        for stamped in msg.transforms:
+            if static:
+                self.add_static(transform_from_tf(stamped, source))
+                continue
+            try:
+                T: RigidTransform | None = transform_from_tf(stamped, source)
+            except RecordingError:
+                T = None
+            self.add_dynamic(T, str(stamped.child_frame_id), str(stamped.header.frame_id))
 
     def add_static(self, T: RigidTransform) -> None:
         plain = self._plain(T)
