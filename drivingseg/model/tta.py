@@ -5,10 +5,11 @@ A network trained from scratch on a few hundred frames sees a car at one scale a
 orientation per training sample; asked at several, its errors differ from view to view, so
 their mean is right more often (as the ensemble's members are). :class:`TTASegmenter` runs
 one :class:`~drivingseg.model.infer.Segmenter` per scale (each with its own input buffers
-and its own converted copy of the model: 7.8 MB each for the default) on the frame and, with ``flip``, on its mirror image, and
-averages the softmax at the frame's size. Each view costs a forward pass at its size, so
-``multiscale`` (six scales, both orientations) costs about 17 single-view passes: a mode for
-``drivingseg eval`` and ``drivingseg report``, not for the 10 Hz streaming node.
+and its own converted copy of the model: 7.8 MB each for the default) on the frame and,
+with ``flip``, on its mirror image, and averages the softmax at the frame's size. Each view
+costs a forward pass at its size, so ``multiscale`` (six scales, both orientations) costs
+about 17 single-view passes: a mode for ``drivingseg eval`` and ``drivingseg report``, not
+for the 10 Hz streaming node.
 
 The views are a :class:`~drivingseg.model.config.TTAConfig`; ``--tta`` names
 one of its presets.

@@ -13,7 +13,7 @@ camera and lidar iterators without ever loading the bag whole. Stamps are the me
 stamp more than 10 s from its log time, a stamp not after the one before and an image
 topic that changes size are warned about once per topic (:mod:`.checks`). The rig's
 lidar->camera transform chains /tf_static, completed by /tf links that stay fixed over the
-bag (:class:`.checks.TfTree`).
+bag (:class:`.bag_tf.TfTree`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from drivingseg.sensors.bag_sources import (
     Topic,
     unpacked_copy,
 )
+from drivingseg.sensors.bag_tf import TfLookup, TfTree
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
-from drivingseg.sensors.checks import SizeWatch, StampWatch, TfLookup, TfTree
+from drivingseg.sensors.checks import SizeWatch, StampWatch
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.ros_msgs import (
     camera_model_from_camera_info,

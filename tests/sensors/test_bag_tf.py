@@ -20,7 +20,7 @@ from rosbags.typesys.store import Typestore
 from drivingseg.calibration.types import RigidTransform
 from drivingseg.cli import main
 from drivingseg.sensors.bag import BagRecording
-from drivingseg.sensors.checks import TF_FIXED_TOLERANCE_M, TfTree
+from drivingseg.sensors.bag_tf import TF_FIXED_TOLERANCE_M, TfTree
 from drivingseg.sensors.ros_msgs import quaternion_from_matrix
 
 ROS1 = get_typestore(Stores.ROS1_NOETIC)
