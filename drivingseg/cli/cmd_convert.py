@@ -11,7 +11,13 @@ from typing import Any
 
 from drivingseg.cli._common import add_recording_args, open_from_args, progress
 from drivingseg.errors import ConfigError
-from drivingseg.outputs.convert import Message, convert_to_mcap, expected_messages, kitti_topics
+from drivingseg.outputs.convert import (
+    Message,
+    bag_topics,
+    convert_to_mcap,
+    expected_messages,
+    kitti_topics,
+)
 from drivingseg.sensors.base import Recording
 from drivingseg.sensors.kitti_raw import KittiRawDrive
 
@@ -28,7 +34,8 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Write the camera images, camera info, velodyne point clouds and the static "
             "lidar->camera transform of a recording (a KITTI raw drive, say) to one ROS 2 "
-            "MCAP file (kitti2bag-style topic names), playable with 'ros2 bag play' and Foxglove."
+            "MCAP file (kitti2bag-style topic names; a bag keeps its own), playable with "
+            "'ros2 bag play' and Foxglove."
         ),
     )
     parser.add_argument(
@@ -82,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
                 "%s has no calibration: writing no camera_info and no /tf_static", args.input
             )
         chosen = None  # a bag converts its chosen image and lidar topics only
+        names = kitti_topics(2 if camera is None else camera)
         if drive.format == "rosbag":
-            topics = (getattr(drive, "image_topic", None), getattr(drive, "lidar_topic", None))
-            chosen = {t for t in topics if t is not None}
+            image, lidar = getattr(drive, "image_topic", None), getattr(drive, "lidar_topic", None)
+            chosen = {t for t in (image, lidar) if t is not None}
+            names = bag_topics(image, lidar, getattr(drive, "camera_info_topic", None))
         total = expected_messages(drive.info(), args.max_frames, chosen)
 
         def bar(messages: Iterable[Message]) -> Iterable[Message]:
@@ -93,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         stats = convert_to_mcap(
             drive,
             out,
-            topics=kitti_topics(2 if camera is None else camera),
+            topics=names,
             max_frames=args.max_frames,
             progress=bar,
         )

@@ -9,7 +9,9 @@ converter), so tools and launch files written for it find the streams:
 - ``/kitti/velo/pointcloud``: ``sensor_msgs/PointCloud2``, float32 x, y, z, intensity;
 - ``/tf_static``: one ``tf2_msgs/TFMessage`` holding ``T_cam_velo``.
 
-(``camera_color_left`` is camera 2; :func:`kitti_topics` names the others.)
+(``camera_color_left`` is camera 2; :func:`kitti_topics` names the others.) A ROS bag keeps
+its own topic names (:func:`bag_topics`), as ``rosbags-convert`` and ``mcap convert`` do:
+launch files and tools written for the bag still find its streams.
 
 Differences from kitti2bag: the image topic is ``image_rect`` (KITTI ``_sync`` images are
 rectified; kitti2bag calls them ``image_raw``); frame ids are the rig's (``cam0``-style
@@ -56,6 +58,7 @@ __all__ = [
     "KITTI_CAMERA_NAMES",
     "ConvertStats",
     "McapTopics",
+    "bag_topics",
     "convert_to_mcap",
     "expected_messages",
     "kitti_topics",
@@ -94,6 +97,17 @@ def kitti_topics(camera: int = 2) -> McapTopics:
         raise ConfigError(f"camera must be 0, 1, 2 or 3 (KITTI image_0N), got {camera!r}")
     name = KITTI_CAMERA_NAMES[camera]
     return McapTopics(image=f"/kitti/{name}/image_rect", camera_info=f"/kitti/{name}/camera_info")
+
+
+def bag_topics(image_topic: str | None, lidar_topic: str | None,
+               camera_info_topic: str | None) -> McapTopics:
+    """A bag's own topic names for its converted streams. Images are written decoded
+    (``sensor_msgs/Image``), so a ``.../compressed`` topic loses that suffix; without a
+    CameraInfo topic the ROS place for one (``camera_info`` beside the image) is used."""
+    defaults = McapTopics()
+    image = (image_topic or defaults.image).removesuffix("/compressed")
+    info = camera_info_topic or image.rsplit("/", 1)[0] + "/camera_info"
+    return McapTopics(image=image, camera_info=info, points=lidar_topic or defaults.points)
 
 
 @dataclass(frozen=True)

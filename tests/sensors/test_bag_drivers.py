@@ -340,3 +340,21 @@ def test_convert_progress_counts_the_topics_it_converts(
     path = write_ros2(tmp_path / "drive", entries)
     assert main(["convert", str(path), str(tmp_path / "out.mcap")]) == 0
     assert totals == [2 * N]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_convert_keeps_the_bags_topic_names(tmp_path: Path, compressed: bool) -> None:
+    """A converted bag's streams keep the bag's names (they were renamed /kitti/..., so
+    launch files and tools written for the bag lost them); decoded images drop the
+    ``/compressed`` suffix of the topic they came from."""
+    entries, _ = drive_entries(ROS1, compressed=compressed)
+    if compressed:  # the JPEG twin alone
+        entries = [e for e in entries if e[0] != "/camera/image_raw"]
+    path = write_ros1(tmp_path / "drive.bag", entries)
+    out = tmp_path / "out.mcap"
+    assert main(["convert", str(path), str(out)]) == 0
+    with open_recording(out) as converted:
+        counts = {s.name: s.count for s in converted.info().streams}
+        assert counts == {"/camera/image_raw": N, "/camera/camera_info": N,
+                          "/velodyne_points": N, "/tf_static": 1}
+        assert converted.rig() is not None
