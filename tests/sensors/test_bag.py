@@ -13,10 +13,8 @@ import numpy as np
 import pytest
 from mcap.writer import Writer as McapWriter
 from rosbags.rosbag1 import Writer as Writer1
-from rosbags.rosbag2 import StoragePlugin
-from rosbags.rosbag2 import Writer as Writer2
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
+from support.bags import ROS1, ROS2, Entry, header, tf_msg, write_bag
 
 from drivingseg.calibration.types import RigidTransform
 from drivingseg.errors import RecordingError
@@ -24,12 +22,7 @@ from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.sensors.bag import BagRecording
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.open import detect_format, open_recording
-from drivingseg.sensors.ros_msgs import quaternion_from_matrix
 
-ROS1 = get_typestore(Stores.ROS1_NOETIC)
-ROS1.register(get_types_from_msg("geometry_msgs/TransformStamped[] transforms",
-                                 "tf2_msgs/msg/TFMessage"))  # noetic store lacks tf2_msgs
-ROS2 = get_typestore(Stores.ROS2_HUMBLE)
 RNG = np.random.default_rng(3)
 IMAGES = [RNG.integers(0, 256, size=(6, 8, 3), dtype=np.uint8) for _ in range(3)]
 T0 = 1_600_000_000_000_000_000
@@ -43,14 +36,6 @@ R_BASE_CAM, _ = cv2.Rodrigues(np.array([0.3, -1.2, 0.4]))
 T_BASE_CAM = RigidTransform.from_rt(R_BASE_CAM, [0.2, 0.0, 1.5], "cam_optical", "base_link")
 T_BASE_VELO = RigidTransform.from_rt(np.eye(3), [0.0, 0.1, 1.8], "velo", "base_link")
 T_CAM_VELO = T_BASE_CAM.inverse().compose(T_BASE_VELO)
-
-
-def header(ts: Typestore, stamp_ns: int, frame: str) -> Any:
-    sec, nsec = divmod(stamp_ns, 1_000_000_000)
-    stamp = ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
-    if ts is ROS1:
-        return ts.types["std_msgs/msg/Header"](seq=0, stamp=stamp, frame_id=frame)
-    return ts.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame)
 
 
 def image_msg(ts: Typestore, k: int) -> Any:
@@ -104,27 +89,9 @@ def info_msg(ts: Typestore, k: int) -> Any:
     )
 
 
-def tf_msg(ts: Typestore, transforms: list[RigidTransform]) -> Any:
-    stamped = []
-    for T in transforms:
-        x, y, z, w = quaternion_from_matrix(T.rotation)
-        t = T.translation
-        stamped.append(ts.types["geometry_msgs/msg/TransformStamped"](
-            header=header(ts, T0, T.target_frame), child_frame_id=T.source_frame,
-            transform=ts.types["geometry_msgs/msg/Transform"](
-                translation=ts.types["geometry_msgs/msg/Vector3"](x=t[0], y=t[1], z=t[2]),
-                rotation=ts.types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w),
-            ),
-        ))
-    return ts.types["tf2_msgs/msg/TFMessage"](transforms=stamped)
-
-
-Entry = tuple[str, str, int, object]  # topic, msgtype, log time, message
-
-
 def standard_entries(ts: Typestore) -> list[Entry]:
     out: list[Entry] = [("/tf_static", "tf2_msgs/msg/TFMessage", T0,
-                         tf_msg(ts, [T_BASE_CAM, T_BASE_VELO]))]
+                         tf_msg(ts, T0, [T_BASE_CAM, T_BASE_VELO]))]
     for k in range(3):
         out.append(("/cam/image_rect", "sensor_msgs/msg/Image", CAM_NS[k] + LOG_DELAY,
                     image_msg(ts, k)))
@@ -136,32 +103,6 @@ def standard_entries(ts: Typestore) -> list[Entry]:
         out.append(("/chatter", "std_msgs/msg/String", T0 + 7 + k,
                     ts.types["std_msgs/msg/String"](data=f"hello {k}")))
     return out
-
-
-def write_bag(path: Path, kind: str, entries: list[Entry],
-              empty: tuple[tuple[str, str], ...] = ()) -> Path:
-    """Write ``entries`` as a ``kind`` bag ('ros1', 'sqlite3' or 'mcap'); return its path.
-
-    ``empty`` topics (name, msgtype) are declared first and get no message, as a recorder
-    leaves the topics it discovered but never received.
-    """
-    entries = sorted(entries, key=lambda e: e[2])
-    if kind == "ros1":
-        with Writer1(path) as w1:
-            conns1 = {t: w1.add_connection(t, m, typestore=ROS1) for t, m in empty}
-            for topic, msgtype, t, msg in entries:
-                if topic not in conns1:
-                    conns1[topic] = w1.add_connection(topic, msgtype, typestore=ROS1)
-                w1.write(conns1[topic], t, ROS1.serialize_ros1(msg, msgtype))
-        return path
-    plugin = StoragePlugin.MCAP if kind == "mcap" else StoragePlugin.SQLITE3
-    with Writer2(path, version=9, storage_plugin=plugin) as w2:
-        conns2 = {t: w2.add_connection(t, m, typestore=ROS2) for t, m in empty}
-        for topic, msgtype, t, msg in entries:
-            if topic not in conns2:
-                conns2[topic] = w2.add_connection(topic, msgtype, typestore=ROS2)
-            w2.write(conns2[topic], t, ROS2.serialize_cdr(msg, msgtype))
-    return path
 
 
 @pytest.fixture(params=["ros1", "sqlite3", "mcap", "db3_file", "mcap_file"])
@@ -249,7 +190,7 @@ def test_compressed_images(tmp_path: Path, ext: str) -> None:
 
 def test_no_rig_without_tf_chain(tmp_path: Path) -> None:
     entries = [e for e in standard_entries(ROS2) if e[0] != "/tf_static"]
-    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0, tf_msg(ROS2, [T_BASE_CAM])))
+    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0, tf_msg(ROS2, T0, [T_BASE_CAM])))
     with BagRecording(write_bag(tmp_path / "b", "sqlite3", entries)) as bag:
         assert bag.rig() is None
 
@@ -260,7 +201,7 @@ def test_tf_frames_match_without_leading_slash(tmp_path: Path) -> None:
     slashed = [RigidTransform(T.matrix, "/" + T.source_frame, "/" + T.target_frame)
                for T in (T_BASE_CAM, T_BASE_VELO)]
     entries = [e for e in standard_entries(ROS1) if e[0] != "/tf_static"]
-    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0, tf_msg(ROS1, slashed)))
+    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0, tf_msg(ROS1, T0, slashed)))
     with BagRecording(write_bag(tmp_path / "b.bag", "ros1", entries)) as bag:
         rig = bag.rig()
     assert rig is not None
@@ -274,9 +215,9 @@ def test_latest_static_transform_of_a_frame_wins(tmp_path: Path) -> None:
     stale = RigidTransform.from_rt(np.eye(3), [5.0, 5.0, 5.0], "velo", "base_link")
     entries = [e for e in standard_entries(ROS2) if e[0] != "/tf_static"]
     entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0 - 2,
-                    tf_msg(ROS2, [T_BASE_CAM, stale])))
+                    tf_msg(ROS2, T0, [T_BASE_CAM, stale])))
     entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0 - 1,
-                    tf_msg(ROS2, [T_BASE_VELO])))
+                    tf_msg(ROS2, T0, [T_BASE_VELO])))
     with BagRecording(write_bag(tmp_path / "b", "sqlite3", entries)) as bag:
         rig = bag.rig()
     assert rig is not None
@@ -756,7 +697,7 @@ def test_camera_info_of_another_camera_gives_no_rig(
     right = RigidTransform.from_rt(np.eye(3), [0.2, -0.54, 1.5], "right_optical", "base_link")
     entries = [e for e in standard_entries(ROS2) if e[0] != "/tf_static"]
     entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0,
-                    tf_msg(ROS2, [T_BASE_CAM, T_BASE_VELO, right])))
+                    tf_msg(ROS2, T0, [T_BASE_CAM, T_BASE_VELO, right])))
     for k in range(3):
         msg = image_msg(ROS2, k)
         msg.header.frame_id = "right_optical"

@@ -15,24 +15,15 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from rosbags.rosbag1 import Writer as Writer1
-from rosbags.rosbag2 import StoragePlugin
-from rosbags.rosbag2 import Writer as Writer2
-from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
+from support.bags import ROS1, ROS2, Entry, header, tf_msg, write_bag
 
 from drivingseg.calibration.types import RigidTransform
 from drivingseg.cli import main
 from drivingseg.errors import RecordingError
 from drivingseg.sensors import open_recording
 from drivingseg.sensors.bag import BagRecording
-from drivingseg.sensors.ros_msgs import quaternion_from_matrix
 
-ROS1 = get_typestore(Stores.ROS1_NOETIC)
-ROS1.register(get_types_from_msg("geometry_msgs/TransformStamped[] transforms",
-                                 "tf2_msgs/msg/TFMessage"))  # noetic store lacks tf2_msgs
-ROS2 = get_typestore(Stores.ROS2_HUMBLE)
 T0 = 1_700_000_000_000_000_000
 STEP_NS = 100_000_000
 N = 4
@@ -48,15 +39,6 @@ VELODYNE = (22, [("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("intensity", 12, 7), ("
 OUSTER = (48, [("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("intensity", 16, 7), ("t", 20, 6),
                ("reflectivity", 24, 4), ("ring", 26, 4), ("ambient", 28, 4), ("range", 32, 6)])
 NUMPY = {2: "u1", 4: "u2", 6: "u4", 7: "f4"}
-Entry = tuple[str, str, int, object]
-
-
-def header(ts: Typestore, stamp_ns: int, frame: str) -> Any:
-    sec, nsec = divmod(stamp_ns, 1_000_000_000)
-    stamp = ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
-    if ts is ROS1:
-        return ts.types["std_msgs/msg/Header"](seq=0, stamp=stamp, frame_id=frame)
-    return ts.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame)
 
 
 def cloud(ts: Typestore, k: int, layout: tuple[int, list[tuple[str, int, int]]],
@@ -115,15 +97,7 @@ def camera_entries(ts: Typestore, raw: str, *, compressed: bool) -> list[Entry]:
 
 
 def tf_static(ts: Typestore) -> Entry:
-    x, y, z, w = quaternion_from_matrix(T_CAM_VELO.rotation)
-    t = T_CAM_VELO.translation
-    stamped = ts.types["geometry_msgs/msg/TransformStamped"](
-        header=header(ts, T0, "camera_optical"), child_frame_id="velodyne",
-        transform=ts.types["geometry_msgs/msg/Transform"](
-            translation=ts.types["geometry_msgs/msg/Vector3"](x=t[0], y=t[1], z=t[2]),
-            rotation=ts.types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)))
-    return ("/tf_static", "tf2_msgs/msg/TFMessage", T0,
-            ts.types["tf2_msgs/msg/TFMessage"](transforms=[stamped]))
+    return ("/tf_static", "tf2_msgs/msg/TFMessage", T0, tf_msg(ts, T0, [T_CAM_VELO]))
 
 
 def drive_entries(ts: Typestore, layout: tuple[int, list[tuple[str, int, int]]] = VELODYNE,
@@ -139,39 +113,12 @@ def drive_entries(ts: Typestore, layout: tuple[int, list[tuple[str, int, int]]] 
     return entries, points
 
 
-def write_ros1(path: Path, entries: list[Entry], compression: str | None = None) -> Path:
-    writer = Writer1(path)
-    if compression is not None:
-        writer.set_compression(Writer1.CompressionFormat[compression.upper()])
-    with writer:
-        conns: dict[str, Any] = {}
-        for topic, msgtype, t, msg in sorted(entries, key=lambda e: e[2]):
-            if topic not in conns:
-                conns[topic] = writer.add_connection(topic, msgtype, typestore=ROS1)
-            writer.write(conns[topic], t, ROS1.serialize_ros1(msg, msgtype))
-    return path
-
-
-def write_ros2(path: Path, entries: list[Entry], storage: str = "sqlite3",
-               mode: str | None = None) -> Path:
-    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    writer = Writer2(path, version=9, storage_plugin=plugin)
-    if mode is not None:
-        writer.set_compression(CompressionMode[mode.upper()], CompressionFormat.ZSTD)
-    with writer:
-        conns: dict[str, Any] = {}
-        for topic, msgtype, t, msg in sorted(entries, key=lambda e: e[2]):
-            if topic not in conns:
-                conns[topic] = writer.add_connection(topic, msgtype, typestore=ROS2)
-            writer.write(conns[topic], t, ROS2.serialize_cdr(msg, msgtype))
-    return path
-
-
 def write_split(path: Path, entries: list[Entry]) -> Path:
     """A ROS 2 bag split in two .db3 files (``--max-bag-duration``), one metadata.yaml."""
     entries = sorted(entries, key=lambda e: e[2])
     half = T0 + 2 * STEP_NS
-    parts = [write_ros2(path.parent / f"part{i}", [e for e in entries if (e[2] >= half) == i])
+    parts = [write_bag(path.parent / f"part{i}", "sqlite3",
+                       [e for e in entries if (e[2] >= half) == i])
              for i in (0, 1)]
     metas = [yaml.safe_load((p / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
              for p in parts]
@@ -222,8 +169,7 @@ def test_raw_and_compressed_twins_of_one_camera_choose_the_raw_one(
     convert all asked for --image-topic although both are one camera."""
     ts = ROS1 if kind == "ros1" else ROS2
     entries, points = drive_entries(ts, compressed=True)
-    path = (write_ros1(tmp_path / "drive.bag", entries) if kind == "ros1"
-            else write_ros2(tmp_path / "drive", entries, kind))
+    path = write_bag(tmp_path / ("drive.bag" if kind == "ros1" else "drive"), kind, entries)
     check_drive(path, points)
     assert main(["info", str(path)]) == 0
     assert "rig:       drive: camera camera_optical 8x6" in capsys.readouterr().out
@@ -235,7 +181,7 @@ def test_raw_and_compressed_twins_of_one_camera_choose_the_raw_one(
 def test_compressed_twins_of_two_cameras_stay_ambiguous(tmp_path: Path) -> None:
     entries, _ = drive_entries(ROS2, compressed=True)
     entries += camera_entries(ROS2, "/right/image_raw", compressed=True)
-    with BagRecording(write_ros2(tmp_path / "drive", entries)) as bag:
+    with BagRecording(write_bag(tmp_path / "drive", "sqlite3", entries)) as bag:
         assert bag.image_topic is None and "camera" in bag.ambiguous_topics
 
 
@@ -260,7 +206,7 @@ def test_a_file_compressed_ros2_bag_is_decompressed_once(
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     entries, points = drive_entries(ROS2)
-    path = write_ros2(tmp_path / "drive", entries, storage, mode="file")
+    path = write_bag(tmp_path / "drive", storage, entries, mode="file")
     assert [p.suffix for p in path.glob(f"*.{'db3' if storage == 'sqlite3' else 'mcap'}*")] == [
         ".zstd"]
     check_drive(path, points)
@@ -274,7 +220,7 @@ def test_a_file_compressed_ros2_bag_is_decompressed_once(
 
 def test_a_damaged_file_compressed_bag_names_the_file(tmp_path: Path) -> None:
     entries, _ = drive_entries(ROS2)
-    path = write_ros2(tmp_path / "drive", entries, mode="file")
+    path = write_bag(tmp_path / "drive", "sqlite3", entries, mode="file")
     (packed,) = path.glob("*.zstd")
     packed.write_bytes(packed.read_bytes()[:40])
     with pytest.raises(RecordingError, match=rf"drive: cannot decompress '{packed.name}': "):
@@ -284,13 +230,13 @@ def test_a_damaged_file_compressed_bag_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_message_compressed_ros2_bags(tmp_path: Path, storage: str) -> None:
     entries, points = drive_entries(ROS2)
-    check_drive(write_ros2(tmp_path / "drive", entries, storage, mode="message"), points)
+    check_drive(write_bag(tmp_path / "drive", storage, entries, mode="message"), points)
 
 
 @pytest.mark.parametrize("compression", ["bz2", "lz4"])
 def test_ros1_bags_with_compressed_chunks(tmp_path: Path, compression: str) -> None:
     entries, points = drive_entries(ROS1)
-    check_drive(write_ros1(tmp_path / "drive.bag", entries, compression), points)
+    check_drive(write_bag(tmp_path / "drive.bag", "ros1", entries, compression=compression), points)
 
 
 def test_a_split_ros2_bag_reads_every_file(
@@ -311,7 +257,7 @@ def test_driver_point_layouts(tmp_path: Path, layout: tuple[int, list[tuple[str,
     """Velodyne (22-byte XYZIRT, either byte order) and Ouster (48 bytes with padding)
     organized clouds with a no-return NaN point."""
     entries, points = drive_entries(ROS2, layout, compressed=False, big_endian=big_endian)
-    check_drive(write_ros2(tmp_path / "drive", entries, "mcap"), points)
+    check_drive(write_bag(tmp_path / "drive", "mcap", entries), points)
 
 
 def test_convert_progress_counts_the_topics_it_converts(
@@ -337,7 +283,7 @@ def test_convert_progress_counts_the_topics_it_converts(
                             header=header(ROS2, T0 + k * STEP_NS, "os_sensor"), height=2,
                             width=3, encoding="mono16", is_bigendian=0, step=6,
                             data=np.zeros(12, np.uint8))))
-    path = write_ros2(tmp_path / "drive", entries)
+    path = write_bag(tmp_path / "drive", "sqlite3", entries)
     assert main(["convert", str(path), str(tmp_path / "out.mcap")]) == 0
     assert totals == [2 * N]
 
@@ -350,7 +296,7 @@ def test_convert_keeps_the_bags_topic_names(tmp_path: Path, compressed: bool) ->
     entries, _ = drive_entries(ROS1, compressed=compressed)
     if compressed:  # the JPEG twin alone
         entries = [e for e in entries if e[0] != "/camera/image_raw"]
-    path = write_ros1(tmp_path / "drive.bag", entries)
+    path = write_bag(tmp_path / "drive.bag", "ros1", entries)
     out = tmp_path / "out.mcap"
     assert main(["convert", str(path), str(out)]) == 0
     with open_recording(out) as converted:

@@ -6,29 +6,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from rosbags.rosbag1 import Writer as Writer1
-from rosbags.rosbag2 import StoragePlugin
-from rosbags.rosbag2 import Writer as Writer2
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
+from support.bags import ROS1, ROS2, TF, Entry, header, tf_msg, write_bag
 
 from drivingseg.calibration.types import RigidTransform
 from drivingseg.cli import main
 from drivingseg.sensors.bag import BagRecording
 from drivingseg.sensors.bag_tf import TF_FIXED_TOLERANCE_M, TfTree
-from drivingseg.sensors.ros_msgs import quaternion_from_matrix
 
-ROS1 = get_typestore(Stores.ROS1_NOETIC)
-ROS1.register(get_types_from_msg("geometry_msgs/TransformStamped[] transforms",
-                                 "tf2_msgs/msg/TFMessage"))  # noetic store lacks tf2_msgs
-ROS1.register(get_types_from_msg("geometry_msgs/TransformStamped[] transforms",
-                                 "tf/msg/tfMessage"))  # ROS 1 tf (before tf2)
-ROS2 = get_typestore(Stores.ROS2_HUMBLE)
 T0 = 1_600_000_000_000_000_000
 STEP_NS = 100_000_000  # 10 Hz, static_transform_publisher's default period is 100 ms
 K9 = [700.0, 0.0, 4.0, 0.0, 700.0, 3.0, 0.0, 0.0, 1.0]
@@ -36,38 +25,12 @@ R_BASE_CAM, _ = cv2.Rodrigues(np.array([0.3, -1.2, 0.4]))
 T_BASE_CAM = RigidTransform.from_rt(R_BASE_CAM, [0.2, 0.0, 1.5], "cam_optical", "base_link")
 T_BASE_VELO = RigidTransform.from_rt(np.eye(3), [0.0, 0.1, 1.8], "velo", "base_link")
 T_CAM_VELO = T_BASE_CAM.inverse().compose(T_BASE_VELO)
-TF = "tf2_msgs/msg/TFMessage"
-Entry = tuple[str, str, int, object]  # topic, msgtype, log time, message
 
 
 def odom(k: int) -> RigidTransform:
     """The car driving 1 m per message and turning: a moving /tf link."""
     R, _ = cv2.Rodrigues(np.array([0.0, 0.0, 0.05 * k]))
     return RigidTransform.from_rt(R, [1.0 * k, 0.0, 0.0], "base_link", "odom")
-
-
-def header(ts: Typestore, stamp_ns: int, frame: str) -> Any:
-    sec, nsec = divmod(stamp_ns, 1_000_000_000)
-    stamp = ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
-    if ts is ROS1:
-        return ts.types["std_msgs/msg/Header"](seq=0, stamp=stamp, frame_id=frame)
-    return ts.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame)
-
-
-def tf_msg(ts: Typestore, stamp_ns: int, transforms: list[RigidTransform],
-           msgtype: str = TF) -> Any:
-    stamped = []
-    for T in transforms:
-        x, y, z, w = quaternion_from_matrix(T.rotation)
-        t = T.translation
-        stamped.append(ts.types["geometry_msgs/msg/TransformStamped"](
-            header=header(ts, stamp_ns, T.target_frame), child_frame_id=T.source_frame,
-            transform=ts.types["geometry_msgs/msg/Transform"](
-                translation=ts.types["geometry_msgs/msg/Vector3"](x=t[0], y=t[1], z=t[2]),
-                rotation=ts.types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w),
-            ),
-        ))
-    return ts.types[msgtype](transforms=stamped)
 
 
 def sensor_entries(ts: Typestore, n: int = 4) -> list[Entry]:
@@ -106,27 +69,6 @@ def tf_entries(ts: Typestore, links: list[list[RigidTransform]], *, topic: str =
     return [(topic, msgtype, T0 + k * STEP_NS + 3, tf_msg(ts, T0 + k * STEP_NS, transforms,
                                                           msgtype))
             for k, transforms in enumerate(links)]
-
-
-def write_bag(path: Path, kind: str, entries: list[Entry]) -> Path:
-    """``entries`` as a ROS 1 bag ('ros1') or a ROS 2 'sqlite3' / 'mcap' bag folder."""
-    entries = sorted(entries, key=lambda e: e[2])
-    if kind == "ros1":
-        with Writer1(path) as w1:
-            conns1: dict[str, Any] = {}
-            for topic, msgtype, t, msg in entries:
-                if topic not in conns1:
-                    conns1[topic] = w1.add_connection(topic, msgtype, typestore=ROS1)
-                w1.write(conns1[topic], t, ROS1.serialize_ros1(msg, msgtype))
-        return path
-    plugin = StoragePlugin.MCAP if kind == "mcap" else StoragePlugin.SQLITE3
-    with Writer2(path, version=9, storage_plugin=plugin) as w2:
-        conns2: dict[str, Any] = {}
-        for topic, msgtype, t, msg in entries:
-            if topic not in conns2:
-                conns2[topic] = w2.add_connection(topic, msgtype, typestore=ROS2)
-            w2.write(conns2[topic], t, ROS2.serialize_cdr(msg, msgtype))
-    return path
 
 
 def bag_path(tmp_path: Path, kind: str) -> Path:
