@@ -28,6 +28,7 @@ from drivingseg.errors import ConfigError
 from drivingseg.fileio import read_yaml_mapping
 from drivingseg.node.graph import Graph
 from drivingseg.node.params import Scalar, where
+from drivingseg.share import share_dir
 
 __all__ = [
     "LAUNCH_DIR",
@@ -39,8 +40,9 @@ __all__ = [
     "parse_cli_arguments",
 ]
 
-LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"
-"""The repository's ``launch/`` folder (the package is installed editable)."""
+LAUNCH_DIR = share_dir("launch")
+"""The ``launch/`` folder: the checkout's, or a wheel's installed copy
+(:func:`drivingseg.share.share_dir`)."""
 
 _SUBST = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
 _TOP_KEYS = ("arguments", "include", "nodes", "qos", "description")

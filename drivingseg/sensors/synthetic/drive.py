@@ -28,6 +28,7 @@ from drivingseg.sensors.synthetic.camera import CameraRender, CameraRenderer
 from drivingseg.sensors.synthetic.lidar import LidarModel, LidarScanResult
 from drivingseg.sensors.synthetic.scene import World, build_world
 from drivingseg.sensors.synthetic.shading import NoiseTile
+from drivingseg.share import share_dir
 
 __all__ = [
     "CAMERA_PERIOD_NS",
@@ -52,8 +53,9 @@ _CACHE = 4
 
 
 def default_rig_path() -> Path:
-    """``calibration/synthetic.yaml`` of the repository this package is installed from."""
-    return Path(__file__).resolve().parents[3] / "calibration" / "synthetic.yaml"
+    """``calibration/synthetic.yaml``: the checkout's, or the installed copy
+    (:func:`drivingseg.share.share_dir`)."""
+    return share_dir("calibration") / "synthetic.yaml"
 
 
 @dataclass(frozen=True, eq=False)
