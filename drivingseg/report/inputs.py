@@ -17,6 +17,7 @@ images whose size differs from their camera image (checked from the file headers
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,8 @@ from drivingseg.model.data import discover
 from drivingseg.sensors.kitti_benchmark import png_size
 
 __all__ = ["FrameRef", "InputSpec", "check_label_sizes", "classify_input", "classify_inputs"]
+
+log = logging.getLogger(__name__)
 
 KINDS = ("camvid", "kitti_road", "kitti_semantics", "synthetic", "plain", "kitti_object",
          "labelled_folder")
@@ -191,11 +194,20 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def check_label_sizes(spec: InputSpec) -> None:
-    """RecordingError naming the first label image whose size is not its image's."""
+    """RecordingError naming the first label image whose size is not its image's.
+
+    A frame whose image or label header cannot be read (an empty or cut-off file) is left
+    to its worker, which lists it as a failed frame, as it does a file cut off after the
+    header: one bad file must not stop the report of a whole fleet.
+    """
     for fr in spec.frames:
         if fr.label is None:
             continue
-        label_wh, image_wh = image_size(fr.label), image_size(fr.image)
+        try:
+            label_wh, image_wh = image_size(fr.label), image_size(fr.image)
+        except RecordingError as exc:
+            log.debug("size check skipped, the frame's worker will report it: %s", exc)
+            continue
         if label_wh != image_wh:
             message = (
                 f"label image is {label_wh[0]}x{label_wh[1]} but its camera image "

@@ -81,3 +81,25 @@ def test_label_of_another_size_is_refused_naming_the_label(tmp_path: Path,
                        r"240x180 but its camera image '0016E5_07961\.png' is 480x360"):
         classify_input(tmp_path / "val")
     assert len(classify_input(tmp_path / "val", limit=1).frames) == 1  # bad frame left out
+
+
+def test_empty_image_or_label_is_left_to_its_worker_not_the_whole_fleet(
+        tmp_path: Path, camvid_root: Path) -> None:
+    """A 0-byte file (an interrupted copy) fails its frame in the worker, as a file cut off
+    after its header does; classifying must not refuse the input, and so the fleet."""
+    (tmp_path / "val").mkdir()
+    (tmp_path / "valannot").mkdir()
+    names = ("0016E5_07959.png", "0016E5_07961.png", "0016E5_07963.png")
+    for name in names:
+        shutil.copy(camvid_root / "val" / name, tmp_path / "val" / name)
+        shutil.copy(camvid_root / "valannot" / name, tmp_path / "valannot" / name)
+    (tmp_path / "val" / names[0]).write_bytes(b"")
+    (tmp_path / "valannot" / names[1]).write_bytes(b"")
+    spec = classify_input(tmp_path / "val")
+    assert [f.name for f in spec.frames] == [n.removesuffix(".png") for n in names]
+    from drivingseg.report.worker import ChunkTask, run_chunk
+
+    result = run_chunk(ChunkTask(input=0, kind=spec.kind, frames=spec.frames[:2],
+                                 weights="default"))
+    assert [f.path for f in result.failures] == [str(tmp_path / "val" / n) for n in names[:2]]
+    assert "0016E5_07961.png" in result.failures[1].error
