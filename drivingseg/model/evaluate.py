@@ -10,8 +10,9 @@ only road is labelled, so car predictions count as "not road" there and car is n
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,8 @@ from drivingseg.model.metrics import (
 )
 from drivingseg.model.tta import scoring_segmenter
 
-__all__ = ["FrameScore", "evaluate", "format_report", "score_frame", "scored_classes"]
+__all__ = ["FrameScore", "evaluate", "format_report", "frame_names", "score_frame",
+           "scored_classes"]
 
 ROAD, CAR = 1, 2
 ROAD_ONLY_CLASSES = ("not_road", "road")
@@ -80,6 +82,25 @@ def score_frame(
     )
 
 
+def frame_names(images: Sequence[Path]) -> list[str]:
+    """Each frame's name: its file stem, unique within an input. Where stems repeat (a date
+    folder of several drives, each starting at ``0000000000``), the folders that tell the
+    frames apart are put in front (``2024_05_01_drive_0002_sync/0000000000``), so a
+    frame in the table, the gallery and the failures names one image."""
+    stems = [p.stem for p in images]
+    if len(set(stems)) == len(stems):
+        return stems
+    root = Path(os.path.commonpath([str(p.parent) for p in images]))
+    rel = [p.parent.relative_to(root).parts for p in images]
+    if len({len(r) for r in rel}) == 1:  # same depth: drop the folders every frame shares
+        keep = [j for j in range(len(rel[0])) if len({r[j] for r in rel}) > 1]
+        rel = [tuple(r[j] for j in keep) for r in rel]
+    names = ["/".join((*r, p.stem)) for r, p in zip(rel, images, strict=True)]
+    if len(set(names)) == len(names):
+        return names
+    return [p.relative_to(root.parent).as_posix() for p in images]  # a.png beside a.jpg
+
+
 def evaluate(
     data: str | os.PathLike[str],
     weights: str | os.PathLike[str] = "default",
@@ -108,6 +129,8 @@ def evaluate(
     if not files:  # e.g. empty val/ beside valannot/: a report of 0 frames would say nothing
         raise RecordingError("no labelled frames in this folder (its image folder is empty)",
                              path=data)
+    names = dict(zip((f.image for f in files), frame_names([f.image for f in files]),
+                     strict=True))  # of the whole folder, as the report names them
     if sequences:
         files = [f for f in files if camvid_sequence(f.image) in sequences]
         if not files:
@@ -131,7 +154,7 @@ def evaluate(
         if road_pr is not None and out.probs is not None:
             road_pr.update(labels, out.probs[ROAD])
         rows.append({
-            "frame": f.name,
+            "frame": names[f.image],
             "image": str(f.image),
             "iou": score.iou,
             "mean_iou": score.mean_iou,

@@ -240,7 +240,7 @@ def build_report(
         "frames": [_frame_row(f) for f in frames],
         "failures": list(failures),
         "gallery_k": gallery_k,
-        "gallery": [{"input": p.frame.input, "frame": p.frame.name, "reason": p.reason}
-                    for p in gallery],
+        "gallery": [{"input": p.frame.input, "index": p.frame.index, "frame": p.frame.name,
+                     "image": p.frame.image, "reason": p.reason} for p in gallery],
     })
     return report

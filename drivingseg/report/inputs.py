@@ -27,6 +27,7 @@ import cv2
 
 from drivingseg.errors import RecordingError
 from drivingseg.model.data import discover
+from drivingseg.model.evaluate import frame_names
 from drivingseg.sensors.kitti_benchmark import png_size
 
 __all__ = ["FrameRef", "InputSpec", "check_label_sizes", "classify_input", "classify_inputs"]
@@ -139,9 +140,10 @@ def _labelled(index: int, path: Path) -> InputSpec | None:
     layouts = sorted({f.layout for f in files})
     kind = layouts[0] if len(layouts) == 1 else "labelled_folder"
     frames = []
-    for i, f in enumerate(files):
+    names = frame_names([f.image for f in files])
+    for i, (f, name) in enumerate(zip(files, names, strict=True)):
         scan, calib, calib_kind = _lidar_of(f.image, f.layout)
-        frames.append(FrameRef(index=i, name=f.name, image=str(f.image), label=str(f.label),
+        frames.append(FrameRef(index=i, name=name, image=str(f.image), label=str(f.label),
                                layout=f.layout, lidar=scan, calib=calib, calib_kind=calib_kind))
     has_lidar = bool(frames) and all(fr.lidar is not None for fr in frames)
     if not has_lidar:

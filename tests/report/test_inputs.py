@@ -103,3 +103,32 @@ def test_empty_image_or_label_is_left_to_its_worker_not_the_whole_fleet(
                                  weights="default"))
     assert [f.path for f in result.failures] == [str(tmp_path / "val" / n) for n in names[:2]]
     assert "0016E5_07961.png" in result.failures[1].error
+
+
+def _two_drives(tmp_path: Path, synthetic_drive: Path) -> Path:
+    """A date folder holding two 2-frame drives (both start at frame 0000000000)."""
+    date = tmp_path / synthetic_drive.parent.name
+    date.mkdir()
+    for calib in synthetic_drive.parent.glob("calib_*.txt"):
+        shutil.copy(calib, date)
+    for n in (1, 2):
+        shutil.copytree(synthetic_drive, date / f"{date.name}_drive_000{n}_sync")
+    return date
+
+
+def test_a_folder_of_several_drives_names_every_frame_once(tmp_path: Path,
+                                                           synthetic_drive: Path) -> None:
+    """Frame names are unique in an input: a date folder's drives each have a
+    0000000000, so the drive is put in front of the file stem."""
+    date = _two_drives(tmp_path, synthetic_drive)
+    spec = classify_input(date)
+    assert [f.name for f in spec.frames] == [
+        f"{date.name}_drive_000{n}_sync/000000000{i}" for n in (1, 2) for i in (0, 1)]
+    assert spec.lidar and spec.frames[2].image.endswith(
+        "drive_0002_sync/image_02/data/0000000000.png")
+    assert [f.name for f in classify_input(date / f"{date.name}_drive_0002_sync").frames] == [
+        "0000000000", "0000000001"]
+    from drivingseg.model.evaluate import frame_names
+
+    assert frame_names([Path("x/a.png"), Path("x/a.jpg")]) == ["x/a.png", "x/a.jpg"]
+    assert frame_names([Path("x/a.png"), Path("y/z/a.png")]) == ["x/a", "y/z/a"]
