@@ -76,6 +76,18 @@ def test_eval_bad_folder_is_one_error(tmp_path: Path) -> None:
     assert _main(["eval", "--data", str(tmp_path), "--weights", "default"]) == 2
 
 
+def test_eval_drive_without_its_image_folder_is_one_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``gt/image_02`` without ``image_02/data`` (a partial copy): exit 2 and one line
+    naming the missing folder, not a FileNotFoundError traceback."""
+    drive = tmp_path / "2024_05_01_drive_0001_sync"
+    (drive / "gt" / "image_02").mkdir(parents=True)
+    assert _main(["eval", "--data", str(drive), "--weights", "default"]) == 2
+    err = capsys.readouterr().err
+    assert "image_02/data: cannot list the labelled frames" in err
+    assert "Traceback" not in err
+
+
 def test_eval_sequence_filter(small_camvid: Path, tiny_weights: Path) -> None:
     report = evaluate(small_camvid, tiny_weights, sequences=("0006R0",), limit=2)
     assert report["frames"] == 2 and report["sequences"] == ["0006R0"]

@@ -132,3 +132,14 @@ def test_a_folder_of_several_drives_names_every_frame_once(tmp_path: Path,
 
     assert frame_names([Path("x/a.png"), Path("x/a.jpg")]) == ["x/a.png", "x/a.jpg"]
     assert frame_names([Path("x/a.png"), Path("y/z/a.png")]) == ["x/a", "y/z/a"]
+
+
+def test_a_drive_without_its_image_folder_is_one_error_naming_it(tmp_path: Path,
+                                                                 synthetic_drive: Path) -> None:
+    """A drive whose ``gt/`` survived but ``image_02/data/`` did not (a partial copy):
+    one RecordingError naming the missing folder, not a FileNotFoundError traceback."""
+    drive = tmp_path / synthetic_drive.name
+    shutil.copytree(synthetic_drive, drive)
+    shutil.rmtree(drive / "image_02" / "data")
+    with pytest.raises(RecordingError, match=r"image_02/data: cannot list the labelled frames"):
+        classify_inputs([str(drive)])
