@@ -104,13 +104,15 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from drivingseg.model.config import tta_preset
+    from drivingseg.report.fleet import sigterm_interrupts
     from drivingseg.report.write import REPORT_FILES, make_report
 
-    report = make_report(args.inputs, args.weights, args.out, workers=args.workers,
-                         ray=args.ray, gallery=args.gallery, limit=args.limit,
-                         device=args.device, command=command_line(args),
-                         tta=tta_preset(args.tta),
-                         progress=lambda items, n: progress(items, total=n, desc="report"))
+    with sigterm_interrupts():  # SIGTERM stops the workers and keeps an earlier report
+        report = make_report(args.inputs, args.weights, args.out, workers=args.workers,
+                             ray=args.ray, gallery=args.gallery, limit=args.limit,
+                             device=args.device, command=command_line(args),
+                             tta=tta_preset(args.tta),
+                             progress=lambda items, n: progress(items, total=n, desc="report"))
     print(format_summary(report))
     out = Path(args.out)
     print("wrote " + ", ".join(str(out / name) for name in REPORT_FILES))

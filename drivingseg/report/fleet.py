@@ -9,13 +9,20 @@ each task that was running when it broke is run alone in a pool of its own; if t
 kills its worker too, the task is a failure (never retried again). On Ray every task is
 one remote call with ``max_retries=0``: an error or a crashed worker fails that task
 only. Progress is counted in task sizes (frames) through ``progress(iterable, total)``.
+An interrupt (Ctrl-C, or SIGTERM inside :func:`sigterm_interrupts`) terminates the local
+workers at once, and a worker whose parent process is gone exits by itself, so a stopped
+or killed report leaves no worker processes behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +32,8 @@ from typing import Any, Generic, TypeVar
 
 from drivingseg.errors import ConfigError
 
-__all__ = ["FleetResult", "Progress", "TaskFailure", "cpu_count", "describe_executor", "run_tasks"]
+__all__ = ["FleetResult", "Progress", "TaskFailure", "cpu_count", "describe_executor", "run_tasks",
+           "sigterm_interrupts"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,11 +73,52 @@ def _one_line(exc: BaseException) -> str:
 # --- local processes ------------------------------------------------------------------
 
 _STARTED: SimpleQueue[int] | None = None
+PARENT_POLL_S = 0.5
+"""How often a worker checks that the process that started it is still there."""
 
 
-def _init_worker(started: SimpleQueue[int]) -> None:
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this worker once its parent is gone (killed, or stopped by a signal before it
+    could stop its workers): its results have nowhere to go, and an orphan would keep its
+    model in memory and wait for work for ever."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
+def _init_worker(started: SimpleQueue[int], parent_pid: int) -> None:
     global _STARTED
     _STARTED = started
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="watch-parent",
+                     daemon=True).start()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes now: on an interrupt the tasks they run are
+    abandoned, and ``shutdown`` alone would wait for each to finish (the executor has no
+    public way to do this before Python 3.14)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError):
+            proc.terminate()
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt as Ctrl-C does, so a report that
+    is stopped (``kill``, ``timeout``, a job scheduler) stops its workers and leaves an
+    earlier report in place; outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _call(fn: Callable[[T], R], index: int, task: T) -> R:
@@ -102,7 +151,7 @@ class _LocalRun(Generic[T, R]):
         started: SimpleQueue[int] = self.ctx.SimpleQueue()
         pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(indices))),
                                    mp_context=self.ctx, initializer=_init_worker,
-                                   initargs=(started,))
+                                   initargs=(started, os.getpid()))
         ran: set[int] = set()
         try:
             futures: dict[Future[R], int] = {
@@ -123,6 +172,9 @@ class _LocalRun(Generic[T, R]):
                         self.results[i] = fut.result()
                         self.done.add(i)
                     yield self.sizes[i]
+        except BaseException:  # an interrupt, or the caller closing this generator early
+            _stop_workers(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         left = [i for i in indices if i not in self.done and i not in self.failures]
@@ -262,8 +314,13 @@ def run_tasks(
         results, failures = local.results, local.failures
         ticks = local.run(workers)
     frames = (1 for size in ticks for _ in range(size))
-    for _ in progress(frames, sum(weights)) if progress is not None else frames:
-        pass
+    try:
+        for _ in progress(frames, sum(weights)) if progress is not None else frames:
+            pass
+    finally:  # on an interrupt in the progress bar: stop the workers now, not at collection
+        close = getattr(ticks, "close", None)
+        if close is not None:
+            close()
     return FleetResult(results, [failures[i] for i in sorted(failures)])
 
 

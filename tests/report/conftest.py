@@ -28,6 +28,17 @@ def raise_on_two(x):
     return x * x
 
 
+def tell_and_sleep(path):
+    """Write this worker's pid to ``path``, then work for a minute."""
+    import time
+
+    with open(path + ".tmp", "w") as fh:
+        fh.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(60)
+    return path
+
+
 def chunk_or_die(task):
     if task.frames[0].index == 2:
         os._exit(3)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -96,3 +101,51 @@ def test_many_small_tasks_do_not_stall_the_started_pipe() -> None:
     # unless the parent keeps reading while the pool runs
     out = run_tasks(abs, list(range(-6000, 0)), workers=2)
     assert out.results == list(range(6000, 0, -1)) and out.failures == []
+
+
+STOPPED_SCRIPT = """
+import sys
+from drivingseg.report.fleet import run_tasks, sigterm_interrupts
+import report_crashy
+try:
+    with sigterm_interrupts():
+        run_tasks(report_crashy.tell_and_sleep, [sys.argv[1] + "/a", sys.argv[1] + "/b"],
+                  workers=2)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize(("sig", "returncode"), [(signal.SIGTERM, 130), (signal.SIGKILL, -9)])
+def test_a_stopped_or_killed_run_leaves_no_worker_behind(
+        crashy: types.ModuleType, tmp_path: Path, sig: signal.Signals, returncode: int) -> None:
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) stops the run as Ctrl-C does and
+    terminates its busy workers at once; a killed run's workers exit by themselves. Both
+    used to leave the workers orphaned, holding their model, for ever."""
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_SCRIPT, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / n).exists() for n in "ab"):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        pids = [int((tmp_path / n).read_text()) for n in "ab"]
+        proc.send_signal(sig)
+        assert proc.wait(timeout=20) == returncode
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in pids if _alive(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for name in "ab":
+            if (tmp_path / name).exists() and _alive(pid := int((tmp_path / name).read_text())):
+                os.kill(pid, signal.SIGKILL)
