@@ -3,10 +3,12 @@
 The confusion matrix ``cm[true, pred]`` is accumulated with integer counts (no float
 rounding, whatever the number of frames); IoU, precision, recall and F1 per class and
 the mean IoU over road and car are derived from it. Pixels labelled ``ignore_index`` do
-not count. :class:`RoadPR` follows the KITTI road devkit (``evaluateRoad.py``): the road
-probability is quantised to 256 thresholds ``t / 255``; a pixel is called road when its
-probability is ``>= t``; MaxF is the best F1 over thresholds and AP the PASCAL VOC
-11-point average precision, both over all frames' pixels together (perspective space).
+not count. :class:`RoadPR` follows the KITTI road devkit (``evaluateRoad.py``): 256
+thresholds ``t / 255`` over the road probability; a pixel is called road at ``t`` when its
+probability is ``>= t / 255`` (each pixel is counted at the highest threshold it reaches,
+so continuous probabilities score as the devkit scores them); MaxF is the best F1 over
+thresholds and AP the PASCAL VOC 11-point average precision, both over all frames'
+pixels together (perspective space).
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class RoadPR:
     """KITTI road MaxF and AP from per-pixel road probabilities (devkit convention)."""
 
     LEVELS = 256
+    SLACK = 1e-6
+    """Levels of rounding error forgiven when a probability is put on a threshold."""
 
     def __init__(self) -> None:
         self.pos_hist = np.zeros(self.LEVELS, dtype=np.int64)
@@ -119,7 +123,11 @@ class RoadPR:
             raise ValueError(f"road labels and probabilities differ in size: {lab_in.shape} "
                              f"vs {prob_in.shape}")
         lab, prob = lab_in.ravel(), prob_in.ravel()
-        q = np.clip(np.rint(prob * (self.LEVELS - 1)), 0, self.LEVELS - 1).astype(np.int64)
+        # level = the highest threshold t / 255 the probability reaches (floor, as the devkit
+        # compares prob >= t / 255; rounding called 0.4975 road at 127 / 255 = 0.498). The
+        # slack keeps an 8-bit map's k / 255, a hair under k after the product, at level k.
+        scaled = prob * (self.LEVELS - 1) + self.SLACK
+        q = np.clip(np.floor(scaled), 0, self.LEVELS - 1).astype(np.int64)
         self.pos_hist += np.bincount(q[lab == 1], minlength=self.LEVELS)
         self.neg_hist += np.bincount(q[lab == 0], minlength=self.LEVELS)
 

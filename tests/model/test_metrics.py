@@ -93,3 +93,54 @@ def test_kitti_road_without_road_pixels_is_undefined_not_zero() -> None:
     pr.update(np.array([0, 0, 255]), np.array([0.1, 0.9, 0.5]))
     assert pr.result() == {"max_f": None, "ap": None, "threshold": None, "precision": None,
                            "recall": None}
+
+
+def _devkit_maxf_ap(road: np.ndarray, valid: np.ndarray, prob: np.ndarray
+                    ) -> tuple[float, float, float]:
+    """MaxF, AP and best threshold as the KITTI road devkit computes them
+    (``evaluateRoad.py``: ``evalExp`` histograms over thresholds t / 255, ``prob >= t``
+    is road; ``pxEval_maximizeFMeasure``), on float probabilities as given."""
+    thresh = np.arange(256) / 255.0
+    bins = np.concatenate(([-np.inf], thresh, [np.inf]))
+    fn = np.cumsum(np.histogram(prob[road & valid], bins=bins)[0])[: len(thresh)]
+    fp = np.flipud(np.cumsum(np.flipud(np.histogram(prob[~road & valid], bins=bins)[0])))
+    fp = fp[1: 1 + len(thresh)]
+    pos = int((road & valid).sum())
+    tp = pos - fn
+    recall = tp / float(pos)
+    precision = tp / (tp + fp + 1e-10)
+    keep = ~((recall == 0) & (precision == 0))
+    recall, precision, thresh = recall[keep], precision[keep], thresh[keep]
+    ap = sum(max(precision[recall >= level]) for level in np.arange(0, 1.1, 0.1)) / 11
+    f = 2 * precision * recall / (precision + recall + 1e-10)
+    return float(f.max()), float(ap), float(thresh[f.argmax()])
+
+
+def test_kitti_road_agrees_with_the_devkit_on_continuous_probabilities() -> None:
+    """The network's probabilities are not multiples of 1/255: a pixel counts as road at
+    every threshold t / 255 it reaches, as in the devkit. Rounding to the nearest level
+    called a probability of 0.999 road at threshold 1.0 (MaxF 2/3 where it is 1)."""
+    pr = RoadPR()
+    pr.update(np.array([1, 1, 0, 0]), np.array([1.0, 1.0, 0.999, 0.999]))
+    res = pr.result()
+    assert (res["max_f"], res["ap"], res["threshold"]) == (1.0, 1.0, 1.0)
+    rng = np.random.default_rng(0)
+    road = rng.random((2, 60, 80)) < 0.4
+    valid = rng.random((2, 60, 80)) < 0.85  # KITTI's black don't-care pixels elsewhere
+    logits = rng.normal(np.where(road, 1.5, -1.5), 1.5)
+    prob = 1.0 / (1.0 + np.exp(-logits))
+    pr = RoadPR()
+    for lab_road, lab_valid, p in zip(road, valid, prob, strict=True):
+        labels = np.where(lab_valid, lab_road.astype(np.uint8), np.uint8(255))
+        pr.update(labels, p)
+    res = pr.result()
+    max_f, ap, threshold = _devkit_maxf_ap(road, valid, prob)
+    assert res["max_f"] == pytest.approx(max_f, abs=1e-9)
+    assert res["ap"] == pytest.approx(ap, abs=1e-9)
+    assert res["threshold"] == pytest.approx(threshold)
+    pr8 = RoadPR()  # an 8-bit probability map (k / 255) scores the same way
+    prob8 = np.floor(prob * 255) / 255
+    for lab_road, lab_valid, p in zip(road, valid, prob8, strict=True):
+        pr8.update(np.where(lab_valid, lab_road.astype(np.uint8), np.uint8(255)), p)
+    assert pr8.result()["max_f"] == pytest.approx(_devkit_maxf_ap(road, valid, prob8)[0],
+                                                  abs=1e-9)
