@@ -88,7 +88,13 @@ def camvid_sequence(path: str | PathLike[str]) -> str:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    """The image files of ``folder``; one that vanished or cannot be listed (a drive's
+    ``gt/`` copied without its ``image_02/data/``) is a RecordingError naming it."""
+    try:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    except OSError as exc:
+        message = f"cannot list the labelled frames: {exc.strerror or exc}"
+        raise RecordingError(message, path=folder) from exc
 
 
 def _pairs(images: Path, labels: Path, layout: str, label_name: str = "{stem}{suffix}") -> list[

@@ -31,7 +31,7 @@ from drivingseg.model.metrics import (
 )
 from drivingseg.model.tta import scoring_segmenter
 
-__all__ = ["FrameScore", "discover_frames", "evaluate", "format_report", "frame_names",
+__all__ = ["FrameScore", "evaluate", "format_report", "frame_names",
            "score_frame", "scored_classes"]
 
 ROAD, CAR = 1, 2
@@ -101,17 +101,6 @@ def frame_names(images: Sequence[Path]) -> list[str]:
     return [p.relative_to(root.parent).as_posix() for p in images]  # a.png beside a.jpg
 
 
-def discover_frames(data: str | os.PathLike[str]) -> list[LabelledFile]:
-    """:func:`~drivingseg.model.data.discover`, with a folder that vanishes or cannot be
-    listed (a drive's ``gt/`` without its ``image_02/data/``) as a RecordingError naming it."""
-    try:
-        return discover(data)
-    except OSError as exc:
-        where = exc.filename if exc.filename is not None else data
-        raise RecordingError(f"cannot list the labelled frames: {exc.strerror or exc}",
-                             path=where) from exc
-
-
 def evaluate(
     data: str | os.PathLike[str],
     weights: str | os.PathLike[str] = "default",
@@ -136,7 +125,7 @@ def evaluate(
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 frame, got {limit!r}")
-    files = discover_frames(data)
+    files = discover(data)
     if not files:  # e.g. empty val/ beside valannot/: a report of 0 frames would say nothing
         raise RecordingError("no labelled frames in this folder (its image folder is empty)",
                              path=data)

@@ -26,7 +26,8 @@ from pathlib import Path
 import cv2
 
 from drivingseg.errors import RecordingError
-from drivingseg.model.evaluate import discover_frames, frame_names
+from drivingseg.model.data import discover
+from drivingseg.model.evaluate import frame_names
 from drivingseg.sensors.kitti_benchmark import png_size
 
 __all__ = ["FrameRef", "InputSpec", "check_label_sizes", "classify_input", "classify_inputs"]
@@ -131,7 +132,7 @@ def _lidar_of(image: Path, layout: str) -> tuple[str | None, str | None, str | N
 
 def _labelled(index: int, path: Path) -> InputSpec | None:
     try:
-        files = discover_frames(path)
+        files = discover(path)
     except RecordingError as exc:
         if exc.message.startswith("no labelled frames found"):
             return None

@@ -323,3 +323,12 @@ def test_augmentation_and_copy_paste_carry_fine_labels_with_their_pixels(
     item = SegmentationDataset([sample], spec, aug)[0]
     assert item["fine"].dtype == torch.int64 and item["fine"].shape == (96, 128)
     assert set(torch.unique(item["fine"]).tolist()) <= set(range(11)) | {255}
+
+
+def test_discover_names_a_folder_it_cannot_list(tmp_path: Path) -> None:
+    """A drive's ``gt/`` copied without ``image_02/data/``: one RecordingError naming the
+    missing folder, for every caller (training, eval, report), not a FileNotFoundError."""
+    drive = tmp_path / "2024_05_01_drive_0001_sync"
+    (drive / "gt" / "image_02").mkdir(parents=True)
+    with pytest.raises(RecordingError, match=r"image_02/data: cannot list the labelled frames"):
+        discover(drive)
