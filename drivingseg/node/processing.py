@@ -132,12 +132,16 @@ class SyncNode(Node):
         return out
 
     def losses(self) -> dict[str, dict[str, int]]:
-        """Lidar scans the synchroniser dropped for a stamp out of order, beside those lost
+        """Lidar scans the synchroniser dropped for a stamp out of order or from its full
+        lidar queue (the frames they belonged to then go without one), beside those lost
         at the queues (a scan left without a camera frame is not lost: a 10 Hz lidar
         beside a 5 Hz camera leaves every other one)."""
         out = super().losses()
-        where = f"{self.name}: lidar stamp out of order"
-        out.setdefault(LidarCloud.lost_as, {})[where] = self.sync.stats.out_of_order_lidar
+        s = self.sync.stats
+        scans = out.setdefault(LidarCloud.lost_as, {})
+        scans[f"{self.name}: lidar stamp out of order"] = s.out_of_order_lidar
+        scans[f"{self.name}: lidar queue full waiting for camera frames (frames late or "
+              "stalled)"] = s.dropped_queue_lidar
         return out
 
 

@@ -275,6 +275,28 @@ def test_lidar_scans_dropped_for_a_stamp_out_of_order_are_reported_lost() -> Non
     assert graph.drops() == {}
 
 
+def test_lidar_scans_dropped_from_the_full_sync_queue_are_reported_lost() -> None:
+    """With the camera behind, the synchroniser's lidar queue overflowed and dropped the
+    oldest scans; the frames that came later were then reported dropped 'without a lidar
+    scan in tolerance', while the scans thrown away for them appeared nowhere."""
+    graph = Graph()
+    node = graph.add(SyncNode, "sync", {"queue_size": 4})
+    image = np.zeros((2, 2, 3), np.uint8)
+    for k in range(10):  # the camera stalls while the lidar goes on
+        stamp = k * 100_000_000
+        node.on_lidar(LidarCloud(LidarScan(stamp, np.zeros((1, 4), np.float32)),
+                                 Timing(stamp, k, 0)))
+    for k in range(10):
+        stamp = k * 100_000_000
+        node.on_camera(CameraImage(CameraFrame(stamp, image), None, Timing(stamp, k, 0)))
+    node.on_inputs_closed()
+    stats = node.sync.stats
+    assert stats.dropped_queue_lidar == 6
+    assert graph.losses() == {"lidar scans": {
+        "sync: lidar queue full waiting for camera frames (frames late or stalled)": 6}}
+    assert node.pub.published + sum(graph.drops().values()) == 10
+
+
 @pytest.mark.parametrize("keep_unmatched", [False, True])
 def test_sync_node_drops_count_only_frames_it_did_not_publish(keep_unmatched: bool) -> None:
     """With keep_unmatched the frames without a scan are published (and segmented), yet
