@@ -78,6 +78,11 @@ class ReplayClock:
     holds its first message of the pass, the clock moves on by as much as the pass is late,
     and seeking delays the replay instead of making the pass's first frames late (released
     in a burst, their latency counting the seek). A source that ends calls :meth:`leave`.
+    A source that finishes reading a message after its release time moves the clock on by
+    that much (:meth:`fall_behind`), and while it reads, the others hold back what is due
+    after that message (:meth:`hold`): the replay then runs as fast as its slowest reader,
+    its streams still interleaved as recorded, instead of counting the reading lag as every
+    later frame's latency.
     """
 
     def __init__(self) -> None:
@@ -87,6 +92,7 @@ class ReplayClock:
         self._arrived = 0
         self._round = 0
         self._offset_ns = 0
+        self._holds: dict[str, int] = {}
 
     def join(self) -> None:
         """Count a paced source in (before the graph runs)."""
@@ -112,6 +118,43 @@ class ReplayClock:
                 return
             while self._round == current and not stop.is_set():
                 self._cond.wait(_WAIT_S)
+
+    def fall_behind(self, seen_start_ns: int, late_ns: int) -> None:
+        """Move the clock on by ``late_ns`` from ``seen_start_ns`` (the start a source
+        scheduled a message by), unless another source moved it that far already: a
+        message read only after its release time delays the replay of every paced source
+        (as a lagging player's simulated clock does), so the lag is neither latency nor a
+        gap between the camera and lidar streams."""
+        with self._cond:
+            self.start_ns = max(self.start_ns, seen_start_ns + late_ns)
+            self._cond.notify_all()
+
+    def hold(self, source: str, offset_ns: int) -> None:
+        """``source`` is reading a message due about ``offset_ns`` after the start: until
+        :meth:`unhold`, the other sources release nothing due after it (a slow reader is
+        not overtaken by the other stream while it reads)."""
+        with self._cond:
+            self._holds[source] = offset_ns
+
+    def unhold(self, source: str) -> None:
+        with self._cond:
+            self._holds.pop(source, None)
+            self._cond.notify_all()
+
+    def wait_release(self, source: str, offset_ns: int, stop: threading.Event) -> int | None:
+        """Wait until ``offset_ns`` after the start (which may move on meanwhile) and no
+        other source holds back that time; the release time (``perf_counter_ns``), or
+        None when ``stop`` is set first."""
+        with self._cond:
+            while not stop.is_set():
+                release_ns = self.start_ns + offset_ns
+                delay_ns = release_ns - time.perf_counter_ns()
+                held = any(hold_ns < offset_ns for name, hold_ns in self._holds.items()
+                           if name != source)
+                if delay_ns <= 0 and not held:
+                    return release_ns
+                self._cond.wait(_WAIT_S if held else min(_WAIT_S, delay_ns / 1e9))
+        return None
 
     def _release(self) -> None:
         self.start_ns = max(self.start_ns, time.perf_counter_ns() - self._offset_ns)

@@ -3,15 +3,19 @@
 At ``rate`` R > 0 a message is released at ``clock start + (stamp - window start) / R``
 (both sources of a graph share the clock, so their streams interleave as recorded); the
 frame is read ahead of that moment and its latency counts from the release, as it would
-from a live driver. At ``rate`` 0 messages go out as fast as the graph takes them and
-latency counts from the end of reading. ``start_s``/``end_s`` cut a window (seconds from
-the start of the recording's camera and lidar streams); ``loop`` replays the window again
-and again with the stamps shifted by the window length rounded down to whole periods (of
-those streams) plus one period, so time keeps increasing at the recorded rate. The
-messages before the window are read (and skipped) on each pass; the paced sources wait
-for each other at a pass's first message and the clock starts that pass no earlier than
-then (:class:`~drivingseg.node.runtime.ReplayClock`), so skipping delays the replay rather
-than making its first frames late.
+from a live driver. A message whose reading ends after its release time (a decoder or
+renderer slower than the rate) moves the shared clock on by as much, and the other source
+holds back what is due after it while it reads: the replay then runs behind the recorded
+rate, with a warning, rather than counting the reading lag as latency and letting the
+camera and lidar streams drift apart. At ``rate`` 0 messages go out as fast as the graph
+takes them and latency counts from the end of reading. ``start_s``/``end_s`` cut a window
+(seconds from the start of the recording's camera and lidar streams); ``loop`` replays the
+window again and again with the stamps shifted by the window length rounded down to whole
+periods (of those streams) plus one period, so time keeps increasing at the recorded rate.
+The messages before the window are read (and skipped) on each pass; the paced sources
+wait for each other at a pass's first message and the clock starts that pass no earlier
+than then (:class:`~drivingseg.node.runtime.ReplayClock`), so skipping delays the replay
+rather than making its first frames late.
 
 ``max_frames`` limits the messages of a source. Once every camera source has stopped, the
 lidar source sends the first scan at or after their last frame (which decides that
@@ -75,6 +79,10 @@ class RecordingSource(Node):
         """Stamp of the last message published (after a loop's shift)."""
         self._window_ns = (0, 0)
         self._period_ns = _DEFAULT_PERIOD_NS
+        self.behind_messages = 0
+        """Messages read only after their release time (each moved the clock on)."""
+        self.behind_ns = 0
+        """How far those moved the replay clock on, in all."""
 
     def setup(self) -> None:
         if not self.p["input"]:
@@ -135,12 +143,28 @@ class RecordingSource(Node):
     def message(self, item: Any, timing: Timing) -> Any:
         raise NotImplementedError
 
-    def _wait_until(self, release_ns: int) -> bool:
-        """Sleep until ``release_ns`` (perf_counter_ns); False when stopped meanwhile."""
-        delay_s = (release_ns - time.perf_counter_ns()) / 1e9
-        if delay_s > 0:
-            return not self.context.stop.wait(delay_s)
-        return not self.context.stop.is_set()
+    def _keep_up(self, offset_ns: int, read_start_ns: int, read_end_ns: int) -> None:
+        """When the message was read only after its release time (``offset_ns`` after the
+        clock's start), move the clock on by the part of the reading after that time.
+
+        Reading is the replay's work, not the graph's (a live driver has the frame when it
+        is stamped): left alone, a reader slower than ``rate`` fell further behind with
+        every message, the lag counted as each frame's latency, and the camera drifted
+        away from the lidar until frames lost their scans. Time the source waited before
+        reading (a full queue with overflow ``block``) stays latency."""
+        clock = self.context.clock
+        seen_ns = clock.start_ns
+        late_ns = read_end_ns - max(read_start_ns, seen_ns + offset_ns)
+        if late_ns <= 0:
+            return
+        clock.fall_behind(seen_ns, late_ns)
+        self.behind_ns += late_ns
+        self.behind_messages += 1
+        if self.behind_messages == 1:
+            log.warning("%s: reading a message took until %.1f ms after its release time at "
+                        "rate %g: the replay falls behind the recorded rate by as much (not "
+                        "counted as latency); warned once, the total comes at the end",
+                        self.name, late_ns / 1e6, self.p["rate"])
 
     def ready(self) -> None:
         if self.p["rate"] > 0:
@@ -169,6 +193,11 @@ class RecordingSource(Node):
                 self.context.frames_end_ns[self.name] = self.last_stamp_ns
             if self.p["rate"] > 0:
                 self.context.clock.leave()
+            if self.behind_messages:
+                log.warning("%s: %d messages were read after their release time; the replay "
+                            "ran %.0f ms behind rate %g (reading is slower than the replay)",
+                            self.name, self.behind_messages, self.behind_ns / 1e6,
+                            self.p["rate"])
 
     def _replay(self) -> None:
         pub: Publisher[Any] = self.publishers[0]
@@ -176,6 +205,7 @@ class RecordingSource(Node):
         periods = int((end - start) / self._period_ns + 0.01) + 1
         shift_step = periods * self._period_ns
         rate = float(self.p["rate"])
+        clock = self.context.clock
         limit = int(self.p["max_frames"])
         seq = 0
         passes = 0
@@ -183,12 +213,22 @@ class RecordingSource(Node):
             shift = passes * shift_step
             it = self.items()
             sent_this_pass = 0
+            offset = 0
             while not self.context.stop.is_set():
                 if self.past_the_frames():
                     return
-                t0 = time.perf_counter_ns()
-                item = next(it, None)
-                t1 = time.perf_counter_ns()
+                hold = rate > 0 and sent_this_pass > 0
+                if hold:  # the next message is due about a period after the last
+                    clock.hold(self.name, offset + int(self._period_ns / rate))
+                try:
+                    t0 = time.perf_counter_ns()
+                    item = next(it, None)
+                    t1 = time.perf_counter_ns()
+                    if hold and item is not None and start <= item.stamp_ns <= end:
+                        self._keep_up(int((item.stamp_ns + shift - start) / rate), t0, t1)
+                finally:
+                    if hold:
+                        clock.unhold(self.name)
                 if item is None or item.stamp_ns > end:
                     break
                 if item.stamp_ns < start:
@@ -196,10 +236,12 @@ class RecordingSource(Node):
                 stamp = item.stamp_ns + shift
                 if rate > 0:
                     if sent_this_pass == 0:  # wait for the other sources to seek too
-                        self.context.clock.meet(int(shift / rate), self.context.stop)
-                    available = self.context.clock.start_ns + int((stamp - start) / rate)
-                    if not self._wait_until(available):
+                        clock.meet(int(shift / rate), self.context.stop)
+                    offset = int((stamp - start) / rate)
+                    released = clock.wait_release(self.name, offset, self.context.stop)
+                    if released is None:
                         break
+                    available = released
                     if self.past_the_frames():  # the cameras stopped meanwhile
                         return
                 else:

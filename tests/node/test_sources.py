@@ -26,15 +26,16 @@ SKIP_READ_S = 0.03
 
 
 class Collector(Node):
-    """Keeps every camera image it receives."""
+    """Keeps every camera image and lidar scan it receives."""
 
     type_name = "collector"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.images: list[CameraImage] = []
+        self.scans: list[LidarCloud] = []
         self.create_subscription("/camera/image", CameraImage, self.images.append, depth=1000)
-        self.create_subscription("/lidar/points", LidarCloud, lambda msg: None, depth=1000)
+        self.create_subscription("/lidar/points", LidarCloud, self.scans.append, depth=1000)
 
 
 def test_seeking_to_the_window_delays_the_replay_instead_of_making_frames_late(
@@ -77,6 +78,52 @@ def test_seeking_to_the_window_delays_the_replay_instead_of_making_frames_late(
     for pass_start in (0, 3):
         gaps = [b - a for a, b in itertools.pairwise(available[pass_start:pass_start + 3])]
         assert gaps == [100_000_000, 100_000_000]
+
+
+SLOW_READ_S = 0.03
+"""Read time of each camera frame in the slow-reader test: three periods at rate 10."""
+
+
+def test_a_reader_slower_than_the_rate_delays_the_replay_instead_of_making_frames_late(
+    kitti_raw_drive: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a rate faster than a source can read (a renderer, a slow decoder, a busy CPU)
+    each frame was released further behind its schedule, but its latency still counted
+    from the schedule: it grew with every frame (the lag was called queueing), and the
+    camera drifted away from the lidar until frames lost their scans (``replay
+    synthetic`` dropped 10 of 15 frames as 'without a lidar scan')."""
+    read_done: dict[int, int] = {}
+
+    def slow(self: CameraSource) -> Iterator[Any]:
+        for item in every_frame(self):
+            time.sleep(SLOW_READ_S)
+            read_done[item.stamp_ns] = time.perf_counter_ns()
+            yield item
+
+    every_frame = CameraSource.items
+    monkeypatch.setattr(CameraSource, "items", slow)
+    params = {"input": str(kitti_raw_drive), "rate": 10.0}
+    graph = Graph()
+    graph.add(CameraSource, "camera", {**params, "max_frames": 8})
+    graph.add(LidarSource, "lidar", params)
+    collector = graph.add(Collector, "collector")
+    graph.setup()
+    with caplog.at_level(logging.WARNING, logger="drivingseg.node.sources"):
+        graph.run(handle_signals=False, timeout_s=30)
+
+    images = collector.images
+    assert [m.frame.index for m in images] == list(range(8))
+    # Every frame is released (its latency counts from then) once it has been read ...
+    for msg in images:
+        assert msg.timing.available_ns >= read_done[msg.stamp_ns], msg.frame.index
+    # ... and the lidar keeps in step: the scan of a frame's stamp goes out at most about
+    # that frame's read before it, not further ahead with every frame.
+    scans = {m.stamp_ns: m.timing.available_ns for m in collector.scans}
+    for msg in images:
+        gap_ns = msg.timing.available_ns - scans[msg.stamp_ns]
+        assert abs(gap_ns) < msg.timing.stage_ns("read") + 30_000_000, (msg.frame.index, gap_ns)
+    assert "after its release time" in caplog.text
+    assert "the replay ran" in caplog.text
 
 
 def bag_with_an_early_fast_topic(drive: Path, path: Path) -> Path:
