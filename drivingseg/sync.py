@@ -197,6 +197,11 @@ class ApproximateTimeSync(Generic[C, L]):
         return self._camera_period.learn
 
     @property
+    def pending_cameras(self) -> int:
+        """Camera frames queued, not decided yet (0 after :meth:`flush`)."""
+        return len(self._cameras)
+
+    @property
     def period_bound_ns(self) -> int:
         """The lidar period lower bound in use (0: none, wait for the next scan)."""
         return self._lidar_period.bound_ns

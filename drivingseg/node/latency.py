@@ -36,7 +36,7 @@ from drivingseg.errors import ConfigError, DrivingsegError
 from drivingseg.fileio import write_atomic, write_text_atomic
 from drivingseg.node.messages import STAGES, Diagnostics, Mask, MaskTiming
 from drivingseg.node.params import Param
-from drivingseg.node.runtime import Node
+from drivingseg.node.runtime import FRAMES, Node
 
 __all__ = [
     "RECENT_FRAMES",
@@ -220,8 +220,9 @@ class LatencyTracker(Node):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=1000,
-                                 keep=MaskTiming.of)
+        sub = self.create_subscription("/segmentation/mask", Mask, self.on_mask, depth=1000,
+                                       keep=MaskTiming.of)
+        sub.lost_as = FRAMES  # a mask never measured is a frame without a mask
         self.diag = self.create_publisher("/diagnostics", Diagnostics)
         self.frames: deque[FrameLatency] = deque(maxlen=RECENT_FRAMES)
         self.samples = SampleColumns(COLUMNS)

@@ -79,6 +79,8 @@ class SyncNode(Node):
             keep_unmatched=self.p["keep_unmatched"],
         )
         self._arrived: dict[int, int] = {}
+        self.left_waiting = 0
+        """Frames the synchroniser still held when the node ended (see deactivate)."""
         self.camera_only = False  # set in ready() when the lidar source has no scans
 
     def choose(self) -> Subscription[Any] | None:
@@ -120,9 +122,16 @@ class SyncNode(Node):
             timing = cam.timing.with_stage("sync", now - arrived)
             self.pub.publish(SyncedFrames(cam, pair.lidar, timing))
 
+    def deactivate(self) -> None:
+        """Count the frames still waiting for a pairing decision when the node ended
+        without flushing (an aborted run, a failure): they will get no mask."""
+        self.left_waiting = self.sync.pending_cameras
+        super().deactivate()
+
     def drops(self) -> dict[str, int]:
         s = self.sync.stats
         out = super().drops()
+        out[f"{self.name}: waiting for a pairing when the node ended"] = self.left_waiting
         if not self.p["keep_unmatched"]:  # else frames without a scan go on, without one
             out[f"{self.name}: camera frame without a lidar scan in tolerance"] = (
                 s.unmatched_camera)

@@ -238,17 +238,18 @@ class Subscription(Generic[M]):
         self.dropped = 0
         self.max_queued = 0
         self.active = True
+        self.abandoned = 0
+        """Messages left here when the node ended before taking them (a run aborted, or the
+        node failed): those it still held, and those offered afterwards."""
+        self.lost_as = loss_kind(topic.msg_type)
+        """What the messages this queue loses count as (:func:`loss_kind`); a node may set
+        it (the latency tracker: a mask it never measures is a frame without a mask)."""
         self._queue: deque[tuple[int, Any]] = deque()
 
     @property
     def where(self) -> str:
         """``topic -> node``: how drops are reported."""
         return f"{self.topic.name} -> {self.node.name}"
-
-    @property
-    def lost_as(self) -> str:
-        """What the messages this queue drops count as (:func:`loss_kind`)."""
-        return loss_kind(self.topic.msg_type)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -270,11 +271,14 @@ class Subscription(Generic[M]):
         ctx = self.node.context
         item = msg if self.keep is None else self.keep(msg)
         with cond:
-            if not self.active:
-                return
             if self.qos.overflow == "block":
                 while len(self._queue) >= self.qos.depth and self.active and not ctx.abort.is_set():
                     cond.wait(_WAIT_S)
+                if ctx.abort.is_set() and len(self._queue) >= self.qos.depth:
+                    self.active = False  # aborted while waiting for room: not a drop
+            if not self.active:
+                self.abandoned += 1
+                return
             while len(self._queue) >= self.qos.depth:
                 self._queue.popleft()
                 self.dropped += 1
@@ -426,7 +430,12 @@ class Node:
 
     def drops(self) -> dict[str, int]:
         """Camera frames lost at this node, by where (``topic -> node`` or a named reason)."""
-        return {sub.where: sub.dropped for sub in self.subscriptions if sub.lost_as == FRAMES}
+        out: dict[str, int] = {}
+        for sub in self.subscriptions:
+            if sub.lost_as == FRAMES:
+                out[sub.where] = sub.dropped
+                out[f"{sub.where} (left when the node ended)"] = sub.abandoned
+        return out
 
     def losses(self) -> dict[str, dict[str, int]]:
         """Other messages lost at this node (lidar scans, diagnostics, masks, detections):
@@ -434,7 +443,9 @@ class Node:
         out: dict[str, dict[str, int]] = {}
         for sub in self.subscriptions:
             if sub.lost_as != FRAMES:
-                out.setdefault(sub.lost_as, {})[sub.where] = sub.dropped
+                kind = out.setdefault(sub.lost_as, {})
+                kind[sub.where] = sub.dropped
+                kind[f"{sub.where} (left when the node ended)"] = sub.abandoned
         return out
 
     # ---------------------------------------------------------------- spinning
@@ -474,6 +485,7 @@ class Node:
         with self.cond:
             for sub in self.subscriptions:
                 sub.active = False
+                sub.abandoned += len(sub._queue)
                 sub._queue.clear()
             self.cond.notify_all()
         for pub in self.publishers:
