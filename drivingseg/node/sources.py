@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_PERIOD_NS = 100_000_000
 _REPLAYED_KINDS = ("camera", "lidar")
+_BEHIND_WARN_NS = 10_000_000
+"""How far behind the recorded rate a slow reader takes the replay before a warning."""
 
 
 class RecordingSource(Node):
@@ -158,13 +160,14 @@ class RecordingSource(Node):
         if late_ns <= 0:
             return
         clock.fall_behind(seen_ns, late_ns)
+        warned = self.behind_ns >= _BEHIND_WARN_NS
         self.behind_ns += late_ns
         self.behind_messages += 1
-        if self.behind_messages == 1:
-            log.warning("%s: reading a message took until %.1f ms after its release time at "
-                        "rate %g: the replay falls behind the recorded rate by as much (not "
-                        "counted as latency); warned once, the total comes at the end",
-                        self.name, late_ns / 1e6, self.p["rate"])
+        if not warned and self.behind_ns >= _BEHIND_WARN_NS:
+            log.warning("%s: reading is slower than rate %g: the replay has fallen %.0f ms "
+                        "behind the recorded rate (not counted as latency); warned once, the "
+                        "total comes at the end", self.name, self.p["rate"],
+                        self.behind_ns / 1e6)
 
     def ready(self) -> None:
         if self.p["rate"] > 0:
@@ -194,10 +197,10 @@ class RecordingSource(Node):
             if self.p["rate"] > 0:
                 self.context.clock.leave()
             if self.behind_messages:
-                log.warning("%s: %d messages were read after their release time; the replay "
-                            "ran %.0f ms behind rate %g (reading is slower than the replay)",
-                            self.name, self.behind_messages, self.behind_ns / 1e6,
-                            self.p["rate"])
+                level = logging.WARNING if self.behind_ns >= _BEHIND_WARN_NS else logging.INFO
+                log.log(level, "%s: %d messages were read after their release time; the "
+                        "replay ran %.0f ms behind rate %g (reading is slower than the replay)",
+                        self.name, self.behind_messages, self.behind_ns / 1e6, self.p["rate"])
 
     def _replay(self) -> None:
         pub: Publisher[Any] = self.publishers[0]
