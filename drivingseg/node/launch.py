@@ -189,6 +189,12 @@ def _substitute(value: Any, args: Mapping[str, Any], path: Path, context: str,
     if whole:
         return lookup(whole.group(1))
     text = _SUBST.sub(lambda m: str(lookup(m.group(1))), value)
+    folder = _SUBST.match(value)
+    if folder and value[folder.end():].startswith("/") and str(lookup(folder.group(1))) == "":
+        # 'out_dir:=' made '$(arg out_dir)/masks.mcap' the root's /masks.mcap
+        message = (f"{context}: {value!r} is {text!r}, at the filesystem root, because "
+                   f"$(arg {folder.group(1)}) is empty; give {folder.group(1)} a folder")
+        raise ConfigError(message, path=path)
     if "$(" in text:
         message = f"{context}: unknown substitution in {value!r}; use $(arg NAME)"
         raise ConfigError(message, path=path)

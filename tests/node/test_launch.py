@@ -272,6 +272,19 @@ def test_argument_errors_of_an_include_name_the_including_file(tmp_path: Path) -
         load_launch(outer)
 
 
+@pytest.mark.parametrize("file", ["replay_kitti", "replay_bag", "demo", "vehicle"])
+def test_an_empty_folder_argument_does_not_put_outputs_at_the_filesystem_root(
+    file: str
+) -> None:
+    """``out_dir:=`` (or ``replay --out ''``) made '$(arg out_dir)/masks.mcap' the path
+    '/masks.mcap': run as root, the MCAP, the video and the mask PNGs were written into
+    '/', while the latency tracker, for which '' means none, wrote no latency.json."""
+    with pytest.raises(ConfigError, match=r"outputs\.yaml: node '\w+': "
+                       r"'\$\(arg out_dir\)/[\w.]+' is '/[\w.]+', at the filesystem root, "
+                       r"because \$\(arg out_dir\) is empty; give out_dir a folder$"):
+        load_launch(file, {"input": "drive", "out_dir": ""})
+
+
 def test_unknown_node_type(tmp_path: Path) -> None:
     bad = one_node(tmp_path, "- {type: bogus, name: thing}")
     with pytest.raises(ConfigError, match=r"bad\.yaml: node 'thing' \(bogus\): parameter 'type': "
