@@ -144,16 +144,23 @@ class ReplayClock:
     def wait_release(self, source: str, offset_ns: int, stop: threading.Event) -> int | None:
         """Wait until ``offset_ns`` after the start (which may move on meanwhile) and no
         other source holds back that time; the release time (``perf_counter_ns``), or
-        None when ``stop`` is set first."""
+        None when ``stop`` is set first. Held past that time by a reader that was not late
+        after all, the clock moves on to now: that wait is the replay's, not latency."""
+        held_past = False
         with self._cond:
             while not stop.is_set():
+                now_ns = time.perf_counter_ns()
                 release_ns = self.start_ns + offset_ns
-                delay_ns = release_ns - time.perf_counter_ns()
                 held = any(hold_ns < offset_ns for name, hold_ns in self._holds.items()
                            if name != source)
-                if delay_ns <= 0 and not held:
+                if release_ns <= now_ns and not held:
+                    if held_past:
+                        self.start_ns = max(self.start_ns, now_ns - offset_ns)
+                        self._cond.notify_all()
+                        return self.start_ns + offset_ns
                     return release_ns
-                self._cond.wait(_WAIT_S if held else min(_WAIT_S, delay_ns / 1e9))
+                held_past = held_past or (held and release_ns <= now_ns)
+                self._cond.wait(_WAIT_S if held else min(_WAIT_S, (release_ns - now_ns) / 1e9))
         return None
 
     def _release(self) -> None:
