@@ -136,12 +136,24 @@ def resolve_parameters(
 
 
 def describe_parameters(declared: Sequence[Param]) -> str:
-    """One line per parameter: name, type, default, unit, description (for --help texts)."""
+    """One line per parameter: name, type, choices or range, default, unit, description
+    (for ``--list-nodes``: what a launch file may set, as checked at start)."""
     lines = []
     for p in declared:
         unit = f" [{p.unit}]" if p.unit else ""
-        choices = f" ({'|'.join(p.choices)})" if p.choices else ""
+        limits = f" ({'|'.join(p.choices)})" if p.choices else _range(p)
         lines.append(
-            f"  {p.name}: {p.type.__name__}{choices} = {p.default!r}{unit}  {p.description}"
+            f"  {p.name}: {p.type.__name__}{limits} = {p.default!r}{unit}  {p.description}"
         )
     return "\n".join(lines)
+
+
+def _range(p: Param) -> str:
+    """`` (>= 0)``, `` (<= 8)``, `` (1 to 1000)``, or '' without bounds."""
+    if p.min is not None and p.max is not None:
+        return f" ({p.min:g} to {p.max:g})"
+    if p.min is not None:
+        return f" (>= {p.min:g})"
+    if p.max is not None:
+        return f" (<= {p.max:g})"
+    return ""

@@ -89,3 +89,16 @@ def test_every_node_parameter_is_documented_with_a_unit_where_it_is_a_number() -
                 assert p.unit, (name, p.name)
     for cls in (LatencyTracker, LiveView, CameraSource, LidarSource):
         assert "qos_depth" not in {p.name for p in (*cls.parameters, *cls.common_parameters)}
+
+
+def test_list_nodes_shows_each_parameter_s_range() -> None:
+    """``drivingseg launch --list-nodes`` showed type, default and unit but not the range
+    checked at start, so 'qos_depth: 0' or 'camera: 5' could only be found out by failing."""
+    from drivingseg.node.registry import describe_node_types
+
+    text = describe_node_types()
+    assert "  qos_depth: int (1 to 1000) = 2 [messages]  " in text
+    assert "  camera: int (0 to 3) = 2 [index]  " in text
+    assert "  start_s: float (>= 0) = 0.0 [s]  " in text
+    assert "  fp16: str (auto|on|off) = 'auto'  " in text
+    assert "  loop: bool = False  " in text
