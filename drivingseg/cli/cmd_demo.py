@@ -7,7 +7,8 @@ done first, not inside the graph where it would compete with inference for the C
 Prints the latency summary, and writes ``masks.mcap`` (open it in
 Foxglove), ``masks/<stamp_ns>.png``, ``overlay.mp4``, ``latency.json`` and
 ``latency.csv`` into ``--out`` (default ``runs/demo``). Any argument of demo.yaml can be
-set as ``name:=value``.
+set as ``name:=value`` (``rate:=0``, as fast as possible, blocks instead of dropping,
+unless ``overflow:=`` is given too).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from drivingseg.cli._common import help_text
-from drivingseg.cli.cmd_launch import add_run_options, launch
+from drivingseg.cli.cmd_launch import add_run_options, launch, pair_overflow
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import build_graph, load_launch, parse_cli_arguments
 
@@ -117,8 +118,11 @@ def run(args: argparse.Namespace) -> int:
     }
     # Checked on the drive it is about to render: a bad --weights or name:=value fails
     # before the earlier demo's drive is replaced.
-    check_launch({**arguments, **extra})
+    checked = {**arguments, **extra}
+    pair_overflow(checked, extra)
+    check_launch(checked)
     drive = render_drive(Path(args.out), args.seed, args.frames)
     arguments["input"] = str(drive)
     arguments.update(extra)
+    pair_overflow(arguments, extra)
     return launch("demo.yaml", arguments, timeout_s=args.timeout)

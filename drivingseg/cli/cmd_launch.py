@@ -17,7 +17,7 @@ from drivingseg.cli._common import help_text
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import build_graph, load_launch, parse_cli_arguments
 
-__all__ = ["add_parser", "add_run_options", "launch", "run"]
+__all__ = ["add_parser", "add_run_options", "launch", "pair_overflow", "run"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,6 +39,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options every graph-running command takes."""
     parser.add_argument("--timeout", type=float, metavar="S",
                         help="stop cleanly after S seconds (as SIGINT would)")
+
+
+def pair_overflow(arguments: dict[str, Any], given: Mapping[str, Any]) -> None:
+    """Set ``overflow`` to go with a ``rate`` given as ``rate:=R`` (``given``) unless
+    ``overflow`` is given too: ``block`` as fast as possible (rate 0: nothing lost, as
+    ``replay --fast``), else ``drop_oldest``. The commands otherwise pass the overflow of
+    their own rate, and ``demo rate:=0`` flooded its keep-last queues: scans, frames and
+    recorded masks were dropped."""
+    if "rate" not in given or "overflow" in given:
+        return
+    rate = getattr(given["rate"], "value", given["rate"])
+    if isinstance(rate, int | float) and not isinstance(rate, bool):
+        arguments["overflow"] = "block" if rate == 0 else "drop_oldest"
 
 
 def launch(file: str, arguments: Mapping[str, Any], *, timeout_s: float | None = None) -> int:

@@ -4,7 +4,8 @@ At the recorded rate by default, ``--rate R`` times faster, or ``--fast`` (as fa
 graph goes; queues then block instead of dropping, so no frame is lost). ``--start`` and
 ``--end`` cut a window (seconds from the start), ``--loop`` repeats it until Ctrl-C.
 Bags use ``launch/replay_bag.yaml``, everything else ``launch/replay_kitti.yaml``; any of
-their arguments can be set as ``name:=value``.
+their arguments can be set as ``name:=value`` (``rate:=0`` blocks like ``--fast``, any
+other rate drops the oldest, unless ``overflow:=`` is given too).
 Outputs go to ``--out`` (``runs/replay``).
 """
 
@@ -14,7 +15,7 @@ import argparse
 from typing import Any
 
 from drivingseg.cli._common import add_recording_args, check_recording_args, help_text
-from drivingseg.cli.cmd_launch import add_run_options, launch
+from drivingseg.cli.cmd_launch import add_run_options, launch, pair_overflow
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import parse_cli_arguments
 
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
                          camera_info_topic=args.camera_info_topic or "")
     else:
         arguments["camera"] = 2 if args.camera is None else args.camera
-    arguments.update(parse_cli_arguments(args.arguments))
+    given = parse_cli_arguments(args.arguments)
+    arguments.update(given)
+    pair_overflow(arguments, given)
     file = "replay_bag.yaml" if bag else "replay_kitti.yaml"
     return launch(file, arguments, timeout_s=args.timeout)

@@ -71,3 +71,27 @@ def test_an_interrupted_render_is_replaced_by_the_next_demo(
         monkeypatch.setattr(cmd_synth, "progress", real)
         drive = render_drive(out, seed=1, frames=2)
         assert len(list((drive / "image_02" / "data").glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize(("given", "overflow"), [
+    (["rate:=0"], "block"), (["rate:=2"], "drop_oldest"),
+    (["rate:=0", "overflow:=drop_oldest"], "drop_oldest"), ([], "drop_oldest"),
+])
+def test_rate_given_as_an_argument_brings_its_overflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: list[str], overflow: str
+) -> None:
+    """``demo rate:=0`` (as fast as possible) kept the demo's paced 'drop_oldest': the
+    sources flooded the keep-last queues and scans, frames and recorded masks were
+    dropped, where demo.yaml itself pairs rate 0 with 'block'."""
+    from drivingseg.cli import cmd_demo
+
+    launched: dict[str, Any] = {}
+
+    def fake_launch(file: str, arguments: dict[str, Any], **kwargs: Any) -> int:
+        launched.update(arguments)
+        return 0
+
+    monkeypatch.setattr(cmd_demo, "launch", fake_launch)
+    monkeypatch.setattr(cmd_demo, "render_drive", lambda out, seed, frames: tmp_path)
+    assert main(["demo", "--out", str(tmp_path), *given]) == 0
+    assert launched["overflow"] == overflow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +37,26 @@ def test_other_leftovers_are_still_refused(
     with pytest.raises(SystemExit):  # info takes no launch arguments
         main(["info", str(kitti_raw_drive), "rate:=2"])
     assert "unrecognized arguments: rate:=2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("given", "overflow"), [
+    (["rate:=0"], "block"), (["--fast", "rate:=1"], "drop_oldest"),
+    (["rate:=0", "overflow:=drop_oldest"], "drop_oldest"), (["--fast"], "block"),
+    ([], "drop_oldest"),
+])
+def test_rate_given_as_an_argument_brings_its_overflow(
+    kitti_raw_drive: Path, monkeypatch: pytest.MonkeyPatch, given: list[str], overflow: str
+) -> None:
+    """``replay DRIVE rate:=0`` ran as fast as possible with the paced 'drop_oldest'
+    queues, so frames were dropped where ``--fast`` (and rate 0) promise none."""
+    from drivingseg.cli import cmd_replay
+
+    launched: dict[str, Any] = {}
+
+    def fake_launch(file: str, arguments: dict[str, Any], **kwargs: Any) -> int:
+        launched.update(arguments)
+        return 0
+
+    monkeypatch.setattr(cmd_replay, "launch", fake_launch)
+    assert main(["replay", str(kitti_raw_drive), *given]) == 0
+    assert launched["overflow"] == overflow
