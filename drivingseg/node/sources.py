@@ -14,7 +14,7 @@ window again and again with the stamps shifted by the window length rounded down
 periods (of those streams) plus one period, so time keeps increasing at the recorded rate.
 The messages before the window are read (and skipped) on each pass; the paced sources
 wait for each other at a pass's first message and the clock starts that pass no earlier
-than then (:class:`~drivingseg.node.runtime.ReplayClock`), so skipping delays the replay
+than then (:class:`~drivingseg.node.clock.ReplayClock`), so skipping delays the replay
 rather than making its first frames late.
 
 ``max_frames`` limits the messages of a source. Once every camera source has stopped, the

@@ -18,7 +18,7 @@ from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.messages import CameraImage, Diagnostics, LidarCloud, Timing
 from drivingseg.node.params import Param
 from drivingseg.node.processing import SyncNode
-from drivingseg.node.runtime import Node, ReplayClock
+from drivingseg.node.runtime import Node
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 
@@ -298,28 +298,6 @@ def test_lidar_scans_dropped_from_the_full_sync_queue_are_reported_lost() -> Non
     assert graph.losses() == {"lidar scans": {
         "sync: lidar queue full waiting for camera frames (frames late or stalled)": 6}}
     assert node.pub.published + sum(graph.drops().values()) == 10
-
-
-def test_a_source_held_back_past_its_time_moves_the_replay_clock_on() -> None:
-    """While one paced source reads, the other holds back what is due after that read's
-    message; held past its own time by a read that turned out not late (a gap in the
-    other stream), its message must count from when it went out, not from its past
-    schedule, which would have made the replay's own wait look like latency."""
-    clock = ReplayClock()
-    stop = threading.Event()
-    clock.start_ns = time.perf_counter_ns()
-    clock.hold("lidar", 10_000_000)  # the lidar reads a scan due about 10 ms in
-    released: list[int] = []
-    waiter = threading.Thread(
-        target=lambda: released.append(clock.wait_release("camera", 20_000_000, stop) or 0))
-    waiter.start()
-    time.sleep(0.2)
-    assert not released  # held: the camera frame is due after the scan being read
-    unheld_ns = time.perf_counter_ns()
-    clock.unhold("lidar")  # ... which was not late (its scan came after a gap)
-    waiter.join(5)
-    assert released and released[0] >= unheld_ns
-    assert clock.start_ns + 20_000_000 == released[0]
 
 
 def test_frames_the_sync_node_holds_when_it_ends_unflushed_are_dropped() -> None:
