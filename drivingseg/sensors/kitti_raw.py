@@ -16,6 +16,9 @@ blank and writes no ``.bin`` (``2011_09_26_drive_0009_sync``, frames 177-180). S
 drive opens with one warning; frame numbers keep their meaning (``lidar(i)`` is the scan
 of camera frame ``i``; a dropped one raises), :meth:`KittiRawDrive.lidar_scans` skips them.
 Repeated stamps are warned about once; images are checked to keep one size (warned once).
+
+KITTI's unsynced ``*_extract`` download (velodyne scans as ``.txt``, unrectified images
+that the rectified calibration does not describe) is refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ log = logging.getLogger(__name__)
 
 LIDAR_FOLDER = "velodyne_points"
 CALIB_FILES = ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt")
+EXTRACT_HINT = (
+    "this is KITTI raw's unsynced 'extract' layout (velodyne scans as text, camera images "
+    "not rectified, so the calibration's rectified projection does not fit them), which "
+    "drivingseg does not read; use the drive's synced+rectified '_sync' download"
+)
 _EMPTY_STAMPS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 _EMPTY_STAMPS.setflags(write=False)
 
@@ -70,6 +78,8 @@ def _list_numbered(data_dir: Path, suffix: str) -> dict[int, Path]:
     """The ``*<suffix>`` files of ``data_dir`` by frame number (names checked, in order)."""
     files = sorted(p for p in data_dir.iterdir() if p.suffix == suffix and p.is_file())
     if not files:
+        if suffix == ".bin" and any(p.suffix == ".txt" for p in data_dir.iterdir()):
+            raise RecordingError(f"holds .txt scans, no .bin: {EXTRACT_HINT}", path=data_dir)
         raise RecordingError(f"no {suffix} files in the data folder", path=data_dir)
     width = len(files[0].stem)
     for f in files:
@@ -226,6 +236,8 @@ class KittiRawDrive(Recording):
     def _open(self) -> None:
         if not self.path.is_dir():
             raise RecordingError("KITTI raw drive folder not found", path=self.path)
+        if Path(os.path.abspath(self.path)).name.endswith("_extract"):
+            raise RecordingError(f"drive folder named '*_extract': {EXTRACT_HINT}", path=self.path)
         camera = _load_stream(self.path / self.camera_folder, ".png")
         lidar = _load_stream(self.path / LIDAR_FOLDER, ".bin", drops=True)
         if camera is None and lidar is None:

@@ -492,3 +492,19 @@ def test_two_files_of_one_frame_number_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match=r"/0000000001\.png: file name '0000000001\.png' "
                        r"repeats frame 1 of '00000000001\.png'"):
         KittiRawDrive(drive).open()
+
+
+def test_extract_layout_is_refused_saying_so(tmp_path: Path) -> None:
+    """KITTI's unsynced '_extract' drives (text scans, unrectified images) are refused by
+    name: not 'no .bin files', nor read with the rectified calibration."""
+    drive = make_drive(tmp_path / "a", n_lidar=None)
+    velo = drive / "velodyne_points"
+    (velo / "data").mkdir(parents=True)
+    np.savetxt(velo / "data" / "0000000000.txt", np.ones((5, 4), dtype=np.float32))
+    (velo / "timestamps.txt").write_text(_stamp_line(START_NS) + "\n")
+    with pytest.raises(RecordingError, match=r"velodyne_points/data: holds \.txt scans.*'extract'"):
+        KittiRawDrive(drive).open()
+    extract = make_drive(tmp_path / "b", n_lidar=None).rename(
+        tmp_path / "b" / "2011_09_26" / "2011_09_26_drive_0001_extract")
+    with pytest.raises(RecordingError, match=r"drive_0001_extract: .*unsynced 'extract' layout"):
+        KittiRawDrive(extract).open()
