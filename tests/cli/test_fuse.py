@@ -1,0 +1,26 @@
+"""``drivingseg fuse`` picks the reader as the other commands do (``tests/fusion/test_cmd_fuse.py``
+has the projection checks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+
+from drivingseg.cli import build_parser
+
+
+def test_benchmark_root_is_read_at_its_training_split(
+    kitti_object_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``drivingseg info ROOT`` reads ``ROOT/training``; ``fuse ROOT`` must too."""
+    root = kitti_object_root.parent
+    assert not (root / "image_2").exists() and (root / "training" / "image_2").is_dir()
+    depth_png = tmp_path / "d.png"
+    args = build_parser().parse_args(
+        ["fuse", str(root), "--frame", "1", "--depth-png", str(depth_png)])
+    assert args.func(args) == 0
+    depth = cv2.imread(str(depth_png), cv2.IMREAD_UNCHANGED)
+    assert depth is not None and depth.shape == (514, 616)
+    assert "frame 1: 86080 points" in capsys.readouterr().out
