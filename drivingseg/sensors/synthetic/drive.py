@@ -91,6 +91,21 @@ def _check_count(value: object, name: str, minimum: int) -> int:
     return int(value)
 
 
+def _check_renderable(rig: Rig, path: Path) -> Rig:
+    """``rig`` if the renderer draws what it describes: the camera casts one ray per pixel
+    through ``P @ R`` (a rectified pinhole), so a rig of distorted or unrectified images
+    would come with frames its own projection does not fit (lidar off the cars)."""
+    cam = rig.camera
+    if not cam.image_rectified or cam.has_distortion or cam.P is None:
+        message = (
+            f"the synthetic camera renders rectified, undistorted images (projection P @ R); "
+            f"rig {rig.name!r} has image_rectified={cam.image_rectified!r}, "
+            f"distortion_model={cam.distortion_model!r}, D={cam.D.tolist()!r}"
+        )
+        raise CalibrationError(message, path=path)
+    return rig
+
+
 class SyntheticDrive(Recording):
     """A procedural drive of ``frames`` camera/lidar pairs at 10 Hz from ``seed``.
 
@@ -106,6 +121,7 @@ class SyntheticDrive(Recording):
     ) -> None:
         self.seed = _check_count(seed, "seed", 0)
         self.frames = _check_count(frames, "frames", 1)
+        self._rig_explicit = rig_path is not None
         self.rig_path = Path(rig_path) if rig_path is not None else default_rig_path()
         super().__init__(f"synthetic:{self.seed}")
         self._cam_cache: OrderedDict[int, CameraRender] = OrderedDict()
@@ -117,8 +133,10 @@ class SyntheticDrive(Recording):
                 "synthetic rig calibration not found; pass rig_path= or restore "
                 "calibration/synthetic.yaml in the repository"
             )
+            if self._rig_explicit:
+                message = "rig calibration not found"
             raise CalibrationError(message, path=self.rig_path)
-        self._rig = load_rig(self.rig_path)
+        self._rig = _check_renderable(load_rig(self.rig_path), self.rig_path)
         duration_s = self.frames * CAMERA_PERIOD_NS / 1e9
         self._world: World = build_world(self.seed, _MAX_SPEED_MPS * duration_s + 100.0)
         noise = NoiseTile(self.seed)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from drivingseg.calibration.rig_yaml import load_rig, save_rig
 from drivingseg.errors import CalibrationError, ConfigError, RecordingError
 from drivingseg.sensors.synthetic.drive import START_NS, SyntheticDrive, default_rig_path
 
@@ -156,3 +158,28 @@ def test_junction_has_a_cross_street_with_road_and_cars() -> None:
     assert sideways_road.sum() > 100
     assert len(cross_cars) >= 3
     assert {b.car_id for b in boxes} & cross_cars
+
+
+@pytest.mark.parametrize(("model", "coefficients", "rectified"), [
+    ("plumb_bob", [-0.3, 0.1, 0.0, 0.0, 0.0], True),
+    ("equidistant", [0.0, 0.0, 0.0, 0.0], True),
+    ("none", [0.0] * 5, False),
+])
+def test_a_rig_the_renderer_cannot_draw_is_refused(
+    tmp_path: Path, model: str, coefficients: list[float], rectified: bool
+) -> None:
+    """The renderer casts rays through P @ R only: a distorted or unrectified rig used to give
+    undistorted frames with a rig() whose projection puts lidar points off the cars."""
+    rig = load_rig(default_rig_path())
+    camera = replace(rig.camera, distortion_model=model, D=np.array(coefficients),
+                     image_rectified=rectified)
+    path = tmp_path / "odd.yaml"
+    save_rig(replace(rig, camera=camera), path)
+    with pytest.raises(CalibrationError, match=r"odd\.yaml: the synthetic camera renders "
+                       rf"rectified, undistorted images .*distortion_model='{model}'"):
+        SyntheticDrive(frames=2, rig_path=path).open()
+
+
+def test_missing_explicit_rig_does_not_point_at_the_repository_file(tmp_path: Path) -> None:
+    with pytest.raises(CalibrationError, match=r"nope\.yaml: rig calibration not found$"):
+        SyntheticDrive(rig_path=tmp_path / "nope.yaml").open()
