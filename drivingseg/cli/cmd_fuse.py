@@ -4,7 +4,7 @@ Writes a KITTI depth-completion PNG (16-bit, metres x 256, 0 = none) and/or an o
 of the points on the image coloured by depth, and prints how many points landed.
 Reads KITTI raw drive folders (``image_0N/`` + ``velodyne_points/``) and KITTI
 benchmark folders (``image_N/`` + ``velodyne/`` + ``calib/``, or their root: its
-``training/`` split).
+``training/`` split, else ``testing/``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from drivingseg.fusion.zbuffer import depth_image
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.kitti_benchmark import KittiBenchmark
 from drivingseg.sensors.kitti_raw import KittiRawDrive
+from drivingseg.sensors.open import benchmark_split
 
 __all__ = ["add_parser", "load_frame", "run"]
 
@@ -53,9 +54,10 @@ def add_parser(subparsers: Any) -> None:
 
 def _open(path: Path, camera: int) -> KittiRawDrive | KittiBenchmark:
     """A KITTI raw or benchmark reader for ``path``, chosen by the folder layout; a
-    benchmark root is read at its ``training/`` split, as every other command reads it."""
-    if not (path / f"image_{camera}").is_dir() and (path / "training").is_dir():
-        path = path / "training"
+    benchmark root is read at its ``training/`` (else ``testing/``) split, as every other
+    command reads it."""
+    if not (path / f"image_{camera}").is_dir():
+        path = benchmark_split(path)
     if (path / f"image_0{camera}").is_dir() and (path / "velodyne_points").is_dir():
         return KittiRawDrive(path, camera=camera)
     if (path / f"image_{camera}").is_dir() and (path / "velodyne").is_dir():

@@ -12,11 +12,12 @@ from pathlib import Path
 from drivingseg.errors import RecordingError
 from drivingseg.sensors.base import Recording
 
-__all__ = ["FORMATS", "detect_format", "open_recording"]
+__all__ = ["FORMATS", "benchmark_split", "detect_format", "open_recording"]
 
 FORMATS = {
     "kitti_raw": "KITTI raw drive folder (image_0N/ and/or velodyne_points/ with timestamps.txt)",
-    "kitti_benchmark": "KITTI object or road folder (image_2/, velodyne/, calib/)",
+    "kitti_benchmark": "KITTI object or road folder (image_2/, velodyne/, calib/) or its root "
+                       "(training/, else testing/)",
     "rosbag": "ROS 1 .bag, ROS 2 bag folder (metadata.yaml), .db3 or .mcap file",
     "synthetic": "the built-in synthetic drive: 'synthetic' or 'synthetic:SEED'",
 }
@@ -44,10 +45,32 @@ def detect_format(path: str | PathLike[str]) -> str:
         return "rosbag"  # one .mcap without metadata.yaml: a killed ros2 bag record's folder
     elif any((p / f"image_0{n}").is_dir() for n in range(4)) or (p / "velodyne_points").is_dir():
         return "kitti_raw"
-    elif (p / "image_2").is_dir() or (p / "velodyne").is_dir() or (p / "training").is_dir():
+    elif any((p / name).is_dir() for name in ("image_2", "velodyne", "training", "testing")):
         return "kitti_benchmark"
+    elif drives := _kitti_raw_drives(p):
+        message = (f"a KITTI raw date folder, not a drive: pass one of its {len(drives)} drive "
+                   f"folder(s), such as {str(p / drives[0])!r}")
+        raise RecordingError(message, path=p)
     accepted = "; ".join(FORMATS.values())
     raise RecordingError(f"not a recording drivingseg can read; accepted: {accepted}", path=p)
+
+
+def _kitti_raw_drives(folder: Path) -> list[str]:
+    """Names of the ``*_drive_*`` subfolders of a KITTI raw date folder (sorted)."""
+    try:
+        return sorted(d.name for d in folder.iterdir() if "_drive_" in d.name and d.is_dir())
+    except OSError:
+        return []
+
+
+def benchmark_split(path: Path) -> Path:
+    """The split a KITTI benchmark path means: a root's ``training/``, or its ``testing/``
+    when only the test split is there; any other path itself."""
+    if (path / "training").is_dir():
+        return path / "training"
+    if (path / "testing").is_dir() and not (path / "image_2").is_dir():
+        return path / "testing"
+    return path
 
 
 def open_recording(
@@ -68,8 +91,7 @@ def open_recording(
     elif fmt == "kitti_benchmark":
         from drivingseg.sensors.kitti_benchmark import KittiBenchmark
 
-        p = Path(path)
-        rec = KittiBenchmark(p / "training" if (p / "training").is_dir() else p, camera=camera)
+        rec = KittiBenchmark(benchmark_split(Path(path)), camera=camera)
     elif fmt == "rosbag":
         from drivingseg.sensors.bag import BagRecording
 

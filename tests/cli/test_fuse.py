@@ -24,3 +24,15 @@ def test_benchmark_root_is_read_at_its_training_split(
     depth = cv2.imread(str(depth_png), cv2.IMREAD_UNCHANGED)
     assert depth is not None and depth.shape == (514, 616)
     assert "frame 1: 86080 points" in capsys.readouterr().out
+
+
+def test_benchmark_root_with_only_the_test_split(
+    kitti_object_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    testing = tmp_path / "root" / "testing"
+    testing.mkdir(parents=True)
+    for name in ("image_2", "velodyne", "calib"):
+        (testing / name).symlink_to(kitti_object_root / name)
+    args = build_parser().parse_args(["fuse", str(tmp_path / "root"), "--frame", "1"])
+    assert args.func(args) == 0
+    assert "frame 1: 86080 points" in capsys.readouterr().out

@@ -70,3 +70,24 @@ def test_a_recording_named_synthetic_is_not_taken_for_the_built_in_drive(
     assert detect_format("./synthetic") == "kitti_raw"
     with open_recording("synthetic:0") as syn:
         assert isinstance(syn, SyntheticDrive) and syn.seed == 0
+
+
+def test_benchmark_root_with_only_the_test_split(kitti_object_root: Path, tmp_path: Path) -> None:
+    """A root holding only ``testing/`` (the test download: no labels) used to be 'not a
+    recording drivingseg can read'."""
+    testing = tmp_path / "data_object" / "testing"
+    testing.mkdir(parents=True)
+    for name in ("image_2", "velodyne", "calib"):
+        (testing / name).symlink_to(kitti_object_root / name)
+    with open_recording(tmp_path / "data_object") as rec:
+        assert isinstance(rec, KittiBenchmark)
+        assert rec.path == testing and len(rec) == 3 and not rec.has_labels
+
+
+def test_a_kitti_raw_date_folder_names_its_drives(kitti_raw_root: Path) -> None:
+    """pykitti takes the date folder and a drive number; here the drive folder is the input,
+    and passing the date folder says so instead of listing every format."""
+    match = (r"2011_09_26: a KITTI raw date folder, not a drive: pass one of its 1 drive "
+             r"folder\(s\), such as '.*2011_09_26_drive_0000_sync'")
+    with pytest.raises(RecordingError, match=match):
+        open_recording(kitti_raw_root)
