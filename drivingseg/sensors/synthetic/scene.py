@@ -210,6 +210,22 @@ def _cross_road(main: Road, s_j: float) -> Road:
     return Road(np.array([2 * CROSS_HALF_M]), np.array([0.0]), start, -CROSS_HALF_M)
 
 
+CROSS_CAR_ID_BASE = 100_000
+
+
+def _number_cars(cars: list[CarSpec]) -> list[CarSpec]:
+    """Ids independent of the drive's length: main-road cars count along the road, cross
+    street ``j``'s from ``CROSS_CAR_ID_BASE + 100 * j`` (listed after every main-road car,
+    their ids used to shift when a longer drive had more of those)."""
+    count: dict[int, int] = {}
+    out = []
+    for car in cars:
+        count[car.road] = n = count.get(car.road, -1) + 1
+        base = CROSS_CAR_ID_BASE + 100 * car.road if car.road else 0
+        out.append(replace(car, car_id=base + n))
+    return out
+
+
 class World:
     """Road, static boxes and cars of one seed; :meth:`boxes_at` poses the cars at a time."""
 
@@ -229,7 +245,7 @@ class World:
         for j in range(1, len(self.roads)):
             self._clear_junction(j, statics)
             self._cross_street(j, statics)
-        self.cars = [replace(c, car_id=k) for k, c in enumerate(self.cars)]
+        self.cars = _number_cars(self.cars)
         self.static = BoxArray.concat(statics)
         self._part_count = np.array([len(c.part_material) for c in self.cars])
 

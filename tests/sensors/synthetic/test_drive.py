@@ -183,3 +183,15 @@ def test_a_rig_the_renderer_cannot_draw_is_refused(
 def test_missing_explicit_rig_does_not_point_at_the_repository_file(tmp_path: Path) -> None:
     with pytest.raises(CalibrationError, match=r"nope\.yaml: rig calibration not found$"):
         SyntheticDrive(rig_path=tmp_path / "nope.yaml").open()
+
+
+def test_car_ids_do_not_depend_on_the_drive_length() -> None:
+    """gt/boxes of frame i must not change with --frames: the cross streets' cars came after
+    every main-road car in the list, so a longer drive shifted their ids."""
+    def boxes(frames: int) -> list[tuple[int, tuple[float, ...]]]:
+        with SyntheticDrive(seed=1, frames=frames) as d:
+            return [(b.car_id, tuple(np.round(b.center, 6))) for b in d.car_boxes(4)]
+
+    short, long = boxes(5), boxes(60)
+    assert short == long
+    assert any(car_id >= 100_000 for car_id, _ in short)  # a cross street's car is in view
