@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivingseg.calibration.types import CameraModel
+from drivingseg.sensors.synthetic.boxes import BoxArray
 from drivingseg.sensors.synthetic.raycast import (
     GROUND_HIT,
     NO_HIT,
@@ -27,7 +28,7 @@ from drivingseg.sensors.synthetic.raycast import (
     to_box_frame,
     transform,
 )
-from drivingseg.sensors.synthetic.scene import BoxArray, World
+from drivingseg.sensors.synthetic.scene import World
 from drivingseg.sensors.synthetic.shading import (
     SKY_HORIZON,
     NoiseTile,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from drivingseg.sensors.synthetic.boxes import BoxArray
 from drivingseg.sensors.synthetic.raycast import (
     GROUND_HIT,
     NO_HIT,
@@ -21,7 +22,7 @@ from drivingseg.sensors.synthetic.raycast import (
     to_box_frame,
     transform,
 )
-from drivingseg.sensors.synthetic.scene import BoxArray, World
+from drivingseg.sensors.synthetic.scene import World
 from drivingseg.sensors.synthetic.shading import NoiseTile, shade_boxes, shade_ground
 
 __all__ = ["LidarModel", "LidarScanResult"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from drivingseg.sensors.synthetic.scene import BoxArray
+from drivingseg.sensors.synthetic.boxes import BoxArray
 
 __all__ = ["Hits", "box_corners", "cast", "intersect_box", "to_box_frame", "transform"]
 

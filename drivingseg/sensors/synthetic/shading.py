@@ -15,8 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from drivingseg.sensors.synthetic import road as sc
+from drivingseg.sensors.synthetic.boxes import BoxArray
 from drivingseg.sensors.synthetic.road import ground_material
-from drivingseg.sensors.synthetic.scene import BoxArray, World
+from drivingseg.sensors.synthetic.scene import World
 
 __all__ = ["SUN_DIR", "NoiseTile", "face_light", "shade_boxes", "shade_ground", "sky_colour"]
 
