@@ -303,3 +303,65 @@ def test_lidar_projected_at_half_the_calibrated_size_ranges_the_same_cars(
     with pytest.raises(ConfigError, match=r"lidar was projected for a 1242x375 image but "
                                           r"class_ids is 621x188"):
         propose_regions(ids_half, None, full)
+
+
+def scene_points(rows: np.ndarray, cols: np.ndarray, x_m: np.ndarray, y_m: np.ndarray,
+                 z_m: np.ndarray, shape: tuple[int, ...]) -> LidarInImage:
+    """Points at given pixels with given camera-frame coordinates (y down); range is the
+    distance from the origin."""
+    xyz = np.stack([x_m, y_m, z_m], axis=1).astype(np.float32)
+    return LidarInImage(np.asarray(rows, np.int64), np.asarray(cols, np.int64),
+                        np.linalg.norm(xyz, axis=1).astype(np.float32), xyz,
+                        width=shape[1], height=shape[0])
+
+
+def near_car_ground_and_car_behind(camera_height_m: float) -> tuple[np.ndarray, LidarInImage]:
+    """One blob: a near car (7 m) on the left, a car behind (13 m) on the right, and
+    between them, at the blob's bottom, road the segmentation painted as car, whose range
+    runs from 7 m to 13 m in steps under ``depth_jump_m``; road pixels below the blob."""
+    ids = np.zeros((80, 100), np.uint8)
+    ids[10:50, 10:90] = 2
+    ids[50:80, :] = 1
+    near_r, near_c = points_in(12, 40, 11, 40)
+    far_r, far_c = points_in(12, 40, 60, 90)
+    gr, gc = points_in(40, 50, 11, 90, step=2)
+    road_r, road_c = points_in(52, 80, 0, 100)
+    ground_z = 7.0 + 6.0 * (gc - 11) / 79.0
+    rows = np.concatenate([near_r, far_r, gr, road_r])
+    cols = np.concatenate([near_c, far_c, gc, road_c])
+    z = np.concatenate([np.full(near_r.size, 7.0), np.full(far_r.size, 13.0), ground_z,
+                        4.0 + 0.2 * (80 - road_r)])
+    y = np.concatenate([0.6 + 0.02 * (near_r - 12), 0.6 + 0.02 * (far_r - 12),
+                        np.full(gr.size, camera_height_m), np.full(road_r.size,
+                                                                   camera_height_m)])
+    return ids, scene_points(rows, cols, (cols - 50) * 0.05, y, z, ids.shape)
+
+
+def test_road_inside_a_blob_does_not_join_a_near_car_to_the_car_behind() -> None:
+    """Lidar on road pixels that the segmentation gave to the car class runs from the
+    near car's range to that of the car behind without a jump: it joined them into one
+    wide box at a range between the two (KITTI raw frame 0: a car at 6.6 m and the lorry
+    at 13.7 m behind it were one 552-pixel box at 12.9 m). Points within
+    ground_clearance_m of the plane fitted to the road pixels' points are not the car's."""
+    ids, lidar = near_car_ground_and_car_behind(1.65)
+    dets = sorted(propose_regions(ids, None, lidar), key=lambda d: d.range_m or 0.0)
+    assert [round(d.range_m or 0.0) for d in dets] == [7, 13]
+    near, far = dets
+    assert near.box_xyxy_px[0] == 10.0 and far.box_xyxy_px[2] == 90.0
+    assert near.box_xyxy_px[2] <= 60.0 <= far.box_xyxy_px[0] + 10.0
+    # Without the road plane (road_class None), the ground joins them as before.
+    (one,) = propose_regions(ids, None, lidar, ProposalParams(road_class=None))
+    assert one.box_xyxy_px == (10.0, 10.0, 90.0, 50.0)
+
+
+def test_an_implausible_road_plane_is_not_used() -> None:
+    """A road plane through the camera (height 0: class 1 is not road, or the points are
+    not in a camera frame) or too few road points leave every point on the car."""
+    ids, lidar = near_car_ground_and_car_behind(0.0)
+    assert len(propose_regions(ids, None, lidar)) == 1
+    ids, lidar = near_car_ground_and_car_behind(1.65)
+    assert len(propose_regions(ids, None, lidar, ProposalParams(road_class=3))) == 1
+    same = ProposalParams(road_class=2)  # the car class is no road
+    assert len(propose_regions(ids, None, lidar, same)) == 1
+    with pytest.raises(ConfigError, match=r"ground_clearance_m must be 0 or more, got -0\.1"):
+        ProposalParams(ground_clearance_m=-0.1)
