@@ -2,13 +2,18 @@
 
 Each subcommand module has ``add_parser(subparsers)`` which registers its parser and
 sets ``func(args) -> int``. A :class:`DrivingsegError` becomes one line on stderr and
-exit status 2 (:func:`one_line`); ``--debug`` shows the traceback instead.
+exit status 2 (:func:`one_line`); ``--debug`` shows the traceback instead. Output piped
+into a reader that stops early (``| head``) ends the command quietly with status 141
+(128 + SIGPIPE), as ``cat`` does, not with a ``BrokenPipeError`` traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import select
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +28,17 @@ def one_line(exc: DrivingsegError) -> str:
     a source line under a caret, is joined and the caret line left out)."""
     lines = (line.strip() for line in str(exc).splitlines())
     return " ".join(line for line in lines if line and not line.startswith("^"))
+
+
+def stdout_closed() -> bool:
+    """Whether nobody reads standard output any more (a pipe whose reader exited, as
+    ``| head`` does): the kernel reports an error condition on its write end."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real file descriptor, no poll
+        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"drivingseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not stdout_closed():
+            raise
+        # The reader of our output left (``drivingseg launch --list-nodes | head``): stop
+        # quietly as a command killed by SIGPIPE would, and let nothing flush into the pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -52,3 +52,19 @@ def test_one_line_joins_any_other_message() -> None:
                       path="a.yaml")
     assert one_line(exc) == "a.yaml: cannot read it: while parsing in 'x', line 2:"
     assert one_line(ConfigError("plain")) == "plain"
+
+
+def test_output_into_a_closed_pipe_ends_quietly_with_sigpipe_status() -> None:
+    """``drivingseg launch --list-nodes | head -1``: the reader leaves after one line and
+    the next write failed with a BrokenPipeError traceback; now the command stops quietly
+    with 141 (128 + SIGPIPE), as cat does."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "drivingseg", "launch", "--list-nodes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first write
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
