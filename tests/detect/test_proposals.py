@@ -365,3 +365,17 @@ def test_an_implausible_road_plane_is_not_used() -> None:
     assert len(propose_regions(ids, None, lidar, same)) == 1
     with pytest.raises(ConfigError, match=r"ground_clearance_m must be 0 or more, got -0\.1"):
         ProposalParams(ground_clearance_m=-0.1)
+
+
+def test_the_road_plane_holds_against_car_pixels_the_mask_calls_road() -> None:
+    """Two in five road-pixel points at a car's height (the mask painted road over a car's
+    side): the plane starts level at their median height, so it still lies on the road
+    (a least-squares fit to all of them fell between the two and was refused)."""
+    ids, lidar = near_car_ground_and_car_behind(1.65)
+    y = lidar.xyz_cam_m[:, 1].copy()
+    road = np.flatnonzero(ids[lidar.rows, lidar.cols] == 1)
+    y[road[::5]] = y[road[1::5]] = 0.8
+    xyz = np.stack([lidar.xyz_cam_m[:, 0], y, lidar.xyz_cam_m[:, 2]], axis=1)
+    mixed = scene_points(lidar.rows, lidar.cols, *xyz.T, ids.shape)
+    assert [round(d.range_m or 0.0) for d in
+            sorted(propose_regions(ids, None, mixed), key=lambda d: d.range_m or 0.0)] == [7, 13]
