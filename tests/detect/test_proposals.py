@@ -379,3 +379,29 @@ def test_the_road_plane_holds_against_car_pixels_the_mask_calls_road() -> None:
     mixed = scene_points(lidar.rows, lidar.cols, *xyz.T, ids.shape)
     assert [round(d.range_m or 0.0) for d in
             sorted(propose_regions(ids, None, mixed), key=lambda d: d.range_m or 0.0)] == [7, 13]
+
+
+def test_near_car_and_lorry_behind_are_two_boxes_on_kitti_raw_frame_0(
+    kitti_raw_drive: Path,
+) -> None:
+    """The shipped model joins the near car on the left (6.6 m) and the lorry behind it
+    (13.7 m) into one blob, and the road it spills onto ran on in range from one to the
+    other: they were one box, columns 42-594, at 12.9 m. Without the ground points they
+    are split where they meet."""
+    from drivingseg.model.infer import Segmenter
+
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        rig, image, scan = drive.rig(), drive.camera(0).image, drive.lidar(0).points
+    assert rig is not None
+    seg = Segmenter("default")(image)
+    assert seg.probs is not None
+    dets = propose_regions(seg.class_ids, seg.probs[2], LidarInImage.from_scan(scan, rig))
+
+    def holding(row: int, col: int) -> list[tuple[float, float | None]]:
+        return [(d.box_xyxy_px[2] - d.box_xyxy_px[0], d.range_m) for d in dets
+                if d.box_xyxy_px[0] <= col < d.box_xyxy_px[2]
+                and d.box_xyxy_px[1] <= row < d.box_xyxy_px[3] and d.n_points >= 500]
+    near, lorry = holding(330, 200), holding(230, 500)  # the car's boot, the lorry's back
+    assert len(near) == 1 and len(lorry) == 1, (near, lorry)
+    assert near[0][0] < 450 and near[0][1] is not None and 6.0 < near[0][1] < 7.5
+    assert lorry[0][1] is not None and 12.5 < lorry[0][1] < 15.0
