@@ -86,8 +86,14 @@ class ProposalNode(Node):
         Param("car_class", int, 2, "class id of cars in the mask", "class id", min=0,
               max=255),
         Param("min_area_px", int, 40, "smallest car blob kept", "px", min=1, max=100_000_000),
-        Param("depth_jump_m", float, 3.0, "split a blob where its sorted lidar ranges jump by "
-              "more than this (and 15 % of the range)", "m", min=0.01, max=1000.0),
+        Param("depth_jump_m", float, 3.0, "split a blob where the ranges of lidar points whose "
+              "image cells touch jump by more than this (and 15 % of the range)", "m",
+              min=0.01, max=1000.0),
+        Param("road_class", int, 1, "class id of road in the mask: lidar points near the road "
+              "plane fitted to its points are left out of the clusters (-1: keep them)",
+              "class id", min=-1, max=255),
+        Param("ground_clearance_m", float, 0.3, "lidar points within this height of the road "
+              "plane are ground, not car (0: keep them)", "m", min=0.0, max=5.0),
         Param("min_points", int, 3, "lidar points a depth cluster needs (smaller ones are "
               "outliers, left out of the range)", "points", min=1, max=1_000_000),
         Param("label", str, "car", "label of the detections"),
@@ -112,7 +118,9 @@ class ProposalNode(Node):
             self.params = proposals.ProposalParams(
                 car_class=self.p["car_class"], min_area_px=self.p["min_area_px"],
                 depth_jump_m=self.p["depth_jump_m"], min_points=self.p["min_points"],
-                label=label)
+                label=label,
+                road_class=None if self.p["road_class"] < 0 else self.p["road_class"],
+                ground_clearance_m=self.p["ground_clearance_m"])
         except (DrivingsegError, ValueError) as exc:
             raise self.config_error(str(exc)) from exc
 

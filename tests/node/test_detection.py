@@ -135,6 +135,9 @@ def test_real_frames_give_detections_for_every_mask(kitti_raw_drive: Path, tmp_p
     ({"min_area_px": 2.5}, r"parameter 'min_area_px': expected an integer, got 2\.5"),
     ({"min_points": 0}, r"parameter 'min_points': 0 is below the minimum 1 points"),
     ({"car_class": -1}, r"parameter 'car_class': -1 is below the minimum 0"),
+    ({"road_class": -2}, r"parameter 'road_class': -2 is below the minimum -1"),
+    ({"ground_clearance_m": -0.1}, r"parameter 'ground_clearance_m': -0\.1 is below the "
+                                   r"minimum 0 m"),
     ({"proposal_lidar": "yes"}, r"parameter 'lidar': expected a boolean, got 'yes'"),
 ])
 def test_bad_proposal_parameters_stop_the_launch(arguments: dict[str, Any], match: str) -> None:
@@ -355,3 +358,12 @@ def test_proposal_node_keeps_a_bounded_window_and_totals_over_every_frame() -> N
     e2e_max = stats["e2e"]["max"]
     assert e2e_max is not None and e2e_max >= 10_000.0  # frame 0, long out of the window
     assert ProposalNode("p", {}, Graph().context).latency_ms()["e2e"]["p50"] is None
+
+
+@pytest.mark.parametrize(("road_class", "want"), [(1, 1), (-1, None)])
+def test_road_plane_parameters_reach_the_proposals(road_class: int, want: int | None) -> None:
+    graph = Graph()
+    node = graph.add(ProposalNode, "prop", {"road_class": road_class,
+                                            "ground_clearance_m": 0.5})
+    node.setup()
+    assert (node.params.road_class, node.params.ground_clearance_m) == (want, 0.5)
