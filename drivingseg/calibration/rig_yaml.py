@@ -189,7 +189,8 @@ def rig_from_dict(data: object, path: PathArg = None) -> Rig:
     _check_numbers(D_value, "camera.D", path)
     R = _matrix(_get(cam, "R", "camera.", path), (3, 3), "camera.R", path)
     check_rotation(R, "camera.R", path)
-    camera = CameraModel(
+    camera = _camera_model(
+        path,
         width=_int(_get(cam, "width", "camera.", path), "camera.width", path),
         height=_int(_get(cam, "height", "camera.", path), "camera.height", path),
         K=_matrix(_get(cam, "K", "camera.", path), (3, 3), "camera.K", path),
@@ -203,7 +204,6 @@ def rig_from_dict(data: object, path: PathArg = None) -> Rig:
             _get(cam, "image_rectified", "camera.", path), "camera.image_rectified", path
         ),
         frame_id=_str(_get(cam, "frame_id", "camera.", path), "camera.frame_id", path),
-        path=None if path is None else str(path),
     )
     lidar = _mapping(_get(doc, "lidar", "", path), "lidar", path, ("frame_id",))
     lidar_frame = _str(_get(lidar, "frame_id", "lidar.", path), "lidar.frame_id", path)
@@ -225,6 +225,16 @@ def rig_from_dict(data: object, path: PathArg = None) -> Rig:
         T_velo_imu=T_velo_imu,
         path=None if path is None else str(path),
     )
+
+
+def _camera_model(path: PathArg, **fields: Any) -> CameraModel:
+    """``CameraModel(**fields)``, its own checks' field names dotted as in the file
+    (``field 'camera.D'``, not ``field 'D'``)."""
+    try:
+        return CameraModel(**fields, path=None if path is None else str(path))
+    except CalibrationError as exc:
+        message = exc.message.replace("field '", "field 'camera.", 1)
+        raise CalibrationError(message, path=path) from exc
 
 
 def load_rig(path: str | PathLike[str]) -> Rig:

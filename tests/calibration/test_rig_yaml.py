@@ -121,7 +121,10 @@ def good_doc(make_rig: Callable[..., Rig]) -> dict[str, Any]:
         (lambda d: d["lidar"].pop("frame_id"), r"missing key 'lidar.frame_id'"),
         (lambda d: d.pop("T_cam_velo"), r"missing key 'T_cam_velo'"),
         (lambda d: d["camera"].update(width="1242"), r"'camera.width': expected an integer"),
-        (lambda d: d["camera"].update(height=0), r"'height': image size must be a positive"),
+        (lambda d: d["camera"].update(height=0),
+         r"'camera.height': image size must be a positive"),
+        (lambda d: d["camera"].update(D=[0.1, 0.0, 0.0]),  # was field 'D', not as in the file
+         r"field 'camera.D': OpenCV takes 4, 5, 8, 12 or 14 coefficients, got 3"),
         (lambda d: d["camera"].update(image_rectified="yes"), r"'camera.image_rectified'"),
         (lambda d: d["camera"].update(distortion_model="fisheye"), r"unknown model 'fisheye'"),
         (lambda d: d["camera"]["K"][0].__setitem__(0, "1e-5"), r"'camera.K'.*write 1.0e-5"),
