@@ -125,26 +125,37 @@ def discover(root: str | PathLike[str]) -> list[LabelledFile]:
     path = Path(root)
     if not path.is_dir():
         raise RecordingError("data folder not found (or not a folder)", path=path)
+    layout, files = _discover(path)
+    if not files:  # the layout's folders are there but empty: no training on nothing
+        kinds = "/".join(s.lstrip(".") for s in _IMAGE_SUFFIXES)
+        message = (f"no labelled frames in this folder: the {layout} layout's image folders "
+                   f"hold no {kinds} images")
+        raise RecordingError(message, path=path)
+    return files
+
+
+def _discover(path: Path) -> tuple[str, list[LabelledFile]]:
+    """The layout of ``path`` and its frames (see :func:`discover`)."""
     if (path / "training").is_dir():
         path = path / "training"
     if (path / "image_2").is_dir() and (path / "gt_image_2").is_dir():
-        return _pairs(path / "image_2", path / "gt_image_2", "kitti_road")
+        return "kitti_road", _pairs(path / "image_2", path / "gt_image_2", "kitti_road")
     if (path / "image_2").is_dir() and (path / "semantic").is_dir():
-        return _pairs(path / "image_2", path / "semantic", "kitti_semantics")
+        return "kitti_semantics", _pairs(path / "image_2", path / "semantic", "kitti_semantics")
     if (path / "images").is_dir() and (path / "labels").is_dir():
-        return _pairs(path / "images", path / "labels", "plain", "{stem}.png")
+        return "plain", _pairs(path / "images", path / "labels", "plain", "{stem}.png")
     sibling = path.parent / f"{path.name}annot"
     if sibling.is_dir():
-        return _pairs(path, sibling, "camvid")
+        return "camvid", _pairs(path, sibling, "camvid")
     camvid = sorted(d for d in path.iterdir() if d.is_dir() and (path / f"{d.name}annot").is_dir())
     if camvid:
-        return [f for d in camvid for f in _pairs(d, path / f"{d.name}annot", "camvid")]
+        return "camvid", [f for d in camvid for f in _pairs(d, path / f"{d.name}annot", "camvid")]
     drives = [path] if (path / "gt" / "image_02").is_dir() else sorted(
         d for d in path.iterdir() if (d / "gt" / "image_02").is_dir()
     )
     if drives:
-        return [f for d in drives for f in _pairs(d / "image_02" / "data", d / "gt" / "image_02",
-                                                   "synthetic")]
+        return "synthetic", [f for d in drives for f in _pairs(d / "image_02" / "data",
+                                                                d / "gt" / "image_02", "synthetic")]
     message = (
         "no labelled frames found: expected a CamVid folder (X/ beside Xannot/), KITTI road "
         "(image_2/ + gt_image_2/), KITTI semantics (image_2/ + semantic/), a synthetic "

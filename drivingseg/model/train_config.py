@@ -67,10 +67,18 @@ class DataSource:
 
     def files(self) -> list[LabelledFile]:
         assert self.path is not None
-        files = discover(self.path)
+        found = discover(self.path)
+        files = found
         if self.include_sequences:
             files = [f for f in files if camvid_sequence(f.image) in self.include_sequences]
-        return [f for f in files if camvid_sequence(f.image) not in self.exclude_sequences]
+        files = [f for f in files if camvid_sequence(f.image) not in self.exclude_sequences]
+        if not files:  # a misspelt sequence would silently drop the source (or validation)
+            present = sorted({camvid_sequence(f.image) for f in found})
+            message = (f"include_sequences {list(self.include_sequences)!r} and "
+                       f"exclude_sequences {list(self.exclude_sequences)!r} leave none of its "
+                       f"{len(found)} labelled frames; its sequences are {present[:12]!r}")
+            raise ModelError(message, path=self.path)
+        return files
 
 
 @dataclass(frozen=True)

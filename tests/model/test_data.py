@@ -332,3 +332,19 @@ def test_discover_names_a_folder_it_cannot_list(tmp_path: Path) -> None:
     (drive / "gt" / "image_02").mkdir(parents=True)
     with pytest.raises(RecordingError, match=r"image_02/data: cannot list the labelled frames"):
         discover(drive)
+
+
+@pytest.mark.parametrize("layout", ["camvid", "kitti_road", "kitti_semantics"])
+def test_a_layout_with_empty_folders_is_refused(tmp_path: Path, layout: str) -> None:
+    """A layout's folders with no frame in them (a copy that failed, a wrong split) used to
+    give no frames and no error: a training then ran without validation, or died in torch
+    with a traceback."""
+    folders = {"camvid": ("train", "trainannot"), "kitti_road": ("training/image_2",
+               "training/gt_image_2"), "kitti_semantics": ("training/image_2",
+                                                           "training/semantic")}[layout]
+    for folder in folders:
+        (tmp_path / folder).mkdir(parents=True)
+    with pytest.raises(RecordingError, match=rf"{tmp_path}: no labelled frames in this folder: "
+                                             rf"the {layout} layout's image folders hold no "
+                                             r"png/jpg/jpeg images"):
+        discover(tmp_path)

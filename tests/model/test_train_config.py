@@ -91,3 +91,19 @@ def test_right_values_still_parse(tmp_path: Path) -> None:
     assert cfg.amp is False and cfg.lr == 0.0 and isinstance(cfg.lr, float)
     assert cfg.weight_decay == 1e-4  # YAML 1.1 reads 1e-4 as a string
     assert cfg.scale_range == (1.0, 1.5) and cfg.seed == 7
+
+
+def test_a_sequence_filter_that_leaves_no_frame_is_refused(tmp_path: Path,
+                                                           camvid_root: Path) -> None:
+    """A misspelt sequence (0006RO for 0006R0) used to drop the whole source: as a val
+    source the run trained without validation and wrote no best.*; as the only train
+    source it died in torch's RandomSampler with a ValueError traceback."""
+    text = BASE.replace("path: camvid", f"path: {camvid_root}").replace(
+        "include_sequences: [0006R0]", "include_sequences: [0006RO]")
+    cfg = load_train_config(_config(tmp_path, text))
+    with pytest.raises(ModelError, match=r"/camvid: include_sequences \['0006RO'\] and "
+                                         r"exclude_sequences \[\] leave none of its 468 "
+                                         r"labelled frames; its sequences are \['0001TP', "
+                                         r"'0006R0', '0016E5'\]"):
+        cfg.val_sources[0].files()
+    assert len(cfg.train_sources[0].files()) == 468 - 101  # exclude_sequences: [0006R0]
