@@ -20,6 +20,7 @@ __all__ = [
     "FINE_CLASSES",
     "IGNORE_INDEX",
     "NORMS",
+    "NOT_ROAD_INDEX",
     "NUM_CLASSES",
     "RGB_MEAN",
     "RGB_STD",
@@ -36,6 +37,10 @@ CLASS_NAMES: tuple[str, ...] = ("background", "road", "car")
 NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_INDEX = 255
 """Label id of pixels that neither count in the loss nor in the metrics."""
+NOT_ROAD_INDEX = 254
+"""Training label id of a pixel known only not to be road (KITTI road's red): background or
+car, the loss does not say which, so a road-only frame never teaches that a car is
+background."""
 FINE_CLASSES: tuple[str, ...] = (
     "sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car",
     "pedestrian", "bicyclist")

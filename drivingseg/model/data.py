@@ -8,7 +8,8 @@ Every layout becomes a list of :class:`LabelledFile` (image path, label path, la
   ids 0-10 otherwise background; anything above 11 is refused.
 - ``kitti_road`` (``image_2/um_000000.png`` + ``gt_image_2/um_road_000000.png``): colour
   labels, magenta (255, 0, 255) road, red (255, 0, 0) not road, black -> 255. Cars are not
-  labelled there, so only road is scored on this layout.
+  labelled there, so only road is scored on this layout, and training reads "not road" as
+  ``NOT_ROAD_INDEX`` (:func:`load_training_pair`): background or car, never background.
 - ``kitti_semantics`` (``image_2/`` + ``semantic/``, Cityscapes label ids): 7 road,
   26 car, 0 unlabelled -> 255, other ids 1-33 background; above 33 is refused.
 - ``synthetic`` (a drive written by ``write_synthetic_drive``: ``image_02/data/`` +
@@ -36,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
-from drivingseg.model.config import FINE_CLASSES, IGNORE_INDEX
+from drivingseg.model.config import FINE_CLASSES, IGNORE_INDEX, NOT_ROAD_INDEX
 from drivingseg.sensors.decode import decode_image, read_image_rgb
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "discover",
     "fine_from_coarse",
     "load_pair",
+    "load_training_pair",
     "map_label_ids",
     "read_fine_labels",
     "read_labels",
@@ -262,6 +264,15 @@ def load_pair(file: LabelledFile) -> tuple[Image, Labels]:
             f"{file.image.name!r} is {image.shape[1]}x{image.shape[0]} (width x height)"
         )
         raise RecordingError(message, path=file.label)
+    return image, labels
+
+
+def load_training_pair(file: LabelledFile) -> tuple[Image, Labels]:
+    """:func:`load_pair` for training: a KITTI road frame's "not road" pixels (0), cars
+    among them, become ``NOT_ROAD_INDEX``, which the loss does not read as background."""
+    image, labels = load_pair(file)
+    if file.layout == "kitti_road":
+        labels = np.where(labels == 0, NOT_ROAD_INDEX, labels).astype(np.uint8)
     return image, labels
 
 

@@ -1,6 +1,10 @@
 """Training losses: class-weighted cross-entropy plus an IoU-shaped term (soft Dice or
 Lovasz-softmax) over road and car.
 
+A ``NOT_ROAD_INDEX`` pixel (KITTI road's "not road": background or car) is scored as one
+class whose probability is that of every class but road, so the network is taught that it
+is not road and nothing about whether it is a car.
+
 Cross-entropy alone optimises per-pixel accuracy, where the few car pixels count little;
 the second term scores each class as a whole, closer to the IoU that evaluation reports.
 Lovasz-softmax (Berman, Rannen Triki, Blaschko, CVPR 2018) is the tight convex surrogate
@@ -12,10 +16,10 @@ from __future__ import annotations
 import torch
 from torch.nn import functional
 
-from drivingseg.model.config import IGNORE_INDEX
+from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, NOT_ROAD_INDEX
 
-__all__ = ["FOREGROUND", "dice_loss", "distillation_loss", "lovasz_softmax", "segmentation_loss",
-           "soft_target_loss"]
+__all__ = ["FOREGROUND", "dice_loss", "distillation_loss", "lovasz_softmax", "merge_not_road",
+           "segmentation_loss", "soft_target_loss"]
 
 FOREGROUND: tuple[int, ...] = (1, 2)
 """The classes the IoU-shaped terms score: road and car."""
@@ -64,6 +68,28 @@ def lovasz_softmax(
     return torch.stack(losses).mean()
 
 
+_ROAD = CLASS_NAMES.index("road")
+_NEVER = -1e4
+"""A class score whose softmax probability is 0 in float32 (a finite stand-in for -inf)."""
+
+
+def merge_not_road(logits: torch.Tensor, labels: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``logits`` (float32) and ``labels`` with each ``NOT_ROAD_INDEX`` pixel made a
+    background pixel whose background score is the log-sum-exp of every class but road
+    (so its probability is ``1 - p(road)``) and whose other classes get probability 0."""
+    logits = logits.float()
+    not_road = labels == NOT_ROAD_INDEX
+    if not bool(not_road.any()):
+        return logits, labels
+    others = [c for c in range(logits.shape[1]) if c != _ROAD]
+    merged = torch.full_like(logits, _NEVER)
+    merged[:, _ROAD] = logits[:, _ROAD]
+    merged[:, 0] = torch.logsumexp(logits[:, others], dim=1)
+    return (torch.where(not_road.unsqueeze(1), merged, logits),
+            labels.masked_fill(not_road, 0))
+
+
 def segmentation_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -76,6 +102,7 @@ def segmentation_loss(
     pixels would be NaN and turn every weight NaN at the next step."""
     if not bool((labels != IGNORE_INDEX).any()):
         return logits.float().sum() * 0.0
+    logits, labels = merge_not_road(logits, labels)
     loss = functional.cross_entropy(
         logits.float(), labels, weight=weights, ignore_index=IGNORE_INDEX)
     if dice_weight > 0:

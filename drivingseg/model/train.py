@@ -49,8 +49,14 @@ from drivingseg.model.augment import (
     seed_worker,
 )
 from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint, save_training_state
-from drivingseg.model.config import CLASS_NAMES, ModelConfig, tta_preset
-from drivingseg.model.data import fine_from_coarse, load_pair, read_fine_labels
+from drivingseg.model.config import (
+    CLASS_NAMES,
+    IGNORE_INDEX,
+    NOT_ROAD_INDEX,
+    ModelConfig,
+    tta_preset,
+)
+from drivingseg.model.data import fine_from_coarse, load_training_pair, read_fine_labels
 from drivingseg.model.device import torch_device
 from drivingseg.model.distill import load_teacher, teacher_models, teacher_targets
 from drivingseg.model.ensemble import Ensemble
@@ -74,6 +80,7 @@ from drivingseg.model.unet import UNet, count_parameters
 __all__ = ["adjusted", "average_weights", "class_weights", "load_sources", "train"]
 
 log = logging.getLogger(__name__)
+ROAD = CLASS_NAMES.index("road")
 
 
 def load_sources(sources: tuple[DataSource, ...], *, fine: bool = False) -> list[Sample]:
@@ -88,7 +95,7 @@ def load_sources(sources: tuple[DataSource, ...], *, fine: bool = False) -> list
             samples += [Sample(img, lbl, fine=fine_from_coarse(lbl) if fine else None)
                         for img, lbl in frames]
         else:
-            samples += [Sample(*load_pair(f), fine=read_fine_labels(f) if fine else None)
+            samples += [Sample(*load_training_pair(f), fine=read_fine_labels(f) if fine else None)
                         for f in src.files()]
     return samples
 
@@ -106,7 +113,7 @@ def class_weights(
     for s in samples:
         c = np.bincount(s.labels.ravel(), minlength=256)[:num_classes]
         counts += c
-        present += (c > 0) * c.sum()  # the frame's labelled (not ignored) pixels
+        present += (c > 0) * int(np.count_nonzero(s.labels != IGNORE_INDEX))  # labelled pixels
     freq = counts / np.maximum(present, 1)
     w = np.where(freq > 0, np.median(freq[freq > 0]) / np.maximum(freq, 1e-12), 1.0)
     return torch.tensor(np.minimum(w**power, cap), dtype=torch.float32)
@@ -193,7 +200,11 @@ def validate(model: UNet, cfg: TrainConfig, samples: list[Sample], device: torch
     seg = Segmenter.from_model(model, cfg.input, device=device, fp16=False)
     cm = ConfusionMatrix(CLASS_NAMES[: cfg.model.num_classes])
     for s in samples:
-        cm.update(s.labels, seg(s.image, s.lidar, probabilities=False).class_ids)
+        labels, pred = s.labels, seg(s.image, s.lidar, probabilities=False).class_ids
+        if NOT_ROAD_INDEX in labels:  # KITTI road: a car counts as not road (drivingseg eval)
+            labels = np.where(labels == NOT_ROAD_INDEX, 0, labels)
+            pred = np.where(pred == ROAD, pred, 0)
+        cm.update(labels, pred)
     scores = {c.name: c.iou for c in cm.scores()}
     return {"iou": scores, "mean_iou": cm.mean_iou(), "pixels": int(cm.matrix.sum())}
 

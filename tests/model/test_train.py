@@ -717,3 +717,60 @@ def test_a_diverging_run_stops_before_saving_nan_weights(tmp_path: Path, small_c
     last = load_checkpoint(tmp_path / "run" / "last")
     assert last.notes["epoch"] == 0
     assert not (tmp_path / "run" / "averaged.json").exists()
+
+
+def _camvid_truth(camvid_pair: tuple[Path, Path]) -> np.ndarray:
+    """The real frame's CamVid labels as drivingseg ids (its cars included)."""
+    from drivingseg.model.data import LabelledFile, read_labels
+
+    return read_labels(LabelledFile(*camvid_pair, "camvid"))
+
+
+def test_kitti_road_frames_do_not_teach_that_cars_are_background(
+    kitti_road_from_camvid: Path, camvid_pair: tuple[Path, Path]
+) -> None:
+    """KITTI road labels say "not road" for cars too; read as background (0), a network
+    that found the frame's cars was penalised on every car pixel, so adding KITTI road
+    frames to car-labelled data taught the network to miss cars."""
+    truth = _camvid_truth(camvid_pair)
+    (sample,) = load_sources((DataSource(path=kitti_road_from_camvid),))
+    cars = truth == 2
+    assert cars.sum() > 1000
+    labels = torch.from_numpy(sample.labels.astype(np.int64))[None]
+    right = torch.nn.functional.one_hot(torch.from_numpy(np.where(
+        truth == IGNORE_INDEX, 0, truth).astype(np.int64)), 3).permute(2, 0, 1)[None] * 20.0
+    road_on_cars = right.clone()
+    road_on_cars[0, :, torch.from_numpy(cars)] = torch.tensor([0.0, 20.0, 0.0])[:, None]
+    weights = torch.ones(3)
+    for dice, lovasz in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5)):
+        assert float(segmentation_loss(right, labels, weights, dice, lovasz)) < 1e-3
+        assert float(segmentation_loss(road_on_cars, labels, weights, dice, lovasz)) > 0.05
+    from drivingseg.model.config import NOT_ROAD_INDEX
+
+    assert np.all(sample.labels[cars] == NOT_ROAD_INDEX)
+
+
+def test_validation_scores_kitti_road_frames_on_road_only(
+    tmp_path: Path, kitti_road_from_camvid: Path, camvid_pair: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On KITTI road a car prediction is "not road" (as drivingseg eval scores it): it
+    used to count as a car false positive with car IoU 0, which halved the mean IoU that
+    picks best.*."""
+    from drivingseg.model.infer import Segmenter
+
+    truth = _camvid_truth(camvid_pair)
+
+    class Oracle:
+        """A segmenter that predicts the CamVid truth, cars included."""
+
+        def __call__(self, image: np.ndarray, lidar: object, probabilities: bool) -> Any:
+            return type("Out", (), {"class_ids": np.where(truth == IGNORE_INDEX, 0, truth)})
+
+    monkeypatch.setattr(Segmenter, "from_model", lambda *a, **k: Oracle())
+    samples = load_sources((DataSource(path=kitti_road_from_camvid),))
+    cfg = load_train_config(_write_config(tmp_path, kitti_road_from_camvid))
+    scores = train_module.validate(UNet(cfg.model), cfg, samples, torch.device("cpu"))
+    assert scores["iou"] == {"background": 1.0, "road": 1.0, "car": None}
+    assert scores["mean_iou"] == 1.0
+    assert scores["pixels"] == int((truth != IGNORE_INDEX).sum())
