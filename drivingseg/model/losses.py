@@ -103,12 +103,13 @@ def segmentation_loss(
     if not bool((labels != IGNORE_INDEX).any()):
         return logits.float().sum() * 0.0
     logits, labels = merge_not_road(logits, labels)
+    scored = tuple(c for c in FOREGROUND if c < logits.shape[1])  # a road-only model: road
     loss = functional.cross_entropy(
         logits.float(), labels, weight=weights, ignore_index=IGNORE_INDEX)
     if dice_weight > 0:
-        loss = loss + dice_weight * dice_loss(logits, labels, FOREGROUND)
+        loss = loss + dice_weight * dice_loss(logits, labels, scored)
     if lovasz_weight > 0:
-        loss = loss + lovasz_weight * lovasz_softmax(logits, labels, FOREGROUND)
+        loss = loss + lovasz_weight * lovasz_softmax(logits, labels, scored)
     return loss
 
 

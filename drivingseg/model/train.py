@@ -53,6 +53,7 @@ from drivingseg.model.config import (
     CLASS_NAMES,
     IGNORE_INDEX,
     NOT_ROAD_INDEX,
+    NUM_CLASSES,
     ModelConfig,
     tta_preset,
 )
@@ -83,9 +84,11 @@ log = logging.getLogger(__name__)
 ROAD = CLASS_NAMES.index("road")
 
 
-def load_sources(sources: tuple[DataSource, ...], *, fine: bool = False) -> list[Sample]:
+def load_sources(sources: tuple[DataSource, ...], *, fine: bool = False,
+                 num_classes: int = NUM_CLASSES) -> list[Sample]:
     """Read every frame of ``sources`` into memory (images at full size), with ``fine``
-    labels as well (:func:`~drivingseg.model.data.read_fine_labels`)."""
+    labels as well (:func:`~drivingseg.model.data.read_fine_labels`); for a model of
+    ``num_classes`` 2 (background, road) a car is background, as it is "not road"."""
     from drivingseg.model.data import synthetic_frames
 
     samples: list[Sample] = []
@@ -97,6 +100,8 @@ def load_sources(sources: tuple[DataSource, ...], *, fine: bool = False) -> list
         else:
             samples += [Sample(*load_training_pair(f), fine=read_fine_labels(f) if fine else None)
                         for f in src.files()]
+    for s in samples:  # (the class ids beyond the model's, which crashed the loss)
+        s.labels[(s.labels >= num_classes) & (s.labels < NOT_ROAD_INDEX)] = 0
     return samples
 
 
@@ -247,8 +252,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     if resume:
         check_resumable(cfg, read_state_info(out / "last"))
     t_load = time.perf_counter()
-    train_samples = load_sources(cfg.train_sources, fine=cfg.fine_weight > 0)
-    val_samples = load_sources(cfg.val_sources) if main else []
+    classes = cfg.model.num_classes
+    train_samples = load_sources(cfg.train_sources, fine=cfg.fine_weight > 0, num_classes=classes)
+    val_samples = load_sources(cfg.val_sources, num_classes=classes) if main else []
     log.info("loaded %d training and %d validation frames in %.1f s", len(train_samples),
              len(val_samples), time.perf_counter() - t_load)
     weights = class_weights(train_samples, cfg.model.num_classes,

@@ -774,3 +774,19 @@ def test_validation_scores_kitti_road_frames_on_road_only(
     assert scores["iou"] == {"background": 1.0, "road": 1.0, "car": None}
     assert scores["mean_iou"] == 1.0
     assert scores["pixels"] == int((truth != IGNORE_INDEX).sum())
+
+
+@pytest.mark.parametrize("extra", [{}, {"lovasz_weight": 0.5, "copy_paste": 1.0}])
+def test_a_road_only_model_trains_on_frames_with_cars(
+    tmp_path: Path, small_camvid: Path, extra: dict[str, object]
+) -> None:
+    """``model.num_classes: 2`` (background, road) is a valid model, but training it on
+    CamVid died in the loss with an IndexError traceback (car id 2, and Dice/Lovasz over
+    class 2): a car is now background, i.e. not road."""
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=1, **extra),
+                            ["model.num_classes=2"])
+    summary = train(cfg, show_progress=False)
+    assert set(summary["history"][-1]["val"]["iou"]) == {"background", "road"}
+    assert load_checkpoint(cfg.out_dir / "last").config.num_classes == 2
+    samples = load_sources((DataSource(path=small_camvid),), num_classes=2)
+    assert set(np.unique(np.concatenate([s.labels.ravel() for s in samples]))) == {0, 1, 255}
