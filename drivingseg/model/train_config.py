@@ -321,7 +321,10 @@ def load_train_config(
                    "from these data sources, which give RGB frames and labels only; train "
                    "an RGB model (in_channels 3)")
         raise ModelError(message, path=p)
-    out_dir = Path(os.path.expandvars(str(raw.get("out_dir", "runs/unet"))))
+    folder = raw.get("out_dir", "runs/unet")  # a number is a folder name, a list is not
+    folder = str(folder) if isinstance(folder, (int, float)) and not isinstance(folder, bool) \
+        else folder
+    out_dir = Path(os.path.expandvars(_typed(folder, str, "out_dir", p)))
     return TrainConfig(
         model=model,
         input=InputSpec.from_dict(raw.get("input") or {"width": 256, "height": 192}, p),

@@ -107,3 +107,10 @@ def test_a_sequence_filter_that_leaves_no_frame_is_refused(tmp_path: Path,
                                          r"'0006R0', '0016E5'\]"):
         cfg.val_sources[0].files()
     assert len(cfg.train_sources[0].files()) == 468 - 101  # exclude_sequences: [0006R0]
+
+
+@pytest.mark.parametrize("value", ["[a, b]", "{x: 1}", "null", "true", "false"])
+def test_an_out_dir_that_is_not_a_path_is_refused(tmp_path: Path, value: str) -> None:
+    """``--set out_dir=[a, b]`` used to train into a folder named "['a', 'b']"."""
+    with pytest.raises(ModelError, match=r"train\.yaml: out_dir: expected a string, got "):
+        load_train_config(_config(tmp_path), [f"out_dir={value}"])
