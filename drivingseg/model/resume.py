@@ -5,8 +5,8 @@ the state records the run's resolved config, the epoch and step, and a digest of
 weights saved with it. A resume refuses four ``last.*`` files that come from different
 saves (a save interrupted between files), a config that differs from the run's in
 anything but ``train.epochs`` and ``train.time_limit_min`` (how a run is extended) and
-where it runs (``device``, ``num_threads``, ``num_workers``), and a run whose time limit
-is already spent. With ``average_last`` each epoch's weights also go to
+where it runs (``device``, ``num_threads``, ``num_workers``), and a run whose epochs or
+time limit are already spent. With ``average_last`` each epoch's weights also go to
 ``average_window/epoch_NNNN.safetensors`` (the last K are kept), and the state lists them
 with their digests, so a resumed run averages the same epochs as an uninterrupted one.
 """
@@ -162,6 +162,12 @@ def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opt
     info = checked_info(load_training_state(last, optimizer, extra),
                         checkpoint_paths(Path(f"{last}.state"))[1])
     _check_same_save(last, ckpt.notes, info, ckpt.model)
+    done = int(info["epoch"]) + 1
+    if done >= cfg.epochs:  # else it trained nothing, silently (as a spent time limit did)
+        message = (f"resume: the run has already trained {done} epochs, and train.epochs is "
+                   f"{cfg.epochs!r}; nothing left to train: give more epochs (--epochs) to "
+                   "extend it")
+        raise ModelError(message, path=cfg.path)
     model.load_state_dict(ckpt.model.state_dict())
     return info
 

@@ -790,3 +790,19 @@ def test_a_road_only_model_trains_on_frames_with_cars(
     assert load_checkpoint(cfg.out_dir / "last").config.num_classes == 2
     samples = load_sources((DataSource(path=small_camvid),), num_classes=2)
     assert set(np.unique(np.concatenate([s.labels.ravel() for s in samples]))) == {0, 1, 255}
+
+
+def test_resume_of_a_finished_run_is_refused(tmp_path: Path, small_camvid: Path) -> None:
+    """A run that has trained all its epochs used to load every frame again and train
+    nothing, silently, where a spent time limit is refused; more epochs extend it."""
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=1))
+    assert train(cfg, show_progress=False)["steps"] == 1
+    run = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ModelError, match=r"train\.yaml: resume: the run has already trained 1 "
+                                         r"epochs, and train\.epochs is 1; nothing left to "
+                                         r"train: give more epochs \(--epochs\)"):
+        train(cfg, resume=True, show_progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    longer = load_train_config(_write_config(tmp_path, small_camvid, epochs=2))
+    assert train(longer, resume=True, show_progress=False)["steps"] == 2
