@@ -3,12 +3,14 @@
 Each epoch writes the training state (``last.state.*``) and then the weights (``last.*``);
 the state records the run's resolved config, the epoch and step, and a digest of the
 weights saved with it. A resume refuses four ``last.*`` files that come from different
-saves (a save interrupted between files), a config that differs from the run's in
-anything but ``train.epochs`` and ``train.time_limit_min`` (how a run is extended) and
-where it runs (``device``, ``num_threads``, ``num_workers``), and a run whose epochs or
-time limit are already spent. With ``average_last`` each epoch's weights also go to
-``average_window/epoch_NNNN.safetensors`` (the last K are kept), and the state lists them
-with their digests, so a resumed run averages the same epochs as an uninterrupted one.
+saves (a save interrupted between files) and goes on from ``previous.*``, the save
+before (kept as each save starts), when those are whole; it refuses a config that differs
+from the run's in anything but ``train.epochs`` and ``train.time_limit_min`` (how a run is
+extended) and where it runs (``device``, ``num_threads``, ``num_workers``), and a run
+whose epochs or time limit are already spent. With ``average_last`` each epoch's weights
+also go to ``average_window/epoch_NNNN.safetensors`` (the last K are kept), and the
+state lists them with their digests, so a resumed run averages the same epochs as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -31,8 +34,8 @@ from drivingseg.fileio import write_atomic
 from drivingseg.model.checkpoint import checkpoint_paths, load_checkpoint, load_training_state
 from drivingseg.model.train_config import TrainConfig
 
-__all__ = ["EXTENDABLE", "WHERE_IT_RUNS", "WINDOW_DIR", "check_resumable", "checked_info",
-           "prune_window",
+__all__ = ["EXTENDABLE", "PREVIOUS", "WHERE_IT_RUNS", "WINDOW_DIR", "check_resumable",
+           "checked_info", "keep_previous", "prune_window",
            "read_state_info", "restore", "restore_window", "run_config", "save_window_member",
            "weights_digest"]
 
@@ -150,11 +153,60 @@ def _check_time_left(cfg: TrainConfig, info: dict[str, Any]) -> None:
         raise ModelError(message, path=cfg.path)
 
 
+PREVIOUS = "previous"
+"""The name of the save before ``last.*`` (``previous.*``, hard links where the file system
+has them), which :func:`restore` falls back to when a save of ``last.*`` was cut short."""
+
+
+def _files(stem: Path) -> list[Path]:
+    return [*checkpoint_paths(stem), *checkpoint_paths(Path(f"{stem}.state"))]
+
+
+def keep_previous(out_dir: Path) -> None:
+    """Before ``last.*`` is written again: keep its four files as ``previous.*``, so that a
+    run killed between the files of the next save still resumes (from this save)."""
+    last, previous = _files(out_dir / "last"), _files(out_dir / PREVIOUS)
+    for path in previous:
+        path.unlink(missing_ok=True)
+    if not all(path.is_file() for path in last):
+        return
+    for source, target in zip(last, previous, strict=True):
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+
+
 def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             extra: torch.nn.Module | None = None) -> dict[str, Any]:
     """Load ``out_dir/last.*`` into ``model``, ``optimizer`` (and ``extra``) after checking
-    that the files come from one save and the config is the run's; returns the state's info."""
-    last = cfg.out_dir / "last"
+    that the files come from one save and the config is the run's; returns the state's info.
+    ``last.*`` that cannot be resumed (a save cut short) give way to ``previous.*`` when
+    those can: that epoch is trained again, as the run would have trained it."""
+    try:
+        info = _restore(cfg, cfg.out_dir / "last", model, optimizer, extra)
+    except ModelError as exc:
+        previous = cfg.out_dir / PREVIOUS
+        if not all(path.is_file() for path in _files(previous)):
+            raise
+        try:
+            info = _restore(cfg, previous, model, optimizer, extra)
+        except ModelError:
+            raise exc from None
+        log.warning("%s; resuming from the save before it, %s.* (epoch %d)", exc,
+                    previous, int(info["epoch"]) + 1)
+    done = int(info["epoch"]) + 1
+    if done >= cfg.epochs:  # else it trained nothing, silently (as a spent time limit did)
+        message = (f"resume: the run has already trained {done} epochs, and train.epochs is "
+                   f"{cfg.epochs!r}; nothing left to train: give more epochs (--epochs) to "
+                   "extend it")
+        raise ModelError(message, path=cfg.path)
+    return info
+
+
+def _restore(cfg: TrainConfig, last: Path, model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer, extra: torch.nn.Module | None) -> dict[str, Any]:
+    """:func:`restore` from the four files of ``last``."""
     ckpt = load_checkpoint(last)
     if ckpt.config != cfg.model:
         message = f"resume: checkpoint config {ckpt.config!r} differs from {cfg.model!r}"
@@ -162,12 +214,6 @@ def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opt
     info = checked_info(load_training_state(last, optimizer, extra),
                         checkpoint_paths(Path(f"{last}.state"))[1])
     _check_same_save(last, ckpt.notes, info, ckpt.model)
-    done = int(info["epoch"]) + 1
-    if done >= cfg.epochs:  # else it trained nothing, silently (as a spent time limit did)
-        message = (f"resume: the run has already trained {done} epochs, and train.epochs is "
-                   f"{cfg.epochs!r}; nothing left to train: give more epochs (--epochs) to "
-                   "extend it")
-        raise ModelError(message, path=cfg.path)
     model.load_state_dict(ckpt.model.state_dict())
     return info
 

@@ -67,6 +67,7 @@ from drivingseg.model.losses import distillation_loss, segmentation_loss, soft_t
 from drivingseg.model.metrics import ConfusionMatrix
 from drivingseg.model.resume import (
     check_resumable,
+    keep_previous,
     prune_window,
     read_state_info,
     restore,
@@ -399,6 +400,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                      "weights_sha256": weights_digest(model),
                      "average_window": [[e, d] for e, d in window.items()],
                      "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None}
+            keep_previous(out)  # resumable from if this save is cut short
             save_training_state(out / "last", opt, state,
                                 None if fine_head is None else fine_head.head)
             save_checkpoint(out / "last", model, cfg.model, cfg.input, notes)

@@ -448,11 +448,18 @@ def test_a_batch_larger_than_the_data_is_refused(tmp_path: Path, small_camvid: P
 LAST = ("last.safetensors", "last.json", "last.state.safetensors", "last.state.json")
 
 
+def _drop_previous(run: Path) -> None:
+    """Delete previous.*, the save before last.* that a cut-short save resumes from."""
+    for name in LAST:
+        (run / name.replace("last", "previous")).unlink()
+
+
 def test_resume_refuses_the_files_of_an_interrupted_save(
     tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ctrl-C between the training state and the weights of epoch 2 leaves last.* of two
-    epochs; so does any other mix of the four files of two saves: resume refuses them all."""
+    epochs; so does any other mix of the four files of two saves: resume refuses them all
+    when previous.* (the save before, its own test below) is not there to go on from."""
     train(load_train_config(_write_config(tmp_path, small_camvid, epochs=1)),
           show_progress=False)
     run = tmp_path / "run"
@@ -469,6 +476,7 @@ def test_resume_refuses_the_files_of_an_interrupted_save(
     with pytest.raises(KeyboardInterrupt):
         train(more, resume=True, show_progress=False)
     monkeypatch.undo()
+    _drop_previous(run)
     with pytest.raises(ModelError, match=r"last: resume: last\.json is from epoch 0 \(step 1\) "
                                          r"but last\.state\.json from epoch 1 \(step 2\): a save "
                                          r"was interrupted"):
@@ -478,6 +486,7 @@ def test_resume_refuses_the_files_of_an_interrupted_save(
     train(more, resume=True, show_progress=False)
     epoch1 = {name: (run / name).read_bytes() for name in LAST}
     again = load_train_config(_write_config(tmp_path, small_camvid, epochs=3))
+    _drop_previous(run)
     for mask in range(1, 2 ** len(LAST) - 1):  # every mix of the two saves
         for i, name in enumerate(LAST):
             (run / name).write_bytes((epoch0 if mask >> i & 1 else epoch1)[name])
@@ -806,3 +815,38 @@ def test_resume_of_a_finished_run_is_refused(tmp_path: Path, small_camvid: Path)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     longer = load_train_config(_write_config(tmp_path, small_camvid, epochs=2))
     assert train(longer, resume=True, show_progress=False)["steps"] == 2
+
+
+@pytest.mark.parametrize("cut", range(1, 4))
+def test_a_run_killed_between_the_files_of_a_save_resumes_from_the_save_before(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch, cut: int
+) -> None:
+    """A run killed while it wrote epoch 2's four last.* files (after ``cut`` of them) could
+    not be resumed at all (a mix of two saves); previous.* holds epoch 1's, so resume goes
+    on from there, trains epoch 2 again and ends as the uninterrupted run."""
+    import drivingseg.fileio as fileio
+
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+    straight = load_train_config(_write_config(tmp_path / "a", small_camvid, epochs=3,
+                                               average_last=2))
+    train(straight, show_progress=False)
+    cfg = load_train_config(_write_config(tmp_path / "b", small_camvid, epochs=3,
+                                          average_last=2))
+    real_replace = fileio.os.replace
+    written: list[str] = []
+
+    def killed(src: str, dst: str) -> None:
+        if Path(dst).name in LAST and len(written) == len(LAST) + cut:  # in epoch 2's save
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+        written.extend([Path(dst).name] if Path(dst).name in LAST else [])
+
+    monkeypatch.setattr(fileio.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, show_progress=False)
+    monkeypatch.undo()
+    assert train(cfg, resume=True, show_progress=False)["steps"] == 3
+    for name in ("last", "best", "averaged"):
+        a, b = (load_checkpoint(c.out_dir / name).model.state_dict() for c in (straight, cfg))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
