@@ -23,19 +23,16 @@ features (:mod:`drivingseg.model.fine`).
 
 from __future__ import annotations
 
-import copy
 import gc
 import logging
 import os
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
@@ -48,6 +45,7 @@ from drivingseg.model.augment import (
     SegmentationDataset,
     seed_worker,
 )
+from drivingseg.model.averaging import adjusted, average_weights
 from drivingseg.model.checkpoint import load_checkpoint, save_checkpoint, save_training_state
 from drivingseg.model.config import (
     CLASS_NAMES,
@@ -123,40 +121,6 @@ def class_weights(
     freq = counts / np.maximum(present, 1)
     w = np.where(freq > 0, np.median(freq[freq > 0]) / np.maximum(freq, 1e-12), 1.0)
     return torch.tensor(np.minimum(w**power, cap), dtype=torch.float32)
-
-
-def average_weights(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The mean of several state dicts of one model (weights and batch-norm statistics);
-    integer buffers (``num_batches_tracked``) are taken from the last. Averaging the last
-    epochs' weights smooths the epoch-to-epoch swings of a small-batch run (as SWA)."""
-    if not states:
-        raise ModelError("average_weights needs at least one state dict")
-    out = {}
-    for key, last in states[-1].items():
-        if last.is_floating_point():
-            out[key] = torch.stack([s[key].float() for s in states]).mean(dim=0).to(last.dtype)
-        else:
-            out[key] = last.clone()
-    return out
-
-
-def adjusted(model: UNet, shift: torch.Tensor | None) -> UNet:
-    """A copy of ``model`` whose class scores are shifted by ``shift`` (in the head's bias),
-    or ``model`` itself when ``shift`` is None.
-
-    Class-weighted cross-entropy learns scores of ``weight_c * p(c | x)``; adding
-    ``-log(weight_c)`` recovers ``p(c | x)`` (logit adjustment, Menon et al., ICLR 2021), so
-    weighted training no longer over-predicts the up-weighted class (cars).
-    """
-    if shift is None:
-        return model
-    out = copy.deepcopy(model)
-    bias = out.head.bias
-    if bias is None:
-        raise ModelError("logit adjustment needs a head with a bias")
-    with torch.no_grad():
-        bias += shift.to(bias)
-    return out
 
 
 def _initial_state(cfg: TrainConfig) -> UNet:
@@ -465,10 +429,3 @@ def _save_average(cfg: TrainConfig, epochs: list[int], states: list[dict[str, to
                      else [round(float(v), 6) for v in shift]})
     log.info("averaged the weights of epochs %s: %s", [e + 1 for e in epochs], record)
     return record
-
-
-def mean_losses(history: list[dict[str, Any]]) -> npt.NDArray[np.float64]:
-    """The per-epoch mean training losses of a history (for reports and tests)."""
-    return np.array([h["loss"] for h in history], dtype=np.float64)
-
-
