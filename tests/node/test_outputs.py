@@ -164,3 +164,33 @@ def test_a_video_of_odd_sized_frames_keeps_every_row(tmp_path: Path) -> None:
     capture.release()
     assert ok and frame.shape[:2] == (76, 122)
     assert frame[74, 20:100].mean(axis=0)[0] > 60  # the odd last row survived (blue > 0)
+
+
+def _colourise_reference(image_rgb: np.ndarray, class_ids: np.ndarray,
+                         alpha: float = 0.5) -> np.ndarray:
+    """The numpy colourise the OpenCV one replaced (palette gather, boolean-mask copy)."""
+    colours = PALETTE_RGB[np.minimum(class_ids, len(PALETTE_RGB) - 1)]
+    blended = cv2.addWeighted(image_rgb, 1.0 - alpha, colours, alpha, 0.0)
+    out = image_rgb.copy()
+    sel = class_ids > 0
+    out[sel] = blended[sel]
+    return out
+
+
+def test_colourise_gives_the_pixels_of_the_numpy_version_on_a_big_real_frame(
+        kitti_raw_drive: Path, camvid_root: Path) -> None:
+    """A KITTI raw frame at 1920 x 1200 with CamVid's real labels (ids 0-11, past the
+    palette too): the OpenCV colourise matches the numpy one it replaced pixel for pixel,
+    also for int64 ids and an image that is a strided view."""
+    image = cv2.cvtColor(cv2.imread(str(kitti_raw_drive / "image_02/data/0000000000.png")),
+                         cv2.COLOR_BGR2RGB)
+    image = cv2.resize(image, (1920, 1200), interpolation=cv2.INTER_CUBIC)
+    labels = cv2.imread(str(camvid_root / "valannot/0016E5_07959.png"), cv2.IMREAD_UNCHANGED)
+    ids = cv2.resize(labels, (1920, 1200), interpolation=cv2.INTER_NEAREST)
+    assert ids.max() > 2 and (ids == 0).any()
+    assert np.array_equal(outputs.colourise(image, ids), _colourise_reference(image, ids))
+    wide = ids.astype(np.int64)
+    assert np.array_equal(outputs.colourise(image, wide), _colourise_reference(image, wide))
+    view, view_ids = image[::2, ::3], ids[::2, ::3]
+    assert np.array_equal(outputs.colourise(view, view_ids),
+                          _colourise_reference(view, view_ids))
