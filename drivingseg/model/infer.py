@@ -196,6 +196,20 @@ class Segmentation:
     class_prob: npt.NDArray[np.float32] | None = None
 
 
+def _argmax_planes(planes: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    """uint8 H x W id of the largest of C x H x W planes (the first of equals, as argmax)."""
+    ids = np.zeros(planes.shape[1:], dtype=np.uint8)
+    if planes.shape[0] < 2:
+        return ids
+    best = planes[0].copy()
+    for c in range(1, planes.shape[0]):
+        better = planes[c] > best
+        np.copyto(ids, np.uint8(c), where=better)
+        if c + 1 < planes.shape[0]:
+            np.maximum(best, planes[c], out=best)
+    return ids
+
+
 class Segmenter:
     """A loaded model ready for frames: ``Segmenter("default")(rgb).class_ids``."""
 
@@ -392,26 +406,28 @@ class Segmenter:
     @staticmethod
     def _finish_numpy(logits: torch.Tensor, height: int, width: int, probabilities: bool,
                       class_prob: int | None = None) -> Segmentation:
-        """CPU: OpenCV's bilinear resize (same pixel-centre convention as torch's
-        ``align_corners=False``) and a numpy arg-max over the last axis, several times
-        faster than torch's arg-max over the leading class axis."""
-        arr = np.ascontiguousarray(logits.float().permute(1, 2, 0).numpy())
+        """CPU: OpenCV's bilinear resize (torch's ``align_corners=False`` convention) of each
+        class plane and a plane-by-plane arg-max: ~4x faster than resizing H x W x C and
+        ``argmax(axis=2)`` at 1920 x 1200, same ids (``benchmarks/bench_big_sensor.py``)."""
+        planes = np.ascontiguousarray(logits.float().numpy())  # C x h x w
         one = None
         if class_prob is not None:
-            e_small = np.exp(arr - arr.max(axis=2, keepdims=True))
-            small = np.ascontiguousarray(e_small[:, :, class_prob] / e_small.sum(axis=2))
+            e_small = np.exp(planes - planes.max(axis=0))
+            small = np.ascontiguousarray(e_small[class_prob] / e_small.sum(axis=0))
             one = np.asarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR),
                              dtype=np.float32)
-        if (height, width) != arr.shape[:2]:
-            arr = cv2.resize(arr, (width, height), interpolation=cv2.INTER_LINEAR)
-            arr = arr[:, :, None] if arr.ndim == 2 else arr
-        ids = arr.argmax(axis=2).astype(np.uint8)
+        if (height, width) != planes.shape[1:]:
+            up = np.empty((planes.shape[0], height, width), dtype=np.float32)
+            for c in range(planes.shape[0]):
+                cv2.resize(planes[c], (width, height), dst=up[c],
+                           interpolation=cv2.INTER_LINEAR)
+            planes = up
+        ids = _argmax_planes(planes)
         if not probabilities:
             return Segmentation(ids, None, one)
-        e = np.exp(arr - arr.max(axis=2, keepdims=True))
-        e /= e.sum(axis=2, keepdims=True)
-        return Segmentation(ids, np.ascontiguousarray(e.transpose(2, 0, 1), dtype=np.float32),
-                            one)
+        e = np.exp(planes - planes.max(axis=0))
+        e /= e.sum(axis=0)
+        return Segmentation(ids, e, one)
 
     def logits(self) -> torch.Tensor:
         """Run the model on the prepared input: classes x h x w logits at the input size

@@ -284,3 +284,46 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
     assert cpu_has_native_bf16(str(with_bf16))
     assert not cpu_has_native_bf16(str(without))
     assert not cpu_has_native_bf16(str(tmp_path / "missing"))
+
+
+def _finish_reference(logits: torch.Tensor, height: int, width: int, class_prob: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The interleaved finishing the plane-by-plane one replaced: H x W x C logits resized
+    at once, ``argmax(axis=2)``, softmax over the last axis."""
+    arr = np.ascontiguousarray(logits.float().permute(1, 2, 0).numpy())
+    e_small = np.exp(arr - arr.max(axis=2, keepdims=True))
+    small = np.ascontiguousarray(e_small[:, :, class_prob] / e_small.sum(axis=2))
+    one = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    arr = cv2.resize(arr, (width, height), interpolation=cv2.INTER_LINEAR)
+    e = np.exp(arr - arr.max(axis=2, keepdims=True))
+    e /= e.sum(axis=2, keepdims=True)
+    return arr.argmax(axis=2).astype(np.uint8), e.transpose(2, 0, 1), one
+
+
+def test_finishing_a_big_real_frame_matches_the_interleaved_version(
+        kitti_raw_drive: Path) -> None:
+    """The shipped model on a KITTI raw frame upscaled to 1920 x 1200 (a modern camera):
+    the plane-by-plane finishing gives the ids, probabilities and car probability of the
+    interleaved one it replaced, bit for bit."""
+    image = cv2.cvtColor(cv2.imread(str(kitti_raw_drive / "image_02/data/0000000000.png")),
+                         cv2.COLOR_BGR2RGB)
+    image = cv2.resize(image, (1920, 1200), interpolation=cv2.INTER_CUBIC)
+    seg = Segmenter(default_weights())
+    seg._prepare(image, None)
+    logits = seg.logits()
+    ids, probs, one = _finish_reference(logits, 1200, 1920, 2)
+    assert 0.05 < float((ids == 2).mean()) and 0.05 < float((ids == 1).mean())
+    full = seg._finish_numpy(logits, 1200, 1920, True, 2)
+    lean = seg._finish_numpy(logits, 1200, 1920, False, 2)
+    assert full.probs is not None and full.class_prob is not None
+    assert np.array_equal(full.class_ids, ids) and np.array_equal(lean.class_ids, ids)
+    assert np.array_equal(full.probs, probs) and full.probs.flags.c_contiguous
+    assert np.array_equal(full.class_prob, one) and lean.probs is None
+
+
+def test_ties_go_to_the_first_class_as_argmax() -> None:
+    """Equal logits (a half-precision network gives them) resolve to the lower class id."""
+    logits = torch.tensor([[[1.0, 2.0, 0.0, 5.0]], [[1.0, 2.0, 3.0, 5.0]],
+                           [[0.0, 2.0, 3.0, 4.0]]])
+    out = Segmenter._finish_numpy(logits, 1, 4, False)
+    assert out.class_ids.tolist() == [[0, 0, 1, 0]]
