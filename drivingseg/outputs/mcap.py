@@ -335,7 +335,8 @@ class Ros2McapWriter:
             self._in_write = False
             raise
         self._in_write = False
-        data = bytes(self.typestore.serialize_cdr(msg, msgtype))
+        # rosbags' own fresh buffer, handed on without a copy (7 MB, ~3.5 ms a 1920 x 1200 image)
+        data = self.typestore.serialize_cdr(msg, msgtype)
         stamp = int(stamp_ns)
         self._in_write = True
         try:
@@ -343,11 +344,11 @@ class Ros2McapWriter:
                 channel_id=channel_id,
                 log_time=stamp,
                 publish_time=stamp,
-                data=data,
+                data=data,  # type: ignore[arg-type]  # mcap writes any buffer
                 sequence=self.counts[topic],
             )
             self.counts[topic] += 1
-            self._pending_bytes += len(data)
+            self._pending_bytes += data.nbytes
             if self._pending_bytes >= self._chunk_size:
                 self._writer.flush()
                 self._pending_bytes = 0
