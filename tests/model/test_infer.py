@@ -312,7 +312,7 @@ def test_finishing_a_big_real_frame_matches_the_interleaved_version(
     seg._prepare(image, None)
     logits = seg.logits()
     ids, probs, one = _finish_reference(logits, 1200, 1920, 2)
-    assert 0.05 < float((ids == 2).mean()) and 0.05 < float((ids == 1).mean())
+    assert float((ids == 2).mean()) > 0.05 and float((ids == 1).mean()) > 0.05
     full = seg._finish_numpy(logits, 1200, 1920, True, 2)
     lean = seg._finish_numpy(logits, 1200, 1920, False, 2)
     assert full.probs is not None and full.class_prob is not None

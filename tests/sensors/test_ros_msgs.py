@@ -263,7 +263,7 @@ def test_pointcloud_field_outside_point_is_refused() -> None:
 def _points_reference(msg: Any) -> np.ndarray:
     """The field-by-field reading the one-gather float32 path replaced."""
     names = {str(f.name): f for f in msg.fields}
-    wanted = ["x", "y", "z"] + [n for n in ("intensity", "i", "reflectivity") if n in names][:1]
+    wanted = ["x", "y", "z", *[n for n in ("intensity", "i", "reflectivity") if n in names][:1]]
     kinds = {7: "f4", 8: "f8", 2: "u1", 4: "u2", 6: "u4"}
     order = ">" if msg.is_bigendian else "<"
     dtype = np.dtype({"names": wanted, "formats": [order + kinds[int(names[n].datatype)]
