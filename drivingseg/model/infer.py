@@ -198,13 +198,9 @@ class Segmentation:
 
 def _argmax_planes(planes: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """uint8 H x W id of the largest of C x H x W planes (the first of equals, as argmax)."""
-    ids = np.zeros(planes.shape[1:], dtype=np.uint8)
-    if planes.shape[0] < 2:
-        return ids
-    best = planes[0].copy()
+    ids, best = np.zeros(planes.shape[1:], dtype=np.uint8), planes[0].copy()
     for c in range(1, planes.shape[0]):
-        better = planes[c] > best
-        np.copyto(ids, np.uint8(c), where=better)
+        np.copyto(ids, np.uint8(c), where=planes[c] > best)
         if c + 1 < planes.shape[0]:
             np.maximum(best, planes[c], out=best)
     return ids
@@ -418,9 +414,8 @@ class Segmenter:
                              dtype=np.float32)
         if (height, width) != planes.shape[1:]:
             up = np.empty((planes.shape[0], height, width), dtype=np.float32)
-            for c in range(planes.shape[0]):
-                cv2.resize(planes[c], (width, height), dst=up[c],
-                           interpolation=cv2.INTER_LINEAR)
+            for c, plane in enumerate(planes):
+                cv2.resize(plane, (width, height), dst=up[c], interpolation=cv2.INTER_LINEAR)
             planes = up
         ids = _argmax_planes(planes)
         if not probabilities:
