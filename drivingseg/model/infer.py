@@ -403,7 +403,7 @@ class Segmenter:
     def _finish_numpy(logits: torch.Tensor, height: int, width: int, probabilities: bool,
                       class_prob: int | None = None) -> Segmentation:
         """CPU: OpenCV's bilinear resize (torch's ``align_corners=False`` convention) of each
-        class plane and a plane-by-plane arg-max: ~4x faster than resizing H x W x C and
+        class plane and a plane-by-plane arg-max: 4-6x faster than resizing H x W x C and
         ``argmax(axis=2)`` at 1920 x 1200, same ids (``benchmarks/bench_big_sensor.py``)."""
         planes = np.ascontiguousarray(logits.float().numpy())  # C x h x w
         one = None
