@@ -10,7 +10,7 @@ old / new of median times is printed:
 
 * ``colourise`` (recorder and video writer, each frame): OpenCV lookup table and masked
   copy against numpy's palette gather and boolean-mask assignment;
-* the segmenter's CPU finishing (``Segmenter._finish_numpy`` as the node calls it, with the
+* the segmenter's CPU finishing (``model.finish.finish_numpy`` as the node calls it, with the
   car probability): plane-by-plane resize and arg-max against interleaved H x W x C logits
   and ``argmax(axis=2)``;
 * ``points_from_pointcloud2`` (the lidar source, each scan): one float32 gather against
@@ -44,6 +44,7 @@ import torch  # noqa: E402
 
 from drivingseg.fusion.projection import scale_rig  # noqa: E402
 from drivingseg.model.checkpoint import default_weights  # noqa: E402
+from drivingseg.model.finish import finish_numpy  # noqa: E402
 from drivingseg.model.infer import RunOptions, Segmenter, cpu_has_native_bf16  # noqa: E402
 from drivingseg.node.outputs import PALETTE_RGB, colourise  # noqa: E402
 from drivingseg.outputs.mcap import Ros2McapWriter  # noqa: E402
@@ -155,7 +156,7 @@ def measure(drive: Path, runs: int) -> dict[str, dict[str, float]]:
     seg._prepare(image, None)
     logits = seg.logits().clone()
     ids, one = finish_old(logits, HEIGHT, WIDTH, 2)
-    new = seg._finish_numpy(logits, HEIGHT, WIDTH, False, 2)
+    new = finish_numpy(logits, HEIGHT, WIDTH, False, 2)
     assert np.array_equal(new.class_ids, ids) and np.array_equal(new.class_prob, one)
     assert np.array_equal(colourise(image, ids), colourise_old(image, ids))
     msg = pointcloud2_to_msg(LidarScan(0, points))
@@ -163,7 +164,7 @@ def measure(drive: Path, runs: int) -> dict[str, dict[str, float]]:
     cases: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
         "colourise": (lambda: colourise_old(image, ids), lambda: colourise(image, ids)),
         "segmenter finishing": (lambda: finish_old(logits, HEIGHT, WIDTH, 2),
-                                lambda: seg._finish_numpy(logits, HEIGHT, WIDTH, False, 2)),
+                                lambda: finish_numpy(logits, HEIGHT, WIDTH, False, 2)),
         "points_from_pointcloud2": (lambda: points_old(msg),
                                     lambda: points_from_pointcloud2(msg, "bench")),
     }

@@ -23,6 +23,7 @@ import torch
 from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import load_checkpoint, resolve_weights
 from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
+from drivingseg.model.finish import finish_numpy
 from drivingseg.model.infer import (
     RunOptions,
     Segmentation,
@@ -158,8 +159,8 @@ class OnnxSegmenter:
         if lidar is not None:
             feeds["lidar"] = _lidar_input(lidar, image.shape[:2], size)
         logits = torch.from_numpy(self.logits(feeds))
-        return Segmenter._finish_numpy(logits, int(image.shape[0]), int(image.shape[1]),
-                                       probabilities, class_prob)
+        return finish_numpy(logits, int(image.shape[0]), int(image.shape[1]), probabilities,
+                            class_prob)
 
 
 def _lidar_input(lidar: npt.NDArray[np.float32], hw: tuple[int, ...], size: tuple[int, int]

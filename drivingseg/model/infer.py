@@ -42,7 +42,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from torch.nn import functional
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from drivingseg.errors import ModelError
@@ -50,6 +49,7 @@ from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
 from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
 from drivingseg.model.device import torch_device
 from drivingseg.model.ensemble import Ensemble
+from drivingseg.model.finish import Segmentation, finish_numpy, finish_torch
 from drivingseg.model.unet import UNet
 
 __all__ = ["COMPILE_BACKENDS", "RESIZE_MODES", "RunOptions", "Segmentation", "Segmenter",
@@ -180,30 +180,6 @@ def check_frame(image: npt.NDArray[np.uint8], lidar: object, uses_lidar: bool) -
         need = "needs the 4 lidar channels (lidar=...)" if uses_lidar else (
             "is RGB only; do not pass lidar channels")
         raise ModelError(f"this model {need}")
-
-
-@dataclass(frozen=True, eq=False)
-class Segmentation:
-    """``class_ids`` H x W uint8 (0 background, 1 road, 2 car); ``probs`` classes x H x W.
-
-    ``class_prob`` (H x W) is one class's probability when asked for with ``class_prob=``:
-    the softmax at the model's input size, resized bilinearly, several times cheaper than
-    ``probs`` at a large frame's size (what the streaming node uses for proposals).
-    """
-
-    class_ids: npt.NDArray[np.uint8]
-    probs: npt.NDArray[np.float32] | None
-    class_prob: npt.NDArray[np.float32] | None = None
-
-
-def _argmax_planes(planes: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
-    """uint8 H x W id of the largest of C x H x W planes (the first of equals, as argmax)."""
-    ids, best = np.zeros(planes.shape[1:], dtype=np.uint8), planes[0].copy()
-    for c in range(1, planes.shape[0]):
-        np.copyto(ids, np.uint8(c), where=planes[c] > best)
-        if c + 1 < planes.shape[0]:
-            np.maximum(best, planes[c], out=best)
-    return ids
 
 
 class Segmenter:
@@ -379,50 +355,8 @@ class Segmenter:
         logits = self.logits()
         height, width = int(image.shape[0]), int(image.shape[1])
         if self.device.type == "cpu":
-            return self._finish_numpy(logits, height, width, probabilities, class_prob)
-        return self._finish_torch(logits, height, width, probabilities, class_prob)
-
-    @staticmethod
-    def _finish_torch(logits: torch.Tensor, height: int, width: int, probabilities: bool,
-                      class_prob: int | None = None) -> Segmentation:
-        """On the logits' device (CUDA): upsample, arg-max, softmax, then copy to the host.
-        Tests run it on CPU tensors against :meth:`_finish_numpy`."""
-        one = None
-        if class_prob is not None:
-            small = torch.softmax(logits.float(), dim=0)[class_prob][None, None]
-            one = functional.interpolate(small, size=(height, width), mode="bilinear",
-                                         align_corners=False)[0, 0].cpu().numpy()
-        if (height, width) != tuple(logits.shape[1:]):
-            logits = functional.interpolate(logits[None].float(), size=(height, width),
-                                            mode="bilinear", align_corners=False)[0]
-        ids = logits.argmax(dim=0).to(torch.uint8).cpu().numpy()
-        probs = torch.softmax(logits.float(), dim=0).cpu().numpy() if probabilities else None
-        return Segmentation(ids, probs, one)
-
-    @staticmethod
-    def _finish_numpy(logits: torch.Tensor, height: int, width: int, probabilities: bool,
-                      class_prob: int | None = None) -> Segmentation:
-        """CPU: OpenCV's bilinear resize (torch's ``align_corners=False`` convention) of each
-        class plane and a plane-by-plane arg-max: 4-6x faster than resizing H x W x C and
-        ``argmax(axis=2)`` at 1920 x 1200, same ids (``benchmarks/bench_big_sensor.py``)."""
-        planes = np.ascontiguousarray(logits.float().numpy())  # C x h x w
-        one = None
-        if class_prob is not None:
-            e_small = np.exp(planes - planes.max(axis=0))
-            small = np.ascontiguousarray(e_small[class_prob] / e_small.sum(axis=0))
-            one = np.asarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR),
-                             dtype=np.float32)
-        if (height, width) != planes.shape[1:]:
-            up = np.empty((planes.shape[0], height, width), dtype=np.float32)
-            for c, plane in enumerate(planes):
-                cv2.resize(plane, (width, height), dst=up[c], interpolation=cv2.INTER_LINEAR)
-            planes = up
-        ids = _argmax_planes(planes)
-        if not probabilities:
-            return Segmentation(ids, None, one)
-        e = np.exp(planes - planes.max(axis=0))
-        e /= e.sum(axis=0)
-        return Segmentation(ids, e, one)
+            return finish_numpy(logits, height, width, probabilities, class_prob)
+        return finish_torch(logits, height, width, probabilities, class_prob)
 
     def logits(self) -> torch.Tensor:
         """Run the model on the prepared input: classes x h x w logits at the input size

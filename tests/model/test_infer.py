@@ -13,6 +13,7 @@ from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import default_weights, load_checkpoint, save_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.data import LabelledFile, load_pair, synthetic_frames
+from drivingseg.model.finish import finish_numpy, finish_torch
 from drivingseg.model.infer import (
     RESIZE_MODES,
     RunOptions,
@@ -209,14 +210,14 @@ def test_one_class_probability_at_model_size_matches_the_full_softmax(
 def test_device_finishing_matches_the_numpy_one_on_cpu_tensors() -> None:
     """The CUDA finishing path (torch upsample, arg-max, softmax) run on CPU tensors."""
     logits = torch.randn(3, 24, 32, generator=torch.Generator().manual_seed(0)) * 4
-    a = Segmenter._finish_numpy(logits, 48, 64, True, 2)
-    b = Segmenter._finish_torch(logits, 48, 64, True, 2)
+    a = finish_numpy(logits, 48, 64, True, 2)
+    b = finish_torch(logits, 48, 64, True, 2)
     assert a.probs is not None and b.probs is not None
     assert a.class_prob is not None and b.class_prob is not None
     assert (a.class_ids != b.class_ids).mean() < 0.002  # ties at class boundaries only
     np.testing.assert_allclose(b.probs, a.probs, atol=1e-4)
     np.testing.assert_allclose(b.class_prob, a.class_prob, atol=1e-4)
-    plain = Segmenter._finish_torch(logits, 24, 32, False)
+    plain = finish_torch(logits, 24, 32, False)
     assert plain.probs is None and plain.class_prob is None
     np.testing.assert_array_equal(plain.class_ids, logits.argmax(dim=0).numpy())
 
@@ -313,8 +314,8 @@ def test_finishing_a_big_real_frame_matches_the_interleaved_version(
     logits = seg.logits()
     ids, probs, one = _finish_reference(logits, 1200, 1920, 2)
     assert float((ids == 2).mean()) > 0.05 and float((ids == 1).mean()) > 0.05
-    full = seg._finish_numpy(logits, 1200, 1920, True, 2)
-    lean = seg._finish_numpy(logits, 1200, 1920, False, 2)
+    full = finish_numpy(logits, 1200, 1920, True, 2)
+    lean = finish_numpy(logits, 1200, 1920, False, 2)
     assert full.probs is not None and full.class_prob is not None
     assert np.array_equal(full.class_ids, ids) and np.array_equal(lean.class_ids, ids)
     assert np.array_equal(full.probs, probs) and full.probs.flags.c_contiguous
@@ -325,5 +326,5 @@ def test_ties_go_to_the_first_class_as_argmax() -> None:
     """Equal logits (a half-precision network gives them) resolve to the lower class id."""
     logits = torch.tensor([[[1.0, 2.0, 0.0, 5.0]], [[1.0, 2.0, 3.0, 5.0]],
                            [[0.0, 2.0, 3.0, 4.0]]])
-    out = Segmenter._finish_numpy(logits, 1, 4, False)
+    out = finish_numpy(logits, 1, 4, False)
     assert out.class_ids.tolist() == [[0, 0, 1, 0]]
