@@ -24,7 +24,6 @@ from collections.abc import Generator, Iterator
 from contextlib import closing
 from os import PathLike
 from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ from drivingseg.sensors.bag_sources import (
     RosbagsSource,
     Source,
     Topic,
+    UnpackedBag,
     unpacked_copy,
 )
 from drivingseg.sensors.bag_tf import TfLookup, TfTree
@@ -94,7 +94,7 @@ class BagRecording(Recording):
         self.camera_info_topic: str | None = None
         self._ambiguous: dict[str, str] = {}
         self._source: Source | None = None
-        self._unpacked: TemporaryDirectory[str] | None = None  # a file-compressed bag, unpacked
+        self._unpacked: UnpackedBag | None = None  # a file-compressed bag, unpacked
         self._topics: dict[str, Topic] = {}
         self._info: RecordingInfo | None = None
         self._rig: Rig | None = None
@@ -149,14 +149,14 @@ class BagRecording(Recording):
     def _open(self) -> None:
         self._check_path()
         self._unpacked = unpacked_copy(self.path) if self.path.is_dir() else None
-        self._source = self._new_source()
-        self._topics = dict(self._source.topics)
-        self._ambiguous = {}
-        try:
+        try:  # a refused bag leaves no decompressed copy behind
+            self._source = self._new_source()
+            self._topics = dict(self._source.topics)
+            self._ambiguous = {}
             self.image_topic = self._choose("camera")
             self.lidar_topic = self._choose("lidar")
             self.camera_info_topic = self._choose("camera_info")
-        except RecordingError:
+        except BaseException:
             self._close()
             raise
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import struct
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "RosbagsSource",
     "Source",
     "Topic",
+    "UnpackedBag",
     "unpacked_copy",
 ]
 
@@ -119,12 +121,58 @@ def _unzstd(src_path: Path, dst_path: Path) -> None:
         raise EOFError("the zstd stream ends early (file cut short)")
 
 
-def unpacked_copy(path: Path) -> TemporaryDirectory[str] | None:
+class UnpackedBag:
+    """One recording's hold on a shared decompressed copy of a file-compressed bag: its
+    folder (:attr:`name`) stays until every holder has called :meth:`cleanup`."""
+
+    def __init__(self, key: tuple[Any, ...], folder: TemporaryDirectory[str]) -> None:
+        self.name = folder.name
+        self._key = key
+        self._folder = folder
+        self._released = False
+
+    def cleanup(self) -> None:
+        """Release this hold (once); the last one removes the folder."""
+        with _UNPACKED_LOCK:
+            if self._released:
+                return
+            self._released = True
+            entry = _UNPACKED.get(self._key)
+            if entry is not None and entry[0] is self._folder:
+                entry[1] -= 1
+                if entry[1] > 0:
+                    return
+                del _UNPACKED[self._key]
+        self._folder.cleanup()
+
+
+_UNPACKED: dict[tuple[Any, ...], list[Any]] = {}
+"""(bag folder, its files' sizes and times) -> [the decompressed copy, recordings holding it]."""
+_UNPACKED_LOCK = threading.Lock()
+
+
+def _unpack_key(path: Path, names: list[str]) -> tuple[Any, ...]:
+    """What identifies one version of a bag folder: its path and its files' sizes and times
+    (a bag recorded again in place is unpacked again)."""
+    stats = []
+    for file in ["metadata.yaml", *names]:
+        try:
+            st = (path / file).stat()
+        except OSError:
+            stats.append((file, -1, -1))
+        else:
+            stats.append((file, st.st_size, st.st_mtime_ns))
+    return (str(path.resolve()), *stats)
+
+
+def unpacked_copy(path: Path) -> UnpackedBag | None:
     """A ROS 2 bag folder compressed in file mode (``compression_mode: file``: each storage
     file zstd-compressed whole, as ``ros2 bag record --compression-mode file`` writes it)
     decompressed once into a temporary folder as an uncompressed bag; ``None`` for any
     other bag. rosbags decompresses such a bag whole on every open, and a BagRecording
     opens a reader per stream and pass (info, rig, camera, lidar: eight for a conversion).
+    Recordings of the same bag open at once (a replay's camera and lidar sources) share
+    one copy, so it costs the bag's uncompressed size on disk once, not once each.
     """
     meta_path = path / "metadata.yaml"
     if not meta_path.is_file():
@@ -136,6 +184,18 @@ def unpacked_copy(path: Path) -> TemporaryDirectory[str] | None:
         names = [Path(str(name)).name for name in meta["relative_file_paths"]]
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return None  # rosbags' reader then says what is wrong with the metadata
+    key = _unpack_key(path, names)
+    with _UNPACKED_LOCK:
+        entry = _UNPACKED.get(key)
+        if entry is None:
+            entry = [_unpack(path, meta, names), 0]
+            _UNPACKED[key] = entry
+        entry[1] += 1
+        return UnpackedBag(key, entry[0])
+
+
+def _unpack(path: Path, meta: dict[str, Any], names: list[str]) -> TemporaryDirectory[str]:
+    """The decompressed copy of the file-compressed bag ``path`` (see :func:`unpacked_copy`)."""
     tmp = TemporaryDirectory(prefix="drivingseg-bag-")
     for name in names:
         try:

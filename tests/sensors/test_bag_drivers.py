@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+import zstandard
 from rosbags.typesys.store import Typestore
 from support.bags import ROS1, ROS2, Entry, header, tf_msg, write_bag
 
@@ -304,3 +305,31 @@ def test_convert_keeps_the_bags_topic_names(tmp_path: Path, compressed: bool) ->
         assert counts == {"/camera/image_raw": N, "/camera/camera_info": N,
                           "/velodyne_points": N, "/tf_static": 1}
         assert converted.rig() is not None
+
+
+def test_recordings_of_one_file_compressed_bag_share_its_decompressed_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay opens the bag once per source (camera, lidar): each decompressed the whole
+    bag into a folder of its own, twice the bag's uncompressed size on disk. The copy is
+    shared and goes with the last recording holding it."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    entries, points = drive_entries(ROS2)
+    path = write_bag(tmp_path / "drive", "sqlite3", entries, mode="file")
+    with BagRecording(path) as camera, BagRecording(path) as lidar:
+        assert len(list(scratch.iterdir())) == 1
+        camera.close()
+        assert len(list(scratch.iterdir())) == 1
+        assert [s.points.shape[0] for s in lidar.lidar_scans()] == [len(p) for p in points]
+        camera.open()
+        camera.close()
+        camera.close()  # a second close releases nothing more
+        assert len(list(scratch.iterdir())) == 1
+    assert list(scratch.iterdir()) == []
+    (packed,) = path.glob("*.zstd")  # the bag recorded again in place: unpacked again
+    packed.write_bytes(zstandard.ZstdCompressor().compress(b"not a database" * 100))
+    with pytest.raises(RecordingError, match=r"drive: cannot read bag: "):
+        open_recording(path)
+    assert list(scratch.iterdir()) == []  # a refused bag leaves no copy behind
