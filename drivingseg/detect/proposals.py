@@ -58,6 +58,9 @@ PLANE_FITS = 3
 MAX_ROAD_SLOPE = 0.2
 """Steepest road plane taken (rise over run in the camera frame, about 11 degrees)."""
 
+PLANE_TRIES = 64
+"""Planes through three road points tried as the start of the fit (:func:`_start_plane`)."""
+
 
 @dataclass(frozen=True)
 class ProposalParams:
@@ -100,13 +103,13 @@ def _ground_points(class_ids: npt.NDArray[np.uint8], lidar: LidarInImage,
                    params: ProposalParams) -> npt.NDArray[np.bool_] | None:
     """Points within ``ground_clearance_m`` of the road plane, or None without a plane.
 
-    The plane ``y = a x + b z + c`` (camera frame, y down) starts level at the median
-    height of the points on road pixels (robust to car pixels the mask calls road) and is
-    refitted ``PLANE_FITS`` times by least squares to the road points within
-    ``PLANE_INLIER_M`` of it. It is used only if it is credible: at least
-    ``MIN_ROAD_POINTS`` inliers and half of the road points each time, below the camera
-    (``c > 0``) and sloped less than ``MAX_ROAD_SLOPE``. None as well when
-    ``road_class`` is None or ``car_class`` (a model whose class 1 is the car).
+    The plane ``y = a x + b z + c`` (camera frame, y down) starts as the one most road
+    points lie on (:func:`_start_plane`: robust to car pixels the mask calls road, and to
+    a camera pitched or rolled on its mount) and is refitted ``PLANE_FITS`` times by least
+    squares to the road points within ``PLANE_INLIER_M`` of it. It is used only if it is
+    credible: at least ``MIN_ROAD_POINTS`` inliers and half of the road points each
+    time, below the camera (``c > 0``) and sloped less than ``MAX_ROAD_SLOPE``. None as
+    well when ``road_class`` is None or ``car_class`` (a model whose class 1 is the car).
     """
     if (params.road_class in (None, params.car_class) or params.ground_clearance_m <= 0
             or len(lidar) == 0):
@@ -116,7 +119,7 @@ def _ground_points(class_ids: npt.NDArray[np.uint8], lidar: LidarInImage,
     if int(on_road.sum()) < MIN_ROAD_POINTS:
         return None
     design = np.c_[xyz[:, 0], xyz[:, 2], np.ones(xyz.shape[0])]
-    coef = np.array([0.0, 0.0, float(np.median(xyz[on_road, 1]))])
+    coef = _start_plane(design[on_road], xyz[on_road, 1])
     for _ in range(PLANE_FITS):
         fit = on_road & (np.abs(design @ coef - xyz[:, 1]) < PLANE_INLIER_M)
         if int(fit.sum()) < max(MIN_ROAD_POINTS, int(on_road.sum()) // 2):
@@ -127,6 +130,24 @@ def _ground_points(class_ids: npt.NDArray[np.uint8], lidar: LidarInImage,
         return None
     height_m = (design @ coef - xyz[:, 1]) / np.sqrt(1.0 + a * a + b * b)
     return np.asarray(np.abs(height_m) < params.ground_clearance_m)
+
+
+def _start_plane(design: npt.NDArray[np.float64], y_m: npt.NDArray[np.float64]
+                 ) -> npt.NDArray[np.float64]:
+    """``(a, b, c)`` of the credible plane (below the camera, sloped less than
+    ``MAX_ROAD_SLOPE``) with the most road points within ``PLANE_INLIER_M``: the level one
+    at their median height, or one through three of them (``PLANE_TRIES``, a fixed seed).
+    A level start alone missed the road of a camera pitched by a few degrees (argoverse
+    frames 4 degrees down: road points run up the image, few near the median height)."""
+    level = np.array([0.0, 0.0, float(np.median(y_m))])
+    picks = np.random.default_rng(0).integers(0, len(y_m), size=(PLANE_TRIES, 3))
+    triples = design[picks]
+    solvable = np.abs(np.linalg.det(triples)) > 1e-9
+    tried = np.linalg.solve(triples[solvable], y_m[picks[solvable]][..., None])[..., 0]
+    credible = (tried[:, 2] > 0) & (np.hypot(tried[:, 0], tried[:, 1]) <= MAX_ROAD_SLOPE)
+    planes = np.vstack([level, tried[credible]])
+    support = (np.abs(design @ planes.T - y_m[:, None]) < PLANE_INLIER_M).sum(axis=0)
+    return np.asarray(planes[int(np.argmax(support))], dtype=np.float64)
 
 
 def _jump(r_a: npt.NDArray[np.float64], r_b: npt.NDArray[np.float64], params: ProposalParams
