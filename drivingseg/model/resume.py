@@ -177,6 +177,17 @@ def keep_previous(out_dir: Path) -> None:
             shutil.copyfile(source, target)
 
 
+def _replace_last(out_dir: Path) -> None:
+    """``last.*`` made whole again as copies of ``previous.*`` (the save resumed from):
+    left a mix, the next save's :func:`keep_previous` took the mix as ``previous.*`` in
+    place of the good save, so a second save cut short could not be resumed at all."""
+    for source, target in zip(_files(out_dir / PREVIOUS), _files(out_dir / "last"),
+                              strict=True):
+        partial = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+
+
 def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             extra: torch.nn.Module | None = None) -> dict[str, Any]:
     """Load ``out_dir/last.*`` into ``model``, ``optimizer`` (and ``extra``) after checking
@@ -195,6 +206,7 @@ def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opt
             raise exc from None
         log.warning("%s; resuming from the save before it, %s.* (epoch %d)", exc,
                     previous, int(info["epoch"]) + 1)
+        _replace_last(cfg.out_dir)
     done = int(info["epoch"]) + 1
     if done >= cfg.epochs:  # else it trained nothing, silently (as a spent time limit did)
         message = (f"resume: the run has already trained {done} epochs, and train.epochs is "

@@ -850,3 +850,37 @@ def test_a_run_killed_between_the_files_of_a_save_resumes_from_the_save_before(
     for name in ("last", "best", "averaged"):
         a, b = (load_checkpoint(c.out_dir / name).model.state_dict() for c in (straight, cfg))
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_save_cut_short_twice_still_resumes(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed in epoch 2's save, resumed from previous.* (epoch 1) and killed again in the
+    same save: the resumed run's keep_previous had taken the broken last.* mix as previous.*,
+    in place of epoch 1's save, so the second cut left nothing to resume from."""
+    import drivingseg.fileio as fileio
+
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=3))
+    real_replace, real_keep = fileio.os.replace, train_module.keep_previous
+    saves: list[int] = []  # last.* files written by each save so far
+
+    def keep(out_dir: Path) -> None:  # a save starts
+        real_keep(out_dir)
+        saves.append(0)
+
+    def killed(src: str, dst: str) -> None:
+        if Path(dst).name in LAST and saves:
+            if len(saves) == 2 and saves[-1] == 1:  # epoch 2's save, after one file
+                raise KeyboardInterrupt
+            saves[-1] += 1
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", killed)
+    monkeypatch.setattr(train_module, "keep_previous", keep)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, show_progress=False)
+    saves[:] = [len(LAST)]  # the resumed run's first save is epoch 2's again: cut it too
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, resume=True, show_progress=False)
+    monkeypatch.undo()
+    assert train(cfg, resume=True, show_progress=False)["steps"] == 3
