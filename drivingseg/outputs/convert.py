@@ -28,11 +28,11 @@ logged, as tools that latch only the first ``/tf_static`` keep the old one.
 
 Messages are written in stamp order (``Recording.messages()``), logged at their stamps.
 If reading fails half way (a corrupt PNG, say) the MCAP written so far is finalised and
-stays valid, then the error propagates. Ctrl-C (SIGINT, when Python's default handler is
-in place in the main thread) is deferred until the current message and its companions are
-written; the file is then finalised and ``KeyboardInterrupt`` is raised. A second Ctrl-C
-raises at once; the writer then ends the file after its last complete chunk (see
-:mod:`drivingseg.outputs.mcap`).
+stays valid, then the error propagates. Ctrl-C (SIGINT) and SIGTERM, when Python's
+default handlers are in place in the main thread, are deferred until the current message
+and its companions are written; the file is then finalised and ``KeyboardInterrupt`` is
+raised (so the caller closes its recording). A second signal raises at once; the writer
+then ends the file after its last complete chunk (see :mod:`drivingseg.outputs.mcap`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -164,29 +165,35 @@ def _limited(
 
 
 class _DeferredInterrupt:
-    """While active, a first SIGINT only sets ``requested``; a second raises at once.
+    """While active, a first SIGINT or SIGTERM only sets ``requested``; a second raises
+    ``KeyboardInterrupt`` at once.
 
-    Installed only in the main thread and only over Python's default handler, so a
-    caller's own SIGINT handling is left alone.
+    Installed only in the main thread and only over Python's default handlers
+    (``default_int_handler``, ``SIG_DFL``), so a caller's own handling is left alone.
+    SIGTERM (``kill``, ``timeout``, a job scheduler) killed the process on the spot: the
+    MCAP was left without its summary and a file-compressed bag's decompressed copy
+    stayed in the temporary folder.
     """
+
+    _DEFAULTS = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
 
     def __init__(self) -> None:
         self.requested = False
-        self._installed = False
+        self._installed: list[tuple[int, Any]] = []
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("interrupted: finishing the current message, then closing the MCAP")
+        log.warning("interrupted (%s): finishing the current message, then closing the MCAP",
+                    signal.Signals(signum).name)
 
     def __enter__(self) -> _DeferredInterrupt:
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            signal.signal(signal.SIGINT, self._handler)
-            self._installed = True
+        if threading.current_thread() is threading.main_thread():
+            for signum, default in self._DEFAULTS:
+                if signal.getsignal(signum) is default:
+                    signal.signal(signum, self._handler)
+                    self._installed.append((signum, default))
         return self
 
     def __exit__(
@@ -195,9 +202,9 @@ class _DeferredInterrupt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            self._installed = False
+        for signum, default in self._installed:
+            signal.signal(signum, default)
+        self._installed = []
 
 
 def convert_to_mcap(
@@ -214,7 +221,7 @@ def convert_to_mcap(
     ``max_frames`` keeps the first N camera frames and the first N lidar scans, and stops
     reading once every stream of ``recording.info()`` has N.
     ``progress`` wraps the message stream (e.g. a progress bar); it sees camera frames
-    and lidar scans in stamp order. On Ctrl-C the file is finalised, then
+    and lidar scans in stamp order. On Ctrl-C or SIGTERM the file is finalised, then
     ``KeyboardInterrupt`` is raised.
     """
     if max_frames is not None and max_frames < 1:

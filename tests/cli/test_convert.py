@@ -401,3 +401,53 @@ def test_cli_refuses_a_missing_camera(
     # Without --camera a lidar-only drive still converts its point clouds.
     assert main(["convert", str(lidar_only), str(out), "--max-frames", "2"]) == 0
     assert "/kitti/velo/pointcloud: 2 messages" in capsys.readouterr().out
+
+
+SIGTERM_IN_ADD_MESSAGE = """
+import signal, sys, tempfile
+from mcap._chunk_builder import ChunkBuilder
+from drivingseg.cli.main import main
+
+tempfile.tempdir = sys.argv[3]
+real_add, calls = ChunkBuilder.add_message, [0]
+
+def add_message(builder, message):
+    calls[0] += 1
+    if calls[0] == 2:
+        signal.raise_signal(signal.SIGTERM)
+    real_add(builder, message)
+
+ChunkBuilder.add_message = add_message
+sys.exit(main(["convert", sys.argv[1], sys.argv[2]]))
+"""
+
+
+def test_sigterm_finalises_the_mcap_and_removes_the_decompressed_bag(tmp_path: Path) -> None:
+    """SIGTERM (kill, timeout, a job scheduler) killed convert on the spot: the MCAP had no
+    summary, and a file-compressed bag's decompressed copy stayed in the temporary folder.
+    It now stops as Ctrl-C does: the current message finished, the file finalised."""
+    import subprocess
+    import sys
+
+    from support.bags import ROS2, header, write_bag
+
+    entries = []
+    for k in range(3):
+        stamp = 1_700_000_000_000_000_000 + k * 100_000_000
+        entries.append(("/camera/image_raw", "sensor_msgs/msg/Image", stamp,
+                        ROS2.types["sensor_msgs/msg/Image"](
+                            header=header(ROS2, stamp, "camera"), height=2, width=3,
+                            encoding="rgb8", is_bigendian=0, step=9,
+                            data=np.zeros(18, np.uint8))))
+    bag = write_bag(tmp_path / "drive", "sqlite3", entries, mode="file")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = tmp_path / "out.mcap"
+    done = subprocess.run([sys.executable, "-c", SIGTERM_IN_ADD_MESSAGE, str(bag), str(out),
+                           str(scratch)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 130, done.stderr
+    assert "interrupted (SIGTERM)" in done.stderr
+    assert list(scratch.iterdir()) == []
+    total, counts = summary_and_decoded(out)
+    assert counts == {"/camera/image_raw": 2} and total == 2  # the image being written
