@@ -73,6 +73,8 @@ class RecordingSource(Node):
     )
     common_parameters: ClassVar[tuple[Param, ...]] = ()
     """None: a source subscribes to nothing, so it takes no ``qos_depth``."""
+    stream_kind: ClassVar[str] = ""
+    """The kind of recording stream this source replays (``camera``, ``lidar``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,6 +83,9 @@ class RecordingSource(Node):
         """Stamp of the last message published (after a loop's shift)."""
         self._window_ns = (0, 0)
         self._period_ns = _DEFAULT_PERIOD_NS
+        self._own_period_ns = _DEFAULT_PERIOD_NS
+        """The period of this source's own stream: its next message is due about that
+        long after the last one (what it holds the other source back to while reading)."""
         self.behind_messages = 0
         """Messages read only after their release time (each moved the clock on)."""
         self.behind_ns = 0
@@ -121,6 +126,8 @@ class RecordingSource(Node):
         rates = [s.rate_hz for s in sensors if s.rate_hz]
         if rates:
             self._period_ns = int(1e9 / max(rates))
+        own = [s.rate_hz for s in sensors if s.rate_hz and s.kind == self.stream_kind]
+        self._own_period_ns = int(1e9 / max(own)) if own else self._period_ns
         start = first + int(self.p["start_s"] * 1e9)
         end = first + int(self.p["end_s"] * 1e9) if self.p["end_s"] else last
         if start > last:
@@ -221,8 +228,8 @@ class RecordingSource(Node):
                 if self.past_the_frames():
                     return
                 hold = rate > 0 and sent_this_pass > 0
-                if hold:  # the next message is due about a period after the last
-                    clock.hold(self.name, offset + int(self._period_ns / rate))
+                if hold:  # the next message is due about a period (its stream's) after the last
+                    clock.hold(self.name, offset + int(self._own_period_ns / rate))
                 try:
                     t0 = time.perf_counter_ns()
                     item = next(it, None)
@@ -275,6 +282,7 @@ class CameraSource(RecordingSource):
         Param("calibration", str, "", "rig file overriding the recording's ('' = recording's)"),
     )
     is_frame_source = True
+    stream_kind = "camera"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -333,6 +341,7 @@ class LidarSource(RecordingSource):
 
     type_name = "lidar_source"
     description = "lidar scans of a recording, paced by their stamps"
+    stream_kind = "lidar"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

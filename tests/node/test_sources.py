@@ -280,3 +280,60 @@ def test_a_lidar_model_on_a_camera_only_recording_is_refused_at_start(
                                           r"the model takes lidar channels, but the recording "
                                           r"has no lidar scans \(/lidar/points\)"):
         graph.setup()
+
+
+def five_hz_camera_mcap(drive: Path, path: Path, frames: int) -> Path:
+    """An MCAP of ``drive`` with its camera at 5 Hz (every other frame, ``frames`` of them)
+    beside its lidar at 10 Hz, each scan stamped 10 ms after its frame (as a Velodyne's
+    are, by a few ms to tens)."""
+    import dataclasses
+
+    from drivingseg.outputs.mcap import Ros2McapWriter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    with KittiRawDrive(drive) as rec, Ros2McapWriter(path) as writer:
+        for i in range(2 * frames - 1):
+            if i % 2 == 0:
+                writer.write_image("/camera", rec.camera(i))
+            scan = rec.lidar(i)
+            writer.write_pointcloud(
+                "/points", dataclasses.replace(scan, stamp_ns=scan.stamp_ns + 10_000_000))
+    return path
+
+
+CAMERA_READ_S = 0.15
+"""Read time of each 5 Hz camera frame: within its own 200 ms period, over the lidar's."""
+
+
+def test_a_reader_within_its_own_period_does_not_hold_the_other_stream_back(
+    kitti_raw_drive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a source reads it holds back what the other source has due after its next
+    message, which it guessed a period of the fastest stream after its last one: a 5 Hz
+    camera reading a frame in 150 ms (on time for its 200 ms period) held the 10 Hz
+    lidar's scan due in between for 50 ms, and the clock moved on by that for every frame:
+    the replay ran ever further behind the recorded rate, without a warning."""
+    bag = five_hz_camera_mcap(kitti_raw_drive, tmp_path / "drive.mcap", 6)
+
+    def slow(self: CameraSource) -> Iterator[Any]:
+        for item in every_frame(self):
+            time.sleep(CAMERA_READ_S)
+            yield item
+
+    every_frame = CameraSource.items
+    monkeypatch.setattr(CameraSource, "items", slow)
+    params = {"input": str(bag), "rate": 1.0}
+    graph = Graph()
+    camera = graph.add(CameraSource, "camera", params)
+    graph.add(LidarSource, "lidar", params)
+    collector = graph.add(Collector, "collector")
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=30)
+
+    images = collector.images
+    assert len(images) == 6 and camera.behind_messages == 0
+    first = images[0]
+    for msg in images:  # released on the recorded schedule, not ever later
+        scheduled_ns = msg.stamp_ns - first.stamp_ns
+        drift_ns = msg.timing.available_ns - first.timing.available_ns - scheduled_ns
+        assert abs(drift_ns) < 25_000_000, (msg.frame.index, drift_ns)
