@@ -146,6 +146,8 @@ class Subscription(Generic[M]):
         self.abandoned = 0
         """Messages left here when the node ended before taking them (a run aborted, or the
         node failed): those it still held, and those offered afterwards."""
+        self.failed_on = 0
+        """Messages taken from here whose callback raised (the node failed on them)."""
         self.lost_as = loss_kind(topic.msg_type)
         """What the messages this queue loses count as (:func:`loss_kind`); a node may set
         it (the latency tracker: a mask it never measures is a frame without a mask)."""
@@ -340,6 +342,7 @@ class Node:
             if sub.lost_as == FRAMES:
                 out[sub.where] = sub.dropped
                 out[f"{sub.where} (left when the node ended)"] = sub.abandoned
+                out[f"{sub.where} (the node failed on it)"] = sub.failed_on
         return out
 
     def losses(self) -> dict[str, dict[str, int]]:
@@ -351,6 +354,7 @@ class Node:
                 kind = out.setdefault(sub.lost_as, {})
                 kind[sub.where] = sub.dropped
                 kind[f"{sub.where} (left when the node ended)"] = sub.abandoned
+                kind[f"{sub.where} (the node failed on it)"] = sub.failed_on
         return out
 
     # ---------------------------------------------------------------- spinning
@@ -381,7 +385,12 @@ class Node:
             if item is None:
                 break
             sub, msg = item
-            sub.callback(msg)
+            try:
+                sub.callback(msg)
+            except BaseException:  # the message is lost with the node: count it there
+                with self.cond:
+                    sub.failed_on += 1
+                raise
         if not self.context.abort.is_set():
             self.on_inputs_closed()
 

@@ -3,6 +3,7 @@ room, closing publishers ends subscribers, parameters are validated by declarati
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -15,9 +16,9 @@ from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.node.graph import Graph
 from drivingseg.node.latency import LatencyTracker
 from drivingseg.node.launch import build_graph, load_launch
-from drivingseg.node.messages import CameraImage, Diagnostics, LidarCloud, Timing
+from drivingseg.node.messages import CameraImage, Diagnostics, FusedInput, LidarCloud, Timing
 from drivingseg.node.params import Param
-from drivingseg.node.processing import SyncNode
+from drivingseg.node.processing import SegmentationNode, SyncNode
 from drivingseg.node.runtime import Node
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
@@ -359,3 +360,35 @@ def test_an_aborted_run_accounts_for_every_frame(
     assert report.masks + report.dropped == report.frames_in, report.drops
     if overflow == "block":  # the queue policy drops nothing: frames were only left behind
         assert all("when the node ended" in where for where in report.drops), report.drops
+
+
+@pytest.mark.parametrize(("rate", "overflow"), [(0.0, "block"), (1.0, "drop_oldest")])
+def test_a_run_stopped_by_a_failing_node_accounts_for_every_frame(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    rate: float, overflow: str,
+) -> None:
+    """The frame a node was handling when it failed (the segmentation's fourth: CUDA out
+    of memory, a frame size the model refuses) was counted nowhere: the summary and
+    latency.json said 3 masks and 0 dropped of 4 frames in."""
+    handled = itertools.count(1)
+    segment = SegmentationNode.on_fused
+
+    def fail_on_the_fourth(self: SegmentationNode, msg: FusedInput) -> None:
+        if next(handled) == 4:
+            raise RuntimeError("CUDA out of memory")
+        segment(self, msg)
+
+    monkeypatch.setattr(SegmentationNode, "on_fused", fail_on_the_fourth)
+    graph = build_graph(load_launch("replay_kitti", {
+        "input": str(kitti_raw_drive), "weights": str(tiny_weights), "rate": rate,
+        "overflow": overflow, "max_frames": 8, "out_dir": str(tmp_path), "record": False,
+        "video": False, "masks": False, "live": False, "status": False}))
+    tracker = next(n for n in graph.nodes if isinstance(n, LatencyTracker))
+    graph.setup()
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        graph.run(handle_signals=False, timeout_s=60)
+
+    report = tracker.report
+    assert report is not None and report.masks == 3
+    assert report.masks + report.dropped == report.frames_in, report.drops
+    assert report.drops["/fused -> segmentation (the node failed on it)"] == 1
