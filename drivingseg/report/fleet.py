@@ -10,13 +10,15 @@ kills its worker too, the task is a failure (never retried again). On Ray every 
 one remote call with ``max_retries=0``: an error or a crashed worker fails that task
 only. Progress is counted in task sizes (frames) through ``progress(iterable, total)``.
 An interrupt (Ctrl-C, or SIGTERM inside :func:`sigterm_interrupts`) terminates the local
-workers at once, and a worker whose parent process is gone exits by itself, so a stopped
-or killed report leaves no worker processes behind.
+workers at once (on Ray it cancels the run's tasks, killing those running, also on an
+instance the caller started), and a worker whose parent process is gone exits by itself,
+so a stopped or killed report leaves no worker processes behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -38,6 +40,8 @@ __all__ = ["FleetResult", "Progress", "TaskFailure", "cpu_count", "describe_exec
 T = TypeVar("T")
 R = TypeVar("R")
 Progress = Callable[[Iterable[int], int], Iterable[int]]
+
+log = logging.getLogger(__name__)
 
 CRASH_MESSAGE = "worker process died while running this task (crashed or was killed)"
 
@@ -254,10 +258,14 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], sizes: Sequence[int], add
         except (ConnectionError, RuntimeError, ValueError) as exc:
             message = f"cannot start or reach Ray at {address!r}: {_one_line(exc)}"
             raise ConfigError(message) from exc
+    pending: list[Any] = []
     try:
         remote = ray.remote(max_retries=0)(fn)
-        refs = {remote.remote(task): i for i, task in enumerate(tasks)}
-        pending = list(refs)
+        refs: dict[Any, int] = {}
+        for i, task in enumerate(tasks):
+            ref = remote.remote(task)
+            refs[ref] = i
+            pending.append(ref)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
@@ -267,9 +275,23 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], sizes: Sequence[int], add
                 except ray.exceptions.RayError as exc:
                     failures[i] = TaskFailure(i, _ray_error(exc))
                 yield sizes[i]
+    except BaseException:  # an interrupt, or the caller closing this generator early
+        _cancel_ray(ray, pending)
+        raise
     finally:
         if started:
             ray.shutdown()
+
+
+def _cancel_ray(ray: Any, refs: Sequence[Any]) -> None:
+    """Cancel the run's unfinished tasks, killing those running: on a Ray instance the
+    caller started (not shut down here) they would otherwise run to their end, holding
+    its CPUs, as local workers are terminated on an interrupt."""
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception as exc:  # finished meanwhile, or Ray is going down
+            log.debug("could not cancel a Ray task: %s", _one_line(exc))
 
 
 def _ray_error(exc: BaseException) -> str:

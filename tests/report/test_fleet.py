@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -14,7 +15,13 @@ from typing import Any
 import pytest
 
 from drivingseg.errors import ConfigError
-from drivingseg.report.fleet import CRASH_MESSAGE, TaskFailure, _check_reachable, run_tasks
+from drivingseg.report.fleet import (
+    CRASH_MESSAGE,
+    TaskFailure,
+    _check_reachable,
+    run_tasks,
+    sigterm_interrupts,
+)
 from drivingseg.report.write import make_report
 
 
@@ -149,3 +156,30 @@ def test_a_stopped_or_killed_run_leaves_no_worker_behind(
         for name in "ab":
             if (tmp_path / name).exists() and _alive(pid := int((tmp_path / name).read_text())):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_an_interrupted_ray_run_cancels_its_tasks(
+        crashy: types.ModuleType, ray_local: Any, tmp_path: Path) -> None:
+    """Stopped on a Ray instance the caller had started (the Python API, a notebook),
+    the run's tasks went on to their end, holding the cluster's CPUs (every chunk of the
+    report, minutes each) so that the next run queued behind them."""
+    paths = [str(tmp_path / n) for n in "abc"]
+
+    def stop_once_two_run() -> None:
+        deadline = time.monotonic() + 120
+        while not all(Path(p).exists() for p in paths[:2]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_once_two_run, daemon=True)
+    stopper.start()
+    with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+        run_tasks(crashy.tell_and_sleep, paths, workers=2, ray="auto")
+    stopper.join()
+    pids = [int(Path(p).read_text()) for p in paths[:2]]
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in pids if _alive(p)]
+    assert not Path(paths[2]).exists()  # the one still waiting never started
+    assert ray_local.is_initialized()  # not ours to shut down
