@@ -114,15 +114,23 @@ def sigterm_interrupts() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C (:func:`sigterm_interrupts`)."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _restore_sigterm(handler: Any) -> None:
+    """Put ``handler`` back as the SIGTERM handler: in the main thread (the only one that
+    may), when it is one Python can set (not None, a handler installed from C)."""
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _call(fn: Callable[[T], R], index: int, task: T) -> R:
@@ -247,6 +255,10 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], sizes: Sequence[int], add
              ) -> Iterator[int]:
     ray = _ray_module()
     started = not ray.is_initialized()
+    # ray.init puts in its own SIGTERM handler (a stack dump, then exit status 1) and
+    # leaves it after ray.shutdown: within sigterm_interrupts SIGTERM must stay an
+    # interrupt, and afterwards the caller's handler must be back.
+    caller_sigterm = signal.getsignal(signal.SIGTERM)
     if started:
         kwargs: dict[str, Any] = {"log_to_driver": False}
         if address == "auto":
@@ -256,8 +268,11 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], sizes: Sequence[int], add
         try:
             ray.init(address=None if address == "auto" else address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            _restore_sigterm(caller_sigterm)
             message = f"cannot start or reach Ray at {address!r}: {_one_line(exc)}"
             raise ConfigError(message) from exc
+        if caller_sigterm is _interrupt:
+            _restore_sigterm(caller_sigterm)
     pending: list[Any] = []
     try:
         remote = ray.remote(max_retries=0)(fn)
@@ -281,6 +296,7 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], sizes: Sequence[int], add
     finally:
         if started:
             ray.shutdown()
+            _restore_sigterm(caller_sigterm)
 
 
 def _cancel_ray(ray: Any, refs: Sequence[Any]) -> None:

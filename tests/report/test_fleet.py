@@ -183,3 +183,42 @@ def test_an_interrupted_ray_run_cancels_its_tasks(
     assert not [p for p in pids if _alive(p)]
     assert not Path(paths[2]).exists()  # the one still waiting never started
     assert ray_local.is_initialized()  # not ours to shut down
+
+
+RAY_STOPPED_SCRIPT = """
+import signal, sys
+from drivingseg.report.fleet import run_tasks, sigterm_interrupts
+import report_crashy
+run_tasks(report_crashy.raise_on_two, [1], workers=1, ray="auto")
+handler = signal.getsignal(signal.SIGTERM)
+assert handler is signal.SIG_DFL, f"SIGTERM handler after the run: {handler!r}"
+try:
+    with sigterm_interrupts():
+        run_tasks(report_crashy.tell_and_sleep, [sys.argv[1] + "/a", sys.argv[1] + "/b"],
+                  workers=2, ray="auto")
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_a_ray_run_keeps_the_callers_sigterm_handling(
+        crashy: types.ModuleType, tmp_path: Path) -> None:
+    """ray.init put in its own SIGTERM handler: a report on Ray that was stopped dumped a
+    C++ stack and exited with status 1 instead of stopping as Ctrl-C does (130), and the
+    handler stayed after the run, replacing the caller's for good."""
+    pytest.importorskip("ray")
+    proc = subprocess.Popen([sys.executable, "-c", RAY_STOPPED_SCRIPT, str(tmp_path)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not all((tmp_path / n).exists() for n in "ab"):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert "SIGTERM received" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
