@@ -198,6 +198,11 @@ class StampPairer:
         """Messages held (masks and detections)."""
         return len(self._masks) + len(self._detections)
 
+    @property
+    def pending_masks(self) -> int:
+        """Masks held waiting for their detections (0 after :meth:`flush`)."""
+        return len(self._masks)
+
     def _emit_until(self, stamp_ns: int, out: list[tuple[Mask, Detections | None]]) -> None:
         """Send every held mask up to ``stamp_ns`` (with its detections when held)."""
         while self._masks and next(iter(self._masks)) <= stamp_ns:

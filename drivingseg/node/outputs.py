@@ -132,6 +132,8 @@ class OverlayOutput(Node):
         super().__init__(*args, **kwargs)
         self.pairer = StampPairer(self.p["max_pending"])
         self.det_sub: Subscription[Detections] | None = None
+        self.left_waiting = 0
+        """Masks held for their detections when the node ended (see deactivate)."""
 
     def subscribe(self, mask_depth: int | None = None, detections_depth: int | None = None,
                   overflow: str | None = None) -> None:
@@ -158,6 +160,18 @@ class OverlayOutput(Node):
     def on_inputs_closed(self) -> None:
         for mask, dets in self.pairer.flush():
             self.show(mask, dets)
+
+    def deactivate(self) -> None:
+        """Count the masks still waiting for their detections when the node ended without
+        flushing (an aborted run, a failure): they never reach the output."""
+        self.left_waiting = self.pairer.pending_masks
+        super().deactivate()
+
+    def losses(self) -> dict[str, dict[str, int]]:
+        out = super().losses()
+        where = f"{self.name}: waiting for its detections when the node ended"
+        out.setdefault(Mask.lost_as, {})[where] = self.left_waiting
+        return out
 
     def overlay_bgr(self, mask: Mask, dets: Detections | None) -> npt.NDArray[np.uint8]:
         """The colourised mask with the boxes drawn on it, BGR for OpenCV."""

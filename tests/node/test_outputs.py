@@ -194,3 +194,20 @@ def test_colourise_gives_the_pixels_of_the_numpy_version_on_a_big_real_frame(
     view, view_ids = image[::2, ::3], ids[::2, ::3]
     assert np.array_equal(outputs.colourise(view, view_ids),
                           _colourise_reference(view, view_ids))
+
+
+def test_masks_the_video_held_for_their_boxes_when_it_ended_are_lost(tmp_path: Path) -> None:
+    """Ended without flushing (a second Ctrl-C, a failure), the video writer left out the
+    masks it held waiting for their detections, and they were reported nowhere, though
+    what every queue held at that moment is reported lost."""
+    graph = Graph()
+    graph.add(MaskAndBoxes, "segmentation")  # detections are published: masks wait
+    video = graph.add(outputs.VideoWriter, "video", {"path": str(tmp_path / "overlay.mp4")})
+    video.setup()
+    for k in range(3):  # their detections have not come yet
+        video.on_mask(mask(k, np.zeros((40, 60), np.uint8)))
+    assert graph.losses() == {}  # still waiting: not lost while the node runs
+    video.deactivate()
+    video.shutdown()
+    assert graph.losses() == {
+        "masks": {"video: waiting for its detections when the node ended": 3}}
