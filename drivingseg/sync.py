@@ -42,8 +42,13 @@ its oldest frame is decided at once with the scans already queued (as
 :meth:`ApproximateTimeSync.flush` does): paired if one is within tolerance, else counted in
 ``dropped_queue_camera`` (and still emitted with ``keep_unmatched``). So every frame in is
 counted once: ``matched + unmatched_camera + dropped_queue_camera + out_of_order_camera``
-equals the frames added. A full lidar queue drops its oldest scan
-(``dropped_queue_lidar``).
+equals the frames added. A full lidar queue drops its oldest scan: counted in
+``dropped_queue_lidar`` (lost: a frame late or stalled) once a camera frame within the
+tolerance of it is queued or comes, in ``unmatched_lidar`` once none can (a lidar that
+starts before the camera, a gap in the camera stream: no frame to pair it with). So every
+scan in is counted once: ``matched + unmatched_lidar + dropped_queue_lidar +
+out_of_order_lidar`` equals the scans added once flushed. Those still open are held as
+stamps, at most :data:`PUSHED_OUT_KEPT` of them (past that the oldest counts as unmatched).
 
 :func:`synchronize` replays two recorded streams merged by stamp. Its queues are unbounded,
 and it tells the synchroniser (:meth:`ApproximateTimeSync.advance`) that nothing earlier
@@ -63,7 +68,7 @@ from typing import Generic, Protocol, TypeVar
 from drivingseg.errors import SyncError
 
 __all__ = [
-    "DEFAULT_TOLERANCE_NS", "LEARNED_PERIOD_FRACTION", "LEARN_AFTER_INTERVALS",
+    "DEFAULT_TOLERANCE_NS", "LEARNED_PERIOD_FRACTION", "LEARN_AFTER_INTERVALS", "PUSHED_OUT_KEPT",
     "ApproximateTimeSync", "SyncStats", "SyncedPair", "synchronize",
 ]
 
@@ -71,6 +76,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE_NS = 50_000_000
 """50 ms: half the period of 10 Hz sensors."""
+
+PUSHED_OUT_KEPT = 1000
+"""Stamps of scans pushed out of a full lidar queue kept until a camera frame tells
+whether they were lost (100 s of a 10 Hz lidar; bounded, so a camera that never starts
+costs no growing memory)."""
 
 LEARN_AFTER_INTERVALS = 2
 """Intervals of a stream seen before its learned period bound is used."""
@@ -175,6 +185,9 @@ class ApproximateTimeSync(Generic[C, L]):
         self.stats = SyncStats()
         self._cameras: deque[C] = deque()
         self._lidars: deque[L] = deque()
+        self._pushed_out: deque[int] = deque()
+        """Stamps of scans pushed out of the full lidar queue, not yet known to be lost (a
+        frame within tolerance of them comes) or unmatched (none can)."""
         self._last_camera_ns: int | None = None
         self._last_lidar_ns: int | None = None
         self._watermark_ns: int | None = None
@@ -222,6 +235,7 @@ class ApproximateTimeSync(Generic[C, L]):
             self._camera_period.observe(frame.stamp_ns - last)
         self._last_camera_ns = frame.stamp_ns
         self._cameras.append(frame)
+        self._settle_pushed_out()
         out = self._drain()
         while self.queue_size is not None and len(self._cameras) > self.queue_size:
             self._decide_head(out, forced=True)
@@ -241,9 +255,28 @@ class ApproximateTimeSync(Generic[C, L]):
         self._lidars.append(scan)
         out = self._drain()
         if self.queue_size is not None and len(self._lidars) > self.queue_size:
-            self._lidars.popleft()
-            self.stats.dropped_queue_lidar += 1
+            self._pushed_out.append(self._lidars.popleft().stamp_ns)
+            if len(self._pushed_out) > PUSHED_OUT_KEPT:
+                self._pushed_out.popleft()
+                self.stats.unmatched_lidar += 1
+            self._settle_pushed_out()
         return out
+
+    def _settle_pushed_out(self) -> None:
+        """Count the scans pushed out of the full lidar queue whose fate is known: lost when
+        a queued camera frame lies within the tolerance of one, unmatched when every frame
+        still to come (stamped after the last one) is too late for it."""
+        tol = self.tolerance_ns
+        last = self._last_camera_ns
+        still_open: deque[int] = deque()
+        for stamp in self._pushed_out:
+            if any(abs(cam.stamp_ns - stamp) <= tol for cam in self._cameras):
+                self.stats.dropped_queue_lidar += 1
+            elif last is not None and stamp + tol <= last:
+                self.stats.unmatched_lidar += 1
+            else:
+                still_open.append(stamp)
+        self._pushed_out = still_open
 
     def _warn_out_of_order(self, stream: str, stamp_ns: int, last_ns: int) -> None:
         """Log the first out-of-order message of ``stream`` (ROS message_filters warns so)."""
@@ -266,8 +299,9 @@ class ApproximateTimeSync(Generic[C, L]):
         out: list[SyncedPair[C, L]] = []
         while self._cameras:
             self._decide_head(out, forced=False, final=True)
-        self.stats.unmatched_lidar += len(self._lidars)
+        self.stats.unmatched_lidar += len(self._lidars) + len(self._pushed_out)
         self._lidars.clear()
+        self._pushed_out.clear()
         return out
 
     def _nearest(self, stamp_ns: int) -> int | None:

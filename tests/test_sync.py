@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivingseg.errors import SyncError
-from drivingseg.sync import ApproximateTimeSync, SyncedPair, SyncStats, synchronize
+from drivingseg.sync import (
+    PUSHED_OUT_KEPT,
+    ApproximateTimeSync,
+    SyncedPair,
+    SyncStats,
+    synchronize,
+)
 
 MS = 1_000_000
 
@@ -141,6 +147,48 @@ def test_queues_stay_bounded_when_one_stream_stalls() -> None:
         sync.add_camera(Msg(i * 100 * MS))
     assert len(sync._cameras) == 4
     assert sync.stats.dropped_queue_camera == 96
+
+
+def test_scans_pushed_out_before_the_camera_starts_are_unmatched_not_lost() -> None:
+    """A lidar that starts 1.5 s before the camera (a bag whose camera driver came up
+    later) overflowed the lidar queue before the first frame: those scans were counted
+    lost ('lidar queue full waiting for camera frames (frames late or stalled)'), though
+    no frame was ever within the tolerance of them."""
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(queue_size=4)
+    pairs = []
+    for i in range(20):
+        pairs += sync.add_lidar(Msg(i * 100 * MS))
+        if i >= 15:
+            pairs += sync.add_camera(Msg(i * 100 * MS))
+    pairs += sync.flush()
+    s = sync.stats
+    assert [p.camera.stamp_ns for p in pairs] == [i * 100 * MS for i in range(15, 20)]
+    assert s.dropped_queue_lidar == 0
+    assert s.matched == 5 and s.unmatched_lidar == 15
+
+
+def test_scans_pushed_out_of_a_camera_that_never_starts_stay_bounded() -> None:
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(queue_size=4)
+    for i in range(PUSHED_OUT_KEPT + 500):
+        sync.add_lidar(Msg(i * 100 * MS))
+    assert len(sync._lidars) == 4 and len(sync._pushed_out) == PUSHED_OUT_KEPT
+    sync.flush()
+    assert sync.stats.unmatched_lidar == PUSHED_OUT_KEPT + 500
+    assert sync.stats.dropped_queue_lidar == 0
+
+
+def test_scans_pushed_out_while_the_camera_stalls_are_lost() -> None:
+    """Frames late (the camera's decoder stalled) find the scans of their stamps pushed
+    out of the full lidar queue: those are lost, and their frames go without a scan."""
+    sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(queue_size=4)
+    pairs = []
+    for i in range(10):
+        pairs += sync.add_lidar(Msg(i * 100 * MS))
+    for i in range(10):
+        pairs += sync.add_camera(Msg(i * 100 * MS))
+    pairs += sync.flush()
+    s = sync.stats
+    assert s.dropped_queue_lidar == 6 and s.matched == 4 and s.unmatched_camera == 6
 
 
 @pytest.mark.parametrize(
@@ -352,6 +400,8 @@ def test_every_frame_in_is_accounted_for(
     s = sync.stats
     assert s.matched + s.unmatched_camera + s.dropped_queue_camera == len(emitted)
     assert len(emitted) + s.out_of_order_camera == len(cam_steps)
+    assert (s.matched + s.unmatched_lidar + s.dropped_queue_lidar + s.out_of_order_lidar
+            == len(lidar_steps))
     assert s.matched == sum(p.lidar is not None for p in emitted)
     assert [p.camera.stamp_ns for p in emitted] == sorted({p.camera.stamp_ns for p in emitted})
 
