@@ -31,9 +31,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -41,6 +39,7 @@ from typing import Any  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import data_root, median_ms  # noqa: E402
 
 from drivingseg.fusion.projection import scale_rig  # noqa: E402
 from drivingseg.model.checkpoint import default_weights  # noqa: E402
@@ -52,23 +51,7 @@ from drivingseg.sensors import open_recording  # noqa: E402
 from drivingseg.sensors.frames import CameraFrame, LidarScan  # noqa: E402
 from drivingseg.sensors.ros_msgs import pointcloud2_to_msg, points_from_pointcloud2  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT, POINTS = 1920, 1200, 240_000
-
-
-def data_root() -> Path:
-    env = os.environ.get("DRIVINGSEG_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def big_frame(image: np.ndarray) -> np.ndarray:

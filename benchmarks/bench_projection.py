@@ -29,28 +29,13 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _common import data_root, median_ms  # noqa: E402
 
 from drivingseg.calibration.kitti import load_kitti_raw_rig  # noqa: E402
 from drivingseg.calibration.types import Rig  # noqa: E402
 from drivingseg.fusion.zbuffer import depth_image  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 LOOP_SUBSET = 20000
-
-
-def data_root() -> Path:
-    env = os.environ.get("DRIVINGSEG_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def python_loop(points: np.ndarray, rig: Rig) -> np.ndarray:

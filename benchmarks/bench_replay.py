@@ -32,14 +32,9 @@ from typing import Any
 
 import numpy as np
 import yaml
+from _common import REPO, data_root
 
-REPO = Path(__file__).resolve().parents[1]
 DRIVE = ("kitti_raw", "2011_09_26", "2011_09_26_drive_0000_sync")
-
-
-def data_root() -> Path:
-    env = os.environ.get("DRIVINGSEG_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 def weights_or_untrained(weights: str, tmp: Path) -> tuple[str, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -23,18 +22,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from _common import data_root
 
 from drivingseg.model.config import TTA_PRESETS
 from drivingseg.model.infer import Segmenter, cpu_has_native_bf16
 from drivingseg.model.tta import TTASegmenter, scoring_segmenter
 
-REPO = Path(__file__).resolve().parents[1]
 FRAME = Path("camvid/train/0006R0_f02400.png")
-
-
-def data_root() -> Path:
-    env = os.environ.get("DRIVINGSEG_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 def seconds_per_frame(seg: Segmenter | TTASegmenter, frame: np.ndarray, runs: int) -> float:

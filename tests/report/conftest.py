@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,18 @@ def synthetic_drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from drivingseg.sensors.synthetic.writer import write_synthetic_drive
 
     return write_synthetic_drive(tmp_path_factory.mktemp("synth"), frames=2, seed=0)
+
+
+@pytest.fixture
+def two_drives(tmp_path: Path, synthetic_drive: Path) -> Path:
+    """A date folder holding two 2-frame drives (both start at frame 0000000000)."""
+    date = tmp_path / synthetic_drive.parent.name
+    date.mkdir()
+    for calib in synthetic_drive.parent.glob("calib_*.txt"):
+        shutil.copy(calib, date)
+    for n in (1, 2):
+        shutil.copytree(synthetic_drive, date / f"{date.name}_drive_000{n}_sync")
+    return date
 
 
 @pytest.fixture(scope="session")

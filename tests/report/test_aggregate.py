@@ -182,17 +182,11 @@ def test_not_road_is_shown_in_the_background_column() -> None:
 
 
 def test_gallery_entries_name_one_frame_of_a_folder_of_drives(tmp_path: Path,
-                                                              synthetic_drive: Path) -> None:
+                                                              two_drives: Path) -> None:
     """Each drive of a date folder has a frame 0000000000: the gallery entry names the
     drive and carries the frame's index and image, as the frames table does; eval names
     the frames alike."""
-    date = tmp_path / synthetic_drive.parent.name
-    date.mkdir()
-    for calib in synthetic_drive.parent.glob("calib_*.txt"):
-        shutil.copy(calib, date)
-    for n in (1, 2):
-        shutil.copytree(synthetic_drive, date / f"{date.name}_drive_000{n}_sync")
-    report = make_report([date], "default", tmp_path / "out", workers=1, gallery=4)
+    report = make_report([two_drives], "default", tmp_path / "out", workers=1, gallery=4)
     rows = {(f["input"], f["index"]): f for f in report["frames"]}
     assert len({f["frame"] for f in report["frames"]}) == 4
     assert len(report["gallery"]) == 4
@@ -200,5 +194,5 @@ def test_gallery_entries_name_one_frame_of_a_folder_of_drives(tmp_path: Path,
         row = rows[(entry["input"], entry["index"])]
         assert (entry["frame"], entry["image"]) == (row["frame"], row["image"])
         assert entry["frame"].split("/")[0] in entry["image"]
-    evaluated = evaluate(date, "default")
+    evaluated = evaluate(two_drives, "default")
     assert [r["frame"] for r in evaluated["per_frame"]] == [f["frame"] for f in report["frames"]]

@@ -105,22 +105,10 @@ def test_empty_image_or_label_is_left_to_its_worker_not_the_whole_fleet(
     assert "0016E5_07961.png" in result.failures[1].error
 
 
-def _two_drives(tmp_path: Path, synthetic_drive: Path) -> Path:
-    """A date folder holding two 2-frame drives (both start at frame 0000000000)."""
-    date = tmp_path / synthetic_drive.parent.name
-    date.mkdir()
-    for calib in synthetic_drive.parent.glob("calib_*.txt"):
-        shutil.copy(calib, date)
-    for n in (1, 2):
-        shutil.copytree(synthetic_drive, date / f"{date.name}_drive_000{n}_sync")
-    return date
-
-
-def test_a_folder_of_several_drives_names_every_frame_once(tmp_path: Path,
-                                                           synthetic_drive: Path) -> None:
+def test_a_folder_of_several_drives_names_every_frame_once(two_drives: Path) -> None:
     """Frame names are unique in an input: a date folder's drives each have a
     0000000000, so the drive is put in front of the file stem."""
-    date = _two_drives(tmp_path, synthetic_drive)
+    date = two_drives
     spec = classify_input(date)
     assert [f.name for f in spec.frames] == [
         f"{date.name}_drive_000{n}_sync/000000000{i}" for n in (1, 2) for i in (0, 1)]
