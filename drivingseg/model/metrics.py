@@ -9,6 +9,11 @@ probability is ``>= t / 255`` (each pixel is counted at the highest threshold it
 so continuous probabilities score as the devkit scores them); MaxF is the best F1 over
 thresholds and AP the PASCAL VOC 11-point average precision, both over all frames'
 pixels together (perspective space).
+
+Inputs are checked, since a mix-up scores silently wrong otherwise: class ids must be whole
+numbers (probabilities passed as predictions truncated to class 0), road labels 0, 1 or
+``ignore_index`` (3-class labels dropped the car pixels, the road's false positives) and
+road probabilities in [0, 1]. Bad input raises :class:`~drivingseg.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from drivingseg.errors import ConfigError
 from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX
 
-__all__ = ["ClassScores", "ConfusionMatrix", "RoadPR", "confusion_matrix"]
+__all__ = ["ClassScores", "ConfusionMatrix", "RoadPR", "confusion_matrix", "mean_iou_of",
+           "scores_of"]
 
 SCORED_CLASSES = ("road", "car")
 
@@ -32,16 +39,33 @@ def confusion_matrix(
     """``cm[t, p]`` = pixels with label ``t`` predicted ``p``; ignored pixels skipped."""
     t_in, p_in = np.asarray(labels), np.asarray(pred)
     if t_in.shape != p_in.shape:  # before ravel: a transposed frame has the same pixel count
-        raise ValueError(f"labels and predictions differ in size: {t_in.shape} vs {p_in.shape}")
-    t = t_in.ravel().astype(np.int64)
-    p = p_in.ravel().astype(np.int64)
+        raise ConfigError(f"labels and predictions differ in size: {t_in.shape} vs {p_in.shape}")
+    t = _class_ids(t_in, "labels")
+    p = _class_ids(p_in, "predictions")
     keep = t != ignore_index
     t, p = t[keep], p[keep]
-    if t.size and (t.max() >= num_classes or p.max() >= num_classes or p.min() < 0):
-        raise ValueError(f"class ids must be in [0, {num_classes}) or {ignore_index}")
+    if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= num_classes):
+        found = sorted({int(v) for v in np.unique(np.r_[t, p]) if not 0 <= v < num_classes})
+        raise ConfigError(f"class ids must be in [0, {num_classes}) or {ignore_index}, "
+                          f"got {found[:5]!r}")
     return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(
         num_classes, num_classes
     ).astype(np.int64)
+
+
+def _class_ids(values: npt.NDArray[Any], what: str) -> npt.NDArray[np.int64]:
+    """``values`` as int64 ids; ConfigError for values that are not whole numbers (a
+    probability map given as predictions would be truncated to class 0)."""
+    if values.dtype.kind not in "biuf":
+        raise ConfigError(f"{what} must be class ids (integers), got dtype {values.dtype}")
+    flat = values.ravel()
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(flat) | (flat != np.floor(flat))
+        if bad.any():
+            message = (f"{what} must be whole class ids, got {flat[bad][0].item()!r} "
+                       f"(dtype {values.dtype}); pass Segmentation.class_ids, not probabilities")
+            raise ConfigError(message)
+    return flat.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -76,7 +100,13 @@ class ConfusionMatrix:
         return cm
 
     def merge(self, other: npt.ArrayLike) -> None:
-        self.matrix += np.asarray(other, dtype=np.int64)
+        """Add another matrix of the same classes (a worker's, a frame's)."""
+        matrix = np.asarray(other)
+        if matrix.shape != self.matrix.shape:
+            message = (f"cannot merge a confusion matrix of shape {matrix.shape!r} into one "
+                       f"of {len(self.classes)} classes {self.classes!r}")
+            raise ConfigError(message)
+        self.matrix += matrix.astype(np.int64)
 
     def scores(self) -> list[ClassScores]:
         return scores_of(self.matrix, self.classes)
@@ -117,12 +147,22 @@ class RoadPR:
         self.neg_hist = np.zeros(self.LEVELS, dtype=np.int64)
 
     def update(self, road_labels: npt.ArrayLike, road_prob: npt.ArrayLike) -> None:
-        """``road_labels``: 1 road, 0 not road, ``IGNORE_INDEX`` don't care."""
+        """``road_labels``: 1 road, 0 not road, ``IGNORE_INDEX`` don't care (3-class labels
+        are refused: map car to 0 first); ``road_prob`` in [0, 1]."""
         lab_in, prob_in = np.asarray(road_labels), np.asarray(road_prob, dtype=np.float64)
         if lab_in.shape != prob_in.shape:
-            raise ValueError(f"road labels and probabilities differ in size: {lab_in.shape} "
-                             f"vs {prob_in.shape}")
+            raise ConfigError(f"road labels and probabilities differ in size: {lab_in.shape} "
+                              f"vs {prob_in.shape}")
         lab, prob = lab_in.ravel(), prob_in.ravel()
+        odd = (lab != 0) & (lab != 1) & (lab != IGNORE_INDEX)
+        if odd.any():
+            message = (f"road labels must be 1 (road), 0 (not road) or {IGNORE_INDEX} (don't "
+                       f"care), got {lab[odd][0].item()!r}; map other classes (car 2) to 0 first")
+            raise ConfigError(message)
+        bad = ~((prob >= -self.SLACK) & (prob <= 1.0 + self.SLACK))  # NaN is bad too
+        if bad.any():
+            message = f"road probabilities must lie in [0, 1], got {prob[bad][0].item()!r}"
+            raise ConfigError(message)
         # level = the highest threshold t / 255 the probability reaches (floor, as the devkit
         # compares prob >= t / 255; rounding called 0.4975 road at 127 / 255 = 0.498). The
         # slack keeps an 8-bit map's k / 255, a hair under k after the product, at level k.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from drivingseg.errors import ConfigError
 from drivingseg.model.metrics import ConfusionMatrix, RoadPR, confusion_matrix
 
 
@@ -51,7 +52,7 @@ def test_confusion_matrix_is_exact_for_large_counts() -> None:
 
 
 def test_confusion_matrix_refuses_out_of_range_ids() -> None:
-    with pytest.raises(ValueError, match="class ids must be in"):
+    with pytest.raises(ConfigError, match="class ids must be in"):
         confusion_matrix(np.array([3]), np.array([0]), 3)
 
 
@@ -77,12 +78,12 @@ def test_kitti_road_maxf_and_ap_by_hand() -> None:
 def test_confusion_matrix_refuses_a_transposed_frame() -> None:
     """Same pixel count, other shape: used to be scored pixel against the wrong pixel."""
     labels = np.zeros((2, 3), dtype=np.uint8)
-    with pytest.raises(ValueError, match=r"differ in size: \(2, 3\) vs \(3, 2\)"):
+    with pytest.raises(ConfigError, match=r"differ in size: \(2, 3\) vs \(3, 2\)"):
         confusion_matrix(labels, np.zeros((3, 2), dtype=np.uint8), 3)
 
 
 def test_kitti_road_refuses_probabilities_of_another_shape() -> None:
-    with pytest.raises(ValueError, match=r"differ in size: \(2, 3\) vs \(3, 2\)"):
+    with pytest.raises(ConfigError, match=r"differ in size: \(2, 3\) vs \(3, 2\)"):
         RoadPR().update(np.ones((2, 3), dtype=np.uint8), np.ones((3, 2)))
 
 
@@ -144,3 +145,37 @@ def test_kitti_road_agrees_with_the_devkit_on_continuous_probabilities() -> None
         pr8.update(np.where(lab_valid, lab_road.astype(np.uint8), np.uint8(255)), p)
     assert pr8.result()["max_f"] == pytest.approx(_devkit_maxf_ap(road, valid, prob8)[0],
                                                   abs=1e-9)
+
+
+def test_confusion_matrix_refuses_probabilities_as_predictions() -> None:
+    """A car-probability map given for the class ids was truncated to class 0 everywhere:
+    a plausible, silently wrong confusion matrix."""
+    labels = np.array([[2, 2], [0, 1]], dtype=np.uint8)
+    with pytest.raises(ConfigError, match=r"predictions must be whole class ids, got 0\.89"):
+        ConfusionMatrix().update(labels, np.array([[0.9, 0.8], [0.1, 0.2]], np.float32))
+    # whole-valued floats are class ids still
+    cm = confusion_matrix(labels, labels.astype(np.float64), 3)
+    assert int(np.trace(cm)) == 4
+
+
+def test_confusion_matrix_bad_ids_are_drivingseg_errors() -> None:
+    """Negative labels crashed in np.bincount ("'list' argument must have no negative
+    elements"); a matrix of other classes in merge failed to broadcast."""
+    with pytest.raises(ConfigError, match=r"class ids must be in \[0, 3\) or 255, got \[-1\]"):
+        confusion_matrix(np.array([-1, 0]), np.array([0, 0]), 3)
+    with pytest.raises(ConfigError, match=r"shape \(2, 2\) into one of 3 classes"):
+        ConfusionMatrix().merge(np.zeros((2, 2), dtype=np.int64))
+
+
+def test_kitti_road_refuses_three_class_labels() -> None:
+    """Labels 0/1/2 (car) passed as they come from ``load_pair``: the car pixels, not road,
+    were silently left out, so road precision was too high."""
+    with pytest.raises(ConfigError, match=r"road labels must be 1 \(road\), 0 .* got 2"):
+        RoadPR().update(np.array([1, 2, 0]), np.array([0.9, 0.8, 0.1]))
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.2, float("nan")])
+def test_kitti_road_refuses_probabilities_outside_0_1(bad: float) -> None:
+    """Logits or 0..255 scores were clipped to the top level; NaN crashed in bincount."""
+    with pytest.raises(ConfigError, match=r"road probabilities must lie in \[0, 1\]"):
+        RoadPR().update(np.array([1, 0]), np.array([0.5, bad]))
