@@ -60,16 +60,17 @@ from __future__ import annotations
 
 import heapq
 import logging
+import numbers
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 from drivingseg.errors import SyncError
 
 __all__ = [
     "DEFAULT_TOLERANCE_NS", "LEARNED_PERIOD_FRACTION", "LEARN_AFTER_INTERVALS", "PUSHED_OUT_KEPT",
-    "ApproximateTimeSync", "SyncStats", "SyncedPair", "synchronize",
+    "ApproximateTimeSync", "Stamped", "SyncStats", "SyncedPair", "synchronize",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,21 +93,26 @@ below the real period; the rest is the jitter margin."""
 
 
 class Stamped(Protocol):
+    """What the synchroniser pairs: any message with an integer ``stamp_ns``."""
+
     @property
     def stamp_ns(self) -> int: ...
 
 
 C = TypeVar("C", bound=Stamped)
 L = TypeVar("L", bound=Stamped)
+LO = TypeVar("LO", bound="Stamped | None", covariant=True)
 
 
 @dataclass(frozen=True)
-class SyncedPair(Generic[C, L]):
+class SyncedPair(Generic[C, LO]):
     """A camera frame and its lidar scan; ``lidar`` is None only for unmatched frames
-    emitted with ``keep_unmatched=True``."""
+    emitted with ``keep_unmatched=True``. Typed so: :func:`synchronize` without
+    ``keep_unmatched`` yields ``SyncedPair[C, L]``, with it (and
+    :class:`ApproximateTimeSync`) ``SyncedPair[C, L | None]``."""
 
     camera: C
-    lidar: L | None
+    lidar: LO
 
     @property
     def offset_ns(self) -> int | None:
@@ -131,12 +137,21 @@ class SyncStats:
         return asdict(self)
 
 
+def _check_ns(name: str, value_ns: object) -> None:
+    """SyncError unless ``value_ns`` is a whole number of nanoseconds >= 0 (a tolerance
+    given in seconds, 0.05, became 0 ns and paired nothing)."""
+    if not (isinstance(value_ns, numbers.Real) and not isinstance(value_ns, bool)
+            and float(value_ns) >= 0 and float(value_ns).is_integer()):
+        message = (f"{name} must be a whole number of nanoseconds >= 0 (50 ms is "
+                   f"50_000_000), got {value_ns!r}")
+        raise SyncError(message)
+
+
 class _Period:
     """Lower bound of one stream's period: given, or learned from its intervals."""
 
     def __init__(self, name: str, given_ns: int, learn: bool) -> None:
-        if given_ns < 0:
-            raise SyncError(f"{name} must be >= 0, got {given_ns!r}")
+        _check_ns(name, given_ns)
         self.given_ns = int(given_ns)
         self.learn = learn
         self.shortest_ns: int | None = None
@@ -171,8 +186,7 @@ class ApproximateTimeSync(Generic[C, L]):
         learn_camera_period: bool = False,
         keep_unmatched: bool = False,
     ) -> None:
-        if tolerance_ns < 0:
-            raise SyncError(f"tolerance_ns must be >= 0, got {tolerance_ns!r}")
+        _check_ns("tolerance_ns", tolerance_ns)
         if queue_size is not None and queue_size < 1:
             raise SyncError(f"queue_size must be >= 1, got {queue_size!r}")
         self.tolerance_ns = int(tolerance_ns)
@@ -224,7 +238,7 @@ class ApproximateTimeSync(Generic[C, L]):
         """The camera period lower bound in use (0: none, wait for the next frame)."""
         return self._camera_period.bound_ns
 
-    def add_camera(self, frame: C) -> list[SyncedPair[C, L]]:
+    def add_camera(self, frame: C) -> list[SyncedPair[C, L | None]]:
         """Queue a camera frame; return the pairs that became final."""
         last = self._last_camera_ns
         if last is not None and frame.stamp_ns <= last:
@@ -242,7 +256,7 @@ class ApproximateTimeSync(Generic[C, L]):
             out += self._drain()
         return out
 
-    def add_lidar(self, scan: L) -> list[SyncedPair[C, L]]:
+    def add_lidar(self, scan: L) -> list[SyncedPair[C, L | None]]:
         """Queue a lidar scan; return the pairs that became final."""
         last = self._last_lidar_ns
         if last is not None and scan.stamp_ns <= last:
@@ -287,16 +301,16 @@ class ApproximateTimeSync(Generic[C, L]):
                         "out_of_order_%s; warned once)", stream, stamp_ns, last_ns,
                         (last_ns - stamp_ns) / 1e9, stream, stream)
 
-    def advance(self, stamp_ns: int) -> list[SyncedPair[C, L]]:
+    def advance(self, stamp_ns: int) -> list[SyncedPair[C, L | None]]:
         """Declare that no message stamped before ``stamp_ns`` is still to come on either
         stream (a replay merged by stamp); return the pairs that became final."""
         if self._watermark_ns is None or stamp_ns > self._watermark_ns:
             self._watermark_ns = stamp_ns
         return self._drain()
 
-    def flush(self) -> list[SyncedPair[C, L]]:
+    def flush(self) -> list[SyncedPair[C, L | None]]:
         """End of streams: decide every queued frame with what has arrived."""
-        out: list[SyncedPair[C, L]] = []
+        out: list[SyncedPair[C, L | None]] = []
         while self._cameras:
             self._decide_head(out, forced=False, final=True)
         self.stats.unmatched_lidar += len(self._lidars) + len(self._pushed_out)
@@ -352,7 +366,7 @@ class ApproximateTimeSync(Generic[C, L]):
                 return False, None
         return True, idx
 
-    def _decide_head(self, out: list[SyncedPair[C, L]], *, forced: bool,
+    def _decide_head(self, out: list[SyncedPair[C, L | None]], *, forced: bool,
                      final: bool = False) -> bool:
         """Decide the oldest queued frame if its choice is final; ``final`` (end of
         streams) or ``forced`` (full queue; unmatched counts as dropped) decide it with what
@@ -387,8 +401,8 @@ class ApproximateTimeSync(Generic[C, L]):
         out.append(SyncedPair(cam, match))
         return True
 
-    def _drain(self) -> list[SyncedPair[C, L]]:
-        out: list[SyncedPair[C, L]] = []
+    def _drain(self) -> list[SyncedPair[C, L | None]]:
+        out: list[SyncedPair[C, L | None]] = []
         while self._cameras and self._decide_head(out, forced=False):
             pass
         if not self._cameras:
@@ -403,6 +417,30 @@ class ApproximateTimeSync(Generic[C, L]):
             self.stats.unmatched_lidar += 1
 
 
+@overload
+def synchronize(
+    cameras: Iterable[C],
+    lidars: Iterable[L],
+    tolerance_ns: int = ...,
+    *,
+    queue_size: int | None = ...,
+    keep_unmatched: Literal[False] = ...,
+    stats: SyncStats | None = ...,
+) -> Iterator[SyncedPair[C, L]]: ...
+
+
+@overload
+def synchronize(
+    cameras: Iterable[C],
+    lidars: Iterable[L],
+    tolerance_ns: int = ...,
+    *,
+    queue_size: int | None = ...,
+    keep_unmatched: bool,
+    stats: SyncStats | None = ...,
+) -> Iterator[SyncedPair[C, L | None]]: ...
+
+
 def synchronize(
     cameras: Iterable[C],
     lidars: Iterable[L],
@@ -411,12 +449,13 @@ def synchronize(
     queue_size: int | None = None,
     keep_unmatched: bool = False,
     stats: SyncStats | None = None,
-) -> Iterator[SyncedPair[C, L]]:
+) -> Iterator[SyncedPair[C, Any]]:
     """Pair two recorded streams lazily, merging them by stamp as a live feed would.
 
     Queues are unbounded by default (``queue_size=None``); the merge's progress decides
     frames, so only those within the tolerance window are held. Pass a ``SyncStats`` to
-    read the counters after the iterator is exhausted.
+    read the counters after the iterator is exhausted. Without ``keep_unmatched`` every
+    pair has its scan, and the type says so (``pair.lidar`` is not Optional).
     """
     sync: ApproximateTimeSync[C, L] = ApproximateTimeSync(
         tolerance_ns, queue_size=queue_size, keep_unmatched=keep_unmatched

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -194,14 +195,35 @@ def test_scans_pushed_out_while_the_camera_stalls_are_lost() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"tolerance_ns": -1}, "tolerance_ns must be >= 0, got -1"),
+        ({"tolerance_ns": -1}, "tolerance_ns must be a whole number of nanoseconds >= 0 .*got -1"),
         ({"queue_size": 0}, "queue_size must be >= 1, got 0"),
-        ({"lidar_min_period_ns": -5}, "lidar_min_period_ns must be >= 0, got -5"),
+        ({"lidar_min_period_ns": -5}, "lidar_min_period_ns must be .* >= 0 .*got -5"),
     ],
 )
-def test_bad_parameters_are_refused(kwargs: dict[str, int], match: str) -> None:
+def test_bad_parameters_are_refused(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(SyncError, match=match):
         ApproximateTimeSync(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["tolerance_ns", "lidar_min_period_ns", "camera_min_period_ns"])
+def test_durations_in_seconds_are_refused(name: str) -> None:
+    """``synchronize(cams, scans, 0.05)`` (seconds) became a 0 ns tolerance: only frames
+    stamped exactly with a scan were paired, the rest silently counted unmatched."""
+    with pytest.raises(SyncError, match=rf"{name} must be a whole number of nanoseconds "
+                                        r">= 0 \(50 ms is 50_000_000\), got 0.05"):
+        ApproximateTimeSync(**{name: 0.05})
+    with pytest.raises(SyncError, match=r"got 0\.05"):
+        list(synchronize([Msg(0)], [Msg(MS)], 0.05))  # type: ignore[arg-type]
+    assert ApproximateTimeSync(**{name: 5e7}).tolerance_ns >= 0  # a whole float is fine
+
+
+def test_synchronize_types_pairs_by_keep_unmatched() -> None:
+    """Without keep_unmatched every pair has a scan (the type says so); with it, an
+    unmatched frame's pair has ``lidar`` None."""
+    matched = list(synchronize([Msg(0), Msg(500 * MS)], [Msg(MS)]))
+    assert [p.lidar.stamp_ns for p in matched] == [MS]
+    kept = list(synchronize([Msg(0), Msg(500 * MS)], [Msg(MS)], keep_unmatched=True))
+    assert [p.lidar for p in kept][1] is None
 
 
 stamps = st.lists(st.integers(min_value=0, max_value=2_000), min_size=0, max_size=40, unique=True)
@@ -211,16 +233,16 @@ NODE_DEFAULTS = {"learn_lidar_period": True, "learn_camera_period": True}
 """How SyncNode builds its synchroniser by default."""
 
 
-def live(c: list[Msg], lid: list[Msg], **kwargs: Any) -> list[SyncedPair[Msg, Msg]]:
+def live(c: list[Msg], lid: list[Msg], **kwargs: Any) -> list[SyncedPair[Msg, Msg | None]]:
     """Feed both streams merged by stamp, as they arrive live; then flush."""
     sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(**kwargs)
-    out: list[SyncedPair[Msg, Msg]] = []
+    out: list[SyncedPair[Msg, Msg | None]] = []
     for m in sorted(c + lid, key=lambda m: (m.stamp_ns, m.name[0] == "l")):
         out += sync.add_camera(m) if m.name[0] == "c" else sync.add_lidar(m)
     return out + sync.flush()
 
 
-def names(pairs: list[SyncedPair[Msg, Msg]]) -> list[tuple[str, str | None]]:
+def names(pairs: Sequence[SyncedPair[Msg, Msg | None]]) -> list[tuple[str, str | None]]:
     return [(p.camera.name, p.lidar.name if p.lidar else None) for p in pairs]
 
 
@@ -301,7 +323,7 @@ def test_a_full_camera_queue_decides_its_oldest_frame_instead_of_dropping_it(
     assert stats.matched + stats.unmatched_camera == len(c)
     sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(
         queue_size=10, keep_unmatched=keep_unmatched)
-    out: list[SyncedPair[Msg, Msg]] = []
+    out: list[SyncedPair[Msg, Msg | None]] = []
     for m in sorted(c + lid, key=lambda m: m.stamp_ns):
         out += sync.add_camera(m) if m.name[0] == "c" else sync.add_lidar(m)
     out += sync.flush()
@@ -328,7 +350,7 @@ def reference(cam_ms: list[int], lidar_ms: list[int], tol_ms: int) -> list[tuple
     return out
 
 
-def stamps_of(pairs: list[SyncedPair[Msg, Msg]]) -> list[tuple[int, int | None]]:
+def stamps_of(pairs: Sequence[SyncedPair[Msg, Msg | None]]) -> list[tuple[int, int | None]]:
     return [(p.camera.stamp_ns // MS, p.lidar.stamp_ns // MS if p.lidar else None)
             for p in pairs]
 
@@ -387,7 +409,7 @@ def test_every_frame_in_is_accounted_for(
     out of order = frames in, and keep_unmatched emits every frame kept."""
     sync: ApproximateTimeSync[Msg, Msg] = ApproximateTimeSync(
         tol_ms * MS, queue_size=queue_size, keep_unmatched=True)
-    emitted: list[SyncedPair[Msg, Msg]] = []
+    emitted: list[SyncedPair[Msg, Msg | None]] = []
     tc = tl = 0
     for i in range(max(len(cam_steps), len(lidar_steps))):
         if i < len(cam_steps):
