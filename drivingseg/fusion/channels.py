@@ -29,7 +29,12 @@ from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.fusion._backend import backend_of
 from drivingseg.fusion.ground import GroundPlane, fit_ground_plane
-from drivingseg.fusion.projection import DEFAULT_MIN_DEPTH_M, scale_rig, visible_points
+from drivingseg.fusion.projection import (
+    DEFAULT_MIN_DEPTH_M,
+    check_rig,
+    scale_rig,
+    visible_points,
+)
 from drivingseg.fusion.zbuffer import zbuffer
 
 __all__ = ["CHANNEL_NAMES", "LidarChannels", "densify_depth", "lidar_channels"]
@@ -142,6 +147,7 @@ def lidar_channels(
     :func:`~drivingseg.fusion.ground.fit_ground_plane` (when that finds no ground, the
     height channel stays 0 and a warning is logged).
     """
+    check_rig(rig)
     w = rig.camera.width if width is None else int(width)
     h = rig.camera.height if height is None else int(height)
     target = scale_rig(rig, w, h)

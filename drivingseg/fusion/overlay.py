@@ -24,6 +24,7 @@ from drivingseg.fusion._backend import backend_of
 from drivingseg.fusion.projection import (
     DEFAULT_MIN_DEPTH_M,
     check_image_size,
+    check_rig,
     visible_points,
 )
 from drivingseg.fusion.zbuffer import zbuffer
@@ -120,6 +121,7 @@ def draw_overlay(
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         message = f"overlay needs an HxWx3 uint8 image, got {image_rgb.shape!r} {image_rgb.dtype}"
         raise ConfigError(message)
+    check_rig(rig)
     check_image_size(rig.camera, image_rgb.shape[1], image_rgb.shape[0], what="camera image")
     if not 0.0 < max_depth_m < math.inf:
         message = f"max_depth_m must be a positive finite number of metres, got {max_depth_m!r}"

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_MIN_DEPTH_M",
     "Projection",
     "check_image_size",
+    "check_rig",
     "project_points",
     "scale_camera",
     "scale_rig",
@@ -79,6 +80,16 @@ class Projection:
         return int(self.index.shape[0])
 
 
+def check_rig(rig: object) -> None:
+    """CalibrationError unless ``rig`` is a :class:`Rig`: a recording without calibration
+    gives ``rig() is None``, which failed as ``'NoneType' object has no attribute 'camera'``
+    deep inside the projection."""
+    if not isinstance(rig, Rig):
+        hint = ("the recording has no calibration (Recording.require_rig() says which one)"
+                if rig is None else "pass the rig (camera and T_cam_velo), not one part of it")
+        raise CalibrationError(f"expected a calibration Rig, got {type(rig).__name__}: {hint}")
+
+
 def check_image_size(camera: CameraModel, width: int, height: int, *, what: str = "image") -> None:
     """Refuse to project onto an image whose size is not the calibrated one."""
     if (int(width), int(height)) != camera.image_size:
@@ -109,6 +120,7 @@ def scale_camera(camera: CameraModel, width: int, height: int) -> CameraModel:
 
 def scale_rig(rig: Rig, width: int, height: int) -> Rig:
     """``rig`` with its camera scaled to ``width`` x ``height`` (see :func:`scale_camera`)."""
+    check_rig(rig)
     if (int(width), int(height)) == rig.camera.image_size:
         return rig
     return replace(rig, camera=scale_camera(rig.camera, width, height))
@@ -271,6 +283,7 @@ def project_points(
     ``image_size`` (width, height), when given, must match the calibration: projecting
     onto an image of another size raises :class:`CalibrationError` naming both.
     """
+    check_rig(rig)
     if image_size is not None:
         check_image_size(rig.camera, image_size[0], image_size[1])
     _check_min_depth(min_depth_m)
@@ -323,7 +336,10 @@ def visible_points(
     small and cache-resident (large temporaries cost more in page faults than in work).
     """
     _check_min_depth(min_depth_m)
+    check_rig(rig)
     be = backend_of(points)
+    if be.name == "numpy":
+        points = np.asarray(points)  # a list, as project_points takes
     if be.name == "torch" or int(points.shape[0]) <= CHUNK_POINTS:
         x, y, z, be = _columns(points)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):

@@ -20,7 +20,12 @@ import numpy.typing as npt
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError
 from drivingseg.fusion._backend import Array, backend_of
-from drivingseg.fusion.projection import DEFAULT_MIN_DEPTH_M, scale_rig, visible_points
+from drivingseg.fusion.projection import (
+    DEFAULT_MIN_DEPTH_M,
+    check_rig,
+    scale_rig,
+    visible_points,
+)
 
 __all__ = ["depth_image", "zbuffer"]
 
@@ -68,6 +73,7 @@ def depth_image(
     are scaled (:func:`~drivingseg.fusion.projection.scale_rig`). Torch input is
     computed on its device; the image is returned as numpy either way.
     """
+    check_rig(rig)
     w = rig.camera.width if width is None else int(width)
     h = rig.camera.height if height is None else int(height)
     target = scale_rig(rig, w, h)

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import ClassVar, TypeVar, cast
 
 from drivingseg.calibration.types import Rig
-from drivingseg.errors import RecordingError
+from drivingseg.errors import CalibrationError, RecordingError
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 __all__ = ["Recording", "RecordingInfo", "StreamInfo"]
@@ -146,6 +146,18 @@ class Recording(ABC):
         """The calibration of camera frame ``index``: the recording's one :meth:`rig`, except
         in formats with a calibration per frame (KITTI object/road folders)."""
         return self.rig()
+
+    def require_rig(self, index: int | None = None) -> Rig:
+        """The calibration (:meth:`rig`, or :meth:`frame_rig` of camera frame ``index``);
+        :class:`CalibrationError` naming the recording when it has none, where fusion
+        would otherwise fail on ``None``. The typed way to get a rig to project with."""
+        self._check_open()
+        rig = self.rig() if index is None else self.frame_rig(index)
+        if rig is None:
+            message = ("the recording has no calibration for its camera; give one with "
+                       "drivingseg.calibration.load_rig_any(PATH)")
+            raise CalibrationError(message, path=self.path)
+        return rig
 
     def require_camera(self) -> None:
         """Raise :class:`RecordingError` when the recording has no camera frames (a node or

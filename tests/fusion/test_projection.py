@@ -284,3 +284,37 @@ def test_bad_min_depth_is_refused(raw_scan: np.ndarray, raw_rig: Rig, min_depth:
         with pytest.raises(ConfigError, match=rf"min_depth_m must be .*got {min_depth!r}"):
             project(raw_scan, raw_rig, min_depth_m=min_depth)
     assert project_points(raw_scan, raw_rig, min_depth_m=0.0).n_visible > 0
+
+
+def test_missing_rig_is_a_calibration_error(raw_scan: np.ndarray, raw_rig: Rig) -> None:
+    """``recording.rig()`` is None without calibration; every fusion entry point failed on
+    it with AttributeError "'NoneType' object has no attribute 'camera'"."""
+    from drivingseg.fusion import depth_image, draw_overlay, lidar_channels
+
+    image = np.zeros((raw_rig.camera.height, raw_rig.camera.width, 3), np.uint8)
+    calls = [
+        lambda rig: project_points(raw_scan, rig),
+        lambda rig: visible_points(raw_scan, rig),
+        lambda rig: scale_rig(rig, 100, 50),
+        lambda rig: lidar_channels(raw_scan, rig),
+        lambda rig: depth_image(raw_scan, rig),
+        lambda rig: draw_overlay(image, raw_scan, rig),
+    ]
+    for call in calls:
+        with pytest.raises(CalibrationError, match="expected a calibration Rig, got NoneType: "
+                                                   "the recording has no calibration"):
+            call(None)
+    with pytest.raises(CalibrationError, match="got CameraModel: pass the rig"):
+        project_points(raw_scan, raw_rig.camera)  # type: ignore[arg-type]
+
+
+def test_visible_points_takes_a_list_as_project_points_does(raw_rig: Rig) -> None:
+    """A list of points: project_points took it, visible_points (and so LidarInImage,
+    lidar_channels) failed with "'list' object has no attribute 'shape'"."""
+    points = [[10.0, 0.0, -1.0], [-10.0, 0.0, 0.0]]
+    idx, rows, cols, _, _ = visible_points(points, raw_rig)
+    proj = project_points(points, raw_rig)
+    np.testing.assert_array_equal(idx, proj.index)
+    np.testing.assert_array_equal(rows, proj.rows)
+    np.testing.assert_array_equal(cols, proj.cols)
+    assert idx.tolist() == [0]
