@@ -7,6 +7,7 @@ the node runtime; :mod:`drivingseg.node.messages` re-exports :class:`Detection`,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,25 @@ class Detection:
     centroid_cam_m: tuple[float, float, float] | None = None
     n_points: int = 0
 
+    def __post_init__(self) -> None:
+        """ConfigError for a box that is not (left, top, right, bottom): an (x, y, w, h)
+        box narrower than its left edge scored as nothing, silently, in box AP."""
+        box = self.box_xyxy_px
+        try:
+            x1, y1, x2, y2 = (float(v) for v in box)
+        except (TypeError, ValueError) as exc:
+            message = (f"Detection box_xyxy_px must be 4 numbers (left, top, right, "
+                       f"bottom), got {box!r}")
+            raise ConfigError(message) from exc
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 < x1 or y2 < y1:
+            message = (f"Detection box_xyxy_px must be finite (left, top, right, bottom) "
+                       f"with right >= left and bottom >= top, got {box!r} (an x, y, "
+                       "width, height box? convert it: (x, y, x + w, y + h))")
+            raise ConfigError(message)
+        if not math.isfinite(self.score):
+            raise ConfigError(f"Detection score must be a finite number, got {self.score!r}")
+        object.__setattr__(self, "box_xyxy_px", (x1, y1, x2, y2))
+
 
 @dataclass(frozen=True, eq=False)
 class LidarInImage:
@@ -61,6 +81,11 @@ class LidarInImage:
 
     def __post_init__(self) -> None:
         n = int(self.rows.shape[0])
+        for name, pixels in (("rows", self.rows), ("cols", self.cols)):
+            if pixels.dtype.kind not in "iu":
+                message = (f"LidarInImage {name} must be integer pixel indices, got dtype "
+                           f"{pixels.dtype} (round the projection: floor(v + 0.5))")
+                raise ConfigError(message)
         shapes = (self.cols.shape, self.range_m.shape, self.xyz_cam_m.shape)
         if shapes != ((n,), (n,), (n, 3)):
             message = (
@@ -87,7 +112,7 @@ class LidarInImage:
         return int(self.rows.shape[0])
 
     @classmethod
-    def from_scan(cls, points: npt.NDArray[np.float32], rig: Rig,
+    def from_scan(cls, points: npt.ArrayLike, rig: Rig,
                   image_size: tuple[int, int] | None = None) -> LidarInImage:
         """Points (N x >=3, lidar frame) that land in ``rig.camera``'s image, or in that
         image resized to ``image_size`` (width, height; the rig is scaled with
