@@ -24,6 +24,10 @@ class CameraFrame:
 
     def __post_init__(self) -> None:
         img = self.image
+        if not isinstance(img, np.ndarray):
+            raise RecordingError(
+                f"camera frame {self.index}: expected an HxWx3 uint8 RGB numpy array, got "
+                f"{type(img).__name__}", path=self.source or None)
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise RecordingError(
                 f"camera frame {self.index}: expected an HxWx3 uint8 RGB image, "
@@ -58,6 +62,10 @@ class LidarScan:
 
     def __post_init__(self) -> None:
         pts = self.points
+        if not isinstance(pts, np.ndarray):
+            raise RecordingError(
+                f"lidar scan {self.index}: expected an Nx4 float32 numpy array (x, y, z, "
+                f"intensity), got {type(pts).__name__}", path=self.source or None)
         if pts.dtype != np.float32 or pts.ndim != 2 or pts.shape[1] != 4:
             raise RecordingError(
                 f"lidar scan {self.index}: expected an Nx4 float32 array (x, y, z, intensity), "

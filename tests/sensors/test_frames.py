@@ -24,3 +24,13 @@ def test_empty_camera_image_is_refused_naming_its_source(shape: tuple[int, int, 
 def test_smallest_camera_image_is_accepted() -> None:
     frame = CameraFrame(0, np.zeros((1, 1, 3), np.uint8))
     assert (frame.height, frame.width) == (1, 1)
+
+
+def test_frames_refuse_what_is_not_an_array() -> None:
+    """A list (or a torch tensor) failed with "'list' object has no attribute 'dtype'"."""
+    from drivingseg.sensors.frames import LidarScan
+
+    with pytest.raises(RecordingError, match=r"x\.bag: camera frame 2: .*numpy array, got list"):
+        CameraFrame(0, [[[0, 0, 0]]], index=2, source="x.bag")  # type: ignore[arg-type]
+    with pytest.raises(RecordingError, match=r"lidar scan -1: .*numpy array .* got tuple"):
+        LidarScan(0, ((0.0, 0.0, 0.0, 0.0),))  # type: ignore[arg-type]
