@@ -3,26 +3,32 @@
 from drivingseg.errors import ModelError
 from drivingseg.model.backends import OnnxSegmenter, make_segmenter
 from drivingseg.model.checkpoint import (
+    Checkpoint,
     default_weights,
     load_checkpoint,
     resolve_weights,
     save_checkpoint,
 )
-from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, InputSpec, ModelConfig
-from drivingseg.model.data import discover, load_pair
+from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, InputSpec, ModelConfig, TTAConfig
+from drivingseg.model.data import LabelledFile, discover, load_pair
+from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.evaluate import evaluate
 from drivingseg.model.export import export_onnx
 from drivingseg.model.infer import RunOptions, Segmentation, Segmenter
-from drivingseg.model.metrics import ConfusionMatrix, RoadPR
+from drivingseg.model.metrics import ClassScores, ConfusionMatrix, RoadPR
 from drivingseg.model.train import train
-from drivingseg.model.train_config import load_train_config
+from drivingseg.model.train_config import TrainConfig, load_train_config
 from drivingseg.model.unet import UNet
 
 __all__ = [
     "CLASS_NAMES",
     "IGNORE_INDEX",
+    "Checkpoint",
+    "ClassScores",
     "ConfusionMatrix",
+    "Ensemble",
     "InputSpec",
+    "LabelledFile",
     "ModelConfig",
     "ModelError",
     "OnnxSegmenter",
@@ -30,6 +36,8 @@ __all__ = [
     "RunOptions",
     "Segmentation",
     "Segmenter",
+    "TTAConfig",
+    "TrainConfig",
     "UNet",
     "default_weights",
     "discover",
