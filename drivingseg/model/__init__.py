@@ -17,7 +17,7 @@ from drivingseg.model.export import export_onnx
 from drivingseg.model.infer import RunOptions, Segmentation, Segmenter
 from drivingseg.model.metrics import ClassScores, ConfusionMatrix, RoadPR
 from drivingseg.model.train import train
-from drivingseg.model.train_config import TrainConfig, load_train_config
+from drivingseg.model.train_config import DataSource, TrainConfig, load_train_config
 from drivingseg.model.unet import UNet
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Checkpoint",
     "ClassScores",
     "ConfusionMatrix",
+    "DataSource",
     "Ensemble",
     "InputSpec",
     "LabelledFile",

@@ -8,12 +8,16 @@ reads back unchanged.
 
 from __future__ import annotations
 
+from drivingseg.sensors.synthetic.boxes import BoxArray
 from drivingseg.sensors.synthetic.drive import CarBox, SyntheticDrive, default_rig_path
+from drivingseg.sensors.synthetic.scene import World
 from drivingseg.sensors.synthetic.writer import drive_folder, write_synthetic_drive
 
 __all__ = [
+    "BoxArray",
     "CarBox",
     "SyntheticDrive",
+    "World",
     "default_rig_path",
     "drive_folder",
     "write_synthetic_drive",
