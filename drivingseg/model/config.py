@@ -8,6 +8,7 @@ every user-caused model problem (bad config, wrong checkpoint, wrong input).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from typing import Any
@@ -145,16 +146,22 @@ class InputSpec:
     std: tuple[float, ...] = field(default=RGB_STD)
 
     def __post_init__(self) -> None:
+        """Check the values and store them as the types say (a list mean, as torchvision
+        writes it, left the frozen spec mutable and unhashable; numpy numbers are taken)."""
         for name, value in (("width", self.width), ("height", self.height)):
-            if not isinstance(value, int) or not 16 <= value <= 4096:
+            if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
+                    or not 16 <= value <= 4096):
                 raise ModelError(f"input {name} must be an integer in [16, 4096], got {value!r}")
+            object.__setattr__(self, name, int(value))
         if len(self.mean) != RGB_CHANNELS or len(self.std) != RGB_CHANNELS:
             message = f"mean and std need 3 values (RGB), got {self.mean!r} and {self.std!r}"
             raise ModelError(message)
-        if not all(isinstance(v, (int, float)) and math.isfinite(v)
-                   for v in (*self.mean, *self.std)):
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                   and math.isfinite(v) for v in (*self.mean, *self.std)):
             message = f"mean and std must be finite numbers, got {self.mean!r} and {self.std!r}"
             raise ModelError(message)
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if min(self.std) <= 0:
             raise ModelError(f"std values must be positive, got {self.std!r}")
 
