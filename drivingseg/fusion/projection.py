@@ -108,9 +108,12 @@ def scale_camera(camera: CameraModel, width: int, height: int) -> CameraModel:
     ``sx * (u + 0.5) - 0.5``; ``K`` and ``P`` are multiplied by that affine map. The
     distortion acts on normalised coordinates and is unchanged.
     """
-    if isinstance(width, bool) or isinstance(height, bool) or min(int(width), int(height)) <= 0:
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+               and float(v).is_integer() and v > 0 for v in (width, height)):
+        # 1242 / 2 x 375 / 2 = 621 x 187.5: intrinsics for 187.5 rows, an image of 187
         message = f"target image size must be positive integers, got {width!r}x{height!r}"
         raise ConfigError(message)
+    width, height = int(width), int(height)
     sx = width / camera.width
     sy = height / camera.height
     S = np.array([[sx, 0.0, (sx - 1.0) / 2.0], [0.0, sy, (sy - 1.0) / 2.0], [0.0, 0.0, 1.0]])
@@ -121,7 +124,7 @@ def scale_camera(camera: CameraModel, width: int, height: int) -> CameraModel:
 def scale_rig(rig: Rig, width: int, height: int) -> Rig:
     """``rig`` with its camera scaled to ``width`` x ``height`` (see :func:`scale_camera`)."""
     check_rig(rig)
-    if (int(width), int(height)) == rig.camera.image_size:
+    if (width, height) == rig.camera.image_size:
         return rig
     return replace(rig, camera=scale_camera(rig.camera, width, height))
 

@@ -318,3 +318,15 @@ def test_visible_points_takes_a_list_as_project_points_does(raw_rig: Rig) -> Non
     np.testing.assert_array_equal(rows, proj.rows)
     np.testing.assert_array_equal(cols, proj.cols)
     assert idx.tolist() == [0]
+
+
+@pytest.mark.parametrize("size", [(621, 187.5), (0, 10), (10, True), (float("nan"), 10)])
+def test_scale_to_a_size_that_is_not_whole_pixels_is_refused(raw_rig: Rig,
+                                                             size: tuple[float, float]) -> None:
+    """Half a KITTI frame, 1242 / 2 x 375 / 2, is 621 x 187.5: the camera got width 621,
+    height 187 and intrinsics scaled for 187.5 rows (half a pixel off at the bottom)."""
+    with pytest.raises(ConfigError, match="target image size must be positive integers"):
+        scale_camera(raw_rig.camera, *size)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="target image size must be positive integers"):
+        scale_rig(raw_rig, *size)  # type: ignore[arg-type]
+    assert scale_camera(raw_rig.camera, 621.0, 187.0).image_size == (621, 187)  # type: ignore[arg-type]
