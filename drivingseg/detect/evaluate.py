@@ -49,12 +49,24 @@ class FrameMatch:
     range_pairs: tuple[tuple[float, float], ...]
 
 
+def _boxes(boxes: npt.ArrayLike, name: str) -> np.ndarray:
+    """``boxes`` as N x 4 float64 (one box of 4 numbers, or none, allowed); ConfigError for
+    any other shape: an N x 3 array reshaped to 4 columns would score other boxes."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return arr.reshape(0, 4)
+    if arr.shape == (4,):
+        return arr.reshape(1, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ConfigError(f"boxes {name} must be N x 4 (x1, y1, x2, y2), got shape {arr.shape!r}")
+    return arr
+
+
 def _overlap(a: npt.ArrayLike, b: npt.ArrayLike
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Intersection areas (N x M) of the boxes of ``a`` (N x 4, xyxy) and ``b`` (M x 4), and
     the areas of each."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    a, b = _boxes(a, "a"), _boxes(b, "b")
     iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
     ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
     inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)

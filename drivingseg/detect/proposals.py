@@ -78,6 +78,12 @@ class ProposalParams:
     ground_clearance_m: float = 0.3
 
     def __post_init__(self) -> None:
+        for name, value in (("car_class", self.car_class), ("road_class", self.road_class)):
+            if value is None and name == "road_class":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+                message = f"{name} must be a class id in 0..255, got {value!r}"
+                raise ConfigError(message)
         if not self.ground_clearance_m >= 0:
             message = f"ground_clearance_m must be 0 or more, got {self.ground_clearance_m!r}"
             raise ConfigError(message)
@@ -290,6 +296,8 @@ def propose_regions(
     projected at the mask's size (:class:`ConfigError` otherwise).
     """
     class_ids = np.asarray(class_ids)
+    if car_prob is not None:
+        car_prob = np.asarray(car_prob, dtype=np.float32)
     _check_inputs(class_ids, car_prob, lidar)
     width = class_ids.shape[1]
     if width > params.max_width_px:

@@ -168,6 +168,8 @@ def check_class_prob(class_prob: int | None, classes: tuple[str, ...]) -> None:
 
 def check_frame(image: npt.NDArray[np.uint8], lidar: object, uses_lidar: bool) -> None:
     """ModelError unless ``image`` is H x W x 3 uint8 and lidar is given iff the model needs it."""
+    if not isinstance(image, np.ndarray):
+        raise ModelError(f"expected an H x W x 3 uint8 numpy image, got {type(image).__name__}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         message = (
             f"expected an H x W x 3 uint8 RGB image, got shape {image.shape!r} dtype "
@@ -228,6 +230,8 @@ class Segmenter:
         self.options.check(self.device)
         self.config, self.spec, self.classes = config, spec, classes
         cuda = self.device.type == "cuda"
+        if fp16 is not None and not isinstance(fp16, bool):
+            raise ModelError(f"fp16 must be True, False or None (auto), got {fp16!r}")
         self.fp16 = cuda if fp16 is None else fp16
         if self.fp16 and self.device.type not in ("cuda", "cpu"):
             message = (f"half precision runs on 'cuda' (float16) or 'cpu' (bfloat16), not on "

@@ -204,3 +204,12 @@ def test_evaluator_rejects_bad_input() -> None:
         ev.add((1,), match_frame([], [], (0.5, 0.7)))
     with pytest.raises(ConfigError, match="distinct values"):
         BoxEvaluator((0.5, 1.5))
+
+
+def test_box_iou_refuses_boxes_that_are_not_four_numbers() -> None:
+    """Four N x 3 rows reshaped to three 4-number boxes scored other boxes silently."""
+    assert box_iou([0, 0, 10, 10], [[0, 0, 10, 10], [0, 0, 5, 10]]).tolist() == [[1.0, 0.5]]
+    assert box_iou([], [[0, 0, 1, 1]]).shape == (0, 1)
+    with pytest.raises(ConfigError, match=r"boxes a must be N x 4 \(x1, y1, x2, y2\), got "
+                                          r"shape \(4, 3\)"):
+        box_iou(np.zeros((4, 3)), [[0, 0, 1, 1]])

@@ -423,3 +423,20 @@ def test_the_road_plane_is_found_under_a_pitched_or_rolled_camera(
     tilted = scene_points(lidar.rows, lidar.cols, *xyz.T, ids.shape)
     dets = sorted(propose_regions(ids, None, tilted), key=lambda d: d.range_m or 0.0)
     assert [round(d.range_m or 0.0) for d in dets] == [7, 13]
+
+
+@pytest.mark.parametrize(("field", "value"), [("car_class", -1), ("car_class", 300),
+                                              ("road_class", 256), ("car_class", True)])
+def test_class_ids_outside_a_mask_are_refused(field: str, value: object) -> None:
+    """car_class -1 or 300 gave no boxes and no error."""
+    with pytest.raises(ConfigError, match=rf"{field} must be a class id in 0\.\.255, got "):
+        ProposalParams(**{field: value})  # type: ignore[arg-type]
+    assert ProposalParams(road_class=None).road_class is None
+
+
+def test_car_probability_may_be_a_list() -> None:
+    ids = np.zeros((12, 12), np.uint8)
+    ids[2:10, 2:10] = 2
+    prob = [[0.75] * 12 for _ in range(12)]  # AttributeError 'list' has no attribute 'shape'
+    (det,) = propose_regions(ids, prob, None)  # type: ignore[arg-type]
+    assert det.box_xyxy_px == (2.0, 2.0, 10.0, 10.0) and det.score == pytest.approx(0.75)

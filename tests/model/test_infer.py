@@ -46,6 +46,10 @@ def test_input_errors(tiny_weights: Path) -> None:
         seg(np.zeros((10, 10, 3), dtype=np.float32))
     with pytest.raises(ModelError, match=r"RGB only; do not pass lidar"):
         seg(np.zeros((10, 10, 3), dtype=np.uint8), np.zeros((4, 10, 10), dtype=np.float32))
+    with pytest.raises(ModelError, match=r"uint8 numpy image, got list"):  # AttributeError
+        seg([[[0, 0, 0]]])  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match=r"fp16 must be True, False or None \(auto\), got 'yes'"):
+        Segmenter(tiny_weights, fp16="yes")  # type: ignore[arg-type]  # was taken as True
     with pytest.raises(ModelError, match=r"RGB image, got an empty one \(0, 10, 3\)"):
         seg(np.zeros((0, 10, 3), dtype=np.uint8))  # was a ZeroDivisionError in input_size
     for bad in (3, -1):  # were an IndexError and the probability of the last class
