@@ -8,7 +8,7 @@ that page in headless Chromium. The report dict is described in ``docs/REPORT.md
 
 from drivingseg.report.aggregate import FORMAT, build_report
 from drivingseg.report.fleet import FleetResult, TaskFailure, run_tasks
-from drivingseg.report.inputs import InputSpec, classify_inputs
+from drivingseg.report.inputs import ReportInput, classify_inputs
 from drivingseg.report.worker import ChunkTask, run_chunk
 from drivingseg.report.write import make_report, write_report
 
@@ -16,7 +16,7 @@ __all__ = [
     "FORMAT",
     "ChunkTask",
     "FleetResult",
-    "InputSpec",
+    "ReportInput",
     "TaskFailure",
     "build_report",
     "classify_inputs",

@@ -18,7 +18,7 @@ import numpy as np
 from drivingseg.model.evaluate import scored_classes
 from drivingseg.model.metrics import RoadPR, mean_iou_of, scores_of
 from drivingseg.report.fleet import FleetResult
-from drivingseg.report.inputs import InputSpec
+from drivingseg.report.inputs import ReportInput
 from drivingseg.report.worker import STAGES, ChunkResult, ChunkTask, FrameResult
 
 __all__ = ["CLASS_ALIASES", "FORMAT", "GalleryPick", "build_report", "class_columns",
@@ -64,7 +64,7 @@ class GalleryPick:
     reason: str
 
 
-def collect(tasks: Sequence[ChunkTask], specs: Sequence[InputSpec],
+def collect(tasks: Sequence[ChunkTask], specs: Sequence[ReportInput],
             fleet: FleetResult[ChunkResult]) -> tuple[list[FrameResult], list[dict[str, Any]]]:
     """Scored frames in (input, frame) order and the failures (frames and whole chunks)."""
     frames: list[FrameResult] = []
@@ -91,7 +91,7 @@ def _per_class(matrix: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
     return {s.name: asdict(s) for s in scores_of(matrix, classes)}
 
 
-def _segmentation(specs: Sequence[InputSpec],
+def _segmentation(specs: Sequence[ReportInput],
                   frames: Sequence[FrameResult]) -> dict[str, Any] | None:
     seg_specs = [s for s in specs if s.segmentation_gt]
     scored = [f for f in frames if f.confusion is not None]
@@ -209,7 +209,7 @@ def pick_gallery(frames: Sequence[FrameResult], k: int) -> list[GalleryPick]:
 
 
 def build_report(
-    specs: Sequence[InputSpec],
+    specs: Sequence[ReportInput],
     frames: Sequence[FrameResult],
     failures: Sequence[dict[str, Any]],
     *,

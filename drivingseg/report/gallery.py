@@ -22,7 +22,7 @@ from drivingseg.model.config import IGNORE_INDEX
 from drivingseg.model.data import LabelledFile, read_labels
 from drivingseg.model.evaluate import ROAD
 from drivingseg.report.aggregate import GalleryPick
-from drivingseg.report.inputs import InputSpec
+from drivingseg.report.inputs import ReportInput
 from drivingseg.sensors.decode import read_image_rgb
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def _shrink(img: Image, nearest: bool) -> Image:
     return np.asarray(small, dtype=np.uint8)
 
 
-def _panels(spec: InputSpec, pick: GalleryPick) -> tuple[tuple[str, Image], ...]:
+def _panels(spec: ReportInput, pick: GalleryPick) -> tuple[tuple[str, Image], ...]:
     frame = pick.frame
     ref = spec.frames[frame.index]
     image = read_image_rgb(frame.image)
@@ -114,7 +114,7 @@ def _panels(spec: InputSpec, pick: GalleryPick) -> tuple[tuple[str, Image], ...]
     return tuple((caption, _shrink(img, nearest)) for caption, img, nearest in panels)
 
 
-def gallery_items(specs: Sequence[InputSpec], picks: Sequence[GalleryPick]) -> list[GalleryItem]:
+def gallery_items(specs: Sequence[ReportInput], picks: Sequence[GalleryPick]) -> list[GalleryItem]:
     """One :class:`~drivingseg.report.html.GalleryItem` per pick, in order."""
     from drivingseg.report.html import GalleryItem
 

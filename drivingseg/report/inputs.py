@@ -30,7 +30,7 @@ from drivingseg.model.data import discover
 from drivingseg.model.evaluate import frame_names
 from drivingseg.sensors.kitti_benchmark import png_size
 
-__all__ = ["FrameRef", "InputSpec", "check_label_sizes", "classify_input", "classify_inputs"]
+__all__ = ["FrameRef", "ReportInput", "check_label_sizes", "classify_input", "classify_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class FrameRef:
 
 
 @dataclass(frozen=True)
-class InputSpec:
+class ReportInput:
     """One classified input and its frames (``limit`` applied)."""
 
     index: int
@@ -91,7 +91,7 @@ def _benchmark_root(path: Path) -> Path:
     return path / "training" if (path / "training").is_dir() else path
 
 
-def _kitti_object(index: int, path: Path, root: Path) -> InputSpec:
+def _kitti_object(index: int, path: Path, root: Path) -> ReportInput:
     """A KITTI object folder: image_2/ + label_2/ (+ velodyne/, calib/)."""
     images = sorted(p for p in (root / "image_2").glob("*.png") if p.is_file())
     if not images:
@@ -110,7 +110,7 @@ def _kitti_object(index: int, path: Path, root: Path) -> InputSpec:
             calib=str(calib / f"{img.stem}.txt") if calib.is_dir() else None,
             calib_kind="object" if calib.is_dir() else None,
         ))
-    return InputSpec(index, str(path), "kitti_object", tuple(frames), segmentation_gt=False,
+    return ReportInput(index, str(path), "kitti_object", tuple(frames), segmentation_gt=False,
                      box_gt=True, lidar=has_lidar)
 
 
@@ -130,7 +130,7 @@ def _lidar_of(image: Path, layout: str) -> tuple[str | None, str | None, str | N
     return None, None, None
 
 
-def _labelled(index: int, path: Path) -> InputSpec | None:
+def _labelled(index: int, path: Path) -> ReportInput | None:
     try:
         files = discover(path)
     except RecordingError as exc:
@@ -148,17 +148,17 @@ def _labelled(index: int, path: Path) -> InputSpec | None:
     has_lidar = bool(frames) and all(fr.lidar is not None for fr in frames)
     if not has_lidar:
         frames = [replace(fr, lidar=None, calib=None, calib_kind=None) for fr in frames]
-    return InputSpec(index, str(path), kind, tuple(frames), segmentation_gt=True, box_gt=False,
+    return ReportInput(index, str(path), kind, tuple(frames), segmentation_gt=True, box_gt=False,
                      lidar=has_lidar)
 
 
 def classify_input(path: str | os.PathLike[str], index: int = 0, *,
-                   limit: int | None = None) -> InputSpec:
+                   limit: int | None = None) -> ReportInput:
     """Classify ``path`` and list its frames (the first ``limit``); refuse it without GT."""
     p = Path(path)
     if not p.exists():
         raise RecordingError("no such file or folder", path=p)
-    spec: InputSpec | None = None
+    spec: ReportInput | None = None
     if p.is_dir():
         root = _benchmark_root(p)
         if (root / "image_2").is_dir() and (root / "label_2").is_dir():
@@ -177,7 +177,7 @@ def classify_input(path: str | os.PathLike[str], index: int = 0, *,
 
 
 def classify_inputs(paths: Sequence[str | os.PathLike[str]], *,
-                    limit: int | None = None) -> list[InputSpec]:
+                    limit: int | None = None) -> list[ReportInput]:
     """Classify every input (in order) before any work starts; the first bad one raises."""
     if not paths:
         raise RecordingError("no inputs given")
@@ -195,7 +195,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     return int(img.shape[1]), int(img.shape[0])
 
 
-def check_label_sizes(spec: InputSpec) -> None:
+def check_label_sizes(spec: ReportInput) -> None:
     """RecordingError naming the first label image whose size is not its image's.
 
     A frame whose image or label header cannot be read (an empty or cut-off file) is left

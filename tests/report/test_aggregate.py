@@ -21,7 +21,7 @@ from drivingseg.report.aggregate import (
     pick_gallery,
 )
 from drivingseg.report.fleet import FleetResult, TaskFailure
-from drivingseg.report.inputs import FrameRef, InputSpec
+from drivingseg.report.inputs import FrameRef, ReportInput
 from drivingseg.report.worker import STAGES, ChunkResult, ChunkTask, FrameResult
 from drivingseg.report.write import make_report
 
@@ -105,7 +105,7 @@ def _frame(inp: int, index: int, mean_iou: float | None) -> FrameResult:
 
 
 def test_collect_orders_frames_and_lists_lost_chunks() -> None:
-    specs = [InputSpec(i, f"in{i}", "camvid", tuple(FrameRef(j, f"f{i}_{j}", "x.png")
+    specs = [ReportInput(i, f"in{i}", "camvid", tuple(FrameRef(j, f"f{i}_{j}", "x.png")
                                                     for j in range(4)), True, False, False)
              for i in range(2)]
     tasks = [ChunkTask(i, "camvid", specs[i].frames[j:j + 2], "w") for i in range(2)
@@ -159,8 +159,8 @@ def _box_frame(index: int, proposals: int, scored: int) -> FrameResult:
 def test_detection_counts_proposals_beside_scored_detections() -> None:
     """``n_det`` (kept after the don't-care and small-box drops) was the only count, so the
     frames' ``n_detections`` (every proposal) summed to a number shown nowhere."""
-    specs = [InputSpec(0, "cv", "camvid", (FrameRef(0, "c0", "c.png"),), True, False, False),
-             InputSpec(1, "ko", "kitti_object", tuple(FrameRef(j, f"b{j}", "b.png")
+    specs = [ReportInput(0, "cv", "camvid", (FrameRef(0, "c0", "c.png"),), True, False, False),
+             ReportInput(1, "ko", "kitti_object", tuple(FrameRef(j, f"b{j}", "b.png")
                                                       for j in range(2)), False, True, True)]
     camvid = FrameResult(0, 0, "c0", "c.png", {"read": 1.0}, b"",
                          detections=(Detection("car", 0.5, (0.0, 0.0, 9.0, 9.0)),))

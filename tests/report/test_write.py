@@ -16,7 +16,7 @@ import pytest
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.report.aggregate import build_report
 from drivingseg.report.fleet import Progress
-from drivingseg.report.inputs import FrameRef, InputSpec
+from drivingseg.report.inputs import FrameRef, ReportInput
 from drivingseg.report.worker import FrameResult
 from drivingseg.report.write import REPORT_FILES, make_report, write_report
 
@@ -24,7 +24,7 @@ CLASSES = ("background", "road", "car")
 
 
 def _report(road_tp: int) -> dict[str, object]:
-    spec = InputSpec(0, "in0", "camvid", (FrameRef(0, "f0", "f0.png"),), True, False, False)
+    spec = ReportInput(0, "in0", "camvid", (FrameRef(0, "f0", "f0.png"),), True, False, False)
     cm = np.array([[5, 1, 0], [1, road_tp, 0], [0, 0, 0]], dtype=np.int64)
     frame = FrameResult(0, 0, "f0", "f0.png", {"read": 1.0}, b"", confusion=cm,
                         iou={"road": 0.5}, mean_iou=0.5, pixel_accuracy=0.9)
