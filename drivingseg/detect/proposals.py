@@ -5,7 +5,7 @@ out (:func:`_ground_points`: within ``ground_clearance_m`` of a plane fitted to 
 on road pixels): where the mask spills onto the road, the road's range runs on from a near
 car to the car behind and joined them (KITTI raw frame 0: a car at 6.6 m and the lorry at
 13.7 m behind it were one 552-pixel box at 12.9 m; on argoverse_kitti 79 -> 67 proposals,
-box AP@0.5 19.9 -> 20.7 %, AP@0.7 6.4 -> 5.0 %: three frames). The other points on a blob
+box AP@0.5 19.9 -> 25.9 %, AP@0.7 6.4 -> 5.0 %: three frames, so noisy). The other points on a blob
 are clustered by range: a step of more than ``depth_jump_m`` (and more than 15 % of the
 nearer range) separates two objects. ``split="sorted"`` cuts the blob's sorted ranges at
 each such gap; that fails on real street scenes, where a queue of cars makes one blob whose
