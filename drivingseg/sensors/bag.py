@@ -38,6 +38,7 @@ from drivingseg.sensors.bag_sources import (
     Source,
     Topic,
     UnpackedBag,
+    mark_lidar_images,
     unpacked_copy,
 )
 from drivingseg.sensors.bag_tf import TfLookup, TfTree
@@ -55,7 +56,7 @@ __all__ = ["TOPIC_KINDS", "BagRecording"]
 
 log = logging.getLogger(__name__)
 
-_SENSOR_KINDS = ("camera", "lidar", "camera_info")
+_SENSOR_KINDS = ("camera", "lidar", "camera_info", "lidar_image")
 
 
 def _camera_info_of(image_topic: str) -> str:
@@ -70,7 +71,9 @@ class BagRecording(Recording):
     Without ``image_topic`` / ``lidar_topic`` the single topic of the matching type is
     used (Image or CompressedImage; PointCloud2); a bag with several must be told which
     before its frames (or scans, or rig) are read: :meth:`info` works on any bag. A bag
-    without camera (or lidar) topic yields no camera frames (or scans).
+    without camera (or lidar) topic yields no camera frames (or scans). An image topic in
+    a PointCloud2 topic's frame (an Ouster's range or signal image) is the lidar's image,
+    never chosen as the camera unless named.
     """
 
     format = "rosbag"
@@ -151,7 +154,8 @@ class BagRecording(Recording):
         self._unpacked = unpacked_copy(self.path) if self.path.is_dir() else None
         try:  # a refused bag leaves no decompressed copy behind
             self._source = self._new_source()
-            self._topics = dict(self._source.topics)
+            self._topics = mark_lidar_images(self._source, dict(self._source.topics),
+                                             self.path)
             self._ambiguous = {}
             self.image_topic = self._choose("camera")
             self.lidar_topic = self._choose("lidar")
@@ -191,7 +195,7 @@ class BagRecording(Recording):
                     f"{kind} topic {wanted!r} is not in the bag; topics: {self._topic_list()}"
                 )
                 raise RecordingError(message, path=self.path)
-            if topic.kind != kind:
+            if topic.kind != kind and (kind, topic.kind) != ("camera", "lidar_image"):
                 what = ("a depth image (compressedDepth), not a camera picture"
                         if topic.kind == "depth" else f"not a {kind} type")
                 message = f"{kind} topic {wanted!r} carries {topic.msgtype!r}, {what}"
@@ -241,10 +245,13 @@ class BagRecording(Recording):
         self._check_chosen("camera")
         if self.image_topic is None:
             empty = sorted(t.name for t in self._topics.values() if t.kind == "camera")
+            lidar = sorted(t.name for t in self._topics.values() if t.kind == "lidar_image")
             message = (
                 f"no image topic with messages in the bag ({empty!r} have none); "
                 f"topics: {self._topic_list()}" if empty
-                else f"no image topic in the bag; topics: {self._topic_list()}"
+                else f"no camera in the bag: its image topics {lidar!r} are in its lidar's "
+                "frame, the lidar's own images (name one with --image-topic to read it)"
+                if lidar else f"no image topic in the bag; topics: {self._topic_list()}"
             )
             raise RecordingError(message, path=self.path)
         if self._topics[self.image_topic].count == 0:
@@ -263,7 +270,7 @@ class BagRecording(Recording):
     def _read_messages(self, topic: str) -> Generator[tuple[int, Any], None, None]:
         meta = self._topics[topic]
         watch = None
-        if meta.kind in ("camera", "lidar"):  # zero, far and repeated stamps: warned once
+        if meta.kind in ("camera", "lidar", "lidar_image"):  # bad stamps: warned once
             watch = self._watches.setdefault(topic, StampWatch(self._source_name(topic)))
         source = self._new_source()
         prev: int | None = None

@@ -11,8 +11,9 @@ import sqlite3
 import struct
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
+from contextlib import closing
+from dataclasses import dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "Source",
     "Topic",
     "UnpackedBag",
+    "mark_lidar_images",
     "unpacked_copy",
 ]
 
@@ -96,13 +98,18 @@ class Topic:
     name: str
     msgtype: str
     count: int
+    lidar_frame: str = ""
+    """An image topic in a PointCloud2 topic's frame: that frame (else '')."""
 
     @property
     def kind(self) -> str:
         """``TOPIC_KINDS`` of its type; a ``.../compressedDepth`` topic (image_transport's
-        depth codec, as RGB-D cameras publish beside their colour image) is ``depth``."""
+        depth codec, as RGB-D cameras publish beside their colour image) is ``depth``, an
+        image topic in a lidar's frame (:func:`mark_lidar_images`) ``lidar_image``."""
         if self.name.endswith("/compressedDepth"):
             return "depth"
+        if self.lidar_frame:
+            return "lidar_image"
         return TOPIC_KINDS.get(self.msgtype, "other")
 
 
@@ -225,7 +232,7 @@ class RosbagsSource:
             for name, info in self._reader.topics.items()
         }
 
-    def raw_messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
+    def raw_messages(self, topics: set[str]) -> Generator[tuple[str, int, bytes], None, None]:
         conns = [c for c in self._reader.connections if c.topic in topics]
         if not conns:
             return
@@ -358,7 +365,7 @@ class McapStreamSource:
                     log.warning("%s: MCAP file ends early or is damaged after %d records "
                                 "(%r); reading what comes before", self.path, n_records, exc)
 
-    def raw_messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
+    def raw_messages(self, topics: set[str]) -> Generator[tuple[str, int, bytes], None, None]:
         for topic, _, log_ns, raw in self._records(warn=False):
             if topic in topics:
                 yield topic, log_ns, raw
@@ -371,3 +378,32 @@ class McapStreamSource:
 
 
 Source = RosbagsSource | McapStreamSource
+
+
+def _first_frame(source: Source, topic: Topic) -> str:
+    """The header frame of ``topic``'s first message, without a leading ``/`` ('' if none)."""
+    with closing(source.raw_messages({topic.name})) as raws:
+        for _, _, raw in raws:
+            return str(source.deserialize(raw, topic.msgtype).header.frame_id).lstrip("/")
+    return ""
+
+
+def mark_lidar_images(source: Source, topics: dict[str, Topic], path: Path) -> dict[str, Topic]:
+    """``topics`` with every image topic whose header frame is a PointCloud2 topic's marked
+    as a lidar image (:attr:`Topic.lidar_frame`): ouster-ros publishes its range, signal,
+    reflectivity and near-IR images in the lidar's frame, and they are no camera to choose.
+    Reads the first message of each image and cloud topic, only when the bag has both."""
+    images = [t for t in topics.values() if t.kind == "camera" and t.count > 0]
+    clouds = [t for t in topics.values() if t.kind == "lidar" and t.count > 0]
+    if not images or not clouds:
+        return topics
+    marked = dict(topics)
+    try:
+        lidar_frames = {_first_frame(source, t) for t in clouds} - {""}
+        for image in images:
+            frame = _first_frame(source, image)
+            if frame in lidar_frames:
+                marked[image.name] = replace(image, lidar_frame=frame)
+    except ROSBAGS_ERRORS as exc:
+        raise RecordingError(f"cannot read the frames of its topics: {exc}", path=path) from exc
+    return marked

@@ -43,7 +43,7 @@ NUMPY = {2: "u1", 4: "u2", 6: "u4", 7: "f4"}
 
 
 def cloud(ts: Typestore, k: int, layout: tuple[int, list[tuple[str, int, int]]],
-          big_endian: bool = False) -> tuple[Any, np.ndarray]:
+          big_endian: bool = False, frame: str = "velodyne") -> tuple[Any, np.ndarray]:
     """An organized 2 x 3 cloud with a NaN point (no return), and its finite x y z i rows."""
     step, fields = layout
     order = ">" if big_endian else "<"
@@ -59,7 +59,7 @@ def cloud(ts: Typestore, k: int, layout: tuple[int, list[tuple[str, int, int]]],
     rec["ring"] = [0, 0, 0, 1, 1, 1]
     pf = ts.types["sensor_msgs/msg/PointField"]
     msg = ts.types["sensor_msgs/msg/PointCloud2"](
-        header=header(ts, T0 + k * STEP_NS + 1_000, "velodyne"), height=2, width=3,
+        header=header(ts, T0 + k * STEP_NS + 1_000, frame), height=2, width=3,
         fields=[pf(name=n, offset=o, datatype=d, count=1) for n, o, d in fields],
         is_bigendian=big_endian, point_step=step, row_step=3 * step,
         data=rec.view(np.uint8).reshape(-1), is_dense=False)
@@ -333,3 +333,86 @@ def test_recordings_of_one_file_compressed_bag_share_its_decompressed_copy(
     with pytest.raises(RecordingError, match=r"drive: cannot read bag: "):
         open_recording(path)
     assert list(scratch.iterdir()) == []  # a refused bag leaves no copy behind
+
+
+OUSTER_IMAGES = ("/ouster/nearir_image", "/ouster/range_image", "/ouster/reflec_image",
+                 "/ouster/signal_image")
+
+
+def ouster_entries(ts: Typestore, image_frame: str) -> list[Entry]:
+    """ouster-ros: /ouster/points (frame os_sensor) and its four mono16 images, 2 x 3 like
+    the cloud, in ``image_frame`` (os_sensor; ROS 1 drivers may write '/os_sensor')."""
+    entries: list[Entry] = []
+    for k in range(N):
+        stamp = T0 + k * STEP_NS + 1_000
+        entries.append(("/ouster/points", "sensor_msgs/msg/PointCloud2", stamp + 100,
+                        cloud(ts, k, OUSTER, frame="os_sensor")[0]))
+        for topic in OUSTER_IMAGES:
+            pixels = RNG.integers(0, 65536, size=6, dtype=np.uint16)
+            entries.append((topic, "sensor_msgs/msg/Image", stamp + 200,
+                            ts.types["sensor_msgs/msg/Image"](
+                                header=header(ts, stamp, image_frame), height=2, width=3,
+                                encoding="mono16", is_bigendian=0, step=6,
+                                data=pixels.view(np.uint8).copy())))
+    return entries
+
+
+@pytest.mark.parametrize(("kind", "image_frame"), [("ros1", "/os_sensor"),
+                                                   ("sqlite3", "os_sensor"),
+                                                   ("mcap", "os_sensor")])
+def test_an_ouster_only_bag_reads_as_lidar_only(
+    tmp_path: Path, kind: str, image_frame: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ouster-ros's range, signal, reflectivity and near-IR images are in the lidar's frame:
+    they made 'several camera topics', so info, convert and the rig refused an Ouster-only
+    bag. They are the lidar's images: listed by info as such, never chosen as the camera."""
+    ts = ROS1 if kind == "ros1" else ROS2
+    path = write_bag(tmp_path / ("os.bag" if kind == "ros1" else "os"), kind,
+                     ouster_entries(ts, image_frame))
+    with open_recording(path) as bag:
+        assert isinstance(bag, BagRecording)
+        assert (bag.image_topic, bag.lidar_topic) == (None, "/ouster/points")
+        assert bag.ambiguous_topics == {}
+        assert bag.rig() is None
+        assert len(list(bag.lidar_scans())) == N and list(bag.camera_frames()) == []
+        with pytest.raises(RecordingError, match=r"no camera in the bag: its image topics "
+                                                 r"\['/ouster/nearir_image', .*lidar's own"):
+            bag.require_camera()
+    assert main(["info", "--json", str(path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["rig"] == "none (no CameraInfo or lidar topic)"
+    kinds = {s["name"]: (s["kind"], s["count"]) for s in shown["streams"]}
+    assert kinds == {"/ouster/points": ("lidar", N),
+                     **{topic: ("lidar_image", N) for topic in OUSTER_IMAGES}}
+    out = tmp_path / "out.mcap"
+    assert main(["convert", str(path), str(out)]) == 0
+    with open_recording(out) as converted:
+        assert {s.name: s.count for s in converted.info().streams} == {"/ouster/points": N}
+    with BagRecording(path, image_topic="/ouster/signal_image") as bag:  # named: read
+        assert [f.image.shape for f in bag.camera_frames()] == [(2, 3, 3)] * N
+
+
+@pytest.mark.parametrize("kind", ["ros1", "sqlite3", "mcap"])
+def test_a_camera_without_camera_info_beside_ouster_images_is_chosen(
+    tmp_path: Path, kind: str
+) -> None:
+    """One camera recorded without its CameraInfo beside an Ouster: five image topics and
+    no CameraInfo to tell the camera, so none was chosen."""
+    ts = ROS1 if kind == "ros1" else ROS2
+    camera = [e for e in camera_entries(ts, "/camera/image_raw", compressed=False)
+              if e[0] == "/camera/image_raw"]
+    path = write_bag(tmp_path / ("drive.bag" if kind == "ros1" else "drive"), kind,
+                     camera + ouster_entries(ts, "os_sensor"))
+    with open_recording(path) as bag:
+        assert (bag.image_topic, bag.lidar_topic) == ("/camera/image_raw", "/ouster/points")
+        assert bag.ambiguous_topics == {}
+        bag.require_camera()
+        for frame, image in zip(bag.camera_frames(), IMAGES, strict=True):
+            np.testing.assert_array_equal(frame.image, image)
+        kinds = {s.name: s.kind for s in bag.info().streams}
+    assert kinds["/camera/image_raw"] == "camera" and kinds["/ouster/range_image"] == "lidar_image"
+    out = tmp_path / "out.mcap"
+    assert main(["convert", str(path), str(out)]) == 0
+    with open_recording(out) as converted:
+        assert {s.name: s.count for s in converted.info().streams} == {
+            "/camera/image_raw": N, "/ouster/points": N}
