@@ -42,6 +42,7 @@ from drivingseg.sensors.bag_sources import (
     unpacked_copy,
 )
 from drivingseg.sensors.bag_tf import TfLookup, TfTree
+from drivingseg.sensors.bag_topics import pick_among
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
 from drivingseg.sensors.checks import SizeWatch, StampWatch
 from drivingseg.sensors.frames import CameraFrame, LidarScan
@@ -57,12 +58,6 @@ __all__ = ["TOPIC_KINDS", "BagRecording"]
 log = logging.getLogger(__name__)
 
 _SENSOR_KINDS = ("camera", "lidar", "camera_info", "lidar_image")
-
-
-def _camera_info_of(image_topic: str) -> str:
-    """Where ROS puts an image topic's CameraInfo: ``camera_info`` in its namespace
-    (``/cam/image_raw`` and ``/cam/image_raw/compressed`` -> ``/cam/camera_info``)."""
-    return image_topic.removesuffix("/compressed").rsplit("/", 1)[0] + "/camera_info"
 
 
 class BagRecording(Recording):
@@ -203,22 +198,11 @@ class BagRecording(Recording):
             return wanted
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
-        if kind == "camera_info" and self.image_topic is not None:
-            sibling = _camera_info_of(self.image_topic)
-            if sibling in candidates:
-                return sibling
-        if kind == "camera":  # the one camera with a CameraInfo beside it (a mask has none)
-            infos = {t.name for t in self._topics.values()
-                     if t.kind == "camera_info" and t.count > 0}
-            cameras = [name for name in candidates if _camera_info_of(name) in infos]
-            # one image recorded raw and as image_transport's .../compressed: the raw one
-            raw = {name.removesuffix("/compressed") for name in cameras or candidates}
-            if len(cameras) == 1 or (len(raw) == 1 and raw <= set(candidates)):
-                chosen = cameras[0] if len(cameras) == 1 else raw.pop()
-                log.info("%s: image topic %r chosen of %r: the only one with a CameraInfo "
-                         "beside it, or the raw one of its compressed twin", self.path, chosen,
-                         sorted(candidates))
-                return chosen
+        infos = {t.name for t in self._topics.values() if t.kind == "camera_info" and t.count > 0}
+        chosen = pick_among(kind, candidates, infos, self.image_topic)
+        if chosen is not None:
+            log.info("%s: %s topic %r chosen of %r", self.path, kind, chosen, sorted(candidates))
+            return chosen
         option = {"camera": "image_topic", "lidar": "lidar_topic"}.get(kind, "camera_info_topic")
         self._ambiguous[kind] = (
             f"several {kind} topics {sorted(candidates)!r}; choose one with "
