@@ -1,9 +1,11 @@
 """The ROS 2 MCAP recorder node: each mask with its image, CameraInfo, overlay, boxes and
 diagnostics, logged at the sensor stamp.
 
-Per mask it writes the input image (``sensor_msgs/Image`` rgb8), the mask
-(``sensor_msgs/Image`` mono8 holding class ids 0/1/2), a colourised overlay
-(``sensor_msgs/CompressedImage`` jpeg), the tracker's ``/diagnostics``
+Per mask it writes the input image (``sensor_msgs/Image`` rgb8, or with ``image_format``
+``sensor_msgs/CompressedImage`` jpeg/png: at 1920 x 1200 the chunk compression of the
+7 MB rgb8 image is the recorder's largest cost), the mask (``sensor_msgs/Image`` mono8
+holding class ids 0/1/2), a colourised overlay (``sensor_msgs/CompressedImage`` jpeg, or
+png with ``overlay_format``), the tracker's ``/diagnostics``
 (``diagnostic_msgs/DiagnosticArray``) and the proposals' boxes
 (``foxglove_msgs/ImageAnnotations`` on ``/segmentation/detections``: Foxglove's Image panel
 draws them over the image or overlay), so Foxglove shows them in step; the rig's
@@ -30,12 +32,7 @@ from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node
 from drivingseg.outputs.mcap import BoxAnnotation, Ros2McapWriter
 from drivingseg.sensors.frames import CameraFrame
-from drivingseg.sensors.ros_msgs import (
-    compressed_image_to_msg,
-    header,
-    image_to_msg,
-    pointcloud2_to_msg,
-)
+from drivingseg.sensors.ros_msgs import header, image_to_msg, pointcloud2_to_msg
 
 __all__ = ["McapRecorder"]
 
@@ -62,8 +59,13 @@ class McapRecorder(Node):
                    "(Foxglove opens it)")
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("path", str, "", "MCAP file to write"),
-        Param("image", bool, True, "record the input image (rgb8)"),
-        Param("overlay", bool, True, "record the colourised overlay (jpeg)"),
+        Param("image", bool, True, "record the input image"),
+        Param("image_format", str, "raw", "input image as sensor_msgs/Image rgb8 (raw) or as "
+              "sensor_msgs/CompressedImage (jpeg at jpeg_quality, or lossless png): far "
+              "cheaper to record at 1920 x 1200", choices=("raw", "jpeg", "png")),
+        Param("overlay", bool, True, "record the colourised overlay (CompressedImage)"),
+        Param("overlay_format", str, "jpeg", "overlay's CompressedImage format (jpeg at "
+              "jpeg_quality, or lossless png)", choices=("jpeg", "png")),
         Param("image_topic", str, "/camera/image", "MCAP topic of the input image"),
         Param("mask_topic", str, "/segmentation/mask", "MCAP topic of the mask"),
         Param("overlay_topic", str, "/segmentation/overlay/compressed",
@@ -83,8 +85,8 @@ class McapRecorder(Node):
         Param("lidar_topic", str, "/lidar/points", "MCAP topic of the lidar scans"),
         Param("frame_id", str, "", "header frame_id of images and CameraInfo ('' = the rig's "
               "camera frame; 'camera' for frames without a rig)"),
-        Param("jpeg_quality", int, 85, "overlay JPEG quality (OpenCV's scale)", "level", min=1,
-              max=100),
+        Param("jpeg_quality", int, 85, "JPEG quality of the overlay and of an image_format "
+              "jpeg image (OpenCV's scale)", "level", min=1, max=100),
         Param("compression", str, "zstd", "chunk compression", choices=("zstd", "lz4", "none")),
         Param("chunk_kb", int, 1024, "chunk size: a hard kill loses at most the open chunk",
               "KiB", min=1, max=1 << 20),
@@ -155,9 +157,12 @@ class McapRecorder(Node):
         frame_id = self.p["frame_id"] or (camera.frame_id if camera is not None else "camera")
         frame = msg.frame if msg.frame.stamp_ns == stamp else CameraFrame(
             stamp, msg.frame.image, msg.frame.frame_id, msg.frame.index, msg.frame.source)
-        if self.p["image"]:
+        if self.p["image"] and self.p["image_format"] == "raw":
             w.write(self.p["image_topic"], image_to_msg(frame, w.typestore, frame_id=frame_id),
                     "sensor_msgs/msg/Image", stamp)
+        elif self.p["image"]:
+            w.write_compressed_image(self.p["image_topic"], frame, fmt=self.p["image_format"],
+                                     jpeg_quality=self.p["jpeg_quality"], frame_id=frame_id)
         if camera is not None and self.p["camera_info_topic"]:
             if camera.frame_id != frame_id:  # the images' frame, so that viewers pair them
                 camera = dataclasses.replace(camera, frame_id=frame_id)
@@ -178,9 +183,8 @@ class McapRecorder(Node):
         w.write(self.p["mask_topic"], mask, "sensor_msgs/msg/Image", stamp)
         if self.p["overlay"]:
             over = CameraFrame(stamp, colourise(frame.image, ids), frame.frame_id, frame.index)
-            msg_c = compressed_image_to_msg(over, w.typestore, fmt="jpeg",
-                                            jpeg_quality=self.p["jpeg_quality"], frame_id=frame_id)
-            w.write(self.p["overlay_topic"], msg_c, "sensor_msgs/msg/CompressedImage", stamp)
+            w.write_compressed_image(self.p["overlay_topic"], over, fmt=self.p["overlay_format"],
+                                     jpeg_quality=self.p["jpeg_quality"], frame_id=frame_id)
 
     def _write_tf(self, T_cam_velo: RigidTransform, frame_id: str, stamp_ns: int) -> None:
         """``T_cam_velo`` (parent: the images' frame) unless it is the one last written."""
