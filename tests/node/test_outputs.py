@@ -211,3 +211,25 @@ def test_masks_the_video_held_for_their_boxes_when_it_ended_are_lost(tmp_path: P
     video.shutdown()
     assert graph.losses() == {
         "masks": {"video: waiting for its detections when the node ended": 3}}
+
+
+def test_recorder_writes_png_image_and_overlay_when_asked(tmp_path: Path) -> None:
+    """``image_format``/``overlay_format`` png: both are lossless CompressedImage png."""
+    from drivingseg.sensors.open import open_recording
+
+    path = tmp_path / "masks.mcap"
+    recorder = Graph().add(McapRecorder, "recorder", {
+        "path": str(path), "image_format": "png", "overlay_format": "png",
+        "detections": False})
+    recorder.setup()
+    recorder.ready()
+    ids = np.array([[0, 1, 2, 1]], np.uint8)
+    msg = mask(5, ids)
+    image = np.arange(12, dtype=np.uint8).reshape(1, 4, 3)
+    recorder.on_mask(Mask(CameraFrame(5, image), ids, msg.classes, msg.timing, 0))
+    recorder.shutdown()
+    with open_recording(path, image_topic="/camera/image") as bag:
+        assert np.array_equal(next(iter(bag.camera_frames())).image, image)
+    with open_recording(path, image_topic="/segmentation/overlay/compressed") as bag:
+        overlay = next(iter(bag.camera_frames())).image
+        assert np.array_equal(overlay, outputs.colourise(image, ids))
