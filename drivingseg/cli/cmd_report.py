@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from drivingseg.model.config import tta_preset
-    from drivingseg.report.fleet import sigterm_interrupts
     from drivingseg.report.write import REPORT_FILES, make_report
+    from drivingseg.signals import sigterm_interrupts
 
     with sigterm_interrupts():  # SIGTERM stops the workers and keeps an earlier report
         report = make_report(args.inputs, args.weights, args.out, workers=args.workers,

@@ -33,6 +33,7 @@ from multiprocessing.queues import SimpleQueue
 from typing import Any, Generic, TypeVar
 
 from drivingseg.errors import ConfigError
+from drivingseg.signals import raise_interrupt, restore_sigterm, sigterm_interrupts
 
 __all__ = ["FleetResult", "Progress", "TaskFailure", "cpu_count", "describe_executor", "run_tasks",
            "sigterm_interrupts"]
@@ -104,33 +105,6 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
         with contextlib.suppress(OSError):
             proc.terminate()
-
-
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt as Ctrl-C does, so a report that
-    is stopped (``kill``, ``timeout``, a job scheduler) stops its workers and leaves an
-    earlier report in place; outside the main thread it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM as Ctrl-C (:func:`sigterm_interrupts`)."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _restore_sigterm(handler: Any) -> None:
-    """Put ``handler`` back as the SIGTERM handler: in the main thread (the only one that
-    may), when it is one Python can set (not None, a handler installed from C)."""
-    if handler is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
 
 
 def _call(fn: Callable[[T], R], index: int, task: T) -> R:
@@ -268,11 +242,11 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], sizes: Sequence[int], add
         try:
             ray.init(address=None if address == "auto" else address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            _restore_sigterm(caller_sigterm)
+            restore_sigterm(caller_sigterm)
             message = f"cannot start or reach Ray at {address!r}: {_one_line(exc)}"
             raise ConfigError(message) from exc
-        if caller_sigterm is _interrupt:
-            _restore_sigterm(caller_sigterm)
+        if caller_sigterm is raise_interrupt:
+            restore_sigterm(caller_sigterm)
     pending: list[Any] = []
     try:
         remote = ray.remote(max_retries=0)(fn)
@@ -296,7 +270,7 @@ def _run_ray(fn: Callable[[T], R], tasks: Sequence[T], sizes: Sequence[int], add
     finally:
         if started:
             ray.shutdown()
-            _restore_sigterm(caller_sigterm)
+            restore_sigterm(caller_sigterm)
 
 
 def _cancel_ray(ray: Any, refs: Sequence[Any]) -> None:

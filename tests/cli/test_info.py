@@ -79,3 +79,45 @@ def test_unknown_folder_lists_accepted_formats(
 def test_debug_shows_the_exception(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match="no such file or folder"):
         main(["--debug", "info", str(tmp_path / "nope")])
+
+
+SIGTERM_IN_INFO = """
+import signal, sys, tempfile
+from drivingseg.cli.main import main
+from drivingseg.sensors.bag import BagRecording
+
+tempfile.tempdir = sys.argv[2]
+real_info = BagRecording.info
+
+def info(self):
+    signal.raise_signal(signal.SIGTERM)
+    return real_info(self)
+
+BagRecording.info = info
+sys.exit(main(["info", sys.argv[1]]))
+"""
+
+
+def test_sigterm_during_info_removes_the_decompressed_bag(tmp_path: Path) -> None:
+    """SIGTERM killed ``info`` on the spot, leaving a file-compressed bag's decompressed
+    copy in the temporary folder; it now stops as Ctrl-C does (status 130) and closes the
+    recording."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from support.bags import ROS2, header, write_bag
+
+    stamp = 1_700_000_000_000_000_000
+    image = ROS2.types["sensor_msgs/msg/Image"](
+        header=header(ROS2, stamp, "camera"), height=2, width=3, encoding="rgb8",
+        is_bigendian=0, step=9, data=np.zeros(18, np.uint8))
+    bag = write_bag(tmp_path / "drive", "sqlite3",
+                    [("/camera/image_raw", "sensor_msgs/msg/Image", stamp, image)], mode="file")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    done = subprocess.run([sys.executable, "-c", SIGTERM_IN_INFO, str(bag), str(scratch)],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 130, done.stderr
+    assert list(scratch.iterdir()) == []
