@@ -21,12 +21,18 @@ def data_root() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    """Median milliseconds of ``runs`` calls of ``fn`` after one warm-up call."""
-    fn()
+def median_s(call: Callable[[], object], runs: int, warmup: int = 1) -> float:
+    """Median seconds of ``runs`` calls of ``call`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        call()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        fn()
+        call()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return statistics.median(times)
+
+
+def median_ms(call: Callable[[], object], runs: int) -> float:
+    """Median milliseconds of ``runs`` calls of ``call`` after one warm-up call."""
+    return 1e3 * median_s(call, runs)

@@ -30,7 +30,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from _common import REPO, median_s  # benchmarks/_common.py
 
 from drivingseg.errors import ModelError
 from drivingseg.fileio import write_text_atomic
@@ -50,7 +50,6 @@ from drivingseg.model.config import InputSpec
 from drivingseg.model.export import onnx_bytes
 from drivingseg.model.infer import RunOptions, Segmenter, fuse_batch_norm, input_size
 
-REPO = Path(__file__).resolve().parents[1]
 FRAME = Path("kitti_raw/2011_09_26/2011_09_26_drive_0000_sync/image_02/data/0000000000.png")
 KITTI_FULL = (1242, 375)
 
@@ -69,17 +68,6 @@ class Row:
 def full_frame_runs(runs: int) -> int:
     """Timed calls at the full KITTI frame size, the slowest (every other size: ``runs``)."""
     return max(3, runs // 2)
-
-
-def median_s(call: Callable[[], object], runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def torch_segmenter(weights: str, width: int, height: int, device: str, fp16: bool,
