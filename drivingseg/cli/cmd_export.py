@@ -1,15 +1,26 @@
-"""``drivingseg export --weights W --onnx OUT [--fp16] [--height H --width W | --dynamic]``.
+"""``drivingseg export --weights W --onnx OUT [--fp16] [--height H --width W | --dynamic]
+[--check [--check-input INPUT]]``.
 
 Writes an ONNX model (uint8 N x H x W x 3 RGB in, normalisation inside the graph, logits
 out) with the classes, normalisation, input size and model config in its metadata; see
 :mod:`drivingseg.model.export`. The segmentation node runs it with ``backend: onnxruntime``.
+``--check`` compares the graph's logits with the checkpoint's torch model on frames of a
+recording before anything is written: a graph that fails it leaves no file.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+from typing import TYPE_CHECKING
 
-__all__ = ["add_parser", "run"]
+if TYPE_CHECKING:
+    from drivingseg.model.export import CheckFrame
+
+__all__ = ["CHECK_FRAMES", "add_parser", "run"]
+
+CHECK_FRAMES = 2
+"""Frames of ``--check-input`` (its first ones) that ``--check`` runs."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,30 +39,56 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     size.add_argument("--height", type=int, help="fixed input height (default: checkpoint's)")
     p.add_argument("--width", type=int, help="fixed input width (default: checkpoint's)")
     p.add_argument("--check", action="store_true",
-                   help="check the file with onnx.checker and run it once in onnxruntime")
+                   help="before writing: onnx.checker, then onnxruntime against the torch "
+                   "model on frames of --check-input (every class's logits within tolerance, "
+                   "no file written otherwise)")
+    p.add_argument("--check-input", default="synthetic", metavar="INPUT",
+                   help="recording whose first frames --check runs (default: the built-in "
+                   "synthetic drive; e.g. a KITTI raw drive)")
     p.set_defaults(func=run)
+
+
+def _check_frames(path: str, uses_lidar: bool) -> list[CheckFrame]:
+    """The first :data:`CHECK_FRAMES` frames of ``path`` (with their lidar channels, 4 x H x W,
+    for an RGB + lidar model); ConfigError when it has none."""
+    from drivingseg.errors import ConfigError
+    from drivingseg.sensors.open import open_recording
+
+    with open_recording(path) as rec:
+        if not uses_lidar:
+            frames: list[CheckFrame] = [
+                (f.image, None) for f in itertools.islice(rec.camera_frames(), CHECK_FRAMES)]
+        else:
+            from drivingseg.fusion.channels import lidar_channels
+            from drivingseg.sync import synchronize
+
+            rig = rec.require_rig()
+            pairs = itertools.islice(synchronize(rec.camera_frames(), rec.lidar_scans()),
+                                     CHECK_FRAMES)
+            frames = [(pair.camera.image,
+                       lidar_channels(pair.lidar.points, rig, width=pair.camera.image.shape[1],
+                                      height=pair.camera.image.shape[0]).stack())
+                      for pair in pairs]
+    if not frames:
+        what = "camera and lidar pairs" if uses_lidar else "camera frames"
+        raise ConfigError(f"--check-input {path!r} has no {what} to check the export on")
+    return frames
 
 
 def run(args: argparse.Namespace) -> int:
     from drivingseg.errors import ConfigError
-    from drivingseg.model.export import export_onnx
+    from drivingseg.model.checkpoint import load_checkpoint
+    from drivingseg.model.export import check_export, onnx_bytes, write_onnx
 
     if args.dynamic and args.width is not None:
         raise ConfigError("give either --height/--width or --dynamic, not both")
-    out = export_onnx(args.weights, args.onnx, height=args.height, width=args.width,
-                      dynamic=args.dynamic, fp16=args.fp16)
+    ckpt = load_checkpoint(args.weights)
+    data = onnx_bytes(ckpt, height=args.height, width=args.width, dynamic=args.dynamic,
+                      fp16=args.fp16)
     if args.check:
-        import numpy as np
-        import onnx
-
-        from drivingseg.model.backends import OnnxSegmenter
-        from drivingseg.model.config import LIDAR_CHANNELS
-
-        onnx.checker.check_model(str(out), full_check=True)
-        seg = OnnxSegmenter(out)
-        height, width = seg.spec.height, seg.spec.width
-        lidar = (np.zeros((height, width, LIDAR_CHANNELS), dtype=np.float32)
-                 if seg.config.uses_lidar else None)  # an RGB + lidar model takes both
-        seg(np.zeros((height, width, 3), dtype=np.uint8), lidar)
+        frames = _check_frames(args.check_input, ckpt.config.uses_lidar)
+        result = check_export(data, ckpt, frames, args.onnx)
+        print(f"check: {result.summary()}")
+    out = write_onnx(data, args.onnx)
     print(f"wrote {out}")
     return 0

@@ -8,6 +8,10 @@ batch norms folded, and crops back: ``logits`` N x classes x H x W float32. Mode
 lidar input take a second input ``lidar``: N x 4 x H x W float32 (depth_m, height_m,
 intensity, valid). ``fp16`` runs the network in float16 (inputs and outputs stay as above).
 
+:func:`check_export` runs an exported graph in onnxruntime on given frames and compares
+its logits, every class plane, with the checkpoint's own float32 torch model (``drivingseg
+export --check`` does so before it writes the file).
+
 The exporter is torch's TorchScript-based one (``dynamo=False``): the dynamo exporter needs
 ``onnxscript``, which drivingseg does not depend on. The file's ``metadata_props`` carry what
 a runtime needs (:data:`METADATA_KEYS`); :func:`read_metadata` reads them back.
@@ -21,10 +25,14 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 from torch.nn import functional
@@ -39,14 +47,18 @@ from drivingseg.model.infer import fuse_batch_norm
 from drivingseg.model.unet import UNet
 
 __all__ = [
+    "CHECK_TOLERANCES",
     "INPUT_LAYOUT",
     "METADATA_KEYS",
     "OPSET",
+    "ExportCheck",
     "ExportedMetadata",
     "NormalisedUNet",
+    "check_export",
     "export_onnx",
     "onnx_bytes",
     "read_metadata",
+    "write_onnx",
 ]
 
 log = logging.getLogger(__name__)
@@ -184,6 +196,11 @@ def export_onnx(
     """Export a checkpoint (``'default'``, a path or a loaded one) to ``out`` atomically."""
     ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
     data = onnx_bytes(ckpt, height=height, width=width, dynamic=dynamic, fp16=fp16)
+    return write_onnx(data, out)
+
+
+def write_onnx(data: bytes, out: str | os.PathLike[str]) -> Path:
+    """Write serialised ONNX ``data`` to ``out`` atomically (a temp file, then a rename)."""
     target = Path(out)
     write_atomic(target, lambda p: p.write_bytes(data), error=ModelError, what="ONNX model")
     log.info("exported %s (%d bytes)", target, len(data))
@@ -230,3 +247,109 @@ def read_metadata(meta: dict[str, str], source: str = "") -> ExportedMetadata:
     return ExportedMetadata(config, spec, classes, dynamic,
                             bool(_field(meta, "fp16", source)),
                             meta.get("drivingseg_version", ""))
+
+
+CHECK_TOLERANCES = {False: (1e-3, 1e-4), True: (5e-2, 1e-2)}
+"""(absolute, relative to the largest reference logit) tolerance of :func:`check_export` on
+any logit, by ``fp16``: float32 graphs differ from torch by ~2e-5 on the shipped models,
+float16 ones by ~0.04 (logits up to ~18)."""
+
+CheckFrame = tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32] | None]
+"""An H x W x 3 uint8 RGB frame and, for RGB + lidar models, its 4 x H x W lidar channels."""
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """How an exported graph's logits compare with the float32 torch model's."""
+
+    sizes: tuple[tuple[int, int], ...]
+    frames: int
+    max_diff: float
+    tolerance: float
+    agreement: float
+    class_iou: tuple[tuple[str, float | None], ...]
+
+    def summary(self) -> str:
+        """One line: what ran and how close it came, every class listed."""
+        sizes = ", ".join(f"{w}x{h}" for h, w in self.sizes)
+        ious = ", ".join(f"{name} {'-' if iou is None else f'{100 * iou:.2f} %'}"
+                         for name, iou in self.class_iou)
+        return (f"onnxruntime vs torch float32 on {self.frames} frame(s) at {sizes}: max "
+                f"|logit difference| {self.max_diff:.2e} (tolerance {self.tolerance:.2e}), "
+                f"arg-max agreement {100 * self.agreement:.3f} %, class IoU {ious}")
+
+
+def _check_sizes(meta: ExportedMetadata, frames: Sequence[CheckFrame]) -> list[tuple[int, int]]:
+    """(height, width) inputs to run: the fixed size; for a dynamic graph the training size,
+    each frame's keep-aspect size and one that is no multiple of 2^depth (padded inside)."""
+    spec = meta.spec
+    if not meta.dynamic:
+        return [(spec.height, spec.width)]
+    from drivingseg.model.infer import input_size
+
+    multiple = meta.config.size_multiple
+    sizes = [(spec.height, spec.width)]
+    for rgb, _ in frames:
+        w, h = input_size(spec, int(rgb.shape[0]), int(rgb.shape[1]), multiple)
+        sizes.append((h, w))
+    sizes.append((min(4096, spec.height + multiple // 2 + 1), min(4096, spec.width + 3)))
+    return list(dict.fromkeys(sizes))
+
+
+def check_export(data: bytes, ckpt: Checkpoint, frames: Sequence[CheckFrame],
+                 source: str = "") -> ExportCheck:
+    """Check ``data`` (``onnx_bytes(ckpt, ...)``) with onnx.checker, run it in onnxruntime on
+    ``frames`` at the sizes it takes and compare every class's logits with ``ckpt``'s own
+    float32 model in torch; ModelError, naming ``source``, when a logit is not finite or
+    differs by more than :data:`CHECK_TOLERANCES` allow."""
+    import onnx
+
+    from drivingseg.model.backends import _lidar_input, _ort
+
+    where = source or None
+    if not frames:
+        raise ModelError("export check needs at least one frame", path=where)
+    try:
+        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"onnx.checker refuses the export: {exc}", path=where) from exc
+    session = _ort().InferenceSession(data, providers=["CPUExecutionProvider"])
+    meta = read_metadata(session.get_modelmeta().custom_metadata_map, source)
+    reference = copy.deepcopy(ckpt.model).to("cpu").float().eval()
+    spec, n = ckpt.spec, len(ckpt.classes)
+    mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
+    sizes = _check_sizes(meta, frames)
+    worst, largest, agree, pixels = 0.0, 0.0, 0, 0
+    inter, union = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for rgb, lidar in frames:
+        for h, w in sizes:
+            small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)[None]
+            feeds: dict[str, npt.NDArray[Any]] = {"image": small}
+            x = (torch.from_numpy(small).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+            if lidar is not None:
+                feeds["lidar"] = _lidar_input(lidar, rgb.shape[:2], (w, h))
+                x = torch.cat([x, torch.from_numpy(feeds["lidar"])], dim=1)
+            got = session.run(["logits"], feeds)[0]
+            with torch.inference_mode():
+                ref = reference(x).numpy()
+            if not np.isfinite(got).all():
+                message = (f"exported graph gives non-finite logits at {w}x{h} "
+                           f"(fp16 {meta.fp16!r}); torch gives finite ones")
+                raise ModelError(message, path=where)
+            worst = max(worst, float(np.abs(got - ref).max()))
+            largest = max(largest, float(np.abs(ref).max()))
+            a, b = got.argmax(1), ref.argmax(1)
+            agree, pixels = agree + int((a == b).sum()), pixels + a.size
+            for c in range(n):
+                inter[c] += int(((a == c) & (b == c)).sum())
+                union[c] += int(((a == c) | (b == c)).sum())
+    atol, rtol = CHECK_TOLERANCES[meta.fp16]
+    result = ExportCheck(
+        tuple(sizes), len(frames), worst, atol + rtol * largest, agree / pixels,
+        tuple((name, float(inter[c] / union[c]) if union[c] else None)
+              for c, name in enumerate(ckpt.classes)))
+    if result.max_diff > result.tolerance:
+        raise ModelError(f"exported graph differs from the torch model: {result.summary()}",
+                         path=where)
+    log.info("export check: %s", result.summary())
+    return result

@@ -14,7 +14,13 @@ from drivingseg.cli.main import main
 from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from drivingseg.model.config import InputSpec, ModelConfig
-from drivingseg.model.export import METADATA_KEYS, export_onnx, onnx_bytes, read_metadata
+from drivingseg.model.export import (
+    METADATA_KEYS,
+    check_export,
+    export_onnx,
+    onnx_bytes,
+    read_metadata,
+)
 from drivingseg.model.unet import UNet
 from drivingseg.sensors.decode import read_image_rgb
 
@@ -181,3 +187,50 @@ def test_cli_check_runs_an_rgb_and_lidar_model(tmp_path: Path,
         assert f"wrote {out}" in capsys.readouterr().out
         meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
         assert meta["in_channels"] == "7" and "lidar" in meta["input_layout"]
+
+
+def _overflowing_weights(tmp_path: Path) -> Path:
+    """A tiny U-Net whose logits (~1e6) are finite in float32 and overflow float16."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4)
+    model = UNet(cfg).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(1e6)
+    return save_checkpoint(tmp_path / "loud", model, cfg, InputSpec(64, 48))
+
+
+def test_cli_check_compares_with_torch_and_writes_nothing_on_failure(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--check ran the graph once on a blank frame and never looked at its output: a float16
+    export whose logits overflow to inf passed and was written."""
+    weights = _overflowing_weights(tmp_path)
+    out = tmp_path / "half.onnx"
+    assert main(["export", "--weights", str(weights), "--onnx", str(out), "--fp16",
+                 "--check"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: exported graph gives non-finite logits at 64x48 (fp16 True)" in err
+    assert not out.exists() and list(tmp_path.glob("half*")) == []
+    full = tmp_path / "full.onnx"
+    assert main(["export", "--weights", str(weights), "--onnx", str(full), "--check"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("check: onnxruntime vs torch float32 on 2 frame(s) at 64x48: ")
+    assert "class IoU background " in lines[0] and ", road " in lines[0] and ", car " in lines[0]
+    assert lines[1] == f"wrote {full}" and full.exists()
+
+
+def test_check_export_refuses_logits_off_by_more_than_the_tolerance(
+        tmp_path: Path, tiny_weights: Path) -> None:
+    """Every class plane is compared: one class's logits shifted by 0.01 fail a float32
+    export's check."""
+    ckpt = load_checkpoint(tiny_weights)
+    data = onnx_bytes(ckpt, dynamic=True)
+    frame = (np.random.default_rng(3).integers(0, 256, (60, 150, 3), dtype=np.uint8), None)
+    result = check_export(data, ckpt, [frame], "ok.onnx")
+    assert result.sizes == ((48, 64), (36, 88), (51, 67))  # training, keep-aspect, padded
+    assert result.max_diff < 1e-4 and result.agreement > 0.999
+    shifted = load_checkpoint(tiny_weights)
+    with torch.no_grad():
+        shifted.model.head.bias[2] -= 0.01  # type: ignore[index]
+    with pytest.raises(ModelError, match=r"^bad\.onnx: exported graph differs from the torch "
+                       r"model: .*max \|logit difference\| 1\.00e-02 \(tolerance 1\.\d\de-03\)"):
+        check_export(data, shifted, [frame], "bad.onnx")
