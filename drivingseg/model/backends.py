@@ -90,6 +90,23 @@ def check_providers(providers: Sequence[str]) -> list[str]:
     return wanted
 
 
+def _started_providers(wanted: Sequence[str], started: Sequence[str], source: str) -> list[str]:
+    """The providers a session runs on. onnxruntime falls back to the CPU when an installed
+    provider fails to start (CUDA or cuDNN libraries missing) and only prints so: ModelError
+    naming it, or a warning when the CPU was asked for too, as the fallback."""
+    lost = [p for p in wanted if p not in started]
+    if lost and "CPUExecutionProvider" not in wanted:
+        message = (f"onnxruntime execution providers {lost!r} are installed but did not start "
+                   f"(their libraries, e.g. CUDA or cuDNN, failed to load); the session would "
+                   f"run on {', '.join(started)}. Fix the install, or add "
+                   "CPUExecutionProvider to the providers to accept the CPU")
+        raise ModelError(message, path=source)
+    if lost:
+        log.warning("%s: onnxruntime execution providers %r did not start; running on %s",
+                    source, lost, ", ".join(started))
+    return list(started)
+
+
 class OnnxSegmenter:
     """An ONNX Runtime session ready for frames: ``OnnxSegmenter("model.onnx")(rgb)``.
 
@@ -125,6 +142,8 @@ class OnnxSegmenter:
         except Exception as exc:  # onnxruntime's own (InvalidProtobuf, Fail, ...): Exception only
             message = f"onnxruntime cannot load the model: {exc}"
             raise ModelError(message, path=None if isinstance(model, bytes) else source) from exc
+        self.providers = _started_providers(self.providers, self.session.get_providers(),
+                                            source)
         meta = read_metadata(self.session.get_modelmeta().custom_metadata_map, source)
         self.config, self.spec, self.classes = meta.config, meta.spec, meta.classes
         self.fp16 = meta.fp16

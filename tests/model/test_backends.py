@@ -246,3 +246,25 @@ def test_fp16_export_runs_close_to_fp32(tmp_path: Path, camvid_frame: np.ndarray
     agree = (half(camvid_frame, probabilities=False).class_ids
              == full(camvid_frame, probabilities=False).class_ids).mean()
     assert agree > 0.99
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
+def test_a_provider_that_does_not_start_is_not_reported_as_running(
+        tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """onnxruntime runs on the CPU when an installed provider fails to start (CUDA libraries
+    missing) and only prints so; the segmenter said it ran on CUDA. Simulated on a CPU build:
+    CUDA listed as installed, so onnxruntime's own fallback is what happens."""
+    import onnxruntime
+
+    path = export_onnx(tiny_weights, tmp_path / "tiny.onnx")
+    listed = [*onnxruntime.get_available_providers(), "CUDAExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: listed)
+    with pytest.raises(ModelError, match=r"tiny\.onnx: onnxruntime execution providers "
+                       r"\['CUDAExecutionProvider'\] are installed but did not start .* run on "
+                       r"CPUExecutionProvider"):
+        OnnxSegmenter(path, ["CUDAExecutionProvider"])
+    with caplog.at_level("WARNING", logger="drivingseg.model.backends"):
+        seg = OnnxSegmenter(path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert seg.providers == ["CPUExecutionProvider"]
+    assert "['CUDAExecutionProvider'] did not start; running on CPUExecutionProvider" in caplog.text
