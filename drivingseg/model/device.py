@@ -19,13 +19,12 @@ def torch_device(name: str | torch.device, what: str = "device") -> torch.device
     elif name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
-        message = f"{what} {name!r} is not one of auto, cpu, cuda, cuda:N"
         try:
             device = torch.device(name)
         except (RuntimeError, ValueError, TypeError) as exc:
-            raise ModelError(message) from exc
-        if device.type not in ("cpu", "cuda", "meta"):  # meta: the tests' stand-in GPU
-            raise ModelError(message)
+            raise ModelError(f"{what} {name!r} is not one of auto, cpu, cuda, cuda:N") from exc
+    if device.type not in ("cpu", "cuda", "meta"):  # meta: the tests' stand-in GPU
+        raise ModelError(f"{what} {str(name)!r} is not one of auto, cpu, cuda, cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ModelError(f"{what} {str(name)!r} asked for but CUDA is not available; "

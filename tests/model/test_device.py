@@ -39,3 +39,10 @@ def test_load_checkpoint_checks_the_device_before_reading() -> None:
     """eval and report load the weights first: a typo must not become a torch traceback."""
     with pytest.raises(ModelError, match=r"device 'gpu' is not one of"):
         load_checkpoint("default", device="gpu")
+
+
+def test_a_torch_device_of_another_kind_is_refused_too() -> None:
+    """A torch.device passed in skipped the kind check: 'mps' became a torch traceback
+    ("PyTorch is not linked with support for mps devices") when the model moved."""
+    with pytest.raises(ModelError, match=r"^device 'mps' is not one of auto, cpu, cuda, cuda:N"):
+        torch_device(torch.device("mps"))
