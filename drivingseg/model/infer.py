@@ -213,7 +213,7 @@ class Segmenter:
     ) -> Segmenter:
         """Wrap a model in training (validation uses the same code path as the node)."""
         obj = cls.__new__(cls)
-        obj.device = torch.device(device)
+        obj.device = torch_device(device)
         check_resize(resize)
         obj.resize = resize
         from drivingseg.model.config import CLASS_NAMES

@@ -332,3 +332,15 @@ def test_ties_go_to_the_first_class_as_argmax() -> None:
                            [[0.0, 2.0, 3.0, 4.0]]])
     out = finish_numpy(logits, 1, 4, False)
     assert out.class_ids.tolist() == [[0, 0, 1, 0]]
+
+
+def test_segmenters_of_a_model_in_training_parse_the_device(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """from_model took the device as torch.device(name): 'auto' was a RuntimeError and a
+    missing CUDA an AssertionError from torch, not the one clear device error."""
+    model = UNet(ModelConfig(depth=2, base_channels=4))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    seg = Segmenter.from_model(model, InputSpec(64, 48), device="auto")
+    assert seg.device == torch.device("cpu") and not seg.fp16
+    with pytest.raises(ModelError, match=r"device 'cuda' asked for but CUDA is not available"):
+        Segmenter.from_model(model, InputSpec(64, 48), device="cuda")
