@@ -71,6 +71,16 @@ METADATA_KEYS = ("format", "classes", "mean", "std", "in_channels", "input_width
 FORMAT = "drivingseg-onnx/1"
 
 
+def _onnx() -> Any:
+    """The ``onnx`` package (an optional dependency), or ModelError saying how to install it."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ModelError("ONNX export needs the onnx package: pip install 'drivingseg[onnx]'"
+                         ) from exc
+    return onnx
+
+
 class NormalisedUNet(nn.Module):
     """uint8 N x H x W x 3 (+ lidar) -> logits; the graph that :func:`export_onnx` writes."""
 
@@ -143,7 +153,7 @@ def onnx_bytes(
 ) -> bytes:
     """The serialised ONNX model of ``ckpt`` (fixed size: ``height`` x ``width``, default the
     checkpoint's input size; ``dynamic``: any batch, height and width)."""
-    import onnx
+    onnx = _onnx()
 
     if dynamic and (height is not None or width is not None):
         raise ModelError("give either a fixed --height/--width or --dynamic, not both")
@@ -302,9 +312,9 @@ def check_export(data: bytes, ckpt: Checkpoint, frames: Sequence[CheckFrame],
     ``frames`` at the sizes it takes and compare every class's logits with ``ckpt``'s own
     float32 model in torch; ModelError, naming ``source``, when a logit is not finite or
     differs by more than :data:`CHECK_TOLERANCES` allow."""
-    import onnx
-
     from drivingseg.model.backends import _lidar_input, _ort
+
+    onnx = _onnx()
 
     where = source or None
     if not frames:

@@ -234,3 +234,17 @@ def test_check_export_refuses_logits_off_by_more_than_the_tolerance(
     with pytest.raises(ModelError, match=r"^bad\.onnx: exported graph differs from the torch "
                        r"model: .*max \|logit difference\| 1\.00e-02 \(tolerance 1\.\d\de-03\)"):
         check_export(data, shifted, [frame], "bad.onnx")
+
+
+def test_export_without_the_onnx_package_says_how_to_install_it(
+        tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """onnx is an optional extra: without it export was a ModuleNotFoundError traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--weights", str(tiny_weights), "--onnx", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "ONNX export needs the onnx package: pip install 'drivingseg[onnx]'" in err
+    assert not out.exists()
