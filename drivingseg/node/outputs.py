@@ -9,9 +9,12 @@ Output nodes listen to ``/detections/cars`` only when some node publishes it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -84,11 +87,19 @@ def _out_path(node: Node, param: str) -> Path:
     return Path(value)
 
 
+_MASK_PNG = re.compile(r"(0|[1-9][0-9]*)\.png")
+"""The names :class:`MaskWriter` gives its PNGs (``<stamp_ns>.png``, no leading zeros, so
+KITTI's ``0000000000.png`` frames never match)."""
+
+
 class MaskWriter(Node):
     """Writes each mask as a PNG named by its sensor stamp: ``<stamp_ns>.png``.
 
     By default the PNG holds the class ids (0, 1, 2) as grey values; ``colour`` writes the
-    palette colours instead.
+    palette colours instead. When the graph starts, the mask PNGs of an earlier run in
+    ``dir`` are removed (only names of that form), so the folder holds this run's masks
+    only, as the MCAP and the video do: a second drive replayed into the same folder mixed
+    its masks with the first one's.
     """
 
     type_name = "mask_writer"
@@ -109,6 +120,23 @@ class MaskWriter(Node):
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self.config_error(f"cannot create {str(path)!r}: {exc.strerror}", "dir") from exc
+
+    def ready(self) -> None:
+        """Remove an earlier run's mask PNGs, only now that every node is set up (a graph
+        that fails to start leaves them as they were)."""
+        folder = Path(self.p["dir"])
+        removed = 0
+        try:
+            for entry in folder.iterdir():
+                if _MASK_PNG.fullmatch(entry.name) and entry.is_file():
+                    entry.unlink()
+                    removed += 1
+        except OSError as exc:
+            message = f"cannot remove the earlier masks in {str(folder)!r}: {exc.strerror}"
+            raise self.config_error(message, "dir") from exc
+        if removed:
+            log.info("%s: removed %d mask PNGs of an earlier run from %s", self.name, removed,
+                     folder)
 
     def on_mask(self, msg: Mask) -> None:
         ids = msg.class_ids
@@ -192,15 +220,37 @@ def _even(bgr: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return cv2.copyMakeBorder(bgr, 0, height % 2, 0, width % 2, cv2.BORDER_CONSTANT, value=0)
 
 
+_RATE_FRAMES = 4
+"""Masks whose stamps measure the camera rate: the smallest step between them (a frame
+dropped on the way makes a step longer, never shorter)."""
+
+_FALLBACK_FPS = 10.0
+"""Frame rate of a video with ``fps`` 0 whose masks give no rate (a single frame)."""
+
+
+def stamp_rate_hz(stamps_ns: Sequence[int]) -> float | None:
+    """The rate of frames stamped ``stamps_ns``, from their smallest step (None: no step)."""
+    steps = [b - a for a, b in itertools.pairwise(stamps_ns) if b > a]
+    return 1e9 / min(steps) if steps else None
+
+
 class VideoWriter(OverlayOutput):
     """Writes the colourised overlays, with boxes, into a video through OpenCV (``mp4v``
-    for .mp4)."""
+    for .mp4).
+
+    With ``fps`` 0 the video runs at the camera's rate, measured from the first masks'
+    stamps (held until then), so that it plays as fast as the drive; a fixed ``fps`` that
+    differs from that rate by more than 10 % is warned about (a 20 Hz bag in a 10 fps video
+    played at half speed, silently). An earlier video at ``path`` is removed when the graph
+    starts, so that a run that writes no frame does not leave another run's video behind.
+    """
 
     type_name = "video_writer"
     description = "overlay video (with detection boxes)"
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("path", str, "", "video file to write"),
-        Param("fps", float, 10.0, "frame rate written in the file", "Hz", min=0.1, max=1000.0),
+        Param("fps", float, 10.0, "frame rate written in the file (0 = the camera's rate, "
+              "from the masks' stamps)", "Hz", min=0.0, max=1000.0),
         Param("fourcc", str, "mp4v", "OpenCV codec four-character code"),
         *_PAIRING_PARAMS,
     )
@@ -211,12 +261,19 @@ class VideoWriter(OverlayOutput):
         self.video: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.written = 0
+        self.fps_written: float | None = None
+        """The frame rate in the file, once it is open."""
+        self._stamps_ns: list[int] = []
+        self._held: list[npt.NDArray[Any]] = []
 
     def setup(self) -> None:
         super().setup()
         path = _out_path(self, "path")
         if len(self.p["fourcc"]) != 4:
             raise self.config_error(f"{self.p['fourcc']!r} is not four characters", "fourcc")
+        if self.p["fps"] != 0.0 and self.p["fps"] < 0.1:
+            raise self.config_error(f"{self.p['fps']!r} Hz is below 0.1 Hz (0 = the camera's "
+                                    "rate)", "fps")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -225,7 +282,7 @@ class VideoWriter(OverlayOutput):
         # opens: try one on a scratch file now rather than fail at the first frame.
         probe = path.with_name(f".{path.stem}.probe{path.suffix}")
         fourcc = cv2.VideoWriter.fourcc(*self.p["fourcc"])
-        video = cv2.VideoWriter(str(probe), fourcc, self.p["fps"], (64, 48))
+        video = cv2.VideoWriter(str(probe), fourcc, self.p["fps"] or _FALLBACK_FPS, (64, 48))
         opened = video.isOpened()
         video.release()
         probe.unlink(missing_ok=True)
@@ -234,24 +291,75 @@ class VideoWriter(OverlayOutput):
                        "'mp4v' writes .mp4, 'MJPG' .avi")
             raise self.config_error(message, "fourcc")
 
+    def ready(self) -> None:
+        """Remove an earlier video at ``path`` (every node is set up by now)."""
+        path = Path(self.p["path"])
+        try:
+            if path.is_file():
+                path.unlink()
+                log.info("%s: removed the earlier video %s", self.name, path)
+        except OSError as exc:
+            message = f"cannot remove the earlier video {str(path)!r}: {exc.strerror}"
+            raise self.config_error(message, "path") from exc
+
     def show(self, mask: Mask, dets: Detections | None) -> None:
         bgr: npt.NDArray[Any] = _even(self.overlay_bgr(mask, dets))
+        if len(self._stamps_ns) < _RATE_FRAMES:
+            self._stamps_ns.append(mask.stamp_ns)
+            if len(self._stamps_ns) == _RATE_FRAMES:
+                self._check_rate()
+            if self.video is None and self.p["fps"] == 0.0 and \
+                    len(self._stamps_ns) < _RATE_FRAMES:
+                self._held.append(bgr)
+                return
+        self._write(bgr)
+
+    def _check_rate(self) -> None:
+        """Warn when a fixed ``fps`` is not the rate of the masks' stamps."""
+        rate_hz = stamp_rate_hz(self._stamps_ns)
+        fps = self.p["fps"]
+        if fps == 0.0 or rate_hz is None or abs(rate_hz - fps) <= 0.1 * fps:
+            return
+        log.warning("%s: %s plays at %g fps but the camera runs at %.1f Hz (the masks' "
+                    "stamps): it plays %.2fx as fast as the drive; fps 0 (video_fps:=0) "
+                    "follows the camera", self.name, self.p["path"], fps, rate_hz,
+                    fps / rate_hz)
+
+    def _open(self, bgr: npt.NDArray[Any]) -> cv2.VideoWriter:
+        """Open the video at ``bgr``'s size and the frame rate of ``fps`` or the stamps."""
+        fps = self.p["fps"]
+        if fps == 0.0:
+            fps = stamp_rate_hz(self._stamps_ns) or _FALLBACK_FPS
+            log.info("%s: writing %s at %.3g fps, the masks' rate", self.name,
+                     self.p["path"], fps)
+        self.size = (bgr.shape[1], bgr.shape[0])
+        fourcc = cv2.VideoWriter.fourcc(*self.p["fourcc"])
+        video = cv2.VideoWriter(self.p["path"], fourcc, fps, self.size)
+        if not video.isOpened():
+            raise self.config_error(
+                f"OpenCV cannot write {self.p['path']!r} with codec {self.p['fourcc']!r}",
+                "fourcc")
+        self.fps_written = fps
+        return video
+
+    def _write(self, bgr: npt.NDArray[Any]) -> None:
+        """Write the held frames, then ``bgr`` (resized to the video's size)."""
+        frames, self._held = [*self._held, bgr], []
         if self.video is None:
-            self.size = (bgr.shape[1], bgr.shape[0])
-            fourcc = cv2.VideoWriter.fourcc(*self.p["fourcc"])
-            self.video = cv2.VideoWriter(self.p["path"], fourcc, self.p["fps"], self.size)
-            if not self.video.isOpened():
-                raise self.config_error(
-                    f"OpenCV cannot write {self.p['path']!r} with codec {self.p['fourcc']!r}",
-                    "fourcc")
-        if self.size != (bgr.shape[1], bgr.shape[0]):
-            bgr = cv2.resize(bgr, self.size)
-        self.video.write(bgr)
-        self.written += 1
+            self.video = self._open(frames[0])
+        for frame in frames:
+            if self.size != (frame.shape[1], frame.shape[0]):
+                frame = cv2.resize(frame, self.size)
+            self.video.write(frame)
+            self.written += 1
 
     def shutdown(self) -> None:
-        if self.video is not None:
-            self.video.release()
+        try:
+            if self._held:  # fewer masks came than measure the rate: at what they give
+                self._write(self._held.pop())
+        finally:
+            if self.video is not None:
+                self.video.release()
 
 
 def display_available() -> bool:

@@ -233,3 +233,75 @@ def test_recorder_writes_png_image_and_overlay_when_asked(tmp_path: Path) -> Non
     with open_recording(path, image_topic="/segmentation/overlay/compressed") as bag:
         overlay = next(iter(bag.camera_frames())).image
         assert np.array_equal(overlay, outputs.colourise(image, ids))
+
+
+def test_mask_pngs_of_an_earlier_run_are_removed_when_the_graph_starts(tmp_path: Path) -> None:
+    """A second drive replayed into the same folder left the first drive's masks beside its
+    own (17 PNGs for a 5-frame run after a 12-frame one); only names the writer gives are
+    removed, not KITTI's zero-padded frames or other files."""
+    earlier = tmp_path / "1714564800000000000.png"
+    kept = [tmp_path / "0000000000.png", tmp_path / "notes.png", tmp_path / "7.txt"]
+    for path in (earlier, *kept):
+        path.write_bytes(b"x")
+    writer = Graph().add(MaskWriter, "masks", {"dir": str(tmp_path)})
+    writer.setup()
+    assert earlier.exists()  # set up only: a graph that fails to start leaves them
+    writer.ready()
+    writer.on_mask(mask(7, np.zeros((2, 3), np.uint8)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["7.png", *(p.name for p in kept)])
+
+
+def test_a_run_that_writes_no_frame_leaves_no_earlier_video(tmp_path: Path) -> None:
+    """An earlier run's overlay.mp4 stayed beside a new run's outputs when the new run
+    wrote no frame (stopped before its first mask)."""
+    path = tmp_path / "overlay.mp4"
+    path.write_bytes(b"an earlier run's video")
+    video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False})
+    video.setup()
+    assert path.exists()
+    video.ready()
+    video.shutdown()
+    assert not path.exists()
+
+
+def _video_rate_and_frames(path: Path) -> tuple[float, int]:
+    capture = cv2.VideoCapture(str(path))
+    fps, frames = capture.get(cv2.CAP_PROP_FPS), 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return fps, frames
+
+
+@pytest.mark.parametrize("count", [2, 6])
+def test_video_fps_0_runs_at_the_masks_rate(tmp_path: Path, count: int) -> None:
+    """``fps`` 0: a 20 Hz camera (one frame dropped on the way) makes a 20 fps video with
+    every frame, also when fewer frames come than measure the rate."""
+    path = tmp_path / "overlay.mp4"
+    video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False,
+                                                       "fps": 0.0})
+    video.setup()
+    video.ready()
+    stamps = [0, 100_000_000, 150_000_000, 200_000_000, 250_000_000, 300_000_000][:count]
+    for stamp in stamps:
+        video.show(mask(stamp, np.zeros((48, 64), np.uint8)), None)
+    video.shutdown()
+    assert video.fps_written == pytest.approx(10.0 if count == 2 else 20.0)
+    fps, frames = _video_rate_and_frames(path)
+    assert frames == count == video.written
+    assert fps == pytest.approx(video.fps_written)
+
+
+@pytest.mark.parametrize(("step_ns", "warned"), [(50_000_000, True), (100_000_000, False)])
+def test_a_fixed_fps_unlike_the_camera_rate_is_warned(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, step_ns: int, warned: bool) -> None:
+    """A 20 Hz bag in the default 10 fps video played at half speed without a word."""
+    video = Graph().add(outputs.VideoWriter, "video", {
+        "path": str(tmp_path / "overlay.mp4"), "boxes": False, "fps": 10.0})
+    video.setup()
+    for k in range(5):
+        video.show(mask(k * step_ns, np.zeros((48, 64), np.uint8)), None)
+    video.shutdown()
+    assert video.written == 5 and video.fps_written == 10.0
+    assert ("camera runs at 20.0 Hz" in caplog.text) is warned
