@@ -80,8 +80,9 @@ class McapRecorder(Node):
         Param("tf_static_topic", str, "/tf_static", "MCAP topic of the lidar->camera "
               "transform (tf2_msgs/TFMessage, at the first frame with a calibration and "
               "again when it changes; '' = none)"),
-        Param("lidar", bool, False, "record each mask's lidar scan (PointCloud2; with the "
-              "image, CameraInfo and /tf_static the file replays)"),
+        Param("lidar", bool, False, "record each mask's lidar scan (PointCloud2 in the rig's "
+              "lidar frame, else the scan's own; with the image, CameraInfo and /tf_static "
+              "the file replays)"),
         Param("lidar_topic", str, "/lidar/points", "MCAP topic of the lidar scans"),
         Param("frame_id", str, "", "header frame_id of images and CameraInfo ('' = the rig's "
               "camera frame; 'camera' for frames without a rig)"),
@@ -170,7 +171,8 @@ class McapRecorder(Node):
         if msg.rig is not None and self.p["tf_static_topic"]:
             self._write_tf(msg.rig.T_cam_velo, frame_id, stamp)
         if msg.scan is not None and self.p["lidar"]:
-            lidar_frame = msg.rig.lidar_frame if msg.rig is not None else "velodyne"
+            # the scan's own frame without a rig (a bag's ``os_sensor``), as it was recorded
+            lidar_frame = msg.rig.lidar_frame if msg.rig is not None else msg.scan.frame_id
             w.write(self.p["lidar_topic"],
                     pointcloud2_to_msg(msg.scan, w.typestore, frame_id=lidar_frame),
                     "sensor_msgs/msg/PointCloud2", msg.scan.stamp_ns)

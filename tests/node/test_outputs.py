@@ -305,3 +305,29 @@ def test_a_fixed_fps_unlike_the_camera_rate_is_warned(
     video.shutdown()
     assert video.written == 5 and video.fps_written == 10.0
     assert ("camera runs at 20.0 Hz" in caplog.text) is warned
+
+
+def test_recorder_keeps_the_frame_of_a_scan_without_a_rig(tmp_path: Path) -> None:
+    """A bag without a lidar->camera transform: its ``os_sensor`` clouds were recorded in
+    a ``velodyne`` frame the bag does not have, so no viewer could place them."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    from drivingseg.sensors.frames import LidarScan
+
+    path = tmp_path / "masks.mcap"
+    recorder = Graph().add(McapRecorder, "recorder", {
+        "path": str(path), "lidar": True, "overlay": False, "detections": False})
+    recorder.setup()
+    recorder.ready()
+    msg = mask(5_000, np.zeros((2, 3), np.uint8))
+    points = np.array([[10.0, 1.0, -1.5, 0.3]], np.float32)
+    scan = LidarScan(4_000, points, frame_id="os_sensor")
+    recorder.on_mask(Mask(msg.frame, msg.class_ids, msg.classes, msg.timing, 0, scan=scan))
+    recorder.shutdown()
+    with path.open("rb") as f:
+        clouds = [(m.log_time, ros.header) for _, c, m, ros in make_reader(
+            f, decoder_factories=[DecoderFactory()]).iter_decoded_messages(
+                topics=["/lidar/points"])]
+    assert [(t, h.frame_id, h.stamp.nanosec) for t, h in clouds] == [
+        (4_000, "os_sensor", 4_000)]
