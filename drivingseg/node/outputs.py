@@ -320,10 +320,9 @@ class VideoWriter(OverlayOutput):
         fps = self.p["fps"]
         if fps == 0.0 or rate_hz is None or abs(rate_hz - fps) <= 0.1 * fps:
             return
-        log.warning("%s: %s plays at %g fps but the camera runs at %.1f Hz (the masks' "
-                    "stamps): it plays %.2fx as fast as the drive; fps 0 (video_fps:=0) "
-                    "follows the camera", self.name, self.p["path"], fps, rate_hz,
-                    fps / rate_hz)
+        log.warning("%s: %s plays at %g fps but its masks are stamped at %.1f Hz: it "
+                    "plays %.2fx as fast as the drive; fps 0 (video_fps:=0) follows the "
+                    "camera", self.name, self.p["path"], fps, rate_hz, fps / rate_hz)
 
     def _open(self, bgr: npt.NDArray[Any]) -> cv2.VideoWriter:
         """Open the video at ``bgr``'s size and the frame rate of ``fps`` or the stamps."""

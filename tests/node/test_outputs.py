@@ -304,7 +304,7 @@ def test_a_fixed_fps_unlike_the_camera_rate_is_warned(
         video.show(mask(k * step_ns, np.zeros((48, 64), np.uint8)), None)
     video.shutdown()
     assert video.written == 5 and video.fps_written == 10.0
-    assert ("camera runs at 20.0 Hz" in caplog.text) is warned
+    assert ("masks are stamped at 20.0 Hz" in caplog.text) is warned
 
 
 def test_recorder_keeps_the_frame_of_a_scan_without_a_rig(tmp_path: Path) -> None:
