@@ -62,3 +62,12 @@ def test_replay_bag_passes_calibration_to_the_camera_source() -> None:
     nodes = resolved("replay_bag", "input:=synthetic", "calibration:=my_rig.yaml")
     assert nodes["camera"].p["calibration"] == "my_rig.yaml"
     assert nodes["fusion"].p["calibration"] == ""
+
+
+@pytest.mark.parametrize("file", ["demo", "vehicle", "replay_kitti", "replay_bag"])
+def test_record_lidar_reaches_the_recorder(file: str) -> None:
+    """README.md promises ``record_lidar:=true`` for the demo's masks.mcap (and the replay
+    and vehicle files); demo.yaml and vehicle.yaml did not declare it, so the demo and the
+    vehicle could not record a masks.mcap that replays with lidar."""
+    assert resolved(file, "input:=synthetic", "record_lidar:=true")["recorder"].p["lidar"] is True
+    assert resolved(file, "input:=synthetic")["recorder"].p["lidar"] is False
