@@ -10,6 +10,7 @@ the end; the exit status is 0, 2 on a bad launch file, 128 + signal when stopped
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from drivingseg.cli._common import help_text
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import build_graph, load_launch, parse_cli_arguments
 
-__all__ = ["add_parser", "add_run_options", "launch", "pair_overflow", "run"]
+__all__ = ["add_parser", "add_run_options", "launch", "pair_overflow", "run", "timeout_seconds"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -35,10 +36,23 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def timeout_seconds(text: str) -> float:
+    """``--timeout``'s value: a finite number of seconds above 0. A negative one used to
+    stop the graph at once and overwrite the outputs with a run of a few frames, exit 0;
+    ``nan`` never stopped it."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text!r}")
+    return value
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options every graph-running command takes."""
-    parser.add_argument("--timeout", type=float, metavar="S",
-                        help="stop cleanly after S seconds (as SIGINT would)")
+    parser.add_argument("--timeout", type=timeout_seconds, metavar="S",
+                        help="stop cleanly after S seconds (as SIGINT would; S > 0)")
 
 
 def pair_overflow(arguments: dict[str, Any], given: Mapping[str, Any]) -> None:
