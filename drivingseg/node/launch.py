@@ -144,6 +144,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _entries(data: dict[str, Any], key: str, path: Path) -> list[Any]:
+    """``data[key]`` as a list: ``include`` and ``nodes`` given as one mapping (no ``-``)
+    used to be read key by key ("include #1 needs a 'file' key" of an entry that has one)."""
+    raw = data.get(key) or []
+    if not isinstance(raw, list):
+        message = (f"'{key}' must be a list, one '- ' entry per {key.rstrip('s')}, "
+                   f"got {type(raw).__name__} {raw!r}")
+        raise ConfigError(message, path=path)
+    return raw
+
+
 def _declared_arguments(data: dict[str, Any], path: Path) -> dict[str, tuple[bool, Any]]:
     """name -> (has default, default)."""
     raw = data.get("arguments") or {}
@@ -233,7 +244,7 @@ def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...], via: st
 
     nodes: list[NodeSpec] = []
     overflow = None
-    for i, inc in enumerate(data.get("include") or []):
+    for i, inc in enumerate(_entries(data, "include", path)):
         if isinstance(inc, dict):
             unknown = sorted(set(inc) - set(_INCLUDE_KEYS), key=str)
             if unknown:
@@ -258,7 +269,7 @@ def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...], via: st
         nodes += inc_nodes
         overflow = overflow or inc_overflow
 
-    for i, raw in enumerate(data.get("nodes") or []):
+    for i, raw in enumerate(_entries(data, "nodes", path)):
         nodes += _node_spec(raw, i, args, path)
 
     if data.get("qos") is not None:

@@ -347,6 +347,21 @@ def test_include_with_unknown_keys(tmp_path: Path) -> None:
         load_launch(outer)
 
 
+
+@pytest.mark.parametrize("key, entry", [("include", "file: inner.yaml"),
+                                        ("nodes", "type: sync\n  name: s")])
+def test_include_and_nodes_must_be_lists(tmp_path: Path, key: str, entry: str) -> None:
+    """One entry written as a mapping (no ``-``) was read key by key: "include #1 needs a
+    'file' key" of an include that has one, "node #1: expected a mapping, got 'type'"."""
+    write(tmp_path, "inner.yaml", "arguments: {}\n")
+    outer = tmp_path / "outer.yaml"
+    outer.write_text(f"{key}:\n  {entry}\n")
+    with pytest.raises(ConfigError, match=rf"outer\.yaml: '{key}' must be a list, one '- ' "
+                       rf"entry per {key.rstrip('s')}, got dict {{'"):
+        load_launch(outer)
+    outer.write_text(f"{key}:\n  - {entry.replace(chr(10), chr(10) + '  ')}\n")
+    assert len(load_launch(outer).nodes) == (key == "nodes")
+
 def test_missing_input_path_names_the_included_file_node_and_parameter(tmp_path: Path) -> None:
     graph = build_graph(load_launch("replay_kitti", {"input": str(tmp_path / "nowhere")}))
     with pytest.raises(ConfigError, match=r"replay_kitti\.yaml: node 'camera' \(camera_source, "
