@@ -88,10 +88,10 @@ class Param:
             message = f"{prefix}: {value!r} is not one of {', '.join(self.choices)}"
             raise ConfigError(message, path=path)
         if self.min is not None and value < self.min:
-            message = f"{prefix}: {value!r} is below the minimum {self.min:g}{self._unit()}"
+            message = f"{prefix}: {value!r} is below the minimum {_number(self.min)}{self._unit()}"
             raise ConfigError(message, path=path)
         if self.max is not None and value > self.max:
-            message = f"{prefix}: {value!r} is above the maximum {self.max:g}{self._unit()}"
+            message = f"{prefix}: {value!r} is above the maximum {_number(self.max)}{self._unit()}"
             raise ConfigError(message, path=path)
         return value
 
@@ -151,9 +151,17 @@ def describe_parameters(declared: Sequence[Param]) -> str:
 def _range(p: Param) -> str:
     """`` (>= 0)``, `` (<= 8)``, `` (1 to 1000)``, or '' without bounds."""
     if p.min is not None and p.max is not None:
-        return f" ({p.min:g} to {p.max:g})"
+        return f" ({_number(p.min)} to {_number(p.max)})"
     if p.min is not None:
-        return f" (>= {p.min:g})"
+        return f" (>= {_number(p.min)})"
     if p.max is not None:
-        return f" (<= {p.max:g})"
+        return f" (<= {_number(p.max)})"
     return ""
+
+
+def _number(bound: float) -> str:
+    """A bound as written: every digit of a whole number (``1048576``, which ``:g``
+    showed as ``1.04858e+06``, a limit that is not the one checked), else its repr."""
+    if float(bound).is_integer() and abs(bound) < 1e15:
+        return str(int(bound))
+    return repr(float(bound))

@@ -10,7 +10,7 @@ import pickle
 import pytest
 
 from drivingseg.errors import ConfigError
-from drivingseg.node.params import Param, Scalar, resolve_parameters
+from drivingseg.node.params import Param, Scalar, describe_parameters, resolve_parameters
 
 FP16 = Param("fp16", str, "auto", "half precision", choices=("auto", "on", "off"))
 LOOP = Param("loop", bool, False, "replay again and again")
@@ -102,3 +102,16 @@ def test_list_nodes_shows_each_parameter_s_range() -> None:
     assert "  start_s: float (>= 0) = 0.0 [s]  " in text
     assert "  fp16: str (auto|on|off) = 'auto'  " in text
     assert "  loop: bool = False  " in text
+
+
+def test_bounds_are_shown_with_every_digit() -> None:
+    """``:g`` showed chunk_kb's maximum 1048576 as 1.04858e+06, in ``--list-nodes`` and in
+    the error: "1048577 is above the maximum 1.04858e+06 KiB" named a different limit."""
+    chunk = Param("chunk_kb", int, 1024, "chunk size", "KiB", min=1, max=1024 * 1024)
+    assert "  chunk_kb: int (1 to 1048576) = 1024 [KiB]  " in describe_parameters([chunk])
+    with pytest.raises(ConfigError, match=r"1048577 is above the maximum 1048576 KiB$"):
+        chunk.check(1048577, "node 'recorder': parameter 'chunk_kb'", None)
+    assert chunk.check(1048576, "node 'recorder': parameter 'chunk_kb'", None) == 1048576
+    jump = Param("depth_jump_m", float, 3.0, "split", "m", min=0.01)
+    with pytest.raises(ConfigError, match=r"0\.001 is below the minimum 0\.01 m$"):
+        jump.check(0.001, "node 'proposals': parameter 'depth_jump_m'", None)
