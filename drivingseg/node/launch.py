@@ -28,6 +28,7 @@ from drivingseg.errors import ConfigError
 from drivingseg.fileio import read_yaml_mapping
 from drivingseg.node.graph import Graph
 from drivingseg.node.params import Scalar, where
+from drivingseg.node.runtime import OVERFLOW_POLICIES
 from drivingseg.share import share_dir
 
 __all__ = [
@@ -276,7 +277,14 @@ def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...], via: st
         qos = _substitute(data["qos"], args, path, "qos")
         if not isinstance(qos, dict) or set(qos) - {"overflow"}:
             raise ConfigError(f"qos takes only 'overflow', got {qos!r}", path=path)
-        overflow = qos.get("overflow")
+        if "overflow" in qos:
+            given = qos["overflow"]
+            if not isinstance(given, str) or given not in OVERFLOW_POLICIES:
+                # 'overflow:=' (an empty shell variable) used to mean drop_oldest, silently
+                message = (f"qos overflow {given!r} is not one of "
+                           f"{', '.join(OVERFLOW_POLICIES)}")
+                raise ConfigError(message, path=path)
+            overflow = str(given)
     return nodes, overflow, args
 
 

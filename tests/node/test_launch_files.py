@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from drivingseg.calibration.load import load_rig_any
+from drivingseg.errors import ConfigError
 from drivingseg.node.launch import build_graph, load_launch, parse_cli_arguments
 from drivingseg.node.processing import FusionNode
 from drivingseg.node.runtime import Node
@@ -71,3 +72,22 @@ def test_record_lidar_reaches_the_recorder(file: str) -> None:
     vehicle could not record a masks.mcap that replays with lidar."""
     assert resolved(file, "input:=synthetic", "record_lidar:=true")["recorder"].p["lidar"] is True
     assert resolved(file, "input:=synthetic")["recorder"].p["lidar"] is False
+
+
+@pytest.mark.parametrize("value", ["", "bogus", "1", "off"])
+def test_overflow_must_name_a_policy(value: str) -> None:
+    """``overflow:=`` (say an empty shell variable) used to fall back to drop_oldest in
+    silence: a replay meant to block then dropped frames."""
+    with pytest.raises(ConfigError, match=rf"replay_kitti\.yaml: qos overflow '{value}' is "
+                       r"not one of drop_oldest, block$"):
+        load_launch("replay_kitti", parse_cli_arguments(["input:=synthetic",
+                                                         f"overflow:={value}"]))
+    assert load_launch("replay_kitti", {"input": "synthetic", "overflow": "block"}
+                       ).overflow == "block"
+
+
+def test_an_included_file_s_bad_overflow_names_that_file(tmp_path: Path) -> None:
+    (tmp_path / "inner.yaml").write_text("qos: {overflow: drop_newest}\n")
+    (tmp_path / "outer.yaml").write_text("include:\n  - file: inner.yaml\n")
+    with pytest.raises(ConfigError, match=r"inner\.yaml: qos overflow 'drop_newest'"):
+        load_launch(tmp_path / "outer.yaml")
