@@ -2,7 +2,8 @@
 
 FILE is a path or the name of a file in the repository's ``launch/`` folder (``demo``,
 ``replay_kitti``, ``replay_bag``, ``vehicle``). Arguments use the ROS habit
-``name:=value``. SIGINT or SIGTERM stops the graph cleanly: queued frames are finished
+``name:=value``; ``--show-args`` lists those FILE declares, ``--list-nodes`` every node
+type's parameters. SIGINT or SIGTERM stops the graph cleanly: queued frames are finished
 and every output is finalised; a second signal aborts. The latency summary is printed at
 the end; the exit status is 0, 2 on a bad launch file, 128 + signal when stopped.
 """
@@ -16,7 +17,12 @@ from typing import Any
 
 from drivingseg.cli._common import help_text
 from drivingseg.errors import ConfigError
-from drivingseg.node.launch import build_graph, load_launch, parse_cli_arguments
+from drivingseg.node.launch import (
+    build_graph,
+    describe_arguments,
+    load_launch,
+    parse_cli_arguments,
+)
 
 __all__ = ["add_parser", "add_run_options", "launch", "pair_overflow", "run", "timeout_seconds"]
 
@@ -33,6 +39,8 @@ def add_parser(subparsers: Any) -> None:
     add_run_options(parser)
     parser.add_argument("--list-nodes", action="store_true",
                         help="list node types and their parameters, then exit")
+    parser.add_argument("--show-args", action="store_true",
+                        help="list the arguments FILE declares (default, description), then exit")
     parser.set_defaults(func=run)
 
 
@@ -85,5 +93,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.file:
         raise ConfigError("give a launch file (a path, or a name in launch/)")
+    if args.show_args:
+        print(describe_arguments(args.file))
+        return 0
     return launch(args.file, parse_cli_arguments(args.arguments), timeout_s=args.timeout)
 

@@ -36,6 +36,7 @@ __all__ = [
     "LaunchDescription",
     "NodeSpec",
     "build_graph",
+    "describe_arguments",
     "find_launch_file",
     "load_launch",
     "parse_cli_arguments",
@@ -322,6 +323,30 @@ def load_launch(
     path = find_launch_file(file)
     nodes, overflow, args = _load(path, dict(arguments or {}), ())
     return LaunchDescription(path, tuple(nodes), overflow or "drop_oldest", args)
+
+
+def describe_arguments(file: str | PathLike[str]) -> str:
+    """The arguments ``file`` declares, one line each: name, default (as written) or
+    ``required``, description; what ``ros2 launch --show-args`` lists (the descriptions
+    were shown nowhere)."""
+    path = find_launch_file(file)
+    data = _read_yaml(path)
+    declared = _declared_arguments(data, path)
+    raw = data.get("arguments") or {}
+    lines = [f"arguments of {path} (pass them as name:=value):"]
+    for name, (has_default, default) in declared.items():
+        decl = next((d for k, d in raw.items() if str(k) == name), None)
+        text = decl.get("description") if isinstance(decl, dict) else None
+        shown = f"default {_shown(default)}" if has_default else "required"
+        lines.append(f"  {name} ({shown})" + (f": {text}" if text else ""))
+    if not declared:
+        lines.append("  none")
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    """A default as the file wrote it: an unquoted scalar's text, a string quoted."""
+    return str(value) if isinstance(value, Scalar) else repr(value)
 
 
 def build_graph(desc: LaunchDescription) -> Graph:
