@@ -15,6 +15,7 @@ the node and the parameter.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,13 +114,17 @@ def find_launch_file(name: str | PathLike[str]) -> Path:
 
 
 def parse_cli_arguments(items: Sequence[str]) -> dict[str, Any]:
-    """``["name:=value", ...]`` to a dict; values parsed as YAML scalars (see _scalar)."""
+    """``["name:=value", ...]`` to a dict; values parsed as YAML scalars (see _scalar).
+
+    A value that starts with ``~`` has it expanded to the home folder, as the shell does
+    for ``--out ~/runs`` but not after ``:=``: ``out_dir:=~/runs`` wrote into a folder
+    named ``~`` in the working directory (one ``rm -rf ~`` away from the home folder)."""
     out: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition(":=")
         if not sep or not name.isidentifier():
             raise ConfigError(f"launch arguments are name:=value, got {item!r}")
-        out[name] = _scalar(text)
+        out[name] = _scalar(os.path.expanduser(text) if text.startswith("~") else text)
     return out
 
 

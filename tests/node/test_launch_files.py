@@ -91,3 +91,18 @@ def test_an_included_file_s_bad_overflow_names_that_file(tmp_path: Path) -> None
     (tmp_path / "outer.yaml").write_text("include:\n  - file: inner.yaml\n")
     with pytest.raises(ConfigError, match=r"inner\.yaml: qos overflow 'drop_newest'"):
         load_launch(tmp_path / "outer.yaml")
+
+
+def test_a_leading_tilde_on_the_command_line_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shell expands ``~`` in ``--out ~/runs`` but not in ``out_dir:=~/runs``: the
+    outputs went into a folder named ``~`` in the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    nodes = resolved("replay_kitti", "input:=~/drive", "out_dir:=~/runs",
+                     "weights:=~/model.safetensors")
+    assert nodes["camera"].p["input"] == str(tmp_path / "home" / "drive")
+    assert nodes["recorder"].p["path"] == str(tmp_path / "home" / "runs" / "masks.mcap")
+    assert nodes["latency"].p["out_dir"] == str(tmp_path / "home" / "runs")
+    assert nodes["segmentation"].p["weights"] == str(tmp_path / "home" / "model.safetensors")
+    assert parse_cli_arguments(["out_dir:=runs/~x"])["out_dir"] == "runs/~x"
