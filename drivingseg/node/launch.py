@@ -359,8 +359,14 @@ def build_graph(desc: LaunchDescription) -> Graph:
     from drivingseg.node.registry import NODE_TYPES
 
     graph = Graph(overflow=desc.overflow, path=desc.path)
+    seen: dict[str, NodeSpec] = {}
     for spec in desc.nodes:
         origin = "" if spec.path.resolve() == desc.path.resolve() else spec.path.name
+        first = seen.setdefault(spec.name, spec)
+        if first is not spec:  # two includes (or an include and this file) name alike
+            message = (f"{where(spec.name, spec.type, None, origin)}: a node of that name "
+                       f"already comes from {first.path.name} ({first.type}); rename one")
+            raise ConfigError(message, path=desc.path)
         cls = NODE_TYPES.get(spec.type)
         if cls is None:
             message = (

@@ -1,4 +1,5 @@
-"""The shipped launch files: what their arguments reach, on real data where it matters."""
+"""Launch files: the shipped ones' arguments (on real data where it matters), and
+composing graphs by include."""
 
 from __future__ import annotations
 
@@ -106,3 +107,16 @@ def test_a_leading_tilde_on_the_command_line_is_the_home_folder(
     assert nodes["latency"].p["out_dir"] == str(tmp_path / "home" / "runs")
     assert nodes["segmentation"].p["weights"] == str(tmp_path / "home" / "model.safetensors")
     assert parse_cli_arguments(["out_dir:=runs/~x"])["out_dir"] == "runs/~x"
+
+
+def test_a_node_name_taken_by_an_include_names_both_files(tmp_path: Path) -> None:
+    """A graph of one's own that includes pipeline.yaml and adds a second latency tracker
+    named ``latency`` got "node 'latency': a node of that name already exists", naming
+    neither pipeline.yaml nor which of the two nodes clashed."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("include:\n  - {file: pipeline.yaml, arguments: {input: synthetic}}\n"
+                    "nodes:\n  - {type: latency_tracker, name: latency}\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: node 'latency' \(latency_tracker\): a "
+                       r"node of that name already comes from pipeline\.yaml "
+                       r"\(latency_tracker\); rename one$"):
+        build_graph(load_launch(mine))
