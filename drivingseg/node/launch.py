@@ -5,12 +5,12 @@ explicit arguments, and lists ``nodes`` (``type``, ``name``, ``parameters``,
 ``remappings``, ``enabled``). ``$(arg name)`` is replaced by the argument's value: a value
 that is exactly one substitution keeps the argument's type, otherwise it is pasted as
 text. Command-line values (``name:=value``) are read as YAML scalars (``0.5`` a number,
-``true`` a boolean); there and in the files an unquoted boolean, number or date keeps its
-text as a :class:`Scalar`, so a str parameter gets what was written (``fp16:=off`` is
-``'off'``, not ``False``) and a bool parameter takes ``true``/``false`` (or YAML 1.1's
-``yes``/``no``, ``on``/``off``). A top-level ``qos: {overflow: drop_oldest|block}`` sets
-the graph's overflow policy (the including file's wins over its includes'). Errors name the file,
-the node and the parameter.
+``true`` a boolean; a leading ``~`` is the home folder); there and in the files an
+unquoted boolean, number or date keeps its text as a :class:`Scalar`, so a str parameter
+gets what was written (``fp16:=off`` is ``'off'``, not ``False``) and a bool parameter
+takes ``true``/``false`` (or YAML 1.1's ``yes``/``no``, ``on``/``off``). A top-level
+``qos: {overflow: drop_oldest|block}`` sets the graph's overflow policy (the including
+file's wins over its includes'). Errors name the file, the node and the parameter.
 """
 
 from __future__ import annotations
