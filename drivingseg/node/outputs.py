@@ -225,7 +225,10 @@ _RATE_FRAMES = 4
 dropped on the way makes a step longer, never shorter)."""
 
 _FALLBACK_FPS = 10.0
-"""Frame rate of a video with ``fps`` 0 whose masks give no rate (a single frame)."""
+"""Frame rate of a video with ``fps`` 0 whose masks give no rate (a single frame) or one
+outside ``[_MIN_FPS, _MAX_FPS]``, the range of the ``fps`` parameter."""
+
+_MIN_FPS, _MAX_FPS = 0.1, 1000.0
 
 
 def stamp_rate_hz(stamps_ns: Sequence[int]) -> float | None:
@@ -249,8 +252,8 @@ class VideoWriter(OverlayOutput):
     description = "overlay video (with detection boxes)"
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("path", str, "", "video file to write"),
-        Param("fps", float, 10.0, "frame rate written in the file (0 = the camera's rate, "
-              "from the masks' stamps)", "Hz", min=0.0, max=1000.0),
+        Param("fps", float, 0.0, "frame rate written in the file (0 = the camera's rate, "
+              "from the masks' stamps)", "Hz", min=0.0, max=_MAX_FPS),
         Param("fourcc", str, "mp4v", "OpenCV codec four-character code"),
         *_PAIRING_PARAMS,
     )
@@ -271,7 +274,7 @@ class VideoWriter(OverlayOutput):
         path = _out_path(self, "path")
         if len(self.p["fourcc"]) != 4:
             raise self.config_error(f"{self.p['fourcc']!r} is not four characters", "fourcc")
-        if self.p["fps"] != 0.0 and self.p["fps"] < 0.1:
+        if self.p["fps"] != 0.0 and self.p["fps"] < _MIN_FPS:
             raise self.config_error(f"{self.p['fps']!r} Hz is below 0.1 Hz (0 = the camera's "
                                     "rate)", "fps")
         try:
@@ -328,9 +331,16 @@ class VideoWriter(OverlayOutput):
         """Open the video at ``bgr``'s size and the frame rate of ``fps`` or the stamps."""
         fps = self.p["fps"]
         if fps == 0.0:
-            fps = stamp_rate_hz(self._stamps_ns) or _FALLBACK_FPS
-            log.info("%s: writing %s at %.3g fps, the masks' rate", self.name,
-                     self.p["path"], fps)
+            rate_hz = stamp_rate_hz(self._stamps_ns)
+            if rate_hz is not None and _MIN_FPS <= rate_hz <= _MAX_FPS:
+                fps = rate_hz
+                log.info("%s: writing %s at %.3g fps, the masks' rate", self.name,
+                         self.p["path"], fps)
+            else:  # one frame, or stamps no video can play at (1 ns apart)
+                fps = _FALLBACK_FPS
+                log.warning("%s: the masks' stamps give no frame rate a video can have "
+                            "(%s Hz); writing %s at %g fps", self.name, rate_hz,
+                            self.p["path"], fps)
         self.size = (bgr.shape[1], bgr.shape[0])
         fourcc = cv2.VideoWriter.fourcc(*self.p["fourcc"])
         video = cv2.VideoWriter(self.p["path"], fourcc, fps, self.size)

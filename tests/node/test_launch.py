@@ -73,7 +73,9 @@ def test_video_frame_rate_reaches_the_video_writer(file: str) -> None:
     files, so a replay's overlay video was always 10 fps."""
     nodes = resolved(file, "input:=synthetic", "video:=true", "video_fps:=30")
     assert nodes["video"].p["fps"] == 30.0
-    assert resolved(file, "input:=synthetic", "video:=true")["video"].p["fps"] == 10.0
+    # By default the video follows the camera's rate (0): a 20 Hz bag in a fixed 10 fps
+    # video played at half speed.
+    assert resolved(file, "input:=synthetic", "video:=true")["video"].p["fps"] == 0.0
 
 
 def test_sources_get_no_queue_depth_and_only_the_camera_a_frame_limit(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,22 @@ def test_recorder_keeps_the_frame_of_a_scan_without_a_rig(tmp_path: Path) -> Non
                 topics=["/lidar/points"])]
     assert [(t, h.frame_id, h.stamp.nanosec) for t, h in clouds] == [
         (4_000, "os_sensor", 4_000)]
+
+
+def test_video_fps_0_with_stamps_no_video_can_play_at_falls_back_to_10_fps(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Masks stamped 1 ns apart measure 1e9 Hz, which OpenCV refused to open a video at
+    (the graph stopped with a codec error); such a rate falls back to 10 fps, warned."""
+    path = tmp_path / "overlay.mp4"
+    video = Graph().add(outputs.VideoWriter, "video",
+                        {"path": str(path), "boxes": False, "fps": 0.0})
+    video.setup()
+    with caplog.at_level(logging.WARNING):
+        for k in range(5):
+            video.show(mask(k, np.zeros((48, 64), np.uint8)), None)
+    video.shutdown()
+    assert video.fps_written == 10.0 and video.written == 5
+    assert "no frame rate a video can have" in caplog.text
+    capture = cv2.VideoCapture(str(path))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    capture.release()
