@@ -294,8 +294,15 @@ class SegmentationNode(Node):
 
         if self.p["num_threads"]:
             torch.set_num_threads(self.p["num_threads"])
+        from drivingseg.model.device import torch_device
+
         device = self.p["device"]
-        if device == "auto":
+        if self.p["backend"] == "torch":  # onnxruntime runs where its providers say
+            try:  # checked here, so that a missing CUDA names 'device', not 'weights'
+                device = str(torch_device(device))
+            except DrivingsegError as exc:
+                raise self.config_error(str(exc), "device") from exc
+        elif device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         fp16 = None if self.p["fp16"] == "auto" else self.p["fp16"] == "on"
         if fp16 is None and device == "cpu" and self.p["backend"] == "torch":

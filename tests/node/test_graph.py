@@ -12,7 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from drivingseg.errors import ConfigError
 from drivingseg.model.infer import input_size
 from drivingseg.node.graph import Graph
 from drivingseg.node.launch import build_graph, load_launch
@@ -169,3 +171,13 @@ def test_camera_source_sends_each_kitti_object_frame_with_its_own_calibration(
     assert len(rigs) == 3 and all(r is not None for r in rigs)
     fx = [r.camera.P[0, 0] for r in rigs if r is not None]
     assert fx[1] == 900.0 and fx[0] == fx[2] != 900.0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_names_the_device_parameter() -> None:
+    """The error used to name 'weights' (it came from loading the model there)."""
+    graph = Graph()
+    node = graph.add(SegmentationNode, "segmentation", {"device": "cuda"})
+    with pytest.raises(ConfigError, match=r"parameter 'device': device 'cuda' asked for but "
+                       r"CUDA is not available"):
+        node.setup()
