@@ -251,7 +251,9 @@ class SegmentationNode(Node):
               "'drivingseg export', or the checkpoint exported at start-up)",
               choices=("torch", "onnxruntime")),
         Param("providers", str, "CPUExecutionProvider",
-              "onnxruntime execution providers, comma-separated, in order of preference"),
+              "onnxruntime execution providers, comma-separated, in order of preference (one "
+              "that fails to start is an error, unless CPUExecutionProvider is listed after "
+              "it as the fallback)"),
         Param("channels_last", bool, True, "torch: channels-last memory format (faster "
               "convolutions on CPU and CUDA; ignored by backend onnxruntime)"),
         Param("pin_memory", bool, False, "torch: pinned host buffer for the upload (CUDA only; "
@@ -355,7 +357,7 @@ class SegmentationNode(Node):
             log.warning("%s: the model has no 'car' class (%s); no car probability",
                         self.name, ", ".join(classes))
         log.info("%s: %s with %s on %s, checkpoint input %dx%d, resize %s", self.name,
-                 path.name, backend, device if backend == "torch" else ",".join(providers),
+                 path.name, backend, device if backend == "torch" else ",".join(self.segmenter.providers),
                  self.segmenter.spec.width, self.segmenter.spec.height, self.p["resize"])
 
     def ready(self) -> None:
