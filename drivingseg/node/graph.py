@@ -234,3 +234,9 @@ class Graph:
     def frames_in(self) -> int:
         """Camera frames the sources published."""
         return sum(n.frames_published for n in self.nodes if n.is_frame_source)
+
+    def newest_frame_stamp_ns(self) -> int | None:
+        """Sensor stamp of the newest camera frame a source published (None: none yet)."""
+        stamps = [stamp for n in self.nodes if n.is_frame_source
+                  if (stamp := getattr(n, "last_stamp_ns", None)) is not None]
+        return max(stamps, default=None)

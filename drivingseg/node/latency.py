@@ -204,6 +204,7 @@ class LatencyTracker(Node):
     """
 
     type_name = "latency_tracker"
+    idle_ticks = True
     common_parameters: ClassVar[tuple[Param, ...]] = ()
     description = "end-to-end and per-stage latency, deadline misses, drops"
     parameters: ClassVar[tuple[Param, ...]] = (
@@ -213,8 +214,8 @@ class LatencyTracker(Node):
               "complete for a replay, nothing per frame held in memory on a vehicle; both "
               "appear atomically at the end); created and checked at start ('' = none)"),
         Param("status", bool, True, "live one-line status on a terminal"),
-        Param("diagnostics_period_s", float, 1.0, "how often to publish /diagnostics", "s",
-              min=0.01),
+        Param("diagnostics_period_s", float, 1.0, "how often to publish /diagnostics (also "
+              "while no mask comes: level 2, 'no mask for N s')", "s", min=0.01),
         Param("summary", bool, True, "print the summary table at the end"),
     )
 
@@ -235,6 +236,8 @@ class LatencyTracker(Node):
         self._csv_done = False
         self._errors: list[ConfigError] = []
         self._start_ns = 0
+        self._last_mask_ns = 0
+        self._frames_at_last_mask = 0
         self._last_diag_ns = 0
         self._last_status_ns = 0
         self._tty = bool(self.p["status"]) and sys.stderr.isatty()
@@ -275,13 +278,36 @@ class LatencyTracker(Node):
         self.samples.append([ms[c] for c in COLUMNS])
         self.deadline_misses += missed
         self._stream_row(frame, missed)
-        if now - self._last_diag_ns >= self.p["diagnostics_period_s"] * 1e9:
-            self._last_diag_ns = now
-            self.diag.publish(self.diagnostics(msg.stamp_ns))
-        if self._tty and now - self._last_status_ns >= 250_000_000:
-            self._last_status_ns = now
+        self._last_mask_ns = now
+        self._frames_at_last_mask = self.context.graph.frames_in()
+        self._report(now, msg.stamp_ns)
+
+    def tick(self) -> None:
+        """Between masks too: ``/diagnostics`` keeps its period and the status line moves
+        on when no mask comes (a stalled node), and both say so; stamped with the newest
+        camera frame's stamp (sensor time: none before the first frame)."""
+        stamp_ns = self.context.graph.newest_frame_stamp_ns()
+        if stamp_ns is None and self.frames:
+            stamp_ns = self.frames[-1].stamp_ns
+        if stamp_ns is not None:
+            self._report(time.perf_counter_ns(), stamp_ns)
+
+    def _report(self, now_ns: int, stamp_ns: int) -> None:
+        if now_ns - self._last_diag_ns >= self.p["diagnostics_period_s"] * 1e9:
+            self._last_diag_ns = now_ns
+            self.diag.publish(self.diagnostics(stamp_ns))
+        if self._tty and now_ns - self._last_status_ns >= 250_000_000:
+            self._last_status_ns = now_ns
             sys.stderr.write("\r" + self.status_line() + "\x1b[K")
             sys.stderr.flush()
+
+    def stalled_s(self) -> float | None:
+        """Seconds since the last mask (or the start) if camera frames came in since and it
+        is a diagnostics period or more; else None."""
+        if self.context.graph.frames_in() <= self._frames_at_last_mask or not self._start_ns:
+            return None
+        idle_s = (time.perf_counter_ns() - (self._last_mask_ns or self._start_ns)) / 1e9
+        return idle_s if idle_s >= self.p["diagnostics_period_s"] else None
 
     def on_inputs_closed(self) -> None:
         if self.frames:
@@ -295,11 +321,13 @@ class LatencyTracker(Node):
         e2e = percentiles([f.ms["e2e"] for f in self.frames])
         wall_s = max(1e-9, (time.perf_counter_ns() - self._start_ns) / 1e9)
         masks = len(self.samples)
+        stalled_s = self.stalled_s()
         return (
             f"{masks} masks | {masks / wall_s:.1f} fps | e2e p50 "
             f"{format_ms(e2e['p50'], '.0f')} p95 {format_ms(e2e['p95'], '.0f')} ms | "
             f"misses {self.deadline_misses} | "
             f"dropped {sum(self.context.graph.drops().values())}"
+            + ("" if stalled_s is None else f" | no mask for {stalled_s:.1f} s")
         )
 
     def diagnostics(self, stamp_ns: int) -> Diagnostics:
@@ -309,9 +337,11 @@ class LatencyTracker(Node):
         misses = sum(f.missed(budget) for f in recent)
         drops = self.context.graph.drops()
         losses = self.context.graph.losses()
-        level = 1 if misses or drops or losses else 0
+        stalled_s = self.stalled_s()
+        level = 2 if stalled_s is not None else 1 if misses or drops or losses else 0
         values = [
             ("masks", str(len(self.samples))),
+            ("seconds_without_mask", format_ms(stalled_s, ".1f")),
             ("budget_ms", f"{budget:g}"),
             ("deadline_misses_recent", str(misses)),
             ("dropped", str(sum(drops.values()))),
@@ -325,6 +355,10 @@ class LatencyTracker(Node):
             values += [(f"lost {what} at {where}", str(n)) for where, n in sorted(at.items())]
         message = (f"e2e p95 {format_ms(e2e['p95'], '.1f')} ms, {misses} of last "
                    f"{len(recent)} over budget")
+        if stalled_s is not None:
+            waiting = self.context.graph.frames_in() - self._frames_at_last_mask
+            message = (f"no mask for {stalled_s:.1f} s ({waiting} camera frames in since); "
+                       + message)
         return Diagnostics(stamp_ns, f"drivingseg: {self.name}", level, message, tuple(values))
 
     # ---------------------------------------------------------------- files

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 OVERFLOW_POLICIES = ("drop_oldest", "block")
 _ARRIVAL = itertools.count()
 _WAIT_S = 0.05
+_IDLE = object()
+"""What :meth:`Node._next` returns to a node with ``idle_ticks`` when a wait found nothing."""
 
 M = TypeVar("M")
 K = TypeVar("K")
@@ -245,6 +247,9 @@ class Node:
               "messages", min=1, max=1000),
     )
     is_frame_source: ClassVar[bool] = False
+    idle_ticks: ClassVar[bool] = False
+    """Whether :meth:`tick` is also called while no message comes (every ``_WAIT_S``), for
+    periodic work that must not wait for one (a health report of a stalled graph)."""
 
     def __init__(
         self,
@@ -335,6 +340,10 @@ class Node:
     def after_run(self) -> None:
         """Called in the main thread once every node thread has ended."""
 
+    def tick(self) -> None:
+        """Called in the node's thread after each callback and, with ``idle_ticks``, after
+        each wait that found no message."""
+
     def drops(self) -> dict[str, int]:
         """Camera frames lost at this node, by where (``topic -> node`` or a named reason)."""
         out: dict[str, int] = {}
@@ -366,7 +375,9 @@ class Node:
             return None
         return min(ready, key=lambda s: s.head_arrival() or 0)
 
-    def _next(self) -> tuple[Subscription[Any], Any] | None:
+    def _next(self) -> tuple[Subscription[Any], Any] | object | None:
+        """The next message and its subscription; None when the node is done; ``_IDLE``
+        after a wait that found nothing (with ``idle_ticks`` only)."""
         with self.cond:
             while True:
                 if self.context.abort.is_set():
@@ -377,6 +388,8 @@ class Node:
                 if all(s.topic.closed and not len(s) for s in self.subscriptions):
                     return None
                 self.cond.wait(_WAIT_S)
+                if self.idle_ticks and self.choose() is None:
+                    return _IDLE
 
     def run(self) -> None:
         """Serve callbacks until every input is closed and drained (or abort)."""
@@ -384,13 +397,15 @@ class Node:
             item = self._next()
             if item is None:
                 break
-            sub, msg = item
-            try:
-                sub.callback(msg)
-            except BaseException:  # the message is lost with the node: count it there
-                with self.cond:
-                    sub.failed_on += 1
-                raise
+            if isinstance(item, tuple):
+                sub, msg = item
+                try:
+                    sub.callback(msg)
+                except BaseException:  # the message is lost with the node: count it there
+                    with self.cond:
+                        sub.failed_on += 1
+                    raise
+            self.tick()
         if not self.context.abort.is_set():
             self.on_inputs_closed()
 

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,9 +24,10 @@ from drivingseg.node.latency import (
     LatencyTracker,
     percentiles,
 )
-from drivingseg.node.messages import LidarCloud, Mask, MaskTiming, Timing
+from drivingseg.node.messages import CameraImage, Diagnostics, LidarCloud, Mask, MaskTiming, Timing
 from drivingseg.node.processing import SyncNode
 from drivingseg.node.recorder import McapRecorder
+from drivingseg.node.runtime import Node
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 IMG = np.zeros((4, 6, 3), np.uint8)
@@ -295,3 +297,73 @@ def test_csv_that_cannot_be_streamed_is_given_up_while_measuring_goes_on(
     assert "latency of 3 masks" in capsys.readouterr().out
     assert tracker.report is not None and tracker.report.masks == 3
     assert sorted(p.name for p in out.iterdir()) == ["latency.json"]
+
+
+# ---------------------------------------------------------------- a stalled graph
+
+
+class FrameSource(Node):
+    """Camera frames every 20 ms (stamped from 5 s, sensor time) to nobody, for 0.5 s."""
+
+    type_name = "frame_source"
+    is_frame_source = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pub = self.create_publisher("/camera/image", CameraImage)
+        self.last_stamp_ns: int | None = None
+
+    def run(self) -> None:
+        for k in range(25):
+            stamp = 5_000_000_000 + k * 20_000_000
+            frame = CameraFrame(stamp, IMG, index=k)
+            self.pub.publish(CameraImage(frame, None, Timing(stamp, k, time.perf_counter_ns())))
+            self.last_stamp_ns = stamp
+            self.frames_published += 1
+            time.sleep(0.02)
+
+
+class StalledSegmentation(Node):
+    """Publishes ``/segmentation/mask`` but never a mask (hung in its network)."""
+
+    type_name = "stalled"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_publisher("/segmentation/mask", Mask)
+
+    def run(self) -> None:
+        self.context.stop.wait()
+
+
+class DiagnosticsListener(Node):
+    type_name = "diagnostics_listener"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.got: list[Diagnostics] = []
+        self.create_subscription("/diagnostics", Diagnostics, self.got.append, depth=100)
+
+
+def test_diagnostics_keep_their_period_and_report_a_graph_that_makes_no_mask() -> None:
+    """/diagnostics went out only when a mask came: a hung or very slow segmentation left
+    the health topic silent (the last status OK) while camera frames kept coming in."""
+    graph = Graph()
+    tracker = graph.add(LatencyTracker, "latency", {"status": False, "summary": False,
+                                                    "diagnostics_period_s": 0.1})
+    graph.add(FrameSource, "camera")
+    graph.add(StalledSegmentation, "segmentation")
+    listener = graph.add(DiagnosticsListener, "listener")
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=0.8)
+
+    assert len(listener.got) >= 3, listener.got
+    assert not tracker.samples
+    stalled = [d for d in listener.got if d.level == 2]
+    assert stalled and all(d.message.startswith("no mask for ") for d in stalled)
+    assert "camera frames in since" in stalled[-1].message
+    values = dict(stalled[-1].values)
+    assert float(values["seconds_without_mask"]) >= 0.1 and values["masks"] == "0"
+    # Stamped in sensor time: a camera frame's stamp, never 0.
+    assert all(5_000_000_000 <= d.stamp_ns <= 5_480_000_000 for d in listener.got)
+    assert "| no mask for " in tracker.status_line()
