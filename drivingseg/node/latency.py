@@ -9,7 +9,8 @@ Memory stays bounded per frame for runs of any length (``replay --loop``, a vehi
 live status line and ``/diagnostics`` use running counters and the last
 :data:`RECENT_FRAMES` frames; ``latency.csv`` is streamed to disk row by row; the summary's
 percentiles are exact over every mask, from one float64 per column and mask
-(:class:`SampleColumns`: 56 bytes a mask, about 2 MB an hour at 10 Hz).
+(:class:`SampleColumns`: 56 bytes a mask, about 2 MB an hour at 10 Hz). The statistics and
+the summary are :mod:`drivingseg.node.latency_stats`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import logging
 import os
 import sys
@@ -25,20 +25,25 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
-import numpy as np
-import numpy.typing as npt
-
 from drivingseg.errors import ConfigError, DrivingsegError
 from drivingseg.fileio import write_atomic, write_text_atomic
+from drivingseg.node.latency_stats import (
+    COLUMNS,
+    FrameLatency,
+    LatencyReport,
+    SampleColumns,
+    format_ms,
+    percentiles,
+)
 from drivingseg.node.messages import STAGES, Diagnostics, Mask, MaskTiming
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import FRAMES, Node
 
 __all__ = [
+    "COLUMNS",
     "RECENT_FRAMES",
     "FrameLatency",
     "LatencyReport",
@@ -48,9 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-COLUMNS = ("e2e", *STAGES, "queue")
-STAT_KEYS = ("p50", "p95", "p99", "max", "mean")
 
 RECENT_FRAMES = 200
 """Frames the tracker keeps as objects (``frames``): the status line's window."""
@@ -63,133 +65,11 @@ CSV_NAME = "latency.csv"
 CSV_HEADER = ("seq", "index", "stamp_ns", *(f"{c}_ms" for c in COLUMNS), "deadline_miss")
 
 
-def percentiles(values_ms: Sequence[float] | npt.NDArray[np.float64]
-                ) -> dict[str, float | None]:
-    """p50, p95, p99, max and mean of ``values_ms`` (all ``None`` when empty)."""
-    a = np.asarray(values_ms, dtype=np.float64)
-    if a.size == 0:
-        return {k: None for k in STAT_KEYS}
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(a.max()),
-            "mean": float(a.mean())}
-
-
-def format_ms(value: float | None, spec: str) -> str:
-    """``value`` formatted with ``spec``, or ``-`` when there is none."""
-    return "-" if value is None else format(value, spec)
-
-
 def csv_line(fields: Sequence[object]) -> str:
     """One CSV record (the csv module's dialect, ``\\r\\n`` line ends), as text."""
     buffer = io.StringIO()
     csv.writer(buffer).writerow(fields)
     return buffer.getvalue()
-
-
-class SampleColumns:
-    """Named float64 columns that grow by doubling: one compact array per column.
-
-    Keeps exact statistics over a whole run at 8 bytes a value, without per-frame objects.
-    """
-
-    def __init__(self, names: Sequence[str], capacity: int = 256) -> None:
-        self.names = tuple(names)
-        self._index = {name: i for i, name in enumerate(self.names)}
-        self._data = np.empty((len(self.names), max(1, capacity)), dtype=np.float64)
-        self._n = 0
-
-    def __len__(self) -> int:
-        return self._n
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held (at most twice the values' size)."""
-        return int(self._data.nbytes)
-
-    def append(self, values: Sequence[float]) -> None:
-        """Add one value per column, in the order of ``names`` (amortised O(1))."""
-        if self._n == self._data.shape[1]:
-            grown = np.empty((len(self.names), 2 * self._n), dtype=np.float64)
-            grown[:, : self._n] = self._data
-            self._data = grown
-        self._data[:, self._n] = values
-        self._n += 1
-
-    def column(self, name: str) -> npt.NDArray[np.float64]:
-        """Every value of column ``name`` so far (a view)."""
-        return self._data[self._index[name], : self._n]
-
-
-@dataclass(frozen=True)
-class FrameLatency:
-    """One published mask: stamps and milliseconds per column of :data:`COLUMNS`."""
-
-    seq: int
-    index: int
-    stamp_ns: int
-    ms: dict[str, float]
-
-    def missed(self, budget_ms: float) -> bool:
-        return self.ms["e2e"] > budget_ms
-
-
-@dataclass
-class LatencyReport:
-    """Summary of a run; ``table()`` for people, ``as_dict()`` for JSON.
-
-    Statistics of a column are ``None`` when no mask was measured.
-    """
-
-    budget_ms: float
-    frames_in: int
-    masks: int
-    wall_s: float
-    stats: dict[str, dict[str, float | None]]
-    deadline_misses: int
-    drops: dict[str, int] = field(default_factory=dict)
-    losses: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Messages lost that are not camera frames (lidar scans, diagnostics), by what, where."""
-
-    @property
-    def fps(self) -> float:
-        return self.masks / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def dropped(self) -> int:
-        return sum(self.drops.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "budget_ms": self.budget_ms, "frames_in": self.frames_in, "masks": self.masks,
-            "wall_s": self.wall_s, "fps": self.fps, "deadline_misses": self.deadline_misses,
-            "dropped": self.dropped, "drops": self.drops, "lost": self.losses,
-            "latency_ms": self.stats,
-        }
-
-    def to_json(self) -> str:
-        """``as_dict()`` as JSON; refuses NaN and infinities (not valid JSON)."""
-        return json.dumps(self.as_dict(), indent=2, allow_nan=False) + "\n"
-
-    def table(self) -> str:
-        lines = [
-            f"latency of {self.masks} masks from {self.frames_in} camera frames "
-            f"({self.fps:.1f} fps over {self.wall_s:.1f} s), budget {self.budget_ms:g} ms",
-            f"{'stage':<10}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)",
-        ]
-        for name in COLUMNS:
-            s = self.stats[name]
-            lines.append(f"{name:<10}" + "".join(f"{format_ms(s[k], '.1f'):>9}"
-                                                 for k in ("p50", "p95", "p99", "max")))
-        lines.append(f"deadline misses: {self.deadline_misses} of {self.masks}")
-        if self.drops:
-            lines.append(f"dropped frames: {self.dropped}")
-            lines.extend(f"  {n:5d}  at {where}" for where, n in sorted(self.drops.items()))
-        else:
-            lines.append("dropped frames: 0")
-        for what, at in sorted(self.losses.items()):
-            lines.append(f"lost {what}: {sum(at.values())}")
-            lines.extend(f"  {n:5d}  at {where}" for where, n in sorted(at.items()))
-        return "\n".join(lines)
 
 
 class LatencyTracker(Node):
@@ -236,6 +116,7 @@ class LatencyTracker(Node):
         self._csv_done = False
         self._errors: list[ConfigError] = []
         self._start_ns = 0
+        self._end_ns = 0
         self._last_mask_ns = 0
         self._frames_at_last_mask = 0
         self._last_diag_ns = 0
@@ -264,6 +145,14 @@ class LatencyTracker(Node):
 
     def ready(self) -> None:
         self._start_ns = time.perf_counter_ns()
+
+    def run(self) -> None:
+        """The run's wall time (fps) is the mask stream's: from the graph's start (not from
+        this node's ready(), before the later nodes' set-up) to the end of the masks (not
+        the other nodes' finalising of their outputs)."""
+        self._start_ns = time.perf_counter_ns()
+        super().run()
+        self._end_ns = time.perf_counter_ns()
 
     def on_mask(self, msg: MaskTiming) -> None:
         now = time.perf_counter_ns()
@@ -423,7 +312,8 @@ class LatencyTracker(Node):
         self._finish_csv()
 
     def after_run(self) -> None:
-        wall_s = (time.perf_counter_ns() - self._start_ns) / 1e9 if self._start_ns else 0.0
+        end_ns = self._end_ns or time.perf_counter_ns()
+        wall_s = (end_ns - self._start_ns) / 1e9 if self._start_ns else 0.0
         masks = len(self.samples)
         self.report = LatencyReport(
             budget_ms=self.p["budget_ms"],

@@ -367,3 +367,50 @@ def test_diagnostics_keep_their_period_and_report_a_graph_that_makes_no_mask() -
     # Stamped in sensor time: a camera frame's stamp, never 0.
     assert all(5_000_000_000 <= d.stamp_ns <= 5_480_000_000 for d in listener.got)
     assert "| no mask for " in tracker.status_line()
+
+
+class MaskSource(Node):
+    """Publishes five masks, 10 ms apart, and ends."""
+
+    type_name = "mask_source"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pub = self.create_publisher("/segmentation/mask", Mask)
+
+    def run(self) -> None:
+        for k in range(5):
+            self.pub.publish(full_mask(k, inference_ns=1_000_000))
+            time.sleep(0.01)
+
+
+class SlowOutput(Node):
+    """An output that takes 0.3 s to get ready and 0.3 s to finalise its file."""
+
+    type_name = "slow_output"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_subscription("/segmentation/mask", Mask, lambda _: None)
+
+    def ready(self) -> None:
+        time.sleep(0.3)
+
+    def shutdown(self) -> None:
+        time.sleep(0.3)
+
+
+def test_fps_is_over_the_mask_stream_not_the_other_nodes_start_and_finish() -> None:
+    """The tracker timed the run from its own ready(), so a node after it in the launch file
+    that took long to get ready (the MCAP recorder builds its serialisers there, ~0.1 s)
+    and the outputs' finalising at the end counted as run time: fps too low."""
+    graph = Graph()
+    graph.add(MaskSource, "segmentation")
+    tracker = graph.add(LatencyTracker, "latency", {"status": False, "summary": False})
+    graph.add(SlowOutput, "output")
+    graph.setup()
+    result = graph.run(handle_signals=False, timeout_s=10)
+    report = tracker.report
+    assert report is not None and report.masks == 5
+    assert 0.04 <= report.wall_s < result.wall_s - 0.15, (report.wall_s, result.wall_s)
+    assert report.fps == pytest.approx(5 / report.wall_s)
