@@ -120,6 +120,8 @@ class LatencyTracker(Node):
         self._last_mask_ns = 0
         self._frames_at_last_mask = 0
         self._last_diag_ns = 0
+        self._reported = (0, 0)
+        """Frames dropped and messages lost in all at the last report published."""
         self._last_status_ns = 0
         self._tty = bool(self.p["status"]) and sys.stderr.isatty()
 
@@ -184,7 +186,7 @@ class LatencyTracker(Node):
     def _report(self, now_ns: int, stamp_ns: int) -> None:
         if now_ns - self._last_diag_ns >= self.p["diagnostics_period_s"] * 1e9:
             self._last_diag_ns = now_ns
-            self.diag.publish(self.diagnostics(stamp_ns))
+            self.diag.publish(self.diagnostics(stamp_ns, commit=True))
         if self._tty and now_ns - self._last_status_ns >= 250_000_000:
             self._last_status_ns = now_ns
             sys.stderr.write("\r" + self.status_line() + "\x1b[K")
@@ -200,7 +202,7 @@ class LatencyTracker(Node):
 
     def on_inputs_closed(self) -> None:
         if self.frames:
-            self.diag.publish(self.diagnostics(self.frames[-1].stamp_ns))
+            self.diag.publish(self.diagnostics(self.frames[-1].stamp_ns, commit=True))
         if self._tty:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
@@ -219,21 +221,30 @@ class LatencyTracker(Node):
             + ("" if stalled_s is None else f" | no mask for {stalled_s:.1f} s")
         )
 
-    def diagnostics(self, stamp_ns: int) -> Diagnostics:
+    def diagnostics(self, stamp_ns: int, *, commit: bool = False) -> Diagnostics:
+        """The health report: like its deadline misses (of the recent frames), its level
+        counts the frames dropped and messages lost since the last report published
+        (``commit``), not since the start, so one early drop is not a warning for good."""
         budget = self.p["budget_ms"]
         recent = list(self.frames)[-DIAGNOSTICS_FRAMES:]
         e2e = percentiles([f.ms["e2e"] for f in recent])
         misses = sum(f.missed(budget) for f in recent)
         drops = self.context.graph.drops()
         losses = self.context.graph.losses()
+        totals = (sum(drops.values()), sum(sum(at.values()) for at in losses.values()))
+        new_drops, new_losses = (t - r for t, r in zip(totals, self._reported, strict=True))
+        if commit:
+            self._reported = totals
         stalled_s = self.stalled_s()
-        level = 2 if stalled_s is not None else 1 if misses or drops or losses else 0
+        level = 2 if stalled_s is not None else 1 if misses or new_drops or new_losses else 0
         values = [
             ("masks", str(len(self.samples))),
             ("seconds_without_mask", format_ms(stalled_s, ".1f")),
             ("budget_ms", f"{budget:g}"),
             ("deadline_misses_recent", str(misses)),
-            ("dropped", str(sum(drops.values()))),
+            ("dropped", str(totals[0])),
+            ("dropped_since_last_report", str(new_drops)),
+            ("lost_since_last_report", str(new_losses)),
         ]
         for stage in COLUMNS:
             s = percentiles([f.ms[stage] for f in recent])
@@ -243,7 +254,8 @@ class LatencyTracker(Node):
             values.append((f"lost {what}", str(sum(at.values()))))
             values += [(f"lost {what} at {where}", str(n)) for where, n in sorted(at.items())]
         message = (f"e2e p95 {format_ms(e2e['p95'], '.1f')} ms, {misses} of last "
-                   f"{len(recent)} over budget")
+                   f"{len(recent)} over budget, {new_drops} frames dropped since the last "
+                   "report")
         if stalled_s is not None:
             waiting = self.context.graph.frames_in() - self._frames_at_last_mask
             message = (f"no mask for {stalled_s:.1f} s ({waiting} camera frames in since); "

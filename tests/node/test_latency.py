@@ -414,3 +414,30 @@ def test_fps_is_over_the_mask_stream_not_the_other_nodes_start_and_finish() -> N
     assert report is not None and report.masks == 5
     assert 0.04 <= report.wall_s < result.wall_s - 0.15, (report.wall_s, result.wall_s)
     assert report.fps == pytest.approx(5 / report.wall_s)
+
+
+def test_a_drop_warns_in_the_next_report_not_in_every_report_after() -> None:
+    """/diagnostics was WARN from the first dropped frame to the end of the run (drops were
+    counted since the start while misses were the recent frames'): one drop while warming
+    up left a vehicle's health topic warning for the whole drive."""
+    graph = Graph()
+    tracker = graph.add(LatencyTracker, "latency", {"status": False,
+                                                    "diagnostics_period_s": 0.01})
+    sync = graph.add(SyncNode, "sync", {"qos_depth": 2})
+    listener = graph.add(DiagnosticsListener, "listener")
+    for k in range(3):  # one more than the queue holds: the oldest is dropped
+        frame = CameraFrame(k, IMG, index=k)
+        sync.camera_sub.push(CameraImage(frame, None, Timing(k, k, 0)))
+    tracker.setup()
+    tracker.ready()
+    for k in range(3):
+        tracker.on_mask(mask(k, inference_ns=1_000_000))
+        time.sleep(0.02)
+    (sub,) = listener.subscriptions
+    with listener.cond:
+        reports: list[Diagnostics] = [sub.pop() for _ in range(len(sub))]
+    assert [d.level for d in reports] == [1, 0, 0]
+    assert "1 frames dropped since the last report" in reports[0].message
+    totals = [dict(d.values) for d in reports]
+    assert [v["dropped"] for v in totals] == ["1", "1", "1"]
+    assert [v["dropped_since_last_report"] for v in totals] == ["1", "0", "0"]
