@@ -305,12 +305,13 @@ class LatencyTracker(Node):
 
     def _finish_csv(self) -> None:
         """Move the streamed CSV into place as ``latency.csv`` (atomically)."""
-        if self._out_dir is None or self._csv_file is None or self._csv_tmp is None:
+        if self._out_dir is None or self._csv_tmp is None:
             return
         target, streamed = self._out_dir / CSV_NAME, self._csv_tmp
         try:
-            self._csv_file.close()
-            self._csv_file = None
+            if self._csv_file is not None:
+                self._csv_file.close()
+                self._csv_file = None
             write_atomic(target, lambda tmp: os.replace(streamed, tmp), error=ConfigError,
                          what="the latency CSV")
             self._csv_tmp = None
@@ -321,7 +322,18 @@ class LatencyTracker(Node):
             self._csv_done = True
 
     def shutdown(self) -> None:
-        self._finish_csv()
+        """Close the streamed CSV: it goes into place in :meth:`after_run`, beside
+        ``latency.json``, not while the other nodes still finalise their outputs (a run
+        ended there left the new CSV beside the previous run's JSON)."""
+        if self._csv_file is None or self._out_dir is None:
+            return
+        try:
+            self._csv_file.close()
+        except OSError as exc:
+            self._file_error(self._out_dir / CSV_NAME, exc)
+            self._discard_csv()
+            self._csv_done = True
+        self._csv_file = None
 
     def after_run(self) -> None:
         end_ns = self._end_ns or time.perf_counter_ns()
@@ -351,9 +363,11 @@ class LatencyTracker(Node):
             raise self._errors[0]
 
     def write(self, out_dir: Path) -> None:
-        """``latency.json`` (the report) in ``out_dir``, and a header-only ``latency.csv``
-        when no mask streamed one; failures are kept for ``after_run`` to raise."""
+        """``latency.csv`` (the streamed rows, or a header only when no mask streamed any)
+        and ``latency.json`` (the report) in ``out_dir``, one right after the other;
+        failures are kept for ``after_run`` to raise."""
         assert self.report is not None
+        self._finish_csv()
         files = [(out_dir / JSON_NAME, self.report.to_json(), "the latency summary")]
         if not self._csv_done:
             files.append((out_dir / CSV_NAME, csv_line(CSV_HEADER), "the latency CSV"))

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -25,6 +25,7 @@ from drivingseg.node.latency import (
     percentiles,
 )
 from drivingseg.node.messages import CameraImage, Diagnostics, LidarCloud, Mask, MaskTiming, Timing
+from drivingseg.node.params import Param
 from drivingseg.node.processing import SyncNode
 from drivingseg.node.recorder import McapRecorder
 from drivingseg.node.runtime import Node
@@ -441,3 +442,42 @@ def test_a_drop_warns_in_the_next_report_not_in_every_report_after() -> None:
     totals = [dict(d.values) for d in reports]
     assert [v["dropped"] for v in totals] == ["1", "1", "1"]
     assert [v["dropped_since_last_report"] for v in totals] == ["1", "0", "0"]
+
+
+class FinalisingOutput(Node):
+    """An output that takes 0.4 s to finalise and looks at ``out_dir`` meanwhile."""
+
+    type_name = "finalising_output"
+    parameters: ClassVar[tuple[Param, ...]] = (Param("out_dir", str, "", "where to look"),)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_subscription("/segmentation/mask", Mask, lambda _: None)
+        self.seen: dict[str, str] = {}
+
+    def shutdown(self) -> None:
+        time.sleep(0.3)  # the tracker has long ended: its inputs closed with ours
+        out = Path(self.p["out_dir"])
+        self.seen = {name: (out / name).read_text() for name in ("latency.csv", "latency.json")}
+        time.sleep(0.1)
+
+
+def test_csv_and_json_appear_together_after_the_outputs_are_finalised(tmp_path: Path) -> None:
+    """The CSV went into place when the tracker ended and the JSON only once every node had
+    finalised its outputs (seconds for a long video): a run ended in between (killed) left
+    this run's latency.csv beside the previous run's latency.json."""
+    previous = '{"from": "the previous run"}\n'
+    (tmp_path / "latency.json").write_text(previous)
+    (tmp_path / "latency.csv").write_text("previous\n")
+    graph = Graph()
+    graph.add(MaskSource, "segmentation")
+    graph.add(LatencyTracker, "latency", {"out_dir": str(tmp_path), "status": False,
+                                          "summary": False})
+    output = graph.add(FinalisingOutput, "output", {"out_dir": str(tmp_path)})
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=10)
+    assert output.seen == {"latency.csv": "previous\n", "latency.json": previous}
+    rows = list(csv.DictReader((tmp_path / "latency.csv").open(newline="")))
+    summary = strict_json((tmp_path / "latency.json").read_text())
+    assert isinstance(summary, dict) and summary["masks"] == len(rows) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latency.csv", "latency.json"]
