@@ -235,6 +235,17 @@ class Graph:
         """Camera frames the sources published."""
         return sum(n.frames_published for n in self.nodes if n.is_frame_source)
 
+    def replay_behind(self) -> dict[str, dict[str, float]]:
+        """Sources that read messages after their release time (non-zero only), by name:
+        how many and how far that took the replay behind its rate, in ms."""
+        out: dict[str, dict[str, float]] = {}
+        for node in self.nodes:
+            messages = int(getattr(node, "behind_messages", 0))
+            if messages:
+                out[node.name] = {"messages": messages,
+                                  "ms": int(getattr(node, "behind_ns", 0)) / 1e6}
+        return out
+
     def newest_frame_stamp_ns(self) -> int | None:
         """Sensor stamp of the newest camera frame a source published (None: none yet)."""
         stamps = [stamp for n in self.nodes if n.is_frame_source

@@ -348,6 +348,7 @@ class LatencyTracker(Node):
             deadline_misses=self.deadline_misses,
             drops=self.context.graph.drops(),
             losses=self.context.graph.losses(),
+            behind=self.context.graph.replay_behind(),
         )
         if not masks:
             log.warning("%s: no mask was measured (%d camera frames in); the latency "

@@ -106,6 +106,10 @@ class LatencyReport:
     drops: dict[str, int] = field(default_factory=dict)
     losses: dict[str, dict[str, int]] = field(default_factory=dict)
     """Messages lost that are not camera frames (lidar scans, diagnostics), by what, where."""
+    behind: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Paced sources that read slower than the rate, by name: ``messages`` read after their
+    release time and the ``ms`` the replay fell behind the recorded rate for them (not
+    latency: the graph then ran at a lower rate than asked for)."""
 
     @property
     def fps(self) -> float:
@@ -120,7 +124,7 @@ class LatencyReport:
             "budget_ms": self.budget_ms, "frames_in": self.frames_in, "masks": self.masks,
             "wall_s": self.wall_s, "fps": self.fps, "deadline_misses": self.deadline_misses,
             "dropped": self.dropped, "drops": self.drops, "lost": self.losses,
-            "latency_ms": self.stats,
+            "replay_behind": self.behind, "latency_ms": self.stats,
         }
 
     def to_json(self) -> str:
@@ -146,4 +150,8 @@ class LatencyReport:
         for what, at in sorted(self.losses.items()):
             lines.append(f"lost {what}: {sum(at.values())}")
             lines.extend(f"  {n:5d}  at {where}" for where, n in sorted(at.items()))
+        for name, lag in sorted(self.behind.items()):
+            lines.append(f"replay behind the rate at {name}: {lag['ms']:.0f} ms, "
+                         f"{lag['messages']:.0f} messages read after their release time "
+                         "(reading slower than the rate; not counted as latency)")
         return "\n".join(lines)

@@ -5,6 +5,7 @@ frames late."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from drivingseg.errors import ConfigError
 from drivingseg.node.graph import Graph
+from drivingseg.node.latency import LatencyTracker
 from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.messages import CameraImage, FusedInput, LidarCloud, SyncedFrames
 from drivingseg.node.processing import FusionNode
@@ -339,3 +341,36 @@ def test_a_reader_within_its_own_period_does_not_hold_the_other_stream_back(
         scheduled_ns = msg.stamp_ns - first.stamp_ns
         drift_ns = msg.timing.available_ns - first.timing.available_ns - scheduled_ns
         assert abs(drift_ns) < 25_000_000, (msg.frame.index, drift_ns)
+
+
+def test_a_replay_behind_its_rate_says_so_in_the_latency_report(
+    kitti_raw_drive: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A reader slower than the rate delays the replay (not latency): that was only logged,
+    so latency.json and the summary of a `--rate 5` replay that ran at about 2x read as if
+    the graph had kept up with 5x."""
+    every_frame = CameraSource.items
+
+    def slow(self: CameraSource) -> Iterator[Any]:
+        for item in every_frame(self):
+            time.sleep(SLOW_READ_S)
+            yield item
+
+    monkeypatch.setattr(CameraSource, "items", slow)
+    params = {"input": str(kitti_raw_drive), "rate": 10.0}
+    graph = Graph()
+    camera = graph.add(CameraSource, "camera", {**params, "max_frames": 6})
+    graph.add(LidarSource, "lidar", params)
+    graph.add(Collector, "collector")
+    tracker = graph.add(LatencyTracker, "latency", {"out_dir": str(tmp_path), "status": False})
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=30)
+
+    assert camera.behind_messages >= 3
+    expected = {"messages": camera.behind_messages, "ms": camera.behind_ns / 1e6}
+    assert tracker.report is not None and tracker.report.behind == {"camera": expected}
+    assert json.loads((tmp_path / "latency.json").read_text())["replay_behind"] == {
+        "camera": expected}
+    assert (f"replay behind the rate at camera: {expected['ms']:.0f} ms, "
+            f"{camera.behind_messages} messages read after") in capsys.readouterr().out
