@@ -4,6 +4,9 @@ End-to-end latency of a mask runs from the moment its camera frame was available
 source (replay at a rate: the frame's scheduled release time; as fast as possible: the end
 of reading it) to the moment the tracker received the published mask. Stage durations
 are the work of each stage; ``queue`` is the rest (time spent waiting in queues).
+``/diagnostics`` goes out every ``diagnostics_period_s``, also while no mask comes (then at
+level 2: camera frames come in and no mask comes out); its level counts the drops and
+losses since the previous report.
 
 Memory stays bounded per frame for runs of any length (``replay --loop``, a vehicle): the
 live status line and ``/diagnostics`` use running counters and the last
