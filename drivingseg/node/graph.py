@@ -103,8 +103,11 @@ class Graph:
     def setup(self) -> None:
         """Set every node up (open inputs, load models), then report unconnected topics.
 
-        When a node fails to set up (or to get ready), the nodes already touched are shut
-        down before the error goes on, so inputs are closed and outputs finalised.
+        Then every node gets ready (checks across nodes), and only then are output files
+        created or replaced (:meth:`Node.open_outputs`), so that an error of any node,
+        wherever the launch file declares it, leaves an earlier run's outputs as they were.
+        When a node fails, the nodes already touched are shut down before the error goes
+        on, so inputs are closed and outputs finalised.
         """
         touched: list[Node] = []
         try:
@@ -117,6 +120,8 @@ class Graph:
                     log.warning("no node publishes %s (subscribed by %s)", topic.name, users)
             for node in self.nodes:
                 node.ready()
+            for node in self.nodes:
+                node.open_outputs()
         except BaseException:
             for node in reversed(touched):
                 try:

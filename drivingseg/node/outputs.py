@@ -121,8 +121,8 @@ class MaskWriter(Node):
         except OSError as exc:
             raise self.config_error(f"cannot create {str(path)!r}: {exc.strerror}", "dir") from exc
 
-    def ready(self) -> None:
-        """Remove an earlier run's mask PNGs, only now that every node is set up (a graph
+    def open_outputs(self) -> None:
+        """Remove an earlier run's mask PNGs, only now that every node is ready (a graph
         that fails to start leaves them as they were)."""
         folder = Path(self.p["dir"])
         removed = 0
@@ -294,8 +294,8 @@ class VideoWriter(OverlayOutput):
                        "'mp4v' writes .mp4, 'MJPG' .avi")
             raise self.config_error(message, "fourcc")
 
-    def ready(self) -> None:
-        """Remove an earlier video at ``path`` (every node is set up by now)."""
+    def open_outputs(self) -> None:
+        """Remove an earlier video at ``path`` (every node is ready by now)."""
         path = Path(self.p["path"])
         try:
             if path.is_file():

@@ -356,8 +356,9 @@ class SegmentationNode(Node):
         if self.p["car_probability"] and self.car_index is None:
             log.warning("%s: the model has no 'car' class (%s); no car probability",
                         self.name, ", ".join(classes))
+        where = device if backend == "torch" else ",".join(self.segmenter.providers)
         log.info("%s: %s with %s on %s, checkpoint input %dx%d, resize %s", self.name,
-                 path.name, backend, device if backend == "torch" else ",".join(self.segmenter.providers),
+                 path.name, backend, where,
                  self.segmenter.spec.width, self.segmenter.spec.height, self.p["resize"])
 
     def ready(self) -> None:

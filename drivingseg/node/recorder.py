@@ -140,8 +140,8 @@ class McapRecorder(Node):
         self.writer = Ros2McapWriter(path, chunk_size_bytes=self.p["chunk_kb"] * 1024,
                                      compression=self.p["compression"])
 
-    def ready(self) -> None:
-        """Create the file only now that every node is set up: a graph that fails to start
+    def open_outputs(self) -> None:
+        """Create the file only now that every node is ready: a graph that fails to start
         leaves an earlier recording at ``path`` as it was."""
         assert self.writer is not None
         try:

@@ -329,7 +329,13 @@ class Node:
         """Open files, load models; raise a DrivingsegError naming the parameter on bad input."""
 
     def ready(self) -> None:
-        """Called once every node is set up, before any thread starts."""
+        """Called once every node is set up, before any thread starts: checks that need the
+        other nodes (raise as :meth:`setup` does)."""
+
+    def open_outputs(self) -> None:
+        """Create or replace output files: called once every node is ready, so that a graph
+        that fails to start (a bad parameter of any node) leaves earlier outputs as they
+        were."""
 
     def on_inputs_closed(self) -> None:
         """All inputs closed and drained: flush what is held (not called on abort)."""

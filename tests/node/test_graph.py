@@ -19,8 +19,10 @@ from drivingseg.model.infer import input_size
 from drivingseg.node.graph import Graph
 from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.messages import Timing
-from drivingseg.node.outputs import MaskWriter
+from drivingseg.node.outputs import MaskWriter, VideoWriter
 from drivingseg.node.processing import SegmentationNode
+from drivingseg.node.recorder import McapRecorder
+from drivingseg.node.runtime import Node
 from drivingseg.node.sources import CameraSource
 from drivingseg.sensors.kitti_raw import KittiRawDrive
 
@@ -181,3 +183,31 @@ def test_device_cuda_without_cuda_names_the_device_parameter() -> None:
     with pytest.raises(ConfigError, match=r"parameter 'device': device 'cuda' asked for but "
                        r"CUDA is not available"):
         node.setup()
+
+
+class _NotReady(Node):
+    """Fails when it gets ready, as a bad cross-node parameter does (car_class)."""
+
+    type_name = "not_ready"
+
+    def ready(self) -> None:
+        raise self.config_error("not ready")
+
+
+def test_a_graph_failing_to_start_leaves_earlier_outputs_whatever_the_node_order(
+        tmp_path: Path) -> None:
+    """Output nodes declared before a node that fails its ready() check (a launch file that
+    includes outputs.yaml before pipeline.yaml) truncated the earlier masks.mcap to an
+    empty file, and removed the earlier masks and video, before the error."""
+    mcap, video, png = tmp_path / "masks.mcap", tmp_path / "overlay.mp4", tmp_path / "5.png"
+    for path in (mcap, video, png):
+        path.write_bytes(b"an earlier run's output")
+    graph = Graph()
+    graph.add(McapRecorder, "recorder", {"path": str(mcap)})
+    graph.add(MaskWriter, "masks", {"dir": str(tmp_path)})
+    graph.add(VideoWriter, "video", {"path": str(video)})
+    graph.add(_NotReady, "bad")
+    with pytest.raises(ConfigError, match=r"node 'bad' \(not_ready\): not ready"):
+        graph.setup()
+    for path in (mcap, video, png):
+        assert path.read_bytes() == b"an earlier run's output", path

@@ -223,7 +223,7 @@ def test_recorder_writes_png_image_and_overlay_when_asked(tmp_path: Path) -> Non
         "path": str(path), "image_format": "png", "overlay_format": "png",
         "detections": False})
     recorder.setup()
-    recorder.ready()
+    recorder.open_outputs()
     ids = np.array([[0, 1, 2, 1]], np.uint8)
     msg = mask(5, ids)
     image = np.arange(12, dtype=np.uint8).reshape(1, 4, 3)
@@ -247,7 +247,7 @@ def test_mask_pngs_of_an_earlier_run_are_removed_when_the_graph_starts(tmp_path:
     writer = Graph().add(MaskWriter, "masks", {"dir": str(tmp_path)})
     writer.setup()
     assert earlier.exists()  # set up only: a graph that fails to start leaves them
-    writer.ready()
+    writer.open_outputs()
     writer.on_mask(mask(7, np.zeros((2, 3), np.uint8)))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["7.png", *(p.name for p in kept)])
@@ -261,7 +261,7 @@ def test_a_run_that_writes_no_frame_leaves_no_earlier_video(tmp_path: Path) -> N
     video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False})
     video.setup()
     assert path.exists()
-    video.ready()
+    video.open_outputs()
     video.shutdown()
     assert not path.exists()
 
@@ -283,7 +283,7 @@ def test_video_fps_0_runs_at_the_masks_rate(tmp_path: Path, count: int) -> None:
     video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False,
                                                        "fps": 0.0})
     video.setup()
-    video.ready()
+    video.open_outputs()
     stamps = [0, 100_000_000, 150_000_000, 200_000_000, 250_000_000, 300_000_000][:count]
     for stamp in stamps:
         video.show(mask(stamp, np.zeros((48, 64), np.uint8)), None)
@@ -320,7 +320,7 @@ def test_recorder_keeps_the_frame_of_a_scan_without_a_rig(tmp_path: Path) -> Non
     recorder = Graph().add(McapRecorder, "recorder", {
         "path": str(path), "lidar": True, "overlay": False, "detections": False})
     recorder.setup()
-    recorder.ready()
+    recorder.open_outputs()
     msg = mask(5_000, np.zeros((2, 3), np.uint8))
     points = np.array([[10.0, 1.0, -1.5, 0.3]], np.float32)
     scan = LidarScan(4_000, points, frame_id="os_sensor")
