@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
                       fp16=None if args.fp16 == "auto" else args.fp16 == "on",
                       tta=tta_preset(args.tta), resize=args.resize,
                       wrap=lambda items, n: progress(items, total=n, desc="eval"))
-    print(format_report(report))
-    if out is not None:
+    if out is not None:  # before the table: a reader that left (``| head``) loses nothing
         write_text_atomic(out, json.dumps(report, indent=2, allow_nan=False) + "\n",
                           error=ConfigError, what="the JSON report")
+    print(format_report(report))
     return 0
