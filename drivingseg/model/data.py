@@ -69,6 +69,8 @@ _FINE_FROM_COARSE[1], _FINE_FROM_COARSE[2] = FINE_CLASSES.index("road"), FINE_CL
 _SYNTHETIC_MAX = 2
 _PLAIN_MAX = 2
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_SIDE_BY_SIDE = (("image_2", "gt_image_2"), ("image_2", "semantic"), ("images", "labels"))
+"""(images, labels) folder pairs of the KITTI road, KITTI semantics and plain layouts."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,12 @@ def _discover(path: Path) -> tuple[str, list[LabelledFile]]:
     """The layout of ``path`` and its frames (see :func:`discover`)."""
     if (path / "training").is_dir():
         path = path / "training"
+    kinds = [f"{images}/ + {labels}/" for images, labels in _SIDE_BY_SIDE
+             if (path / images).is_dir() and (path / labels).is_dir()]
+    if len(kinds) > 1:  # merged downloads: which labels are meant cannot be guessed
+        message = (f"this folder holds labels of several layouts ({', '.join(kinds)}); point "
+                   "at a folder of one layout")
+        raise RecordingError(message, path=path)
     if (path / "image_2").is_dir() and (path / "gt_image_2").is_dir():
         return "kitti_road", _pairs(path / "image_2", path / "gt_image_2", "kitti_road")
     if (path / "image_2").is_dir() and (path / "semantic").is_dir():
@@ -214,10 +222,16 @@ def _read_raw(file: LabelledFile) -> Labels:
         data = file.label.read_bytes()
     except OSError as exc:
         raise RecordingError(f"cannot read label image: {exc.strerror}", path=file.label) from exc
-    if file.layout == "kitti_road":
-        return decode_image(data, file.label)
-    decode_image(data, file.label)  # integrity checks (truncation) with a clear error
+    rgb = decode_image(data, file.label)  # integrity checks (truncation) with a clear error
     raw = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if file.layout == "kitti_road":
+        if raw is not None and raw.ndim == 2:  # grey ids: small ids would pass as black
+            ids = [int(v) for v in np.unique(raw)[:8]]
+            message = (f"KITTI road label is a single-channel (grey) image of values {ids!r} "
+                       "(ids?); gt_image_2 labels are colour: magenta (255, 0, 255) road, "
+                       "red (255, 0, 0) not road, black don't care")
+            raise RecordingError(message, path=file.label)
+        return rgb
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 2:
         shape = None if raw is None else (raw.shape, str(raw.dtype))
         message = f"expected a single-channel 8-bit label image, got {shape!r}"

@@ -348,3 +348,34 @@ def test_a_layout_with_empty_folders_is_refused(tmp_path: Path, layout: str) -> 
                                              rf"the {layout} layout's image folders hold no "
                                              r"png/jpg/jpeg images"):
         discover(tmp_path)
+
+
+def test_a_grey_id_image_in_gt_image_2_is_refused(
+    kitti_road_from_camvid: Path, camvid_pair: tuple[Path, Path]
+) -> None:
+    """A single-channel id PNG (KITTI semantics' ``semantic/``, CamVid's annot) saved as a
+    KITTI road label was expanded to grey RGB, whose small ids all lie within the tolerance
+    of black: the whole frame was read as "don't care" and dropped from the scores."""
+    files = discover(kitti_road_from_camvid)
+    shutil.copy(camvid_pair[1], files[0].label)  # CamVid ids 0..11, one channel
+    with pytest.raises(RecordingError, match=r"um_road_000000\.png: KITTI road label is a "
+                                             r"single-channel \(grey\) image of values "
+                                             r"\[0, 1, 2, 3, 5, 6, 8, 9\]"):
+        read_labels(files[0])
+    with pytest.raises(RecordingError, match=r"single-channel \(grey\)"):
+        read_fine_labels(files[0])
+
+
+def test_folders_of_two_layouts_are_refused(kitti_road_from_camvid: Path,
+                                            camvid_pair: tuple[Path, Path]) -> None:
+    """KITTI road and KITTI semantics unpacked into one ``training/`` (both ship
+    ``image_2/``) were read as KITTI road alone, and the semantics frames then failed as
+    frames without a ``..._road_...`` label."""
+    training = kitti_road_from_camvid / "training"
+    (training / "semantic").mkdir()
+    shutil.copy(camvid_pair[0], training / "image_2" / "000000_10.png")
+    shutil.copy(camvid_pair[1], training / "semantic" / "000000_10.png")
+    with pytest.raises(RecordingError, match=rf"{training}: this folder holds labels of "
+                                             r"several layouts \(image_2/ \+ gt_image_2/, "
+                                             r"image_2/ \+ semantic/\)"):
+        discover(kitti_road_from_camvid)
