@@ -132,9 +132,13 @@ def evaluate(
     names = dict(zip((f.image for f in files), frame_names([f.image for f in files]),
                      strict=True))  # of the whole folder, as the report names them
     if sequences:
+        found, layout = _sequences(files), files[0].layout
         files = [f for f in files if camvid_sequence(f.image) in sequences]
         if not files:
-            message = f"no frames of sequences {list(sequences)!r} in this folder"
+            hint = (f"its sequences are {found[:12]!r}" if found else
+                    f"the file names of this {layout} folder have no sequence prefix "
+                    "(CamVid's 0006R0_01234.png)")
+            message = f"no frames of sequences {list(sequences)!r} in this folder; {hint}"
             raise RecordingError(message, path=data)
     files = files if limit is None else files[:limit]
     ckpt = load_checkpoint(weights, in_channels=RGB_CHANNELS, device=device)
@@ -165,7 +169,7 @@ def evaluate(
         "weights": str(ckpt.path),
         "layouts": layouts,
         "frames": len(files),
-        "sequences": sorted({camvid_sequence(f.image) for f in files}),
+        "sequences": _sequences(files),
         "classes": list(classes),
         "input_size": [ckpt.spec.width, ckpt.spec.height],
         "resize": resize,
@@ -174,11 +178,20 @@ def evaluate(
         "confusion_matrix": cm.matrix.tolist(),
         "per_class": {s.name: asdict(s) for s in cm.scores()},
         "mean_iou_road_car": cm.mean_iou(),
+        "mean_iou_classes": [s.name for s in cm.scores()
+                             if s.name in ("road", "car") and s.iou is not None],
         "per_frame": rows,
     }
     if road_pr is not None:
         report["kitti_road"] = road_pr.result()
     return report
+
+
+def _sequences(files: Sequence[LabelledFile]) -> list[str]:
+    """The sequences (file-name prefixes, as ``--sequences`` picks them) of ``files``; a
+    name without one (a synthetic drive's ``0000000000.png``) has none, rather than being
+    listed as a sequence of its own."""
+    return sorted({camvid_sequence(f.image) for f in files if "_" in f.image.stem})
 
 
 def _pct(value: float | None) -> str:
@@ -202,7 +215,9 @@ def format_report(report: dict[str, Any]) -> str:
     for name, s in report["per_class"].items():
         lines.append(f"{name:<12}{_pct(s['iou']):>8}{_pct(s['precision']):>8}"
                      f"{_pct(s['recall']):>10}{_pct(s['f1']):>8}")
-    lines.append(f"mean IoU (road, car): {_pct(report['mean_iou_road_car']).strip()} %")
+    averaged = report.get("mean_iou_classes", ["road", "car"])  # KITTI road: road alone
+    lines.append(f"mean IoU ({', '.join(averaged) or 'road, car'}): "
+                 f"{_pct(report['mean_iou_road_car']).strip()} %")
     if "kitti_road" in report:
         k = report["kitti_road"]
         lines.append(f"KITTI road (perspective): MaxF {_pct(k['max_f']).strip()} %, "

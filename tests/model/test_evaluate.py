@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from drivingseg.errors import DrivingsegError
-from drivingseg.model.evaluate import evaluate
+from drivingseg.model.evaluate import evaluate, format_report
 
 
 def _main(argv: list[str]) -> int:
@@ -91,7 +93,8 @@ def test_eval_drive_without_its_image_folder_is_one_error(
 def test_eval_sequence_filter(small_camvid: Path, tiny_weights: Path) -> None:
     report = evaluate(small_camvid, tiny_weights, sequences=("0006R0",), limit=2)
     assert report["frames"] == 2 and report["sequences"] == ["0006R0"]
-    with pytest.raises(DrivingsegError, match=r"no frames of sequences \['0001TP'\]"):
+    with pytest.raises(DrivingsegError, match=r"no frames of sequences \['0001TP'\] in this "
+                                              r"folder; its sequences are \['0006R0'\]"):
         evaluate(small_camvid, tiny_weights, sequences=("0001TP",))
 
 
@@ -145,3 +148,34 @@ def test_a_road_only_model_is_scored_on_the_labels_classes(
     car = report["per_class"]["car"]
     assert car["tp"] == 0 and car["fn"] > 0 and car["recall"] == 0.0
     assert np.asarray(report["confusion_matrix"])[:, 2].sum() == 0  # never predicted
+
+
+def test_names_without_a_sequence_prefix_list_no_sequences(
+    tmp_path: Path, camvid_pair: tuple[Path, Path], tiny_weights: Path
+) -> None:
+    """A synthetic drive's (or any) ``0000000000.png`` was reported as a sequence of its
+    own, file suffix and all, one per frame; ``--sequences`` on such a folder now says why
+    nothing matched."""
+    root = tmp_path / "plain"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    ids = cv2.imread(str(camvid_pair[1]), cv2.IMREAD_UNCHANGED)
+    for i in range(2):
+        shutil.copy(camvid_pair[0], root / "images" / f"{i:010d}.png")
+        cv2.imwrite(str(root / "labels" / f"{i:010d}.png"), np.where(ids == 3, 1, 0).astype(
+            np.uint8))
+    assert evaluate(root, tiny_weights)["sequences"] == []
+    with pytest.raises(DrivingsegError, match=r"no frames of sequences \['0006R0'\] in this "
+                                              r"folder; the file names of this plain folder "
+                                              r"have no sequence prefix"):
+        evaluate(root, tiny_weights, sequences=("0006R0",))
+
+
+def test_kitti_road_mean_iou_is_named_as_road_alone(kitti_road_from_camvid: Path,
+                                                    tiny_weights: Path) -> None:
+    """On KITTI road only road is scored, but the table said "mean IoU (road, car)"."""
+    report = evaluate(kitti_road_from_camvid, tiny_weights)
+    assert report["mean_iou_classes"] == ["road"]
+    assert report["mean_iou_road_car"] == report["per_class"]["road"]["iou"]
+    text = format_report(report)
+    assert "mean IoU (road): " in text and "(road, car)" not in text
