@@ -124,7 +124,8 @@ def discover(root: str | PathLike[str]) -> list[LabelledFile]:
 
     ``root`` may be a CamVid root (``train/``, ``trainannot/``, ...), one CamVid split
     (``val`` beside ``valannot``), a KITTI road or semantics folder (or its parent holding
-    ``training/``) or a synthetic drive folder (or the date folder above it).
+    ``training/``) or a synthetic drive folder (or the date folder above it, or the
+    ``OUT_DIR`` of ``drivingseg synth`` above that).
     """
     path = Path(root)
     if not path.is_dir():
@@ -160,9 +161,7 @@ def _discover(path: Path) -> tuple[str, list[LabelledFile]]:
     camvid = sorted(d for d in path.iterdir() if d.is_dir() and (path / f"{d.name}annot").is_dir())
     if camvid:
         return "camvid", [f for d in camvid for f in _pairs(d, path / f"{d.name}annot", "camvid")]
-    drives = [path] if (path / "gt" / "image_02").is_dir() else sorted(
-        d for d in path.iterdir() if (d / "gt" / "image_02").is_dir()
-    )
+    drives = _synthetic_drives(path)
     if drives:
         return "synthetic", [f for d in drives for f in _pairs(d / "image_02" / "data",
                                                                 d / "gt" / "image_02", "synthetic")]
@@ -172,6 +171,16 @@ def _discover(path: Path) -> tuple[str, list[LabelledFile]]:
         "drive (image_02/data/ + gt/image_02/) or images/ + labels/ (drivingseg ids)"
     )
     raise RecordingError(message, path=path)
+
+
+def _synthetic_drives(path: Path) -> list[Path]:
+    """The synthetic drives at ``path``: itself, the drives of a date folder, or those of
+    the date folders in ``drivingseg synth``'s OUT_DIR (``OUT/2024_05_01/..._sync``)."""
+    for pattern in ("gt/image_02", "*/gt/image_02", "*/*/gt/image_02"):
+        found = sorted(g.parent.parent for g in path.glob(pattern) if g.is_dir())
+        if found:
+            return found
+    return []
 
 
 def map_label_ids(raw: Labels, layout: str, source: str | PathLike[str]) -> Labels:

@@ -379,3 +379,21 @@ def test_folders_of_two_layouts_are_refused(kitti_road_from_camvid: Path,
                                              r"several layouts \(image_2/ \+ gt_image_2/, "
                                              r"image_2/ \+ semantic/\)"):
         discover(kitti_road_from_camvid)
+
+
+def test_the_out_dir_of_synth_is_a_synthetic_folder(tmp_path: Path,
+                                                     camvid_pair: tuple[Path, Path]) -> None:
+    """``drivingseg synth OUT`` writes ``OUT/<date>/<date>_drive_0001_sync``; ``OUT`` itself
+    was "no labelled frames found", so ``drivingseg eval --data OUT`` right after ``synth
+    OUT`` failed."""
+    drive = tmp_path / "out" / "2024_05_01" / "2024_05_01_drive_0001_sync"
+    (drive / "image_02" / "data").mkdir(parents=True)
+    (drive / "gt" / "image_02").mkdir(parents=True)
+    shutil.copy(camvid_pair[0], drive / "image_02" / "data" / "0000000000.png")
+    ids = cv2.imread(str(camvid_pair[1]), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(drive / "gt" / "image_02" / "0000000000.png"),
+                np.where(ids == 3, 1, np.where(ids == 8, 2, 0)).astype(np.uint8))
+    for root in (tmp_path / "out", drive.parent, drive):
+        files = discover(root)
+        assert [(f.layout, f.image.parent.parent.parent) for f in files] == [("synthetic", drive)]
+    np.testing.assert_array_equal(read_labels(files[0]) == 2, ids == 8)
