@@ -23,11 +23,13 @@ unlabelled -> 255) for the auxiliary head of ``train.fine_weight``; a layout wit
 gives its road and car pixels the CamVid ids (3, 8) and ignores the rest.
 
 Images may be PNG or JPEG; labels are lossless PNG (a JPEG frame's label is looked up
-under its own suffix first, then as ``.png``).
+under its own suffix first, then as ``.png``), grey, or indexed with a palette to view
+them: the palette indices are the ids.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -225,6 +227,28 @@ def _kitti_road_labels(rgb: Image, source: Path) -> Labels:
     return out
 
 
+def _is_palette_png(data: bytes) -> bool:
+    """Whether ``data`` is an indexed-colour PNG (IHDR colour type 3)."""
+    return data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 25 and data[25] == 3
+
+
+def _palette_indices(data: bytes, source: Path) -> Labels:
+    """The palette indices of an indexed PNG: the ids, which OpenCV would replace by the
+    palette's colours (labels saved with a palette to be viewable)."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as im:
+            mode = im.mode
+            ids = np.asarray(im, dtype=np.uint8) if mode == "P" else None
+    except (OSError, ValueError) as exc:
+        raise RecordingError(f"cannot read the indexed label image: {exc}", path=source) from exc
+    if ids is None or ids.ndim != 2:
+        raise RecordingError(f"expected an 8-bit indexed label image, got mode {mode!r}",
+                             path=source)
+    return ids
+
+
 def _read_raw(file: LabelledFile) -> Labels:
     """The label file as stored: single-channel ids, or RGB for ``kitti_road``."""
     try:
@@ -232,6 +256,8 @@ def _read_raw(file: LabelledFile) -> Labels:
     except OSError as exc:
         raise RecordingError(f"cannot read label image: {exc.strerror}", path=file.label) from exc
     rgb = decode_image(data, file.label)  # integrity checks (truncation) with a clear error
+    if file.layout != "kitti_road" and _is_palette_png(data):
+        return _palette_indices(data, file.label)
     raw = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if file.layout == "kitti_road":
         if raw is not None and raw.ndim == 2:  # grey ids: small ids would pass as black

@@ -397,3 +397,29 @@ def test_the_out_dir_of_synth_is_a_synthetic_folder(tmp_path: Path,
         files = discover(root)
         assert [(f.layout, f.image.parent.parent.parent) for f in files] == [("synthetic", drive)]
     np.testing.assert_array_equal(read_labels(files[0]) == 2, ids == 8)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_indexed_png_labels_are_read_as_their_palette_indices(
+    tmp_path: Path, camvid_pair: tuple[Path, Path], bits: int
+) -> None:
+    """Label PNGs saved with a palette (to be viewable; PIL's mode P, labelling tools) were
+    refused as 3-channel images: OpenCV replaces the indices by the palette's colours."""
+    from PIL import Image as PILImage
+
+    ids = np.asarray(cv2.imread(str(camvid_pair[1]), cv2.IMREAD_UNCHANGED), dtype=np.uint8)
+    indexed = PILImage.fromarray(ids).convert("P")
+    indexed.putdata(ids.ravel().tolist())
+    indexed.putpalette([c for i in range(256) for c in ((37 * i) % 256, (91 * i) % 256, i)])
+    root = tmp_path / "camvid"
+    (root / "val").mkdir(parents=True)
+    (root / "valannot").mkdir()
+    shutil.copy(camvid_pair[0], root / "val" / camvid_pair[0].name)
+    indexed.save(root / "valannot" / camvid_pair[0].name, bits=bits)
+    header = (root / "valannot" / camvid_pair[0].name).read_bytes()[:26]
+    assert (header[24], header[25]) == (bits, 3)  # bit depth, colour type 3: indexed
+    f_indexed = discover(root / "val")[0]
+    expected = read_labels(LabelledFile(*camvid_pair, "camvid"))
+    np.testing.assert_array_equal(read_labels(f_indexed), expected)
+    np.testing.assert_array_equal(read_fine_labels(f_indexed), read_fine_labels(
+        LabelledFile(*camvid_pair, "camvid")))
