@@ -111,7 +111,7 @@ def save_ensemble(
     if target.exists():
         _check_replaceable(target)
     meta = {"format": ENSEMBLE_FORMAT, "members": names, "notes": notes or {}}
-    created = not target.parent.exists()
+    created = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
     try:  # members are found relative to the folder, which must exist for that
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -120,8 +120,8 @@ def save_ensemble(
     try:
         load_ensemble(meta, target)
     except ModelError:
-        if created:
-            target.parent.rmdir()
+        for folder in created:  # deepest first: every folder made here, not only the last
+            folder.rmdir()
         raise
     write_atomic(target, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"),
                  error=ModelError, what="ensemble manifest")

@@ -224,3 +224,14 @@ def test_cli_writes_a_manifest_or_one_error_line(tmp_path: Path,
     assert main(["ensemble", str(folder / "x.txt"), members[0]]) == 2  # wrote x.txt.json
     assert "x.txt: a manifest is JSON" in capsys.readouterr().err
     assert not list(folder.glob("x.txt*"))
+
+
+def test_a_refused_manifest_leaves_none_of_the_folders_it_made(tmp_path: Path) -> None:
+    """The manifest's folder is made before the members are loaded (they are found relative
+    to it); a refused manifest removed only the deepest new folder and left the rest."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    member = _copy_member("unet_rgb", folder)
+    with pytest.raises(ModelError, match=r"ensemble member 1 \('nope\.safetensors'\)"):
+        save_ensemble(tmp_path / "new" / "deeper" / "pair.json", [member, folder / "nope"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
