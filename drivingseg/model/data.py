@@ -46,6 +46,7 @@ __all__ = [
     "LAYOUTS",
     "LabelledFile",
     "camvid_sequence",
+    "check_pair",
     "discover",
     "fine_from_coarse",
     "load_pair",
@@ -303,17 +304,38 @@ def read_fine_labels(file: LabelledFile) -> Labels:
     return fine
 
 
+def _check_size(file: LabelledFile, labels: Labels, height: int, width: int) -> None:
+    """RecordingError naming the label when its size is not its image's ``height x width``."""
+    if labels.shape != (height, width):
+        message = (
+            f"label image is {labels.shape[1]}x{labels.shape[0]} but its camera image "
+            f"{file.image.name!r} is {width}x{height} (width x height)"
+        )
+        raise RecordingError(message, path=file.label)
+
+
 def load_pair(file: LabelledFile) -> tuple[Image, Labels]:
     """RGB image and drivingseg labels of one frame; sizes must match."""
     image = read_image_rgb(file.image)
     labels = read_labels(file)
-    if labels.shape != image.shape[:2]:
-        message = (
-            f"label image is {labels.shape[1]}x{labels.shape[0]} but its camera image "
-            f"{file.image.name!r} is {image.shape[1]}x{image.shape[0]} (width x height)"
-        )
-        raise RecordingError(message, path=file.label)
+    _check_size(file, labels, image.shape[0], image.shape[1])
     return image, labels
+
+
+def check_pair(file: LabelledFile) -> None:
+    """The checks of :func:`load_pair` (label ids or colours, label size against the image's)
+    without decoding the image, whose size is read from its header: cheap enough to run on
+    every frame before a long scoring run, which would otherwise stop at the first bad one."""
+    from PIL import Image as PILImage
+
+    labels = read_labels(file)
+    try:
+        with PILImage.open(file.image) as im:
+            width, height = im.size
+    except (OSError, ValueError) as exc:  # not an image: load_pair's reader says why
+        read_image_rgb(file.image)
+        raise RecordingError(f"cannot read the image's size: {exc}", path=file.image) from exc
+    _check_size(file, labels, height, width)
 
 
 def load_training_pair(file: LabelledFile) -> tuple[Image, Labels]:

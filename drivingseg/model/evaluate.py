@@ -21,7 +21,13 @@ import numpy.typing as npt
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.model.checkpoint import load_checkpoint
 from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, RGB_CHANNELS, TTAConfig, tta_record
-from drivingseg.model.data import LabelledFile, camvid_sequence, discover, load_pair
+from drivingseg.model.data import (
+    LabelledFile,
+    camvid_sequence,
+    check_pair,
+    discover,
+    load_pair,
+)
 from drivingseg.model.metrics import (
     ConfusionMatrix,
     RoadPR,
@@ -141,6 +147,8 @@ def evaluate(
             message = f"no frames of sequences {list(sequences)!r} in this folder; {hint}"
             raise RecordingError(message, path=data)
     files = files if limit is None else files[:limit]
+    for f in files:  # a bad label found at frame 900 would cost all the scoring before it
+        check_pair(f)
     ckpt = load_checkpoint(weights, in_channels=RGB_CHANNELS, device=device)
     seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16, resize=resize)
     layouts = sorted({f.layout for f in files})

@@ -23,6 +23,7 @@ from drivingseg.model.config import FINE_CLASSES, InputSpec
 from drivingseg.model.data import (
     LabelledFile,
     camvid_sequence,
+    check_pair,
     discover,
     fine_from_coarse,
     load_pair,
@@ -423,3 +424,23 @@ def test_indexed_png_labels_are_read_as_their_palette_indices(
     np.testing.assert_array_equal(read_labels(f_indexed), expected)
     np.testing.assert_array_equal(read_fine_labels(f_indexed), read_fine_labels(
         LabelledFile(*camvid_pair, "camvid")))
+
+
+def test_check_pair_reads_only_the_image_header_and_names_a_bad_file(
+    tmp_path: Path, camvid_pair: tuple[Path, Path]
+) -> None:
+    root = tmp_path / "camvid"
+    (root / "val").mkdir(parents=True)
+    (root / "valannot").mkdir()
+    image = root / "val" / camvid_pair[0].name
+    shutil.copy(camvid_pair[0], image)
+    shutil.copy(camvid_pair[1], root / "valannot" / image.name)
+    f = discover(root / "val")[0]
+    check_pair(f)
+    image.write_bytes(b"not an image")
+    with pytest.raises(RecordingError, match=rf"{image.name}: not a PNG or JPEG image"):
+        check_pair(f)
+    cv2.imwrite(str(image), np.zeros((360, 481, 3), dtype=np.uint8))
+    with pytest.raises(RecordingError, match=r"label image is 480x360 but its camera image "
+                                             rf"'{image.name}' is 481x360"):
+        check_pair(f)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from drivingseg.errors import DrivingsegError
+from drivingseg.model.data import LabelledFile
 from drivingseg.model.evaluate import evaluate, format_report
 
 
@@ -179,3 +181,29 @@ def test_kitti_road_mean_iou_is_named_as_road_alone(kitti_road_from_camvid: Path
     assert report["mean_iou_road_car"] == report["per_class"]["road"]["iou"]
     text = format_report(report)
     assert "mean IoU (road): " in text and "(road, car)" not in text
+
+
+@pytest.mark.parametrize("fault", ["unknown_id", "other_size"])
+def test_every_label_is_checked_before_scoring(small_camvid: Path, fault: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad label (an unknown id, a size other than its image's) used to stop the run only
+    when its frame came up, after every frame before it had been scored: with multi-scale
+    test-time augmentation or the ensemble, minutes of work lost for one file."""
+    module = importlib.import_module("drivingseg.model.evaluate")
+    scored: list[Path] = []
+    real = module.load_pair
+
+    def spy(f: LabelledFile) -> tuple[np.ndarray, np.ndarray]:
+        scored.append(f.image)
+        return real(f)
+
+    monkeypatch.setattr(module, "load_pair", spy)
+    last = sorted((small_camvid / "valannot").iterdir())[-1]
+    ids = cv2.imread(str(last), cv2.IMREAD_UNCHANGED)
+    bad = np.pad(ids, ((0, 8), (0, 0))) if fault == "other_size" else np.where(ids == 0, 12, ids)
+    cv2.imwrite(str(last), bad.astype(np.uint8))
+    message = {"unknown_id": r"label image holds unknown camvid ids \[12\]",
+               "other_size": r"label image is 480x368 but its camera image"}[fault]
+    with pytest.raises(DrivingsegError, match=rf"{last.name}: {message}"):
+        evaluate(small_camvid, "default")
+    assert scored == []
