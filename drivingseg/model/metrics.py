@@ -182,10 +182,12 @@ class RoadPR:
 
     def result(self) -> dict[str, Any]:
         """``max_f``, ``ap``, and the threshold, precision and recall at MaxF; all ``None``
-        when no pixel is labelled road (recall, so MaxF and AP, are undefined)."""
+        when no pixel is labelled road (recall, so MaxF and AP, are undefined). ``space``
+        says they are scored in perspective (image) space: the KITTI leaderboard's figures
+        are in the bird's-eye view and are not comparable."""
         if not self.pos_hist.any():
             return {"max_f": None, "ap": None, "threshold": None, "precision": None,
-                    "recall": None}
+                    "recall": None, "space": "perspective"}
         precision, recall = self.curve()
         keep = ~((recall == 0) & (precision == 0))
         thresholds = np.arange(self.LEVELS)[keep] / (self.LEVELS - 1)
@@ -197,4 +199,4 @@ class RoadPR:
         f = 2 * p * r / np.maximum(p + r, 1e-12)
         i = int(f.argmax())
         return {"max_f": float(f[i]), "ap": ap / 11, "threshold": float(thresholds[i]),
-                "precision": float(p[i]), "recall": float(r[i])}
+                "precision": float(p[i]), "recall": float(r[i]), "space": "perspective"}

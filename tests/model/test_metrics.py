@@ -69,6 +69,7 @@ def test_kitti_road_maxf_and_ap_by_hand() -> None:
     pr.update(np.array([1, 1, 0, 0, 255]), np.array([1.0, 102 / 255, 153 / 255, 51 / 255, 1.0]))
     res = pr.result()
     assert res["max_f"] == pytest.approx(0.8)
+    assert res["space"] == "perspective"  # not the leaderboard's bird's-eye view
     assert res["threshold"] == pytest.approx(52 / 255)
     assert res["precision"] == pytest.approx(2 / 3)
     assert res["recall"] == pytest.approx(1.0)
@@ -93,7 +94,7 @@ def test_kitti_road_without_road_pixels_is_undefined_not_zero() -> None:
     pr = RoadPR()
     pr.update(np.array([0, 0, 255]), np.array([0.1, 0.9, 0.5]))
     assert pr.result() == {"max_f": None, "ap": None, "threshold": None, "precision": None,
-                           "recall": None}
+                           "recall": None, "space": "perspective"}
 
 
 def _devkit_maxf_ap(road: np.ndarray, valid: np.ndarray, prob: np.ndarray
