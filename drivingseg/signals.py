@@ -1,20 +1,28 @@
-"""SIGTERM as Ctrl-C, for the commands that must finish cleanly when they are stopped.
+"""SIGTERM as Ctrl-C, for every command, so that a stopped command finishes cleanly.
 
 ``kill``, ``timeout`` and job schedulers send SIGTERM, whose default action ends Python at
-once: no ``finally`` runs, so temporary copies stay and outputs are not finalised. Within
-:func:`sigterm_interrupts` it raises ``KeyboardInterrupt`` instead, which the commands
-already handle (the CLI exits with status 130).
+once: no ``finally`` runs, so temporary copies (a file-compressed bag's decompressed copy, a
+half-rendered drive) stay and outputs are not finalised. Within :func:`sigterm_interrupts`
+(the CLI runs every command in it) it raises ``KeyboardInterrupt`` instead, which the
+commands already handle (the CLI exits with status 130). Code that must not be interrupted
+in the middle of a write defers it with :func:`sigterm_deferred`; a node graph installs its
+own handler while it runs (the first signal drains the graph).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
-__all__ = ["raise_interrupt", "restore_sigterm", "sigterm_interrupts"]
+__all__ = ["StopRequest", "raise_interrupt", "restore_sigterm", "sigterm_deferred",
+           "sigterm_interrupts"]
+
+log = logging.getLogger(__name__)
 
 
 def raise_interrupt(signum: int, frame: object) -> None:
@@ -39,5 +47,37 @@ def sigterm_interrupts() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         yield
+    finally:
+        restore_sigterm(previous)
+
+
+class StopRequest:
+    """Whether a deferred SIGTERM came (:func:`sigterm_deferred`); a second one raises
+    ``KeyboardInterrupt`` at once."""
+
+    def __init__(self, what: str) -> None:
+        self.requested = False
+        self.what = what
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """The SIGTERM handler: note the request, or raise on a repeated one."""
+        if self.requested:
+            raise KeyboardInterrupt(f"signal {signum} again")
+        self.requested = True
+        log.warning("interrupted (%s): %s", signal.Signals(signum).name, self.what)
+
+
+@contextlib.contextmanager
+def sigterm_deferred(what: str) -> Iterator[StopRequest]:
+    """Within the block, a first SIGTERM only sets the request's ``requested`` (the caller
+    stops at its next safe point, ``what`` says which, for the log line); a second raises
+    ``KeyboardInterrupt``. Outside the main thread nothing is installed."""
+    request = StopRequest(what)
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = signal.signal(signal.SIGTERM, request.handle)
+    try:
+        yield request
     finally:
         restore_sigterm(previous)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from drivingseg.outputs.convert import (
 )
 from drivingseg.sensors.base import Recording
 from drivingseg.sensors.kitti_raw import KittiRawDrive
+from drivingseg.signals import StopRequest, sigterm_deferred
 
 __all__ = ["add_parser", "run"]
 
@@ -67,6 +68,18 @@ def _check_camera(drive: Recording, camera: int | None) -> None:
     drive.require_camera()
 
 
+def _until_stopped(messages: Iterable[Message], stop: StopRequest) -> Iterator[Message]:
+    """``messages`` until a SIGTERM is requested: the message being written is finished and
+    the MCAP closed with its summary (the CLI runs every command with SIGTERM as Ctrl-C,
+    which would end a write half-done)."""
+    if stop.requested:
+        return
+    for message in messages:
+        yield message
+        if stop.requested:
+            return
+
+
 def run(args: argparse.Namespace) -> int:
     """Convert; refuse to replace an existing output unless ``--force``."""
     out: Path = args.output
@@ -95,17 +108,17 @@ def run(args: argparse.Namespace) -> int:
             chosen = {t for t in (image, lidar) if t is not None}
             names = bag_topics(image, lidar, getattr(drive, "camera_info_topic", None))
         total = expected_messages(drive.info(), args.max_frames, chosen)
-
-        def bar(messages: Iterable[Message]) -> Iterable[Message]:
-            return progress(messages, total=total, desc="convert", unit="message")
-
-        stats = convert_to_mcap(
-            drive,
-            out,
-            topics=names,
-            max_frames=args.max_frames,
-            progress=bar,
-        )
+        with sigterm_deferred("finishing the current message, then closing the MCAP") as stop:
+            stats = convert_to_mcap(
+                drive,
+                out,
+                topics=names,
+                max_frames=args.max_frames,
+                progress=lambda messages: _until_stopped(
+                    progress(messages, total=total, desc="convert", unit="message"), stop),
+            )
+        if stop.requested:
+            raise KeyboardInterrupt("SIGTERM")
     for topic, count in sorted(stats.counts.items()):
         sys.stdout.write(f"{topic}: {count} messages\n")
     sys.stdout.write(f"wrote {stats.total} messages to {out}\n")

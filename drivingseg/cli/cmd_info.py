@@ -9,7 +9,6 @@ from typing import Any
 
 from drivingseg.cli._common import add_recording_args, open_from_args
 from drivingseg.sensors.base import RecordingInfo
-from drivingseg.signals import sigterm_interrupts
 
 __all__ = ["add_parser", "format_info", "run"]
 
@@ -65,8 +64,8 @@ def format_info(info: RecordingInfo, rig_line: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    # SIGTERM as Ctrl-C: the recording closes (a file-compressed bag's copy is removed)
-    with sigterm_interrupts(), open_from_args(args.path, args) as rec:
+    # SIGTERM is Ctrl-C (cli.main): the recording closes, a file-compressed bag's copy goes
+    with open_from_args(args.path, args) as rec:
         if args.camera is not None:
             rec.require_camera()
         info = rec.info()

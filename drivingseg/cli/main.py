@@ -4,7 +4,10 @@ Each subcommand module has ``add_parser(subparsers)`` which registers its parser
 sets ``func(args) -> int``. A :class:`DrivingsegError` becomes one line on stderr and
 exit status 2 (:func:`one_line`); ``--debug`` shows the traceback instead. Output piped
 into a reader that stops early (``| head``) ends the command quietly with status 141
-(128 + SIGPIPE), as ``cat`` does, not with a ``BrokenPipeError`` traceback.
+(128 + SIGPIPE), as ``cat`` does, not with a ``BrokenPipeError`` traceback. Every
+command runs with SIGTERM as Ctrl-C (:func:`~drivingseg.signals.sigterm_interrupts`), so
+``kill`` or ``timeout`` ends it with status 130 after its cleanup, not on the spot (a
+graph's run handles both signals itself, draining the graph).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 
 from drivingseg import __version__
 from drivingseg.errors import DrivingsegError
+from drivingseg.signals import sigterm_interrupts
 
 __all__ = ["build_parser", "main", "one_line", "parse_args"]
 
@@ -107,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="drivingseg: %(levelname)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        with sigterm_interrupts():  # temporary copies removed, outputs finalised
+            return int(args.func(args) or 0)
     except DrivingsegError as exc:
         if args.debug:
             raise
