@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
@@ -32,9 +33,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=run)
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that cannot be a folder (a file, or a path under a file) before
+    any training work: the trainer's ``mkdir`` raised a bare ``FileExistsError``."""
+    from drivingseg.errors import ConfigError
+
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == out_dir else f"is under the file {str(existing)!r}"
+        raise ConfigError(f"out_dir {str(out_dir)!r} {where}, not a folder", path=out_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
-    from pathlib import Path
 
     from drivingseg.model.train import train
     from drivingseg.model.train_config import load_train_config
@@ -44,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                             time_limit_min=args.time_limit_min, device=args.device)
     if args.out_dir:
         cfg = replace(cfg, out_dir=Path(args.out_dir))
+    _check_out_dir(Path(cfg.out_dir))
     summary = train(cfg, resume=args.resume)
     best = {k: summary[k] for k in ("best_mean_iou", "steps", "elapsed_s", "out_dir")}
     if os.environ.get("RANK", "0") == "0":  # one summary line, from the first torchrun rank

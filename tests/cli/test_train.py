@@ -68,3 +68,20 @@ def test_resume_does_not_need_init_from(
     config = write_config(tmp_path, camvid_root, init_from=str(tmp_path / "gone.safetensors"))
     with pytest.raises(DataLoadedError):
         main(["train", "--config", str(config), "--resume"])
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_out_dir_that_is_a_file_is_one_line(
+    tmp_path: Path, camvid_root: Path, capsys: pytest.CaptureFixture[str], under: bool
+) -> None:
+    """``--out-dir`` naming a file (or a folder under a file) ended in a FileExistsError
+    (NotADirectoryError) traceback from the trainer's mkdir."""
+    file = tmp_path / "notes.txt"
+    file.write_text("mine\n")
+    out = file / "run" if under else file
+    config = write_config(tmp_path, camvid_root)
+    assert main(["train", "--config", str(config), "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    where = f"is under the file {str(file)!r}" if under else "is a file"
+    assert err == f"drivingseg train: error: {out}: out_dir {str(out)!r} {where}, not a folder\n"
+    assert file.read_text() == "mine\n"
