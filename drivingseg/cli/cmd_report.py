@@ -14,7 +14,7 @@ from typing import Any
 
 from drivingseg.cli._common import add_tta_argument, progress
 
-__all__ = ["add_parser", "command_line", "format_summary", "run"]
+__all__ = ["add_parser", "check_distinct", "command_line", "format_summary", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,6 +100,24 @@ def format_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def check_distinct(inputs: list[str]) -> None:
+    """Refuse an INPUT given twice (``val`` and ``val/``, or a shell glob that matches it
+    again): its frames were scored twice, counted twice in every metric and shown as two
+    inputs of one folder."""
+    import os
+
+    from drivingseg.errors import ConfigError
+
+    seen: dict[str, str] = {}
+    for given in inputs:
+        key = os.path.realpath(given)
+        if key in seen:
+            message = (f"INPUT {given!r} is INPUT {seen[key]!r} again; its frames would be "
+                       "scored and counted twice")
+            raise ConfigError(message, path=given)
+        seen[key] = given
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -107,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from drivingseg.report.write import REPORT_FILES, make_report
     from drivingseg.signals import sigterm_interrupts
 
+    check_distinct([str(i) for i in args.inputs])
     with sigterm_interrupts():  # SIGTERM stops the workers and keeps an earlier report
         report = make_report(args.inputs, args.weights, args.out, workers=args.workers,
                              ray=args.ray, gallery=args.gallery, limit=args.limit,
