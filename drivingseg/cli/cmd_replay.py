@@ -14,7 +14,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from drivingseg.cli._common import add_recording_args, check_recording_args, help_text
+from drivingseg.cli._common import (
+    add_recording_args,
+    check_recording_args,
+    check_timeout,
+    help_text,
+)
 from drivingseg.cli.cmd_launch import add_run_options, launch, pair_overflow
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import parse_cli_arguments
@@ -51,6 +56,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_timeout(args.timeout)
     if not args.fast and args.rate <= 0:
         raise ConfigError(f"--rate must be above 0 (or use --fast), got {args.rate!r}")
     bag = check_recording_args(args.input, args) == "rosbag"
