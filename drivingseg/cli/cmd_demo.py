@@ -37,7 +37,8 @@ def add_parser(subparsers: Any) -> None:
         description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--frames", type=int, default=30, help="frames to run (default 30)")
+    parser.add_argument("--frames", type=int, default=30,
+                        help=f"frames to run (default 30; 0: all {SYNTHETIC_FRAMES})")
     parser.add_argument("--seed", type=int, default=0, help="synthetic drive seed (default 0)")
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--weights", default="default",

@@ -20,7 +20,8 @@ def add_parser(sub: Any) -> None:
         description="Print the sensors or topics of a KITTI folder, bag or MCAP file: "
         "message counts, rates, duration and time span, and its calibration.",
     )
-    p.add_argument("path", help="KITTI raw drive, KITTI object/road folder, bag or MCAP")
+    p.add_argument("path", help="KITTI raw drive, KITTI object/road folder, ROS 1 .bag, "
+                   "ROS 2 bag folder, .db3 or .mcap, or synthetic[:SEED]")
     add_recording_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)

@@ -53,3 +53,18 @@ def test_help_from_docstrings_shows_no_rest_markup(
     """These commands' help is their module docstring, which showed ``literals``."""
     text = help_text(command, capsys)
     assert "``" not in text and f"drivingseg {command}" in text
+
+
+def test_info_help_names_every_input_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    """README: info reads ROS 2 bag folders and ``synthetic[:SEED]`` too; its help named a
+    'bag or MCAP' only."""
+    text = help_text("info", capsys)
+    assert "ROS 2 bag folder" in text and "synthetic[:SEED]" in text
+
+
+def test_demo_help_says_what_frames_0_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """``demo --frames 0`` runs the whole drive (its error says "0 (all)"); the help did
+    not say so."""
+    from drivingseg.cli.cmd_demo import SYNTHETIC_FRAMES
+
+    assert f"frames to run (default 30; 0: all {SYNTHETIC_FRAMES})" in help_text("demo", capsys)
