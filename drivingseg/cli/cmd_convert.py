@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from drivingseg.cli._common import add_recording_args, open_from_args, progress
-from drivingseg.errors import ConfigError
+from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.outputs.convert import (
     Message,
     bag_topics,
@@ -97,17 +97,24 @@ def run(args: argparse.Namespace) -> int:
     camera: int | None = args.camera
     with open_from_args(args.input, args) as drive:
         _check_camera(drive, camera)
-        if drive.rig() is None:
-            log.warning(
-                "%s has no calibration: writing no camera_info and no /tf_static", args.input
-            )
         chosen = None  # a bag converts its chosen image and lidar topics only
         names = kitti_topics(2 if camera is None else camera)
         if drive.format == "rosbag":
             image, lidar = getattr(drive, "image_topic", None), getattr(drive, "lidar_topic", None)
             chosen = {t for t in (image, lidar) if t is not None}
             names = bag_topics(image, lidar, getattr(drive, "camera_info_topic", None))
-        total = expected_messages(drive.info(), args.max_frames, chosen)
+        info = drive.info()
+        total = expected_messages(info, args.max_frames, chosen)
+        if total == 0:
+            streams = ", ".join(f"{s.name} ({s.kind}, {s.count} messages)"
+                                for s in info.streams) or "none"
+            message = ("nothing to convert: no camera image or lidar scan with messages "
+                       f"(streams: {streams})")
+            raise RecordingError(message, path=args.input)
+        if drive.rig() is None:
+            log.warning(
+                "%s has no calibration: writing no camera_info and no /tf_static", args.input
+            )
         with sigterm_deferred("finishing the current message, then closing the MCAP") as stop:
             stats = convert_to_mcap(
                 drive,

@@ -451,3 +451,28 @@ def test_sigterm_finalises_the_mcap_and_removes_the_decompressed_bag(tmp_path: P
     assert list(scratch.iterdir()) == []
     total, counts = summary_and_decoded(out)
     assert counts == {"/camera/image_raw": 2} and total == 2  # the image being written
+
+
+@pytest.mark.parametrize("held", ["other topic", "empty image topic"])
+def test_a_bag_without_camera_or_lidar_messages_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], held: str
+) -> None:
+    """A bag with no image or PointCloud2 message (an IMU-only recording, a camera topic
+    that never got a message) converted to an empty MCAP with exit status 0 ("wrote 0
+    messages"); it is now one error line naming the streams, and nothing is written."""
+    from support.bags import ROS2, write_bag
+
+    if held == "other topic":
+        msg = ROS2.types["std_msgs/msg/String"](data="x")
+        bag = write_bag(tmp_path / "bag", "sqlite3", [("/chatter", "std_msgs/msg/String", T0, msg)])
+        streams = "/chatter (other, 1 messages)"
+    else:
+        bag = write_bag(tmp_path / "bag", "mcap", [],
+                        empty=(("/camera/image_raw", "sensor_msgs/msg/Image"),))
+        streams = "/camera/image_raw (camera, 0 messages)"
+    out = tmp_path / "out.mcap"
+    assert main(["convert", str(bag), str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"drivingseg convert: error: {bag}: nothing to convert: no camera image or lidar scan "
+        f"with messages (streams: {streams})\n")
+    assert not out.exists()
