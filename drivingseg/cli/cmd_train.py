@@ -34,14 +34,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _check_out_dir(out_dir: Path) -> None:
-    """Refuse an ``out_dir`` that cannot be a folder (a file, or a path under a file) before
-    any training work: the trainer's ``mkdir`` raised a bare ``FileExistsError``."""
+    """Create ``out_dir`` before any training work, refusing one that cannot be a folder (a
+    file, a path under a file, a folder that cannot be created): the trainer's ``mkdir``
+    raised a bare ``FileExistsError`` or ``OSError`` traceback."""
     from drivingseg.errors import ConfigError
 
     existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         where = "is a file" if existing == out_dir else f"is under the file {str(existing)!r}"
         raise ConfigError(f"out_dir {str(out_dir)!r} {where}, not a folder", path=out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"cannot create out_dir {str(out_dir)!r}: {exc.strerror or exc}"
+        raise ConfigError(message, path=out_dir) from exc
 
 
 def run(args: argparse.Namespace) -> int:

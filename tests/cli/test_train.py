@@ -85,3 +85,21 @@ def test_out_dir_that_is_a_file_is_one_line(
     where = f"is under the file {str(file)!r}" if under else "is a file"
     assert err == f"drivingseg train: error: {out}: out_dir {str(out)!r} {where}, not a folder\n"
     assert file.read_text() == "mine\n"
+
+
+def test_out_dir_that_cannot_be_created_is_one_line(
+    tmp_path: Path, camvid_root: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A folder the user may not create (read-only mount, another user's folder) ended in
+    a PermissionError traceback from the trainer's mkdir."""
+    out = tmp_path / "readonly" / "run"
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    config = write_config(tmp_path, camvid_root)
+    assert main(["train", "--config", str(config), "--out-dir", str(out)]) == 2
+    assert capsys.readouterr().err == (f"drivingseg train: error: {out}: cannot create out_dir "
+                                       f"{str(out)!r}: Permission denied\n")
