@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_ensemble,
     ):
         module.add_parser(sub)
+    for command in sub.choices.values():  # also after the command: ``info X --debug``
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks on errors")
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log progress details (INFO level)")
     return parser
 
 

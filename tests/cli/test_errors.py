@@ -68,3 +68,18 @@ def test_output_into_a_closed_pipe_ends_quietly_with_sigpipe_status() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert err == ""
+
+
+def test_debug_and_verbose_after_the_command(tmp_path: Path) -> None:
+    """README: ``--debug`` shows the traceback; given after the command (``drivingseg info
+    PATH --debug``, where options usually go) it was refused as an unrecognized argument."""
+    from drivingseg.cli.main import build_parser, parse_args
+    from drivingseg.errors import RecordingError
+
+    with pytest.raises(RecordingError, match="no such file or folder"):
+        main(["info", str(tmp_path / "nope"), "--debug"])
+    parser = build_parser()
+    late = parse_args(parser, ["replay", "synthetic", "-v", "video:=false"])
+    assert (late.verbose, late.debug, late.arguments) == (True, False, ["video:=false"])
+    early = parse_args(parser, ["--debug", "info", "synthetic"])
+    assert (early.verbose, early.debug) == (False, True)
