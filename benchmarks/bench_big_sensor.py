@@ -15,6 +15,10 @@ old / new of median times is printed:
   and ``argmax(axis=2)``;
 * ``points_from_pointcloud2`` (the lidar source, each scan): one float32 gather against
   field-by-field copies;
+* region proposals (``ProposalNode.on_mask``'s work: the scan projected at the mask's size
+  and ``propose_regions`` on the network's mask and car probability of the frame): the
+  vectorised clustering, pixel assignment and road-plane fit against the loops they
+  replaced (``tests/support/proposals_reference.py``), same detections checked first;
 * the MCAP recorder (``McapRecorder.on_mask``: image, mask and jpeg overlay, zstd chunks,
   to a file in a temporary folder), its ``image_format`` raw (rgb8 ``Image``, the default)
   against jpeg (``CompressedImage`` at ``jpeg_quality`` 85): the mean over ``--runs``
@@ -45,8 +49,9 @@ from typing import Any  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import data_root, median_ms  # noqa: E402
+from _common import REPO, data_root, median_ms  # noqa: E402
 
+from drivingseg.detect.proposals import LidarInImage, propose_regions  # noqa: E402
 from drivingseg.fusion.projection import scale_rig  # noqa: E402
 from drivingseg.model.checkpoint import default_weights  # noqa: E402
 from drivingseg.model.finish import finish_numpy  # noqa: E402
@@ -59,6 +64,9 @@ from drivingseg.outputs.mcap import Ros2McapWriter  # noqa: E402
 from drivingseg.sensors import open_recording  # noqa: E402
 from drivingseg.sensors.frames import CameraFrame, LidarScan  # noqa: E402
 from drivingseg.sensors.ros_msgs import pointcloud2_to_msg, points_from_pointcloud2  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests"))  # the replaced proposal steps, kept for the tests
+from support.proposals_reference import reference_proposals  # noqa: E402
 
 WIDTH, HEIGHT, POINTS = 1920, 1200, 240_000
 
@@ -162,6 +170,7 @@ def measure(drive: Path, runs: int) -> dict[str, dict[str, float]]:
     with open_recording(drive) as rec:
         image = big_frame(rec.camera(0).image)
         points = dense_scan(rec.lidar(0).points, np.random.default_rng(0))
+        rig = rec.require_rig()  # at its calibrated size: proposals scale it, as the node does
     seg = Segmenter(default_weights(), fp16=cpu_has_native_bf16(),
                     options=RunOptions(channels_last=True, trace=True))
     seg._prepare(image, None)
@@ -172,7 +181,19 @@ def measure(drive: Path, runs: int) -> dict[str, dict[str, float]]:
     assert np.array_equal(colourise(image, ids), colourise_old(image, ids))
     msg = pointcloud2_to_msg(LidarScan(0, points))
     assert np.array_equal(points_from_pointcloud2(msg, "bench"), points_old(msg))
+    car_prob = np.asarray(new.class_prob)
+
+    def proposals() -> object:
+        lidar = LidarInImage.from_scan(points, rig, (WIDTH, HEIGHT))
+        return propose_regions(new.class_ids, car_prob, lidar)
+
+    def proposals_old() -> object:
+        with reference_proposals():
+            return proposals()
+
+    assert proposals() == proposals_old()
     cases: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+        "region proposals": (proposals_old, proposals),
         "colourise": (lambda: colourise_old(image, ids), lambda: colourise(image, ids)),
         "segmenter finishing": (lambda: finish_old(logits, HEIGHT, WIDTH, 2),
                                 lambda: finish_numpy(logits, HEIGHT, WIDTH, False, 2)),
