@@ -5,21 +5,22 @@ out (:func:`_ground_points`: within ``ground_clearance_m`` of a plane fitted to 
 on road pixels): where the mask spills onto the road, the road's range runs on from a near
 car to the car behind and joined them (KITTI raw frame 0: a car at 6.6 m and the lorry at
 13.7 m behind it were one 552-pixel box at 12.9 m; on argoverse_kitti 79 -> 67 proposals,
-box AP@0.5 19.9 -> 25.9 %, AP@0.7 6.4 -> 5.0 %: three frames, so noisy). The other points on a blob
-are clustered by range: a step of more than ``depth_jump_m`` (and more than 15 % of the
-nearer range) separates two objects. ``split="sorted"`` cuts the blob's sorted ranges at
-each such gap; that fails on real street scenes, where a queue of cars makes one blob whose
-ranges run on without a gap. The default ``split="neighbours"`` cuts only between points
-whose image cells touch (the Voronoi cells of the labelled distance transform, within the
-blob), so the car 9 m ahead and the cars 20 m behind it part where they meet in the image.
-Clusters under ``min_points`` are outliers; a part smaller than ``min_area_px`` gives its
-pixels to its neighbours. Every blob pixel goes to the cluster of its nearest lidar point,
-each part becoming a box. A part that touches no edge of its blob and lies farther than a
-part beside it is lidar seen through a nearer car's windows: its points are left out and
-its pixels join the car (on the shared KITTI frames 0, 15 and 29 this removes 7, 3 and 2 of
-37, 22 and 24 boxes; on argoverse_kitti 19 of 86). Parts that reach the blob's outline are
-still split, so dense traffic can over-split somewhat, and side windows that reach a near
-car's outline make a far box of their own (KITTI raw frame 15: one at 45.3 m).
+box AP@0.5 19.9 -> 25.9 %, AP@0.7 6.4 -> 5.0 %: three frames, so noisy). The other points
+on a blob are clustered by range: a step of more than ``depth_jump_m`` (and more than 10 %
+of the nearer range, ``RELATIVE_JUMP``) separates two objects. ``split="sorted"`` cuts the
+blob's sorted ranges at each such gap; that fails on real street scenes, where a queue of
+cars makes one blob whose ranges run on without a gap. The default ``split="neighbours"``
+cuts only between points whose image cells touch (the Voronoi cells of the labelled
+distance transform, within the blob), so the car 9 m ahead and the cars 20 m behind it
+part where they meet in the image. Clusters under ``min_points`` are outliers; a part
+smaller than ``min_area_px`` gives its pixels to its neighbours. Every blob pixel goes to
+the cluster of its nearest lidar point, each part becoming a box. A part that touches no
+edge of its blob and lies farther than a part beside it is lidar seen through a nearer
+car's windows: its points are left out and its pixels join the car (on the shared KITTI
+frames 0, 15 and 29 this removes 7, 3 and 2 of 37, 22 and 24 boxes; on argoverse_kitti 19
+of 86). Parts that reach the blob's outline are still split, so dense traffic can
+over-split somewhat, and side windows that reach a near car's outline make a far box of
+their own (KITTI raw frame 15: one at 45.3 m).
 
 The clustering itself lives in :mod:`drivingseg.detect.clusters`, vectorised: on a 1920 x
 1200 camera with a 240k-point lidar the steps here were the graph's largest cost.

@@ -87,7 +87,7 @@ class ProposalNode(Node):
               max=255),
         Param("min_area_px", int, 40, "smallest car blob kept", "px", min=1, max=100_000_000),
         Param("depth_jump_m", float, 3.0, "split a blob where the ranges of lidar points whose "
-              "image cells touch jump by more than this (and 15 % of the range)", "m",
+              "image cells touch jump by more than this (and 10 % of the range)", "m",
               min=0.01, max=1000.0),
         Param("road_class", int, 1, "class id of road in the mask: lidar points near the road "
               "plane fitted to its points are left out of the clusters (-1: keep them)",
