@@ -2,7 +2,7 @@
 
 The machinery of :mod:`drivingseg.detect.proposals` (whose docstring gives the rules),
 kept apart and vectorised: a blob of a 1920 x 1200 frame carries thousands of points, and
-Python loops over points, pixels or clusters cost more than the rest of the graph.
+a mask, a sort or a Python step per point, pixel or cluster costs milliseconds a blob.
 Every function is exact: medians are numpy's (the mean of the two middle values), and
 ties break as a loop over clusters in id order would.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["RELATIVE_JUMP", "BlobCells", "group_medians", "jump", "keep_clusters",
-           "neighbour_clusters", "sorted_clusters"]
+           "min_components", "neighbour_clusters", "sorted_clusters", "voronoi_labels"]
 
 RELATIVE_JUMP = 0.10
 """A range gap must also exceed this fraction of the nearer range to split a blob
