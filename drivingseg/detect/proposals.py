@@ -115,7 +115,9 @@ class ProposalParams:
 
 def _ground_points(class_ids: npt.NDArray[np.uint8], lidar: LidarInImage,
                    params: ProposalParams) -> npt.NDArray[np.bool_] | None:
-    """Points within ``ground_clearance_m`` of the road plane, or None without a plane.
+    """Points within ``ground_clearance_m`` of the road plane, or None without a plane;
+    only the points on car pixels are tested (the others are never a blob's), the rest are
+    False.
 
     The plane ``y = a x + b z + c`` (camera frame, y down) starts as the one most road
     points lie on (:func:`_start_plane`: robust to car pixels the mask calls road, and to
@@ -128,23 +130,33 @@ def _ground_points(class_ids: npt.NDArray[np.uint8], lidar: LidarInImage,
     if (params.road_class in (None, params.car_class) or params.ground_clearance_m <= 0
             or len(lidar) == 0):
         return None
-    xyz = lidar.xyz_cam_m.astype(np.float64)
-    on_road = class_ids[lidar.rows, lidar.cols] == params.road_class
+    point_class = class_ids[lidar.rows, lidar.cols]
+    on_road = point_class == params.road_class
     if int(on_road.sum()) < MIN_ROAD_POINTS:
         return None
-    design = np.stack([xyz[:, 0], xyz[:, 2], np.ones(xyz.shape[0])], axis=1)
-    road, road_y_m = design[on_road], xyz[on_road, 1]
+    road, road_y_m = _plane_design(lidar.xyz_cam_m[on_road])
     coef = _start_plane(road, road_y_m)
     for _ in range(PLANE_FITS):
         fit = np.abs(road @ coef - road_y_m) < PLANE_INLIER_M
         if int(fit.sum()) < max(MIN_ROAD_POINTS, road.shape[0] // 2):
             return None
-        coef = np.linalg.lstsq(road[fit], road_y_m[fit], rcond=None)[0]
+        coef = np.asarray(np.linalg.lstsq(road[fit], road_y_m[fit], rcond=None)[0], np.float64)
     a, b, c = (float(v) for v in coef)
     if c <= 0 or np.hypot(a, b) > MAX_ROAD_SLOPE:
         return None
-    height_m = (design @ coef - xyz[:, 1]) / np.sqrt(1.0 + a * a + b * b)
-    return np.asarray(np.abs(height_m) < params.ground_clearance_m)
+    on_car = point_class == params.car_class
+    car, car_y_m = _plane_design(lidar.xyz_cam_m[on_car])
+    height_m = (car @ coef - car_y_m) / np.sqrt(1.0 + a * a + b * b)
+    ground = np.zeros(len(lidar), dtype=bool)
+    ground[on_car] = np.abs(height_m) < params.ground_clearance_m
+    return ground
+
+
+def _plane_design(xyz_cam_m: npt.NDArray[np.float32]
+                  ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Rows ``(x, z, 1)`` and the heights ``y`` (float64) of points for ``y = a x + b z + c``."""
+    xyz = xyz_cam_m.astype(np.float64)
+    return np.stack([xyz[:, 0], xyz[:, 2], np.ones(xyz.shape[0])], axis=1), xyz[:, 1]
 
 
 def _start_plane(design: npt.NDArray[np.float64], y_m: npt.NDArray[np.float64]
