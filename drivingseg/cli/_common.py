@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from drivingseg.sensors.base import Recording
 from drivingseg.sensors.open import FORMATS, detect_format, open_recording
 
 __all__ = ["TTA_CHOICES", "add_recording_args", "add_tta_argument", "check_recording_args",
-           "check_timeout", "help_text",
+           "help_text",
            "open_from_args", "progress"]
 
 T = TypeVar("T")
@@ -76,14 +75,6 @@ def check_recording_args(path: str | Path, args: argparse.Namespace) -> str:
                    f"KITTI recording ({FORMATS[fmt]}){hint}")
         raise ConfigError(message)
     return fmt
-
-
-def check_timeout(timeout_s: float | None) -> None:
-    """Refuse a ``--timeout`` that is not a positive number of seconds: 0 or less stopped
-    the graph before its first frame and exited 0, NaN never stopped it."""
-    if timeout_s is not None and not 0 < timeout_s < math.inf:
-        message = f"--timeout must be a positive number of seconds, got {timeout_s!r}"
-        raise ConfigError(message)
 
 
 def open_from_args(path: str | Path, args: argparse.Namespace) -> Recording:

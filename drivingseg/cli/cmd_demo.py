@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from drivingseg.cli._common import check_timeout, help_text
+from drivingseg.cli._common import help_text
 from drivingseg.cli.cmd_launch import add_run_options, launch, pair_overflow
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import build_graph, load_launch, parse_cli_arguments
@@ -107,7 +107,6 @@ def check_launch(arguments: Mapping[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the options and the launch file, render the drive, run ``demo.yaml`` on it."""
-    check_timeout(args.timeout)
     if args.frames < 0:
         raise ConfigError(f"--frames must be 0 (all) or more, got {args.frames!r}")
     if args.seed < 0:

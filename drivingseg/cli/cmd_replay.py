@@ -17,7 +17,6 @@ from typing import Any
 from drivingseg.cli._common import (
     add_recording_args,
     check_recording_args,
-    check_timeout,
     help_text,
 )
 from drivingseg.cli.cmd_launch import add_run_options, launch, pair_overflow
@@ -56,7 +55,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_timeout(args.timeout)
     if not args.fast and args.rate <= 0:
         raise ConfigError(f"--rate must be above 0 (or use --fast), got {args.rate!r}")
     bag = check_recording_args(args.input, args) == "rosbag"
