@@ -401,7 +401,11 @@ class LiveView(OverlayOutput):
         if self.enabled:
             self.subscribe(mask_depth=1, detections_depth=self.p["max_pending"],
                            overflow="drop_oldest")
-        else:
+
+    def open_outputs(self) -> None:
+        """Say that the window is off only once the graph starts: a graph that fails to
+        start printed this warning above its one-line error."""
+        if not self.enabled:
             log.warning("%s: no display (DISPLAY is not set); the live window is off", self.name)
 
     def show(self, mask: Mask, dets: Detections | None) -> None:

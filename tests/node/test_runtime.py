@@ -129,8 +129,26 @@ def test_live_view_without_a_display_does_nothing(
     graph = Graph()
     node = graph.add(LiveView, "live")
     assert not node.enabled and not node.subscriptions
-    assert "live: no display (DISPLAY is not set); the live window is off" in caplog.text
+    graph.setup()
     graph.run(handle_signals=False, timeout_s=5)
+    assert "live: no display (DISPLAY is not set); the live window is off" in caplog.text
+
+
+def test_live_view_says_nothing_when_the_graph_fails_to_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replay that failed on a bad parameter printed the 'no display' warning above its
+    one-line error; the warning now comes only once the graph starts."""
+    from drivingseg.node.outputs import LiveView
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    graph = Graph()
+    graph.add(LiveView, "live")
+    graph.add(Opener, "bad", {"fail_in": "ready"})
+    with pytest.raises(ConfigError, match="not ready"):
+        graph.setup()
+    assert "no display" not in caplog.text
 
 
 def test_live_view_never_blocks_the_graph_and_its_skips_are_not_drops(
