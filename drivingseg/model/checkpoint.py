@@ -176,6 +176,9 @@ def load_checkpoint(
         message = f"no checkpoint here (neither {weights.name!r} nor {meta_path.name!r} exists)"
         if Path(path).parent == Path("."):  # a bare name: a mistyped shipped one?
             message += f"; the shipped weights are named {SHIPPED_NAMES!r}"
+        if Path(path).suffix.lower() == ".onnx":
+            message += ("; an ONNX model runs with the onnxruntime backend "
+                        "(backend:=onnxruntime weights:=MODEL.onnx)")
         raise ModelError(message, path=path)
     meta = _read_meta(meta_path)
     if meta["format"] == ENSEMBLE_FORMAT:

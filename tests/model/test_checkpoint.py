@@ -260,3 +260,12 @@ def test_damaged_optimizer_scalars_of_a_training_state_are_refused_naming_it(
     with pytest.raises(ModelError, match=r"last\.state\.json: training state does not match "
                                          r"this optimizer/model: " + match):
         load_training_state(tmp_path / "last", opt)
+
+
+def test_an_onnx_file_given_as_a_checkpoint_says_which_backend_runs_it(tmp_path: Path) -> None:
+    """``replay --weights model.onnx`` said only "no checkpoint here"."""
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"an exported graph")
+    with pytest.raises(ModelError, match=r"model\.onnx: no checkpoint here .*; an ONNX model "
+                       r"runs with the onnxruntime backend \(backend:=onnxruntime"):
+        load_checkpoint(onnx)
