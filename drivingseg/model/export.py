@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 INPUT_LAYOUT = "image: N x H x W x 3 uint8 RGB (normalised inside the graph)"
+"""The input of a ``dynamic`` graph; a fixed one's metadata names its 1 x H x W instead."""
 METADATA_KEYS = ("format", "classes", "mean", "std", "in_channels", "input_width",
                  "input_height", "training_input", "input_layout", "dynamic", "fp16",
                  "model_config", "networks", "drivingseg_version")
@@ -124,6 +125,10 @@ class ExportedMetadata:
 def _metadata(ckpt: Checkpoint, height: int, width: int, dynamic: bool, fp16: bool
               ) -> dict[str, str]:
     spec = ckpt.spec
+    layout = INPUT_LAYOUT + ("; lidar: N x 4 x H x W float32" if ckpt.config.uses_lidar else "")
+    if not dynamic:  # a fixed graph takes one frame of one size: say which
+        layout = layout.replace("N x H x W", f"1 x {height} x {width}").replace(
+            "N x 4 x H x W", f"1 x 4 x {height} x {width}")
     return {
         "format": FORMAT,
         "classes": json.dumps(list(ckpt.classes)),
@@ -133,8 +138,7 @@ def _metadata(ckpt: Checkpoint, height: int, width: int, dynamic: bool, fp16: bo
         "input_width": str(width),
         "input_height": str(height),
         "training_input": json.dumps({"width": spec.width, "height": spec.height}),
-        "input_layout": INPUT_LAYOUT + (
-            "; lidar: N x 4 x H x W float32" if ckpt.config.uses_lidar else ""),
+        "input_layout": layout,
         "dynamic": json.dumps(dynamic),
         "fp16": json.dumps(fp16),
         "model_config": json.dumps(ckpt.config.to_dict(), sort_keys=True),

@@ -73,7 +73,9 @@ def test_metadata_describes_the_model(tmp_path: Path, tiny_weights: Path) -> Non
     assert json.loads(props["classes"]) == ["background", "road", "car"]
     assert json.loads(props["mean"]) == pytest.approx([0.485, 0.456, 0.406])
     assert json.loads(props["training_input"]) == {"width": 64, "height": 48}
-    assert props["in_channels"] == "3" and props["input_layout"].startswith("image: N x H x W")
+    # A fixed graph takes one frame of its size (its metadata said N x H x W).
+    assert props["in_channels"] == "3" and props["input_layout"].startswith(
+        "image: 1 x 40 x 70 x 3 uint8")
     meta = read_metadata(props, str(path))
     assert (meta.spec.width, meta.spec.height, meta.dynamic) == (70, 40, False)
     assert meta.config == ModelConfig(depth=2, base_channels=4)
