@@ -22,6 +22,7 @@ from drivingseg.calibration.types import (
     Rig,
     RigidTransform,
     as_matrix,
+    check_rigid,
     check_rotation,
 )
 from drivingseg.errors import CalibrationError
@@ -165,7 +166,7 @@ def _transform(
     value: object, field: str, source: str, target: str, path: PathArg
 ) -> RigidTransform:
     m = _matrix(value, (4, 4), field, path)
-    check_rotation(m[:3, :3], field, path)
+    check_rigid(m, field, path)
     return RigidTransform(m, source, target, None if path is None else str(path))
 
 

@@ -28,6 +28,7 @@ from drivingseg.calibration.types import (
     Rig,
     RigidTransform,
     as_matrix,
+    check_rigid,
     check_rotation,
 )
 from drivingseg.errors import CalibrationError
@@ -178,7 +179,7 @@ def load_extrinsics_yaml(path: str | PathLike[str]) -> RigidTransform:
         raise CalibrationError(message, path=file)
     if has_matrix:
         m = as_matrix(data["matrix"], (4, 4), "matrix", file)
-        check_rotation(m[:3, :3], "matrix", file)
+        check_rigid(m, "matrix", file)
         return RigidTransform(m, source, target, str(file))
     t = as_matrix(_get(data, "translation", file), (3,), "translation", file)
     R = quaternion_to_matrix(_get(data, "rotation", file), "rotation", file)

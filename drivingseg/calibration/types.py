@@ -29,6 +29,7 @@ __all__ = [
     "Rig",
     "RigidTransform",
     "as_matrix",
+    "check_rigid",
     "check_rotation",
 ]
 
@@ -85,6 +86,18 @@ def check_rotation(R: FloatArray, name: str, path: str | PathLike[str] | None = 
         )
 
 
+def check_rigid(m: FloatArray, name: str, path: str | PathLike[str] | None = None) -> None:
+    """Raise unless the 4x4 ``m`` is rigid: last row ``[0, 0, 0, 1]``, a rotation block.
+
+    Parsers call it with the field name of their file, so the error names that key rather
+    than the ``T_<target>_<source>`` the transform is built as."""
+    if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], atol=1e-9):
+        raise CalibrationError(
+            f"field {name!r}: last row must be [0, 0, 0, 1], got {m[3].tolist()!r}", path=path
+        )
+    check_rotation(m[:3, :3], name, path)
+
+
 @dataclass(frozen=True, eq=False)
 class RigidTransform:
     """A 4x4 rigid transform ``T_<target>_<source>`` mapping source-frame points to target."""
@@ -97,12 +110,7 @@ class RigidTransform:
     def __post_init__(self) -> None:
         name = f"T_{self.target_frame}_{self.source_frame}"
         m = as_matrix(self.matrix, (4, 4), name, self.path)
-        if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], atol=1e-9):
-            raise CalibrationError(
-                f"field {name!r}: last row must be [0, 0, 0, 1], got {m[3].tolist()!r}",
-                path=self.path,
-            )
-        check_rotation(m[:3, :3], name, self.path)
+        check_rigid(m, name, self.path)
         object.__setattr__(self, "matrix", m)
 
     @classmethod

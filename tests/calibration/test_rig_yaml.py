@@ -134,7 +134,10 @@ def good_doc(make_rig: Callable[..., Rig]) -> dict[str, Any]:
             r"'camera.D': expected a flat list of numbers",
         ),
         (lambda d: d["camera"]["R"][0].__setitem__(0, 2.0), r"'camera.R': not a rotation"),
-        (lambda d: d["T_cam_velo"][3].__setitem__(0, 1.0), r"last row must be \[0, 0, 0, 1\]"),
+        (  # was named T_cam0_velodyne, a key the file does not have
+            lambda d: d["T_cam_velo"][3].__setitem__(0, 1.0),
+            r"field 'T_cam_velo': last row must be \[0, 0, 0, 1\]",
+        ),
         (lambda d: d["T_cam_velo"][0].__setitem__(1, 0.5), r"'T_cam_velo': not a rotation"),
         (lambda d: d["camera"].update(focal=3), r"'camera': unknown keys \['focal'\]"),
         (lambda d: d.update(T_velo_imus=None), r"unknown keys \['T_velo_imus'\]"),

@@ -156,6 +156,10 @@ def test_extrinsics_quaternion_and_matrix_forms(tmp_path: Path) -> None:
         ({"translation": [0, 0], "rotation": [0, 0, 0, 1]}, r"'translation': expected 3 values"),
         ({"rotation": [0, 0, 0, 1]}, r"missing key 'translation'"),
         ({"matrix": np.diag([1.0, 1, 2, 1]).tolist()}, r"'matrix': not a rotation"),
+        (  # was named T_cam_velodyne, a key the file does not have
+            {"matrix": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0.5, 1]]},
+            r"field 'matrix': last row must be \[0, 0, 0, 1\]",
+        ),
         ({"matrix": np.eye(4).tolist(), "rotation": [0, 0, 0, 1]}, r"give either 'matrix'"),
         ({}, r"give either 'matrix'"),
         ({"matrix": np.eye(4).tolist(), "scale": 2}, r"unknown keys \['scale'\]"),
