@@ -43,6 +43,16 @@ __all__ = [
 
 _QUATERNION_MIN_NORM = 1e-9
 
+_CAMERA_INFO_FIELDS = {
+    "width": "image_width",
+    "height": "image_height",
+    "K": "camera_matrix",
+    "D": "distortion_coefficients",
+    "R": "rectification_matrix",
+    "P": "projection_matrix",
+}
+"""CameraModel's field names and the camera-info YAML keys they are read from."""
+
 
 def _read_yaml_mapping(path: str | PathLike[str], what: str) -> tuple[Path, dict[str, Any]]:
     file = Path(path)
@@ -121,18 +131,24 @@ def load_camera_info_yaml(
             message = f"field 'camera_name': needed as frame id (or pass frame_id=), got {name!r}"
             raise CalibrationError(message, path=file)
         frame_id = name
-    return CameraModel(
-        width=width,
-        height=height,
-        K=K,
-        D=D,
-        R=R,
-        P=P,
-        distortion_model=model,
-        image_rectified=image_rectified,
-        frame_id=frame_id,
-        path=str(file),
-    )
+    try:
+        return CameraModel(
+            width=width,
+            height=height,
+            K=K,
+            D=D,
+            R=R,
+            P=P,
+            distortion_model=model,
+            image_rectified=image_rectified,
+            frame_id=frame_id,
+            path=str(file),
+        )
+    except CalibrationError as exc:  # name the file's key, not CameraModel's field
+        message = exc.message
+        for field, key in _CAMERA_INFO_FIELDS.items():
+            message = message.replace(f"field {field!r}:", f"field {key!r}:", 1)
+        raise CalibrationError(message, path=file) from exc
 
 
 def quaternion_to_matrix(

@@ -85,12 +85,18 @@ def test_camera_info(camera_info: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("image_width: 640", "image_width: 0", r"'width': image size must be a positive"),
-        ("image_height: 480", "image_height: -480", r"'height': image size must be a positive"),
+        # CameraModel's own checks used to name its fields (K, P, width), not the file's keys
+        ("image_width: 640", "image_width: 0", r"'image_width': image size must be a positive"),
+        ("image_height: 480", "image_height: -480",
+         r"'image_height': image size must be a positive"),
+        ("data: [423.299", "data: [-423.299", r"field 'camera_matrix': focal lengths must be"),
+        ("0, 379.1,", "0, 0.0,", r"field 'projection_matrix': focal lengths must be"),
+        ("-0.0227]", "-0.0227, 0.0]", r"field 'distortion_coefficients': OpenCV takes 4, 5"),
         ("image_width: 640", "", r"missing key 'image_width'"),
         ("plumb_bob", "fisheye", r"unknown model 'fisheye'; valid: none, plumb_bob, "
          r"rational_polynomial, equidistant"),
-        ("plumb_bob", "equidistant", r"equidistant \(fisheye\) model takes 4 coefficients"),
+        ("plumb_bob", "equidistant",
+         r"'distortion_coefficients': the equidistant \(fisheye\) model takes 4 coefficients"),
         ("0, 0, 1]\ndistortion", "0, 1]\ndistortion", r"'camera_matrix': expected 9 values"),
         ("1, 0, 0, 0, 1, 0, 0, 0, 1]", "1, 0, 0, 0, 1, 0, 0, 0, 3]", r"'rectification_matrix'"),
         ("-0.0227]", ".nan]", r"'distortion_coefficients': contains NaN"),
