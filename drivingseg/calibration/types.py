@@ -205,6 +205,12 @@ class CameraModel:
                 f"got {K.tolist()!r}",
                 path=path,
             )
+        if K[1, 0] != 0.0:  # the pinhole model has no such term: it was silently ignored
+            raise CalibrationError(
+                f"field 'K': must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]], got K[1][0] = "
+                f"{float(K[1, 0])!r} in {K.tolist()!r} (a transposed or corrupt matrix?)",
+                path=path,
+            )
         D = np.array(self.D, dtype=np.float64).ravel()
         if D.size == 0:
             D = np.zeros(4 if self.distortion_model == "equidistant" else 5)

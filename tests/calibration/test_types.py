@@ -128,6 +128,10 @@ def test_camera_model_defaults_and_projection() -> None:
         ),
         ({"K": np.diag([-700.0, 700.0, 1.0])}, r"'K': focal lengths must be positive"),
         ({"K": np.diag([700.0, 700.0, 2.0])}, r"'K': focal lengths .* last row \[0, 0, 1\]"),
+        (  # projection has no K[1][0] term: a raw camera's pixels silently ignored it
+            {"K": np.array([[700.0, 0.0, 320.0], [5.0, 700.0, 240.0], [0.0, 0.0, 1.0]])},
+            r"'K': must be \[\[fx, s, cx\], \[0, fy, cy\], \[0, 0, 1\]\], got K\[1\]\[0\] = 5.0",
+        ),
         ({"D": np.zeros(6)}, r"'D': OpenCV takes 4, 5, 8, 12 or 14 coefficients, got 6"),
         ({"R": np.diag([1.0, 1.0, -1.0])}, r"'R': not a rotation"),
         ({"P": np.zeros((3, 4))}, r"'P': focal lengths must be positive"),
