@@ -25,7 +25,7 @@ from drivingseg.fusion.projection import DEFAULT_MIN_DEPTH_M, check_image_size
 from drivingseg.fusion.zbuffer import depth_image
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.kitti_benchmark import KittiBenchmark
-from drivingseg.sensors.kitti_raw import KittiRawDrive
+from drivingseg.sensors.kitti_raw import CALIB_FILES, KittiRawDrive
 from drivingseg.sensors.open import benchmark_split
 
 __all__ = ["add_parser", "load_frame", "run"]
@@ -80,6 +80,11 @@ def load_frame(path: Path, frame: int, camera: int = 2) -> tuple[CameraFrame, Li
             message = f"--frame {frame!r} is out of range: {exc}"
             raise ConfigError(message, path=path) from exc
         rig = reader.frame_rig(frame)
+    if rig is None and isinstance(reader, KittiRawDrive):
+        files = " and ".join(CALIB_FILES)
+        message = (f"no KITTI calibration for drive {path.name!r}: expected {files} in its "
+                   f"date folder {str(reader.calib_dir)!r}")
+        raise CalibrationError(message, path=path)
     if rig is None:
         raise CalibrationError("the recording has no calibration for this camera", path=path)
     return image, scan, rig

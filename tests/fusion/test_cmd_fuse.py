@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from drivingseg.cli import build_parser, cmd_fuse
-from drivingseg.errors import ConfigError, RecordingError
+from drivingseg.errors import CalibrationError, ConfigError, RecordingError
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -62,6 +62,24 @@ def test_fuse_bad_inputs(kitti_raw_drive: Path, tmp_path: Path) -> None:
         args.func(args)
     args = parse([str(tmp_path), "--depth-png", str(tmp_path / "d.png")])
     with pytest.raises(RecordingError, match="not a KITTI folder"):
+        args.func(args)
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_fuse_raw_drive_without_calibration_says_where_it_looked(
+    kitti_raw_drive: Path, tmp_path: Path
+) -> None:
+    """A drive folder copied without its date folder's calib_*.txt failed with "the
+    recording has no calibration for this camera", naming neither the files nor the folder."""
+    date = tmp_path / "2011_09_26"
+    date.mkdir()
+    drive = date / kitti_raw_drive.name
+    drive.symlink_to(kitti_raw_drive, target_is_directory=True)
+    args = parse([str(drive), "--depth-png", str(tmp_path / "d.png")])
+    message = (rf"no KITTI calibration for drive '{kitti_raw_drive.name}': expected "
+               r"calib_cam_to_cam\.txt and calib_velo_to_cam\.txt in its date folder "
+               r"'.*2011_09_26'")
+    with pytest.raises(CalibrationError, match=message):
         args.func(args)
     assert not (tmp_path / "d.png").exists()
 
