@@ -43,9 +43,12 @@ class StampWatch(_Once):
 
     def stamp(self, index: int, header_ns: int, log_ns: int, prev: int | None) -> int:
         """The stamp of message ``index``: its header stamp, or its receive (log) time when
-        the header stamp is zero. Warns about a zero stamp, a stamp far from its log time,
-        and a stamp not after ``prev`` (the stamp of the message before it in this pass)."""
-        if header_ns == 0:
+        the header stamp is zero and the log time is not. Warns about a zero stamp, a stamp
+        far from its log time, and a stamp not after ``prev`` (the stamp of the message
+        before it in this pass)."""
+        if header_ns == 0 and log_ns != 0:
+            # a zero log time too is a recording whose clock starts at 0 (a KITTI benchmark
+            # folder converted to MCAP), not a driver that left the stamp unset
             self.warn("zero", "message %d has a zero header.stamp (its driver left it unset); "
                       "its receive time %r ns is used instead", index, log_ns)
             stamp = log_ns
