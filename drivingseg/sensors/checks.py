@@ -68,16 +68,33 @@ class StampWatch(_Once):
 
 class SizeWatch(_Once):
     """Warns once when a stream's camera frames change size (a calibration, and a model's
-    input buffers, are made for one size)."""
+    input buffers, are made for one size), and once when a frame is not the size of the
+    calibration that comes with it (``expected_size``, from ``expected_from``)."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, expected_size: tuple[int, int] | None = None,
+                 expected_from: str = "the calibration") -> None:
         super().__init__(stream)
         self._size: tuple[int, int] | None = None
+        self.expected_size = expected_size
+        self.expected_from = expected_from
 
     def check(self, frame: CameraFrame) -> None:
-        size = (frame.width, frame.height)
+        self.check_size(frame.index, frame.width, frame.height)
+
+    def check_size(self, index: int, width: int, height: int, source: str = "") -> None:
+        """Check frame ``index`` of ``width`` x ``height`` pixels (``source``: its file, for
+        a check made from the file header before any frame is read)."""
+        size = (width, height)
+        expected = self.expected_size
+        if expected is not None and size != expected:
+            self.warn("calibration", "frame %d%s is %dx%d pixels but %s is for %dx%d images: "
+                      "lidar points projected with it miss their pixels ('drivingseg "
+                      "fuse' refuses such frames; the streaming graph scales the "
+                      "calibration to them, right only if the images were resized, not "
+                      "cropped)", index,
+                      f" ({source})" if source else "", *size, self.expected_from, *expected)
         if self._size is None:
             self._size = size
         elif size != self._size:
             self.warn("size", "frame %d is %dx%d, the first one read was %dx%d",
-                      frame.index, *size, *self._size)
+                      index, *size, *self._size)

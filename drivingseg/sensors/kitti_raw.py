@@ -16,6 +16,9 @@ blank and writes no ``.bin`` (``2011_09_26_drive_0009_sync``, frames 177-180). S
 drive opens with one warning; frame numbers keep their meaning (``lidar(i)`` is the scan
 of camera frame ``i``; a dropped one raises), :meth:`KittiRawDrive.lidar_scans` skips them.
 Repeated stamps are warned about once; images are checked to keep one size (warned once).
+Opening also warns when the first image is not the size the calibration gives (S_rect_0N:
+the lidar would miss its pixels) and when the camera and the velodyne number different
+frames (a copy cut short: the extra frames stay unpaired).
 
 KITTI's unsynced ``*_extract`` download (velodyne scans as ``.txt``, unrectified images
 that the rectified calibration does not describe) is refused with a message saying so.
@@ -42,6 +45,7 @@ from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
 from drivingseg.sensors.checks import SizeWatch
 from drivingseg.sensors.decode import read_image_rgb, read_velodyne_bin
 from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.sensors.kitti_benchmark import png_size
 from drivingseg.sensors.kitti_timestamps import read_kitti_timestamp_lines
 
 __all__ = ["KittiRawDrive"]
@@ -180,6 +184,21 @@ def _load_stream(folder: Path, suffix: str, *, drops: bool = False) -> _Stream |
     return _Stream(folder.name, len(lines), numbers, tuple(files.values()), stamps)
 
 
+def _warn_count_mismatch(camera: _Stream | None, lidar: _Stream | None, path: Path) -> None:
+    """Warn when the camera and the velodyne number different frames: frame ``i`` of one
+    has no frame ``i`` in the other (a copy cut short, or folders of two drives)."""
+    if camera is None or lidar is None or camera.frames == lidar.frames:
+        return
+    short, long_ = (camera, lidar) if camera.frames < lidar.frames else (lidar, camera)
+    extra = long_.frames - short.frames
+    missing = _ranges(list(range(short.frames, long_.frames)))
+    log.warning("%s: %s/ has %d frames but %s/ has %d: %s %s %s %s no %s frame (an incomplete "
+                "copy?); %s unpaired", path, camera.name, camera.frames, lidar.name,
+                lidar.frames, long_.name, "frame" if extra == 1 else "frames", missing,
+                "has" if extra == 1 else "have", short.name, "it stays" if extra == 1 else
+                "they stay")
+
+
 class KittiRawDrive(Recording):
     """A KITTI raw drive: one rectified camera (``image_0<camera>``) and the velodyne.
 
@@ -245,7 +264,27 @@ class KittiRawDrive(Recording):
             raise RecordingError(msg, path=self.path)
         self._rig = self._load_rig()
         self._camera, self._lidar = camera, lidar
-        self._sizes = SizeWatch(str(self.path / self.camera_folder))
+        self._sizes = self._size_watch(camera)
+        _warn_count_mismatch(camera, lidar, self.path)
+
+    def _size_watch(self, camera: _Stream | None) -> SizeWatch:
+        """The frame size check of the camera, warned at once (from the first PNG's header)
+        when its images are not the size the calibration gives: a drive resized after
+        download, or the calibration of another date (each has its own S_rect: 1242x375 on
+        2011_09_26, 1226x370 on 2011_09_30)."""
+        stream = str(self.path / self.camera_folder)
+        rig = self._rig
+        if rig is None or camera is None:
+            return SizeWatch(stream)
+        expected_from = f"{rig.camera.path or self.calib_dir} (S_rect_0{self.camera_index})"
+        watch = SizeWatch(stream, rig.camera.image_size, expected_from)
+        first = camera.files[0]
+        try:
+            width, height = png_size(first)
+        except RecordingError:
+            return watch  # reading the frame reports it
+        watch.check_size(int(camera.numbers[0]), width, height, source=first.name)
+        return watch
 
     def _load_rig(self) -> Rig | None:
         present = [name for name in CALIB_FILES if (self.calib_dir / name).is_file()]

@@ -508,3 +508,52 @@ def test_extract_layout_is_refused_saying_so(tmp_path: Path) -> None:
         tmp_path / "b" / "2011_09_26" / "2011_09_26_drive_0001_extract")
     with pytest.raises(RecordingError, match=r"drive_0001_extract: .*unsynced 'extract' layout"):
         KittiRawDrive(extract).open()
+
+
+def test_images_not_the_calibrated_size_are_warned_at_open(
+    kitti_raw_root: Path, kitti_raw_drive: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real frames halved (621x188) beside the real 1242x375 calibration: the lidar would
+    land on the wrong pixels, so opening says which file, both sizes and the calibration."""
+    date = tmp_path / kitti_raw_root.name
+    drive = date / kitti_raw_drive.name
+    (drive / "image_02" / "data").mkdir(parents=True)
+    for name in CALIB_FILES:
+        (date / name).symlink_to(kitti_raw_root / name)
+    for i in range(3):
+        name = f"{i:010d}.png"
+        small = cv2.resize(cv2.imread(str(kitti_raw_drive / "image_02" / "data" / name)),
+                           (621, 188), interpolation=cv2.INTER_AREA)
+        assert cv2.imwrite(str(drive / "image_02" / "data" / name), small)
+    lines = (kitti_raw_drive / "image_02" / "timestamps.txt").read_text().splitlines()[:3]
+    (drive / "image_02" / "timestamps.txt").write_text("\n".join(lines) + "\n")
+    with KittiRawDrive(drive) as reader:
+        assert caplog.text.count("S_rect_02") == 1
+        assert [f.image.shape for f in reader.camera_frames()] == [(188, 621, 3)] * 3
+    assert caplog.text.count("S_rect_02") == 1
+    assert (f"image_02: frame 0 (0000000000.png) is 621x188 pixels but "
+            f"{date / 'calib_cam_to_cam.txt'} (S_rect_02) is for 1242x375 images") in caplog.text
+    caplog.clear()
+    with KittiRawDrive(kitti_raw_drive) as reader:
+        next(reader.camera_frames())
+    assert "S_rect_02" not in caplog.text
+
+
+def test_camera_and_velodyne_of_different_lengths_are_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with KittiRawDrive(make_drive(tmp_path / "a", n_cam=5, n_lidar=3)) as reader:
+        assert len(reader) == 5
+        with pytest.raises(IndexError, match="velodyne_points index 4 out of range for 3"):
+            reader.lidar(4)
+    assert ("x_drive_sync: image_02/ has 5 frames but velodyne_points/ has 3: image_02 "
+            "frames 3-4 have no velodyne_points frame") in caplog.text
+    caplog.clear()
+    with KittiRawDrive(make_drive(tmp_path / "b", n_cam=2, n_lidar=3)):
+        pass
+    assert ("image_02/ has 2 frames but velodyne_points/ has 3: velodyne_points frame 2 "
+            "has no image_02 frame") in caplog.text
+    caplog.clear()
+    with KittiRawDrive(make_drive(tmp_path / "c", n_cam=3, n_lidar=3)):
+        pass
+    assert "frames but" not in caplog.text
