@@ -12,6 +12,17 @@ from drivingseg.errors import RecordingError
 __all__ = ["CameraFrame", "LidarScan"]
 
 
+def _stamp_ns(what: str, stamp_ns: object, source: str) -> int:
+    """``stamp_ns`` as an int, or RecordingError: a stamp in float seconds (ROS
+    ``header.stamp.to_sec()``) made every 50 ms tolerance a 50-million-second one."""
+    if isinstance(stamp_ns, (int, np.integer)) and not isinstance(stamp_ns, bool):
+        return int(stamp_ns)
+    raise RecordingError(
+        f"{what}: stamp_ns must be an integer number of nanoseconds, got {stamp_ns!r} "
+        f"({type(stamp_ns).__name__}); seconds t become int(round(t * 1e9))",
+        path=source or None)
+
+
 @dataclass(frozen=True, eq=False)
 class CameraFrame:
     """One camera image: ``image`` is RGB uint8, H x W x 3; ``stamp_ns`` is sensor time."""
@@ -23,6 +34,8 @@ class CameraFrame:
     source: str = ""
 
     def __post_init__(self) -> None:
+        stamp = _stamp_ns(f"camera frame {self.index}", self.stamp_ns, self.source)
+        object.__setattr__(self, "stamp_ns", stamp)
         img = self.image
         if not isinstance(img, np.ndarray):
             raise RecordingError(
@@ -61,6 +74,8 @@ class LidarScan:
     source: str = ""
 
     def __post_init__(self) -> None:
+        stamp = _stamp_ns(f"lidar scan {self.index}", self.stamp_ns, self.source)
+        object.__setattr__(self, "stamp_ns", stamp)
         pts = self.points
         if not isinstance(pts, np.ndarray):
             raise RecordingError(

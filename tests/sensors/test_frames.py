@@ -34,3 +34,23 @@ def test_frames_refuse_what_is_not_an_array() -> None:
         CameraFrame(0, [[[0, 0, 0]]], index=2, source="x.bag")  # type: ignore[arg-type]
     with pytest.raises(RecordingError, match=r"lidar scan -1: .*numpy array .* got tuple"):
         LidarScan(0, ((0.0, 0.0, 0.0, 0.0),))  # type: ignore[arg-type]
+
+
+def test_stamps_in_float_seconds_are_refused() -> None:
+    """header.stamp.to_sec() seconds as stamp_ns: a 50 ms tolerance became 50 million
+    seconds, so the last camera frame of a stream was paired with a scan 1.1 s after it."""
+    from drivingseg.sensors.frames import LidarScan
+    from drivingseg.sync import synchronize
+
+    image, points = np.zeros((2, 2, 3), np.uint8), np.zeros((1, 4), np.float32)
+    with pytest.raises(RecordingError, match=r"cam\.bag: camera frame 9: stamp_ns must be an "
+                       r"integer number of nanoseconds, got 1317042000\.9 \(float\)"):
+        CameraFrame(1317042000.9, image, index=9, source="cam.bag")  # type: ignore[arg-type]
+    with pytest.raises(RecordingError, match=r"lidar scan 20: stamp_ns .* got True \(bool\)"):
+        LidarScan(True, points, index=20)
+    stamps_ns = [1_317_042_000_000_000_000 + k * 100_000_000 for k in (8, 9, 20)]
+    cams = [CameraFrame(s, image, index=k) for s, k in zip(stamps_ns[:2], (8, 9), strict=True)]
+    scans = [LidarScan(np.int64(s), points, index=k)
+             for s, k in zip(stamps_ns[::2], (8, 20), strict=True)]
+    assert type(scans[0].stamp_ns) is int
+    assert [(p.camera.index, p.lidar.index) for p in synchronize(cams, scans)] == [(8, 8)]
