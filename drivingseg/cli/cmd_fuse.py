@@ -44,10 +44,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--depth-png", type=Path, help="write the sparse depth as a 16-bit PNG")
     parser.add_argument("--overlay", type=Path, help="write the image with points drawn on it")
     parser.add_argument(
-        "--max-depth", type=float, default=80.0, help="depth shown as the far colour (m)"
+        "--max-depth", type=float, default=80.0,
+        help="depth shown as the far colour (m, default 80)",
     )
     parser.add_argument(
-        "--min-depth", type=float, default=DEFAULT_MIN_DEPTH_M, help="nearest depth kept (m)"
+        "--min-depth", type=float, default=DEFAULT_MIN_DEPTH_M,
+        help=f"nearest depth kept (m, default {DEFAULT_MIN_DEPTH_M:g})",
     )
     parser.set_defaults(func=run)
 

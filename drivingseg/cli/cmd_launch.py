@@ -1,7 +1,8 @@
 """``drivingseg launch FILE name:=value ...``: run a node graph from a launch file.
 
-FILE is a path or the name of a file in the repository's ``launch/`` folder (``demo``,
-``replay_kitti``, ``replay_bag``, ``vehicle``). Arguments use the ROS habit
+FILE is a path or the name of a file in ``launch/`` (the checkout's, or an installed
+wheel's ``share/drivingseg/launch``): ``demo``, ``replay_kitti``, ``replay_bag``,
+``vehicle``, or ``pipeline`` (the graph without outputs). Arguments use the ROS habit
 ``name:=value``; ``--show-args`` lists those FILE declares, ``--list-nodes`` every node
 type's parameters. SIGINT or SIGTERM stops the graph cleanly: queued frames are finished
 and every output is finalised; a second signal aborts. The latency summary is printed at

@@ -68,3 +68,28 @@ def test_demo_help_says_what_frames_0_does(capsys: pytest.CaptureFixture[str]) -
     from drivingseg.cli.cmd_demo import SYNTHETIC_FRAMES
 
     assert f"frames to run (default 30; 0: all {SYNTHETIC_FRAMES})" in help_text("demo", capsys)
+
+
+def test_launch_help_names_every_launch_file_that_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """launch/README runs ``drivingseg launch pipeline input:=...`` (the graph without
+    outputs); the help listed demo, replay_kitti, replay_bag and vehicle only, and called the
+    folder the repository's, where an installed wheel reads ``share/drivingseg/launch``."""
+    text = help_text("launch", capsys)
+    runnable = sorted(p.stem for p in (REPO / "launch").glob("*.yaml") if p.stem != "outputs")
+    assert runnable == ["demo", "pipeline", "replay_bag", "replay_kitti", "vehicle"]
+    missing = [name for name in runnable if name not in text]
+    assert not missing, f"launch --help does not name {missing}"
+    assert "share/drivingseg/launch" in text
+
+
+@pytest.mark.parametrize(("option", "default"), [("--max-depth", "80"), ("--min-depth", "0.5")])
+def test_fuse_help_states_depth_defaults(
+    option: str, default: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every other numeric option of the CLI says its default; fuse's depth limits did not
+    (the overlay's far colour is 80 m, points nearer than 0.5 m are dropped)."""
+    options = help_text("fuse", capsys).split("options:", 1)[1]
+    described = options.split(f"{option} {option[2:].upper().replace('-', '_')}", 1)[1]
+    assert f"default {default})" in described.split(" --", 1)[0]
