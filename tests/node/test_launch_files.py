@@ -120,3 +120,18 @@ def test_a_node_name_taken_by_an_include_names_both_files(tmp_path: Path) -> Non
                        r"node of that name already comes from pipeline\.yaml "
                        r"\(latency_tracker\); rename one$"):
         build_graph(load_launch(mine))
+
+
+def test_the_format_example_of_launch_readme_builds(tmp_path: Path) -> None:
+    """launch/README's Format example is what a user copies to start a graph of their own: it
+    used ``$(arg weights)`` and ``$(arg overflow)`` without declaring them and named its node
+    ``segmentation``, which pipeline.yaml's node already is, so it was refused at load."""
+    readme = (Path(__file__).resolve().parents[2] / "launch" / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    file = tmp_path / "my_graph.yaml"
+    file.write_text(example)
+    desc = load_launch(str(file), parse_cli_arguments(["input:=synthetic:1"]))
+    nodes = {n.name: n for n in build_graph(desc).nodes}
+    assert {"camera", "segmentation", "latency"} <= set(nodes)
+    added = [n for n in desc.nodes if n.path == file]
+    assert added and all(n.name in nodes for n in added)
