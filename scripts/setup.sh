@@ -31,6 +31,8 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# The CPU wheel first: a plain `torch` requirement would pull GBs of CUDA packages.
+# The CPU wheel first: a plain `torch` requirement would pull GBs of CUDA packages. The pin
+# takes the CPU wheel where pip's find-links hold it (the project's machines); from public
+# PyPI add --index-url https://download.pytorch.org/whl/cpu.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[dev]"
