@@ -184,9 +184,12 @@ def _n_gt(frame: FrameResult) -> int:
 
 
 def _frame_row(f: FrameResult) -> dict[str, Any]:
+    """One ``frames`` row; ``n_gt_boxes`` is None on a frame without box ground truth
+    (unscored, not "no car to find")."""
     return {"input": f.input, "index": f.index, "frame": f.name, "image": f.image,
             "iou": f.iou, "mean_iou": f.mean_iou, "pixel_accuracy": f.pixel_accuracy,
-            "n_detections": len(f.detections), "n_gt_boxes": _n_gt(f),
+            "n_detections": len(f.detections),
+            "n_gt_boxes": _n_gt(f) if f.match is not None else None,
             "latency_ms": dict(f.latency_ms)}
 
 

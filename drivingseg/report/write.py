@@ -64,7 +64,8 @@ def frames_csv(report: dict[str, Any]) -> str:
         writer.writerow([row["input"], row["index"], row["frame"], row["image"],
                          *(_cell(class_value(row["iou"], c)) for c in _IOU_CLASSES),
                          _cell(row["mean_iou"]),
-                         _cell(row["pixel_accuracy"]), row["n_detections"], row["n_gt_boxes"],
+                         _cell(row["pixel_accuracy"]), row["n_detections"],
+                         _cell(row["n_gt_boxes"]),
                          *(_cell(row["latency_ms"].get(s)) for s in stages)])
     return buf.getvalue()
 

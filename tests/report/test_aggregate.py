@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from drivingseg.report.aggregate import (
 from drivingseg.report.fleet import FleetResult, TaskFailure
 from drivingseg.report.inputs import FrameRef, ReportInput
 from drivingseg.report.worker import STAGES, ChunkResult, ChunkTask, FrameResult
-from drivingseg.report.write import make_report
+from drivingseg.report.write import frames_csv, make_report
 
 Mixed = tuple[dict[str, Any], Path]
 CLASSES = ("background", "road", "car")
@@ -65,7 +66,9 @@ def test_argoverse_gives_detection_and_every_latency_stage(mixed_report: Mixed) 
     argo = report["inputs"][1]
     assert (argo["kind"], argo["box_gt"], argo["lidar"], argo["frames_ok"]) == (
         "kitti_object", True, True, 2)
-    assert sum(f["n_gt_boxes"] for f in report["frames"]) == det["n_gt"]
+    assert sum(f["n_gt_boxes"] or 0 for f in report["frames"]) == det["n_gt"]
+    assert [f["n_gt_boxes"] is None for f in report["frames"]] == [
+        f["input"] != 1 for f in report["frames"]]  # only Argoverse has boxes to find
     argo_proposals = sum(f["n_detections"] for f in report["frames"] if f["input"] == 1)
     assert argo_proposals == det["n_proposals"] >= det["n_det"]
 
@@ -170,6 +173,21 @@ def test_detection_counts_proposals_beside_scored_detections() -> None:
     assert (det["n_det"], det["n_proposals"]) == (3, 7)
     assert sum(f["n_detections"] for f in report["frames"] if f["input"] == 1) == 7
     assert list(det).index("n_proposals") == list(det).index("n_det") + 1
+
+
+def test_frames_without_box_ground_truth_have_no_gt_box_count() -> None:
+    """A CamVid frame has no label_2 boxes: its ground-truth box count is unknown, not 0
+    (frames.csv, the JSON and the page had said "0 GT boxes" beside its proposals)."""
+    specs = [ReportInput(0, "cv", "camvid", (FrameRef(0, "c0", "c.png"),), True, False, False),
+             ReportInput(1, "ko", "kitti_object", (FrameRef(0, "b0", "b.png"),), False, True,
+                         True)]
+    camvid = FrameResult(0, 0, "c0", "c.png", {"read": 1.0}, b"",
+                         detections=(Detection("car", 0.5, (0.0, 0.0, 9.0, 9.0)),))
+    report = build_report(specs, [camvid, _box_frame(0, 1, 1)], [], meta={})
+    assert [f["n_gt_boxes"] for f in report["frames"]] == [None, 0]
+    rows = list(csv.DictReader(io.StringIO(frames_csv(report))))
+    assert [r["n_gt_boxes"] for r in rows] == ["", "0"]
+    assert [r["n_detections"] for r in rows] == ["1", "1"]
 
 
 def test_not_road_is_shown_in_the_background_column() -> None:
