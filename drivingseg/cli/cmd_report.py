@@ -75,7 +75,8 @@ def format_summary(report: dict[str, Any]) -> str:
         for name, s in seg["per_class"].items():
             lines.append(f"{name:<12}{_pct(s['iou']):>8}{_pct(s['precision']):>8}"
                          f"{_pct(s['recall']):>10}{_pct(s['f1']):>8}")
-        lines.append(f"mean IoU (road, car): {_pct(seg['mean_iou_road_car']).strip()} %")
+        averaged = ", ".join(seg.get("mean_iou_classes") or ["road", "car"])
+        lines.append(f"mean IoU ({averaged}): {_pct(seg['mean_iou_road_car']).strip()} %")
     if report["kitti_road"]:
         k = report["kitti_road"]
         lines.append(f"KITTI road (perspective): MaxF {_pct(k['max_f']).strip()} %, "

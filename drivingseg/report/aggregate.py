@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from drivingseg.model.evaluate import scored_classes
-from drivingseg.model.metrics import RoadPR, mean_iou_of, scores_of
+from drivingseg.model.metrics import SCORED_CLASSES, RoadPR, mean_iou_of, scores_of
 from drivingseg.report.fleet import FleetResult
 from drivingseg.report.inputs import ReportInput
 from drivingseg.report.worker import STAGES, ChunkResult, ChunkTask, FrameResult
@@ -91,6 +91,13 @@ def _per_class(matrix: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
     return {s.name: asdict(s) for s in scores_of(matrix, classes)}
 
 
+def _averaged(matrix: np.ndarray, classes: tuple[str, ...]) -> list[str]:
+    """The classes ``mean_iou_road_car`` is the mean of: road and car where present (KITTI
+    road: road alone), as ``drivingseg eval``'s ``mean_iou_classes``."""
+    return [s.name for s in scores_of(matrix, classes)
+            if s.name in SCORED_CLASSES and s.iou is not None]
+
+
 def _segmentation(specs: Sequence[ReportInput],
                   frames: Sequence[FrameResult]) -> dict[str, Any] | None:
     seg_specs = [s for s in specs if s.segmentation_gt]
@@ -109,10 +116,12 @@ def _segmentation(specs: Sequence[ReportInput],
                 m += f.confusion
         total[: len(own), : len(own)] += m  # KITTI road: not_road/road sit on background/road
         per_input.append({"input": spec.index, "per_class": _per_class(m, own),
-                          "mean_iou_road_car": mean_iou_of(m, own)})
+                          "mean_iou_road_car": mean_iou_of(m, own),
+                          "mean_iou_classes": _averaged(m, own)})
     return {"classes": list(classes), "frames": len(scored),
             "confusion_matrix": total.tolist(), "per_class": _per_class(total, classes),
-            "mean_iou_road_car": mean_iou_of(total, classes), "per_input": per_input}
+            "mean_iou_road_car": mean_iou_of(total, classes),
+            "mean_iou_classes": _averaged(total, classes), "per_input": per_input}
 
 
 def _kitti_road(frames: Sequence[FrameResult]) -> dict[str, Any] | None:

@@ -183,6 +183,11 @@ def _header(report: Mapping[str, Any]) -> str:
     )
 
 
+def _averaged(section: Mapping[str, Any] | None) -> list[str]:
+    """The classes a mean IoU averages (``mean_iou_classes``; road and car when absent)."""
+    return [str(c) for c in (section or {}).get("mean_iou_classes") or ("road", "car")]
+
+
 def _summary(report: Mapping[str, Any]) -> str:
     seg = report.get("segmentation") or {}
     per_class = seg.get("per_class") or {}
@@ -190,7 +195,7 @@ def _summary(report: Mapping[str, Any]) -> str:
     ap = (report.get("detection") or {}).get("ap") or {}
     total = (report.get("latency") or {}).get("total") or {}
     chips = [
-        ("mean IoU road+car", _pct(seg.get("mean_iou_road_car"))),
+        (f"mean IoU {'+'.join(_averaged(seg))}", _pct(seg.get("mean_iou_road_car"))),
         ("road IoU", _pct((per_class.get("road") or {}).get("iou"))),
         ("car IoU", _pct((per_class.get("car") or {}).get("iou"))),
         ("KITTI road MaxF", _pct(road.get("max_f"))),
@@ -227,8 +232,8 @@ def _segmentation(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> st
     per_class: Mapping[str, Mapping[str, Any]] = seg.get("per_class") or {}
     headers = ("class", "TP px", "FP px", "FN px", "IoU", "precision", "recall", "F1")
     body = (
-        f'<p>{_count(seg.get("frames"))} frames with ground truth; mean IoU over road and car '
-        f'<b>{_pct(seg.get("mean_iou_road_car"))}</b>.</p>'
+        f'<p>{_count(seg.get("frames"))} frames with ground truth; mean IoU over '
+        f'{escape(" and ".join(_averaged(seg)))} <b>{_pct(seg.get("mean_iou_road_car"))}</b>.</p>'
         + _table(headers, [_metric_row(n, m) for n, m in per_class.items()])
     )
     kinds = {int(i.get("index", -1)): str(i.get("kind", "")) for i in report.get("inputs") or []}
@@ -238,16 +243,23 @@ def _segmentation(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> st
         rows = [
             (
                 escape(f"{int(p.get('input', 0))} ({kinds.get(int(p.get('input', 0)), '')})"),
-                _pct(p.get("mean_iou_road_car")),
+                _pct(p.get("mean_iou_road_car")) + _other_classes(p, _averaged(seg)),
                 *(_pct((class_value(p.get("per_class"), n) or {}).get("iou")) for n in names),
             )
             for p in per_input
         ]
-        headers_in = ("input", "mean IoU road+car", *(f"{escape(n)} IoU" for n in names))
+        headers_in = ("input", f"mean IoU {escape('+'.join(_averaged(seg)))}",
+                      *(f"{escape(n)} IoU" for n in names))
         body += "<h3>Per input</h3>" + _table(headers_in, rows) + _alias_note(
             names, (c for p in per_input for c in p.get("per_class") or {}))
     body += _plots(figures, "class_metrics", "confusion_matrix")
     return _section("segmentation", "Segmentation", body)
+
+
+def _other_classes(entry: Mapping[str, Any], overall: Sequence[str]) -> str:
+    """`` (road)`` after a per-input mean IoU over other classes than the overall one's."""
+    own = _averaged(entry) if entry.get("mean_iou_road_car") is not None else list(overall)
+    return "" if own == list(overall) else escape(f" ({'+'.join(own)})")
 
 
 def _alias_note(columns: Sequence[str], shown: Iterable[str]) -> str:

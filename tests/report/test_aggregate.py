@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,28 @@ def test_frames_without_box_ground_truth_have_no_gt_box_count() -> None:
     rows = list(csv.DictReader(io.StringIO(frames_csv(report))))
     assert [r["n_gt_boxes"] for r in rows] == ["", "0"]
     assert [r["n_detections"] for r in rows] == ["1", "1"]
+
+
+def test_mean_iou_records_the_classes_it_averages() -> None:
+    """KITTI road labels have no car: the mean IoU is road's alone, and the report says so
+    (``mean_iou_classes``, as ``drivingseg eval`` does) instead of "road, car"."""
+    from drivingseg.cli.cmd_report import format_summary
+
+    road = ReportInput(0, "kr", "kitti_road", (FrameRef(0, "um_0", "u.png"),), True, False,
+                       False)
+    frame = FrameResult(0, 0, "um_0", "u.png", {"read": 1.0}, b"",
+                        confusion=np.array([[70, 10], [20, 100]], dtype=np.int64))
+    report = build_report([road], [frame], [], meta={"input_size": [384, 288], "wall_s": 1.0,
+                                                     "executor": "local processes x1"})
+    seg = report["segmentation"]
+    assert seg["mean_iou_classes"] == seg["per_input"][0]["mean_iou_classes"] == ["road"]
+    assert seg["mean_iou_road_car"] == seg["per_class"]["road"]["iou"] == 100 / 130
+    assert "mean IoU (road): 76.92 %" in format_summary(report).splitlines()
+    camvid = ReportInput(1, "cv", "camvid", (FrameRef(0, "c0", "c.png"),), True, False, False)
+    both = replace(frame, input=1, confusion=np.diag([5, 4, 3]).astype(np.int64))
+    seg = build_report([road, camvid], [frame, both], [], meta={})["segmentation"]
+    assert seg["mean_iou_classes"] == ["road", "car"]
+    assert [p["mean_iou_classes"] for p in seg["per_input"]] == [["road"], ["road", "car"]]
 
 
 def test_not_road_is_shown_in_the_background_column() -> None:

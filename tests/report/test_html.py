@@ -333,6 +333,31 @@ def test_kitti_road_alone_keeps_its_not_road_column() -> None:
     assert "is shown as background" not in page
 
 
+def test_mean_iou_names_the_classes_it_averages() -> None:
+    """A KITTI road input has no car class: its mean IoU is road's IoU alone, which the
+    page called "mean IoU road+car" (``drivingseg eval`` says "mean IoU (road)")."""
+    report = _road_mixed_report()
+    seg = report["segmentation"]
+    seg["mean_iou_classes"] = ["road", "car"]
+    seg["per_input"][0]["mean_iou_classes"] = ["road", "car"]
+    seg["per_input"][1].update(mean_iou_road_car=0.5, mean_iou_classes=["road"])
+    per_input = _section(build_html(report, []), "segmentation").split("<h3>Per input</h3>")[1]
+    assert _header_cells(per_input)[1] == "mean IoU road+car"
+    assert [row[1] for row in _rows(per_input)] == ["70.0 %", "50.0 % (road)"]
+    road_alone = _road_mixed_report()
+    road_alone["segmentation"].update(classes=["not_road", "road"], mean_iou_classes=["road"])
+    page = build_html(road_alone, [])
+    assert "mean IoU road+car" not in page and "over road and car" not in page
+    assert "<span>mean IoU road</span>" in _summary_html(page)
+    assert "frames with ground truth; mean IoU over road <b>" in _section(page, "segmentation")
+
+
+def _summary_html(page: str) -> str:
+    match = re.search(r'<div class="summary" id="summary">(.*?)</div>\n', page, re.S)
+    assert match, "summary missing"
+    return match.group(1)
+
+
 def _failed_everywhere() -> dict[str, Any]:
     """Inputs with pixel, KITTI road and box ground truth whose every frame failed."""
     report = null_report()
