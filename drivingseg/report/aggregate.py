@@ -133,7 +133,8 @@ def _kitti_road(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
         pr.pos_hist += h[0]
         pr.neg_hist += h[1]
     precision, recall = pr.curve()
-    return {**pr.result(), "curve": {"precision": precision.tolist(), "recall": recall.tolist()}}
+    return {**pr.result(), "frames": len(hists),
+            "curve": {"precision": precision.tolist(), "recall": recall.tolist()}}
 
 
 def _by_range(frames: Sequence[FrameResult], edges_m: Sequence[float]) -> dict[str, Any] | None:
@@ -146,7 +147,7 @@ def _by_range(frames: Sequence[FrameResult], edges_m: Sequence[float]) -> dict[s
         tp, fp, fn, pixels = (int(v) for v in total[j])
         bins.append({"lo_m": lo, "hi_m": hi, "tp": tp, "fp": fp, "fn": fn,
                      "iou": tp / (tp + fp + fn) if tp + fp + fn else None, "pixels": pixels})
-    return {"bin_edges_m": list(edges_m), "note": RANGE_NOTE, "car": bins}
+    return {"bin_edges_m": list(edges_m), "note": RANGE_NOTE, "frames": len(counts), "car": bins}
 
 
 def _detection(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
@@ -160,7 +161,7 @@ def _detection(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
         evaluator.add((f.input, f.index), f.match)
     result = dict(evaluator.result())
     out: dict[str, Any] = {"thresholds": result.pop("thresholds", None),
-                           "classes": list(BOX_CLASSES)}
+                           "classes": list(BOX_CLASSES), "frames": len(matched)}
     for key, value in result.items():
         out[key] = value
         if key == "n_det":  # n_det: scored at the lowest threshold; n_proposals: all of them

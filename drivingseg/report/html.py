@@ -188,24 +188,32 @@ def _averaged(section: Mapping[str, Any] | None) -> list[str]:
     return [str(c) for c in (section or {}).get("mean_iou_classes") or ("road", "car")]
 
 
+def _over(frames: Any) -> str:
+    """A summary figure's frame count ("over 12 frames"); nothing when it has none."""
+    return "" if frames is None else f"<small>over {_count(frames)} frames</small>"
+
+
 def _summary(report: Mapping[str, Any]) -> str:
     seg = report.get("segmentation") or {}
     per_class = seg.get("per_class") or {}
     road = report.get("kitti_road") or {}
     ap = (report.get("detection") or {}).get("ap") or {}
     total = (report.get("latency") or {}).get("total") or {}
+    seg_n, road_n = seg.get("frames"), road.get("frames")
+    box_n, time_n = (report.get("detection") or {}).get("frames"), total.get("n")
     chips = [
-        (f"mean IoU {'+'.join(_averaged(seg))}", _pct(seg.get("mean_iou_road_car"))),
-        ("road IoU", _pct((per_class.get("road") or {}).get("iou"))),
-        ("car IoU", _pct((per_class.get("car") or {}).get("iou"))),
-        ("KITTI road MaxF", _pct(road.get("max_f"))),
-        ("KITTI road AP", _pct(road.get("ap"))),
-        ("box AP@0.5", _pct(ap.get("0.5"))),
-        ("box AP@0.7", _pct(ap.get("0.7"))),
-        ("latency p50", _ms(total.get("p50_ms"))),
-        ("latency p99", _ms(total.get("p99_ms"))),
+        (f"mean IoU {'+'.join(_averaged(seg))}", _pct(seg.get("mean_iou_road_car")), seg_n),
+        ("road IoU", _pct((per_class.get("road") or {}).get("iou")), seg_n),
+        ("car IoU", _pct((per_class.get("car") or {}).get("iou")), seg_n),
+        ("KITTI road MaxF", _pct(road.get("max_f")), road_n),
+        ("KITTI road AP", _pct(road.get("ap")), road_n),
+        ("box AP@0.5", _pct(ap.get("0.5")), box_n),
+        ("box AP@0.7", _pct(ap.get("0.7")), box_n),
+        ("latency p50 per frame", _ms(total.get("p50_ms")), time_n),
+        ("latency p99 per frame", _ms(total.get("p99_ms")), time_n),
     ]
-    items = "".join(f'<div class="chip"><b>{v}</b><span>{k}</span></div>' for k, v in chips)
+    items = "".join(f'<div class="chip"><b>{v}</b><span>{k}</span>{_over(n)}</div>'
+                    for k, v, n in chips)
     return f'<div class="summary" id="summary">{items}</div>'
 
 
@@ -285,7 +293,10 @@ def _kitti_road(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
         _pct(road.get("recall")),
     )
     table = _table(("MaxF", "AP", "threshold", "precision", "recall"), [row], left=0)
-    return _section("kitti-road", "KITTI road", table + _plots(figures, "kitti_road_pr"))
+    frames = (f"<p>Over {_count(road['frames'])} frames of the KITTI road input(s), in "
+              "perspective space.</p>" if road.get("frames") is not None else "")
+    return _section("kitti-road", "KITTI road",
+                    frames + table + _plots(figures, "kitti_road_pr"))
 
 
 def _by_range(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
@@ -313,7 +324,9 @@ def _by_range(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
         )
         for b in by_range.get("car") or []
     ]
-    note = f'<p class="muted">{escape(str(by_range.get("note", "")))}</p>'
+    over = ("" if by_range.get("frames") is None else
+            f", over {_count(by_range['frames'])} frames with lidar and car labels")
+    note = f'<p class="muted">{escape(str(by_range.get("note", "")))}{over}.</p>'
     table = _table(("range", "pixels", "TP", "FP", "FN", "car IoU"), rows)
     body = note + table + _plots(figures, "range_iou")
     return _section("by-range", "Car IoU by lidar range", body)
@@ -343,15 +356,18 @@ def _detection(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     def metres(value: Any, signed: bool = False) -> str:
         return _NONE if value is None else f"{float(value):{'+' if signed else ''}.2f} m"
 
+    over = "" if det.get("frames") is None else f" over {_count(det['frames'])} frames"
+    low = min((float(t) for t in det.get("thresholds") or []), default=None)
+    matched = "matched boxes" + ("" if low is None else f" (IoU ≥ {low:g}, with lidar points)")
     body = (
-        f"<p>Classes {escape(classes)}: {_count(det.get('n_gt'))} ground-truth boxes; "
+        f"<p>Classes {escape(classes)}{over}: {_count(det.get('n_gt'))} ground-truth boxes; "
         f"{_count(det.get('n_proposals'))} proposals (every detection: the sum of the Frames "
         "table's proposals column and of frames.csv's n_detections over the inputs with boxes), of "
         f"which {_count(det.get('n_det'))} scored detections "
         f"({escape(_scored_rule(det))}).</p>"
         + _table(("IoU threshold", "AP"), [(escape(str(k)), _pct(v)) for k, v in ap.items()])
         + _table(
-            ("matched boxes", "mean |range error|", "median |error|", "p90 |error|",
+            (matched, "mean |range error|", "median |error|", "p90 |error|",
              "mean signed error"),
             [(_count(err.get("n")), metres(err.get("mean")), metres(err.get("median")),
               metres(err.get("p90")), metres(err.get("mean_signed"), signed=True))],

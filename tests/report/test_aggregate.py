@@ -80,6 +80,8 @@ def test_synthetic_drive_gives_by_range(mixed_report: Mixed) -> None:
     assert br["bin_edges_m"] == [0, 10, 20, 30, 40, 60, 80]
     assert (br["car"][0]["lo_m"], br["car"][0]["hi_m"]) == (0, 10)
     assert sum(b["pixels"] for b in br["car"]) > 1000
+    assert br["frames"] == 2  # the synthetic drive's: CamVid has no lidar, Argoverse no labels
+    assert report["detection"]["frames"] == 2  # Argoverse's
     assert any(b["iou"] is not None and b["iou"] > 0 for b in br["car"])
     assert report["kitti_road"] is None
 
@@ -147,6 +149,7 @@ def test_kitti_road_section_agrees_with_eval(tmp_path: Path, camvid_root: Path) 
     assert report["segmentation"]["confusion_matrix"] == ev["confusion_matrix"]
     k = dict(report["kitti_road"])
     curve = k.pop("curve")
+    assert k.pop("frames") == 1
     assert k == ev["kitti_road"] and len(curve["precision"]) == 256
     assert report["by_range"] is None and report["detection"] is None
 
@@ -171,7 +174,7 @@ def test_detection_counts_proposals_beside_scored_detections() -> None:
     frames = [camvid, _box_frame(0, 5, 1), _box_frame(1, 2, 2)]
     report = build_report(specs, frames, [], meta={})
     det = report["detection"]
-    assert (det["n_det"], det["n_proposals"]) == (3, 7)
+    assert (det["n_det"], det["n_proposals"], det["frames"]) == (3, 7, 2)
     assert sum(f["n_detections"] for f in report["frames"] if f["input"] == 1) == 7
     assert list(det).index("n_proposals") == list(det).index("n_det") + 1
 

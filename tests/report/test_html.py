@@ -352,6 +352,28 @@ def test_mean_iou_names_the_classes_it_averages() -> None:
     assert "frames with ground truth; mean IoU over road <b>" in _section(page, "segmentation")
 
 
+def test_every_section_says_over_how_many_frames() -> None:
+    """The summary figures and the KITTI road, by-range and detection sections did not say
+    over which frames they were taken: 3 box frames, 40 segmentation frames and 5 KITTI road
+    frames all read alike."""
+    report = sample_report(24)
+    report["kitti_road"]["frames"] = 5
+    report["by_range"]["frames"] = 7
+    report["detection"]["frames"] = 3
+    page = build_html(report, [])
+    chips = re.findall(r'<div class="chip"><b>[^<]*</b><span>([^<]*)</span>'
+                       r'<small>over ([0-9,]+) frames</small></div>', _summary_html(page))
+    assert chips == [("mean IoU road+car", "24"), ("road IoU", "24"), ("car IoU", "24"),
+                     ("KITTI road MaxF", "5"), ("KITTI road AP", "5"), ("box AP@0.5", "3"),
+                     ("box AP@0.7", "3"), ("latency p50 per frame", "24"),
+                     ("latency p99 per frame", "24")]
+    assert "<p>Over 5 frames of the KITTI road input(s)" in _section(page, "kitti-road")
+    assert "over 7 frames with lidar and car labels." in _section(page, "by-range")
+    detection = _section(page, "detection")
+    assert "Classes Car, Van over 3 frames: 40 ground-truth boxes" in detection
+    assert "<th>matched boxes (IoU ≥ 0.5, with lidar points)</th>" in detection
+
+
 def _summary_html(page: str) -> str:
     match = re.search(r'<div class="summary" id="summary">(.*?)</div>\n', page, re.S)
     assert match, "summary missing"
