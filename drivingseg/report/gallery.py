@@ -121,6 +121,7 @@ def gallery_items(specs: Sequence[ReportInput], picks: Sequence[GalleryPick]) ->
     items = []
     for pick in picks:
         spec = specs[pick.frame.input]
-        title = f"{pick.frame.name} ({spec.kind} {Path(spec.path).name}): {pick.reason}"
+        title = (f"{pick.frame.name} (input {spec.index}, {spec.kind} {Path(spec.path).name}):"
+                 f" {pick.reason}")
         items.append(GalleryItem(title=title, panels=_panels(spec, pick)))
     return items

@@ -447,6 +447,12 @@ def _frames(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     return _section("frames", "Frames", _plots(figures, "per_frame_iou") + hint + table)
 
 
+def _box_only_all_found(frames: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the frames that can rank are all box frames (none with a mean IoU)."""
+    return (not any(f.get("mean_iou") is not None for f in frames)
+            and any(f.get("n_gt_boxes") is not None for f in frames))
+
+
 def _gallery(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str:
     if not gallery:
         reasons = [
@@ -460,6 +466,10 @@ def _gallery(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str:
             why = "No gallery: it was turned off (--gallery 0)."
         elif not report.get("frames"):
             why = "No gallery: no frame was scored (see Failures)."
+        elif _box_only_all_found(report.get("frames") or []):
+            n = sum(1 for f in report.get("frames") or [] if f.get("n_gt_boxes") is not None)
+            why = (f"No gallery: no frame has per-pixel labels to rank by, and no ground-truth "
+                   f"box was missed on the {n:,} frames with label_2 boxes.")
         else:
             why = "No gallery: no frame had ground truth to rank frames by."
         return _section("gallery", "Worst frames", _absent(why))

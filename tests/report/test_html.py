@@ -420,3 +420,17 @@ def test_gallery_turned_off_says_so() -> None:
     report["gallery_k"] = 12
     assert "no frame had ground truth to rank frames by" in _section(build_html(report, []),
                                                                     "gallery")
+
+
+def test_empty_gallery_of_box_frames_says_no_box_was_missed() -> None:
+    """Box-only frames that missed no box left the gallery empty, and the page said "no
+    frame had ground truth to rank frames by" beside their label_2 boxes."""
+    report = sample_report(4)
+    report.update(gallery=[], gallery_k=12)
+    for frame in report["frames"]:
+        frame.update(iou=None, mean_iou=None, pixel_accuracy=None)
+    report["frames"][0]["n_gt_boxes"] = None  # a frame of an input without boxes
+    gallery = _section(build_html(report, []), "gallery")
+    assert "no frame had ground truth" not in gallery
+    assert ("no frame has per-pixel labels to rank by, and no ground-truth box was missed on "
+            "the 3 frames with label_2 boxes.") in gallery
