@@ -8,12 +8,14 @@ earlier report in ``OUT`` untouched.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,8 +36,8 @@ if TYPE_CHECKING:
     from drivingseg.model.config import TTAConfig
     from drivingseg.report.html import GalleryItem
 
-__all__ = ["CHUNK_FRAMES", "REPORT_FILES", "classes_csv", "frames_csv", "make_report",
-           "report_folder", "report_json", "write_report"]
+__all__ = ["CHUNK_FRAMES", "REPORT_FILES", "classes_csv", "created_for_the_report", "frames_csv",
+           "make_report", "report_folder", "report_json", "write_report"]
 
 CHUNK_FRAMES = 16
 """Frames per work unit (one task for a worker process or a Ray worker)."""
@@ -101,6 +103,27 @@ def report_folder(out_dir: str | os.PathLike[str]) -> Path:
     return out
 
 
+@contextmanager
+def created_for_the_report(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """``out_dir``, created now (a file in the way fails before any frame is scored); the
+    folders this created are removed again when the block stops without writing the report
+    (an error such as a mistyped ``--weights``, Ctrl-C or SIGTERM), so nothing is left."""
+    out = Path(out_dir).absolute()
+    created: list[Path] = []
+    folder = out
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        created.append(folder)  # deepest first
+        folder = folder.parent
+    report_folder(out)
+    try:
+        yield out
+    except BaseException:
+        for made in created:
+            with contextlib.suppress(OSError):  # not empty: something was written there
+                made.rmdir()
+        raise
+
+
 def write_report(report: dict[str, Any], gallery: Sequence[GalleryItem],
                  out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write the four report files into ``out_dir`` (created), all or none; returns their
@@ -152,32 +175,32 @@ def make_report(
     if gallery < 0:
         raise ConfigError(f"--gallery must be 0 (no gallery) or more frames, got {gallery!r}")
     specs = classify_inputs(inputs, limit=limit)
-    report_folder(out_dir)  # a file in the way fails now, not after scoring every frame
-    ckpt = load_checkpoint(weights, in_channels=RGB_CHANNELS, device=device)
-    n_workers = workers or cpu_count()
-    step = max(1, chunk_frames)
-    chunks = [(spec, i) for spec in specs for i in range(0, len(spec.frames), step)]
-    threads = max(1, cpu_count() // min(n_workers, len(chunks)))  # workers x threads <= cores
-    tasks = [
-        ChunkTask(input=spec.index, kind=spec.kind, frames=spec.frames[i:i + step],
-                  weights=str(ckpt.path), device=device, threads=threads,
-                  road_only=spec.road_only, tta=tta)
-        for spec, i in chunks
-    ]
-    fleet = run_tasks(task_fn, tasks, workers=n_workers, ray=ray,
-                      sizes=[len(t.frames) for t in tasks], progress=progress)
-    frames, failures = collect(tasks, specs, fleet)
-    picks = pick_gallery(frames, gallery)
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    meta: dict[str, Any] = {
+    with created_for_the_report(out_dir):  # a file in the way fails now, not after scoring
+        ckpt = load_checkpoint(weights, in_channels=RGB_CHANNELS, device=device)
+        n_workers = workers or cpu_count()
+        step = max(1, chunk_frames)
+        chunks = [(spec, i) for spec in specs for i in range(0, len(spec.frames), step)]
+        threads = max(1, cpu_count() // min(n_workers, len(chunks)))  # workers x threads <= cores
+        tasks = [
+            ChunkTask(input=spec.index, kind=spec.kind, frames=spec.frames[i:i + step],
+                      weights=str(ckpt.path), device=device, threads=threads,
+                      road_only=spec.road_only, tta=tta)
+            for spec, i in chunks
+        ]
+        fleet = run_tasks(task_fn, tasks, workers=n_workers, ray=ray,
+                          sizes=[len(t.frames) for t in tasks], progress=progress)
+        frames, failures = collect(tasks, specs, fleet)
+        picks = pick_gallery(frames, gallery)
+        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        meta: dict[str, Any] = {
             "created_utc": created, "command": command, "weights": str(ckpt.path),
             "input_size": [ckpt.spec.width, ckpt.spec.height], "resize": RESIZE_MODES[0],
             "device": device,
             "tta": tta_record(tta),
             "executor": describe_executor(n_workers, ray)}
-    items = gallery_items(specs, picks)
-    meta["wall_s"] = float(f"{time.perf_counter() - start:.3f}")
-    report = build_report(specs, frames, failures, meta=meta,
-                          gallery=picks, gallery_k=gallery, range_edges_m=RANGE_EDGES_M)
-    write_report(report, items, out_dir)
+        items = gallery_items(specs, picks)
+        meta["wall_s"] = float(f"{time.perf_counter() - start:.3f}")
+        report = build_report(specs, frames, failures, meta=meta,
+                              gallery=picks, gallery_k=gallery, range_edges_m=RANGE_EDGES_M)
+        write_report(report, items, out_dir)
     return report

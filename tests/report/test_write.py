@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from drivingseg.errors import ConfigError, RecordingError
+from drivingseg.errors import ConfigError, ModelError, RecordingError
 from drivingseg.report.aggregate import build_report
 from drivingseg.report.fleet import Progress
 from drivingseg.report.inputs import FrameRef, ReportInput
@@ -62,6 +62,29 @@ def test_out_that_is_a_file_fails_before_any_frame_is_scored(
         make_report([camvid_root / "val"], "default", tmp_path / "taken", workers=1, limit=1,
                     progress=_counting(seen))
     assert seen == []
+
+
+def test_a_report_that_stops_before_writing_leaves_no_folder(
+        tmp_path: Path, camvid_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped --weights, Ctrl-C or SIGTERM left the empty report folder (and its new
+    parents) behind although nothing was written; an existing folder keeps its report."""
+    out = tmp_path / "runs" / "report"
+    with pytest.raises(ModelError, match=r"no checkpoint here"):
+        make_report([camvid_root / "val"], tmp_path / "nope.safetensors", out, workers=1,
+                    limit=1)
+    assert not (tmp_path / "runs").exists()
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("drivingseg.report.write.run_tasks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_report([camvid_root / "val"], "default", out, workers=1, limit=1)
+    assert not (tmp_path / "runs").exists()
+    write_report(_report(7), [], out)
+    with pytest.raises(KeyboardInterrupt):
+        make_report([camvid_root / "val"], "default", out, workers=1, limit=1)
+    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
 
 
 def test_zero_workers_is_refused(tmp_path: Path, camvid_root: Path) -> None:
