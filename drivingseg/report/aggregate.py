@@ -111,11 +111,13 @@ def _segmentation(specs: Sequence[ReportInput],
     for spec in seg_specs:
         own = scored_classes(spec.road_only)
         m = np.zeros((len(own), len(own)), dtype=np.int64)
+        n = 0
         for f in scored:
             if f.input == spec.index and f.confusion is not None:
                 m += f.confusion
+                n += 1
         total[: len(own), : len(own)] += m  # KITTI road: not_road/road sit on background/road
-        per_input.append({"input": spec.index, "per_class": _per_class(m, own),
+        per_input.append({"input": spec.index, "frames": n, "per_class": _per_class(m, own),
                           "mean_iou_road_car": mean_iou_of(m, own),
                           "mean_iou_classes": _averaged(m, own)})
     return {"classes": list(classes), "frames": len(scored),
@@ -124,48 +126,87 @@ def _segmentation(specs: Sequence[ReportInput],
             "mean_iou_classes": _averaged(total, classes), "per_input": per_input}
 
 
-def _kitti_road(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
-    hists = [f.road_hist for f in frames if f.road_hist is not None]
-    if not hists:
-        return None
+def _groups(frames: Sequence[FrameResult]) -> dict[int, list[FrameResult]]:
+    """``frames`` by input, in input order (the frames come in (input, frame) order)."""
+    groups: dict[int, list[FrameResult]] = {}
+    for f in frames:
+        groups.setdefault(f.input, []).append(f)
+    return groups
+
+
+def _road_pr(frames: Sequence[FrameResult]) -> RoadPR:
     pr = RoadPR()
-    for h in hists:
-        pr.pos_hist += h[0]
-        pr.neg_hist += h[1]
-    precision, recall = pr.curve()
-    return {**pr.result(), "frames": len(hists),
-            "curve": {"precision": precision.tolist(), "recall": recall.tolist()}}
+    for f in frames:
+        if f.road_hist is not None:
+            pr.pos_hist += f.road_hist[0]
+            pr.neg_hist += f.road_hist[1]
+    return pr
 
 
-def _by_range(frames: Sequence[FrameResult], edges_m: Sequence[float]) -> dict[str, Any] | None:
-    counts = [f.range_counts for f in frames if f.range_counts is not None]
-    if not counts:
+def _kitti_road(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
+    scored = [f for f in frames if f.road_hist is not None]
+    if not scored:
         return None
-    total: np.ndarray = np.stack(counts).sum(axis=0, dtype=np.int64)
+    pr = _road_pr(scored)
+    precision, recall = pr.curve()
+    per_input = []
+    for index, group in _groups(scored).items():
+        own = _road_pr(group).result()
+        per_input.append({"input": index, "frames": len(group), "max_f": own["max_f"],
+                          "ap": own["ap"]})
+    return {**pr.result(), "frames": len(scored),
+            "curve": {"precision": precision.tolist(), "recall": recall.tolist()},
+            "per_input": per_input}
+
+
+def _range_bins(frames: Sequence[FrameResult], edges_m: Sequence[float]) -> list[dict[str, Any]]:
+    total: np.ndarray = np.stack([f.range_counts for f in frames if f.range_counts is not None]
+                                 ).sum(axis=0, dtype=np.int64)
     bins = []
     for j, (lo, hi) in enumerate(pairwise(edges_m)):
         tp, fp, fn, pixels = (int(v) for v in total[j])
         bins.append({"lo_m": lo, "hi_m": hi, "tp": tp, "fp": fp, "fn": fn,
                      "iou": tp / (tp + fp + fn) if tp + fp + fn else None, "pixels": pixels})
-    return {"bin_edges_m": list(edges_m), "note": RANGE_NOTE, "frames": len(counts), "car": bins}
+    return bins
+
+
+def _by_range(frames: Sequence[FrameResult], edges_m: Sequence[float]) -> dict[str, Any] | None:
+    scored = [f for f in frames if f.range_counts is not None]
+    if not scored:
+        return None
+    per_input = [{"input": index, "frames": len(group), "car": _range_bins(group, edges_m)}
+                 for index, group in _groups(scored).items()]
+    return {"bin_edges_m": list(edges_m), "note": RANGE_NOTE, "frames": len(scored),
+            "car": _range_bins(scored, edges_m), "per_input": per_input}
+
+
+def _box_scores(frames: Sequence[FrameResult]) -> dict[str, Any]:
+    """AP, curves, counts and range errors of the box frames ``frames``."""
+    from drivingseg.detect.evaluate import BoxEvaluator
+
+    evaluator = BoxEvaluator()
+    for f in frames:
+        evaluator.add((f.input, f.index), f.match)
+    result = dict(evaluator.result())
+    out: dict[str, Any] = {"thresholds": result.pop("thresholds", None),
+                           "classes": list(BOX_CLASSES), "frames": len(frames)}
+    for key, value in result.items():
+        out[key] = value
+        if key == "n_det":  # n_det: scored at the lowest threshold; n_proposals: all of them
+            out["n_proposals"] = sum(len(f.detections) for f in frames)
+    return out
 
 
 def _detection(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
     matched = [f for f in frames if f.match is not None]
     if not matched:
         return None
-    from drivingseg.detect.evaluate import BoxEvaluator
-
-    evaluator = BoxEvaluator()
-    for f in matched:
-        evaluator.add((f.input, f.index), f.match)
-    result = dict(evaluator.result())
-    out: dict[str, Any] = {"thresholds": result.pop("thresholds", None),
-                           "classes": list(BOX_CLASSES), "frames": len(matched)}
-    for key, value in result.items():
-        out[key] = value
-        if key == "n_det":  # n_det: scored at the lowest threshold; n_proposals: all of them
-            out["n_proposals"] = sum(len(f.detections) for f in matched)
+    out = _box_scores(matched)
+    out["per_input"] = []
+    for index, group in _groups(matched).items():
+        own = _box_scores(group)
+        out["per_input"].append({"input": index, **{k: own[k] for k in (
+            "frames", "n_gt", "n_proposals", "n_det", "ap", "range_error_m")}})
     return out
 
 

@@ -18,7 +18,7 @@ import base64
 import functools
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from importlib import resources
@@ -251,12 +251,13 @@ def _segmentation(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> st
         rows = [
             (
                 escape(f"{int(p.get('input', 0))} ({kinds.get(int(p.get('input', 0)), '')})"),
+                _count(p.get("frames")),
                 _pct(p.get("mean_iou_road_car")) + _other_classes(p, _averaged(seg)),
                 *(_pct((class_value(p.get("per_class"), n) or {}).get("iou")) for n in names),
             )
             for p in per_input
         ]
-        headers_in = ("input", f"mean IoU {escape('+'.join(_averaged(seg)))}",
+        headers_in = ("input", "frames", f"mean IoU {escape('+'.join(_averaged(seg)))}",
                       *(f"{escape(n)} IoU" for n in names))
         body += "<h3>Per input</h3>" + _table(headers_in, rows) + _alias_note(
             names, (c for p in per_input for c in p.get("per_class") or {}))
@@ -295,8 +296,10 @@ def _kitti_road(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     table = _table(("MaxF", "AP", "threshold", "precision", "recall"), [row], left=0)
     frames = (f"<p>Over {_count(road['frames'])} frames of the KITTI road input(s), in "
               "perspective space.</p>" if road.get("frames") is not None else "")
+    per_input = _per_input(report, road, ("MaxF", "AP"),
+                           lambda e: (_pct(e.get("max_f")), _pct(e.get("ap"))))
     return _section("kitti-road", "KITTI road",
-                    frames + table + _plots(figures, "kitti_road_pr"))
+                    frames + table + per_input + _plots(figures, "kitti_road_pr"))
 
 
 def _by_range(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
@@ -328,8 +331,25 @@ def _by_range(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
             f", over {_count(by_range['frames'])} frames with lidar and car labels")
     note = f'<p class="muted">{escape(str(by_range.get("note", "")))}{over}.</p>'
     table = _table(("range", "pixels", "TP", "FP", "FN", "car IoU"), rows)
-    body = note + table + _plots(figures, "range_iou")
+    bins = [escape(f"{float(b.get('lo_m', 0)):g}-{float(b.get('hi_m', 0)):g} m")
+            for b in by_range.get("car") or []]
+    per_input = _per_input(report, by_range, tuple(f"car IoU {b}" for b in bins),
+                           lambda e: tuple(_pct(b.get("iou")) for b in e.get("car") or []))
+    body = note + table + per_input + _plots(figures, "range_iou")
     return _section("by-range", "Car IoU by lidar range", body)
+
+
+def _per_input(report: Mapping[str, Any], section: Mapping[str, Any], headers: Sequence[str],
+               cells: Callable[[Mapping[str, Any]], Sequence[str]]) -> str:
+    """A section's "Per input" table (input, frames, ``headers``), when several inputs
+    filled it: the fleet figure alone hides a drive that is much worse than the rest."""
+    entries: Sequence[Mapping[str, Any]] = section.get("per_input") or []
+    if len(entries) < 2:
+        return ""
+    kinds = {int(i.get("index", -1)): str(i.get("kind", "")) for i in report.get("inputs") or []}
+    rows = [(escape(f"{int(e.get('input', 0))} ({kinds.get(int(e.get('input', 0)), '')})"),
+             _count(e.get("frames")), *cells(e)) for e in entries]
+    return "<h3>Per input</h3>" + _table(("input", "frames", *headers), rows)
 
 
 def _scored_rule(det: Mapping[str, Any]) -> str:
@@ -373,6 +393,11 @@ def _detection(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
               metres(err.get("p90")), metres(err.get("mean_signed"), signed=True))],
             left=0,
         )
+        + _per_input(report, det, ("GT boxes", "proposals", "scored", *(
+            f"AP@{escape(str(k))}" for k in ap), "median |range error|"), lambda e: (
+            _count(e.get("n_gt")), _count(e.get("n_proposals")), _count(e.get("n_det")),
+            *(_pct((e.get("ap") or {}).get(k)) for k in ap),
+            metres((e.get("range_error_m") or {}).get("median"))))
         + _plots(figures, "detection_pr", "range_error")
     )
     return _section("detection", "Box detection", body)

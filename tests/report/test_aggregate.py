@@ -149,7 +149,8 @@ def test_kitti_road_section_agrees_with_eval(tmp_path: Path, camvid_root: Path) 
     assert report["segmentation"]["confusion_matrix"] == ev["confusion_matrix"]
     k = dict(report["kitti_road"])
     curve = k.pop("curve")
-    assert k.pop("frames") == 1
+    assert k.pop("frames") == 1 and k.pop("per_input") == [
+        {"input": 0, "frames": 1, "max_f": k["max_f"], "ap": k["ap"]}]
     assert k == ev["kitti_road"] and len(curve["precision"]) == 256
     assert report["by_range"] is None and report["detection"] is None
 
@@ -177,6 +178,49 @@ def test_detection_counts_proposals_beside_scored_detections() -> None:
     assert (det["n_det"], det["n_proposals"], det["frames"]) == (3, 7, 2)
     assert sum(f["n_detections"] for f in report["frames"] if f["input"] == 1) == 7
     assert list(det).index("n_proposals") == list(det).index("n_det") + 1
+
+
+def test_every_section_is_also_given_per_input() -> None:
+    """The docs promise the report "covers all of them together and per input", but only
+    segmentation was split by input: a fleet's box AP, KITTI road MaxF and car IoU by range
+    hid a drive much worse than the others. Each input's figures add up to the fleet's."""
+    edges = (0.0, 10.0, 20.0)
+    box = ReportInput(0, "ko", "kitti_object", tuple(FrameRef(j, f"b{j}", "b.png")
+                                                    for j in range(2)), False, True, True)
+    box2 = replace(box, index=1, path="ko2")
+    road = ReportInput(2, "kr", "kitti_road", (FrameRef(0, "um_0", "u.png"),), True, False,
+                       False)
+    road2 = replace(road, index=3, path="kr2")
+    syn = ReportInput(4, "sy", "synthetic", (FrameRef(0, "s0", "s.png"),), True, False, True)
+    syn2 = replace(syn, index=5, path="sy2")
+    hist = np.zeros((2, 256), dtype=np.int64)
+    hist[0, 200], hist[1, 10], hist[1, 220] = 90, 80, 5
+    frames = [replace(_box_frame(0, 5, 1), input=0), replace(_box_frame(1, 2, 2), input=0),
+              _box_frame(0, 3, 0)]
+    for spec, h in ((road, hist), (road2, hist[:, ::-1].copy())):
+        frames.append(FrameResult(spec.index, 0, "um_0", "u.png", {"read": 1.0}, b"",
+                                  confusion=np.eye(2, dtype=np.int64), road_hist=h))
+    for spec, tp in ((syn, 9), (syn2, 1)):
+        counts = np.array([[tp, 1, 0, 20], [0, 0, 0, 5]], dtype=np.int64)
+        frames.append(FrameResult(spec.index, 0, "s0", "s.png", {"read": 1.0}, b"",
+                                  confusion=np.eye(3, dtype=np.int64), range_counts=counts))
+    report = build_report([box, box2, road, road2, syn, syn2], frames, [], meta={},
+                          range_edges_m=edges)
+    det = report["detection"]
+    assert [e["input"] for e in det["per_input"]] == [0, 1]
+    assert [e["frames"] for e in det["per_input"]] == [2, 1]
+    for key in ("n_gt", "n_proposals", "n_det", "frames"):
+        assert sum(e[key] for e in det["per_input"]) == det[key], key
+    assert [e["ap"]["0.5"] for e in det["per_input"]] == [0.75, 0.0]  # 3 of 4, 0 of 2 found
+    road_rows = report["kitti_road"]["per_input"]
+    assert [(e["input"], e["frames"]) for e in road_rows] == [(2, 1), (3, 1)]
+    assert road_rows[0]["max_f"] > 0.9 > road_rows[1]["max_f"]
+    rng = report["by_range"]
+    assert [(e["input"], e["frames"]) for e in rng["per_input"]] == [(4, 1), (5, 1)]
+    assert [e["car"][0]["iou"] for e in rng["per_input"]] == [0.9, 0.5]
+    assert rng["car"][0]["tp"] == sum(e["car"][0]["tp"] for e in rng["per_input"]) == 10
+    seg = report["segmentation"]["per_input"]
+    assert [(e["input"], e["frames"]) for e in seg] == [(2, 1), (3, 1), (4, 1), (5, 1)]
 
 
 def test_frames_without_box_ground_truth_have_no_gt_box_count() -> None:

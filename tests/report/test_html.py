@@ -306,10 +306,10 @@ def test_kitti_road_not_road_is_the_background_column() -> None:
     page = build_html(report, [])
     seg = _section(page, "segmentation")
     per_input = seg.split("<h3>Per input</h3>")[1]
-    assert _header_cells(per_input)[2:] == ["background IoU", "road IoU", "car IoU"]
+    assert _header_cells(per_input)[3:] == ["background IoU", "road IoU", "car IoU"]
     road_row = _rows(per_input)[1]
     assert road_row[0] == "1 (kitti_road)"
-    assert road_row[2:] == ["95.9 %", "96.5 %", "–"]
+    assert road_row[3:] == ["95.9 %", "96.5 %", "–"]
     assert "not_road (KITTI road inputs) is shown as background" in seg
     frames = _section(page, "frames")
     headers = _header_cells(frames)
@@ -342,8 +342,8 @@ def test_mean_iou_names_the_classes_it_averages() -> None:
     seg["per_input"][0]["mean_iou_classes"] = ["road", "car"]
     seg["per_input"][1].update(mean_iou_road_car=0.5, mean_iou_classes=["road"])
     per_input = _section(build_html(report, []), "segmentation").split("<h3>Per input</h3>")[1]
-    assert _header_cells(per_input)[1] == "mean IoU road+car"
-    assert [row[1] for row in _rows(per_input)] == ["70.0 %", "50.0 % (road)"]
+    assert _header_cells(per_input)[1:3] == ["frames", "mean IoU road+car"]
+    assert [row[2] for row in _rows(per_input)] == ["70.0 %", "50.0 % (road)"]
     road_alone = _road_mixed_report()
     road_alone["segmentation"].update(classes=["not_road", "road"], mean_iou_classes=["road"])
     page = build_html(road_alone, [])
@@ -372,6 +372,39 @@ def test_every_section_says_over_how_many_frames() -> None:
     detection = _section(page, "detection")
     assert "Classes Car, Van over 3 frames: 40 ground-truth boxes" in detection
     assert "<th>matched boxes (IoU ≥ 0.5, with lidar points)</th>" in detection
+
+
+def test_sections_of_several_inputs_have_a_per_input_table() -> None:
+    """Only segmentation had a per-input table; box AP, KITTI road MaxF and car IoU by range
+    were shown for the whole fleet alone, although the JSON has each input's."""
+    report = sample_report(4)
+    report["kitti_road"]["per_input"] = [
+        {"input": 0, "frames": 3, "max_f": 0.9, "ap": 0.8},
+        {"input": 1, "frames": 1, "max_f": 0.5, "ap": None}]
+    bins = report["by_range"]["car"]
+    report["by_range"]["per_input"] = [
+        {"input": 0, "frames": 2, "car": bins},
+        {"input": 1, "frames": 2, "car": [dict(b, iou=0.25) for b in bins]}]
+    report["detection"]["per_input"] = [
+        {"input": 0, "frames": 3, "n_gt": 30, "n_proposals": 50, "n_det": 40,
+         "ap": {"0.5": 0.8, "0.7": 0.4}, "range_error_m": {"median": 0.3}},
+        {"input": 1, "frames": 1, "n_gt": 10, "n_proposals": 11, "n_det": 4,
+         "ap": {"0.5": 0.1, "0.7": None}, "range_error_m": {"median": None}}]
+    page = build_html(report, [])
+    road = _section(page, "kitti-road").split("<h3>Per input</h3>")[1]
+    assert _header_cells(road) == ["input", "frames", "MaxF", "AP"]
+    assert _rows(road) == [["0 (camvid)", "3", "90.0 %", "80.0 %"],
+                           ["1 (kitti_object)", "1", "50.0 %", "–"]]
+    by_range = _section(page, "by-range").split("<h3>Per input</h3>")[1]
+    assert _header_cells(by_range)[:3] == ["input", "frames", "car IoU 0-10 m"]
+    assert _rows(by_range)[1][2:] == ["25.0 %"] * 6
+    detection = _section(page, "detection").split("<h3>Per input</h3>")[1]
+    assert _header_cells(detection) == ["input", "frames", "GT boxes", "proposals", "scored",
+                                        "AP@0.5", "AP@0.7", "median |range error|"]
+    assert _rows(detection)[1] == ["1 (kitti_object)", "1", "10", "11", "4", "10.0 %", "–",
+                                   "–"]
+    report["detection"]["per_input"] = report["detection"]["per_input"][:1]
+    assert "Per input" not in _section(build_html(report, []), "detection")  # one input
 
 
 def _summary_html(page: str) -> str:

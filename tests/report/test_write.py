@@ -148,9 +148,9 @@ def test_kitti_road_not_road_is_background_everywhere(tmp_path: Path,
     page = (out / "report.html").read_text()
     road_input = seg["per_input"][1]["per_class"]["not_road"]["iou"]
     headers, per_input = _table_after(page, "<h3>Per input</h3>")
-    assert headers[2:] == ["background IoU", "road IoU", "car IoU"]
+    assert headers[3:] == ["background IoU", "road IoU", "car IoU"]
     assert per_input[1][0] == "1 (kitti_road)"
-    assert per_input[1][2] == f"{road_input * 100:.1f} %"  # was a dash
+    assert per_input[1][3] == f"{road_input * 100:.1f} %"  # was a dash
     headers, frames = _table_after(page, 'id="frames-table"')
     assert "not_road IoU" not in headers
     assert frames[1][headers.index("background IoU")] == f"{not_road * 100:.1f} %"
