@@ -14,11 +14,9 @@ event, then ``"ok"``, ``"broken-images:N"`` (N images failed to decode) or
 
 from __future__ import annotations
 
-import base64
 import functools
-import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from importlib import resources
@@ -30,14 +28,35 @@ import numpy.typing as npt
 
 from drivingseg.errors import ConfigError
 from drivingseg.fileio import write_text_atomic
-from drivingseg.report.aggregate import CLASS_ALIASES, class_columns, class_value
+from drivingseg.report.aggregate import class_columns, class_value
+from drivingseg.report.html_cells import (
+    _NONE,
+    _absent,
+    _alias_note,
+    _averaged,
+    _box_only_all_found,
+    _count,
+    _has_input,
+    _img,
+    _metric_row,
+    _ms,
+    _not_scored,
+    _num_attr,
+    _other_classes,
+    _over,
+    _pct,
+    _per_input,
+    _plots,
+    _scored_rule,
+    _section,
+    _table,
+)
 from drivingseg.report.plots import all_plots
 
 __all__ = ["GalleryItem", "build_html", "render_html"]
 
 _PANEL_MAX_WIDTH_PX = 480
 _PANEL_JPEG_QUALITY = 85
-_NONE = "–"
 
 
 @functools.cache
@@ -52,33 +71,6 @@ class GalleryItem:
 
     title: str
     panels: tuple[tuple[str, npt.NDArray[np.uint8]], ...]
-
-
-def _pct(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return _NONE
-    return f"{float(value) * 100:.1f} %"
-
-
-def _ms(value: Any) -> str:
-    return _NONE if value is None else f"{float(value):.1f} ms"
-
-
-def _count(value: Any) -> str:
-    return _NONE if value is None else f"{int(value):,}"
-
-
-def _num_attr(value: Any) -> str:
-    """Sort key of a numeric cell (empty for a missing value, which sorts last)."""
-    return "" if value is None else repr(float(value))
-
-
-def _data_uri(data: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
-
-
-def _img(data: bytes, alt: str, mime: str = "image/png") -> str:
-    return f'<img src="{_data_uri(data, mime)}" alt="{escape(alt)}">'
 
 
 def _panel_jpeg(caption: str, image: npt.NDArray[np.uint8]) -> bytes:
@@ -102,47 +94,6 @@ def _panel_jpeg(caption: str, image: npt.NDArray[np.uint8]) -> bytes:
     if not ok:
         raise ConfigError(f"cannot encode gallery panel {caption!r} as JPEG")
     return bytes(buffer.tobytes())
-
-
-def _table(
-    headers: Sequence[str], rows: Iterable[Sequence[str]], *, cls: str = "", left: int = 1
-) -> str:
-    """A table whose cells are already HTML; the first ``left`` columns align left."""
-    head = "".join(
-        f'<th class="t">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(headers)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="t">{c}</td>' if i < left else f"<td>{c}</td>" for i, c in enumerate(r)
-        )
-        + "</tr>"
-        for r in rows
-    )
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _section(anchor: str, title: str, body: str, *, cls: str = "") -> str:
-    return f'<section id="{anchor}" class="{cls}"><h2>{escape(title)}</h2>{body}</section>'
-
-
-def _absent(sentence: str) -> str:
-    return f'<p class="absent">{escape(sentence)}</p>'
-
-
-def _has_input(report: Mapping[str, Any], key: str, value: Any = True) -> bool:
-    """Whether some input of the report has ``key`` equal to ``value``."""
-    return any(i.get(key) == value for i in report.get("inputs") or [])
-
-
-def _not_scored(inputs: str) -> str:
-    """Why a section is absent although some input could fill it: its frames all failed."""
-    return f"No frame of {inputs} was scored (see Failures)"
-
-
-def _plots(figures: Mapping[str, bytes], *names: str) -> str:
-    images = [_img(figures[n], n.replace("_", " ")) for n in names if n in figures]
-    return f'<div class="plots">{"".join(images)}</div>' if images else ""
 
 
 def _header(report: Mapping[str, Any]) -> str:
@@ -183,16 +134,6 @@ def _header(report: Mapping[str, Any]) -> str:
     )
 
 
-def _averaged(section: Mapping[str, Any] | None) -> list[str]:
-    """The classes a mean IoU averages (``mean_iou_classes``; road and car when absent)."""
-    return [str(c) for c in (section or {}).get("mean_iou_classes") or ("road", "car")]
-
-
-def _over(frames: Any) -> str:
-    """A summary figure's frame count ("over 12 frames"); nothing when it has none."""
-    return "" if frames is None else f"<small>over {_count(frames)} frames</small>"
-
-
 def _summary(report: Mapping[str, Any]) -> str:
     seg = report.get("segmentation") or {}
     per_class = seg.get("per_class") or {}
@@ -215,19 +156,6 @@ def _summary(report: Mapping[str, Any]) -> str:
     items = "".join(f'<div class="chip"><b>{v}</b><span>{k}</span>{_over(n)}</div>'
                     for k, v, n in chips)
     return f'<div class="summary" id="summary">{items}</div>'
-
-
-def _metric_row(name: str, m: Mapping[str, Any]) -> tuple[str, ...]:
-    return (
-        escape(name),
-        _count(m.get("tp")),
-        _count(m.get("fp")),
-        _count(m.get("fn")),
-        _pct(m.get("iou")),
-        _pct(m.get("precision")),
-        _pct(m.get("recall")),
-        _pct(m.get("f1")),
-    )
 
 
 def _segmentation(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
@@ -263,19 +191,6 @@ def _segmentation(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> st
             names, (c for p in per_input for c in p.get("per_class") or {}))
     body += _plots(figures, "class_metrics", "confusion_matrix")
     return _section("segmentation", "Segmentation", body)
-
-
-def _other_classes(entry: Mapping[str, Any], overall: Sequence[str]) -> str:
-    """`` (road)`` after a per-input mean IoU over other classes than the overall one's."""
-    own = _averaged(entry) if entry.get("mean_iou_road_car") is not None else list(overall)
-    return "" if own == list(overall) else escape(f" ({'+'.join(own)})")
-
-
-def _alias_note(columns: Sequence[str], shown: Iterable[str]) -> str:
-    """A note naming the classes shown in another class's column (KITTI road's not_road)."""
-    moved = sorted({c for c in shown if c not in columns and CLASS_ALIASES.get(c) in columns})
-    notes = [f"{c} (KITTI road inputs) is shown as {CLASS_ALIASES[c]}" for c in moved]
-    return f'<p class="muted">{escape("; ".join(notes))}.</p>' if notes else ""
 
 
 def _kitti_road(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
@@ -337,29 +252,6 @@ def _by_range(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
                            lambda e: tuple(_pct(b.get("iou")) for b in e.get("car") or []))
     body = note + table + per_input + _plots(figures, "range_iou")
     return _section("by-range", "Car IoU by lidar range", body)
-
-
-def _per_input(report: Mapping[str, Any], section: Mapping[str, Any], headers: Sequence[str],
-               cells: Callable[[Mapping[str, Any]], Sequence[str]]) -> str:
-    """A section's "Per input" table (input, frames, ``headers``), when several inputs
-    filled it: the fleet figure alone hides a drive that is much worse than the rest."""
-    entries: Sequence[Mapping[str, Any]] = section.get("per_input") or []
-    if len(entries) < 2:
-        return ""
-    kinds = {int(i.get("index", -1)): str(i.get("kind", "")) for i in report.get("inputs") or []}
-    rows = [(escape(f"{int(e.get('input', 0))} ({kinds.get(int(e.get('input', 0)), '')})"),
-             _count(e.get("frames")), *cells(e)) for e in entries]
-    return "<h3>Per input</h3>" + _table(("input", "frames", *headers), rows)
-
-
-def _scored_rule(det: Mapping[str, Any]) -> str:
-    """Which proposals ``n_det`` counts, in words."""
-    from drivingseg.detect.gt import MODERATE_MIN_HEIGHT_PX
-
-    thresholds = [float(t) for t in det.get("thresholds") or []]
-    at = f" at IoU {min(thresholds):g}" if thresholds else ""
-    return (f"counted{at}: unmatched ones on a don't-care box or region or under "
-            f"{MODERATE_MIN_HEIGHT_PX:g} px high are dropped")
 
 
 def _detection(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
@@ -470,12 +362,6 @@ def _frames(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     hint = f'<p class="muted">{len(frames):,} frames; click a column header to sort.</p>'
     hint += _alias_note(classes, (c for f in frames for c in f.get("iou") or {}))
     return _section("frames", "Frames", _plots(figures, "per_frame_iou") + hint + table)
-
-
-def _box_only_all_found(frames: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether the frames that can rank are all box frames (none with a mean IoU)."""
-    return (not any(f.get("mean_iou") is not None for f in frames)
-            and any(f.get("n_gt_boxes") is not None for f in frames))
 
 
 def _gallery(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str:
