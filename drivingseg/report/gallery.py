@@ -109,7 +109,8 @@ def _panels(spec: ReportInput, pick: GalleryPick) -> tuple[tuple[str, Image], ..
     else:
         panels.append(("prediction", colourise(pred), True))
     if frame.match is not None:
-        panels.append(("boxes: ground truth green, predicted orange (score, range)",
+        panels.append(("boxes: ground truth green, don't care grey, predicted orange "
+                       "(score, range)",
                        box_panel(image, frame.gt_boxes, frame.detections), False))
     return tuple((caption, _shrink(img, nearest)) for caption, img, nearest in panels)
 
