@@ -312,10 +312,13 @@ class BagRecording(Recording):
         self._check_open()
 
     def info(self) -> RecordingInfo:
-        """Every topic with kind, type, count and time span (one pass over the bag, cached).
+        """Every topic with kind, type, count and time span (cached).
 
-        Sensor streams (camera, lidar, camera_info) span their header stamps; every other
-        topic spans its log (receive) times.
+        Counts come from the bag's index (ROS 1 connection and chunk records, ROS 2
+        ``metadata.yaml``/sqlite counts, the MCAP summary) and each span from a topic's
+        first and last message, so a multi-GB bag is not read whole. Sensor streams
+        (camera, lidar, camera_info) span the header stamps of those two messages (the log
+        time for a zero stamp); every other topic spans its log (receive) times.
         """
         self._check_open()
         if self._info is None:
@@ -323,30 +326,25 @@ class BagRecording(Recording):
         return self._info
 
     def _scan_streams(self) -> list[StreamInfo]:
-        counts = dict.fromkeys(self._topics, 0)
-        spans: dict[str, tuple[int, int]] = {}
         source = self._new_source()
+        spans: dict[str, tuple[int, int]] = {}
         with closing(source):
             try:
-                for topic, log_ns, raw in source.raw_messages(set(self._topics)):
-                    stamp = log_ns
-                    meta = self._topics[topic]
+                for meta in self._topics.values():
+                    ends = source.ends(meta.name)
+                    if ends is None:
+                        continue
+                    stamps = [log_ns for log_ns, _ in ends]
                     if meta.kind in _SENSOR_KINDS:
-                        stamp = stamp_ns_of(source.deserialize(raw, meta.msgtype)) or log_ns
-                    counts[topic] += 1
-                    lo, hi = spans.get(topic, (stamp, stamp))
-                    spans[topic] = (min(lo, stamp), max(hi, stamp))
+                        stamps = [stamp_ns_of(source.deserialize(raw, meta.msgtype)) or log_ns
+                                  for log_ns, raw in ends]
+                    spans[meta.name] = (min(stamps), max(stamps))
             except ROSBAGS_ERRORS as exc:
                 raise RecordingError(f"cannot scan bag: {exc}", path=self.path) from exc
         return [
-            StreamInfo(
-                name=t.name,
-                kind=t.kind,
-                msgtype=t.msgtype,
-                count=counts[t.name],
-                first_ns=spans[t.name][0] if t.name in spans else None,
-                last_ns=spans[t.name][1] if t.name in spans else None,
-            )
+            StreamInfo(name=t.name, kind=t.kind, msgtype=t.msgtype, count=t.count,
+                       first_ns=spans.get(t.name, (None, None))[0],
+                       last_ns=spans.get(t.name, (None, None))[1])
             for t in sorted(self._topics.values(), key=lambda t: t.name)
         ]
 

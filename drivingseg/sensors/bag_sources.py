@@ -35,6 +35,7 @@ from drivingseg.errors import RecordingError
 __all__ = [
     "ROSBAGS_ERRORS",
     "TOPIC_KINDS",
+    "Ends",
     "McapStreamSource",
     "RosbagsSource",
     "Source",
@@ -113,12 +114,24 @@ class Topic:
         return TOPIC_KINDS.get(self.msgtype, "other")
 
 
+Ends = tuple[tuple[int, bytes], tuple[int, bytes]]
+"""A topic's first and last message by log time: ``((log_ns, raw), (log_ns, raw))``."""
+
+_MIB = 1 << 20
+
+
 def _unzstd(src_path: Path, dst_path: Path) -> None:
-    """Decompress a zstd file; a cut one (a killed recorder's) raises ``EOFError``."""
+    """Decompress a zstd file with a progress bar in MiB read (a multi-GB bag takes
+    minutes); a cut one (a killed recorder's) raises ``EOFError``."""
+    from drivingseg.cli._common import progress  # the CLI's bar; sensors must not import cli
+
     fresh = zstandard.ZstdDecompressor().decompressobj
     unpack = fresh()
+    total_mib = -(-src_path.stat().st_size // _MIB)
     with src_path.open("rb") as src, dst_path.open("wb") as dst:
-        while chunk := src.read(1 << 24):
+        chunks = iter(lambda: src.read(_MIB), b"")
+        for chunk in progress(chunks, total=total_mib, desc=f"unpack {src_path.name}",
+                              unit="MiB"):
             while chunk:  # a file of several zstd frames: one decompressor each
                 if unpack.eof:
                     unpack = fresh()
@@ -239,6 +252,30 @@ class RosbagsSource:
         for conn, log_ns, raw in self._reader.messages(connections=conns):
             yield conn.topic, log_ns, raw
 
+    def ends(self, topic: str) -> Ends | None:
+        """The first and last message of ``topic`` (``None`` without one), found through the
+        bag's index in a few short reads instead of a pass over the bag: the last is looked
+        for after the bag's end minus a window (about four of the topic's periods) that
+        doubles until it holds one."""
+        conns = [c for c in self._reader.connections if c.topic == topic]
+        count = sum(c.msgcount for c in conns)
+        if not count:
+            return None
+        with closing(self._reader.messages(connections=conns)) as messages:
+            first = next(((log_ns, raw) for _, log_ns, raw in messages), None)
+        if first is None:
+            return None
+        end_ns = self._reader.end_time
+        window_ns = max(4 * (end_ns - first[0]) // count, 1)
+        while True:
+            start_ns = max(end_ns - window_ns, first[0])
+            last = None
+            for _, log_ns, raw in self._reader.messages(connections=conns, start=start_ns):
+                last = (log_ns, raw)
+            if last is not None or start_ns == first[0]:
+                return first, last or first
+            window_ns *= 2
+
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
         return self._reader.deserialize(raw, msgtype)
 
@@ -266,8 +303,12 @@ class McapStreamSource:
         self._channels: dict[str, str] = {}  # topic -> msgtype of its decodable channel
         self._skipped: dict[str, str] = {}  # topic -> why its channel is not read
         counts: Counter[str] = Counter()
-        for topic, _, _, _ in self._records(warn=True):
+        self._ends: dict[str, Ends] = {}
+        for topic, _, log_ns, raw in self._records(warn=True):
             counts[topic] += 1
+            first, last = self._ends.get(topic, ((log_ns, raw), (log_ns, raw)))
+            self._ends[topic] = (first if first[0] <= log_ns else (log_ns, raw),
+                                 last if last[0] > log_ns else (log_ns, raw))
         if self._skipped and not self._channels:
             raise RecordingError(self._nothing_readable(), path=self.path)
         self._warn_skipped()
@@ -369,6 +410,10 @@ class McapStreamSource:
         for topic, _, log_ns, raw in self._records(warn=False):
             if topic in topics:
                 yield topic, log_ns, raw
+
+    def ends(self, topic: str) -> Ends | None:
+        """The first and last message of ``topic`` by log time, noted by the opening pass."""
+        return self._ends.get(topic)
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
         return self._typestore.deserialize_cdr(raw, msgtype)

@@ -794,3 +794,44 @@ def test_an_image_topic_changing_size_is_warned_once(
         assert [f.image.shape[:2] for f in bag.camera_frames()] == sizes
     assert caplog.text.count("the first one read was") == 1
     assert "/cam: frame 1 is 12x10, the first one read was 8x6" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["ros1", "sqlite3", "mcap"])
+def test_info_reads_two_messages_per_topic_not_the_whole_bag(
+        tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``info`` on a multi-GB bag decoded every sensor message (minutes): counts come from
+    the index, spans from each topic's first and last message, found in short reads."""
+    from drivingseg.sensors import bag_sources
+
+    ts = ROS1 if kind == "ros1" else ROS2
+    n = 40
+    entries: list[Entry] = [("/chatter", "std_msgs/msg/String", T0 + 1 + k,
+                             ts.types["std_msgs/msg/String"](data="early")) for k in range(3)]
+    for k in range(n):
+        cloud = cloud_msg(ts, 0)
+        cloud.header = header(ts, T0 + k * 100_000_000 - 7, "velo")  # stamp before log time
+        entries += [("/velo/points", "sensor_msgs/msg/PointCloud2", T0 + k * 100_000_000,
+                     cloud)]
+    entries.append(("/late", "std_msgs/msg/String", T0 + 3_000_000_000,
+                    ts.types["std_msgs/msg/String"](data="late")))
+    path = write_bag(tmp_path / ("b.bag" if kind == "ros1" else "b"), kind, entries)
+    read: list[str] = []
+    real_deserialize = bag_sources.RosbagsSource.deserialize
+    real_messages = bag_sources.RosbagsSource.raw_messages
+
+    def counting(self: Any, raw: bytes, msgtype: str) -> Any:
+        read.append(msgtype)
+        return real_deserialize(self, raw, msgtype)
+
+    def whole_pass(self: Any, topics: set[str]) -> Any:
+        read.extend(sorted(topics))
+        return real_messages(self, topics)
+
+    with BagRecording(path) as bag:
+        monkeypatch.setattr(bag_sources.RosbagsSource, "deserialize", counting)
+        monkeypatch.setattr(bag_sources.RosbagsSource, "raw_messages", whole_pass)
+        streams = {s.name: (s.count, s.first_ns, s.last_ns) for s in bag.info().streams}
+    assert streams == {"/chatter": (3, T0 + 1, T0 + 3),
+                       "/velo/points": (n, T0 - 7, T0 + (n - 1) * 100_000_000 - 7),
+                       "/late": (1, T0 + 3_000_000_000, T0 + 3_000_000_000)}
+    assert read == ["sensor_msgs/msg/PointCloud2"] * 2
