@@ -432,7 +432,8 @@ class BagRecording(Recording):
 
     def _lookup_tf(self, target: str, source_frame: str) -> TfLookup:
         """``T_target_source`` through /tf_static (either way; :class:`.TfTree`); when it has
-        no chain, also through the /tf links that never move over the bag."""
+        no chain, also through the /tf links that never move over the bag (read whole, with
+        a progress bar: a long bag's /tf has a million messages)."""
         tree = TfTree()
         topics = {n.lstrip("/"): n for n, t in self._topics.items() if t.kind == "tf"}
         for _, msg in self._messages(topics["tf_static"]) if "tf_static" in topics else ():
@@ -440,6 +441,10 @@ class BagRecording(Recording):
         lookup = tree.lookup(target, source_frame, with_tf=False)
         if lookup.transform is not None or "tf" not in topics:
             return lookup
-        for _, msg in self._messages(topics["tf"]):
-            tree.add(msg, self._source_name(topics["tf"]), static=False)
+        from drivingseg.cli._common import progress  # a long /tf: sensors must not import cli
+
+        tf = self._topics[topics["tf"]]
+        for _, msg in progress(self._messages(tf.name), total=tf.count, desc=f"read {tf.name}",
+                               unit="message"):
+            tree.add(msg, self._source_name(tf.name), static=False)
         return tree.lookup(target, source_frame, with_tf=True)

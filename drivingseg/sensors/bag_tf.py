@@ -8,15 +8,17 @@ built on a moving link.
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from drivingseg.calibration.types import RigidTransform
 from drivingseg.errors import RecordingError
-from drivingseg.sensors.ros_msgs import transform_from_tf
+from drivingseg.sensors.ros_msgs import quaternion_from_matrix, transform_from_tf
 
 __all__ = ["TF_FIXED_TOLERANCE_M", "TF_FIXED_TOLERANCE_RAD", "TfLookup", "TfTree"]
 
@@ -37,6 +39,27 @@ class _TfLink:
     turn_rad: float = 0.0  # largest rotation away from ``first``
     other_parent: str = ""  # a second parent seen for the child ('' when none)
     invalid: bool = False  # a sample with a zero or invalid quaternion
+    first_q: tuple[float, float, float, float] = field(init=False)  # unit x, y, z, w
+
+    def __post_init__(self) -> None:
+        self.first_q = quaternion_from_matrix(self.first.rotation)
+
+    def sample(self, translation: Sequence[float], quaternion: Sequence[float]) -> None:
+        """One more sample of the link, as the message's numbers: plain float arithmetic,
+        no validated transform per sample (a 100 Hz /tf of a long bag has millions)."""
+        self.count += 1
+        norm = math.sqrt(sum(v * v for v in quaternion))
+        if not (math.isfinite(norm) and norm >= 1e-9 and all(map(math.isfinite, translation))):
+            self.invalid = True
+            return
+        first_t = self.first.translation
+        self.shift_m = max(self.shift_m, math.dist(translation, (first_t[0], first_t[1],
+                                                                  first_t[2])))
+        q = [v / norm for v in quaternion]
+        sign = math.copysign(1.0, sum(a * b for a, b in zip(q, self.first_q, strict=True)))
+        apart = math.dist(q, [sign * v for v in self.first_q])
+        along = math.dist(q, [-sign * v for v in self.first_q])
+        self.turn_rad = max(self.turn_rad, 4.0 * math.atan2(apart, along))
 
     @property
     def fixed(self) -> bool:
@@ -73,11 +96,6 @@ class TfLookup:
     note: str = ""
 
 
-def _angle_rad(a: RigidTransform, b: RigidTransform) -> float:
-    cos = (float(np.trace(a.rotation.T @ b.rotation)) - 1.0) / 2.0
-    return float(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
 class TfTree:
     """The links of a bag's /tf_static and /tf, fed one ``T_parent_child`` at a time.
 
@@ -104,6 +122,13 @@ class TfTree:
             if static:
                 self.add_static(transform_from_tf(stamped, source))
                 continue
+            link = self.dynamic.get(str(stamped.child_frame_id).lstrip("/"))
+            if link is not None and (str(stamped.header.frame_id).lstrip("/")
+                                     == link.first.target_frame):
+                t, q = stamped.transform.translation, stamped.transform.rotation
+                link.sample((float(t.x), float(t.y), float(t.z)),
+                            (float(q.x), float(q.y), float(q.z), float(q.w)))
+                continue
             try:
                 T: RigidTransform | None = transform_from_tf(stamped, source)
             except RecordingError:
@@ -125,15 +150,14 @@ class TfTree:
             else:
                 self.dynamic[child] = _TfLink(self._plain(T))
             return
-        link.count += 1
         if parent != link.first.target_frame:
+            link.count += 1
             link.other_parent = link.other_parent or parent
         elif T is None:
+            link.count += 1
             link.invalid = True
         else:
-            link.shift_m = max(link.shift_m, float(np.linalg.norm(
-                T.translation - link.first.translation)))
-            link.turn_rad = max(link.turn_rad, _angle_rad(T, link.first))
+            link.sample(T.translation.tolist(), quaternion_from_matrix(T.rotation))
 
     def lookup(self, target: str, source: str, *, with_tf: bool) -> TfLookup:
         """``T_target_source`` through /tf_static, else (``with_tf``) also through fixed /tf

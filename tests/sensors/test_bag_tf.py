@@ -5,7 +5,9 @@ a mount on /tf at a period; odometry moves). Bags written by rosbags in tmp_path
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -176,3 +178,57 @@ def test_fixedness_tolerance() -> None:
     absent = TfTree().lookup("cam_optical", "velo", with_tf=True)
     assert absent.transform is None and absent.note == (
         "no chain cam_optical <- velo in /tf_static or /tf")
+
+
+def test_tf_samples_are_measured_without_a_transform_each(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long bag's 100 Hz /tf: building and validating a transform per sample took 10 s
+    per 20k messages before the rig could be built. Only a link's first sample is one;
+    the others' motion is measured from the message's numbers, the same as before."""
+    from drivingseg.sensors import bag_tf
+
+    built: list[str] = []
+    real = bag_tf.transform_from_tf
+
+    def counting(stamped: object, source: str) -> RigidTransform:
+        built.append(source)
+        return real(stamped, source)
+
+    monkeypatch.setattr(bag_tf, "transform_from_tf", counting)
+    tree = TfTree()
+    turns_rad = [0.0, 0.2, -0.5, 0.1]
+    for k, turn in enumerate(turns_rad):
+        R, _ = cv2.Rodrigues(np.array([0.0, turn, 0.0]))
+        velo = RigidTransform.from_rt(R, [0.3 * (k == 2), 0.1, 1.8], "velo", "/base_link")
+        tree.add(tf_msg(ROS2, T0 + k, [velo]), "b:/tf", static=False)
+    bad = tf_msg(ROS2, T0, [T_BASE_VELO])
+    bad.transforms[0].transform.rotation.w = 0.0  # a zero quaternion
+    tree.add(tf_msg(ROS2, T0, [T_BASE_CAM]), "b:/tf", static=False)
+    tree.add(bad, "b:/tf", static=False)
+    assert len(built) == 2  # the first sample of each link
+    link = tree.dynamic["velo"]
+    assert link.count == 5 and link.invalid
+    assert link.shift_m == pytest.approx(0.3)
+    assert link.turn_rad == pytest.approx(0.5)
+    assert tree.dynamic["cam_optical"].count == 1
+
+
+def test_reading_tf_for_the_rig_shows_progress(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rig reads a bag's whole /tf (minutes for an hour at 100 Hz), which was silent."""
+    from drivingseg.cli import _common
+
+    bars: list[tuple[str, int | None, str, int]] = []
+
+    def recording_progress(items: Iterable[Any], *, total: int | None = None, desc: str = "",
+                           unit: str = "frame") -> Iterator[Any]:
+        items = list(items)
+        bars.append((desc, total, unit, len(items)))
+        yield from items
+
+    monkeypatch.setattr(_common, "progress", recording_progress)
+    links = [[odom(k), T_BASE_CAM, T_BASE_VELO] for k in range(6)]
+    path = write_bag(tmp_path / "drive", "mcap", sensor_entries(ROS2) + tf_entries(ROS2, links))
+    with BagRecording(path) as bag:
+        assert bag.rig() is not None
+    assert bars == [("read /tf", 6, "message", 6)]
