@@ -5,7 +5,8 @@ Accepted paths: a ROS 1 ``.bag`` file, a ROS 2 bag folder (``metadata.yaml`` wit
 read with rosbags' ``AnyReader``. A ``.mcap`` file that rosbags refuses (one without a
 summary, left by a killed writer) is read sequentially with the ``mcap`` library and
 rosbags' typestore, up to its last complete chunk; so is the one ``.mcap`` of a bag folder
-without ``metadata.yaml`` (which ``ros2 bag record`` writes on a clean close only).
+without ``metadata.yaml`` (which ``ros2 bag record`` writes on a clean close only), and the
+one ``.db3`` of such a folder is read as a single file.
 
 Frames stream lazily: each iterator opens its own reader, so ``messages()`` can merge the
 camera and lidar iterators without ever loading the bag whole. Stamps are the messages'
@@ -110,11 +111,12 @@ class BagRecording(Recording):
         if not p.exists():
             raise RecordingError("bag not found", path=p)
         if p.is_dir():
-            if not (p / "metadata.yaml").is_file() and self._lone_mcap() is None:
+            if not (p / "metadata.yaml").is_file() and self._lone_file(".mcap", ".db3") is None:
                 found = sorted(f.name for f in p.iterdir() if f.suffix in (".mcap", ".db3"))
                 message = ("folder has no metadata.yaml; a ROS 2 bag folder needs one (without "
                            "it, as a killed ros2 bag record leaves it, the folder is read when it "
-                           f"holds exactly one .mcap file; it holds {found!r})")
+                           f"holds exactly one .mcap or .db3 file; it holds {found!r}; "
+                           "'ros2 bag reindex' writes it)")
                 raise RecordingError(message, path=p)
         elif p.suffix.lower() not in (".bag", ".db3", ".mcap"):
             message = (
@@ -126,23 +128,26 @@ class BagRecording(Recording):
     def _new_source(self) -> Source:
         if isinstance(self._source, McapStreamSource):
             return self._source  # holds no open file between iterations: share it
+        path = Path(self._unpacked.name) if self._unpacked else self.path
+        if path.is_dir() and not (path / "metadata.yaml").is_file():
+            path = self._lone_file(".db3") or path  # a killed sqlite3 recorder's folder
         try:
-            return RosbagsSource(Path(self._unpacked.name) if self._unpacked else self.path)
+            return RosbagsSource(path)
         except ROSBAGS_ERRORS as exc:
-            mcap = self._lone_mcap()
+            mcap = self._lone_file(".mcap")
             if mcap is not None:
                 log.info("rosbags cannot read %s (%s); reading %s as a stream", self.path, exc,
                          mcap.name)
                 return McapStreamSource(mcap, rosbags_error=str(exc))
             raise RecordingError(f"cannot read bag: {exc}", path=self.path) from exc
 
-    def _lone_mcap(self) -> Path | None:
-        """The ``.mcap`` file to stream when rosbags refuses the bag: the path itself, or the
-        one ``.mcap`` of a bag folder (what an interrupted ``ros2 bag record`` leaves)."""
+    def _lone_file(self, *suffixes: str) -> Path | None:
+        """The path itself if a file of ``suffixes``, or the one storage file of a bag folder
+        with one of them (what an interrupted ``ros2 bag record`` leaves; ``None`` if not)."""
         if self.path.is_file():
-            return self.path if self.path.suffix.lower() == ".mcap" else None
-        files = sorted(self.path.glob("*.mcap"))
-        return files[0] if len(files) == 1 else None
+            return self.path if self.path.suffix.lower() in suffixes else None
+        files = sorted(f for f in self.path.iterdir() if f.suffix in (".mcap", ".db3"))
+        return files[0] if len(files) == 1 and files[0].suffix in suffixes else None
 
     def _open(self) -> None:
         self._check_path()
@@ -341,12 +346,8 @@ class BagRecording(Recording):
                     spans[meta.name] = (min(stamps), max(stamps))
             except ROSBAGS_ERRORS as exc:
                 raise RecordingError(f"cannot scan bag: {exc}", path=self.path) from exc
-        return [
-            StreamInfo(name=t.name, kind=t.kind, msgtype=t.msgtype, count=t.count,
-                       first_ns=spans.get(t.name, (None, None))[0],
-                       last_ns=spans.get(t.name, (None, None))[1])
-            for t in sorted(self._topics.values(), key=lambda t: t.name)
-        ]
+        return [StreamInfo(t.name, t.kind, t.msgtype, t.count, *spans.get(t.name, (None, None)))
+                for t in sorted(self._topics.values(), key=lambda t: t.name)]
 
     # ------------------------------------------------------------------ calibration
 

@@ -41,8 +41,8 @@ def detect_format(path: str | PathLike[str]) -> str:
     if p.is_file():
         if p.suffix.lower() in (".bag", ".db3", ".mcap"):
             return "rosbag"
-    elif (p / "metadata.yaml").is_file() or len(list(p.glob("*.mcap"))) == 1:
-        return "rosbag"  # one .mcap without metadata.yaml: a killed ros2 bag record's folder
+    elif (p / "metadata.yaml").is_file() or len([*p.glob("*.mcap"), *p.glob("*.db3")]) == 1:
+        return "rosbag"  # one .mcap or .db3 without metadata.yaml: a killed ros2 bag record's
     elif any((p / f"image_0{n}").is_dir() for n in range(4)) or (p / "velodyne_points").is_dir():
         return "kitti_raw"
     elif any((p / name).is_dir() for name in ("image_2", "velodyne", "training", "testing")):

@@ -835,3 +835,19 @@ def test_info_reads_two_messages_per_topic_not_the_whole_bag(
                        "/velo/points": (n, T0 - 7, T0 + (n - 1) * 100_000_000 - 7),
                        "/late": (1, T0 + 3_000_000_000, T0 + 3_000_000_000)}
     assert read == ["sensor_msgs/msg/PointCloud2"] * 2
+
+
+def test_a_killed_sqlite3_recorders_folder_reads_its_db3(tmp_path: Path) -> None:
+    """'ros2 bag record' (sqlite3, Humble's default) killed: a folder with its .db3 and no
+    metadata.yaml was 'not a recording drivingseg can read', though the .db3 reads."""
+    folder = make_standard_bag("sqlite3", tmp_path)
+    (folder / "metadata.yaml").unlink()
+    assert detect_format(folder) == "rosbag"
+    with open_recording(folder) as bag:
+        assert [f.stamp_ns for f in bag.camera_frames()] == CAM_NS
+        assert {s.name: s.count for s in bag.info().streams}["/velo/points"] == 3
+        assert bag.rig() is not None
+    shutil.copy(next(folder.glob("*.db3")), folder / "second.db3")
+    with pytest.raises(RecordingError, match=r"holds exactly one \.mcap or \.db3 file; it holds "
+                       r"\['drive\.db3', 'second\.db3'\]; 'ros2 bag reindex' writes it"):
+        BagRecording(folder).open()
