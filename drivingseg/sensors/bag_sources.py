@@ -239,7 +239,14 @@ class RosbagsSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-        self._reader.open()
+        try:
+            self._reader.open()
+        except (AnyReaderError, Rosbag1ReaderError) as exc:
+            if "not indexed" not in str(exc):
+                raise
+            message = (f"cannot read bag: it has no index (rosbag record was stopped before "
+                       f"closing it); run 'rosbag reindex {path.name}' and read it again")
+            raise RecordingError(message, path=path) from exc
         self.topics = {
             name: Topic(name, info.msgtype or "", info.msgcount)
             for name, info in self._reader.topics.items()

@@ -41,6 +41,10 @@ def detect_format(path: str | PathLike[str]) -> str:
     if p.is_file():
         if p.suffix.lower() in (".bag", ".db3", ".mcap"):
             return "rosbag"
+        if p.name.endswith(".bag.active"):
+            message = ("an unfinished ROS 1 bag (rosbag record was stopped before closing it); "
+                       f"run 'rosbag reindex {p.name}', rename it to {p.name[:-7]!r} and read that")
+            raise RecordingError(message, path=p)
     elif (p / "metadata.yaml").is_file() or len([*p.glob("*.mcap"), *p.glob("*.db3")]) == 1:
         return "rosbag"  # one .mcap or .db3 without metadata.yaml: a killed ros2 bag record's
     elif any((p / f"image_0{n}").is_dir() for n in range(4)) or (p / "velodyne_points").is_dir():

@@ -851,3 +851,14 @@ def test_a_killed_sqlite3_recorders_folder_reads_its_db3(tmp_path: Path) -> None
     with pytest.raises(RecordingError, match=r"holds exactly one \.mcap or \.db3 file; it holds "
                        r"\['drive\.db3', 'second\.db3'\]; 'ros2 bag reindex' writes it"):
         BagRecording(folder).open()
+
+
+def test_a_ros1_bag_without_index_says_to_reindex_it(tmp_path: Path) -> None:
+    """A ROS 1 bag whose recorder was killed has index_pos 0 in its header."""
+    path = make_standard_bag("ros1", tmp_path)
+    data = path.read_bytes()
+    at = data.index(b"index_pos=") + len(b"index_pos=")
+    path.write_bytes(data[:at] + bytes(8) + data[at + 8:])
+    with pytest.raises(RecordingError, match=r"drive\.bag: cannot read bag: it has no index "
+                       r".*; run 'rosbag reindex drive\.bag' and read it again"):
+        open_recording(path)

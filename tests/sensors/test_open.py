@@ -91,3 +91,13 @@ def test_a_kitti_raw_date_folder_names_its_drives(kitti_raw_root: Path) -> None:
              r"folder\(s\), such as '.*2011_09_26_drive_0000_sync'")
     with pytest.raises(RecordingError, match=match):
         open_recording(kitti_raw_root)
+
+
+def test_an_unfinished_ros1_bag_says_to_reindex_it(tmp_path: Path) -> None:
+    """A killed 'rosbag record' leaves NAME.bag.active, which was 'not a recording
+    drivingseg can read' with the list of formats, not what to do."""
+    active = tmp_path / "drive.bag.active"
+    active.write_bytes(b"#ROSBAG V2.0\n")
+    with pytest.raises(RecordingError, match=r"drive\.bag\.active: an unfinished ROS 1 bag .*"
+                       r"run 'rosbag reindex drive\.bag\.active', rename it to 'drive\.bag'"):
+        open_recording(active)
