@@ -32,18 +32,8 @@ from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typest
 
 from drivingseg.errors import RecordingError
 
-__all__ = [
-    "ROSBAGS_ERRORS",
-    "TOPIC_KINDS",
-    "Ends",
-    "McapStreamSource",
-    "RosbagsSource",
-    "Source",
-    "Topic",
-    "UnpackedBag",
-    "mark_lidar_images",
-    "unpacked_copy",
-]
+__all__ = ["ROSBAGS_ERRORS", "TOPIC_KINDS", "Ends", "McapStreamSource", "RosbagsSource",
+           "Source", "Topic", "UnpackedBag", "mark_lidar_images", "unpacked_copy"]
 
 log = logging.getLogger("drivingseg.sensors.bag")  # warnings about the bag being read
 
