@@ -285,10 +285,11 @@ class McapStreamSource:
 
     For files rosbags refuses, typically one whose writer was killed before writing the
     summary: every complete record up to the damaged tail (or the first chunk that fails
-    its CRC) is read, then a warning is logged. Only channels with ``ros2msg`` schemas and
-    ``cdr`` messages are decoded, with a rosbags typestore built from the schema text in
-    the file; the others (ROS 1 profile, json, protobuf, a schema the typestore refuses)
-    are skipped with a warning, and a file with no channel left is refused.
+    its CRC) is read, then a warning is logged; opening reads it once (a progress bar) for
+    its topics, counts and first and last messages. Only channels with ``ros2msg`` schemas
+    and ``cdr`` messages are decoded, with a rosbags typestore built from the schema text
+    in the file; the others (ROS 1 profile, json, protobuf, a schema the typestore
+    refuses) are skipped with a warning, and a file with no channel left is refused.
     """
 
     def __init__(self, path: Path, *, rosbags_error: str) -> None:
@@ -299,9 +300,12 @@ class McapStreamSource:
         self._profile = ""
         self._channels: dict[str, str] = {}  # topic -> msgtype of its decodable channel
         self._skipped: dict[str, str] = {}  # topic -> why its channel is not read
+        from drivingseg.cli._common import progress  # a multi-GB file: minutes
+
         counts: Counter[str] = Counter()
         self._ends: dict[str, Ends] = {}
-        for topic, _, log_ns, raw in self._records(warn=True):
+        records = self._records(warn=True)
+        for topic, _, log_ns, raw in progress(records, desc=f"scan {path.name}", unit="message"):
             counts[topic] += 1
             first, last = self._ends.get(topic, ((log_ns, raw), (log_ns, raw)))
             self._ends[topic] = (first if first[0] <= log_ns else (log_ns, raw),

@@ -1,7 +1,9 @@
-"""The bag sources behind BagRecording: unpacking a file-compressed ROS 2 bag."""
+"""The bag sources behind BagRecording: unpacking a file-compressed ROS 2 bag, and
+streaming an MCAP without summary."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,10 @@ import pytest
 from support.bags import ROS2, Entry, header, write_bag
 
 from drivingseg.cli import _common
+from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.sensors.bag import BagRecording
+from drivingseg.sensors.bag_sources import McapStreamSource
+from drivingseg.sensors.frames import CameraFrame
 
 T0 = 1_700_000_000_000_000_000
 
@@ -34,8 +39,8 @@ def test_unpacking_a_file_compressed_bag_shows_progress(
     entries: list[Entry] = [
         ("/cam", "sensor_msgs/msg/Image", T0 + k, image(
             header=header(ROS2, T0 + k, "cam"), height=1024, width=1024, encoding="mono8",
-            is_bigendian=0, step=1024, data=np.random.default_rng(k).integers(
-                0, 256, 1024 * 1024, dtype="uint8")))
+            is_bigendian=0, step=1024,
+            data=np.random.default_rng(k).integers(0, 256, 1024 * 1024, dtype=np.uint8)))
         for k in range(3)
     ]
     path = write_bag(tmp_path / "drive", "sqlite3", entries, mode="file")
@@ -45,3 +50,37 @@ def test_unpacking_a_file_compressed_bag_shows_progress(
     mib = -(-packed.stat().st_size // (1 << 20))
     assert mib >= 3
     assert bars == [(f"unpack {packed.name}", mib, "MiB", mib)]
+
+
+def test_an_mcap_without_summary_is_read_once_with_progress(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed recorder's multi-GB MCAP (no summary, no index) is read front to back when
+    opened, which was silent, and ``info`` read it all again."""
+    bars: list[tuple[str, int | None, str, int]] = []
+
+    def recording_progress(items: Iterable[Any], *, total: int | None = None, desc: str = "",
+                           unit: str = "frame") -> Iterator[Any]:
+        items = list(items)
+        bars.append((desc, total, unit, len(items)))
+        yield from items
+
+    monkeypatch.setattr(_common, "progress", recording_progress)
+    out, killed = tmp_path / "live.mcap", tmp_path / "killed.mcap"
+    stamps = [T0 + k * 100_000_000 for k in range(4)]
+    with Ros2McapWriter(out, chunk_size_bytes=1) as writer:
+        for stamp in stamps:
+            writer.write_image("/cam", CameraFrame(stamp, np.zeros((4, 6, 3), np.uint8)))
+        shutil.copyfile(out, killed)  # what a SIGKILL now would leave on disk
+    with BagRecording(killed) as bag:
+        assert bars == [("scan killed.mcap", None, "message", 4)]
+        passes: list[bool] = []
+        real = McapStreamSource._records
+
+        def counting(self: McapStreamSource, *, warn: bool) -> Any:
+            passes.append(warn)
+            return real(self, warn=warn)
+
+        monkeypatch.setattr(McapStreamSource, "_records", counting)
+        (cam,) = bag.info().streams
+        assert (cam.count, cam.first_ns, cam.last_ns) == (4, stamps[0], stamps[-1])
+        assert passes == []
