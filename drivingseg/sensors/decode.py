@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,7 +19,8 @@ import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
 
-__all__ = ["decode_image", "read_image_rgb", "read_velodyne_bin"]
+__all__ = ["BAYER_TO_RGB", "decode_compressed", "decode_image", "read_image_rgb",
+           "read_velodyne_bin", "scale_to_8bit"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"
@@ -27,6 +29,15 @@ _JPEG_EOI = b"\xff\xd9"
 _JPEG_SOS = 0xDA
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 """Markers without a length field: TEM and the restart markers RST0..RST7."""
+
+BAYER_TO_RGB = {
+    "bayer_rggb": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg": cv2.COLOR_BayerGB2RGB,
+}
+"""ROS Bayer patterns -> OpenCV demosaicing codes (OpenCV names the pattern one pixel
+further in, as cv_bridge maps them: rggb -> BayerBG)."""
 
 
 def _check_png_complete(data: bytes, source: str | PathLike[str]) -> None:
@@ -94,14 +105,14 @@ def _check_jpeg_complete(data: bytes, source: str | PathLike[str]) -> None:
     raise RecordingError(message, path=source)
 
 
-def decode_image(
-    data: bytes, source: str | PathLike[str], *, grayscale_ok: bool = True
-) -> npt.NDArray[np.uint8]:
-    """Decode PNG or JPEG bytes to an RGB uint8 HxWx3 array.
+def scale_to_8bit(values: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
+    """16-bit samples scaled to 8 bits, rounded (255 / 65535, cv_bridge's factor)."""
+    scaled = (values.astype(np.uint32) * 255 + 32767) // 65535
+    return scaled.astype(np.uint8)
 
-    Grey images are expanded to three channels; 16-bit images are refused (they are
-    depth or label images, not camera frames).
-    """
+
+def _decode_unchanged(data: bytes, source: str | PathLike[str]) -> npt.NDArray[Any]:
+    """PNG or JPEG bytes, checked whole, as OpenCV decodes them (BGR order, any depth)."""
     if data.startswith(_PNG_SIGNATURE):
         _check_png_complete(data, source)
     elif data.startswith(_JPEG_SOI):
@@ -110,14 +121,56 @@ def decode_image(
         raise RecordingError(
             f"not a PNG or JPEG image (starts with {data[:8]!r})", path=source
         )
-    buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise RecordingError("corrupt image: OpenCV could not decode it", path=source)
+    return np.asarray(img)
+
+
+def decode_compressed(data: bytes, encoding: str,
+                      source: str | PathLike[str]) -> npt.NDArray[np.uint8]:
+    """A ``CompressedImage`` payload as RGB uint8 HxWx3, given the ``encoding`` of its
+    pixels as image_transport's format names it (``bayer_rggb8`` of ``bayer_rggb8; png
+    compressed``, ``bgr16`` of ``rgb16; png compressed bgr16``; '' when it names none): a
+    Bayer mosaic (PNG keeps it as one grey channel) is demosaiced and a 16-bit image
+    scaled as cv_bridge does.
+    """
+    if not encoding.startswith("bayer_") and not encoding.endswith("16"):
+        return decode_image(data, source)
+    img = _decode_unchanged(data, source)
+    if img.dtype == np.uint16:
+        img = scale_to_8bit(img)
+    if img.dtype != np.uint8:
+        message = f"expected an 8 or 16-bit {encoding} image, got dtype {img.dtype}"
+        raise RecordingError(message, path=source)
+    if encoding.startswith("bayer_"):
+        if img.ndim != 2 or encoding[:10] not in BAYER_TO_RGB:
+            message = (f"expected a one-channel {encoding} mosaic, got "
+                       f"{img.shape[2] if img.ndim == 3 else 1} channels")
+            raise RecordingError(message, path=source)
+        return np.ascontiguousarray(cv2.cvtColor(img, BAYER_TO_RGB[encoding[:10]]))
+    return _to_rgb(img, source, grayscale_ok=True)
+
+
+def decode_image(
+    data: bytes, source: str | PathLike[str], *, grayscale_ok: bool = True
+) -> npt.NDArray[np.uint8]:
+    """Decode PNG or JPEG bytes to an RGB uint8 HxWx3 array.
+
+    Grey images are expanded to three channels; 16-bit images are refused (they are
+    depth or label images, not camera frames).
+    """
+    img = _decode_unchanged(data, source)
     if img.dtype != np.uint8:
         raise RecordingError(
             f"expected an 8-bit camera image, got dtype {img.dtype}", path=source
         )
+    return _to_rgb(img, source, grayscale_ok=grayscale_ok)
+
+
+def _to_rgb(img: npt.NDArray[np.uint8], source: str | PathLike[str], *,
+            grayscale_ok: bool) -> npt.NDArray[np.uint8]:
+    """OpenCV's grey, BGR or BGRA pixels as RGB."""
     if img.ndim == 2:
         if not grayscale_ok:
             raise RecordingError("expected a colour image, got a grey one", path=source)

@@ -24,7 +24,7 @@ from rosbags.typesys.store import Typestore
 
 from drivingseg.calibration.types import CameraModel, RigidTransform
 from drivingseg.errors import CalibrationError, RecordingError
-from drivingseg.sensors.decode import decode_image
+from drivingseg.sensors.decode import BAYER_TO_RGB, decode_compressed, scale_to_8bit
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 __all__ = [
@@ -51,14 +51,6 @@ _CHANNELS = {**_CHANNELS_8, **{k[:-1] + "16": v for k, v in _CHANNELS_8.items()}
 IMAGE_ENCODINGS = tuple(_CHANNELS)
 """``sensor_msgs/Image`` encodings :func:`image_from_msg` understands."""
 
-# ROS Bayer patterns -> OpenCV demosaicing codes (OpenCV names the pattern one pixel
-# further in, as cv_bridge maps them: rggb -> BayerBG).
-_BAYER_TO_RGB = {
-    "bayer_rggb": cv2.COLOR_BayerBG2RGB,
-    "bayer_bggr": cv2.COLOR_BayerRG2RGB,
-    "bayer_gbrg": cv2.COLOR_BayerGR2RGB,
-    "bayer_grbg": cv2.COLOR_BayerGB2RGB,
-}
 # depth and other single-value images: not camera pictures, so named as such when refused
 _NOT_CAMERA = ("16uc1", "32fc1", "8uc1", "16sc1", "32sc1", "64fc1")
 
@@ -96,7 +88,9 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
     Raw images honour ``step`` (row padding); grey images are expanded to three
     channels, alpha is dropped, Bayer mosaics are demosaiced (OpenCV, bilinear) and 16-bit
     encodings (either byte order) are scaled to 8 bits as cv_bridge does.
-    Compressed images must be JPEG or PNG (an empty ``format`` is decoded by content).
+    Compressed images must be JPEG or PNG (an empty ``format`` is decoded by content);
+    image_transport's format (``bayer_rggb8; png compressed``) names the camera's encoding:
+    a Bayer mosaic is demosaiced, 16 bits scaled to 8, a depth encoding refused.
     """
     if hasattr(msg, "format"):
         fmt = str(msg.format).lower().strip()
@@ -108,7 +102,14 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
         if fmt and "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
             message = f"unsupported CompressedImage format {msg.format!r}; supported: jpeg, png"
             raise RecordingError(message, path=source)
-        return decode_image(bytes(msg.data), source)
+        # image_transport's "<camera encoding>; <codec> compressed <encoding of the pixels>"
+        camera, _, stored = fmt.partition(";") if ";" in fmt else ("", "", "")
+        if camera.strip() in _NOT_CAMERA:
+            message = (f"CompressedImage format {msg.format!r} is of a {camera.strip()} image "
+                       "(a depth or single-value image), not a camera picture")
+            raise RecordingError(message, path=source)
+        encoding = stored.rpartition("compressed")[2].strip() or camera.strip()
+        return decode_compressed(bytes(msg.data), encoding, source)
 
     encoding = str(msg.encoding).lower()
     if encoding not in _CHANNELS:
@@ -132,11 +133,11 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
         raise RecordingError(message, path=source)
     rows = np.ascontiguousarray(data[: step * height].reshape(height, step)[:, :row_bytes])
     if encoding.endswith("16"):
-        rows = _to_8bit(rows.view(">u2" if int(msg.is_bigendian) else "<u2"))
+        rows = scale_to_8bit(rows.view(">u2" if int(msg.is_bigendian) else "<u2"))
     pixels = rows.reshape(height, width, channels)
     family = encoding[:-2] if encoding.endswith("16") else encoding[:-1]
-    if family in _BAYER_TO_RGB:
-        out = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), _BAYER_TO_RGB[family])
+    if family in BAYER_TO_RGB:
+        out = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), BAYER_TO_RGB[family])
     elif family == "mono":
         out = np.repeat(pixels, 3, axis=2)
     elif family in ("rgb", "rgba"):
@@ -144,12 +145,6 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
     else:
         out = pixels[:, :, 2::-1]
     return np.ascontiguousarray(out)
-
-
-def _to_8bit(values: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
-    """16-bit samples scaled to 8 bits, rounded (255 / 65535, cv_bridge's factor)."""
-    scaled = (values.astype(np.uint32) * 255 + 32767) // 65535
-    return scaled.astype(np.uint8)
 
 
 def points_from_pointcloud2(msg: Any, source: str) -> npt.NDArray[np.float32]:

@@ -431,3 +431,39 @@ def test_tf_zero_quaternion_is_refused() -> None:
     q.x = q.y = q.z = q.w = 0.0
     with pytest.raises(RecordingError, match="zero or invalid quaternion"):
         transform_from_tf(msg.transforms[0], "t")
+
+
+def test_image_transport_png_of_bayer_and_16bit_cameras() -> None:
+    """image_transport's compressed plugin keeps a Bayer mosaic as a one-channel PNG
+    ('bayer_rggb8; png compressed '): it came out as a grey checkerboard, not demosaiced.
+    A 16-bit camera's PNG was refused though its raw images are read; a depth camera's
+    plain-compressed PNG is refused as depth."""
+    colour = np.array([200, 100, 50], np.uint8)
+    mosaic = np.zeros((6, 8), np.uint8)
+    for k, ch in enumerate("rggb"):
+        mosaic[k // 2::2, k % 2::2] = colour["rgb".index(ch)]
+
+    def compressed(pixels: np.ndarray, fmt: str) -> Any:
+        ok, buf = cv2.imencode(".png", pixels)
+        assert ok
+        return ROS2.types["sensor_msgs/msg/CompressedImage"](
+            header=make_header(ROS2), format=fmt, data=buf.reshape(-1))
+
+    raw = image_from_msg(make_image(ROS2, mosaic[:, :, None], "bayer_rggb8"), "t")
+    out = image_from_msg(compressed(mosaic, "bayer_rggb8; png compressed "), "t")
+    np.testing.assert_array_equal(out, raw)
+    np.testing.assert_array_equal(out[2:4, 2:6], np.broadcast_to(colour, (2, 4, 3)))
+    wide = RGB.astype(np.uint16) * 257
+    grey = image_from_msg(compressed(wide[:, :, 1], "mono16; png compressed "), "t")
+    np.testing.assert_array_equal(grey, np.repeat(RGB[:, :, 1:2], 3, axis=2))
+    colour16 = image_from_msg(compressed(wide[:, :, ::-1], "rgb16; png compressed bgr16"), "t")
+    np.testing.assert_array_equal(colour16, RGB)
+    demosaiced = cv2.cvtColor(raw, cv2.COLOR_RGB2BGR)  # a plugin that demosaics first
+    out = image_from_msg(compressed(demosaiced, "bayer_rggb8; png compressed bgr8"), "t")
+    np.testing.assert_array_equal(out, raw)
+    with pytest.raises(RecordingError, match=r"'16UC1; png compressed ' is of a 16uc1 image "
+                                             r"\(a depth or single-value image\)"):
+        image_from_msg(compressed(wide[:, :, 0], "16UC1; png compressed "), "bag:/depth")
+    with pytest.raises(RecordingError, match=r"expected an 8-bit camera image, got dtype "
+                                             r"uint16"):  # no encoding named: depth or label
+        image_from_msg(compressed(wide[:, :, 0], "png"), "bag:/x")
