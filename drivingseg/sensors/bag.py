@@ -59,6 +59,7 @@ __all__ = ["TOPIC_KINDS", "BagRecording"]
 log = logging.getLogger(__name__)
 
 _SENSOR_KINDS = ("camera", "lidar", "camera_info", "lidar_image")
+_WATCHED_KINDS = ("camera", "lidar", "lidar_image")  # whose stamps are checked (.checks)
 
 
 class BagRecording(Recording):
@@ -74,20 +75,11 @@ class BagRecording(Recording):
 
     format = "rosbag"
 
-    def __init__(
-        self,
-        path: str | PathLike[str],
-        *,
-        image_topic: str | None = None,
-        lidar_topic: str | None = None,
-        camera_info_topic: str | None = None,
-    ) -> None:
+    def __init__(self, path: str | PathLike[str], *, image_topic: str | None = None,
+                 lidar_topic: str | None = None, camera_info_topic: str | None = None) -> None:
         super().__init__(path)
-        self._want = {
-            "camera": image_topic,
-            "lidar": lidar_topic,
-            "camera_info": camera_info_topic,
-        }
+        self._want = {"camera": image_topic, "lidar": lidar_topic,
+                      "camera_info": camera_info_topic}
         self.image_topic: str | None = None
         self.lidar_topic: str | None = None
         self.camera_info_topic: str | None = None
@@ -258,9 +250,7 @@ class BagRecording(Recording):
 
     def _read_messages(self, topic: str) -> Generator[tuple[int, Any], None, None]:
         meta = self._topics[topic]
-        watch = None
-        if meta.kind in ("camera", "lidar", "lidar_image"):  # bad stamps: warned once
-            watch = self._watches.setdefault(topic, StampWatch(self._source_name(topic)))
+        watch = self._watch(topic) if meta.kind in _WATCHED_KINDS else None
         source = self._new_source()
         prev: int | None = None
         with closing(source):
@@ -278,6 +268,10 @@ class BagRecording(Recording):
 
     def _source_name(self, topic: str) -> str:
         return f"{self.path}:{topic}"
+
+    def _watch(self, topic: str) -> StampWatch:
+        """``topic``'s stamp checks, over every pass (:meth:`info` checks its first stamp)."""
+        return self._watches.setdefault(topic, StampWatch(self._source_name(topic)))
 
     def camera_frames(self) -> Iterator[CameraFrame]:
         """Frames of ``image_topic`` in bag order, one decoded at a time."""
@@ -323,7 +317,8 @@ class BagRecording(Recording):
         ``metadata.yaml``/sqlite counts, the MCAP summary) and each span from a topic's
         first and last message, so a multi-GB bag is not read whole. Sensor streams
         (camera, lidar, camera_info) span the header stamps of those two messages (the log
-        time for a zero stamp); every other topic spans its log (receive) times.
+        time for a zero stamp; one far from its log time is warned about); every other topic
+        spans its log (receive) times.
         """
         self._check_open()
         if self._info is None:
@@ -341,8 +336,11 @@ class BagRecording(Recording):
                         continue
                     stamps = [log_ns for log_ns, _ in ends]
                     if meta.kind in _SENSOR_KINDS:
-                        stamps = [stamp_ns_of(source.deserialize(raw, meta.msgtype)) or log_ns
-                                  for log_ns, raw in ends]
+                        heads = [stamp_ns_of(source.deserialize(raw, meta.msgtype))
+                                 for _, raw in ends]
+                        stamps = [h or log_ns for h, log_ns in zip(heads, stamps, strict=True)]
+                    if meta.kind in _WATCHED_KINDS:
+                        self._watch(meta.name).stamp(0, heads[0], ends[0][0], None)
                     spans[meta.name] = (min(stamps), max(stamps))
             except ROSBAGS_ERRORS as exc:
                 raise RecordingError(f"cannot scan bag: {exc}", path=self.path) from exc

@@ -862,3 +862,18 @@ def test_a_ros1_bag_without_index_says_to_reindex_it(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match=r"drive\.bag: cannot read bag: it has no index "
                        r".*; run 'rosbag reindex drive\.bag' and read it again"):
         open_recording(path)
+
+
+@pytest.mark.parametrize("kind", ["ros1", "mcap"])
+def test_info_warns_of_a_sensor_clock_far_from_the_recorders(
+        tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A camera stamping since boot: ``drivingseg info`` showed a 1970 start and a 50-year
+    duration with no word why (the warning came only when frames were read)."""
+    stamps = [500_000_000 + k * 100_000_000 for k in range(3)]
+    with BagRecording(_stream_bag(tmp_path, kind, stamps)) as bag:
+        cam = {s.name: s for s in bag.info().streams}["/cam"]
+        assert (cam.first_ns, cam.last_ns) == (stamps[0], stamps[-1])
+        assert (f"/cam: message 0 has header stamp 500000000 ns, -1599999999.5 s from its "
+                f"receive time {T0 + 5} ns: a sensor clock not synchronised") in caplog.text
+        list(bag.camera_frames())
+    assert caplog.text.count("from its receive time") == 1  # once, not again on reading
