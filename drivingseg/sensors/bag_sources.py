@@ -249,29 +249,33 @@ class RosbagsSource:
         for conn, log_ns, raw in self._reader.messages(connections=conns):
             yield conn.topic, log_ns, raw
 
+    def _first_at(self, conns: list[Any], start_ns: int | None = None) -> tuple[int, bytes] | None:
+        """The first message of ``conns`` logged at or after ``start_ns``, read alone."""
+        with closing(self._reader.messages(connections=conns, start=start_ns)) as messages:
+            return next(((log_ns, raw) for _, log_ns, raw in messages), None)
+
     def ends(self, topic: str) -> Ends | None:
         """The first and last message of ``topic`` (``None`` without one), found through the
-        bag's index in a few short reads instead of a pass over the bag: the last is looked
-        for after the bag's end minus a window (about four of the topic's periods) that
-        doubles until it holds one."""
+        bag's index in a few short reads instead of a pass over the bag: back from the bag's
+        end by windows of four mean periods of the topic, doubled until one holds a message,
+        then (a topic that stopped early) halving what is left until eight periods remain."""
         conns = [c for c in self._reader.connections if c.topic == topic]
         count = sum(c.msgcount for c in conns)
-        if not count:
-            return None
-        with closing(self._reader.messages(connections=conns)) as messages:
-            first = next(((log_ns, raw) for _, log_ns, raw in messages), None)
+        first = self._first_at(conns) if count else None
         if first is None:
             return None
-        end_ns = self._reader.end_time
-        window_ns = max(4 * (end_ns - first[0]) // count, 1)
-        while True:
-            start_ns = max(end_ns - window_ns, first[0])
-            last = None
-            for _, log_ns, raw in self._reader.messages(connections=conns, start=start_ns):
-                last = (log_ns, raw)
-            if last is not None or start_ns == first[0]:
-                return first, last or first
-            window_ns *= 2
+        stop_ns = self._reader.end_time  # no message of the topic at or after it
+        period_ns = max((stop_ns - first[0]) // count, 1)
+        window_ns = 4 * period_ns
+        while (last := self._first_at(conns, max(stop_ns - window_ns, first[0]))) is None:
+            stop_ns, window_ns = stop_ns - window_ns, 2 * window_ns
+        while stop_ns - last[0] > 8 * period_ns:
+            mid_ns = (last[0] + stop_ns) // 2
+            found = self._first_at(conns, mid_ns)
+            last, stop_ns = (last, mid_ns) if found is None else (found, stop_ns)
+        for _, log_ns, raw in self._reader.messages(connections=conns, start=last[0]):
+            last = (log_ns, raw)
+        return first, last
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
         return self._reader.deserialize(raw, msgtype)

@@ -814,10 +814,20 @@ def test_info_reads_two_messages_per_topic_not_the_whole_bag(
                      cloud)]
     entries.append(("/late", "std_msgs/msg/String", T0 + 3_000_000_000,
                     ts.types["std_msgs/msg/String"](data="late")))
+    died = [T0 + 3 + k * 10_000_000 for k in range(150)]  # 100 Hz, stops at 1.5 s of 3.9
+    entries += [("/died", "std_msgs/msg/String", t, ts.types["std_msgs/msg/String"](data="x"))
+                for t in died]
     path = write_bag(tmp_path / ("b.bag" if kind == "ros1" else "b"), kind, entries)
     read: list[str] = []
     real_deserialize = bag_sources.RosbagsSource.deserialize
     real_messages = bag_sources.RosbagsSource.raw_messages
+    real_reader_messages = bag_sources.AnyReader.messages
+    died_read: list[int] = []
+
+    def reader_messages(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for conn, log_ns, raw in real_reader_messages(self, *args, **kwargs):
+            died_read.extend([log_ns] if conn.topic == "/died" else [])
+            yield conn, log_ns, raw
 
     def counting(self: Any, raw: bytes, msgtype: str) -> Any:
         read.append(msgtype)
@@ -830,11 +840,14 @@ def test_info_reads_two_messages_per_topic_not_the_whole_bag(
     with BagRecording(path) as bag:
         monkeypatch.setattr(bag_sources.RosbagsSource, "deserialize", counting)
         monkeypatch.setattr(bag_sources.RosbagsSource, "raw_messages", whole_pass)
+        monkeypatch.setattr(bag_sources.AnyReader, "messages", reader_messages)
         streams = {s.name: (s.count, s.first_ns, s.last_ns) for s in bag.info().streams}
     assert streams == {"/chatter": (3, T0 + 1, T0 + 3),
                        "/velo/points": (n, T0 - 7, T0 + (n - 1) * 100_000_000 - 7),
-                       "/late": (1, T0 + 3_000_000_000, T0 + 3_000_000_000)}
+                       "/late": (1, T0 + 3_000_000_000, T0 + 3_000_000_000),
+                       "/died": (150, died[0], died[-1])}
     assert read == ["sensor_msgs/msg/PointCloud2"] * 2
+    assert len(died_read) <= 30  # a topic that stops early: not its whole second half
 
 
 def test_a_killed_sqlite3_recorders_folder_reads_its_db3(tmp_path: Path) -> None:
