@@ -339,8 +339,8 @@ class BagRecording(Recording):
                         heads = [stamp_ns_of(source.deserialize(raw, meta.msgtype))
                                  for _, raw in ends]
                         stamps = [h or log_ns for h, log_ns in zip(heads, stamps, strict=True)]
-                    if meta.kind in _WATCHED_KINDS:
-                        self._watch(meta.name).stamp(0, heads[0], ends[0][0], None)
+                        if meta.kind in _WATCHED_KINDS:
+                            self._watch(meta.name).stamp(0, heads[0], ends[0][0], None)
                     spans[meta.name] = (min(stamps), max(stamps))
             except ROSBAGS_ERRORS as exc:
                 raise RecordingError(f"cannot scan bag: {exc}", path=self.path) from exc
