@@ -122,7 +122,7 @@ class BagRecording(Recording):
             return self._source  # holds no open file between iterations: share it
         path = Path(self._unpacked.name) if self._unpacked else self.path
         if path.is_dir() and not (path / "metadata.yaml").is_file():
-            path = self._lone_file(".db3") or path  # a killed sqlite3 recorder's folder
+            path = self._lone_file(".db3", ".mcap") or path  # a killed recorder's folder
         try:
             return RosbagsSource(path)
         except ROSBAGS_ERRORS as exc:
