@@ -429,17 +429,9 @@ def test_sigterm_finalises_the_mcap_and_removes_the_decompressed_bag(tmp_path: P
     import subprocess
     import sys
 
-    from support.bags import ROS2, header, write_bag
+    from support.bags import file_compressed_bag
 
-    entries = []
-    for k in range(3):
-        stamp = 1_700_000_000_000_000_000 + k * 100_000_000
-        entries.append(("/camera/image_raw", "sensor_msgs/msg/Image", stamp,
-                        ROS2.types["sensor_msgs/msg/Image"](
-                            header=header(ROS2, stamp, "camera"), height=2, width=3,
-                            encoding="rgb8", is_bigendian=0, step=9,
-                            data=np.zeros(18, np.uint8))))
-    bag = write_bag(tmp_path / "drive", "sqlite3", entries, mode="file")
+    bag = file_compressed_bag(tmp_path / "drive")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     out = tmp_path / "out.mcap"

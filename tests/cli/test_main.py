@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from support.bags import file_compressed_bag
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,22 +39,6 @@ def write_frame(drive, layout, i):  # one frame rendered into the hidden folder
 bag_sources._unzstd, writer._write_frame = unzstd, write_frame
 sys.exit(main(sys.argv[3:]))
 """
-
-
-def file_compressed_bag(path: Path) -> Path:
-    """A ROS 2 sqlite3 bag of three camera images, zstd-compressed in file mode (the kind
-    that is decompressed once into a temporary folder)."""
-    from support.bags import ROS2, header, write_bag
-
-    entries = []
-    for k in range(3):
-        stamp = 1_700_000_000_000_000_000 + k * 100_000_000
-        entries.append(("/camera/image_raw", "sensor_msgs/msg/Image", stamp,
-                        ROS2.types["sensor_msgs/msg/Image"](
-                            header=header(ROS2, stamp, "camera"), height=2, width=3,
-                            encoding="rgb8", is_bigendian=0, step=9,
-                            data=np.zeros(18, np.uint8))))
-    return write_bag(path, "sqlite3", entries, mode="file")
 
 
 def stop_with_sigterm(

@@ -4,15 +4,14 @@ streaming an MCAP without summary."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from support.bags import ROS2, Entry, header, write_bag
+from support.progress import record_progress
 
-from drivingseg.cli import _common
 from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.sensors.bag import BagRecording
 from drivingseg.sensors.bag_sources import McapStreamSource
@@ -24,17 +23,7 @@ T0 = 1_700_000_000_000_000_000
 def test_unpacking_a_file_compressed_bag_shows_progress(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Unpacking a multi-GB file-compressed bag takes minutes and was silent."""
-    bars: list[tuple[str, int | None, str, int]] = []
-
-    def recording_progress(items: Iterable[Any], *, total: int | None = None, desc: str = "",
-                           unit: str = "frame") -> Iterator[Any]:
-        count = 0
-        for item in items:
-            count += 1
-            yield item
-        bars.append((desc, total, unit, count))
-
-    monkeypatch.setattr(_common, "progress", recording_progress)
+    bars = record_progress(monkeypatch)
     image = ROS2.types["sensor_msgs/msg/Image"]
     entries: list[Entry] = [
         ("/cam", "sensor_msgs/msg/Image", T0 + k, image(
@@ -56,15 +45,7 @@ def test_an_mcap_without_summary_is_read_once_with_progress(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A killed recorder's multi-GB MCAP (no summary, no index) is read front to back when
     opened, which was silent, and ``info`` read it all again."""
-    bars: list[tuple[str, int | None, str, int]] = []
-
-    def recording_progress(items: Iterable[Any], *, total: int | None = None, desc: str = "",
-                           unit: str = "frame") -> Iterator[Any]:
-        items = list(items)
-        bars.append((desc, total, unit, len(items)))
-        yield from items
-
-    monkeypatch.setattr(_common, "progress", recording_progress)
+    bars = record_progress(monkeypatch)
     out, killed = tmp_path / "live.mcap", tmp_path / "killed.mcap"
     stamps = [T0 + k * 100_000_000 for k in range(4)]
     with Ros2McapWriter(out, chunk_size_bytes=1) as writer:

@@ -5,9 +5,7 @@ a mount on /tf at a period; odometry moves). Bags written by rosbags in tmp_path
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -216,17 +214,9 @@ def test_tf_samples_are_measured_without_a_transform_each(
 def test_reading_tf_for_the_rig_shows_progress(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The rig reads a bag's whole /tf (minutes for an hour at 100 Hz), which was silent."""
-    from drivingseg.cli import _common
+    from support.progress import record_progress
 
-    bars: list[tuple[str, int | None, str, int]] = []
-
-    def recording_progress(items: Iterable[Any], *, total: int | None = None, desc: str = "",
-                           unit: str = "frame") -> Iterator[Any]:
-        items = list(items)
-        bars.append((desc, total, unit, len(items)))
-        yield from items
-
-    monkeypatch.setattr(_common, "progress", recording_progress)
+    bars = record_progress(monkeypatch)
     links = [[odom(k), T_BASE_CAM, T_BASE_VELO] for k in range(6)]
     path = write_bag(tmp_path / "drive", "mcap", sensor_entries(ROS2) + tf_entries(ROS2, links))
     with BagRecording(path) as bag:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
@@ -78,3 +79,17 @@ def write_bag(path: Path, kind: str, entries: list[Entry], *,
                 conns[topic] = writer.add_connection(topic, msgtype, typestore=ts)
             writer.write(conns[topic], t, serialize(msg, msgtype))
     return path
+
+
+def file_compressed_bag(path: Path) -> Path:
+    """A ROS 2 sqlite3 bag of three camera images, zstd-compressed in file mode (the kind
+    that is decompressed once into a temporary folder)."""
+    entries: list[Entry] = []
+    for k in range(3):
+        stamp = 1_700_000_000_000_000_000 + k * 100_000_000
+        entries.append(("/camera/image_raw", "sensor_msgs/msg/Image", stamp,
+                        ROS2.types["sensor_msgs/msg/Image"](
+                            header=header(ROS2, stamp, "camera"), height=2, width=3,
+                            encoding="rgb8", is_bigendian=0, step=9,
+                            data=np.zeros(18, np.uint8))))
+    return write_bag(path, "sqlite3", entries, mode="file")
