@@ -327,7 +327,7 @@ def load_train_config(
     out_dir = Path(os.path.expandvars(_typed(folder, str, "out_dir", p)))
     return TrainConfig(
         model=model,
-        input=InputSpec.from_dict(raw.get("input") or {"width": 256, "height": 192}, p),
+        input=_input_spec(raw.get("input"), p),
         train_sources=_sources(data, "train", base, p),
         val_sources=_sources(data, "val", base, p),
         out_dir=out_dir if out_dir.is_absolute() else base / out_dir,
@@ -335,6 +335,20 @@ def load_train_config(
         path=p,
         **kwargs,
     )
+
+
+_INPUT_KEYS = ("height", "mean", "std", "width")
+
+
+def _input_spec(section: object, path: Path) -> InputSpec:
+    """The ``input:`` section (default 256 x 192), its keys checked: ``InputSpec`` reads
+    only these, so a misspelt ``widht`` or an inference-only ``resize`` was ignored and
+    the run trained at another size than the file says."""
+    if not section:
+        return InputSpec(256, 192)
+    if isinstance(section, dict):
+        _check_keys(section, _INPUT_KEYS, "input", path)
+    return InputSpec.from_dict(section, path)
 
 
 def _check_distill_tta(kwargs: dict[str, Any], path: Path) -> None:

@@ -114,3 +114,27 @@ def test_an_out_dir_that_is_not_a_path_is_refused(tmp_path: Path, value: str) ->
     """``--set out_dir=[a, b]`` used to train into a folder named "['a', 'b']"."""
     with pytest.raises(ModelError, match=r"train\.yaml: out_dir: expected a string, got "):
         load_train_config(_config(tmp_path), [f"out_dir={value}"])
+
+
+@pytest.mark.parametrize(("new", "bad"), [
+    ("input: {widht: 64, width: 48, height: 32}", "widht"),
+    ("input: {width: 48, height: 32, resize: stretch}", "resize"),
+    ("input: {width: 48, height: 32, means: [0.5, 0.5, 0.5]}", "means"),
+])
+def test_input_keys_are_checked(tmp_path: Path, new: str, bad: str) -> None:
+    """``InputSpec`` reads width, height, mean and std only: a misspelt key (or the
+    inference-only ``resize``) was ignored and the run trained at another size or
+    normalisation than the file says."""
+    path = _config(tmp_path, BASE.replace("input: {width: 48, height: 32}", new, 1))
+    with pytest.raises(ModelError, match=rf"train\.yaml: input: unknown keys \['{bad}'\]; "
+                                         r"valid: height, mean, std, width"):
+        load_train_config(path)
+
+
+def test_input_section_defaults_and_takes_its_keys(tmp_path: Path) -> None:
+    spec = load_train_config(_config(tmp_path, BASE.replace(
+        "input: {width: 48, height: 32}", "input: {width: 64, height: 48, std: [1, 1, 1]}")))
+    assert (spec.input.width, spec.input.height, spec.input.std) == (64, 48, (1.0, 1.0, 1.0))
+    default = load_train_config(_config(tmp_path, BASE.replace(
+        "input: {width: 48, height: 32}\n", "")))
+    assert (default.input.width, default.input.height) == (256, 192)
