@@ -10,7 +10,8 @@ extended) and where it runs (``device``, ``num_threads``, ``num_workers``), and 
 whose epochs or time limit are already spent. With ``average_last`` each epoch's weights
 also go to ``average_window/epoch_NNNN.safetensors`` (the last K are kept), and the
 state lists them with their digests, so a resumed run averages the same epochs as an
-uninterrupted one.
+uninterrupted one; a run stopped after its last epoch, while it wrote ``averaged.*``,
+resumes to write it (:func:`averaged_pending`) instead of being refused as spent.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ from drivingseg.fileio import write_atomic
 from drivingseg.model.checkpoint import checkpoint_paths, load_checkpoint, load_training_state
 from drivingseg.model.train_config import TrainConfig
 
-__all__ = ["EXTENDABLE", "PREVIOUS", "WHERE_IT_RUNS", "WINDOW_DIR", "check_resumable",
-           "checked_info", "keep_previous", "prune_window",
-           "read_state_info", "restore", "restore_window", "run_config", "save_window_member",
-           "weights_digest"]
+__all__ = ["EXTENDABLE", "PREVIOUS", "WHERE_IT_RUNS", "WINDOW_DIR", "averaged_pending",
+           "check_resumable", "checked_info", "keep_previous", "prune_window",
+           "read_state_info", "restore", "restore_window", "run_config", "run_ended",
+           "save_window_member", "weights_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +143,44 @@ def check_resumable(cfg: TrainConfig, info: dict[str, Any]) -> None:
     _check_same_config(cfg, info)
 
 
-def _check_time_left(cfg: TrainConfig, info: dict[str, Any]) -> None:
-    """Refuse to resume a run that has already used its ``time_limit_min``."""
+def run_ended(cfg: TrainConfig, info: Mapping[str, Any]) -> bool:
+    """Whether the save ``info`` describes ended the run: ``cfg``'s epochs or its time
+    limit spent."""
     elapsed = float(info.get("elapsed_s", 0.0))
-    if cfg.time_limit_min and elapsed >= 60.0 * cfg.time_limit_min:
+    return (int(info["epoch"]) + 1 >= cfg.epochs
+            or bool(cfg.time_limit_min and elapsed >= 60.0 * cfg.time_limit_min))
+
+
+def averaged_pending(cfg: TrainConfig, info: Mapping[str, Any]) -> bool:
+    """Whether a run with ``average_last`` lacks the ``averaged.*`` of the save ``info``
+    describes: the JSON, written last, is missing, unreadable or of another step (a run
+    stopped while it validated and wrote the average, after its last epoch's save)."""
+    if not cfg.average_last:
+        return False
+    meta_path = checkpoint_paths(cfg.out_dir / AVERAGED)[1]
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return True
+    notes = meta.get("notes") if isinstance(meta, dict) else None
+    return not isinstance(notes, dict) or notes.get("step") != info.get("step")
+
+
+def _check_time_left(cfg: TrainConfig, info: dict[str, Any]) -> None:
+    """Refuse to resume a run that has already used its ``time_limit_min`` (unless its
+    ``averaged.*`` is still to be written)."""
+    elapsed = float(info.get("elapsed_s", 0.0))
+    if cfg.time_limit_min and elapsed >= 60.0 * cfg.time_limit_min \
+            and not averaged_pending(cfg, info):
         message = (f"resume: the run has already used {elapsed / 60:.3g} min of its "
                    f"train.time_limit_min {cfg.time_limit_min!r} (stopped after epoch "
                    f"{int(info['epoch']) + 1}); nothing left to train: give a larger "
                    "time_limit_min (--time-limit-min) to extend it")
         raise ModelError(message, path=cfg.path)
 
+
+AVERAGED = "averaged"
+"""The name of the mean weights of the last ``average_last`` epochs (``averaged.*``)."""
 
 PREVIOUS = "previous"
 """The name of the save before ``last.*`` (``previous.*``, hard links where the file system
@@ -208,7 +237,8 @@ def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opt
                     previous, int(info["epoch"]) + 1)
         _replace_last(cfg.out_dir)
     done = int(info["epoch"]) + 1
-    if done >= cfg.epochs:  # else it trained nothing, silently (as a spent time limit did)
+    # else it trained nothing, silently (as a spent time limit did)
+    if done >= cfg.epochs and not averaged_pending(cfg, info):
         message = (f"resume: the run has already trained {done} epochs, and train.epochs is "
                    f"{cfg.epochs!r}; nothing left to train: give more epochs (--epochs) to "
                    "extend it")

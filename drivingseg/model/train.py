@@ -15,10 +15,11 @@ ensemble's accuracy in one network's time; docs/MODEL.md has what it gave here),
 teachers run in the loop or, with ``distill_tta``, once per frame before it
 (:mod:`drivingseg.model.distill`). With ``average_last: K`` the end of the run writes
 ``averaged.*``, the mean weights of the last K epochs (kept in ``average_window/`` for
-``--resume``). A run whose weights turn NaN stops before saving them. Under ``torchrun``
-the environment variables select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes files.
-With ``fine_weight`` a training-only head also learns CamVid's eleven classes from the same
-features (:mod:`drivingseg.model.fine`).
+``--resume``, which also writes it for a run stopped before it had). A run whose
+weights turn NaN stops before saving them. Under ``torchrun`` the environment variables
+select DDP (NCCL on CUDA, gloo on the CPU); rank 0 writes files. With ``fine_weight`` a
+training-only head also learns CamVid's eleven classes from the same features
+(:mod:`drivingseg.model.fine`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from drivingseg.model.resume import (
     restore,
     restore_window,
     run_config,
+    run_ended,
     save_window_member,
     weights_digest,
 )
@@ -298,7 +300,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     from drivingseg.cli._common import progress
 
     window: dict[int, str] = {e: weights_digest(s) for e, s in recent}
-    for epoch in range(start_epoch, cfg.epochs):
+    last_epoch = cfg.epochs
+    if resume and run_ended(cfg, info):  # stopped while writing averaged.*: only that is left
+        log.info("resume: the run had ended; writing its averaged.*")
+        last_epoch = start_epoch
+    for epoch in range(start_epoch, last_epoch):
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         # Seeds of (run seed, epoch[, rank]) through SeedSequence: distinct for every

@@ -817,6 +817,49 @@ def test_resume_of_a_finished_run_is_refused(tmp_path: Path, small_camvid: Path)
     assert train(longer, resume=True, show_progress=False)["steps"] == 2
 
 
+@pytest.mark.parametrize("cut", ["before", "between"])
+def test_a_run_stopped_while_writing_its_average_resumes_to_write_it(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch, cut: str,
+) -> None:
+    """A run stopped after its last epoch's save, while it validated and wrote averaged.*
+    (the shipped weights), was refused as finished by --resume ("give more epochs"), and
+    more epochs would have averaged other ones: the resume now writes the average only,
+    the same as the uninterrupted run's, and a second resume is refused."""
+    def config(folder: str) -> TrainConfig:
+        (tmp_path / folder).mkdir()
+        return load_train_config(_write_config(tmp_path / folder, small_camvid, epochs=3,
+                                               average_last=2, logit_adjust=True))
+
+    straight = train(config("straight"), show_progress=False)
+    cfg = config("stopped")
+    real_save = train_module.save_checkpoint
+
+    def stopped(path: Path, *args: object, **kwargs: object) -> Path:
+        if Path(path).name == "averaged":
+            if cut == "between":  # the weights written, the JSON not
+                real_save(path, *args, **kwargs)
+                Path(path).with_suffix(".json").unlink()
+            raise KeyboardInterrupt
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, show_progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    before = (tmp_path / "stopped" / "run" / "last.safetensors").read_bytes()
+    resumed = train(cfg, resume=True, show_progress=False)
+    assert (tmp_path / "stopped" / "run" / "last.safetensors").read_bytes() == before
+    assert resumed["steps"] == straight["steps"] == 3
+    assert resumed["averaged"]["epochs"] == [1, 2]
+    a = load_checkpoint(tmp_path / "straight" / "run" / "averaged")
+    b = load_checkpoint(tmp_path / "stopped" / "run" / "averaged")
+    assert a.notes == {**b.notes, "config": a.notes["config"]}
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+    with pytest.raises(ModelError, match=r"the run has already trained 3 epochs"):
+        train(cfg, resume=True, show_progress=False)
+
+
 @pytest.mark.parametrize("cut", range(1, 4))
 def test_a_run_killed_between_the_files_of_a_save_resumes_from_the_save_before(
     tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch, cut: int
