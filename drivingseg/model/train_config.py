@@ -121,7 +121,7 @@ class TrainConfig:
 
 
 _PATH_SOURCE_KEYS = ("exclude_sequences", "include_sequences", "path")
-_SYNTHETIC_KEYS = {"seed": (0, None), "frames": (100, 1), "step": (5, 1)}
+_SYNTHETIC_KEYS = {"seed": (0, 0), "frames": (100, 1), "step": (5, 1)}
 _MINIMUM = {"epochs": 1, "batch_size": 1, "val_every": 1, "num_threads": 0, "num_workers": 0,
             "average_last": 0, "warmup_steps": 0, "lr": 0.0, "weight_decay": 0.0,
             "time_limit_min": 0.0, "dice_weight": 0.0, "lovasz_weight": 0.0,
@@ -331,10 +331,24 @@ def load_train_config(
         train_sources=_sources(data, "train", base, p),
         val_sources=_sources(data, "val", base, p),
         out_dir=out_dir if out_dir.is_absolute() else base / out_dir,
-        seed=_typed(raw.get("seed", 0), int, "seed", p),
+        seed=_seed(raw.get("seed", 0), p),
         path=p,
         **kwargs,
     )
+
+
+MAX_SEED = 2**63 - 1
+"""The largest run seed: torch takes seeds up to 2**64 - 1, and each process adds its rank."""
+
+
+def _seed(value: object, path: Path) -> int:
+    """The run seed, an integer in [0, :data:`MAX_SEED`]: a negative one crashed in the
+    first epoch (numpy's ``SeedSequence``), after every frame was loaded, and a larger one
+    in ``torch.manual_seed``, both with a traceback."""
+    seed: int = _typed(value, int, "seed", path)
+    if not 0 <= seed <= MAX_SEED:
+        raise ModelError(f"seed: {value!r} must be an integer in [0, 2**63 - 1]", path=path)
+    return seed
 
 
 _INPUT_KEYS = ("height", "mean", "std", "width")

@@ -138,3 +138,23 @@ def test_input_section_defaults_and_takes_its_keys(tmp_path: Path) -> None:
     default = load_train_config(_config(tmp_path, BASE.replace(
         "input: {width: 48, height: 32}\n", "")))
     assert (default.input.width, default.input.height) == (256, 192)
+
+
+@pytest.mark.parametrize(("old", "new", "match"), [
+    ("model:", "seed: -1\nmodel:", r"seed: -1 must be an integer in \[0, 2\*\*63 - 1\]"),
+    ("model:", "seed: 18446744073709551617\nmodel:",
+     r"seed: 18446744073709551617 must be an integer in \[0, 2\*\*63 - 1\]"),
+    ("seed: 3,", "seed: -3,", r"data\.train\[1\]\.synthetic\.seed: -3 must be >= 0"),
+])
+def test_seeds_out_of_range_are_refused(tmp_path: Path, old: str, new: str, match: str) -> None:
+    """A negative run seed crashed in the first epoch (numpy's SeedSequence), after every
+    frame was loaded, a seed past 2**64 in torch.manual_seed, both with a traceback; a
+    negative synthetic seed was refused at loading without naming the file."""
+    path = _config(tmp_path, BASE.replace(old, new, 1))
+    with pytest.raises(ModelError, match=r"train\.yaml: " + match):
+        load_train_config(path)
+
+
+def test_the_largest_seed_is_taken(tmp_path: Path) -> None:
+    cfg = load_train_config(_config(tmp_path, "seed: 9223372036854775807\n" + BASE))
+    assert cfg.seed == 2**63 - 1
