@@ -5,6 +5,8 @@
 normalisation, and free-form training notes. Nothing is pickled, so loading a checkpoint
 cannot run code. Every problem (missing or truncated file, wrong channel or class count,
 a config that does not match the tensors) raises :class:`ModelError` naming the file.
+The weights' header also holds the input spec and a save token, also in the JSON, so
+weights beside the JSON of another save are refused.
 
 Training state for ``--resume`` (optimizer moments, step, RNG) is a second pair,
 ``name.state.safetensors`` + ``name.state.json``, which share a random save token, so a
@@ -121,7 +123,9 @@ def save_checkpoint(
     for k, v in inner.state_dict().items():
         t = v.detach().to("cpu").contiguous()
         tensors[k] = t.half() if half and t.is_floating_point() and k not in buffers else t
-    config_json = json.dumps(config.to_dict(), sort_keys=True)
+    token = uuid.uuid4().hex
+    header = {"model": json.dumps(config.to_dict(), sort_keys=True),
+              "input": json.dumps(spec.to_dict(), sort_keys=True), "token": token}
     meta = {
         "format": FORMAT,
         "model": config.to_dict(),
@@ -129,8 +133,9 @@ def save_checkpoint(
         "ignore_index": IGNORE_INDEX,
         "input": spec.to_dict(),
         "notes": notes or {},
+        "token": token,
     }
-    _atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"model": config_json}))
+    _atomic_write(weights, lambda p: save_file(tensors, str(p), metadata=header))
     _atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return weights
 
@@ -231,6 +236,7 @@ def load_checkpoint(
         )
         raise ModelError(message, path=weights)
     _check_values(tensors, expected, weights)
+    _check_same_save(weights, meta_path, meta, config, spec)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     model.to(device).eval()
     notes = meta.get("notes", {})
@@ -253,6 +259,38 @@ def _check_values(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Te
     if bad:
         message = (f"{len(bad)} tensors hold NaN or infinite values (e.g. {bad[0]!r}): weights "
                    "of a training that diverged?")
+        raise ModelError(message, path=weights)
+
+
+def _check_same_save(weights: Path, meta_path: Path, meta: dict[str, Any],
+                     config: ModelConfig, spec: InputSpec) -> None:
+    """ModelError when the weights' header (the model config, input spec and save token
+    written with them; files without them pass) says they are not of ``meta_path``'s save:
+    weights of one run beside the JSON of another ran at the other's input size and
+    normalisation, silently, when the two networks had the same shape."""
+    with safe_open(str(weights), framework="pt") as handle:
+        header = handle.metadata() or {}
+    advice = (f"{weights.name} and {meta_path.name} are of different saves (files of two "
+              "checkpoints, or a save interrupted between them); use both files of one")
+    try:
+        saved_model = (ModelConfig.from_dict(json.loads(header["model"]))
+                       if "model" in header else None)
+        saved_spec = (InputSpec.from_dict(json.loads(header["input"]))
+                      if "input" in header else None)
+    except (ValueError, ModelError) as exc:
+        raise ModelError(f"unreadable config in the weights' header: {exc}",
+                         path=weights) from exc
+    if saved_model is not None and saved_model != config:
+        message = (f"the weights were saved with model {saved_model.to_dict()!r} but the "
+                   f"JSON says {config.to_dict()!r}: {advice}")
+        raise ModelError(message, path=weights)
+    if saved_spec is not None and saved_spec != spec:
+        message = (f"the weights were trained for input {saved_spec.to_dict()!r} but the "
+                   f"JSON says {spec.to_dict()!r}: {advice}")
+        raise ModelError(message, path=weights)
+    token, meta_token = header.get("token"), meta.get("token")
+    if token is not None and meta_token is not None and token != meta_token:
+        message = f"save {token!r} beside the JSON of save {meta_token!r}: {advice}"
         raise ModelError(message, path=weights)
 
 

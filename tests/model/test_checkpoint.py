@@ -269,3 +269,37 @@ def test_an_onnx_file_given_as_a_checkpoint_says_which_backend_runs_it(tmp_path:
     with pytest.raises(ModelError, match=r"model\.onnx: no checkpoint here .*; an ONNX model "
                        r"runs with the onnxruntime backend \(backend:=onnxruntime"):
         load_checkpoint(onnx)
+
+
+@pytest.mark.parametrize(("other_spec", "match"), [
+    (InputSpec(width=96, height=64), r"the weights were trained for input \{'width': 64, "
+                                     r"'height': 48, .*\} but the JSON says \{'width': 96, "),
+    (InputSpec(width=64, height=48, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+     r"the weights were trained for input .*'mean': \[0\.485, .* but the JSON says "
+     r".*'mean': \[0\.5, "),
+    (SPEC, r"save '[0-9a-f]{32}' beside the JSON of save '[0-9a-f]{32}'"),
+])
+def test_weights_beside_the_json_of_another_save_are_refused(
+    saved: tuple[Path, UNet], tmp_path: Path, other_spec: InputSpec, match: str,
+) -> None:
+    """Two networks of one shape: the weights of one beside the other's JSON loaded and
+    ran at the JSON's input size and normalisation (or with its notes), silently."""
+    path, _ = saved
+    torch.manual_seed(2)
+    other = save_checkpoint(tmp_path / "other", UNet(CONFIG).eval(), CONFIG, other_spec)
+    path.with_suffix(".json").write_bytes(other.with_suffix(".json").read_bytes())
+    with pytest.raises(ModelError, match=r"m\.safetensors: " + match + r".*m\.safetensors and "
+                                         r"m\.json are of different saves"):
+        load_checkpoint(path)
+
+
+def test_weights_without_a_header_config_still_load(saved: tuple[Path, UNet]) -> None:
+    """Files written before the header held the input spec and token (or by other tools)
+    are taken as they are."""
+    path, model = saved
+    save_file(load_file(str(path)), str(path), metadata={"model": json.dumps(CONFIG.to_dict())})
+    ckpt = load_checkpoint(path)
+    assert ckpt.spec == SPEC
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ckpt.model.state_dict()[key]), key
+    assert load_checkpoint("default").spec.width == 384  # the shipped weights, without them
