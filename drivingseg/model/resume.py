@@ -101,8 +101,12 @@ def read_state_info(last: Path) -> dict[str, Any]:
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError as exc:
-        raise ModelError("resume: no training state here; was a run started with this "
-                         "out_dir?", path=meta_path) from exc
+        if any(path.exists() for path in _files(last)):  # the first save was cut short
+            message = ("resume: the run stopped while it saved its first epoch, so there is "
+                       "no epoch to go on from; start it again without --resume")
+        else:
+            message = "resume: no training state here; was a run started with this out_dir?"
+        raise ModelError(message, path=meta_path) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"resume: cannot read the training state: {exc}", path=meta_path) from exc
     info = meta.get("info") if isinstance(meta, dict) else None

@@ -817,6 +817,33 @@ def test_resume_of_a_finished_run_is_refused(tmp_path: Path, small_camvid: Path)
     assert train(longer, resume=True, show_progress=False)["steps"] == 2
 
 
+def test_resume_of_a_run_stopped_in_its_first_save_says_so(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run stopped between the two files of its first training state was told "no
+    training state here; was a run started with this out_dir?"."""
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=2))
+    with pytest.raises(ModelError, match=r"last\.state\.json: resume: no training state here; "
+                                         r"was a run started with this out_dir\?"):
+        train(cfg, resume=True, show_progress=False)
+    real_save = train_module.save_training_state
+
+    def stopped(path: Path, *args: object, **kwargs: object) -> None:
+        real_save(path, *args, **kwargs)  # type: ignore[arg-type]
+        Path(f"{path}.state.json").unlink()  # as if stopped before the JSON was written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_training_state", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, show_progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ModelError, match=r"last\.state\.json: resume: the run stopped while it "
+                                         r"saved its first epoch, so there is no epoch to go "
+                                         r"on from; start it again without --resume"):
+        train(cfg, resume=True, show_progress=False)
+    assert train(cfg, show_progress=False)["steps"] == 2
+
+
 @pytest.mark.parametrize("cut", ["before", "between"])
 def test_a_run_stopped_while_writing_its_average_resumes_to_write_it(
     tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch, cut: str,
