@@ -222,11 +222,13 @@ def _replace_last(out_dir: Path) -> None:
 
 
 def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            extra: torch.nn.Module | None = None) -> dict[str, Any]:
+            extra: torch.nn.Module | None = None, *, repair: bool = True) -> dict[str, Any]:
     """Load ``out_dir/last.*`` into ``model``, ``optimizer`` (and ``extra``) after checking
     that the files come from one save and the config is the run's; returns the state's info.
     ``last.*`` that cannot be resumed (a save cut short) give way to ``previous.*`` when
-    those can: that epoch is trained again, as the run would have trained it."""
+    those can: that epoch is trained again, as the run would have trained it. Only a
+    ``repair`` call (DDP's rank 0: every rank restores) copies ``previous.*`` over them:
+    ranks copying at once through the same temporary files crashed one another."""
     try:
         info = _restore(cfg, cfg.out_dir / "last", model, optimizer, extra)
     except ModelError as exc:
@@ -239,7 +241,8 @@ def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opt
             raise exc from None
         log.warning("%s; resuming from the save before it, %s.* (epoch %d)", exc,
                     previous, int(info["epoch"]) + 1)
-        _replace_last(cfg.out_dir)
+        if repair:
+            _replace_last(cfg.out_dir)
     done = int(info["epoch"]) + 1
     # else it trained nothing, silently (as a spent time limit did)
     if done >= cfg.epochs and not averaged_pending(cfg, info):

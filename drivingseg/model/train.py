@@ -252,7 +252,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         model.load_state_dict(initial.state_dict())
     info: dict[str, Any] = {}
     if resume:
-        info = restore(cfg, model, opt, None if fine_head is None else fine_head.head)
+        info = restore(cfg, model, opt, None if fine_head is None else fine_head.head,
+                       repair=main)
         start_epoch, step = int(info["epoch"]) + 1, int(info["step"])
         best, history = float(info.get("best", -1.0)), list(info.get("history", []))
         elapsed_before = float(info.get("elapsed_s", 0.0))

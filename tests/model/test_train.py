@@ -954,3 +954,28 @@ def test_a_save_cut_short_twice_still_resumes(
         train(cfg, resume=True, show_progress=False)
     monkeypatch.undo()
     assert train(cfg, resume=True, show_progress=False)["steps"] == 3
+
+
+def test_only_the_repairing_rank_copies_previous_over_a_cut_save(
+    tmp_path: Path, small_camvid: Path,
+) -> None:
+    """Under torchrun every rank restores: each copied previous.* over the broken last.*
+    through the same temporary files, so one rank's os.replace found the file gone
+    (FileNotFoundError) and the job died. Only rank 0 (``repair``) copies; every rank
+    still goes on from previous.*."""
+    from drivingseg.model.resume import restore
+
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, epochs=3))
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=2)),
+          show_progress=False)
+    run = tmp_path / "run"
+    (run / "last.safetensors").write_bytes((run / "previous.safetensors").read_bytes())
+    broken = {name: (run / name).read_bytes() for name in LAST}
+    model = UNet(cfg.model)
+    info = restore(cfg, model, torch.optim.AdamW(model.parameters()), repair=False)
+    assert info["epoch"] == 0
+    assert {name: (run / name).read_bytes() for name in LAST} == broken
+    info = restore(cfg, model, torch.optim.AdamW(model.parameters()))
+    assert info["epoch"] == 0
+    assert {name: (run / name).read_bytes() for name in LAST} == {
+        name: (run / name.replace("last", "previous")).read_bytes() for name in LAST}
