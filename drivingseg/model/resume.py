@@ -235,8 +235,9 @@ def restore(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opt
         previous = cfg.out_dir / PREVIOUS
         if not all(path.is_file() for path in _files(previous)):
             raise
-        try:
+        try:  # previous.* may be of another run: a new one's first save keeps the old last.*
             info = _restore(cfg, previous, model, optimizer, extra)
+            _check_same_config(cfg, info)
         except ModelError:
             raise exc from None
         log.warning("%s; resuming from the save before it, %s.* (epoch %d)", exc,

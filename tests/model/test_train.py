@@ -979,3 +979,30 @@ def test_only_the_repairing_rank_copies_previous_over_a_cut_save(
     assert info["epoch"] == 0
     assert {name: (run / name).read_bytes() for name in LAST} == {
         name: (run / name.replace("last", "previous")).read_bytes() for name in LAST}
+
+
+def test_a_new_run_cut_in_its_first_save_does_not_resume_the_run_before_it(
+    tmp_path: Path, small_camvid: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new run in an out_dir keeps the earlier run's last.* as previous.* at its first
+    save; cut there, --resume went on from the earlier run's last epoch, with the new
+    run's other seed and learning rate, silently (one warning)."""
+    train(load_train_config(_write_config(tmp_path, small_camvid, epochs=2)),
+          show_progress=False)
+    new = load_train_config(_write_config(tmp_path, small_camvid, epochs=4, lr=0.01))
+    real_save = train_module.save_checkpoint
+
+    def cut(path: Path, *args: object, **kwargs: object) -> Path:
+        if Path(path).name == "last":
+            raise KeyboardInterrupt
+        return real_save(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_module, "save_checkpoint", cut)
+    with pytest.raises(KeyboardInterrupt):
+        train(new, show_progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ModelError, match=r"last: resume: last\.json is from epoch 1 \(step 2\) "
+                                         r"but last\.state\.json from epoch 0 \(step 1\): a "
+                                         r"save was interrupted"):
+        train(new, resume=True, show_progress=False)
+    assert [h["epoch"] for h in train(new, show_progress=False)["history"]] == [0, 1, 2, 3]
