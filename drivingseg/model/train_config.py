@@ -308,6 +308,12 @@ def load_train_config(
         kwargs[key] = _typed(value, _TRAIN_KEYS[key], f"train.{key}", p)
         if key in _MINIMUM and kwargs[key] < _MINIMUM[key]:
             raise ModelError(f"train.{key}: {value!r} must be >= {_MINIMUM[key]}", path=p)
+    if kwargs.get("jitter", 0.0) >= 1.0:  # 40 meant as percent drew negative gains
+        raise ModelError(f"train.jitter: {kwargs['jitter']!r} must be < 1 (a fraction of "
+                         "each colour gain: 0.4 is +-40 %)", path=p)
+    if kwargs.get("distill_temperature", 1.0) <= 0.0:  # 0 made the loss NaN, < 0 inverted it
+        raise ModelError(f"train.distill_temperature: {kwargs['distill_temperature']!r} must "
+                         "be > 0", path=p)
     if not 0.0 <= kwargs.get("copy_paste", 0.0) <= 1.0:
         raise ModelError(f"train.copy_paste: {kwargs['copy_paste']!r} is not a probability in "
                          "[0, 1]", path=p)

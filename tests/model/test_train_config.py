@@ -158,3 +158,25 @@ def test_seeds_out_of_range_are_refused(tmp_path: Path, old: str, new: str, matc
 def test_the_largest_seed_is_taken(tmp_path: Path) -> None:
     cfg = load_train_config(_config(tmp_path, "seed: 9223372036854775807\n" + BASE))
     assert cfg.seed == 2**63 - 1
+
+
+@pytest.mark.parametrize(("value", "match"), [
+    ("jitter: 40", r"train\.jitter: 40\.0 must be < 1 \(a fraction of each colour gain: 0\.4 "
+                   r"is \+-40 %\)"),
+    ("jitter: 1", r"train\.jitter: 1\.0 must be < 1"),
+    ("distill_temperature: 0", r"train\.distill_temperature: 0\.0 must be > 0"),
+    ("distill_temperature: -2", r"train\.distill_temperature: -2\.0 must be > 0"),
+])
+def test_jitter_and_temperature_out_of_range_are_refused(
+    tmp_path: Path, value: str, match: str,
+) -> None:
+    """``jitter: 40`` (meant as percent) drew negative colour gains, so nearly every
+    training pixel was clipped to 0 or 255; a distillation temperature of 0 turned the
+    loss NaN after an epoch (reported as a learning rate too high), a negative one
+    inverted the teachers' targets; all were taken."""
+    path = _config(tmp_path, BASE.replace("batch_size: 2}", f"batch_size: 2, {value}}}", 1))
+    with pytest.raises(ModelError, match=r"train\.yaml: " + match):
+        load_train_config(path)
+    good = BASE.replace("batch_size: 2}", "batch_size: 2, jitter: 0.4, distill_temperature: 2}")
+    cfg = load_train_config(_config(tmp_path, good))
+    assert (cfg.jitter, cfg.distill_temperature) == (0.4, 2.0)
