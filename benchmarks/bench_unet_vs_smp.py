@@ -10,9 +10,14 @@ bfloat16). The input size defaults to the shipped model's; training uses the shi
 recipe's bfloat16 autocast and channels-last memory unless ``--no-amp``.
 
 smp needs torchvision and timm, which drivingseg must not depend on: run this from a
-separate virtualenv that has them plus drivingseg (see docs/MODEL.md)::
+separate virtualenv that has them plus drivingseg (set up as docs/MODEL.md, "Comparison with
+segmentation_models_pytorch", shows)::
 
     /work/smpvenv/bin/python benchmarks/bench_unet_vs_smp.py --epochs 8 --json out.json
+
+Without CamVid (``$DRIVINGSEG_DATA/camvid`` or ``--data``) it prints a skip message and
+exits with status 0; run without smp it says how to set up that virtualenv and exits with
+status 1.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import data_root, positive_int  # benchmarks/_common.py: imports this checkout
 from torch import nn
 from torch.nn import functional
 from torch.utils.data import DataLoader
@@ -40,7 +46,20 @@ from drivingseg.model.metrics import ConfusionMatrix
 from drivingseg.model.train import class_weights
 from drivingseg.model.unet import UNet, count_parameters
 
-REPO = Path(__file__).resolve().parents[1]
+SMP_SETUP = """\
+segmentation_models_pytorch cannot be imported by {python} ({error}).
+This benchmark runs from a separate virtualenv with smp, torchvision and timm, which
+drivingseg must not depend on (do not install them in the project's .venv). From the
+repository root (docs/MODEL.md, "Comparison with segmentation_models_pytorch"):
+
+    python3 -m venv /work/smpvenv
+    /work/smpvenv/bin/pip install "torch==2.13.0,!=2.13.0+cpu" torchvision==0.28.0 \\
+        segmentation-models-pytorch
+    /work/smpvenv/bin/pip install -e . --no-deps
+    /work/smpvenv/bin/pip install pyyaml tqdm opencv-python-headless safetensors mcap \\
+        mcap-ros2-support rosbags
+    /work/smpvenv/bin/python benchmarks/bench_unet_vs_smp.py --epochs 8 --json bench.json
+"""
 
 
 def _samples(root: Path, val_seq: str, limit: int | None) -> tuple[list[Sample], list[Sample]]:
@@ -117,9 +136,10 @@ def _shipped_input() -> tuple[int, int]:
     return int(meta["input"]["width"]), int(meta["input"]["height"])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "camvid")
+    p.add_argument("--data", type=Path, default=data_root() / "camvid",
+                   help="CamVid in the SegNet layout (default: $DRIVINGSEG_DATA/camvid)")
     p.add_argument("--val-sequence", default="0006R0")
     p.add_argument("--epochs", type=int, default=2)
     width, height = _shipped_input()
@@ -132,18 +152,18 @@ def main() -> int:
     p.add_argument("--limit", type=int, help="use only the first N training frames")
     p.add_argument("--encoder", default="resnet18", help="smp encoder (no pretrained weights)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=20, help="timed inference runs")
+    p.add_argument("--runs", type=positive_int, default=20, help="timed inference runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"skipped: CamVid not found at {args.data} (set DRIVINGSEG_DATA or --data)")
+        return 0
     try:
         import segmentation_models_pytorch as smp
-    except ImportError:
-        print("segmentation_models_pytorch is not installed in this environment; "
-              "see the module docstring", file=sys.stderr)
-        return 1
-    if not args.data.is_dir():
-        print(f"CamVid not found at {args.data}", file=sys.stderr)
+    except (ImportError, RuntimeError) as exc:  # RuntimeError: torchvision built for another torch
+        print(SMP_SETUP.format(python=sys.executable, error=f"{type(exc).__name__}: {exc}"),
+              file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
     spec = InputSpec(width=args.width, height=args.height)
