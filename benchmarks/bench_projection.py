@@ -9,6 +9,10 @@ thread (BLAS/OpenMP and torch limited to one). Reports, measured in the same run
 * the memory-bound floor: bytes that must move (read the Nx4 float32 scan, write the
   float32 depth image) divided by the copy bandwidth of a large numpy copy.
 
+Before anything is timed, the torch input's image is checked equal to the numpy input's,
+and the Python loop's image to ``depth_image``'s on the loop's subset; a difference stops the
+run with status 1.
+
 Skips with a message when the shared KITTI raw drive is absent.
 """
 
@@ -29,7 +33,7 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _common import data_root, median_ms  # noqa: E402
+from _common import data_root, median_ms, positive_int  # noqa: E402
 
 from drivingseg.calibration.kitti import load_kitti_raw_rig  # noqa: E402
 from drivingseg.calibration.types import Rig  # noqa: E402
@@ -72,7 +76,7 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50, help="timed runs per variant")
+    parser.add_argument("--runs", type=positive_int, default=50, help="timed runs per variant")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -92,14 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     tpoints = torch.from_numpy(points)
 
     ref = depth_image(points, rig)
-    t_numpy = median_ms(lambda: depth_image(points, rig), args.runs)
-    t_torch = median_ms(lambda: depth_image(tpoints, rig), args.runs)
-
+    if not np.array_equal(np.asarray(depth_image(tpoints, rig)), ref):
+        print("error: depth_image of the torch input differs from the numpy input's",
+              file=sys.stderr)
+        return 1
     subset = points[:LOOP_SUBSET]
     loop_img = python_loop(subset, rig)
     if not np.allclose(loop_img, depth_image(subset, rig), atol=1e-4):
         print("error: the Python loop and depth_image disagree", file=sys.stderr)
         return 1
+
+    t_numpy = median_ms(lambda: depth_image(points, rig), args.runs)
+    t_torch = median_ms(lambda: depth_image(tpoints, rig), args.runs)
     t_loop_sub = statistics.median(_timed(lambda: python_loop(subset, rig)) for _ in range(3))
     t_loop = t_loop_sub * 1e3 * n / len(subset)
 
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pixels with depth", f"{int(np.count_nonzero(ref))}"),
         ("depth_image numpy, median ms", f"{t_numpy:.3f}"),
         ("depth_image torch-cpu, median ms", f"{t_torch:.3f}"),
+        ("torch-cpu / numpy", f"{t_torch / t_numpy:.2f}x"),
         (f"python loop ms (timed on {len(subset)} pts, x{n / len(subset):.2f})", f"{t_loop:.1f}"),
         ("speed-up numpy vs loop", f"{t_loop / t_numpy:.0f}x"),
         ("bytes moved (scan read + float32 image write)", f"{moved}"),
@@ -126,15 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         result = {
             "points": n,
+            "pixels_with_depth": int(np.count_nonzero(ref)),
             "image": [h, w],
             "runs": args.runs,
             "numpy_ms": t_numpy,
             "torch_cpu_ms": t_torch,
             "python_loop_ms_extrapolated": t_loop,
             "python_loop_subset_points": len(subset),
+            "speedup_numpy_vs_loop": t_loop / t_numpy,
+            "torch_cpu_vs_numpy": t_torch / t_numpy,
             "bytes_moved": moved,
             "copy_bandwidth_gbs": bandwidth,
             "floor_ms": t_floor,
+            "numpy_vs_floor": t_numpy / t_floor,
         }
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
