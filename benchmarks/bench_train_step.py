@@ -16,6 +16,7 @@ import sys
 import time
 
 import torch
+from _common import positive_int  # benchmarks/_common.py: also imports this checkout
 from torch.nn import functional
 
 from drivingseg.model.config import ModelConfig
@@ -45,10 +46,10 @@ def step_s(channels_last: bool, bf16: bool, args: argparse.Namespace) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=int, default=320)
-    parser.add_argument("--height", type=int, default=240)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per variant")
+    parser.add_argument("--width", type=positive_int, default=320)
+    parser.add_argument("--height", type=positive_int, default=240)
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--steps", type=positive_int, default=4, help="timed steps per variant")
     parser.add_argument("--num-threads", type=int, default=0, help="0 = torch's default")
     args = parser.parse_args()
     if args.num_threads:

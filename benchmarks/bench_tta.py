@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from _common import data_root
+from _common import data_root, positive_int
 
 from drivingseg.model.config import TTA_PRESETS
 from drivingseg.model.infer import Segmenter, cpu_has_native_bf16
@@ -43,7 +43,7 @@ def seconds_per_frame(seg: Segmenter | TTASegmenter, frame: np.ndarray, runs: in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="timed calls per figure")
+    parser.add_argument("--runs", type=positive_int, default=5, help="timed calls per figure")
     parser.add_argument("--fp16", choices=("auto", "on", "off"), default="auto",
                         help="bfloat16 on this CPU (auto: where it is native)")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: all)")
@@ -71,6 +71,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "frame": str(FRAME), "fp16": fp16, "threads": torch.get_num_threads(),
+            "runs": args.runs,
             "python": sys.version.split()[0], "torch": torch.__version__, "rows": rows,
         }, indent=2) + "\n")
     return 0
