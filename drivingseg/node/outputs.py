@@ -9,12 +9,10 @@ Output nodes listen to ``/detections/cars`` only when some node publishes it.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +29,7 @@ from drivingseg.node.detection import (
 from drivingseg.node.messages import Detections, Mask
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node, Subscription
+from drivingseg.node.video_slots import VideoSlots, camera_rate_hz
 
 __all__ = [
     "PALETTE_RGB",
@@ -221,8 +220,7 @@ def _even(bgr: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 
 _RATE_FRAMES = 4
-"""Masks whose stamps measure the camera rate: the smallest step between them (a frame
-dropped on the way makes a step longer, never shorter)."""
+"""Masks whose stamps measure the camera rate (see :func:`camera_rate_hz`)."""
 
 _FALLBACK_FPS = 10.0
 """Frame rate of a video with ``fps`` 0 whose masks give no rate (a single frame) or one
@@ -230,22 +228,19 @@ outside ``[_MIN_FPS, _MAX_FPS]``, the range of the ``fps`` parameter."""
 
 _MIN_FPS, _MAX_FPS = 0.1, 1000.0
 
-
-def stamp_rate_hz(stamps_ns: Sequence[int]) -> float | None:
-    """The rate of frames stamped ``stamps_ns``, from their smallest step (None: no step)."""
-    steps = [b - a for a, b in itertools.pairwise(stamps_ns) if b > a]
-    return 1e9 / min(steps) if steps else None
-
-
 class VideoWriter(OverlayOutput):
     """Writes the colourised overlays, with boxes, into a video through OpenCV (``mp4v``
     for .mp4).
 
     With ``fps`` 0 the video runs at the camera's rate, measured from the first masks'
-    stamps (held until then), so that it plays as fast as the drive; a fixed ``fps`` that
-    differs from that rate by more than 10 % is warned about (a 20 Hz bag in a 10 fps video
-    played at half speed, silently). An earlier video at ``path`` is removed when the graph
-    starts, so that a run that writes no frame does not leave another run's video behind.
+    stamps and frame numbers (held until then), and each frame stays on screen until the
+    next mask's stamp (:class:`~drivingseg.node.video_slots.VideoSlots`), so that it plays
+    as fast as the drive also where frames were dropped (dropped frames had made it half
+    the rate, each gap one frame: faster than the drive). A fixed ``fps`` writes one frame
+    per mask, warned about when it differs from the camera rate by more than 10 % (a 20 Hz
+    bag in a 10 fps video played at half speed, silently). An earlier video at ``path`` is
+    removed when the graph starts, so that a run that writes no frame does not leave
+    another run's video behind.
     """
 
     type_name = "video_writer"
@@ -264,10 +259,16 @@ class VideoWriter(OverlayOutput):
         self.video: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.written = 0
+        """Masks written (each once, however long it is held)."""
+        self.frames_written = 0
+        """Frames in the file: the masks and the repeats that hold them over gaps."""
         self.fps_written: float | None = None
         """The frame rate in the file, once it is open."""
         self._stamps_ns: list[int] = []
-        self._held: list[npt.NDArray[Any]] = []
+        self._indexes: list[int] = []
+        self._held: list[tuple[int, npt.NDArray[Any]]] = []
+        self._slots: VideoSlots | None = None
+        self._last: npt.NDArray[Any] = np.zeros((0, 0, 3), np.uint8)
 
     def setup(self) -> None:
         super().setup()
@@ -309,17 +310,18 @@ class VideoWriter(OverlayOutput):
         bgr: npt.NDArray[Any] = _even(self.overlay_bgr(mask, dets))
         if len(self._stamps_ns) < _RATE_FRAMES:
             self._stamps_ns.append(mask.stamp_ns)
+            self._indexes.append(mask.frame.index)
             if len(self._stamps_ns) == _RATE_FRAMES:
                 self._check_rate()
             if self.video is None and self.p["fps"] == 0.0 and \
                     len(self._stamps_ns) < _RATE_FRAMES:
-                self._held.append(bgr)
+                self._held.append((mask.stamp_ns, bgr))
                 return
-        self._write(bgr)
+        self._write(mask.stamp_ns, bgr)
 
     def _check_rate(self) -> None:
         """Warn when a fixed ``fps`` is not the rate of the masks' stamps."""
-        rate_hz = stamp_rate_hz(self._stamps_ns)
+        rate_hz = camera_rate_hz(self._stamps_ns, self._indexes)
         fps = self.p["fps"]
         if fps == 0.0 or rate_hz is None or abs(rate_hz - fps) <= 0.1 * fps:
             return
@@ -329,12 +331,12 @@ class VideoWriter(OverlayOutput):
 
     def _open(self, bgr: npt.NDArray[Any]) -> cv2.VideoWriter:
         """Open the video at ``bgr``'s size and the frame rate of ``fps`` or the stamps."""
-        fps = self.p["fps"]
+        fps, hold = self.p["fps"], False
         if fps == 0.0:
-            rate_hz = stamp_rate_hz(self._stamps_ns)
+            rate_hz = camera_rate_hz(self._stamps_ns, self._indexes)
             if rate_hz is not None and _MIN_FPS <= rate_hz <= _MAX_FPS:
-                fps = rate_hz
-                log.info("%s: writing %s at %.3g fps, the masks' rate", self.name,
+                fps, hold = rate_hz, True
+                log.info("%s: writing %s at %.3g fps, the camera's rate", self.name,
                          self.p["path"], fps)
             else:  # one frame, or stamps no video can play at (1 ns apart)
                 fps = _FALLBACK_FPS
@@ -349,23 +351,32 @@ class VideoWriter(OverlayOutput):
                 f"OpenCV cannot write {self.p['path']!r} with codec {self.p['fourcc']!r}",
                 "fourcc")
         self.fps_written = fps
+        self._slots = VideoSlots(fps, hold, self.name)
         return video
 
-    def _write(self, bgr: npt.NDArray[Any]) -> None:
-        """Write the held frames, then ``bgr`` (resized to the video's size)."""
-        frames, self._held = [*self._held, bgr], []
+    def _write(self, stamp_ns: int, bgr: npt.NDArray[Any]) -> None:
+        """Write the held frames, then ``bgr`` (resized to the video's size), each after
+        the previous frame held over the slots up to its own."""
+        frames, self._held = [*self._held, (stamp_ns, bgr)], []
         if self.video is None:
-            self.video = self._open(frames[0])
-        for frame in frames:
+            self.video = self._open(frames[0][1])
+        assert self._slots is not None
+        for stamp, frame in frames:
             if self.size != (frame.shape[1], frame.shape[0]):
                 frame = cv2.resize(frame, self.size)
+            previous = self._slots.last
+            for _ in range(self._slots.place(stamp) - previous - 1):
+                self.video.write(self._last)
+                self.frames_written += 1
             self.video.write(frame)
+            self._last = frame
             self.written += 1
+            self.frames_written += 1
 
     def shutdown(self) -> None:
         try:
             if self._held:  # fewer masks came than measure the rate: at what they give
-                self._write(self._held.pop())
+                self._write(*self._held.pop())
         finally:
             if self.video is not None:
                 self.video.release()

@@ -278,7 +278,8 @@ def _video_rate_and_frames(path: Path) -> tuple[float, int]:
 @pytest.mark.parametrize("count", [2, 6])
 def test_video_fps_0_runs_at_the_masks_rate(tmp_path: Path, count: int) -> None:
     """``fps`` 0: a 20 Hz camera (one frame dropped on the way) makes a 20 fps video with
-    every frame, also when fewer frames come than measure the rate."""
+    every frame, the first held over the dropped one, also when fewer frames come than
+    measure the rate."""
     path = tmp_path / "overlay.mp4"
     video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False,
                                                        "fps": 0.0})
@@ -290,8 +291,40 @@ def test_video_fps_0_runs_at_the_masks_rate(tmp_path: Path, count: int) -> None:
     video.shutdown()
     assert video.fps_written == pytest.approx(10.0 if count == 2 else 20.0)
     fps, frames = _video_rate_and_frames(path)
-    assert frames == count == video.written
+    assert video.written == count
+    assert frames == video.frames_written == (2 if count == 2 else 7)
     assert fps == pytest.approx(video.fps_written)
+
+
+def test_a_video_of_a_replay_that_dropped_frames_plays_as_long_as_the_drive(
+        tmp_path: Path) -> None:
+    """The masks of a real replay of the 10 Hz KITTI drive on a CPU too slow for it (19 of
+    30 frames dropped at ``/fused -> segmentation``): the video was written at 5 fps, the
+    smallest step between the first masks, with one frame per mask, so its 11 frames
+    played in 2.2 s a drive of 3 s, every gap as one frame. It runs at the camera's rate
+    (frame numbers tell a dropped frame from a slower camera), each mask held until the
+    next one's stamp."""
+    path = tmp_path / "overlay.mp4"
+    video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False,
+                                                       "fps": 0.0})
+    video.setup()
+    video.open_outputs()
+    numbers = [0, 2, 5, 9, 13, 16, 20, 23, 26, 28, 29]
+    for k, number in enumerate(numbers):
+        stamp = 1_317_042_000_000_000_000 + number * 100_000_000
+        ids = np.full((48, 64), k % 2, np.uint8)  # odd masks road (magenta), even not drawn
+        frame = CameraFrame(stamp, np.zeros((48, 64, 3), np.uint8), index=number)
+        video.on_mask(Mask(frame, ids, ("background", "road"), Timing(stamp, k, 0), 0))
+    video.on_inputs_closed()
+    video.shutdown()
+    fps, frames = _video_rate_and_frames(path)
+    assert (fps, frames) == (pytest.approx(10.0), 30)  # was (5.0, 11)
+    assert video.frames_written == 30 and video.written == len(numbers)
+    capture = cv2.VideoCapture(str(path))
+    magenta = [bool(capture.read()[1][:, :, 2].mean() > 60) for _ in range(frames)]
+    capture.release()
+    shown = [max(k for k, n in enumerate(numbers) if n <= slot) for slot in range(30)]
+    assert magenta == [k % 2 == 1 for k in shown]
 
 
 @pytest.mark.parametrize(("step_ns", "warned"), [(50_000_000, True), (100_000_000, False)])
