@@ -304,8 +304,9 @@ class CameraSource(RecordingSource):
         else:
             self.rig = self.recording.rig()
             if self.rig is None:
-                log.warning("%s: the recording has no calibration; fusion will need one",
-                            self.name)
+                note = getattr(self.recording, "rig_note", "")
+                log.warning("%s: the recording has no calibration%s; fusion will need one",
+                            self.name, f" ({note})" if note else "")
         size = ((self.rig.camera.height, self.rig.camera.width) if self.rig is not None
                 else self._first_frame_size())
         if size is not None:

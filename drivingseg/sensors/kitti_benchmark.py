@@ -137,6 +137,8 @@ class KittiBenchmark(Recording):
         self._ids: list[str] = []
         self._has_lidar = False
         self._has_calib = False
+        self.rig_note = ""
+        """Why :meth:`rig` is None (``drivingseg info`` shows it); empty with a rig."""
         self._camera_frame_id = f"image_{camera}"
         self._lidar_frame_id = "velodyne"
 
@@ -173,10 +175,12 @@ class KittiBenchmark(Recording):
         if self._has_lidar:
             self._check_all_exist(ids, self.velodyne_dir, ".bin", RecordingError)
         self._has_calib = self.calib_dir.is_dir()
+        self.rig_note = ""
         if self._has_calib:
             self._check_all_exist(ids, self.calib_dir, ".txt", CalibrationError)
         else:
-            log.info("no calib/ folder in %s; rig() is None", self.path)
+            self.rig_note = f"no {self.calib_dir.name}/ folder beside {self.image_dir.name}/"
+            log.info("%s: %s; rig() is None", self.path, self.rig_note)
         self._ids = ids
         if self._has_calib:
             first = load_kitti_object_rig(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import operator
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 LIDAR_FOLDER = "velodyne_points"
 CALIB_FILES = ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt")
+_DATE = re.compile(r"\d{4}_\d{2}_\d{2}")
 EXTRACT_HINT = (
     "this is KITTI raw's unsynced 'extract' layout (velodyne scans as text, camera images "
     "not rectified, so the calibration's rectified projection does not fit them), which "
@@ -229,6 +231,8 @@ class KittiRawDrive(Recording):
         self._camera: _Stream | None = None
         self._lidar: _Stream | None = None
         self._rig: Rig | None = None
+        self.rig_note = ""
+        """Why :meth:`rig` is None (``drivingseg info`` shows it); empty with a rig."""
         self._sizes = SizeWatch(str(self.path))
 
     @property
@@ -289,8 +293,15 @@ class KittiRawDrive(Recording):
     def _load_rig(self) -> Rig | None:
         present = [name for name in CALIB_FILES if (self.calib_dir / name).is_file()]
         if not present and not self._calib_explicit:
-            log.info("no KITTI calibration in %s; rig() is None", self.calib_dir)
+            # KITTI ships a date's calibration apart from its drives (<date>_calib.zip),
+            # so a drive downloaded alone has none: say where it was looked for
+            date = self.calib_dir.name
+            zip_hint = f" (KITTI's {date}_calib.zip)" if _DATE.fullmatch(date) else ""
+            self.rig_note = (f"no {' or '.join(CALIB_FILES)} in the date folder "
+                             f"{str(self.calib_dir)!r}{zip_hint}")
+            log.info("%s: %s; rig() is None", self.path, self.rig_note)
             return None
+        self.rig_note = ""
         return load_kitti_raw_rig(self.calib_dir, camera=self.camera_index)
 
     def _close(self) -> None:

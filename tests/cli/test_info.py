@@ -121,3 +121,28 @@ def test_sigterm_during_info_removes_the_decompressed_bag(tmp_path: Path) -> Non
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 130, done.stderr
     assert list(scratch.iterdir()) == []
+
+
+def test_info_says_where_the_calibration_of_a_kitti_drive_was_looked_for(
+        kitti_raw_drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real drive downloaded without its date's calibration (KITTI ships it apart):
+    info printed 'rig: none' and nothing else, where a bag's says why."""
+    date = tmp_path / "2011_09_26"
+    drive = date / kitti_raw_drive.name
+    drive.mkdir(parents=True)
+    for name in ("image_02", "velodyne_points"):
+        (drive / name).symlink_to(kitti_raw_drive / name, target_is_directory=True)
+    assert main(["info", str(drive)]) == 0
+    rig_line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("rig:"))
+    assert rig_line == ("rig:       none (no calib_cam_to_cam.txt or calib_velo_to_cam.txt in "
+                        f"the date folder {str(date)!r} (KITTI's 2011_09_26_calib.zip))")
+
+
+def test_info_says_a_kitti_object_folder_has_no_calib_folder(
+        kitti_object_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "training"
+    folder.mkdir()
+    for name in ("image_2", "velodyne"):
+        (folder / name).symlink_to(kitti_object_root / name, target_is_directory=True)
+    assert main(["info", str(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rig"] == "none (no calib/ folder beside image_2/)"
