@@ -135,3 +135,11 @@ def test_the_format_example_of_launch_readme_builds(tmp_path: Path) -> None:
     assert {"camera", "segmentation", "latency"} <= set(nodes)
     added = [n for n in desc.nodes if n.path == file]
     assert added and all(n.name in nodes for n in added)
+
+
+def test_replay_kitti_passes_calibration_to_the_camera_source() -> None:
+    """``drivingseg replay DRIVE calibration:=DIR`` (a drive downloaded without its date's
+    calibration) was refused as an unknown argument: replay_kitti.yaml did not declare it."""
+    nodes = resolved("replay_kitti", "input:=synthetic", "calibration:=my_rig.yaml")
+    assert nodes["camera"].p["calibration"] == "my_rig.yaml"
+    assert nodes["fusion"].p["calibration"] == ""
