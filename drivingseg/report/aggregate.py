@@ -22,7 +22,7 @@ from drivingseg.report.inputs import ReportInput
 from drivingseg.report.worker import STAGES, ChunkResult, ChunkTask, FrameResult
 
 __all__ = ["CLASS_ALIASES", "FORMAT", "GalleryPick", "build_report", "class_columns",
-           "class_value", "collect", "pick_gallery"]
+           "class_value", "collect", "pick_gallery", "scoring_precision"]
 
 FORMAT = "drivingseg-report/1"
 BOX_CLASSES = ("Car", "Van")
@@ -210,6 +210,15 @@ def _detection(frames: Sequence[FrameResult]) -> dict[str, Any] | None:
     return out
 
 
+def scoring_precision(device: str) -> str:
+    """The precision the report's segmenters run in (``fp16`` auto: float16 on CUDA, else
+    float32), which the streaming node may not share (bfloat16 on a CPU that has it): said
+    in the report so that its masks and the node's can be told apart."""
+    from drivingseg.model.device import torch_device
+
+    return "float16" if torch_device(device).type == "cuda" else "float32"
+
+
 def latency_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
     """n, mean, p50/p90/p99, max (ms) and the samples themselves."""
     arr = np.asarray(samples_ms, dtype=np.float64)
@@ -282,7 +291,7 @@ def build_report(
         inputs.append(entry)
     report: dict[str, Any] = {"format": FORMAT}
     for key in ("created_utc", "command", "weights", "input_size", "resize", "tta", "device",
-                "executor", "wall_s"):
+                "precision", "executor", "wall_s"):
         report[key] = meta.get(key)
     report.update({
         "inputs": inputs,

@@ -104,7 +104,8 @@ def _header(report: Mapping[str, Any]) -> str:
         ("weights", f"<code>{escape(str(report.get('weights', _NONE)))}</code>"),
         ("input size", escape(f"{size_text}, {report.get('resize') or 'stretch'}")),
         ("test-time augmentation", escape(str((report.get("tta") or {}).get("summary", "off")))),
-        ("device", escape(str(report.get("device", _NONE)))),
+        ("device", escape(f"{report.get('device', _NONE)}, "
+                          f"{report.get('precision') or 'float32'}")),
         ("executor", escape(str(report.get("executor", _NONE)))),
         ("wall time", _NONE if wall is None else f"{float(wall):.1f} s"),
         ("created", escape(str(report.get("created_utc", _NONE)))),

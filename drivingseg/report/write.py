@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.fileio import write_texts_together
-from drivingseg.report.aggregate import class_value
+from drivingseg.report.aggregate import class_value, scoring_precision
 from drivingseg.report.fleet import Progress, cpu_count, describe_executor, run_tasks
 from drivingseg.report.worker import (
     RANGE_EDGES_M,
@@ -196,6 +196,7 @@ def make_report(
             "created_utc": created, "command": command, "weights": str(ckpt.path),
             "input_size": [ckpt.spec.width, ckpt.spec.height], "resize": RESIZE_MODES[0],
             "device": device,
+            "precision": scoring_precision(device),
             "tta": tta_record(tta),
             "executor": describe_executor(n_workers, ray)}
         items = gallery_items(specs, picks)

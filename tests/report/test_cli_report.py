@@ -107,6 +107,8 @@ def test_tta_is_applied_recorded_and_shown(
     one = json.loads((plain / "report.json").read_text())
     two = json.loads((flip / "report.json").read_text())
     assert one["tta"] is None and two["tta"]["views"] == 2
+    # The precision is recorded and shown: the node's bfloat16 masks differ in a few pixels.
+    assert one["precision"] == "float32" and "cpu, float32" in (plain / "report.html").read_text()
     assert two["command"].endswith("--tta flip") and "--tta" not in one["command"]
     assert "scales 1, each mirrored too (2 views)" in (flip / "report.html").read_text()
     ious = [[f["iou"] for f in r["frames"]] for r in (one, two)]
