@@ -17,19 +17,37 @@ import logging
 import time
 from typing import Any, ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 from drivingseg.calibration.load import load_rig_any
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import DrivingsegError
 from drivingseg.fusion.channels import lidar_channels
 from drivingseg.fusion.projection import scale_rig
+from drivingseg.model.config import LIDAR_CHANNELS
 from drivingseg.node.messages import CameraImage, FusedInput, LidarCloud, Mask, SyncedFrames
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node, Subscription
+from drivingseg.node.sources import CameraSource
 from drivingseg.sync import ApproximateTimeSync
 
 __all__ = ["FusionNode", "SegmentationNode", "SyncNode"]
 
 log = logging.getLogger(__name__)
+
+
+def _upstream(node: Node) -> list[Node]:
+    """Every node whose messages reach ``node``, through any chain of topics."""
+    found: list[Node] = []
+    todo = [node]
+    while todo:
+        for sub in todo.pop().subscriptions:
+            for pub in sub.topic.publishers:
+                if pub.node is not node and pub.node not in found:
+                    found.append(pub.node)
+                    todo.append(pub.node)
+    return found
 
 
 class SyncNode(Node):
@@ -176,6 +194,8 @@ class FusionNode(Node):
         self.rig: Rig | None = None
         self._scaled_rig: tuple[Rig | None, tuple[int, int], Rig | None] = (None, (0, 0), None)
         self.compute = self.p["channels"] == "on"
+        self.frames_without_scan = 0
+        """Frames that came without a scan and got empty lidar channels."""
 
     def setup(self) -> None:
         if self.p["calibration"]:
@@ -185,6 +205,7 @@ class FusionNode(Node):
                 raise self.config_error(str(exc), "calibration") from exc
 
     def ready(self) -> None:
+        """Decide ``channels: auto``; check before the first frame that channels can be made."""
         users = [s.node for s in self.pub.topic.subscriptions]
         wanted = any(getattr(n, "wants_lidar_channels", False) for n in users)
         if wanted and self.context.lidar_absent:
@@ -192,9 +213,27 @@ class FusionNode(Node):
             message = (f"the model takes lidar channels, but the recording has no lidar scans "
                        f"({absent}); use an RGB model (weights 'default')")
             raise self.config_error(message, "channels")
+        if wanted and self.p["channels"] == "off":
+            message = (f"{self.p['channels']!r} leaves the model, which takes lidar channels, "
+                       "without them; set it to auto or on, or use an RGB model (weights "
+                       "'default')")
+            raise self.config_error(message, "channels")
         if self.p["channels"] == "auto":
             self.compute = wanted
+        if self.compute and self.rig is None and not self.context.lidar_absent:
+            self._check_calibrated("a model that takes them" if wanted
+                                   else f"channels {self.p['channels']!r}")
         log.info("%s: lidar channels %s", self.name, "on" if self.compute else "off")
+
+    def _check_calibrated(self, why: str) -> None:
+        """Refuse to start, not at the first frame, when an upstream camera has no rig."""
+        missing = [n for n in _upstream(self) if isinstance(n, CameraSource) and n.rig is None]
+        if missing:
+            names = ", ".join(f"{n.name!r} (input {n.p['input']!r})" for n in missing)
+            message = (f"lidar channels are on ({why}), but camera source {names} has no "
+                       "calibration to project the lidar with; give the camera source's "
+                       "calibration (calibration:=PATH) or this node's, or channels off")
+            raise self.config_error(message, "calibration")
 
     def on_synced(self, msg: SyncedFrames) -> None:
         t0 = time.perf_counter_ns()
@@ -202,7 +241,9 @@ class FusionNode(Node):
         rig = self.rig or msg.camera.rig
         scan = msg.lidar.scan if msg.lidar is not None else None
         channels = None
-        if self.compute and scan is not None:
+        if self.compute and scan is None:
+            channels = self._empty_channels(frame.height, frame.width, msg.stamp_ns)
+        elif self.compute and scan is not None:
             if rig is None:
                 raise self.config_error("no calibration to project the lidar with; set it",
                                         "calibration")
@@ -214,6 +255,20 @@ class FusionNode(Node):
             rig = self._scaled(rig, frame.width, frame.height)  # CameraInfo fits the image
         timing = msg.timing.with_stage("fusion", time.perf_counter_ns() - t0)
         self.pub.publish(FusedInput(frame, scan, channels, rig, timing))
+
+    def _empty_channels(self, height: int, width: int, stamp_ns: int) -> npt.NDArray[np.float32]:
+        """A kept frame without a scan (``keep_unmatched``): no point, ``valid`` 0."""
+        self.frames_without_scan += 1
+        if self.frames_without_scan == 1:
+            log.warning("%s: a frame without a lidar scan (stamp_ns %d) gets empty lidar "
+                        "channels (valid 0 everywhere); warned once, the count comes at the "
+                        "end", self.name, stamp_ns)
+        return np.zeros((LIDAR_CHANNELS, height, width), dtype=np.float32)
+
+    def after_run(self) -> None:
+        if self.frames_without_scan:
+            log.warning("%s: %d frames came without a lidar scan and got empty lidar channels",
+                        self.name, self.frames_without_scan)
 
     def _scaled(self, rig: Rig, width: int, height: int) -> Rig:
         """``rig`` scaled to frames of ``width`` x ``height``, kept for the next frame."""

@@ -1,0 +1,168 @@
+"""The processing nodes on real recordings: fusion checks at start what it needs to make
+lidar channels, and gives a frame without a scan (the sync's ``keep_unmatched``) empty
+channels instead of stopping the graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from drivingseg.errors import ConfigError
+from drivingseg.model.checkpoint import save_checkpoint
+from drivingseg.model.config import InputSpec, ModelConfig
+from drivingseg.model.unet import UNet
+from drivingseg.node.graph import Graph
+from drivingseg.node.messages import Mask
+from drivingseg.node.processing import FusionNode, SegmentationNode, SyncNode
+from drivingseg.node.runtime import Node
+from drivingseg.node.sources import CameraSource, LidarSource
+
+
+@pytest.fixture(scope="module")
+def lidar_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained 2-level U-Net taking RGB + the 4 lidar channels (64x48 input)."""
+    torch.manual_seed(0)
+    config = ModelConfig(depth=2, base_channels=4, in_channels=7)
+    path = tmp_path_factory.mktemp("weights") / "tiny_lidar"
+    return save_checkpoint(path, UNet(config).eval(), config, InputSpec(64, 48))
+
+
+def uncalibrated_drive(kitti_raw_drive: Path, root: Path) -> Path:
+    """The real drive's images and scans (linked in place) in a date folder without the
+    calib_*.txt files: a recording without calibration."""
+    drive = root / "2011_09_26" / kitti_raw_drive.name
+    drive.mkdir(parents=True)
+    for name in ("image_02", "velodyne_points"):
+        (drive / name).symlink_to(kitti_raw_drive / name)
+    return drive
+
+
+class Masks(Node):
+    """Keeps every mask it receives."""
+
+    type_name = "masks"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.masks: list[Mask] = []
+        self.create_subscription("/segmentation/mask", Mask, self.masks.append, depth=1000)
+
+
+def perception_graph(camera: dict[str, Any], lidar: dict[str, Any], weights: Path, *,
+                     fusion: dict[str, Any] | None = None,
+                     sync: dict[str, Any] | None = None) -> tuple[Graph, Masks]:
+    graph = Graph(overflow="block")
+    graph.add(CameraSource, "camera", {"rate": 0.0, **camera})
+    graph.add(LidarSource, "lidar", {"rate": 0.0, **lidar})
+    graph.add(SyncNode, "sync", sync or {})
+    graph.add(FusionNode, "fusion", fusion or {})
+    graph.add(SegmentationNode, "segmentation",
+              {"weights": str(weights), "trace": False, "fp16": "off"})
+    return graph, graph.add(Masks, "masks")
+
+
+@pytest.mark.parametrize("channels", ["on", "auto"])
+def test_lidar_channels_without_calibration_are_refused_at_start(
+    kitti_raw_drive: Path, tmp_path: Path, tiny_weights: Path, lidar_weights: Path,
+    channels: str,
+) -> None:
+    """``lidar_channels:=on`` (or a model that takes them) on a recording without
+    calibration failed only at the first frame, after the graph had started and opened
+    its outputs; now at start, naming the camera source and what to set."""
+    drive = uncalibrated_drive(kitti_raw_drive, tmp_path)
+    weights = tiny_weights if channels == "on" else lidar_weights
+    graph, _ = perception_graph({"input": str(drive), "max_frames": 2}, {"input": str(drive)},
+                                weights, fusion={"channels": channels})
+    with pytest.raises(ConfigError, match=r"node 'fusion' \(fusion\): parameter 'calibration': "
+                                          r"lidar channels are on .* camera source 'camera' "
+                                          r"\(input '.*drive_0000_sync'\) has no calibration"):
+        graph.setup()
+
+
+def test_lidar_channels_with_a_calibration_given_start(
+    kitti_raw_root: Path, kitti_raw_drive: Path, tmp_path: Path, tiny_weights: Path
+) -> None:
+    """The check at start leaves a calibration given to the camera source alone."""
+    drive = uncalibrated_drive(kitti_raw_drive, tmp_path)
+    graph, masks = perception_graph(
+        {"input": str(drive), "max_frames": 2, "calibration": str(kitti_raw_root)},
+        {"input": str(drive)}, tiny_weights, fusion={"channels": "on"})
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=120)
+    assert [m.frame.index for m in masks.masks] == [0, 1]
+
+
+def test_a_lidar_model_with_channels_off_is_refused_at_start(
+    kitti_raw_drive: Path, lidar_weights: Path
+) -> None:
+    graph, _ = perception_graph({"input": str(kitti_raw_drive), "max_frames": 1},
+                                {"input": str(kitti_raw_drive)}, lidar_weights,
+                                fusion={"channels": "off"})
+    with pytest.raises(ConfigError, match=r"node 'fusion' \(fusion\): parameter 'channels': "
+                                          r"'off' leaves the model, which takes lidar "
+                                          r"channels, without them"):
+        graph.setup()
+
+
+def drive_with_a_lidar_gap(kitti_raw_drive: Path, path: Path, frames: int,
+                           gap: tuple[int, ...]) -> Path:
+    """An MCAP of the drive's first ``frames`` frames with calibration, without the scans
+    of the frames in ``gap`` (a lidar dropout)."""
+    from drivingseg.outputs.mcap import Ros2McapWriter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    with KittiRawDrive(kitti_raw_drive) as rec, Ros2McapWriter(path) as writer:
+        rig = rec.rig()
+        assert rig is not None
+        writer.write_tf_static(rig.T_cam_velo, rec.camera(0).stamp_ns)
+        for i in range(frames):
+            frame = rec.camera(i)
+            writer.write_image("/camera", frame, frame_id=rig.camera_frame)
+            writer.write_camera_info("/camera_info", rig.camera, frame.stamp_ns)
+            if i not in gap:
+                writer.write_pointcloud("/points", rec.lidar(i), frame_id=rig.lidar_frame)
+    return path
+
+
+def test_kept_frames_without_a_scan_get_empty_channels(
+    kitti_raw_drive: Path, tmp_path: Path, lidar_weights: Path
+) -> None:
+    """With the sync's ``keep_unmatched`` and a lidar-channel model, a frame without a scan
+    stopped the graph with 'set the fusion node's channels to on' (they were on). It is
+    segmented with empty channels (no point, valid 0), the others with their scans."""
+    path = drive_with_a_lidar_gap(kitti_raw_drive, tmp_path / "gap.mcap", 5, gap=(2,))
+    graph, masks = perception_graph({"input": str(path)}, {"input": str(path)}, lidar_weights,
+                                    sync={"keep_unmatched": True})
+    fused: list[Any] = []
+    fusion = next(n for n in graph.nodes if isinstance(n, FusionNode))
+    publish = fusion.pub.publish
+    fusion.pub.publish = lambda msg: (fused.append(msg), publish(msg))[1]  # type: ignore[method-assign]
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=120)
+    assert [m.frame.index for m in masks.masks] == [0, 1, 2, 3, 4]
+    assert [f.scan is None for f in fused] == [False, False, True, False, False]
+    empty = fused[2].channels
+    assert empty is not None and empty.shape == (4, 375, 1242) and not empty.any()
+    assert fused[1].channels is not None and fused[1].channels[3].sum() > 10_000
+    assert fusion.frames_without_scan == 1 and graph.drops() == {}
+
+
+def test_fusion_of_a_frame_without_a_scan_needs_no_calibration() -> None:
+    """Empty channels need no rig: a kept frame without a scan of an uncalibrated camera."""
+    from drivingseg.node.messages import CameraImage, SyncedFrames, Timing
+    from drivingseg.sensors.frames import CameraFrame
+
+    graph = Graph()
+    fusion = graph.add(FusionNode, "fusion", {"channels": "on"})
+    sent: list[Any] = []
+    fusion.pub.publish = sent.append  # type: ignore[method-assign]
+    frame = CameraFrame(7, np.zeros((48, 64, 3), np.uint8), "cam")
+    timing = Timing(7, 0, 0)
+    fusion.on_synced(SyncedFrames(CameraImage(frame, None, timing), None, timing))
+    (msg,) = sent
+    assert msg.channels is not None and msg.channels.shape == (4, 48, 64)
+    assert not msg.channels.any()
