@@ -75,8 +75,8 @@ class ProposalNode(Node):
     """Car region proposals from each mask; publishes ``/detections/cars``.
 
     Parameters mirror :class:`~drivingseg.detect.proposals.ProposalParams` and are checked
-    at start-up (``car_class`` against the classes the segmenting node announces, or at the
-    first mask when no node in the graph announces them); ``lidar: false``
+    at start-up (``car_class`` and ``road_class`` against the classes the segmenting node
+    announces, or at the first mask when no node in the graph announces them); ``lidar: false``
     ignores the mask's lidar scan (boxes then have no range and blobs are not split).
     """
 
@@ -133,11 +133,12 @@ class ProposalNode(Node):
     def _check_classes(self, classes: tuple[str, ...]) -> None:
         if classes == self._checked_classes:
             return
-        car = self.p["car_class"]
-        if car >= len(classes):
-            message = (f"{car!r} is not a class of the model's masks "
-                       f"({', '.join(f'{i} {c}' for i, c in enumerate(classes))})")
-            raise self.config_error(message, "car_class")
+        known = ", ".join(f"{i} {c}" for i, c in enumerate(classes))
+        for param in ("car_class", "road_class"):  # road_class -1 keeps the ground points
+            value = self.p[param]
+            if value >= len(classes):
+                message = f"{value!r} is not a class of the model's masks ({known})"
+                raise self.config_error(message, param)
         self._checked_classes = classes
 
     def on_mask(self, msg: Mask) -> None:

@@ -162,6 +162,25 @@ def test_empty_label_and_unknown_car_class(tiny_weights: Path, tmp_path: Path) -
         graph.setup()
 
 
+def test_a_road_class_outside_the_model_is_refused_at_start(
+    tiny_weights: Path, tmp_path: Path
+) -> None:
+    """road_class 3 of a 3-class model marks no lidar point as road: no road plane was
+    ever fitted, so ground points stayed in the car clusters, silently. Refused at start
+    as car_class is; -1 (keep the ground points) still starts."""
+    arguments = {"input": "synthetic", "weights": str(tiny_weights), "max_frames": 1,
+                 "rate": 0.0, "out_dir": str(tmp_path), "status": False}
+    graph = build_graph(load_launch("pipeline", {**arguments, "road_class": 3}))
+    match = (r"node 'proposals' \(proposals\): parameter 'road_class': 3 is not a class of "
+             r"the model's masks \(0 background, 1 road, 2 car\)")
+    with pytest.raises(ConfigError, match=match):
+        graph.setup()
+    graph = build_graph(load_launch("pipeline", {**arguments, "road_class": -1}))
+    graph.setup()
+    for node in reversed(graph.nodes):
+        node.shutdown()
+
+
 def test_car_class_is_checked_at_the_first_mask_without_a_segmenter() -> None:
     """Masks from a node that announces no classes (here: published by hand) are checked
     as they come."""
