@@ -367,6 +367,9 @@ class SegmentationNode(Node):
 
             fp16 = cpu_has_native_bf16()
         weights = self.p["weights"]
+        if not weights.strip():  # an empty launch argument (pathlib raised ValueError on it)
+            raise self.config_error(f"names no checkpoint ({weights!r}); give default, "
+                                    "ensemble or a path", "weights")
         path = resolve_weights(weights)
         if weights in ("default", "ensemble") and not path.is_file():
             message = (

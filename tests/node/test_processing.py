@@ -166,3 +166,13 @@ def test_fusion_of_a_frame_without_a_scan_needs_no_calibration() -> None:
     (msg,) = sent
     assert msg.channels is not None and msg.channels.shape == (4, 48, 64)
     assert not msg.channels.any()
+
+
+@pytest.mark.parametrize("weights", ["", " "])
+def test_empty_weights_are_a_clear_error_at_start(weights: str) -> None:
+    """``weights:=`` (an empty launch argument) raised ValueError from pathlib."""
+    graph = Graph()
+    node = graph.add(SegmentationNode, "segmentation", {"weights": weights})
+    with pytest.raises(ConfigError, match=r"node 'segmentation' \(segmentation\): parameter "
+                                          r"'weights': names no checkpoint \('\s?'\)"):
+        node.setup()
