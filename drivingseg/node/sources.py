@@ -305,8 +305,10 @@ class CameraSource(RecordingSource):
             self.rig = self.recording.rig()
             if self.rig is None:
                 note = getattr(self.recording, "rig_note", "")
-                log.warning("%s: the recording has no calibration%s; fusion will need one",
-                            self.name, f" ({note})" if note else "")
+                log.warning("%s: the recording %r has no calibration%s: its lidar cannot be "
+                            "projected, so no lidar channels, and car proposals get no range "
+                            "and no depth split (give one with calibration:=PATH)", self.name,
+                            self.p["input"], f" ({note})" if note else "")
         size = ((self.rig.camera.height, self.rig.camera.width) if self.rig is not None
                 else self._first_frame_size())
         if size is not None:

@@ -374,3 +374,20 @@ def test_a_replay_behind_its_rate_says_so_in_the_latency_report(
         "camera": expected}
     assert (f"replay behind the rate at camera: {expected['ms']:.0f} ms, "
             f"{camera.behind_messages} messages read after") in capsys.readouterr().out
+
+
+def test_a_recording_without_calibration_says_what_it_costs(
+    kitti_raw_drive: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warning said 'fusion will need one' while an RGB model's fusion needs none:
+    what goes without it is the proposals' range (boxes came without one, unexplained)."""
+    drive = tmp_path / "2011_09_26" / kitti_raw_drive.name
+    drive.mkdir(parents=True)
+    for name in ("image_02", "velodyne_points"):  # no calib_*.txt beside the drive
+        (drive / name).symlink_to(kitti_raw_drive / name)
+    camera = Graph().add(CameraSource, "camera", {"input": str(drive)})
+    with caplog.at_level(logging.WARNING, logger="drivingseg.node.sources"):
+        camera.setup()
+    camera.shutdown()
+    assert camera.rig is None
+    assert "has no calibration" in caplog.text and "proposals get no range" in caplog.text
