@@ -37,7 +37,7 @@ from drivingseg.errors import DrivingsegError
 from drivingseg.node.messages import CameraImage, LidarCloud, Timing
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node, Publisher
-from drivingseg.sensors.base import Recording
+from drivingseg.sensors.base import Recording, StreamInfo
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.open import open_recording
 
@@ -137,6 +137,26 @@ class RecordingSource(Node):
             )
             raise self.config_error(message, "start_s")
         self._window_ns = (start, min(end, last))
+        self._check_own_stream(sensors, first)
+
+    def _check_own_stream(self, sensors: list[StreamInfo], first_ns: int) -> None:
+        """Refuse a window that holds none of a camera's frames (a camera that stops before
+        the lidar): the graph ran without a frame and ended as if all were well."""
+        own = [(s.first_ns, s.last_ns) for s in sensors if s.kind == self.stream_kind
+               and s.first_ns is not None and s.last_ns is not None]
+        if not self.is_frame_source or not own:
+            return
+        own_first = min(f for f, _ in own)
+        own_last = max(last for _, last in own)
+        span = (f"the camera's frames are from {(own_first - first_ns) / 1e9:.2f} to "
+                f"{(own_last - first_ns) / 1e9:.2f} s after the recording start")
+        start, end = self._window_ns
+        if start > own_last:
+            message = f"{self.p['start_s']!r} is after the camera's last frame ({span})"
+            raise self.config_error(message, "start_s")
+        if end < own_first:
+            message = f"{self.p['end_s']!r} is before the camera's first frame ({span})"
+            raise self.config_error(message, "end_s")
 
     def shutdown(self) -> None:
         if self.recording is not None:

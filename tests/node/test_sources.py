@@ -391,3 +391,49 @@ def test_a_recording_without_calibration_says_what_it_costs(
     camera.shutdown()
     assert camera.rig is None
     assert "has no calibration" in caplog.text and "proposals get no range" in caplog.text
+
+
+def camera_span_mcap(drive: Path, path: Path, cameras: range) -> Path:
+    """An MCAP of the drive's first 10 scans beside only the camera frames in ``cameras``
+    (a camera that starts late or stops early), with calibration."""
+    from drivingseg.outputs.mcap import Ros2McapWriter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    with KittiRawDrive(drive) as rec, Ros2McapWriter(path) as writer:
+        rig = rec.rig()
+        assert rig is not None
+        writer.write_tf_static(rig.T_cam_velo, rec.lidar(0).stamp_ns)
+        for i in range(10):
+            if i in cameras:
+                frame = rec.camera(i)
+                writer.write_image("/camera", frame, frame_id=rig.camera_frame)
+                writer.write_camera_info("/camera_info", rig.camera, frame.stamp_ns)
+            writer.write_pointcloud("/points", rec.lidar(i), frame_id=rig.lidar_frame)
+    return path
+
+
+@pytest.mark.parametrize(("cameras", "window", "match"), [
+    (range(5), {"start_s": 0.7}, r"parameter 'start_s': 0\.7 is after the camera's last frame "
+                                 r"\(the camera's frames are from 0\.00 to 0\.40 s after"),
+    (range(5, 10), {"end_s": 0.3}, r"parameter 'end_s': 0\.3 is before the camera's first "
+                                   r"frame \(the camera's frames are from 0\.50 to 0\.90 s"),
+])
+def test_a_window_without_camera_frames_is_refused_at_start(
+    kitti_raw_drive: Path, tmp_path: Path, cameras: range, window: dict[str, float],
+    match: str,
+) -> None:
+    """A window past the camera's frames but within the lidar's ran a graph that never
+    saw a frame and ended with status 0, as if the replay had worked."""
+    path = camera_span_mcap(kitti_raw_drive, tmp_path / "span.mcap", cameras)
+    graph = Graph()
+    graph.add(CameraSource, "camera", {"input": str(path), **window})
+    graph.add(LidarSource, "lidar", {"input": str(path), **window})
+    with pytest.raises(ConfigError, match=r"node 'camera' \(camera_source\): " + match):
+        graph.setup()
+    graph = Graph()
+    camera = graph.add(CameraSource, "camera", {"input": str(path), "rate": 0.0})
+    graph.add(LidarSource, "lidar", {"input": str(path), "rate": 0.0})
+    graph.add(Collector, "collector")
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=30)
+    assert camera.frames_published == len(cameras)
