@@ -18,7 +18,6 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from drivingseg.calibration.load import load_rig_any
 from drivingseg.calibration.types import Rig
@@ -228,12 +227,12 @@ class FusionNode(Node):
     def _check_calibrated(self, why: str) -> None:
         """Refuse to start, not at the first frame, when an upstream camera has no rig."""
         missing = [n for n in _upstream(self) if isinstance(n, CameraSource) and n.rig is None]
+        names = ", ".join(f"{n.name!r} (input {n.p['input']!r})" for n in missing)
         if missing:
-            names = ", ".join(f"{n.name!r} (input {n.p['input']!r})" for n in missing)
-            message = (f"lidar channels are on ({why}), but camera source {names} has no "
-                       "calibration to project the lidar with; give the camera source's "
-                       "calibration (calibration:=PATH) or this node's, or channels off")
-            raise self.config_error(message, "calibration")
+            raise self.config_error(f"lidar channels are on ({why}), but camera source "
+                                    f"{names} has no calibration to project the lidar with; "
+                                    "give the camera source's calibration (calibration:=PATH) "
+                                    "or this node's, or channels off", "calibration")
 
     def on_synced(self, msg: SyncedFrames) -> None:
         t0 = time.perf_counter_ns()
@@ -241,8 +240,12 @@ class FusionNode(Node):
         rig = self.rig or msg.camera.rig
         scan = msg.lidar.scan if msg.lidar is not None else None
         channels = None
-        if self.compute and scan is None:
-            channels = self._empty_channels(frame.height, frame.width, msg.stamp_ns)
+        if self.compute and scan is None:  # a kept frame without a scan: no point, valid 0
+            channels = np.zeros((LIDAR_CHANNELS, frame.height, frame.width), np.float32)
+            self.frames_without_scan += 1
+            if self.frames_without_scan == 1:
+                log.warning("%s: a frame without a lidar scan (stamp_ns %d) gets empty lidar "
+                            "channels; warned once", self.name, msg.stamp_ns)
         elif self.compute and scan is not None:
             if rig is None:
                 raise self.config_error("no calibration to project the lidar with; set it",
@@ -255,15 +258,6 @@ class FusionNode(Node):
             rig = self._scaled(rig, frame.width, frame.height)  # CameraInfo fits the image
         timing = msg.timing.with_stage("fusion", time.perf_counter_ns() - t0)
         self.pub.publish(FusedInput(frame, scan, channels, rig, timing))
-
-    def _empty_channels(self, height: int, width: int, stamp_ns: int) -> npt.NDArray[np.float32]:
-        """A kept frame without a scan (``keep_unmatched``): no point, ``valid`` 0."""
-        self.frames_without_scan += 1
-        if self.frames_without_scan == 1:
-            log.warning("%s: a frame without a lidar scan (stamp_ns %d) gets empty lidar "
-                        "channels (valid 0 everywhere); warned once, the count comes at the "
-                        "end", self.name, stamp_ns)
-        return np.zeros((LIDAR_CHANNELS, height, width), dtype=np.float32)
 
     def after_run(self) -> None:
         if self.frames_without_scan:
