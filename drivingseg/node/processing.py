@@ -109,6 +109,15 @@ class SyncNode(Node):
             return None
         return min(waiting, key=lambda s: s.head().stamp_ns)
 
+    def setup(self) -> None:
+        """No lidar publisher: camera only, as a recording without scans (else every frame
+        was dropped here)."""
+        topic = self.lidar_sub.topic
+        if not topic.publishers:
+            log.warning("%s: no node publishes %s: camera only, frames go on without a scan",
+                        self.name, topic.name)
+            self.context.lidar_absent.add(topic.name)
+
     def ready(self) -> None:
         self.camera_only = self.lidar_sub.topic.name in self.context.lidar_absent
 
@@ -193,8 +202,7 @@ class FusionNode(Node):
         self.rig: Rig | None = None
         self._scaled_rig: tuple[Rig | None, tuple[int, int], Rig | None] = (None, (0, 0), None)
         self.compute = self.p["channels"] == "on"
-        self.frames_without_scan = 0
-        """Frames that came without a scan and got empty lidar channels."""
+        self.frames_without_scan = 0  # kept frames without a scan, given empty channels
 
     def setup(self) -> None:
         if self.p["calibration"]:

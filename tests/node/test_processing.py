@@ -176,3 +176,43 @@ def test_empty_weights_are_a_clear_error_at_start(weights: str) -> None:
     with pytest.raises(ConfigError, match=r"node 'segmentation' \(segmentation\): parameter "
                                           r"'weights': names no checkpoint \('\s?'\)"):
         node.setup()
+
+
+def test_a_graph_without_a_lidar_source_is_camera_only(kitti_raw_drive: Path) -> None:
+    """Without any node on /lidar/points every frame was dropped at the sync ('camera
+    frame without a lidar scan'), no mask at all; now the frames go on without a scan, as
+    a recording without scans does, and a lidar-channel model is refused at start."""
+    from drivingseg.node.messages import SyncedFrames
+
+    graph = Graph(overflow="block")
+    graph.add(CameraSource, "camera", {"input": str(kitti_raw_drive), "rate": 0.0,
+                                       "max_frames": 3})
+    graph.add(SyncNode, "sync", {})
+    synced: list[SyncedFrames] = []
+
+    class Synced(Node):
+        type_name = "synced"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.create_subscription("/synced", SyncedFrames, synced.append, depth=100)
+
+    graph.add(Synced, "synced")
+    graph.setup()
+    graph.run(handle_signals=False, timeout_s=60)
+    assert [(m.camera.frame.index, m.lidar) for m in synced] == [(0, None), (1, None), (2, None)]
+    assert graph.drops() == {}
+
+
+def test_a_lidar_model_without_a_lidar_source_is_refused_at_start(
+    kitti_raw_drive: Path, lidar_weights: Path
+) -> None:
+    graph = Graph(overflow="block")
+    graph.add(CameraSource, "camera", {"input": str(kitti_raw_drive), "rate": 0.0})
+    graph.add(SyncNode, "sync", {})
+    graph.add(FusionNode, "fusion", {})
+    graph.add(SegmentationNode, "segmentation", {"weights": str(lidar_weights)})
+    with pytest.raises(ConfigError, match=r"node 'fusion' \(fusion\): parameter 'channels': "
+                                          r"the model takes lidar channels, but .* no lidar "
+                                          r"scans \(/lidar/points\)"):
+        graph.setup()
