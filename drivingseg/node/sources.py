@@ -39,7 +39,7 @@ from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node, Publisher
 from drivingseg.sensors.base import Recording, StreamInfo
 from drivingseg.sensors.frames import CameraFrame, LidarScan
-from drivingseg.sensors.open import open_recording
+from drivingseg.sensors.open import FORMATS, open_recording
 
 __all__ = ["CameraSource", "LidarSource", "RecordingSource"]
 
@@ -116,6 +116,11 @@ class RecordingSource(Node):
             raise self.config_error(f"{exc} (input {self.p['input']!r})", "input") from exc
         self.recording = rec
         info = rec.info()
+        topics = [n for n in ("image_topic", "lidar_topic", "camera_info_topic") if self.p[n]]
+        if topics and info.format != "rosbag":  # as the CLI refuses --image-topic there
+            message = (f"{self.p[topics[0]]!r} only applies to bags; input "
+                       f"{self.p['input']!r} is not one ({FORMATS.get(info.format, info.format)})")
+            raise self.config_error(message, topics[0])
         # The window and the loop period are the sensor streams' (a bag's other topics,
         # stamped by log time, may start earlier or come faster).
         sensors = [s for s in info.streams if s.kind in _REPLAYED_KINDS]

@@ -437,3 +437,16 @@ def test_a_window_without_camera_frames_is_refused_at_start(
     graph.setup()
     graph.run(handle_signals=False, timeout_s=30)
     assert camera.frames_published == len(cameras)
+
+
+@pytest.mark.parametrize("param", ["image_topic", "lidar_topic", "camera_info_topic"])
+def test_bag_topics_for_a_recording_that_is_no_bag_are_refused(
+    kitti_raw_drive: Path, param: str
+) -> None:
+    """``drivingseg replay DRIVE --image-topic T`` is refused; the same topic given to a
+    source node in a launch file was ignored without a word."""
+    camera = Graph().add(CameraSource, "camera", {"input": str(kitti_raw_drive), param: "/t"})
+    with pytest.raises(ConfigError, match=rf"parameter '{param}': '/t' only applies to bags; "
+                                          r"input '.*drive_0000_sync' is not one \(KITTI raw"):
+        camera.setup()
+    camera.shutdown()
