@@ -202,8 +202,23 @@ class RecordingSource(Node):
                         self.behind_ns / 1e6)
 
     def ready(self) -> None:
+        self._check_shared_replay()
         if self.p["rate"] > 0:
             self.context.clock.join()
+
+    def _check_shared_replay(self) -> None:
+        """Refuse sources of one graph that replay at different rates or windows: they
+        release messages on one clock, so a camera window starting 1 s after the lidar's
+        made every frame wait 1 s for its scan."""
+        for other in self.context.graph.nodes:
+            if not isinstance(other, RecordingSource) or other is self:
+                continue
+            for name in ("rate", "loop", "start_s", "end_s"):
+                if self.p[name] != other.p[name]:
+                    message = (f"{self.p[name]!r} differs from {other.p[name]!r} of source "
+                               f"{other.name!r}: the sources of a graph replay on one clock, "
+                               "so their rate, loop and window must be the same")
+                    raise self.config_error(message, name)
 
     def past_the_frames(self) -> bool:
         """Whether a source of other messages (lidar) can stop: every camera source of the

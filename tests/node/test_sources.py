@@ -450,3 +450,19 @@ def test_bag_topics_for_a_recording_that_is_no_bag_are_refused(
                                           r"input '.*drive_0000_sync' is not one \(KITTI raw"):
         camera.setup()
     camera.shutdown()
+
+
+@pytest.mark.parametrize(("param", "camera_value", "match"), [
+    ("start_s", 1.0, r"'start_s': 1\.0 differs from 0\.0 of source 'lidar'"),
+    ("rate", 2.0, r"'rate': 2\.0 differs from 1\.0 of source 'lidar'"),
+])
+def test_sources_replaying_at_different_rates_or_windows_are_refused(
+    kitti_raw_drive: Path, param: str, camera_value: float, match: str
+) -> None:
+    """A camera window starting 1 s after the lidar's (``start_s`` given to one source of
+    a launch file) made every frame of a paced replay wait 1 s for its scan: all late."""
+    graph = Graph()
+    graph.add(CameraSource, "camera", {"input": str(kitti_raw_drive), param: camera_value})
+    graph.add(LidarSource, "lidar", {"input": str(kitti_raw_drive)})
+    with pytest.raises(ConfigError, match=r"node 'camera' \(camera_source\): parameter " + match):
+        graph.setup()
