@@ -121,6 +121,11 @@ class RecordingSource(Node):
             message = (f"{self.p[topics[0]]!r} only applies to bags; input "
                        f"{self.p['input']!r} is not one ({FORMATS.get(info.format, info.format)})")
             raise self.config_error(message, topics[0])
+        if self.p["camera"] != 2 and info.format in ("rosbag", "synthetic"):  # 2: the default
+            message = (f"{self.p['camera']!r} picks a KITTI camera; input {self.p['input']!r} "
+                       f"is not a KITTI recording ({FORMATS[info.format]}); choose a bag's "
+                       "camera with image_topic")
+            raise self.config_error(message, "camera")
         # The window and the loop period are the sensor streams' (a bag's other topics,
         # stamped by log time, may start earlier or come faster).
         sensors = [s for s in info.streams if s.kind in _REPLAYED_KINDS]

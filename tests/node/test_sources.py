@@ -466,3 +466,13 @@ def test_sources_replaying_at_different_rates_or_windows_are_refused(
     graph.add(LidarSource, "lidar", {"input": str(kitti_raw_drive)})
     with pytest.raises(ConfigError, match=r"node 'camera' \(camera_source\): parameter " + match):
         graph.setup()
+
+
+def test_a_kitti_camera_number_for_a_bag_is_refused(tmp_path: Path, kitti_raw_drive: Path) -> None:
+    """``camera: 3`` on a bag replayed its one camera as if it were camera 3."""
+    path = camera_span_mcap(kitti_raw_drive, tmp_path / "bag.mcap", range(2))
+    camera = Graph().add(CameraSource, "camera", {"input": str(path), "camera": 3})
+    with pytest.raises(ConfigError, match=r"parameter 'camera': 3 picks a KITTI camera; input "
+                                          r"'.*bag\.mcap' is not a KITTI recording"):
+        camera.setup()
+    camera.shutdown()
