@@ -15,7 +15,9 @@ periods (of those streams) plus one period, so time keeps increasing at the reco
 The messages before the window are read (and skipped) on each pass; the paced sources
 wait for each other at a pass's first message and the clock starts that pass no earlier
 than then (:class:`~drivingseg.node.clock.ReplayClock`), so skipping delays the replay
-rather than making its first frames late.
+rather than making its first frames late. The sources of a graph must share ``rate``,
+``loop`` and the window (checked at start), and a camera source's window must hold some of
+its frames.
 
 ``max_frames`` limits the messages of a source. Once every camera source has stopped, the
 lidar source sends the first scan at or after their last frame (which decides that
