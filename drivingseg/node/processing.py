@@ -192,7 +192,8 @@ class FusionNode(Node):
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("channels", str, "auto", "compute lidar channels", choices=("auto", "on", "off")),
         Param("densify", bool, False, "fill the depth channel (IP-Basic)"),
-        Param("calibration", str, "", "rig file overriding the camera's ('' = camera's)"),
+        Param("calibration", str, "", "rig file or KITTI calibration (for the camera "
+              "source's camera) overriding the camera's ('' = camera's)"),
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -206,13 +207,20 @@ class FusionNode(Node):
 
     def setup(self) -> None:
         if self.p["calibration"]:
-            try:
-                self.rig = load_rig_any(self.p["calibration"])
-            except DrivingsegError as exc:
-                raise self.config_error(str(exc), "calibration") from exc
+            self._load(camera=2)
+
+    def _load(self, camera: int) -> None:
+        try:
+            self.rig = load_rig_any(self.p["calibration"], camera=camera)
+        except DrivingsegError as exc:
+            raise self.config_error(str(exc), "calibration") from exc
 
     def ready(self) -> None:
         """Decide ``channels: auto``; check before the first frame that channels can be made."""
+        sources = [n for n in _upstream(self) if isinstance(n, CameraSource)]
+        cameras = {n.p["camera"] for n in sources}
+        if self.p["calibration"] and len(cameras) == 1 and cameras != {2}:
+            self._load(camera=cameras.pop())  # a KITTI calibration: the camera in use
         users = [s.node for s in self.pub.topic.subscriptions]
         wanted = any(getattr(n, "wants_lidar_channels", False) for n in users)
         if wanted and self.context.lidar_absent:
@@ -222,25 +230,19 @@ class FusionNode(Node):
             raise self.config_error(message, "channels")
         if wanted and self.p["channels"] == "off":
             message = (f"{self.p['channels']!r} leaves the model, which takes lidar channels, "
-                       "without them; set it to auto or on, or use an RGB model (weights "
-                       "'default')")
+                       "without them; set it to auto or on, or use an RGB model")
             raise self.config_error(message, "channels")
         if self.p["channels"] == "auto":
             self.compute = wanted
-        if self.compute and self.rig is None and not self.context.lidar_absent:
-            self._check_calibrated("a model that takes them" if wanted
-                                   else f"channels {self.p['channels']!r}")
-        log.info("%s: lidar channels %s", self.name, "on" if self.compute else "off")
-
-    def _check_calibrated(self, why: str) -> None:
-        """Refuse to start, not at the first frame, when an upstream camera has no rig."""
-        missing = [n for n in _upstream(self) if isinstance(n, CameraSource) and n.rig is None]
-        names = ", ".join(f"{n.name!r} (input {n.p['input']!r})" for n in missing)
-        if missing:
+        missing = [n for n in sources if n.rig is None]  # found at the first frame, before
+        if self.compute and self.rig is None and missing and not self.context.lidar_absent:
+            why = "a model that takes them" if wanted else f"channels {self.p['channels']!r}"
+            names = ", ".join(f"{n.name!r} (input {n.p['input']!r})" for n in missing)
             raise self.config_error(f"lidar channels are on ({why}), but camera source "
                                     f"{names} has no calibration to project the lidar with; "
                                     "give the camera source's calibration (calibration:=PATH) "
                                     "or this node's, or channels off", "calibration")
+        log.info("%s: lidar channels %s", self.name, "on" if self.compute else "off")
 
     def on_synced(self, msg: SyncedFrames) -> None:
         t0 = time.perf_counter_ns()
@@ -347,14 +349,13 @@ class SegmentationNode(Node):
     def setup(self) -> None:
         import torch
 
-        from drivingseg.model.backends import make_segmenter
+        from drivingseg.model.backends import check_providers, make_segmenter
         from drivingseg.model.checkpoint import resolve_weights
-        from drivingseg.model.infer import RunOptions
+        from drivingseg.model.device import torch_device
+        from drivingseg.model.infer import RunOptions, cpu_has_native_bf16
 
         if self.p["num_threads"]:
             torch.set_num_threads(self.p["num_threads"])
-        from drivingseg.model.device import torch_device
-
         device = self.p["device"]
         if self.p["backend"] == "torch":  # onnxruntime runs where its providers say
             try:  # checked here, so that a missing CUDA names 'device', not 'weights'
@@ -365,8 +366,6 @@ class SegmentationNode(Node):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         fp16 = None if self.p["fp16"] == "auto" else self.p["fp16"] == "on"
         if fp16 is None and device == "cpu" and self.p["backend"] == "torch":
-            from drivingseg.model.infer import cpu_has_native_bf16
-
             fp16 = cpu_has_native_bf16()
         weights = self.p["weights"]
         if not weights.strip():  # an empty launch argument (pathlib raised ValueError on it)
@@ -392,8 +391,6 @@ class SegmentationNode(Node):
             except DrivingsegError as exc:
                 raise self.config_error(str(exc), "cuda_graph") from exc
         else:
-            from drivingseg.model.backends import check_providers
-
             try:
                 check_providers(providers)
             except DrivingsegError as exc:

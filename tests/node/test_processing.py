@@ -216,3 +216,32 @@ def test_a_lidar_model_without_a_lidar_source_is_refused_at_start(
                                           r"the model takes lidar channels, but .* no lidar "
                                           r"scans \(/lidar/points\)"):
         graph.setup()
+
+
+def test_the_fusion_calibration_is_loaded_for_the_camera_in_use(
+    kitti_raw_root: Path, tmp_path: Path
+) -> None:
+    """The fusion node's own ``calibration`` (a KITTI date folder) was loaded for camera 2
+    whatever camera the source replays: camera 3's frames were projected with camera 2's
+    matrix (0.54 m of stereo baseline off), silently."""
+    from drivingseg.calibration.load import load_rig_any
+
+    real = kitti_raw_root / "2011_09_26_drive_0000_sync"
+    drive = tmp_path / kitti_raw_root.name / real.name
+    drive.mkdir(parents=True)
+    for calib in kitti_raw_root.glob("calib_*.txt"):
+        (drive.parent / calib.name).symlink_to(calib)
+    (drive / "image_03").symlink_to(real / "image_02")
+    (drive / "velodyne_points").symlink_to(real / "velodyne_points")
+    graph = Graph()
+    graph.add(CameraSource, "camera", {"input": str(drive), "camera": 3})
+    graph.add(SyncNode, "sync", {})
+    fusion = graph.add(FusionNode, "fusion", {"calibration": str(kitti_raw_root)})
+    try:
+        graph.setup()
+        assert fusion.rig is not None
+        expected = load_rig_any(kitti_raw_root, camera=3)
+        np.testing.assert_allclose(fusion.rig.camera.P, expected.camera.P)
+    finally:
+        for node in graph.nodes:
+            node.shutdown()
