@@ -14,7 +14,8 @@ camera and lidar iterators without ever loading the bag whole. Stamps are the me
 stamp more than 10 s from its log time, a stamp not after the one before and an image
 topic that changes size are warned about once per topic (:mod:`.checks`). The rig's
 lidar->camera transform chains /tf_static, completed by /tf links that stay fixed over the
-bag (:class:`.bag_tf.TfTree`).
+bag (:class:`.bag_tf.TfTree`); each camera frame gets the CameraInfo and /tf_static in force
+at its stamp (:mod:`.bag_calib`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from drivingseg.calibration.types import Rig
-from drivingseg.errors import CalibrationError, RecordingError
+from drivingseg.calibration.types import CameraModel, Rig, RigidTransform
+from drivingseg.errors import RecordingError
+from drivingseg.sensors.bag_calib import BagCalibration, Timeline
 from drivingseg.sensors.bag_sources import (
     ROSBAGS_ERRORS,
     TOPIC_KINDS,
@@ -42,13 +42,12 @@ from drivingseg.sensors.bag_sources import (
     mark_lidar_images,
     unpacked_copy,
 )
-from drivingseg.sensors.bag_tf import TfLookup, TfTree
+from drivingseg.sensors.bag_tf import TfTree
 from drivingseg.sensors.bag_topics import pick_among
 from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
 from drivingseg.sensors.checks import SizeWatch, StampWatch
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.ros_msgs import (
-    camera_model_from_camera_info,
     image_from_msg,
     points_from_pointcloud2,
     stamp_ns_of,
@@ -62,7 +61,7 @@ _SENSOR_KINDS = ("camera", "lidar", "camera_info", "lidar_image")
 _WATCHED_KINDS = ("camera", "lidar", "lidar_image")  # whose stamps are checked (.checks)
 
 
-class BagRecording(Recording):
+class BagRecording(BagCalibration, Recording):
     """A ROS bag as a :class:`Recording` (``with BagRecording(path) as bag: ...``).
 
     Without ``image_topic`` / ``lidar_topic`` the single topic of the matching type is
@@ -89,7 +88,15 @@ class BagRecording(Recording):
         self._topics: dict[str, Topic] = {}
         self._info: RecordingInfo | None = None
         self._rig: Rig | None = None
+        self._camera: CameraModel | None = None
         self._rig_done = False
+        self._calib_over_time: tuple[Timeline[CameraModel | None], Timeline[Rig]] | None = None
+        self._frame_stamps: dict[int, int] = {}  # camera frame index -> stamp_ns
+        self._frame_rigs: dict[tuple[int, int], Rig] = {}
+        self._tf_static: list[tuple[int, Any]] = []  # (stamp_ns, TFMessage) of /tf_static
+        self._tf_source = ""
+        self._tf_dynamic: TfTree | None = None  # the /tf links the rig needed, if any
+        self._tf_over_time: Timeline[RigidTransform] | None = None
         self.rig_note = ""
         """Why :meth:`rig` is ``None``, or which /tf links its transform uses ('' if none)."""
         self._live: weakref.WeakSet[Generator[tuple[int, Any], None, None]] = weakref.WeakSet()
@@ -165,8 +172,10 @@ class BagRecording(Recording):
             self._unpacked.cleanup()
         self._source = self._unpacked = None
         self._info = None
-        self._rig = None
+        self._rig = self._camera = self._calib_over_time = None
         self._rig_done = False
+        self._frame_stamps, self._frame_rigs, self._tf_static = {}, {}, []
+        self._tf_dynamic = self._tf_over_time = None
         self.rig_note = ""
         self._watches = {}
         self._sizes = {}
@@ -281,7 +290,10 @@ class BagRecording(Recording):
             return
         source = self._source_name(self.image_topic)
         sizes = self._sizes.setdefault(self.image_topic, SizeWatch(source))
+        if self._rig_done and self._camera is not None:
+            self._over_time()  # read here, as the frames are (a replay counts it as reading)
         for index, (stamp_ns, msg) in enumerate(self._messages(self.image_topic)):
+            self._frame_stamps[index] = stamp_ns
             frame = CameraFrame(
                 stamp_ns=stamp_ns,
                 image=image_from_msg(msg, source),
@@ -346,104 +358,3 @@ class BagRecording(Recording):
                 raise RecordingError(f"cannot scan bag: {exc}", path=self.path) from exc
         return [StreamInfo(t.name, t.kind, t.msgtype, t.count, *spans.get(t.name, (None, None)))
                 for t in sorted(self._topics.values(), key=lambda t: t.name)]
-
-    # ------------------------------------------------------------------ calibration
-
-    def rig(self) -> Rig | None:
-        """Camera from the first CameraInfo and the lidar->camera transform from the tf tree.
-
-        The transform chains /tf_static links; when they do not link the lidar frame (first
-        PointCloud2 header) to the camera frame, /tf links that never move over the bag
-        complete the chain (a moving link, odometry say, never does). ``None`` without a
-        CameraInfo topic, a lidar topic or such a chain, when the CameraInfo is an
-        uncalibrated camera's (all-zero K, as drivers publish without a calibration file),
-        and when a CameraInfo not named by ``camera_info_topic`` has another header frame
-        than the images (another camera's); :attr:`rig_note` then says why. The images
-        count as rectified when the image topic name contains ``rect`` or the camera has
-        no distortion.
-        """
-        self._check_open()
-        if not self._rig_done:
-            self.rig_note = ""
-            self._rig = self._build_rig()
-            self._rig_done = True
-        return self._rig
-
-    def _first(self, topic: str) -> Any:
-        return next((msg for _, msg in self._messages(topic)), None)
-
-    def _no_rig(self, why: str, *, warn: bool = False, hint: str = "") -> Rig | None:
-        """Log ``why`` there is no rig and keep it as :attr:`rig_note` (``info`` shows it);
-        returns ``None``, the rig."""
-        (log.warning if warn else log.info)("%s: %s, so no rig%s", self.path, why, hint)
-        self.rig_note = why + hint
-        return None
-
-    def _build_rig(self) -> Rig | None:
-        self._check_chosen("camera", "lidar", "camera_info")
-        if self.camera_info_topic is None or self.lidar_topic is None:
-            return self._no_rig("no CameraInfo or lidar topic")
-        info_msg = self._first(self.camera_info_topic)
-        cloud_msg = self._first(self.lidar_topic)
-        if info_msg is None or cloud_msg is None:
-            return self._no_rig("no CameraInfo or lidar message")
-        if self._want["camera_info"] is None and not self._info_matches_images(info_msg):
-            return None
-        source = self._source_name(self.camera_info_topic)
-        K = info_msg.k if hasattr(info_msg, "k") else info_msg.K
-        if not np.any(np.asarray(K, dtype=np.float64)):
-            return self._no_rig(f"the CameraInfo of {self.camera_info_topic!r} has an all-zero "
-                                "K (uncalibrated camera)", warn=True)
-        camera = camera_model_from_camera_info(info_msg, source)
-        rectified = "rect" in (self.image_topic or "") or not camera.has_distortion
-        camera = camera_model_from_camera_info(info_msg, source, image_rectified=rectified)
-        lidar_frame = str(cloud_msg.header.frame_id) or "velodyne"
-        lookup = self._lookup_tf(camera.frame_id, lidar_frame)
-        if lookup.transform is None:
-            return self._no_rig(lookup.note, warn=bool(lookup.moving))
-        if lookup.note:
-            log.info("%s: rig transform %s <- %s uses %s", self.path, camera.frame_id,
-                     lidar_frame, lookup.note)
-            self.rig_note = lookup.note
-        try:
-            return Rig(name=self.path.stem, camera=camera, T_cam_velo=lookup.transform,
-                       path=str(self.path))
-        except CalibrationError as exc:
-            raise RecordingError(f"bad rig from bag: {exc.message}", path=self.path) from exc
-
-    def _info_matches_images(self, info_msg: Any) -> bool:
-        """Whether the chosen CameraInfo is the chosen images' camera, by header frame (a
-        leading ``/`` ignored): a lone CameraInfo of another camera of the rig would give
-        the images a wrong camera and lidar transform. ``True`` when either frame is empty.
-        """
-        image_msg = self._first(self.image_topic) if self.image_topic is not None else None
-        if image_msg is None:
-            return True
-        info_frame = str(info_msg.header.frame_id).lstrip("/")
-        image_frame = str(image_msg.header.frame_id).lstrip("/")
-        if info_frame and image_frame and info_frame != image_frame:
-            self._no_rig(
-                f"CameraInfo topic {self.camera_info_topic!r} is of frame {info_frame!r} but "
-                f"image topic {self.image_topic!r} is of frame {image_frame!r}", warn=True,
-                hint="; choose the CameraInfo of these images with camera_info_topic=")
-            return False
-        return True
-
-    def _lookup_tf(self, target: str, source_frame: str) -> TfLookup:
-        """``T_target_source`` through /tf_static (either way; :class:`.TfTree`); when it has
-        no chain, also through the /tf links that never move over the bag (read whole, with
-        a progress bar: a long bag's /tf has a million messages)."""
-        tree = TfTree()
-        topics = {n.lstrip("/"): n for n, t in self._topics.items() if t.kind == "tf"}
-        for _, msg in self._messages(topics["tf_static"]) if "tf_static" in topics else ():
-            tree.add(msg, self._source_name(topics["tf_static"]), static=True)
-        lookup = tree.lookup(target, source_frame, with_tf=False)
-        if lookup.transform is not None or "tf" not in topics:
-            return lookup
-        from drivingseg.cli._common import progress  # a long /tf: sensors must not import cli
-
-        tf = self._topics[topics["tf"]]
-        for _, msg in progress(self._messages(tf.name), total=tf.count, desc=f"read {tf.name}",
-                               unit="message"):
-            tree.add(msg, self._source_name(tf.name), static=False)
-        return tree.lookup(target, source_frame, with_tf=True)

@@ -890,3 +890,52 @@ def test_info_warns_of_a_sensor_clock_far_from_the_recorders(
                 f"receive time {T0 + 5} ns: a sensor clock not synchronised") in caplog.text
         list(bag.camera_frames())
     assert caplog.text.count("from its receive time") == 1  # once, not again on reading
+
+
+def test_each_frame_gets_the_camera_info_and_tf_static_in_force_at_its_stamp(
+        tmp_path: Path) -> None:
+    """A KITTI object folder converted to a bag has a calibration per frame: frame 1's
+    CameraInfo and its republished /tf_static apply to it (and on), not the first ones."""
+    moved = RigidTransform.from_rt(np.eye(3), [0.5, 0.1, 1.8], "velo", "base_link")
+    entries = standard_entries(ROS2)
+    entries = [e for e in entries if not (e[0] == "/cam/camera_info" and e[2] == CAM_NS[1]
+                                          + LOG_DELAY)]
+    other = info_msg(ROS2, 1)
+    other.k = np.array([900.0, 0.0, 4.0, 0.0, 900.0, 3.0, 0.0, 0.0, 1.0])
+    entries.append(("/cam/camera_info", "sensor_msgs/msg/CameraInfo", CAM_NS[1] + LOG_DELAY,
+                    other))
+    entries.append(("/tf_static", "tf2_msgs/msg/TFMessage", CAM_NS[2],
+                    tf_msg(ROS2, CAM_NS[2], [moved])))
+    with BagRecording(write_bag(tmp_path / "b", "mcap", entries)) as bag:
+        rig = bag.rig()
+        assert rig is not None and rig.camera.K[0, 0] == 700.0
+        frames = list(bag.camera_frames())
+        rigs = [bag.frame_rig(f.index) for f in frames]
+        assert [r.camera.K[0, 0] for r in rigs if r is not None] == [700.0, 900.0, 700.0]
+        assert rigs[0] is rig and rigs[2] is not None
+        np.testing.assert_allclose(rigs[1].T_cam_velo.matrix if rigs[1] else None,
+                                   T_CAM_VELO.matrix, atol=1e-9)
+        want = T_BASE_CAM.inverse().compose(moved)
+        np.testing.assert_allclose(rigs[2].T_cam_velo.matrix, want.matrix, atol=1e-9)
+    with BagRecording(tmp_path / "b") as bag:  # without iterating the frames first
+        fresh = bag.frame_rig(1)
+        assert fresh is not None and fresh.camera.K[0, 0] == 900.0
+        with pytest.raises(RecordingError, match="no camera frame 7"):
+            bag.frame_rig(7)
+
+
+def test_a_camera_only_bag_keeps_its_camera_info(tmp_path: Path) -> None:
+    """Without a lidar there is no rig, but the CameraInfo's camera is kept (per frame)
+    and rig_note says precisely what is missing."""
+    entries = [e for e in standard_entries(ROS2) if e[0] not in ("/velo/points", "/tf_static")]
+    with BagRecording(write_bag(tmp_path / "b", "mcap", entries)) as bag:
+        assert bag.rig() is None and bag.frame_rig(0) is None
+        assert "no lidar topic" in bag.rig_note and "/cam/camera_info" in bag.rig_note
+        camera = bag.camera_model()
+        assert camera is not None and camera.frame_id == "cam_optical"
+        np.testing.assert_array_equal(camera.K.ravel(), K9)
+        assert bag.frame_camera(2) is camera
+    no_info = [e for e in entries if e[0] != "/cam/camera_info"]
+    with BagRecording(write_bag(tmp_path / "c", "mcap", no_info)) as bag:
+        assert bag.camera_model() is None
+        assert bag.rig_note == "no CameraInfo topic (and no lidar topic)"

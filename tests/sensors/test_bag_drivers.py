@@ -380,7 +380,7 @@ def test_an_ouster_only_bag_reads_as_lidar_only(
             bag.require_camera()
     assert main(["info", "--json", str(path)]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["rig"] == "none (no CameraInfo or lidar topic)"
+    assert shown["rig"] == "none (no CameraInfo topic)"
     kinds = {s["name"]: (s["kind"], s["count"]) for s in shown["streams"]}
     assert kinds == {"/ouster/points": ("lidar", N),
                      **{topic: ("lidar_image", N) for topic in OUSTER_IMAGES}}
