@@ -18,7 +18,8 @@ rectified; kitti2bag calls them ``image_raw``); frame ids are the rig's (``cam0`
 camera frame, ``velodyne``) instead of ``camera_color_left`` / ``velo_link``; ``/tf_static``
 holds the single camera <- lidar transform (parent = camera frame, child = lidar frame,
 transform = ``T_cam_velo``) instead of a ``base_link`` tree; no IMU/GPS topics. Without a
-rig only images and point clouds are written.
+rig only images and point clouds are written, except that a camera-only bag keeps its
+``camera_info`` (``BagRecording.frame_camera``: a camera model needs no lidar).
 
 A KITTI object/road folder has one calibration per frame: each image's ``camera_info``
 comes from its own ``calib/<id>.txt``. ``/tf_static`` is written at the first message;
@@ -49,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from drivingseg.calibration.types import Rig
+from drivingseg.calibration.types import CameraModel, Rig
 from drivingseg.errors import ConfigError
 from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.sensors.base import Recording, RecordingInfo
@@ -228,6 +229,9 @@ def convert_to_mcap(
         raise ConfigError(f"max_frames must be at least 1, got {max_frames!r}")
     names = topics or McapTopics()
     rig = recording.rig()
+    # a bag without a lidar still has its camera (CameraInfo), frame by frame
+    frame_camera: Callable[[int], CameraModel | None] | None = (
+        getattr(recording, "frame_camera", None) if rig is None else None)
     camera_frame = rig.camera_frame if rig is not None else None
     lidar_frame = rig.lidar_frame if rig is not None else None
     first_ns: int | None = None
@@ -261,9 +265,11 @@ def convert_to_mcap(
                 writer.write_tf_static(frame_rig.T_cam_velo, msg.stamp_ns, names.tf_static)
                 tf_written = frame_rig
             if isinstance(msg, CameraFrame):
+                camera = (frame_rig.camera if frame_rig is not None
+                          else frame_camera(msg.index) if frame_camera is not None else None)
                 writer.write_image(names.image, msg, frame_id=camera_frame)
-                if frame_rig is not None:
-                    writer.write_camera_info(names.camera_info, frame_rig.camera, msg.stamp_ns)
+                if camera is not None:
+                    writer.write_camera_info(names.camera_info, camera, msg.stamp_ns)
             else:
                 writer.write_pointcloud(names.points, msg, frame_id=lidar_frame)
             if interrupt.requested:
