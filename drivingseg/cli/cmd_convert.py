@@ -112,9 +112,10 @@ def run(args: argparse.Namespace) -> int:
                        f"(streams: {streams})")
             raise RecordingError(message, path=args.input)
         if drive.rig() is None:
-            log.warning(
-                "%s has no calibration: writing no camera_info and no /tf_static", args.input
-            )
+            # a camera-only bag keeps its CameraInfo (BagRecording.camera_model)
+            camera_only = getattr(drive, "camera_model", lambda: None)() is not None
+            log.warning("%s has no calibration: writing no %s/tf_static", args.input,
+                        "" if camera_only else "camera_info and no ")
         with sigterm_deferred("finishing the current message, then closing the MCAP") as stop:
             stats = convert_to_mcap(
                 drive,

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from drivingseg.calibration.types import Rig
+from drivingseg.calibration.types import CameraModel, Rig
 from drivingseg.detect.box import Detection
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
@@ -73,11 +73,14 @@ class Timing:
 
 @dataclass(frozen=True, eq=False)
 class CameraImage:
-    """A camera frame with its calibration (as ROS publishes Image with CameraInfo)."""
+    """A camera frame with its calibration (as ROS publishes Image with CameraInfo).
+    ``camera_model`` is the frame's camera where there is no rig (a camera-only bag's
+    CameraInfo), so that the recorder still writes its CameraInfo."""
 
     frame: CameraFrame
     rig: Rig | None
     timing: Timing
+    camera_model: CameraModel | None = None
 
     @property
     def stamp_ns(self) -> int:
@@ -119,6 +122,8 @@ class FusedInput:
     channels: npt.NDArray[np.float32] | None
     rig: Rig | None
     timing: Timing
+    camera_model: CameraModel | None = None
+    """The camera without a rig, as in :class:`CameraImage`."""
 
     @property
     def stamp_ns(self) -> int:
@@ -147,6 +152,8 @@ class Mask:
     car_prob: npt.NDArray[np.float32] | None = None
     scan: LidarScan | None = None
     rig: Rig | None = None
+    camera_model: CameraModel | None = None
+    """The camera without a rig, as in :class:`CameraImage`."""
 
     @property
     def stamp_ns(self) -> int:

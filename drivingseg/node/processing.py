@@ -267,7 +267,8 @@ class FusionNode(Node):
         if rig is not None and rig.camera.image_size != (frame.width, frame.height):
             rig = self._scaled(rig, frame.width, frame.height)  # CameraInfo fits the image
         timing = msg.timing.with_stage("fusion", time.perf_counter_ns() - t0)
-        self.pub.publish(FusedInput(frame, scan, channels, rig, timing))
+        self.pub.publish(FusedInput(frame, scan, channels, rig, timing,
+                                    None if rig is not None else msg.camera.camera_model))
 
     def after_run(self) -> None:
         if self.frames_without_scan:
@@ -462,4 +463,5 @@ class SegmentationNode(Node):
         timing = msg.timing.with_stage("inference", time.perf_counter_ns() - t0)
         published = time.perf_counter_ns()
         self.pub.publish(Mask(msg.frame, result.class_ids, tuple(seg.classes), timing, published,
-                              car_prob=car_prob, scan=msg.scan, rig=msg.rig))
+                              car_prob=car_prob, scan=msg.scan, rig=msg.rig,
+                              camera_model=msg.camera_model))

@@ -154,7 +154,7 @@ class McapRecorder(Node):
         w = self.writer
         assert w is not None
         stamp = msg.stamp_ns
-        camera = msg.rig.camera if msg.rig is not None else None
+        camera = msg.rig.camera if msg.rig is not None else msg.camera_model
         frame_id = self.p["frame_id"] or (camera.frame_id if camera is not None else "camera")
         frame = msg.frame if msg.frame.stamp_ns == stamp else CameraFrame(
             stamp, msg.frame.image, msg.frame.frame_id, msg.frame.index, msg.frame.source)

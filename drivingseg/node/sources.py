@@ -377,7 +377,8 @@ class CameraSource(RecordingSource):
     def message(self, item: CameraFrame, timing: Timing) -> CameraImage:
         rec = self.recording
         rig = self.rig if self.p["calibration"] or rec is None else rec.frame_rig(item.index)
-        return CameraImage(item, rig, timing)
+        camera = rec.frame_camera(item.index) if rig is None and rec is not None else None
+        return CameraImage(item, rig, timing, camera)
 
 
 class LidarSource(RecordingSource):

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from drivingseg.calibration.types import CameraModel, Rig
+from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError
 from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.sensors.base import Recording, RecordingInfo
@@ -229,9 +229,6 @@ def convert_to_mcap(
         raise ConfigError(f"max_frames must be at least 1, got {max_frames!r}")
     names = topics or McapTopics()
     rig = recording.rig()
-    # a bag without a lidar still has its camera (CameraInfo), frame by frame
-    frame_camera: Callable[[int], CameraModel | None] | None = (
-        getattr(recording, "frame_camera", None) if rig is None else None)
     camera_frame = rig.camera_frame if rig is not None else None
     lidar_frame = rig.lidar_frame if rig is not None else None
     first_ns: int | None = None
@@ -265,8 +262,9 @@ def convert_to_mcap(
                 writer.write_tf_static(frame_rig.T_cam_velo, msg.stamp_ns, names.tf_static)
                 tf_written = frame_rig
             if isinstance(msg, CameraFrame):
+                # a bag without a lidar still has its camera (CameraInfo), frame by frame
                 camera = (frame_rig.camera if frame_rig is not None
-                          else frame_camera(msg.index) if frame_camera is not None else None)
+                          else recording.frame_camera(msg.index))
                 writer.write_image(names.image, msg, frame_id=camera_frame)
                 if camera is not None:
                     writer.write_camera_info(names.camera_info, camera, msg.stamp_ns)

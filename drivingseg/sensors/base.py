@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, TypeVar, cast
 
-from drivingseg.calibration.types import Rig
+from drivingseg.calibration.types import CameraModel, Rig
 from drivingseg.errors import CalibrationError, RecordingError
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
@@ -146,6 +146,13 @@ class Recording(ABC):
         """The calibration of camera frame ``index``: the recording's one :meth:`rig`, except
         in formats with a calibration per frame (KITTI object/road folders)."""
         return self.rig()
+
+    def frame_camera(self, index: int) -> CameraModel | None:
+        """The camera model of camera frame ``index``: its :meth:`frame_rig`'s camera, or the
+        intrinsics alone where a recording has no lidar transform (a camera-only bag's
+        CameraInfo), so that they are carried on without a rig."""
+        rig = self.frame_rig(index)
+        return rig.camera if rig is not None else None
 
     def require_rig(self, index: int | None = None) -> Rig:
         """The calibration (:meth:`rig`, or :meth:`frame_rig` of camera frame ``index``);

@@ -232,3 +232,33 @@ def test_a_bad_recorded_image_format_is_refused_at_start_in_one_line(
     assert err.endswith("node 'recorder' (mcap_recorder, in outputs.yaml): parameter "
                         "'image_format': 'jpg' is not one of raw, jpeg, png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_camera_only_bag_replays_with_its_camera_info(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path, run_launch: Callable[..., tuple]
+) -> None:
+    """A bag with images and CameraInfo but no lidar has no rig; its replay wrote no
+    CameraInfo into masks.mcap (so Foxglove had no camera and a replay of the recording no
+    intrinsics). The frame's camera model now travels with the frame."""
+    from drivingseg.outputs.mcap import Ros2McapWriter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    camera = load_kitti_raw_rig(kitti_raw_drive.parent).camera
+    bag = tmp_path / "camera_only.mcap"
+    with KittiRawDrive(kitti_raw_drive) as drive, Ros2McapWriter(bag) as writer:
+        for k in range(3):
+            frame = drive.camera(k)
+            writer.write_image("/cam/image_rect", frame, frame_id=camera.frame_id)
+            writer.write_camera_info("/cam/camera_info", camera, frame.stamp_ns)
+    out = tmp_path / "out"
+    run_launch("replay_bag", input=str(bag), weights=str(tiny_weights), rate=0.0,
+               overflow="block", out_dir=str(out), video=False, status=False)
+    infos = []
+    with (out / "masks.mcap").open("rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        for _, channel, _, msg in reader.iter_decoded_messages():
+            if channel.topic == "/camera/camera_info":
+                infos.append(msg)
+    assert len(infos) == 3
+    np.testing.assert_allclose(np.asarray(infos[0].k).reshape(3, 3), camera.K)
+    assert (infos[0].width, infos[0].height) == (camera.width, camera.height)
