@@ -1,4 +1,5 @@
-"""``drivingseg convert INPUT OUTPUT.mcap``: a recording (KITTI raw drive first) to a ROS 2 MCAP."""
+"""``drivingseg convert INPUT OUTPUT``: a recording (KITTI raw drive first) to a ROS 2 MCAP
+(``.mcap``), a ROS 1 bag (``.bag``) or a ROS 2 sqlite3 bag (``.db3`` or a folder)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from typing import Any
 from drivingseg.cli._common import add_recording_args, open_from_args, progress
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.outputs.convert import (
+    OUTPUT_KINDS,
     Message,
     bag_topics,
-    convert_to_mcap,
+    convert_recording,
     expected_messages,
     kitti_topics,
+    output_kind,
+    output_location,
 )
 from drivingseg.sensors.base import Recording
 from drivingseg.sensors.kitti_raw import KittiRawDrive
@@ -31,12 +35,15 @@ def add_parser(subparsers: Any) -> None:
     """Register ``convert`` on the top-level subparsers."""
     parser = subparsers.add_parser(
         "convert",
-        help="convert a recording (KITTI raw drive, synthetic drive, bag) to a ROS 2 MCAP file",
+        help=("convert a recording (KITTI raw drive, synthetic drive, bag) to a ROS 2 MCAP, "
+              "a ROS 1 bag or a ROS 2 sqlite3 bag"),
         description=(
             "Write the camera images, camera info, velodyne point clouds and the static "
-            "lidar->camera transform of a recording (a KITTI raw drive, say) to one ROS 2 "
-            "MCAP file (kitti2bag-style topic names; a bag keeps its own), playable with "
-            "'ros2 bag play' and Foxglove."
+            "lidar->camera transform of a recording (a KITTI raw drive, say) to a ROS 2 "
+            "MCAP file (OUT.mcap; Foxglove, 'ros2 bag play'), a ROS 1 bag (OUT.bag; "
+            "'rosbag play') or a ROS 2 sqlite3 bag folder (OUT_DIR, or OUT.db3 for the "
+            "folder OUT holding OUT.db3 and metadata.yaml); kitti2bag-style topic names, "
+            "a bag keeps its own."
         ),
     )
     parser.add_argument(
@@ -44,7 +51,9 @@ def add_parser(subparsers: Any) -> None:
         type=Path,
         help="KITTI raw drive folder (..._drive_NNNN_sync) or any recording 'info' reads",
     )
-    parser.add_argument("output", type=Path, help="MCAP file to write (.mcap)")
+    parser.add_argument(
+        "output", type=Path,
+        help="output: OUT.mcap (ROS 2 MCAP), OUT.bag (ROS 1), OUT.db3 or OUT_DIR (ROS 2 sqlite3)")
     add_recording_args(parser)
     parser.add_argument(
         "--max-frames",
@@ -70,7 +79,7 @@ def _check_camera(drive: Recording, camera: int | None) -> None:
 
 def _until_stopped(messages: Iterable[Message], stop: StopRequest) -> Iterator[Message]:
     """``messages`` until a SIGTERM is requested: the message being written is finished and
-    the MCAP closed with its summary (the CLI runs every command with SIGTERM as Ctrl-C,
+    the output finalised (the CLI runs every command with SIGTERM as Ctrl-C,
     which would end a write half-done)."""
     if stop.requested:
         return
@@ -83,15 +92,19 @@ def _until_stopped(messages: Iterable[Message], stop: StopRequest) -> Iterator[M
 def run(args: argparse.Namespace) -> int:
     """Convert; refuse to replace an existing output unless ``--force``."""
     out: Path = args.output
-    if out.suffix != ".mcap":
-        raise ConfigError(f"output must be a .mcap file, got {str(out)!r}")
+    kind = output_kind(out)
+    written = output_location(out)
     source = Path(args.input).resolve()
-    if out.resolve() == source or out.resolve().is_relative_to(source):
+    if written.resolve() == source or written.resolve().is_relative_to(source):
         message = (f"output {str(out)!r} is the input {str(args.input)!r} or inside it; "
-                   "write the MCAP elsewhere")
+                   "write the output elsewhere")
         raise ConfigError(message)
-    if out.exists() and not args.force:
-        raise ConfigError(f"output {str(out)!r} exists; pass --force to overwrite it")
+    if kind in ("", ".db3") and source.is_relative_to(written.resolve()):
+        message = (f"output folder {str(written)!r} holds the input {str(args.input)!r}; "
+                   "write the output elsewhere")
+        raise ConfigError(message)
+    if written.exists() and not args.force:
+        raise ConfigError(f"output {str(written)!r} exists; pass --force to overwrite it")
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames!r}")
     camera: int | None = args.camera
@@ -116,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
             camera_only = getattr(drive, "camera_model", lambda: None)() is not None
             log.warning("%s has no calibration: writing no %s/tf_static", args.input,
                         "" if camera_only else "camera_info and no ")
-        with sigterm_deferred("finishing the current message, then closing the MCAP") as stop:
-            stats = convert_to_mcap(
+        with sigterm_deferred("finishing the current message, then closing the output") as stop:
+            stats = convert_recording(
                 drive,
                 out,
                 topics=names,
@@ -129,5 +142,5 @@ def run(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt("SIGTERM")
     for topic, count in sorted(stats.counts.items()):
         sys.stdout.write(f"{topic}: {count} messages\n")
-    sys.stdout.write(f"wrote {stats.total} messages to {out}\n")
+    sys.stdout.write(f"wrote {stats.total} messages to {written} ({OUTPUT_KINDS[kind]})\n")
     return 0

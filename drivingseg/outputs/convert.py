@@ -1,4 +1,7 @@
-"""Convert a recording (a KITTI raw drive, say) into one ROS 2 MCAP file.
+"""Convert a recording (a KITTI raw drive, say) into a ROS 2 MCAP, a ROS 1 bag or a ROS 2
+sqlite3 bag, the writer chosen by the output's suffix (:func:`output_kind`): ``.mcap``,
+``.bag`` (ROS 1 Noetic), ``.db3`` or a folder without suffix (ROS 2 sqlite3 bag folder; see
+:mod:`drivingseg.outputs.rosbag`). All three get the same messages from one loop.
 
 Topics follow the naming of ``kitti2bag`` (the widely used KITTI raw -> rosbag
 converter), so tools and launch files written for it find the streams:
@@ -28,11 +31,11 @@ frame's stamp (static transforms are replaced by the newest message) and a warni
 logged, as tools that latch only the first ``/tf_static`` keep the old one.
 
 Messages are written in stamp order (``Recording.messages()``), logged at their stamps.
-If reading fails half way (a corrupt PNG, say) the MCAP written so far is finalised and
+If reading fails half way (a corrupt PNG, say) the output written so far is finalised and
 stays valid, then the error propagates. Ctrl-C (SIGINT) and SIGTERM, when Python's
 default handlers are in place in the main thread, are deferred until the current message
 and its companions are written; the file is then finalised and ``KeyboardInterrupt`` is
-raised (so the caller closes its recording). A second signal raises at once; the writer
+raised (so the caller closes its recording). A second signal raises at once; the MCAP writer
 then ends the file after its last complete chunk (see :mod:`drivingseg.outputs.mcap`).
 """
 
@@ -53,17 +56,22 @@ import numpy as np
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError
 from drivingseg.outputs.mcap import Ros2McapWriter
+from drivingseg.outputs.rosbag import Ros1BagWriter, Ros2Sqlite3Writer, sqlite3_bag_folder
 from drivingseg.sensors.base import Recording, RecordingInfo
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 __all__ = [
     "KITTI_CAMERA_NAMES",
+    "OUTPUT_KINDS",
     "ConvertStats",
     "McapTopics",
     "bag_topics",
+    "convert_recording",
     "convert_to_mcap",
     "expected_messages",
     "kitti_topics",
+    "output_kind",
+    "output_location",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,7 +87,16 @@ KITTI_CAMERA_NAMES = {
 }
 """kitti2bag's names of the four KITTI cameras (``image_0N``)."""
 
+OUTPUT_KINDS = {
+    ".mcap": "ROS 2 MCAP",
+    ".bag": "ROS 1 bag",
+    ".db3": "ROS 2 sqlite3 bag",
+    "": "ROS 2 sqlite3 bag folder",
+}
+"""Output suffix -> what :func:`convert_recording` writes there ("" : a folder)."""
+
 Message = CameraFrame | LidarScan
+Writer = Ros2McapWriter | Ros1BagWriter | Ros2Sqlite3Writer
 ProgressWrapper = Callable[[Iterable[Message]], Iterable[Message]]
 
 
@@ -186,7 +203,7 @@ class _DeferredInterrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("interrupted (%s): finishing the current message, then closing the MCAP",
+        log.warning("interrupted (%s): finishing the current message, then closing the output",
                     signal.Signals(signum).name)
 
     def __enter__(self) -> _DeferredInterrupt:
@@ -208,6 +225,35 @@ class _DeferredInterrupt:
         self._installed = []
 
 
+def output_kind(out_path: str | PathLike[str]) -> str:
+    """The :data:`OUTPUT_KINDS` suffix of ``out_path`` (lower-case; "" for a folder);
+    any other suffix is a :class:`ConfigError` listing the supported ones."""
+    suffix = Path(out_path).suffix.lower()
+    if suffix not in OUTPUT_KINDS:
+        supported = "; ".join(f"{s or 'a folder (no suffix)'} ({kind})"
+                              for s, kind in OUTPUT_KINDS.items())
+        raise ConfigError(f"unsupported output {str(out_path)!r} (suffix {suffix!r}); "
+                          f"supported: {supported}")
+    return suffix
+
+
+def output_location(out_path: str | PathLike[str]) -> Path:
+    """Where the output of ``out_path`` lands: ``drive.db3`` is the folder ``drive``
+    (holding ``drive.db3`` and ``metadata.yaml``), anything else is itself."""
+    path = Path(out_path)
+    return sqlite3_bag_folder(path) if output_kind(path) == ".db3" else path
+
+
+def _writer(out_path: Path, compression: str) -> Writer:
+    """The writer for ``out_path``'s suffix."""
+    kind = output_kind(out_path)
+    if kind == ".mcap":
+        return Ros2McapWriter(out_path, compression=compression)
+    if kind == ".bag":
+        return Ros1BagWriter(out_path)
+    return Ros2Sqlite3Writer(out_path)
+
+
 def convert_to_mcap(
     recording: Recording,
     out_path: str | PathLike[str],
@@ -217,16 +263,46 @@ def convert_to_mcap(
     progress: ProgressWrapper | None = None,
     compression: str = "zstd",
 ) -> ConvertStats:
-    """Write ``recording`` (open) to ``out_path`` as a ROS 2 MCAP; an existing file is replaced.
+    """Write ``recording`` to ``out_path`` as a ROS 2 MCAP, whatever its suffix
+    (see :func:`convert_recording`)."""
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"max_frames must be at least 1, got {max_frames!r}")
+    writer = Ros2McapWriter(Path(out_path), compression=compression)
+    return _convert(recording, writer, topics, max_frames, progress)
+
+
+def convert_recording(
+    recording: Recording,
+    out_path: str | PathLike[str],
+    *,
+    topics: McapTopics | None = None,
+    max_frames: int | None = None,
+    progress: ProgressWrapper | None = None,
+    compression: str = "zstd",
+) -> ConvertStats:
+    """Write ``recording`` (open) to ``out_path``, as the suffix says (:data:`OUTPUT_KINDS`):
+    a ROS 2 MCAP, a ROS 1 bag or a ROS 2 sqlite3 bag; an existing output is replaced.
 
     ``max_frames`` keeps the first N camera frames and the first N lidar scans, and stops
     reading once every stream of ``recording.info()`` has N.
     ``progress`` wraps the message stream (e.g. a progress bar); it sees camera frames
-    and lidar scans in stamp order. On Ctrl-C or SIGTERM the file is finalised, then
-    ``KeyboardInterrupt`` is raised.
+    and lidar scans in stamp order. On Ctrl-C or SIGTERM the output is finalised, then
+    ``KeyboardInterrupt`` is raised. ``compression`` applies to MCAP only.
     """
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"max_frames must be at least 1, got {max_frames!r}")
+    writer = _writer(Path(out_path), compression)
+    return _convert(recording, writer, topics, max_frames, progress)
+
+
+def _convert(
+    recording: Recording,
+    writer: Writer,
+    topics: McapTopics | None,
+    max_frames: int | None,
+    progress: ProgressWrapper | None,
+) -> ConvertStats:
+    """The one message loop of every output kind: ``recording`` through ``writer``."""
     names = topics or McapTopics()
     rig = recording.rig()
     camera_frame = rig.camera_frame if rig is not None else None
@@ -239,9 +315,7 @@ def convert_to_mcap(
     stream: Iterable[Message] = _limited(recording.messages(), max_frames, kinds)
     if progress is not None:
         stream = progress(stream)
-    with _DeferredInterrupt() as interrupt, Ros2McapWriter(
-        Path(out_path), compression=compression
-    ) as writer:
+    with _DeferredInterrupt() as interrupt, writer:
         for msg in stream:
             if first_ns is None:
                 first_ns = msg.stamp_ns
@@ -275,4 +349,4 @@ def convert_to_mcap(
         counts = dict(writer.counts)
     if interrupt.requested:
         raise KeyboardInterrupt
-    return ConvertStats(path=str(out_path), counts=counts, first_ns=first_ns, last_ns=last_ns)
+    return ConvertStats(path=str(writer.path), counts=counts, first_ns=first_ns, last_ns=last_ns)

@@ -67,7 +67,7 @@ from drivingseg.sensors.ros_msgs import (
     tf_static_msg,
 )
 
-__all__ = ["FOXGLOVE_ANNOTATION_MSGDEFS", "BoxAnnotation", "Ros2McapWriter"]
+__all__ = ["FOXGLOVE_ANNOTATION_MSGDEFS", "BoxAnnotation", "Ros2McapWriter", "offered_qos"]
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,13 @@ _COMPRESSION = {
 _QOS_INFINITE = QosTime(sec=9_223_372_036, nsec=854_775_807)
 
 
-def _offered_qos_profiles(topic: str) -> str:
-    """The ``offered_qos_profiles`` channel metadata the MCAP ``ros2`` profile requires, in
-    the YAML rosbag2 (Humble) records: reliable, and transient local (latched) for
-    ``/tf_static``, which tf2's static listeners (RViz, robot nodes) subscribe to. Without it
-    ``ros2 bag play`` offers every topic volatile and those listeners never get a transform.
-    """
+def offered_qos(topic: str) -> Qos:
+    """The QoS rosbag2 (Humble) records for ``topic``: reliable, and transient local
+    (latched) for ``/tf_static``, which tf2's static listeners (RViz, robot nodes) subscribe
+    to. Without it ``ros2 bag play`` offers every topic volatile and those listeners never
+    get a transform."""
     latched = topic.lstrip("/") == "tf_static"
-    qos = Qos(
+    return Qos(
         history=QosHistory.UNKNOWN,
         depth=0,
         reliability=QosReliability.RELIABLE,
@@ -99,7 +98,12 @@ def _offered_qos_profiles(topic: str) -> str:
         liveliness_lease_duration=_QOS_INFINITE,
         avoid_ros_namespace_conventions=False,
     )
-    return dump_qos_v8([qos])
+
+
+def _offered_qos_profiles(topic: str) -> str:
+    """The ``offered_qos_profiles`` channel metadata the MCAP ``ros2`` profile requires, in
+    the YAML rosbag2 (Humble) records (:func:`offered_qos`)."""
+    return dump_qos_v8([offered_qos(topic)])
 
 
 class Ros2McapWriter:
