@@ -197,8 +197,9 @@ def test_cli_convert_refuses_to_overwrite(
     assert out.stat().st_size == size
     assert main(["convert", str(kitti_raw_drive), str(out), "--max-frames", "2", "--force"]) == 0
     assert "wrote 7 messages" in capsys.readouterr().out
-    assert main(["convert", str(kitti_raw_drive), str(tmp_path / "x.bag")]) == 2
-    assert "must be a .mcap file" in capsys.readouterr().err
+    assert main(["convert", str(kitti_raw_drive), str(tmp_path / "x.bagx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(suffix '.bagx'); supported: .mcap (ROS 2 MCAP); .bag" in err
 
 
 def test_cli_convert_refuses_to_write_over_its_input(
@@ -213,7 +214,7 @@ def test_cli_convert_refuses_to_write_over_its_input(
     assert mcap.read_bytes() == data
     inside = kitti_raw_drive / "converted.mcap"
     assert main(["convert", str(kitti_raw_drive), str(inside)]) == 2
-    assert "or inside it; write the MCAP elsewhere" in capsys.readouterr().err
+    assert "or inside it; write the output elsewhere" in capsys.readouterr().err
     assert not inside.exists()
 
 
@@ -468,3 +469,58 @@ def test_a_bag_without_camera_or_lidar_messages_is_refused(
         f"drivingseg convert: error: {bag}: nothing to convert: no camera image or lidar scan "
         f"with messages (streams: {streams})\n")
     assert not out.exists()
+
+
+def ctrl_c_in_bag_write(monkeypatch: pytest.MonkeyPatch, writer: Any, at_call: int) -> None:
+    """Deliver a real SIGINT from inside rosbags' ``writer.write``, call ``at_call``."""
+    real_write = writer.write
+    calls = [0]
+
+    def write(self: Any, connection: Any, timestamp: int, data: Any) -> None:
+        calls[0] += 1
+        if calls[0] == at_call:
+            signal.raise_signal(signal.SIGINT)
+        real_write(self, connection, timestamp, data)
+
+    monkeypatch.setattr(writer, "write", write)
+
+
+@pytest.mark.parametrize("name", ["drive.bag", "drive.db3", "drive_dir"])
+def test_cli_writes_ros1_and_sqlite3_bags_and_finalises_them_on_ctrl_c(
+    kitti_raw_drive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], name: str,
+) -> None:
+    """``convert IN OUT.bag`` / ``OUT.db3`` / ``OUT_DIR`` used to be refused (MCAP only);
+    a Ctrl-C finishes the current message and closes the bag readable, as for MCAP."""
+    from rosbags.rosbag1 import Writer as Ros1Writer
+    from rosbags.rosbag2 import Writer as Ros2Writer
+
+    out = tmp_path / name
+    written = tmp_path / "drive" if name == "drive.db3" else out
+    kind = {"drive.bag": "ROS 1 bag", "drive.db3": "ROS 2 sqlite3 bag",
+            "drive_dir": "ROS 2 sqlite3 bag folder"}[name]
+    assert main(["convert", str(kitti_raw_drive), str(out), "--max-frames", "1"]) == 0
+    assert f"wrote 4 messages to {written} ({kind})" in capsys.readouterr().out
+    assert main(["convert", str(kitti_raw_drive), str(out), "--max-frames", "1"]) == 2
+    assert f"output {str(written)!r} exists; pass --force" in capsys.readouterr().err
+    writer = Ros1Writer if name == "drive.bag" else Ros2Writer
+    ctrl_c_in_bag_write(monkeypatch, writer, at_call=5)  # tf, image 0, info 0, scan 0, image 1
+    assert main(["convert", str(kitti_raw_drive), str(out), "--max-frames", "5",
+                 "--force"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    with open_recording(written) as rec:
+        assert len(list(rec.camera_frames())) == 2 and len(list(rec.lidar_scans())) == 1
+        assert rec.rig() is not None
+
+
+def test_cli_refuses_a_bag_folder_output_that_holds_the_input(
+    kitti_raw_drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--force`` replaces a bag folder whole: one that holds the input is refused."""
+    folder = tmp_path / "outer"
+    assert main(["convert", str(kitti_raw_drive), str(folder), "--max-frames", "1"]) == 0
+    capsys.readouterr()
+    inner = folder / "outer.db3"
+    assert main(["convert", str(inner), str(folder), "--force"]) == 2
+    assert "holds the input" in capsys.readouterr().err
+    assert inner.is_file() and (folder / "metadata.yaml").is_file()
