@@ -1,6 +1,6 @@
 """Ground-truth boxes from KITTI ``label_2`` objects, with KITTI's "moderate" don't-care rules.
 
-Objects of the wanted ``classes`` that are tall enough (``min_height_px``), little enough
+Objects of the wanted ``classes`` taller than ``min_height_px``, little enough
 occluded and truncated are the boxes to find; the rest of those classes, ``DontCare``
 regions and ``similar`` classes become ``ignore=True`` (a detection on them is neither
 right nor wrong); every other type is dropped.
@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 BOX_SOURCES = ("auto", "label", "projected")
 LOCATION_REFS = ("bottom", "centre", "auto")
 MODERATE_MIN_HEIGHT_PX = 25.0
-"""KITTI "moderate": boxes lower than this are don't care, and so are detections lower
-than this that find no box (pass it to ``match_frame(min_det_height_px=)`` too)."""
+"""KITTI "moderate": boxes no taller than this are don't care (the devkit's ``height <=
+MIN_HEIGHT``), and detections lower than this that find no box are dropped (pass it to
+``match_frame(min_det_height_px=)`` too)."""
 MIN_RANGE_POINTS = 3
 """A box needs this many lidar points inside for its range to come from them (else the
 box centre)."""
@@ -231,7 +232,7 @@ def gt_boxes(
             log.debug("dropped %s with no usable box (label %r)", obj.type, obj.bbox_xyxy)
             continue
         range_m, n_points = _range(obj, points, location_ref)
-        hard = (box[3] - box[1] < min_height_px or obj.occluded > max_occlusion
+        hard = (box[3] - box[1] <= min_height_px or obj.occluded > max_occlusion
                 or obj.truncated > max_truncation)
         out.append(GtBox(box, obj.type, range_m, ignore=kind not in wanted or hard,
                          source=source, n_points=n_points))

@@ -158,3 +158,10 @@ def test_auto_location_finds_each_datasets_convention(kitti_object_root: Path) -
                                                 o.location_xyz_m[2])) for o in objects]
             assert location_convention(kitti, xyz) == "bottom"
             assert location_convention(objects, None) == "bottom"
+
+
+def test_a_box_exactly_25_px_tall_is_dont_care() -> None:
+    """The devkit's moderate level ignores boxes with ``height <= 25``."""
+    at, above = (KittiObject("Car", 0.0, 0, 0.0, (0, 100, 60, y2), (1.5, 1.7, 4.0),
+                             (0.0, 1.5, 20.0), 0.0) for y2 in (125, 125.5))
+    assert [b.ignore for b in gt_boxes([at, above], None, (640, 480))] == [True, False]
