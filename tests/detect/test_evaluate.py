@@ -140,7 +140,7 @@ def test_tied_scores_give_the_same_ap_whatever_the_frame_order() -> None:
 
 def test_dont_care_regions_absorb_detections_by_the_share_they_cover() -> None:
     """KITTI's devkit drops an unmatched detection in a ``DontCare`` region when the region
-    covers at least the threshold of the detection's own area (a small car inside a large
+    covers more than the threshold of the detection's own area (a small car inside a large
     region has a tiny IoU with it), and decides it at each threshold: a detection that
     matches its car at 0.5 but not at 0.7 is no false positive at 0.7 inside a region."""
     region = GtBox((0, 0, 400, 300), "DontCare", 10.0, True, "label")
@@ -148,8 +148,10 @@ def test_dont_care_regions_absorb_detections_by_the_share_they_cover() -> None:
     inside = det((100, 100, 140, 130), 0.9)
     m = match_frame([inside], [region, car])
     assert m.scores == {0.5: (), 0.7: ()}
-    half_in = det((380, 100, 420, 130), 0.9)  # half its area in the region
-    assert match_frame([half_in], [region, car]).scores == {0.5: (), 0.7: (0.9,)}
+    most_in = det((378, 100, 418, 130), 0.9)  # 55 % of its area in the region
+    assert match_frame([most_in], [region, car]).scores == {0.5: (), 0.7: (0.9,)}
+    half_in = det((380, 100, 420, 130), 0.9)  # exactly half: the devkit wants more
+    assert match_frame([half_in], [region, car]).scores == {0.5: (0.9,), 0.7: (0.9,)}
     # Matched its car at 0.5 (IoU 0.6) only; it lies inside a don't-care region.
     near = GtBox((0, 0, 600, 300), "DontCare", 10.0, True, "label")
     loose = det((500, 100, 560, 130), 0.8)
