@@ -265,8 +265,6 @@ def convert_to_mcap(
 ) -> ConvertStats:
     """Write ``recording`` to ``out_path`` as a ROS 2 MCAP, whatever its suffix
     (see :func:`convert_recording`)."""
-    if max_frames is not None and max_frames < 1:
-        raise ConfigError(f"max_frames must be at least 1, got {max_frames!r}")
     writer = Ros2McapWriter(Path(out_path), compression=compression)
     return _convert(recording, writer, topics, max_frames, progress)
 
@@ -289,8 +287,6 @@ def convert_recording(
     and lidar scans in stamp order. On Ctrl-C or SIGTERM the output is finalised, then
     ``KeyboardInterrupt`` is raised. ``compression`` applies to MCAP only.
     """
-    if max_frames is not None and max_frames < 1:
-        raise ConfigError(f"max_frames must be at least 1, got {max_frames!r}")
     writer = _writer(Path(out_path), compression)
     return _convert(recording, writer, topics, max_frames, progress)
 
@@ -303,6 +299,8 @@ def _convert(
     progress: ProgressWrapper | None,
 ) -> ConvertStats:
     """The one message loop of every output kind: ``recording`` through ``writer``."""
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"max_frames must be at least 1, got {max_frames!r}")
     names = topics or McapTopics()
     rig = recording.rig()
     camera_frame = rig.camera_frame if rig is not None else None

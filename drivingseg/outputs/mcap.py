@@ -67,7 +67,8 @@ from drivingseg.sensors.ros_msgs import (
     tf_static_msg,
 )
 
-__all__ = ["FOXGLOVE_ANNOTATION_MSGDEFS", "BoxAnnotation", "Ros2McapWriter", "offered_qos"]
+__all__ = ["FOXGLOVE_ANNOTATION_MSGDEFS", "BoxAnnotation", "Ros2McapWriter", "SensorMessageWriter",
+           "offered_qos"]
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,40 @@ def _offered_qos_profiles(topic: str) -> str:
     return dump_qos_v8([offered_qos(topic)])
 
 
-class Ros2McapWriter:
+class SensorMessageWriter:
+    """The sensor-message calls every bag writer offers (image, point cloud, CameraInfo,
+    /tf_static), built over the subclass's ``typestore`` (ROS 2 types) and ``write``."""
+
+    typestore: Typestore
+
+    def write(self, topic: str, msg: Any, msgtype: str, stamp_ns: int) -> None:
+        """Serialise ``msg`` (ROS 2 type ``msgtype``) on ``topic`` at log time ``stamp_ns``."""
+        raise NotImplementedError
+
+    def write_image(self, topic: str, frame: CameraFrame, *, frame_id: str | None = None) -> None:
+        """``frame`` as ``sensor_msgs/Image`` rgb8, logged at its stamp."""
+        msg = image_to_msg(frame, self.typestore, frame_id=frame_id)
+        self.write(topic, msg, "sensor_msgs/msg/Image", frame.stamp_ns)
+
+    def write_pointcloud(self, topic: str, scan: LidarScan, *, frame_id: str | None = None) -> None:
+        """``scan`` as ``sensor_msgs/PointCloud2`` (float32 x, y, z, intensity)."""
+        msg = pointcloud2_to_msg(scan, self.typestore, frame_id=frame_id)
+        self.write(topic, msg, "sensor_msgs/msg/PointCloud2", scan.stamp_ns)
+
+    def write_camera_info(self, topic: str, camera: CameraModel, stamp_ns: int) -> None:
+        """``camera`` as ``sensor_msgs/CameraInfo`` stamped ``stamp_ns``."""
+        msg = camera_info_to_msg(camera, stamp_ns, self.typestore)
+        self.write(topic, msg, "sensor_msgs/msg/CameraInfo", stamp_ns)
+
+    def write_tf_static(
+        self, transform: RigidTransform, stamp_ns: int, topic: str = "/tf_static"
+    ) -> None:
+        """``transform`` (``T_parent_child``) as a one-transform ``tf2_msgs/TFMessage``."""
+        msg = tf_static_msg(transform, stamp_ns, self.typestore)
+        self.write(topic, msg, "tf2_msgs/msg/TFMessage", stamp_ns)
+
+
+class Ros2McapWriter(SensorMessageWriter):
     """Write ROS 2 messages to one MCAP file: ``with Ros2McapWriter(path) as w: ...``.
 
     ``write`` takes any message type the typestore knows; channels and schemas are
@@ -365,11 +399,6 @@ class Ros2McapWriter:
                                     font_size_px=font_size_px)
         self.write(topic, msg, msgtype, stamp_ns)
 
-    def write_image(self, topic: str, frame: CameraFrame, *, frame_id: str | None = None) -> None:
-        """``frame`` as ``sensor_msgs/Image`` rgb8, logged at its stamp."""
-        msg = image_to_msg(frame, self.typestore, frame_id=frame_id)
-        self.write(topic, msg, "sensor_msgs/msg/Image", frame.stamp_ns)
-
     def write_compressed_image(
         self,
         topic: str,
@@ -385,19 +414,5 @@ class Ros2McapWriter:
         )
         self.write(topic, msg, "sensor_msgs/msg/CompressedImage", frame.stamp_ns)
 
-    def write_pointcloud(self, topic: str, scan: LidarScan, *, frame_id: str | None = None) -> None:
-        """``scan`` as ``sensor_msgs/PointCloud2`` (float32 x, y, z, intensity)."""
-        msg = pointcloud2_to_msg(scan, self.typestore, frame_id=frame_id)
-        self.write(topic, msg, "sensor_msgs/msg/PointCloud2", scan.stamp_ns)
 
-    def write_camera_info(self, topic: str, camera: CameraModel, stamp_ns: int) -> None:
-        """``camera`` as ``sensor_msgs/CameraInfo`` stamped ``stamp_ns``."""
-        msg = camera_info_to_msg(camera, stamp_ns, self.typestore)
-        self.write(topic, msg, "sensor_msgs/msg/CameraInfo", stamp_ns)
 
-    def write_tf_static(
-        self, transform: RigidTransform, stamp_ns: int, topic: str = "/tf_static"
-    ) -> None:
-        """``transform`` (``T_parent_child``) as a one-transform ``tf2_msgs/TFMessage``."""
-        msg = tf_static_msg(transform, stamp_ns, self.typestore)
-        self.write(topic, msg, "tf2_msgs/msg/TFMessage", stamp_ns)

@@ -35,16 +35,10 @@ from rosbags.rosbag2 import WriterError as Ros2WriterError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from drivingseg.calibration.types import CameraModel, RigidTransform
 from drivingseg.errors import RecordingError
-from drivingseg.outputs.mcap import offered_qos
-from drivingseg.sensors.frames import CameraFrame, LidarScan
+from drivingseg.outputs.mcap import SensorMessageWriter, offered_qos
 from drivingseg.sensors.ros_msgs import (
-    camera_info_to_msg,
-    image_to_msg,
-    pointcloud2_to_msg,
     ros2_typestore,
-    tf_static_msg,
 )
 
 __all__ = ["Ros1BagWriter", "Ros2Sqlite3Writer", "ros1_typestore", "sqlite3_bag_folder"]
@@ -100,7 +94,7 @@ def _clear(path: Path) -> None:
         path.unlink()
 
 
-class _BagWriter:
+class _BagWriter(SensorMessageWriter):
     """What the ROS 1 and ROS 2 bag writers share: topics, counts and the write_* API."""
 
     kind = "bag"
@@ -187,27 +181,9 @@ class _BagWriter:
         self._in_write = False
         self.counts[topic] += 1
 
-    def write_image(self, topic: str, frame: CameraFrame, *, frame_id: str | None = None) -> None:
-        """``frame`` as ``sensor_msgs/Image`` rgb8, logged at its stamp."""
-        msg = image_to_msg(frame, self.typestore, frame_id=frame_id)
-        self.write(topic, msg, "sensor_msgs/msg/Image", frame.stamp_ns)
 
-    def write_pointcloud(self, topic: str, scan: LidarScan, *, frame_id: str | None = None) -> None:
-        """``scan`` as ``sensor_msgs/PointCloud2`` (float32 x, y, z, intensity)."""
-        msg = pointcloud2_to_msg(scan, self.typestore, frame_id=frame_id)
-        self.write(topic, msg, "sensor_msgs/msg/PointCloud2", scan.stamp_ns)
 
-    def write_camera_info(self, topic: str, camera: CameraModel, stamp_ns: int) -> None:
-        """``camera`` as ``sensor_msgs/CameraInfo`` stamped ``stamp_ns``."""
-        msg = camera_info_to_msg(camera, stamp_ns, self.typestore)
-        self.write(topic, msg, "sensor_msgs/msg/CameraInfo", stamp_ns)
 
-    def write_tf_static(
-        self, transform: RigidTransform, stamp_ns: int, topic: str = "/tf_static"
-    ) -> None:
-        """``transform`` (``T_parent_child``) as a one-transform ``tf2_msgs/TFMessage``."""
-        msg = tf_static_msg(transform, stamp_ns, self.typestore)
-        self.write(topic, msg, "tf2_msgs/msg/TFMessage", stamp_ns)
 
 
 class Ros1BagWriter(_BagWriter):
