@@ -25,6 +25,9 @@ from drivingseg.node.sources import CameraSource, LidarSource
 
 SKIP_READ_S = 0.03
 """Added read time of each message before the window (a slow decoder)."""
+TIMEOUT_S = 180
+"""Only a guard against a hung graph: on a loaded CI machine reading one KITTI frame can
+take over a second, and a graph stopped by its timeout loses frames the tests count."""
 
 
 class Collector(Node):
@@ -45,16 +48,20 @@ def test_seeking_to_the_window_delays_the_replay_instead_of_making_frames_late(
 ) -> None:
     start_s, end_s = 1.0, 1.25
     read_done: list[int] = []  # when each camera frame in the window was read
+    read_start: list[int] = []  # when the source asked for it (resumed the reader)
 
     def slow(items: Any, record: bool) -> Any:
         def wrapped(self: CameraSource | LidarSource) -> Iterator[Any]:
             first = self.recording.info().start_ns  # type: ignore[union-attr]
+            asked = time.perf_counter_ns()
             for item in items(self):
                 if item.stamp_ns < first + int(start_s * 1e9):
                     time.sleep(SKIP_READ_S)
                 elif record and item.stamp_ns <= first + int(end_s * 1e9):
+                    read_start.append(asked)
                     read_done.append(time.perf_counter_ns())
                 yield item
+                asked = time.perf_counter_ns()
         return wrapped
 
     monkeypatch.setattr(CameraSource, "items", slow(CameraSource.items, True))
@@ -62,24 +69,34 @@ def test_seeking_to_the_window_delays_the_replay_instead_of_making_frames_late(
     params = {"input": str(kitti_raw_drive), "rate": 1.0, "start_s": start_s, "end_s": end_s,
               "loop": True}
     graph = Graph()
-    graph.add(CameraSource, "camera", {**params, "max_frames": 6})
-    graph.add(LidarSource, "lidar", params)
+    camera = graph.add(CameraSource, "camera", {**params, "max_frames": 6})
+    lidar = graph.add(LidarSource, "lidar", params)
     collector = graph.add(Collector, "collector")
     graph.setup()
-    graph.run(handle_signals=False, timeout_s=30)
+    graph.run(handle_signals=False, timeout_s=TIMEOUT_S)
 
     images = collector.images
     assert [m.frame.index for m in images] == [10, 11, 12] * 2
     assert len(read_done) == 6
     # Each frame is released (its latency counts from then) after it was read, also the
-    # first of each pass, which comes after 10 slowly skipped frames.
-    for msg, done in zip(images, read_done, strict=True):
-        assert msg.timing.available_ns >= done, msg.frame.index
-    # ... and the frames of a pass keep the recorded 10 Hz between them.
-    available = [m.timing.available_ns for m in images]
+    # first of each pass, which comes after 10 slowly skipped frames. Within a pass, the
+    # time a busy machine kept the source from starting to read after its last release
+    # stays latency (by design), so it is the only slack allowed.
+    for k, (msg, done) in enumerate(zip(images, read_done, strict=True)):
+        first_of_pass = k % 3 == 0
+        slack_ns = 0 if first_of_pass else max(0, read_start[k] - images[k - 1].timing.available_ns)
+        assert msg.timing.available_ns >= done - slack_ns, (msg.frame.index, slack_ns)
+    # ... and the frames of a pass keep the recorded 10 Hz between them, exactly unless a
+    # busy machine made a read slower than that (which moves the clock on, counted).
+    behind_ns = camera.behind_ns + lidar.behind_ns
     for pass_start in (0, 3):
-        gaps = [b - a for a, b in itertools.pairwise(available[pass_start:pass_start + 3])]
-        assert gaps == [100_000_000, 100_000_000]
+        for a, b in itertools.pairwise(images[pass_start:pass_start + 3]):
+            gap_ns = b.timing.available_ns - a.timing.available_ns
+            if behind_ns == 0:
+                assert gap_ns == 100_000_000, b.frame.index
+            else:
+                assert 100_000_000 <= gap_ns <= 100_000_000 + behind_ns + b.timing.stage_ns(
+                    "read"), (b.frame.index, gap_ns, behind_ns)
 
 
 SLOW_READ_S = 0.03
@@ -111,7 +128,7 @@ def test_a_reader_slower_than_the_rate_delays_the_replay_instead_of_making_frame
     collector = graph.add(Collector, "collector")
     graph.setup()
     with caplog.at_level(logging.WARNING, logger="drivingseg.node.sources"):
-        graph.run(handle_signals=False, timeout_s=30)
+        graph.run(handle_signals=False, timeout_s=TIMEOUT_S)
 
     images = collector.images
     assert [m.frame.index for m in images] == list(range(8))
@@ -160,7 +177,7 @@ def test_other_topics_of_a_bag_set_neither_the_window_nor_the_loop_period(
     collector = graph.add(Collector, "collector")
     graph.setup()
     started = time.perf_counter_ns()
-    graph.run(handle_signals=False, timeout_s=30)
+    graph.run(handle_signals=False, timeout_s=TIMEOUT_S)
 
     stamps = [m.stamp_ns for m in collector.images]
     assert [b - a for a, b in itertools.pairwise(stamps)] == [100_000_000] * 5
@@ -329,18 +346,28 @@ def test_a_reader_within_its_own_period_does_not_hold_the_other_stream_back(
     params = {"input": str(bag), "rate": 1.0}
     graph = Graph()
     camera = graph.add(CameraSource, "camera", params)
-    graph.add(LidarSource, "lidar", params)
+    lidar = graph.add(LidarSource, "lidar", params)
     collector = graph.add(Collector, "collector")
     graph.setup()
-    graph.run(handle_signals=False, timeout_s=30)
+    graph.run(handle_signals=False, timeout_s=TIMEOUT_S)
 
     images = collector.images
-    assert len(images) == 6 and camera.behind_messages == 0
+    assert len(images) == 6
+    # A busy machine can make reads genuinely slower than the period (the test's premise
+    # then fails): that lag moves the clock on and is counted (behind_ns), and the other
+    # source waits out such reads. Only then may the replay drift beyond 25 ms, by at most
+    # that lag and those reads.
+    reads_ns = [m.timing.stage_ns("read") for m in images]
+    slack_ns = 0
+    if max(reads_ns) < CAMERA_READ_S * 1e9 + 40_000_000:
+        assert camera.behind_messages == 0
+    else:
+        slack_ns = camera.behind_ns + lidar.behind_ns + sum(reads_ns)
     first = images[0]
     for msg in images:  # released on the recorded schedule, not ever later
         scheduled_ns = msg.stamp_ns - first.stamp_ns
         drift_ns = msg.timing.available_ns - first.timing.available_ns - scheduled_ns
-        assert abs(drift_ns) < 25_000_000, (msg.frame.index, drift_ns)
+        assert -25_000_000 < drift_ns < slack_ns + 25_000_000, (msg.frame.index, drift_ns)
 
 
 def test_a_replay_behind_its_rate_says_so_in_the_latency_report(
@@ -361,18 +388,19 @@ def test_a_replay_behind_its_rate_says_so_in_the_latency_report(
     params = {"input": str(kitti_raw_drive), "rate": 10.0}
     graph = Graph()
     camera = graph.add(CameraSource, "camera", {**params, "max_frames": 6})
-    graph.add(LidarSource, "lidar", params)
+    lidar = graph.add(LidarSource, "lidar", params)
     graph.add(Collector, "collector")
     tracker = graph.add(LatencyTracker, "latency", {"out_dir": str(tmp_path), "status": False})
     graph.setup()
-    graph.run(handle_signals=False, timeout_s=30)
+    graph.run(handle_signals=False, timeout_s=TIMEOUT_S)
 
     assert camera.behind_messages >= 3
-    expected = {"messages": camera.behind_messages, "ms": camera.behind_ns / 1e6}
-    assert tracker.report is not None and tracker.report.behind == {"camera": expected}
-    assert json.loads((tmp_path / "latency.json").read_text())["replay_behind"] == {
-        "camera": expected}
-    assert (f"replay behind the rate at camera: {expected['ms']:.0f} ms, "
+    # On a busy machine the lidar's reads can fall behind too: reported beside the camera.
+    expected = {src.name: {"messages": src.behind_messages, "ms": src.behind_ns / 1e6}
+                for src in (camera, lidar) if src.behind_messages}
+    assert tracker.report is not None and tracker.report.behind == expected
+    assert json.loads((tmp_path / "latency.json").read_text())["replay_behind"] == expected
+    assert (f"replay behind the rate at camera: {expected['camera']['ms']:.0f} ms, "
             f"{camera.behind_messages} messages read after") in capsys.readouterr().out
 
 
@@ -435,7 +463,7 @@ def test_a_window_without_camera_frames_is_refused_at_start(
     graph.add(LidarSource, "lidar", {"input": str(path), "rate": 0.0})
     graph.add(Collector, "collector")
     graph.setup()
-    graph.run(handle_signals=False, timeout_s=30)
+    graph.run(handle_signals=False, timeout_s=TIMEOUT_S)
     assert camera.frames_published == len(cameras)
 
 
