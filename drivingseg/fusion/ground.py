@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from drivingseg.calibration.types import FloatArray
 from drivingseg.errors import ConfigError, RecordingError
+from drivingseg.fusion.projection import point_array
 
 __all__ = ["Cluster", "GroundPlane", "SceneSegmentation", "fit_ground_plane", "segment_scene"]
 
@@ -133,12 +134,10 @@ class SceneSegmentation:
 
 
 def _xyz(points: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-    """Nx3 float64 points and the mask of finite rows."""
-    pts = np.asarray(points)
-    if pts.ndim != 2 or pts.shape[1] not in (3, 4):
-        message = f"points must be an Nx3 or Nx4 array, got shape {pts.shape!r}"
-        raise ConfigError(message)
-    xyz = np.asarray(pts[:, :3], dtype=np.float64)
+    """Nx3 float64 points (numpy, from an array or a tensor on any device) and the mask
+    of finite rows."""
+    pts, be = point_array(points)
+    xyz = np.asarray(be.to_numpy(pts[:, :3]), dtype=np.float64)
     finite = np.asarray(np.isfinite(xyz).all(axis=1), dtype=np.bool_)
     return xyz, finite
 

@@ -34,6 +34,7 @@ __all__ = [
     "Projection",
     "check_image_size",
     "check_rig",
+    "point_array",
     "project_points",
     "scale_camera",
     "scale_rig",
@@ -244,15 +245,28 @@ def _pixels(
     return u, v, zc, ok
 
 
+def point_array(points: Any) -> tuple[Array, Backend]:
+    """``points`` as an Nx3 / Nx4 numpy array or torch tensor, and its backend.
+
+    A :class:`~drivingseg.sensors.frames.LidarScan` (or anything else that is not an
+    array) is refused by name: it became a 0-d object array and failed with IndexError.
+    """
+    be = backend_of(points)
+    array = np.asarray(points) if be.name == "numpy" else points
+    shape = tuple(array.shape)
+    if len(shape) != 2 or shape[1] not in (3, 4):
+        got = f"shape {shape!r}"
+        if array.dtype == object and len(shape) == 0:
+            hint = " (pass its .points)" if hasattr(points, "points") else ""
+            got = f"a {type(points).__name__}{hint}"
+        message = f"points must be an Nx3 or Nx4 array (x, y, z[, intensity]), got {got}"
+        raise ConfigError(message)
+    return array, be
+
+
 def _columns(points: Any) -> tuple[Array, Array, Array, Backend]:
     """Split an Nx3 / Nx4 array or tensor into float64 x, y, z columns."""
-    be = backend_of(points)
-    if be.name == "numpy":
-        points = np.asarray(points)
-    shape = tuple(points.shape)
-    if len(shape) != 2 or shape[1] not in (3, 4):
-        message = f"points must be an Nx3 or Nx4 array (x, y, z[, intensity]), got shape {shape!r}"
-        raise ConfigError(message)
+    points, be = point_array(points)
     cols = [be.asarray(points[:, i], "float64") for i in range(3)]
     return cols[0], cols[1], cols[2], be
 
@@ -340,9 +354,7 @@ def visible_points(
     """
     _check_min_depth(min_depth_m)
     check_rig(rig)
-    be = backend_of(points)
-    if be.name == "numpy":
-        points = np.asarray(points)  # a list, as project_points takes
+    points, be = point_array(points)  # a list too, as project_points takes
     if be.name == "torch" or int(points.shape[0]) <= CHUNK_POINTS:
         x, y, z, be = _columns(points)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):

@@ -50,6 +50,16 @@ def test_nonfinite_points_are_ignored(raw_scan: np.ndarray) -> None:
     assert not scene.ground_mask[::50].any() and (scene.labels[::50] == -1).all()
 
 
+def test_a_scan_object_instead_of_its_points_is_named(raw_scan: np.ndarray) -> None:
+    """A LidarScan in place of its ``.points`` was reported as "got shape ()"."""
+    from drivingseg.sensors.frames import LidarScan
+
+    scan = LidarScan(stamp_ns=0, points=raw_scan)
+    for call in (fit_ground_plane, segment_scene):
+        with pytest.raises(ConfigError, match=r"got a LidarScan \(pass its \.points\)"):
+            call(scan)
+
+
 def test_no_ground_raises(tmp_path: Path) -> None:
     wall = np.random.default_rng(0).uniform(-5, 5, size=(2000, 3))
     wall[:, 0] = 3.0  # a vertical plane x = 3 and nothing else

@@ -267,6 +267,26 @@ def test_bad_point_array_shape(raw_rig: Rig) -> None:
         project_points(np.zeros((10, 5)), raw_rig)
 
 
+def test_a_scan_object_instead_of_its_points_is_named(raw_scan: np.ndarray, raw_rig: Rig) -> None:
+    """``lidar_channels(pair.lidar, rig)`` (the LidarScan, not its ``.points``) failed with
+    "IndexError: tuple index out of range" from deep inside visible_points."""
+    from drivingseg.fusion import depth_image, lidar_channels
+    from drivingseg.sensors.frames import LidarScan
+
+    scan = LidarScan(stamp_ns=0, points=raw_scan)
+    calls = [
+        lambda: visible_points(scan, raw_rig),
+        lambda: project_points(scan, raw_rig),
+        lambda: depth_image(scan, raw_rig),
+        lambda: lidar_channels(scan, raw_rig),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError, match=r"Nx3 or Nx4 .*a LidarScan \(pass its \.points\)"):
+            call()
+    with pytest.raises(ConfigError, match=r"Nx3 or Nx4.*got shape \(4,\)"):
+        visible_points(np.zeros(4), raw_rig)
+
+
 def test_rectified_chain_uses_rectification(raw_scan: np.ndarray, raw_rig: Rig) -> None:
     """Dropping R_rect moves points by pixels: the test above would notice a missing R."""
     no_rect = replace(raw_rig, camera=replace(raw_rig.camera, R=np.eye(3)))
