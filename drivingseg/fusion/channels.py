@@ -148,9 +148,9 @@ def lidar_channels(
     height channel stays 0 and a warning is logged).
     """
     check_rig(rig)
-    w = rig.camera.width if width is None else int(width)
-    h = rig.camera.height if height is None else int(height)
-    target = scale_rig(rig, w, h)
+    target = scale_rig(rig, rig.camera.width if width is None else width,
+                       rig.camera.height if height is None else height)
+    w, h = target.camera.width, target.camera.height  # 187.5 rows refused, not cut to 187
     index, rows, cols, depth, n_bad = visible_points(points, target, min_depth_m=min_depth_m)
     be = backend_of(depth)
     win = zbuffer(rows, cols, depth, w, h)

@@ -39,6 +39,16 @@ def test_channels_fit_plane_and_other_resolution(raw_scan: np.ndarray, raw_rig: 
     assert np.abs(np.median(road)) < 0.1
 
 
+def test_channels_refuse_a_size_that_is_not_whole_pixels(raw_scan: np.ndarray,
+                                                         raw_rig: Rig) -> None:
+    """Half a KITTI frame (621 x 187.5) gave 187-row channels, silently one row short of the
+    188-row frame cv2.resize makes, where scale_rig refuses it; whole floats are taken."""
+    with pytest.raises(ConfigError, match=r"positive integers, got 621\.0x187\.5"):
+        lidar_channels(raw_scan, raw_rig, width=1242 / 2, height=375 / 2)
+    ch = lidar_channels(raw_scan, raw_rig, width=621.0, height=188.0)  # type: ignore[arg-type]
+    assert (ch.width, ch.height) == (621, 188)
+
+
 def test_densified_depth_fills_and_keeps_measurements(raw_scan: np.ndarray, raw_rig: Rig) -> None:
     sparse = lidar_channels(raw_scan, raw_rig, densify=False)
     dense = lidar_channels(raw_scan, raw_rig, densify=True)

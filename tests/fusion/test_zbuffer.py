@@ -61,6 +61,17 @@ def test_depth_image_torch_and_other_resolution(raw_scan: np.ndarray, raw_rig: R
     assert small[small > 0].min() == pytest.approx(img[img > 0].min())
 
 
+def test_half_a_kitti_frame_is_refused_not_cut_to_whole_rows(raw_scan: np.ndarray,
+                                                             raw_rig: Rig) -> None:
+    """1242 / 2 x 375 / 2 = 621 x 187.5 was cut to a 187-row image by int(), one row short
+    of the 188 rows cv2.resize(fx=0.5, fy=0.5) makes of the frame, where scale_rig refuses
+    that size."""
+    with pytest.raises(ConfigError, match=r"positive integers, got 621\.0x187\.5"):
+        depth_image(raw_scan, raw_rig, width=1242 / 2, height=375 / 2)
+    whole = depth_image(raw_scan, raw_rig, width=621.0, height=188.0)
+    assert np.array_equal(whole, depth_image(raw_scan, raw_rig, width=621, height=188))
+
+
 def test_empty_scan_gives_empty_image(raw_rig: Rig) -> None:
     img = depth_image(np.zeros((0, 4), np.float32), raw_rig)
     assert img.shape == (375, 1242) and not img.any()
