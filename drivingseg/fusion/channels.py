@@ -28,7 +28,7 @@ import numpy.typing as npt
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.fusion._backend import backend_of
-from drivingseg.fusion.ground import GroundPlane, fit_ground_plane
+from drivingseg.fusion.ground import GroundPlane, as_ground_plane, fit_ground_plane
 from drivingseg.fusion.projection import (
     DEFAULT_MIN_DEPTH_M,
     check_rig,
@@ -136,18 +136,20 @@ def lidar_channels(
     *,
     width: int | None = None,
     height: int | None = None,
-    plane: GroundPlane | None = None,
+    plane: GroundPlane | npt.ArrayLike | None = None,
     densify: bool = False,
     min_depth_m: float = DEFAULT_MIN_DEPTH_M,
 ) -> LidarChannels:
     """Lidar channels of a scan (Nx4 with intensity, or Nx3) in a ``width`` x ``height`` image.
 
     The size defaults to the calibrated one. ``plane`` is the ground for the height
-    channel (signed distance, metres); without one it is fitted with
+    channel (signed distance, metres), a :class:`GroundPlane` or its coefficients
+    ``(a, b, c, d)``; without one it is fitted with
     :func:`~drivingseg.fusion.ground.fit_ground_plane` (when that finds no ground, the
     height channel stays 0 and a warning is logged).
     """
     check_rig(rig)
+    ground = None if plane is None else as_ground_plane(plane)
     target = scale_rig(rig, rig.camera.width if width is None else width,
                        rig.camera.height if height is None else height)
     w, h = target.camera.width, target.camera.height  # 187.5 rows refused, not cut to 187
@@ -159,10 +161,10 @@ def lidar_channels(
     pts = be.to_numpy(points) if be.name == "torch" else np.asarray(points)
     images = np.zeros((4, h * w), dtype=np.float32)
     images[0, pixel] = be.to_numpy(depth[win])
-    if plane is None and pts.shape[0]:
-        plane = _plane_or_none(pts)
-    if plane is not None and winners.size:
-        images[1, pixel] = plane.height_m(pts[winners, :3])
+    if ground is None and pts.shape[0]:
+        ground = _plane_or_none(pts)
+    if ground is not None and winners.size:
+        images[1, pixel] = ground.height_m(pts[winners, :3])
     if pts.shape[1] == 4 and winners.size:
         intensity = pts[winners, 3].astype(np.float32)
         images[2, pixel] = np.where(np.isfinite(intensity), intensity, 0.0)

@@ -27,7 +27,14 @@ from drivingseg.calibration.types import FloatArray
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.fusion.projection import point_array
 
-__all__ = ["Cluster", "GroundPlane", "SceneSegmentation", "fit_ground_plane", "segment_scene"]
+__all__ = [
+    "Cluster",
+    "GroundPlane",
+    "SceneSegmentation",
+    "as_ground_plane",
+    "fit_ground_plane",
+    "segment_scene",
+]
 
 BELOW_MARGIN_M = 0.5
 """A point this far below a candidate ground plane counts against it."""
@@ -131,6 +138,13 @@ class SceneSegmentation:
     @property
     def car_like(self) -> tuple[Cluster, ...]:
         return tuple(c for c in self.clusters if c.is_car_like)
+
+
+def as_ground_plane(plane: GroundPlane | npt.ArrayLike) -> GroundPlane:
+    """``plane`` as a :class:`GroundPlane`: one as it is, or its four coefficients
+    ``(a, b, c, d)``, validated and normalised (``n_inliers`` 0), so a plane saved or
+    fitted elsewhere can be passed as numbers."""
+    return plane if isinstance(plane, GroundPlane) else GroundPlane(plane, 0)  # type: ignore[arg-type]
 
 
 def _xyz(points: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
@@ -277,7 +291,7 @@ def _describe(label: int, xyz: FloatArray, heights: FloatArray) -> Cluster:
 def segment_scene(
     points: Any,
     *,
-    plane: GroundPlane | None = None,
+    plane: GroundPlane | npt.ArrayLike | None = None,
     voxel_size_m: float = 0.2,
     ground_threshold_m: float = 0.2,
     max_height_m: float = 4.0,
@@ -286,7 +300,8 @@ def segment_scene(
     min_points: int = 8,
     seed: int = 0,
 ) -> SceneSegmentation:
-    """Ground mask and DBSCAN clusters of a scan; fits the plane unless one is given.
+    """Ground mask and DBSCAN clusters of a scan; fits the plane unless one is given
+    (a :class:`GroundPlane` or its coefficients ``(a, b, c, d)``).
 
     Ground: within ``ground_threshold_m`` of the plane. Clusters: voxels of the points
     between ``ground_threshold_m`` and ``max_height_m`` above it, within ``max_range_m``.
@@ -296,8 +311,7 @@ def segment_scene(
     _check_count(min_points=min_points)
     _check_range("max_height_m", max_height_m, ground_threshold_m, math.inf)
     xyz, finite = _xyz(points)
-    if plane is None:
-        plane = fit_ground_plane(points, seed=seed)
+    plane = fit_ground_plane(points, seed=seed) if plane is None else as_ground_plane(plane)
     height = np.full(xyz.shape[0], np.nan)
     height[finite] = plane.height_m(xyz[finite])
     with np.errstate(invalid="ignore"):

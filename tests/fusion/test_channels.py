@@ -32,6 +32,17 @@ def test_channels_of_real_scan(raw_scan: np.ndarray, raw_rig: Rig) -> None:
     assert np.array_equal(stacked[CHANNEL_NAMES.index("valid")], ch.valid)
 
 
+def test_channels_take_the_plane_as_coefficients(raw_scan: np.ndarray, raw_rig: Rig) -> None:
+    """``plane=`` as four numbers failed with AttributeError "'numpy.ndarray' object has no
+    attribute 'height_m'"."""
+    plane = fit_ground_plane(raw_scan)
+    expected = lidar_channels(raw_scan, raw_rig, plane=plane).height_m
+    given = lidar_channels(raw_scan, raw_rig, plane=plane.coefficients * -2.0).height_m
+    np.testing.assert_allclose(given, expected, atol=1e-6)
+    with pytest.raises(ConfigError, match="must not be vertical"):
+        lidar_channels(raw_scan, raw_rig, plane=[1.0, 0.0, 0.0, 1.7])
+
+
 def test_channels_fit_plane_and_other_resolution(raw_scan: np.ndarray, raw_rig: Rig) -> None:
     ch = lidar_channels(raw_scan, raw_rig, width=320, height=96)
     assert ch.stack().shape == (4, 96, 320)

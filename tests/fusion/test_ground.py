@@ -60,6 +60,19 @@ def test_a_scan_object_instead_of_its_points_is_named(raw_scan: np.ndarray) -> N
             call(scan)
 
 
+def test_plane_given_as_coefficients(raw_scan: np.ndarray) -> None:
+    """A plane as four numbers (saved, or from another fit) failed with AttributeError
+    "'numpy.ndarray' object has no attribute 'height_m'"; bad numbers are named."""
+    plane = fit_ground_plane(raw_scan)
+    scene = segment_scene(raw_scan, plane=plane)
+    for given in (-plane.coefficients, plane.coefficients.tolist()):
+        again = segment_scene(raw_scan, plane=given)
+        np.testing.assert_allclose(again.plane.coefficients, plane.coefficients)
+        assert np.array_equal(again.labels, scene.labels)
+    with pytest.raises(ConfigError, match=r"4 finite numbers, got \[0\.0, 0\.0, 1\.0\]"):
+        segment_scene(raw_scan, plane=[0.0, 0.0, 1.0])
+
+
 def test_no_ground_raises(tmp_path: Path) -> None:
     wall = np.random.default_rng(0).uniform(-5, 5, size=(2000, 3))
     wall[:, 0] = 3.0  # a vertical plane x = 3 and nothing else
