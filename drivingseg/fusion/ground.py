@@ -54,6 +54,8 @@ class GroundPlane:
     length and its sign chosen so that it points up (``c > 0``), whatever sign the fit gave
     (open3d's ``segment_plane`` picks either). Four finite values with a non-zero normal
     are required, and a vertical plane (``c == 0``) is refused: it cannot be the ground.
+    ``n_inliers`` is the number of scan points that support it (see
+    :func:`fit_ground_plane`).
     """
 
     coefficients: FloatArray
@@ -207,7 +209,12 @@ def fit_ground_plane(
     max_below_fraction: float = 0.1,
     seed: int = 0,
 ) -> GroundPlane:
-    """Fit the ground plane of a scan (lidar frame) with RANSAC; deterministic per seed."""
+    """Fit the ground plane of a scan (lidar frame) with RANSAC; deterministic per seed.
+
+    Its ``n_inliers`` counts the scan's points within ``max_range_m`` that lie within
+    ``distance_threshold_m`` of the plane, not the voxels RANSAC ran on (about one in six
+    on a KITTI scan, which made a good fit look like one of 5 % of the points).
+    """
     _check_positive(
         voxel_size_m=voxel_size_m,
         distance_threshold_m=distance_threshold_m,
@@ -225,7 +232,8 @@ def fit_ground_plane(
     if near.sum() < 3:
         message = f"only {int(near.sum())} finite points within {max_range_m!r} m; no ground"
         raise RecordingError(message)
-    z_low = float(np.percentile(xyz[near, 2], 1.0))
+    in_range = xyz[near]
+    z_low = float(np.percentile(in_range[:, 2], 1.0))
     near &= xyz[:, 2] <= z_low + band_m
     cloud = _cloud(xyz[near]).voxel_down_sample(voxel_size_m)
     low = np.asarray(cloud.points)
@@ -245,7 +253,8 @@ def fit_ground_plane(
         tilt_deg = math.degrees(math.acos(min(1.0, plane[2])))
         if tilt_deg <= max_tilt_deg and below <= max_below_fraction:
             plane.setflags(write=False)
-            return GroundPlane(plane, len(inliers))
+            support = np.abs(in_range @ plane[:3] + plane[3]) <= distance_threshold_m
+            return GroundPlane(plane, int(np.count_nonzero(support)))
         cloud = cloud.select_by_index(inliers, invert=True)
     message = (
         f"no ground plane within {max_tilt_deg!r} degrees of horizontal among "
