@@ -33,6 +33,7 @@ __all__ = [
     "SceneSegmentation",
     "as_ground_plane",
     "fit_ground_plane",
+    "preload_open3d",
     "segment_scene",
 ]
 
@@ -184,6 +185,11 @@ def _open3d() -> Any:
     import open3d
 
     return open3d
+
+
+def preload_open3d() -> None:
+    """Import open3d now (0.9-2.3 s), before a stream's first frame needs a ground plane."""
+    _open3d()
 
 
 def _cloud(xyz: FloatArray) -> Any:

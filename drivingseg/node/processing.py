@@ -23,6 +23,7 @@ from drivingseg.calibration.load import load_rig_any
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import DrivingsegError
 from drivingseg.fusion.channels import lidar_channels
+from drivingseg.fusion.ground import preload_open3d
 from drivingseg.fusion.projection import scale_rig
 from drivingseg.model.config import LIDAR_CHANNELS
 from drivingseg.node.messages import CameraImage, FusedInput, LidarCloud, Mask, SyncedFrames
@@ -242,6 +243,8 @@ class FusionNode(Node):
                                     f"{names} has no calibration to project the lidar with; "
                                     "give the camera source's calibration (calibration:=PATH) "
                                     "or this node's, or channels off", "calibration")
+        if self.compute:  # the height channel's ground fit: not on the first frame's clock
+            preload_open3d()
         log.info("%s: lidar channels %s", self.name, "on" if self.compute else "off")
 
     def on_synced(self, msg: SyncedFrames) -> None:
