@@ -123,6 +123,7 @@ class LatencyTracker(Node):
         self._last_mask_ns = 0
         self._frames_at_last_mask = 0
         self._last_diag_ns = 0
+        self._last_diag_stamp_ns = 0
         self._reported = (0, 0)
         """Frames dropped and messages lost in all at the last report published."""
         self._last_status_ns = 0
@@ -189,11 +190,19 @@ class LatencyTracker(Node):
     def _report(self, now_ns: int, stamp_ns: int) -> None:
         if now_ns - self._last_diag_ns >= self.p["diagnostics_period_s"] * 1e9:
             self._last_diag_ns = now_ns
-            self.diag.publish(self.diagnostics(stamp_ns, commit=True))
+            self._publish_diagnostics(stamp_ns)
         if self._tty and now_ns - self._last_status_ns >= 250_000_000:
             self._last_status_ns = now_ns
             sys.stderr.write("\r" + self.status_line() + "\x1b[K")
             sys.stderr.flush()
+
+    def _publish_diagnostics(self, stamp_ns: int) -> None:
+        """Publish the report stamped ``stamp_ns``, or the previous report's stamp when that
+        is later: a mask's stamp trails the newest camera frame (which a report between
+        masks carries) by the frames queued behind it, and a report stamped before its
+        predecessor sorted before it in the MCAP (its mask count going backwards)."""
+        self._last_diag_stamp_ns = max(stamp_ns, self._last_diag_stamp_ns)
+        self.diag.publish(self.diagnostics(self._last_diag_stamp_ns, commit=True))
 
     def stalled_s(self) -> float | None:
         """Seconds since the last mask (or the start) if camera frames came in since and it
@@ -205,7 +214,7 @@ class LatencyTracker(Node):
 
     def on_inputs_closed(self) -> None:
         if self.frames:
-            self.diag.publish(self.diagnostics(self.frames[-1].stamp_ns, commit=True))
+            self._publish_diagnostics(self.frames[-1].stamp_ns)
         if self._tty:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()

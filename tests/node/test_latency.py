@@ -370,6 +370,30 @@ def test_diagnostics_keep_their_period_and_report_a_graph_that_makes_no_mask() -
     assert "| no mask for " in tracker.status_line()
 
 
+def test_diagnostics_stamps_never_go_back_when_the_camera_is_ahead_of_the_masks() -> None:
+    """A report between masks carries the newest camera frame's stamp, a report on a mask
+    that mask's stamp, which trails it by the frames queued behind: a --fast KITTI replay
+    wrote /diagnostics at 1.4 s saying 6 masks, then at 1.1 s saying 12, so the MCAP
+    (sorted by stamp) showed the mask count going backwards."""
+    graph = Graph()
+    tracker = graph.add(LatencyTracker, "latency", {"status": False, "summary": False,
+                                                    "diagnostics_period_s": 0.01})
+    camera = graph.add(FrameSource, "camera")
+    got: list[Diagnostics] = []
+    tracker.diag.publish = got.append  # type: ignore[method-assign]
+    tracker.ready()
+    camera.last_stamp_ns = 5_000_000_000  # frames read ahead, queued before segmentation
+    tracker.tick()
+    for k in range(2):
+        time.sleep(0.02)
+        tracker.on_mask(mask(k, inference_ns=1_000_000))  # stamped 1000 + k ns
+    tracker.on_inputs_closed()
+
+    assert [dict(d.values)["masks"] for d in got] == ["0", "1", "2", "2"]
+    stamps = [d.stamp_ns for d in got]
+    assert stamps == sorted(stamps) and stamps[0] == 5_000_000_000, stamps
+
+
 class MaskSource(Node):
     """Publishes five masks, 10 ms apart, and ends."""
 
