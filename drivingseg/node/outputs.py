@@ -234,7 +234,7 @@ class VideoWriter(OverlayOutput):
 
     With ``fps`` 0 the video runs at the camera's rate, measured from the first masks'
     stamps and frame numbers (held until then), and each frame stays on screen until the
-    next mask's stamp (:class:`~drivingseg.node.video_slots.VideoSlots`), so that it plays
+    next mask's frame (:class:`~drivingseg.node.video_slots.VideoSlots`), so that it plays
     as fast as the drive also where frames were dropped (dropped frames had made it half
     the rate, each gap one frame: faster than the drive). A fixed ``fps`` writes one frame
     per mask, warned about when it differs from the camera rate by more than 10 % (a 20 Hz
@@ -266,7 +266,7 @@ class VideoWriter(OverlayOutput):
         """The frame rate in the file, once it is open."""
         self._stamps_ns: list[int] = []
         self._indexes: list[int] = []
-        self._held: list[tuple[int, npt.NDArray[Any]]] = []
+        self._held: list[tuple[int, int, npt.NDArray[Any]]] = []
         self._slots: VideoSlots | None = None
         self._last: npt.NDArray[Any] = np.zeros((0, 0, 3), np.uint8)
 
@@ -315,9 +315,9 @@ class VideoWriter(OverlayOutput):
                 self._check_rate()
             if self.video is None and self.p["fps"] == 0.0 and \
                     len(self._stamps_ns) < _RATE_FRAMES:
-                self._held.append((mask.stamp_ns, bgr))
+                self._held.append((mask.stamp_ns, mask.frame.index, bgr))
                 return
-        self._write(mask.stamp_ns, bgr)
+        self._write(mask.stamp_ns, mask.frame.index, bgr)
 
     def _check_rate(self) -> None:
         """Warn when a fixed ``fps`` is not the rate of the masks' stamps."""
@@ -354,18 +354,18 @@ class VideoWriter(OverlayOutput):
         self._slots = VideoSlots(fps, hold, self.name)
         return video
 
-    def _write(self, stamp_ns: int, bgr: npt.NDArray[Any]) -> None:
-        """Write the held frames, then ``bgr`` (resized to the video's size), each after
-        the previous frame held over the slots up to its own."""
-        frames, self._held = [*self._held, (stamp_ns, bgr)], []
+    def _write(self, stamp_ns: int, index: int, bgr: npt.NDArray[Any]) -> None:
+        """Write the held frames, then ``bgr`` (frame number ``index``, resized to the
+        video's size), each after the previous frame held over the slots up to its own."""
+        frames, self._held = [*self._held, (stamp_ns, index, bgr)], []
         if self.video is None:
-            self.video = self._open(frames[0][1])
+            self.video = self._open(frames[0][2])
         assert self._slots is not None
-        for stamp, frame in frames:
+        for stamp, number, frame in frames:
             if self.size != (frame.shape[1], frame.shape[0]):
                 frame = cv2.resize(frame, self.size)
             previous = self._slots.last
-            for _ in range(self._slots.place(stamp) - previous - 1):
+            for _ in range(self._slots.place(stamp, number) - previous - 1):
                 self.video.write(self._last)
                 self.frames_written += 1
             self.video.write(frame)

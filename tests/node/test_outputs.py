@@ -327,6 +327,34 @@ def test_a_video_of_a_replay_that_dropped_frames_plays_as_long_as_the_drive(
     assert magenta == [k % 2 == 1 for k in shown]
 
 
+def test_a_video_of_a_drive_with_jittered_stamps_has_one_frame_per_frame(
+        tmp_path: Path) -> None:
+    """A 10 Hz KITTI drive whose camera stamps jitter by up to 6 ms (as real stamps do),
+    replayed without a drop: the video was 10.7 fps (the shortest of the first steps) with
+    32 frames for 30, frames 7-30 showing the mask of the frame before. Now 30 frames at
+    about 10 fps, frame k showing mask k."""
+    path = tmp_path / "overlay.mp4"
+    video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False,
+                                                       "fps": 0.0})
+    video.setup()
+    video.open_outputs()
+    jitter_ms = (0.0, -6.2, 4.0, 3.1, -5.0, 6.0, -2.0, 4.5, -5.8, 1.0) * 3
+    for k, offset_ms in enumerate(jitter_ms):
+        stamp = 1_317_042_000_000_000_000 + round((100 * k + offset_ms) * 1e6)
+        ids = np.full((48, 64), k % 2, np.uint8)  # odd masks road (magenta), even not drawn
+        frame = CameraFrame(stamp, np.zeros((48, 64, 3), np.uint8), index=k)
+        video.on_mask(Mask(frame, ids, ("background", "road"), Timing(stamp, k, 0), 0))
+    video.on_inputs_closed()
+    video.shutdown()
+    fps, frames = _video_rate_and_frames(path)
+    assert frames == video.frames_written == 30  # was 32
+    assert fps == pytest.approx(10.0, rel=0.02)  # was 10.66
+    capture = cv2.VideoCapture(str(path))
+    magenta = [bool(capture.read()[1][:, :, 2].mean() > 60) for _ in range(frames)]
+    capture.release()
+    assert magenta == [k % 2 == 1 for k in range(30)]
+
+
 @pytest.mark.parametrize(("step_ns", "warned"), [(50_000_000, True), (100_000_000, False)])
 def test_a_fixed_fps_unlike_the_camera_rate_is_warned(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, step_ns: int, warned: bool) -> None:
