@@ -34,6 +34,7 @@ __all__ = [
     "LidarChannels",
     "Projection",
     "SceneSegmentation",
+    "calibration_offset_px",
     "check_image_size",
     "densify_depth",
     "depth_image",

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 from drivingseg.calibration.load import load_rig_any
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import DrivingsegError
+from drivingseg.fusion.projection import calibration_offset_px
 from drivingseg.node.messages import CameraImage, LidarCloud, Timing
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node, Publisher
@@ -348,6 +349,7 @@ class CameraSource(RecordingSource):
                 self.rig = load_rig_any(self.p["calibration"], camera=self.p["camera"])
             except DrivingsegError as exc:
                 raise self.config_error(str(exc), "calibration") from exc
+            self._compare_with_recorded(self.rig)
         else:
             self.rig = self.recording.rig()
             if self.rig is None:
@@ -360,6 +362,32 @@ class CameraSource(RecordingSource):
                 else self._first_frame_size())
         if size is not None:
             self.context.frame_sizes[self.name] = size
+
+    def _compare_with_recorded(self, rig: Rig) -> None:
+        """Warn when ``calibration`` is far from the recording's own one for this camera.
+
+        A rig YAML names no KITTI camera, so ``camera:=3`` with camera 2's rig file used to
+        put the lidar ~40 px off on camera 3's frames (and record the wrong CameraInfo),
+        silently. A refined calibration of the same camera stays within a few pixels.
+        """
+        assert self.recording is not None
+        try:
+            own = self.recording.rig()
+        except DrivingsegError:
+            return
+        same_size = own is not None and (own.camera.width, own.camera.height) == (
+            rig.camera.width, rig.camera.height)
+        if own is None or not same_size:
+            return
+        offset_px = calibration_offset_px(own, rig)
+        if offset_px > self.CALIBRATION_WARN_PX:
+            log.warning("%s: calibration %r puts lidar points a median %.0f px from where the "
+                        "recording's own calibration for camera %d puts them; check that it is "
+                        "this camera's rig", self.name, self.p["calibration"], offset_px,
+                        self.p["camera"])
+
+    CALIBRATION_WARN_PX = 10.0
+    """Median offset (px) from the recorded calibration above which ``calibration`` warns."""
 
     def _first_frame_size(self) -> tuple[int, int] | None:
         """(height, width) of the first camera frame, for a recording without calibration."""

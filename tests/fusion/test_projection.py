@@ -14,6 +14,7 @@ from drivingseg.calibration.kitti import load_kitti_object_rig
 from drivingseg.calibration.types import CameraModel, Rig, RigidTransform
 from drivingseg.errors import CalibrationError, ConfigError
 from drivingseg.fusion.projection import (
+    calibration_offset_px,
     project_points,
     scale_camera,
     scale_rig,
@@ -350,3 +351,18 @@ def test_scale_to_a_size_that_is_not_whole_pixels_is_refused(raw_rig: Rig,
     with pytest.raises(ConfigError, match="target image size must be positive integers"):
         scale_rig(raw_rig, *size)  # type: ignore[arg-type]
     assert scale_camera(raw_rig.camera, 621.0, 187.0).image_size == (621, 187)  # type: ignore[arg-type]
+
+
+def test_calibration_offset_tells_another_camera_from_the_same_one(kitti_raw_root: Path) -> None:
+    """Camera 2 against camera 3 of one KITTI rig: 0.54 m of baseline, tens of pixels at
+    5-20 m; the same rig 0 px; a camera turned round sees none of the points (diagonal)."""
+    from drivingseg.calibration.load import load_rig_any
+
+    left = load_rig_any(kitti_raw_root, camera=2)
+    right = load_rig_any(kitti_raw_root, camera=3)
+    assert calibration_offset_px(left, left) == 0.0
+    assert 30.0 < calibration_offset_px(left, right) < 60.0
+    turn = np.diag([-1.0, 1.0, -1.0, 1.0]) @ left.T_cam_velo.matrix
+    behind = replace(left, T_cam_velo=replace(left.T_cam_velo, matrix=turn))
+    diagonal = float(np.hypot(left.camera.width, left.camera.height))
+    assert calibration_offset_px(left, behind) == pytest.approx(diagonal)

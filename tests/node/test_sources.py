@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -504,3 +505,29 @@ def test_a_kitti_camera_number_for_a_bag_is_refused(tmp_path: Path, kitti_raw_dr
                                           r"'.*bag\.mcap' is not a KITTI recording"):
         camera.setup()
     camera.shutdown()
+
+
+@pytest.mark.parametrize(("camera", "warned"), [(3, True), (2, False)])
+def test_a_rig_file_for_another_camera_is_warned_about(
+    kitti_raw_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, camera: int,
+    warned: bool,
+) -> None:
+    """A rig YAML names no KITTI camera: ``camera:=3`` with camera 2's rig file projected
+    the lidar ~40 px off on camera 3's frames and recorded camera 2's CameraInfo, silently."""
+    real = kitti_raw_root / "2011_09_26_drive_0000_sync"
+    drive = tmp_path / kitti_raw_root.name / real.name
+    drive.mkdir(parents=True)
+    for calib in kitti_raw_root.glob("calib_*.txt"):
+        (drive.parent / calib.name).symlink_to(calib)
+    (drive / f"image_0{camera}").symlink_to(real / "image_02")
+    rig_file = Path(__file__).parents[2] / "calibration" / "kitti_2011_09_26.yaml"
+    source = Graph().add(CameraSource, "camera", {
+        "input": str(drive), "camera": camera, "calibration": str(rig_file)})
+    try:
+        with caplog.at_level(logging.WARNING, logger="drivingseg.node.sources"):
+            source.setup()
+    finally:
+        source.shutdown()
+    pattern = (r"calibration '.*kitti_2011_09_26\.yaml' puts lidar points a median 4\d px from "
+               r"where the recording's own calibration for camera 3 puts them")
+    assert bool(re.search(pattern, caplog.text)) is warned, caplog.text
