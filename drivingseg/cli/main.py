@@ -109,22 +109,28 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parse_args(parser, argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
-        format="drivingseg: %(levelname)s: %(message)s",
-    )
+    args: argparse.Namespace | None = None
     try:
+        # The parser is built under the handlers too: it imports every command's modules,
+        # torch among them, which takes seconds on a busy machine; a Ctrl-C there printed a
+        # traceback from deep inside torch, and a SIGTERM killed the process on the spot.
         with sigterm_interrupts():  # temporary copies removed, outputs finalised
+            parser = build_parser()
+            args = parse_args(parser, argv)
+            logging.basicConfig(
+                level=(logging.DEBUG if args.debug else
+                       logging.INFO if args.verbose else logging.WARNING),
+                format="drivingseg: %(levelname)s: %(message)s",
+            )
             return int(args.func(args) or 0)
     except DrivingsegError as exc:
-        if args.debug:
+        if args is None or args.debug:
             raise
         print(f"drivingseg {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"drivingseg {args.command}: interrupted", file=sys.stderr)
+        name = "drivingseg" if args is None else f"drivingseg {args.command}"
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         if not stdout_closed():

@@ -90,3 +90,29 @@ def test_sigterm_during_synth_removes_the_half_written_drive(tmp_path: Path) -> 
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr
     assert [p.relative_to(out) for p in out.rglob("*")] == [Path("2024_05_01")]
+
+
+STOPPED_STARTING = """
+import importlib, os, signal, sys, time
+cli_main = importlib.import_module("drivingseg.cli.main")
+real_build = cli_main.build_parser
+
+def build_parser():  # the signal comes while the commands' modules (torch) are imported
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    time.sleep(30)
+    return real_build()
+
+cli_main.build_parser = build_parser
+sys.exit(cli_main.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_while_the_commands_load_stops_with_status_130(sig: str) -> None:
+    """Ctrl-C in the seconds the CLI spends importing its commands (torch) printed a
+    traceback from inside torch, and SIGTERM killed the process on the spot; both now stop
+    as they do later: one line, status 130."""
+    done = subprocess.run([sys.executable, "-c", STOPPED_STARTING, sig, "info", "x"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "drivingseg: interrupted\n"
