@@ -197,20 +197,27 @@ class Graph:
                     on_tick()
                 if timeout_s is not None and time.perf_counter() - start > timeout_s:
                     self.stop()
+            wall_s = time.perf_counter() - start
+            # Still under this graph's handlers: a signal while the nodes write their
+            # reports (a second Ctrl-C) had raised KeyboardInterrupt in the middle of them,
+            # leaving no latency.json and a hidden temporary CSV.
+            self._after_run()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        wall_s = time.perf_counter() - start
-        for node in self.nodes:  # every node reports; the first error (a node's own first)
+        if self._errors:
+            raise self._errors[0]
+        return RunResult(wall_s, self._signal, ())
+
+    def _after_run(self) -> None:
+        """Every node reports; errors are kept (a node's own first)."""
+        for node in self.nodes:
             try:
                 node.after_run()
             except Exception as exc:
                 if not isinstance(exc, DrivingsegError):
                     log.exception("node %r (%s) failed to report", node.name, node.type_name)
                 self._errors.append(exc)
-        if self._errors:
-            raise self._errors[0]
-        return RunResult(wall_s, self._signal, ())
 
     # ------------------------------------------------------------------ reports
 

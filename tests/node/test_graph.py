@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import torch
 from drivingseg.errors import ConfigError
 from drivingseg.model.infer import input_size
 from drivingseg.node.graph import Graph
+from drivingseg.node.latency import LatencyTracker
 from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.messages import Timing
 from drivingseg.node.outputs import MaskWriter, VideoWriter
@@ -211,3 +214,32 @@ def test_a_graph_failing_to_start_leaves_earlier_outputs_whatever_the_node_order
         graph.setup()
     for path in (mcap, video, png):
         assert path.read_bytes() == b"an earlier run's output", path
+
+
+def test_a_signal_while_the_nodes_report_lets_the_reports_finish(
+        tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C while the nodes wrote their reports (a second one, given while a stopped
+    graph finished) came after the graph had put the earlier handlers back: it raised
+    KeyboardInterrupt in the middle of the latency tracker's files, leaving no latency.json
+    and a hidden ``.latency.csv.*.tmp``. The graph's handler now stays until the reports
+    are done, and the signal only shows in the exit status."""
+    real_finish = LatencyTracker._finish_csv
+
+    def finish_interrupted(self: LatencyTracker) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        real_finish(self)
+
+    monkeypatch.setattr(LatencyTracker, "_finish_csv", finish_interrupted)
+    out = tmp_path / "out"
+    graph = build_graph(load_launch("pipeline", {
+        "input": "synthetic:0", "weights": str(tiny_weights), "max_frames": 2, "rate": 0.0,
+        "out_dir": str(out), "status": False, "proposals": False}))
+    graph.setup()
+    try:
+        result = graph.run(timeout_s=120)
+    except KeyboardInterrupt:
+        pytest.fail("the signal interrupted the reports")
+    assert result.signal == "SIGINT" and result.exit_code == 130
+    assert sorted(p.name for p in out.iterdir()) == ["latency.csv", "latency.json"]
+    assert json.loads((out / "latency.json").read_text())["masks"] == 2
+    assert len((out / "latency.csv").read_text().splitlines()) == 3
