@@ -286,10 +286,12 @@ class VideoWriter(OverlayOutput):
         # opens: try one on a scratch file now rather than fail at the first frame.
         probe = path.with_name(f".{path.stem}.probe{path.suffix}")
         fourcc = cv2.VideoWriter.fourcc(*self.p["fourcc"])
-        video = cv2.VideoWriter(str(probe), fourcc, self.p["fps"] or _FALLBACK_FPS, (64, 48))
-        opened = video.isOpened()
-        video.release()
-        probe.unlink(missing_ok=True)
+        try:  # removed also when a Ctrl-C lands here (it left a hidden .probe file)
+            video = cv2.VideoWriter(str(probe), fourcc, self.p["fps"] or _FALLBACK_FPS, (64, 48))
+            opened = video.isOpened()
+            video.release()
+        finally:
+            probe.unlink(missing_ok=True)
         if not opened:
             message = (f"OpenCV cannot write {str(path)!r} with codec {self.p['fourcc']!r}; "
                        "'mp4v' writes .mp4, 'MJPG' .avi")

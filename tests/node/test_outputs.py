@@ -412,3 +412,27 @@ def test_video_fps_0_with_stamps_no_video_can_play_at_falls_back_to_10_fps(
     capture = cv2.VideoCapture(str(path))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     capture.release()
+
+
+class _InterruptedProbe:
+    """cv2.VideoWriter that creates its file, then gets a Ctrl-C (a signal during set-up)."""
+
+    fourcc = staticmethod(cv2.VideoWriter.fourcc)
+
+    def __init__(self, path: str, *args: Any) -> None:
+        Path(path).write_bytes(b"")
+
+    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+        raise KeyboardInterrupt
+
+
+def test_a_signal_while_the_video_codec_is_probed_leaves_no_probe_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C while the video writer tried its codec on a scratch file at start left the
+    hidden ``.overlay.probe.mp4`` beside the outputs."""
+    monkeypatch.setattr(cv2, "VideoWriter", _InterruptedProbe)
+    video = Graph().add(outputs.VideoWriter, "video", {"path": str(tmp_path / "overlay.mp4"),
+                                                       "boxes": False})
+    with pytest.raises(KeyboardInterrupt):
+        video.setup()
+    assert list(tmp_path.iterdir()) == []
