@@ -18,13 +18,14 @@ import os
 import select
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from drivingseg import __version__
 from drivingseg.errors import DrivingsegError
 from drivingseg.signals import sigterm_interrupts
 
-__all__ = ["build_parser", "main", "one_line", "parse_args"]
+__all__ = ["build_parser", "main", "one_line", "parse_args", "run_command"]
 
 
 def one_line(exc: DrivingsegError) -> str:
@@ -109,6 +110,24 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` (default: the process's arguments); its exit status.
+
+    As the program itself (``argv`` None), SIGINT and SIGTERM are ignored once the command
+    has ended and its outputs are final: the interpreter's teardown after torch takes
+    seconds, and a second Ctrl-C there printed a KeyboardInterrupt traceback from torch's
+    exit callbacks, or a SIGTERM killed the process, replacing the status (130) by the
+    signal's.
+    """
+    status = run_command(argv)
+    if argv is None and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    return status
+
+
+def run_command(argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run its command: errors as one line (status 2), interrupts as
+    status 130."""
     args: argparse.Namespace | None = None
     try:
         # The parser is built under the handlers too: it imports every command's modules,

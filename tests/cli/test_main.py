@@ -116,3 +116,31 @@ def test_signal_while_the_commands_load_stops_with_status_130(sig: str) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 130, done.stderr
     assert done.stderr == "drivingseg: interrupted\n"
+
+
+SIGNALLED_AT_EXIT = """
+import atexit, os, signal, sys, time
+from drivingseg.cli.main import main
+sig = getattr(signal, sys.argv[1])
+
+def late_signal():  # a second Ctrl-C (or a SIGTERM) while the interpreter tears down
+    os.kill(os.getpid(), sig)
+    time.sleep(0.5)
+
+atexit.register(late_signal)
+sys.argv = ["drivingseg", *sys.argv[2:]]
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_command_ended_keeps_its_status(sig: str, tmp_path: Path) -> None:
+    """The interpreter's teardown after torch takes seconds; a second Ctrl-C there printed
+    a KeyboardInterrupt traceback from torch's exit callbacks, and a SIGTERM killed the
+    process (status -15, not the command's). The command's status now stands."""
+    done = subprocess.run([sys.executable, "-c", SIGNALLED_AT_EXIT, sig, "info",
+                           str(tmp_path / "missing")], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("drivingseg info: error:")
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
