@@ -120,8 +120,7 @@ class Graph:
                     log.warning("no node publishes %s (subscribed by %s)", topic.name, users)
             for node in self.nodes:
                 node.ready()
-            for node in self.nodes:
-                node.open_outputs()
+            self._open_outputs()
         except BaseException:
             for node in reversed(touched):
                 try:
@@ -129,6 +128,23 @@ class Graph:
                 except Exception:
                     log.exception("node %r (%s) failed to shut down", node.name, node.type_name)
             raise
+
+    def _open_outputs(self) -> None:
+        """Every node's :meth:`Node.open_outputs`, with SIGINT/SIGTERM held off as in
+        :meth:`run`: a signal meanwhile stops the graph as soon as it runs (no frame goes
+        in, the reports are written), so the outputs are all this run's. A Ctrl-C while
+        the recorder created masks.mcap had left it empty beside the earlier run's PNGs,
+        video and latency.json."""
+        previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        try:
+            for node in self.nodes:
+                node.open_outputs()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     # ------------------------------------------------------------------ running
 

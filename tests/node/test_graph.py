@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mcap.reader import make_reader
 
 from drivingseg.errors import ConfigError
 from drivingseg.model.infer import input_size
@@ -243,3 +244,36 @@ def test_a_signal_while_the_nodes_report_lets_the_reports_finish(
     assert sorted(p.name for p in out.iterdir()) == ["latency.csv", "latency.json"]
     assert json.loads((out / "latency.json").read_text())["masks"] == 2
     assert len((out / "latency.csv").read_text().splitlines()) == 3
+
+
+class _SignalledWhileOpening(Node):
+    """Gets a Ctrl-C while the outputs are created (after the recorder made its file)."""
+
+    type_name = "signalled_while_opening"
+
+    def open_outputs(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_signal_while_the_outputs_are_created_stops_a_graph_that_reports(
+        tmp_path: Path) -> None:
+    """A Ctrl-C while the graph created its outputs (the recorder's file and serialisers
+    take a few hundred ms on a busy machine) raised KeyboardInterrupt there: masks.mcap
+    was left empty beside the earlier run's latency.json. The graph now runs stopped from
+    the start: no frame, and every output, latency.json too, is this run's."""
+    (tmp_path / "latency.json").write_text("an earlier run's report")
+    graph = Graph()
+    graph.add(McapRecorder, "recorder", {"path": str(tmp_path / "masks.mcap")})
+    graph.add(_SignalledWhileOpening, "late")
+    graph.add(LatencyTracker, "latency", {"out_dir": str(tmp_path), "status": False,
+                                          "summary": False})
+    try:
+        graph.setup()
+    except KeyboardInterrupt:
+        pytest.fail("the signal interrupted the start")
+    result = graph.run(timeout_s=60)
+    assert result.signal == "SIGINT" and result.exit_code == 130
+    report = json.loads((tmp_path / "latency.json").read_text())
+    assert report["masks"] == report["frames_in"] == 0
+    with (tmp_path / "masks.mcap").open("rb") as f:
+        assert make_reader(f).get_summary() is not None
