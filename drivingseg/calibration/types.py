@@ -14,7 +14,7 @@ read-only so a frozen object really is immutable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 
 import numpy as np
@@ -262,6 +262,27 @@ class CameraModel:
         R4 = np.eye(4)
         R4[:3, :3] = self.R
         return np.asarray(self.P @ R4)
+
+    def windowed(self, x_offset: int, y_offset: int, width: int, height: int,
+                 binning_x: int = 1, binning_y: int = 1) -> CameraModel:
+        """This camera read out through a sensor window (``x_offset``, ``y_offset``,
+        ``width`` x ``height`` in its full-resolution pixels) and binned, as a ROS
+        ``CameraInfo``'s ``roi`` and ``binning`` say: ``K`` and ``P`` move by the offset,
+        then scale as :func:`~drivingseg.fusion.projection.scale_camera` does (pixel centres
+        at integer coordinates); the distortion is unchanged."""
+        if not (x_offset >= 0 and y_offset >= 0 and binning_x >= 1 and binning_y >= 1
+                and binning_x <= width and x_offset + width <= self.width
+                and binning_y <= height and y_offset + height <= self.height):
+            message = (f"window {width}x{height}+{x_offset}+{y_offset} binned "
+                       f"{binning_x}x{binning_y} does not fit the calibrated "
+                       f"{self.width}x{self.height} image")
+            raise CalibrationError(message, path=self.path)
+        sx, sy = 1.0 / binning_x, 1.0 / binning_y
+        S = np.array([[sx, 0.0, (sx - 1.0) / 2.0 - sx * x_offset],
+                      [0.0, sy, (sy - 1.0) / 2.0 - sy * y_offset], [0.0, 0.0, 1.0]])
+        assert self.P is not None
+        return replace(self, width=width // binning_x, height=height // binning_y,
+                       K=S @ self.K, P=S @ self.P)
 
 
 @dataclass(frozen=True, eq=False)

@@ -62,8 +62,10 @@ def _info_key(msg: Any) -> tuple[Any, ...]:
     """What makes two CameraInfo messages the same camera (the stamp aside)."""
     mats = tuple(tuple(np.asarray(_field(msg, n), dtype=np.float64).ravel().tolist())
                  for n in ("k", "d", "r", "p"))
+    roi = msg.roi
     return (int(msg.width), int(msg.height), str(msg.distortion_model),
-            str(msg.header.frame_id), *mats)
+            str(msg.header.frame_id), int(msg.binning_x), int(msg.binning_y),
+            int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height), *mats)
 
 
 def camera_from_info(msg: Any, source: str, image_topic: str | None) -> CameraModel | None:

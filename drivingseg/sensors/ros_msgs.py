@@ -235,7 +235,9 @@ def camera_model_from_camera_info(
     """A ``CameraInfo`` (ROS 1 ``K, D, R, P`` or ROS 2 ``k, d, r, p``) as a CameraModel.
 
     All-zero ``R`` means identity and all-zero ``P`` means ``[K | 0]`` (drivers leave
-    them empty); an all-zero ``K`` is an uncalibrated camera and is refused.
+    them empty); an all-zero ``K`` is an uncalibrated camera and is refused. A ``roi``
+    (sensor window) or ``binning`` gives the camera of the images the driver sends, as
+    image_geometry does (:meth:`CameraModel.windowed`).
     """
     K = np.asarray(_field(msg, "k"), dtype=np.float64).reshape(-1)
     D = np.asarray(_field(msg, "d"), dtype=np.float64).reshape(-1)
@@ -248,8 +250,11 @@ def camera_model_from_camera_info(
     if not D.size:
         model = "none"
     frame_id = str(msg.header.frame_id) or "camera"
+    roi, binning = msg.roi, (max(int(msg.binning_x), 1), max(int(msg.binning_y), 1))
+    window = ((int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))
+              if int(roi.width) and int(roi.height) else (0, 0, int(msg.width), int(msg.height)))
     try:
-        return CameraModel(
+        camera = CameraModel(
             width=int(msg.width),
             height=int(msg.height),
             K=K,
@@ -261,6 +266,9 @@ def camera_model_from_camera_info(
             frame_id=frame_id,
             path=source,
         )
+        if window == (0, 0, camera.width, camera.height) and binning == (1, 1):
+            return camera
+        return camera.windowed(*window, *binning)
     except CalibrationError as exc:
         raise RecordingError(f"bad CameraInfo: {exc.message}", path=source) from exc
 

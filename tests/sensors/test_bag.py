@@ -924,6 +924,27 @@ def test_each_frame_gets_the_camera_info_and_tf_static_in_force_at_its_stamp(
             bag.frame_rig(7)
 
 
+def test_a_camera_info_whose_roi_changes_gives_each_frame_its_window(tmp_path: Path) -> None:
+    """A driver's ROI moved mid-drive (dynamic reconfigure) keeps the full-resolution
+    calibration and changes only ``roi``: the change was not seen (nor the ROI at all), so
+    every frame got the first CameraInfo's camera, 16 x 12 pixels for 8 x 6 images."""
+    entries = [e for e in standard_entries(ROS2) if e[0] != "/cam/camera_info"]
+    for k in range(3):
+        info = info_msg(ROS2, k)
+        info.width, info.height = 16, 12
+        info.k = np.array([700.0, 0.0, 8.0, 0.0, 700.0, 6.0, 0.0, 0.0, 1.0])
+        info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = (
+            0 if k == 0 else 4, 3, 8, 6)
+        entries.append(("/cam/camera_info", "sensor_msgs/msg/CameraInfo",
+                        CAM_NS[k] + LOG_DELAY, info))
+    with BagRecording(write_bag(tmp_path / "b", "mcap", entries)) as bag:
+        frames = list(bag.camera_frames())
+        rigs = [bag.frame_rig(f.index) for f in frames]
+    assert [r.camera.image_size if r else None for r in rigs] == [(8, 6)] * 3
+    assert [r.camera.K[0, 2] if r else None for r in rigs] == [8.0, 4.0, 4.0]
+    assert [r.camera.K[1, 2] if r else None for r in rigs] == [3.0] * 3
+
+
 def test_a_camera_only_bag_keeps_its_camera_info(tmp_path: Path) -> None:
     """Without a lidar there is no rig, but the CameraInfo's camera is kept (per frame)
     and rig_note says precisely what is missing."""

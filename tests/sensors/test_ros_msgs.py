@@ -467,3 +467,48 @@ def test_image_transport_png_of_bayer_and_16bit_cameras() -> None:
     with pytest.raises(RecordingError, match=r"expected an 8-bit camera image, got dtype "
                                              r"uint16"):  # no encoding named: depth or label
         image_from_msg(compressed(wide[:, :, 0], "png"), "bag:/x")
+
+
+def _windowed_info(roi: tuple[int, int, int, int], binning: int) -> Any:
+    """A full-resolution CameraInfo of a camera read out through ``roi`` (x, y, w, h) and
+    binned ``binning`` x ``binning``, as ROI-capable drivers (spinnaker, ueye) publish it."""
+    msg = _camera_info(ROS2, K9, np.eye(3).ravel().tolist(),
+                       [690.0, 0.0, 610.0, 45.0, 0.0, 690.0, 170.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    msg.roi = ROS2.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3], do_rectify=False)
+    msg.binning_x = msg.binning_y = binning
+    return msg
+
+
+@pytest.mark.parametrize(("roi", "binning"), [((300, 100, 600, 200), 1),
+                                              ((0, 0, 0, 0), 2), ((300, 100, 600, 200), 2)])
+def test_camera_info_roi_and_binning_give_the_published_images_camera(
+    roi: tuple[int, int, int, int], binning: int
+) -> None:
+    """A CameraInfo keeps the full-resolution calibration and says by ``roi`` and
+    ``binning`` which pixels the images hold: both were ignored, so the camera was the
+    full 1242 x 375 one and the fusion node stretched it over the 600 x 200 crop, putting
+    the lidar points 100-400 px away from where they belong."""
+    full = camera_model_from_camera_info(_windowed_info((0, 0, 0, 0), 0), "t")
+    cam = camera_model_from_camera_info(_windowed_info(roi, binning), "t")
+    x0, y0, w, h = roi if roi[2] else (0, 0, 1242, 375)
+    assert cam.image_size == (w // binning, h // binning)
+    rng = np.random.default_rng(3)
+    pts = np.column_stack([rng.uniform(-5, 5, 50), rng.uniform(-1, 1, 50), rng.uniform(5, 40, 50)])
+    np.testing.assert_array_equal(cam.D, full.D)  # raw pixels (K, D), rectified ones (P)
+    raw_full, _ = cv2.projectPoints(pts, np.zeros(3), np.zeros(3), full.K, full.D)
+    raw_cam, _ = cv2.projectPoints(pts, np.zeros(3), np.zeros(3), cam.K, cam.D)
+    want = (raw_full[:, 0] - [x0, y0] + 0.5) / binning - 0.5  # pixel centres at integers
+    np.testing.assert_allclose(raw_cam[:, 0], want, atol=1e-9)
+    rect = np.column_stack([pts, np.ones(50)])
+    uvw_full, uvw_cam = rect @ full.projection_matrix().T, rect @ cam.projection_matrix().T
+    want = (uvw_full[:, :2] / uvw_full[:, 2:] - [x0, y0] + 0.5) / binning - 0.5
+    np.testing.assert_allclose(uvw_cam[:, :2] / uvw_cam[:, 2:], want, atol=1e-9)
+
+
+def test_camera_info_roi_outside_the_image_is_refused() -> None:
+    with pytest.raises(RecordingError, match=r"bag:/cam/camera_info: bad CameraInfo: window "
+                                             r"600x200\+700\+100 binned 1x1 does not fit the "
+                                             r"calibrated 1242x375 image"):
+        camera_model_from_camera_info(_windowed_info((700, 100, 600, 200), 1),
+                                      "bag:/cam/camera_info")
