@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
 
-__all__ = ["BAYER_TO_RGB", "decode_compressed", "decode_image", "read_image_rgb",
+__all__ = ["BAYER_TO_RGB", "YUV422_TO_RGB", "decode_compressed", "decode_image", "read_image_rgb",
            "read_velodyne_bin", "scale_to_8bit"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,6 +38,15 @@ BAYER_TO_RGB = {
 }
 """ROS Bayer patterns -> OpenCV demosaicing codes (OpenCV names the pattern one pixel
 further in, as cv_bridge maps them: rggb -> BayerBG)."""
+
+YUV422_TO_RGB = {
+    "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+    "uyvy": cv2.COLOR_YUV2RGB_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
+    "yuyv": cv2.COLOR_YUV2RGB_YUY2,
+}
+"""ROS 4:2:2 encodings (two bytes a pixel, two pixels share a chroma pair; usb_cam's)
+-> OpenCV codes, as cv_bridge maps them: ``yuv422`` is UYVY, ``yuv422_yuy2`` YUYV."""
 
 
 def _check_png_complete(data: bytes, source: str | PathLike[str]) -> None:

@@ -24,7 +24,7 @@ from rosbags.typesys.store import Typestore
 
 from drivingseg.calibration.types import CameraModel, RigidTransform
 from drivingseg.errors import CalibrationError, RecordingError
-from drivingseg.sensors.decode import BAYER_TO_RGB, decode_compressed, scale_to_8bit
+from drivingseg.sensors.decode import BAYER_TO_RGB, YUV422_TO_RGB, decode_compressed, scale_to_8bit
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 __all__ = [
@@ -47,7 +47,8 @@ __all__ = [
 _CHANNELS_8 = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4,
                "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1, "bayer_grbg8": 1}
 # 16-bit twins (machine-vision and HDR cameras): scaled to 8 bits as cv_bridge does
-_CHANNELS = {**_CHANNELS_8, **{k[:-1] + "16": v for k, v in _CHANNELS_8.items()}}
+_CHANNELS = {**_CHANNELS_8, **{k[:-1] + "16": v for k, v in _CHANNELS_8.items()},
+             **dict.fromkeys(YUV422_TO_RGB, 2)}
 IMAGE_ENCODINGS = tuple(_CHANNELS)
 """``sensor_msgs/Image`` encodings :func:`image_from_msg` understands."""
 
@@ -86,8 +87,8 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
     """An ``Image`` or ``CompressedImage`` message as RGB uint8 H x W x 3.
 
     Raw images honour ``step`` (row padding); grey images are expanded to three
-    channels, alpha is dropped, Bayer mosaics are demosaiced (OpenCV, bilinear) and 16-bit
-    encodings (either byte order) are scaled to 8 bits as cv_bridge does.
+    channels, alpha is dropped, Bayer mosaics are demosaiced (OpenCV, bilinear), 4:2:2 YUV
+    converted and 16-bit encodings (either byte order) are scaled to 8 bits as cv_bridge does.
     Compressed images must be JPEG or PNG (an empty ``format`` is decoded by content);
     image_transport's format (``bayer_rggb8; png compressed``) names the camera's encoding:
     a Bayer mosaic is demosaiced, 16 bits scaled to 8, a depth encoding refused.
@@ -125,6 +126,9 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
     channels = _CHANNELS[encoding]
     row_bytes = width * channels * (2 if encoding.endswith("16") else 1)
     data = np.asarray(msg.data, dtype=np.uint8).ravel()
+    if encoding in YUV422_TO_RGB and width % 2:
+        message = f"a {encoding} image (two pixels share a chroma pair) has an odd width {width!r}"
+        raise RecordingError(message, path=source)
     if step < row_bytes or data.size < step * height:
         message = (
             f"image of {width}x{height} {encoding} needs step >= {row_bytes} and "
@@ -136,7 +140,9 @@ def image_from_msg(msg: Any, source: str) -> npt.NDArray[np.uint8]:
         rows = scale_to_8bit(rows.view(">u2" if int(msg.is_bigendian) else "<u2"))
     pixels = rows.reshape(height, width, channels)
     family = encoding[:-2] if encoding.endswith("16") else encoding[:-1]
-    if family in BAYER_TO_RGB:
+    if encoding in YUV422_TO_RGB:
+        out = cv2.cvtColor(pixels, YUV422_TO_RGB[encoding])
+    elif family in BAYER_TO_RGB:
         out = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), BAYER_TO_RGB[family])
     elif family == "mono":
         out = np.repeat(pixels, 3, axis=2)

@@ -147,14 +147,31 @@ def test_16bit_images_are_scaled_to_8bit(big_endian: bool) -> None:
     np.testing.assert_array_equal(rgb[2:4, 2:6], np.broadcast_to([200, 100, 50], (2, 4, 3)))
 
 
+@pytest.mark.parametrize(("encoding", "red"), [("yuv422", [90, 81, 240, 81]),
+                                               ("uyvy", [90, 81, 240, 81]),
+                                               ("yuv422_yuy2", [81, 90, 81, 240]),
+                                               ("yuyv", [81, 90, 81, 240])])
+def test_yuv422_images_of_usb_cameras(encoding: str, red: list[int]) -> None:
+    """usb_cam publishes 4:2:2 YUV (``yuv422`` = UYVY, ``yuv422_yuy2`` = YUYV), which was
+    refused as an unsupported encoding. Two red pixels (BT.601 Y 81, U 90, V 240), then a
+    row of grey, with row padding; an odd width cannot hold chroma pairs."""
+    rows = np.array([red * 2, [128] * 8], np.uint8).reshape(2, 4, 2)
+    out = image_from_msg(make_image(ROS2, rows, encoding, pad=3), "t")
+    assert out.shape == (2, 4, 3)
+    np.testing.assert_allclose(out[0], np.broadcast_to([255, 0, 0], (4, 3)), atol=3)
+    np.testing.assert_allclose(out[1], np.full((4, 3), 130), atol=3)
+    with pytest.raises(RecordingError, match=rf"bag:/usb_cam: a {encoding} image .* odd width 3"):
+        image_from_msg(make_image(ROS2, rows[:, :3], encoding), "bag:/usb_cam")
+
+
 def test_unsupported_encoding_lists_supported() -> None:
     msg = make_image(ROS2, RGB[:, :, :2].copy(), "16UC1")
     with pytest.raises(RecordingError, match=r"unsupported image encoding '16UC1' \(a depth "
                                              r"or single-value image, not a camera picture; "
                                              r"supported: rgb8, bgr8.*mono16"):
         image_from_msg(msg, "bag:/cam")
-    msg = make_image(ROS2, RGB, "yuv422")
-    with pytest.raises(RecordingError, match=r"encoding 'yuv422' \(supported: rgb8"):
+    msg = make_image(ROS2, RGB, "nv21")
+    with pytest.raises(RecordingError, match=r"encoding 'nv21' \(supported: rgb8"):
         image_from_msg(msg, "bag:/cam")
 
 
