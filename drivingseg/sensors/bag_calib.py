@@ -27,7 +27,7 @@ from drivingseg.sensors.ros_msgs import camera_model_from_camera_info
 if TYPE_CHECKING:
     from drivingseg.sensors.bag_sources import Topic
 
-__all__ = ["BagCalibration", "Timeline", "camera_from_info", "camera_timeline",
+__all__ = ["BagCalibration", "Timeline", "camera_from_info", "camera_timeline", "tf_topics",
            "transform_timeline"]
 
 log = logging.getLogger("drivingseg.sensors.bag")  # warnings about the bag being read
@@ -115,6 +115,21 @@ def transform_timeline(static_messages: Iterable[tuple[int, Any]], source: str,
         stamps.append(stamp_ns)
         values.append(T)
     return Timeline(tuple(stamps), tuple(values))
+
+
+def tf_topics(names: Iterable[str], sensor_topic: str) -> dict[str, str]:
+    """The bag's ``tf_static`` and ``tf`` topics of ``names``: ``/tf_static`` and ``/tf``,
+    else a namespace's (``/robot1/tf_static``, as a namespaced robot remaps them): the one
+    whose namespace holds ``sensor_topic``, or the only one."""
+    out = {}
+    for kind in ("tf_static", "tf"):
+        found = [n for n in names if n.rsplit("/", 1)[-1] == kind]
+        mine = [n for n in found if sensor_topic.startswith(n[: -len(kind)])]
+        pick = ([n for n in found if n.lstrip("/") == kind] or (mine if len(mine) == 1 else [])
+                or (found if len(found) == 1 else []))
+        if pick:
+            out[kind] = pick[0]
+    return out
 
 
 class BagCalibration:
@@ -336,7 +351,8 @@ class BagCalibration:
         a progress bar: a long bag's /tf has a million messages). Keeps the /tf_static
         messages and those /tf links for :meth:`frame_rig`."""
         tree = TfTree()
-        topics = {n.lstrip("/"): n for n, t in self._topics.items() if t.kind == "tf"}
+        topics = tf_topics([n for n, t in self._topics.items() if t.kind == "tf"],
+                           self.image_topic or self.lidar_topic or "")
         self._tf_dynamic = None
         self._tf_static = []
         self._tf_source = self._source_name(topics.get("tf_static", "/tf_static"))

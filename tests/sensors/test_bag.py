@@ -209,6 +209,32 @@ def test_tf_frames_match_without_leading_slash(tmp_path: Path) -> None:
     np.testing.assert_allclose(rig.T_cam_velo.matrix, T_CAM_VELO.matrix, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["ros1", "mcap"])
+def test_a_namespaced_robots_tf_topics_make_the_rig(tmp_path: Path, kind: str) -> None:
+    """A robot run in a namespace records /robot1/tf_static (and /robot1/tf): they were
+    not read, so the bag had 'no chain cam_optical <- velo in /tf_static' and no rig. Of
+    two robots' trees, the one of the sensors' namespace is used."""
+    ts = ROS1 if kind == "ros1" else ROS2
+    moved = RigidTransform.from_rt(np.eye(3), [5.0, 0.1, 1.8], "velo", "base_link")
+    entries = [(f"/robot1{e[0]}", *e[1:]) for e in standard_entries(ts)]
+    entries.append(("/robot2/tf_static", "tf2_msgs/msg/TFMessage", T0,
+                    tf_msg(ts, T0, [T_BASE_CAM, moved])))
+    path = tmp_path / ("b.bag" if kind == "ros1" else "b")
+    with BagRecording(write_bag(path, kind, entries)) as bag:
+        assert bag.image_topic == "/robot1/cam/image_rect"
+        rig = bag.rig()
+    assert rig is not None
+    np.testing.assert_allclose(rig.T_cam_velo.matrix, T_CAM_VELO.matrix, atol=1e-9)
+    lone = [(e[0].replace("/robot1/tf", "/vehicle/tf") if "tf" in e[0] else e[0][7:], *e[1:])
+            for e in entries if e[0] != "/robot2/tf_static"]  # /cam/..., /vehicle/tf_static
+    with BagRecording(write_bag(tmp_path / ("c.bag" if kind == "ros1" else "c"), kind,
+                                lone)) as bag:
+        assert bag.image_topic == "/cam/image_rect"
+        rig = bag.rig()
+    assert rig is not None
+    np.testing.assert_allclose(rig.T_cam_velo.matrix, T_CAM_VELO.matrix, atol=1e-9)
+
+
 def test_latest_static_transform_of_a_frame_wins(tmp_path: Path) -> None:
     """A frame re-published on /tf_static (a corrected calibration) replaces its earlier
     transform, as in tf2."""
