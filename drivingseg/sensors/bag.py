@@ -11,8 +11,9 @@ one ``.db3`` of such a folder is read as a single file.
 Frames stream lazily: each iterator opens its own reader, so ``messages()`` can merge the
 camera and lidar iterators without ever loading the bag whole. Stamps are the messages'
 ``header.stamp`` in nanoseconds (the log time when a header stamp is zero); a zero stamp, a
-stamp more than 10 s from its log time, a stamp not after the one before and an image
-topic that changes size are warned about once per topic (:mod:`.checks`). The rig's
+stamp more than 10 s from its log time, a stamp not after the one before, an image
+topic that changes size and images not of their CameraInfo's size (once the rig is read)
+are warned about once per topic (:mod:`.checks`). The rig's
 lidar->camera transform chains /tf_static, completed by /tf links that stay fixed over the
 bag (:class:`.bag_tf.TfTree`); each camera frame gets the CameraInfo and /tf_static in force
 at its stamp (:mod:`.bag_calib`).
@@ -289,9 +290,11 @@ class BagRecording(BagCalibration, Recording):
         if self.image_topic is None:
             return
         source = self._source_name(self.image_topic)
-        sizes = self._sizes.setdefault(self.image_topic, SizeWatch(source))
+        sizes = self._sizes.setdefault(self.image_topic, SizeWatch(
+            source, expected_from=f"the CameraInfo of {self.camera_info_topic!r}"))
+        cameras = None
         if self._rig_done and self._camera is not None:
-            self._over_time()  # read here, as the frames are (a replay counts it as reading)
+            cameras = self._over_time()[0]  # read here, as the frames are (a replay counts it)
         for index, (stamp_ns, msg) in enumerate(self._messages(self.image_topic)):
             self._frame_stamps[index] = stamp_ns
             frame = CameraFrame(
@@ -301,6 +304,9 @@ class BagRecording(BagCalibration, Recording):
                 index=index,
                 source=source,
             )
+            if cameras is not None:  # the camera in force at the frame: does it fit?
+                camera = cameras.at(stamp_ns)
+                sizes.expected_size = None if camera is None else camera.image_size
             sizes.check(frame)
             yield frame
         self._check_open()  # the loop also ends when the recording is closed under it

@@ -822,6 +822,29 @@ def test_an_image_topic_changing_size_is_warned_once(
     assert "/cam: frame 1 is 12x10, the first one read was 8x6" in caplog.text
 
 
+def test_images_not_of_their_camera_infos_size_are_warned_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Images cropped by a node that left the CameraInfo full-size (no roi): the graph
+    scaled the calibration over the crop and converted bags held both, without a word,
+    where a KITTI drive's frames of another size than their calibration are warned about."""
+    entries = [e for e in standard_entries(ROS2) if e[0] != "/cam/camera_info"]
+    for k in range(3):
+        info = info_msg(ROS2, k)
+        info.width, info.height = (16, 12) if k else (8, 6)  # the first fits, then not
+        entries.append(("/cam/camera_info", "sensor_msgs/msg/CameraInfo", CAM_NS[k], info))
+    with BagRecording(write_bag(tmp_path / "b", "mcap", entries)) as bag:
+        assert bag.rig() is not None
+        assert len(list(bag.camera_frames())) == 3
+        assert len(list(bag.camera_frames())) == 3
+    assert caplog.text.count("pixels but the CameraInfo") == 1
+    assert ("b:/cam/image_rect: frame 1 is 8x6 pixels but the CameraInfo of "
+            "'/cam/camera_info' is for 16x12 images") in caplog.text
+    caplog.clear()
+    with BagRecording(make_standard_bag("mcap", tmp_path / "fits")) as bag:
+        assert bag.rig() is not None and len(list(bag.camera_frames())) == 3
+    assert "pixels but" not in caplog.text
+
+
 @pytest.mark.parametrize("kind", ["ros1", "sqlite3", "mcap"])
 def test_info_reads_two_messages_per_topic_not_the_whole_bag(
         tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
