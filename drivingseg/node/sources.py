@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_PERIOD_NS = 100_000_000
 _REPLAYED_KINDS = ("camera", "lidar")
+_CLOCK_GAP_NS = 10_000_000_000
+"""Camera and lidar streams whose stamps are further apart (10 s) are of two clocks."""
 _BEHIND_WARN_NS = 10_000_000
 """How far behind the recorded rate a slow reader takes the replay before a warning."""
 
@@ -151,6 +153,30 @@ class RecordingSource(Node):
             raise self.config_error(message, "start_s")
         self._window_ns = (start, min(end, last))
         self._check_own_stream(sensors, first)
+        self._check_one_clock(sensors)
+
+    def _check_one_clock(self, sensors: list[StreamInfo]) -> None:
+        """Refuse camera and lidar stamps of two clocks (an Ouster stamping by its internal
+        oscillator, from power-on, beside a camera on the recorder's): paced by stamp, the
+        replay sat waiting for the later stream (for decades) and paired nothing."""
+        spans = []
+        for kind in _REPLAYED_KINDS:
+            own = [s for s in sensors if s.kind == kind and s.first_ns is not None
+                   and s.last_ns is not None]
+            if own:
+                spans.append((", ".join(s.name for s in own), min(s.first_ns or 0 for s in own),
+                              max(s.last_ns or 0 for s in own)))
+        if len(spans) < 2:
+            return
+        (a, a_first, a_last), (b, b_first, _) = sorted(spans, key=lambda v: v[1])
+        gap_ns = b_first - a_last
+        if gap_ns > _CLOCK_GAP_NS:
+            message = (f"the stamps of {a} ({a_first / 1e9:.1f} to {a_last / 1e9:.1f} s) end "
+                       f"{gap_ns / 1e9:.1f} s before those of {b} begin "
+                       f"({b_first / 1e9:.1f} s): the sensors' clocks are not synchronised, and "
+                       "pairing and pacing use the header stamps (stamp the sensors with one "
+                       "clock, e.g. ouster-ros timestamp_mode TIME_FROM_ROS_TIME)")
+            raise self.config_error(message, "input")
 
     def _check_own_stream(self, sensors: list[StreamInfo], first_ns: int) -> None:
         """Refuse a window that holds none of a camera's frames (a camera that stops before

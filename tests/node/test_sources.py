@@ -531,3 +531,36 @@ def test_a_rig_file_for_another_camera_is_warned_about(
     pattern = (r"calibration '.*kitti_2011_09_26\.yaml' puts lidar points a median 4\d px from "
                r"where the recording's own calibration for camera 3 puts them")
     assert bool(re.search(pattern, caplog.text)) is warned, caplog.text
+
+
+def test_camera_and_lidar_stamps_of_two_clocks_are_refused_at_start(
+    kitti_raw_drive: Path, tmp_path: Path
+) -> None:
+    """ouster-ros stamps by the sensor's internal oscillator by default (seconds since power
+    on) while the camera is on the recorder's clock: paced by those stamps, the replay sat
+    waiting for the camera's first frame, 41 years after the first scan, with no mask and
+    no error. It is refused at start, naming both streams."""
+    import dataclasses
+
+    from drivingseg.outputs.mcap import Ros2McapWriter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    path = tmp_path / "osc.mcap"
+    with KittiRawDrive(kitti_raw_drive) as rec, Ros2McapWriter(path) as writer:
+        rig = rec.rig()
+        assert rig is not None
+        writer.write_tf_static(rig.T_cam_velo, rec.camera(0).stamp_ns, "/tf_static")
+        for i in range(2):
+            frame = rec.camera(i)
+            writer.write_image("/camera", frame)
+            writer.write_camera_info("/camera_info", rig.camera, frame.stamp_ns)
+            scan = rec.lidar(i)
+            writer.write_pointcloud("/ouster/points", dataclasses.replace(
+                scan, stamp_ns=1_234_000_000_000 + i * 100_000_000))
+    for source in (CameraSource, LidarSource):
+        graph = Graph()
+        graph.add(source, "src", {"input": str(path)})
+        with pytest.raises(ConfigError, match=r"parameter 'input': the stamps of /ouster/points "
+                                              r"\(1234\.0 to 1234\.1 s\) end 1317040765\.9 s "
+                                              r"before those of /camera begin"):
+            graph.setup()
