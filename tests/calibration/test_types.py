@@ -189,3 +189,27 @@ def test_camera_model_refuses_degenerate_projection_row(last_row: list[float]) -
         CameraModel(640, 480, K, P=P, path="/c.yaml")
     kitti_like = np.vstack([P[:2], [0.0, 0.0, 1.0, 0.0027]])
     assert CameraModel(640, 480, K, P=kitti_like).P is not None
+
+
+def test_camera_model_windowed_moves_and_bins_the_pixels() -> None:
+    """A sensor window (ROI) and binning: each full-resolution pixel centre lands on its
+    window pixel, binned pixel centres at integer coordinates, as scale_camera keeps them."""
+    K = np.array([[700.0, 0.0, 620.0], [0.0, 705.0, 187.0], [0.0, 0.0, 1.0]])
+    P = np.hstack([K, [[45.0], [0.0], [0.0]]])
+    full = CameraModel(1242, 375, K, D=np.array([-0.3, 0.1, 0.0, 0.0, 0.0]), P=P)
+    cam = full.windowed(300, 100, 600, 200, 2, 2)
+    assert cam.image_size == (300, 100)
+    np.testing.assert_array_equal(cam.D, full.D)
+    rng = np.random.default_rng(4)
+    pts = np.column_stack([rng.uniform(-3, 3, 20), rng.uniform(-1, 1, 20), rng.uniform(5, 30, 20),
+                           np.ones(20)])
+    raw_full, raw_cam = (np.hstack([c.K, np.zeros((3, 1))]) for c in (full, cam))
+    for M_full, M_cam in ((raw_full, raw_cam),
+                          (full.projection_matrix(), cam.projection_matrix())):
+        uvw_full, uvw_cam = pts @ M_full.T, pts @ M_cam.T
+        want = (uvw_full[:, :2] / uvw_full[:, 2:] - [300, 100] + 0.5) / 2 - 0.5
+        np.testing.assert_allclose(uvw_cam[:, :2] / uvw_cam[:, 2:], want, atol=1e-9)
+    assert full.windowed(0, 0, 1242, 375).image_size == (1242, 375)
+    with pytest.raises(CalibrationError, match=r"window 600x200\+700\+0 binned 1x1 does not fit "
+                                               r"the calibrated 1242x375 image"):
+        full.windowed(700, 0, 600, 200)
