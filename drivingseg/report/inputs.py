@@ -25,12 +25,13 @@ from pathlib import Path
 
 import cv2
 
-from drivingseg.errors import RecordingError
+from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.model.data import discover
 from drivingseg.model.evaluate import frame_names
 from drivingseg.sensors.kitti_benchmark import png_size
 
-__all__ = ["FrameRef", "ReportInput", "check_label_sizes", "classify_input", "classify_inputs"]
+__all__ = ["FrameRef", "ReportInput", "check_disjoint", "check_label_sizes", "classify_input",
+           "classify_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,28 @@ def classify_inputs(paths: Sequence[str | os.PathLike[str]], *,
     """Classify every input (in order) before any work starts; the first bad one raises."""
     if not paths:
         raise RecordingError("no inputs given")
-    return [classify_input(p, i, limit=limit) for i, p in enumerate(paths)]
+    specs = [classify_input(p, i, limit=limit) for i, p in enumerate(paths)]
+    check_disjoint(specs)
+    return specs
+
+
+def check_disjoint(specs: Sequence[ReportInput]) -> None:
+    """ConfigError when one frame (the same image file with the same ground-truth file)
+    is in two inputs (a CamVid root and its ``val/``, a ``synth`` OUT_DIR and one of its
+    drives): it would be counted twice in every fleet total, and the inputs would not add
+    up to the fleet. An image linked into another layout with labels of its own is not
+    the same frame."""
+    owner: dict[tuple[str, ...], tuple[ReportInput, FrameRef]] = {}
+    for spec in specs:
+        for fr in spec.frames:
+            key = tuple(os.path.realpath(f) if f else "" for f in (fr.image, fr.label, fr.boxes))
+            if key in owner and owner[key][0].index != spec.index:
+                first, first_frame = owner[key]
+                message = (f"INPUT {spec.path!r} overlaps INPUT {first.path!r}: frame "
+                           f"{fr.name!r} is frame {first_frame.name!r} there, and would be "
+                           "scored and counted twice; give each folder once")
+                raise ConfigError(message, path=fr.image)
+            owner.setdefault(key, (spec, fr))
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from drivingseg.errors import RecordingError
+from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.report.inputs import classify_input, classify_inputs
 
 
@@ -131,3 +131,33 @@ def test_a_drive_without_its_image_folder_is_one_error_naming_it(tmp_path: Path,
     shutil.rmtree(drive / "image_02" / "data")
     with pytest.raises(RecordingError, match=r"image_02/data: cannot list the labelled frames"):
         classify_inputs([str(drive)])
+
+
+def test_nested_inputs_are_refused_before_their_frames_count_twice(camvid_root: Path,
+                                                                    two_drives: Path) -> None:
+    """A CamVid root and its own ``val/``, or a date folder and one of its drives, hold
+    the same frames: scored in both, they counted twice in every fleet total."""
+    val = camvid_root / "val"
+    with pytest.raises(ConfigError, match=r"INPUT '.*val' overlaps INPUT .*counted twice") as info:
+        classify_inputs([str(camvid_root), str(val)])
+    assert info.value.path == str(val / "0016E5_07959.png")
+    drive = two_drives / f"{two_drives.name}_drive_0002_sync"
+    with pytest.raises(ConfigError, match="overlaps"):
+        classify_inputs([str(drive), str(two_drives)])
+    specs = classify_inputs([str(val), str(camvid_root / "train")], limit=1)  # disjoint: fine
+    assert [s.index for s in specs] == [0, 1]
+
+
+def test_an_image_linked_into_another_layout_with_its_own_labels_is_kept(
+        tmp_path: Path, camvid_root: Path) -> None:
+    """Same image file, other ground truth (a KITTI semantics view of a CamVid frame):
+    not the same frame, so not refused as an overlap."""
+    name = "0016E5_07959.png"
+    sem = tmp_path / "sem"
+    (sem / "image_2").mkdir(parents=True)
+    (sem / "semantic").mkdir()
+    (sem / "image_2" / name).symlink_to(camvid_root / "val" / name)
+    ids = np.asarray(cv2.imread(str(camvid_root / "valannot" / name), cv2.IMREAD_UNCHANGED))
+    cv2.imwrite(str(sem / "semantic" / name), np.where(ids == 3, 7, 21).astype(np.uint8))
+    specs = classify_inputs([str(camvid_root / "val"), str(sem)], limit=1)
+    assert [s.kind for s in specs] == ["camvid", "kitti_semantics"]
