@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import yaml
@@ -87,7 +90,8 @@ def write_texts_together(
     """Replace several files as one set: every text goes to a temporary file beside its
     target and the files in ``remove`` are deleted first; only then are the temporaries
     renamed into place, so an error (a full disk, a folder in the way, a file that cannot
-    be removed) leaves the old set as it was. The targets' folders must exist."""
+    be removed) leaves the old set as it was; Ctrl-C or SIGTERM during the renames is held
+    until they are all done. The targets' folders must exist."""
     temps: list[tuple[Path, Path]] = []
     try:
         for target, text in texts.items():
@@ -100,22 +104,56 @@ def write_texts_together(
                 _sync(tmp)
             except OSError as exc:
                 raise error(f"cannot write {what}: {exc.strerror or exc}", path=target) from exc
-        for stale in remove:
-            try:
-                if stale.exists() or stale.is_symlink():
-                    os.remove(stale)
-            except OSError as exc:
-                message = f"cannot remove stale {what}: {exc.strerror or exc}"
-                raise error(message, path=stale) from exc
-        for tmp, target in temps:
-            try:
-                os.replace(tmp, target)
-            except OSError as exc:
-                raise error(f"cannot write {what}: {exc.strerror or exc}", path=target) from exc
+        with _interrupts_held():  # Ctrl-C between two renames would leave a mixed set
+            for stale in remove:
+                try:
+                    if stale.exists() or stale.is_symlink():
+                        os.remove(stale)
+                except OSError as exc:
+                    message = f"cannot remove stale {what}: {exc.strerror or exc}"
+                    raise error(message, path=stale) from exc
+            for tmp, target in temps:
+                try:
+                    os.replace(tmp, target)
+                except OSError as exc:
+                    message = f"cannot write {what}: {exc.strerror or exc}"
+                    raise error(message, path=target) from exc
     finally:
         for tmp, _ in temps:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back for the block: a signal that comes meanwhile is noted
+    and handed to its own handler when the block ends (KeyboardInterrupt, or the default
+    action), so that a set of renames is done whole. Python runs signal handlers in the
+    main thread only, so elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    previous: dict[signal.Signals, Any] = {}
+    for held in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(held) is not None:  # None: a handler from C, left alone
+            previous[held] = signal.signal(held, note)
+    try:
+        yield
+    finally:
+        for held, handler in previous.items():
+            signal.signal(held, handler)
+        if caught:
+            first = signal.Signals(caught[0])
+            handler = previous[first]
+            if callable(handler):
+                handler(first, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(first)
 
 
 def _temp_beside(target: Path) -> Path:

@@ -1,15 +1,20 @@
 """YAML reading: invalid YAML is refused in one line naming the place, through the API
-(not only the CLI), for every file kind that reads YAML."""
+(not only the CLI), for every file kind that reads YAML. Sets of files replaced whole."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
 
+from drivingseg import fileio
 from drivingseg.errors import ConfigError, ModelError
-from drivingseg.fileio import read_yaml_mapping
+from drivingseg.fileio import read_yaml_mapping, write_texts_together
 from drivingseg.model.train_config import load_train_config
+from drivingseg.signals import sigterm_interrupts
 
 
 def test_invalid_yaml_is_one_line_with_line_and_column(tmp_path: Path) -> None:
@@ -31,3 +36,34 @@ def test_an_invalid_set_value_is_one_line(tmp_path: Path) -> None:
                                          r"line 1, column \d+: [^\n]*$") as info:
         load_train_config(config, ["train.lr=[1, 2"])
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_between_renames_leaves_the_new_set_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
+    """A report's four files are renamed one after the other: Ctrl-C (or SIGTERM, which
+    every command turns into Ctrl-C) after the first used to stop there, leaving the new
+    report.json beside the old page and CSVs. A thread beside the main one (a progress
+    bar's, torch's) is there too, as in a real run."""
+    names = ("report.json", "frames.csv", "classes.csv", "report.html")
+    targets = [tmp_path / name for name in names]
+    write_texts_together({p: "old" for p in targets}, error=ConfigError, what="the report")
+    real_replace = os.replace
+
+    def replace_then_interrupt(src: str, dst: str) -> None:
+        real_replace(src, dst)
+        if dst == targets[0]:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(fileio.os, "replace", replace_then_interrupt)
+    done = threading.Event()
+    other = threading.Thread(target=done.wait, daemon=True)
+    other.start()
+    try:
+        with sigterm_interrupts(), pytest.raises(KeyboardInterrupt):
+            write_texts_together({p: "new" for p in targets}, error=ConfigError,
+                                 what="the report")
+    finally:
+        done.set()
+    assert [p.read_text() for p in targets] == ["new"] * len(targets)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporaries
