@@ -52,6 +52,7 @@ from drivingseg.report.html_cells import (
     _table,
 )
 from drivingseg.report.plots import all_plots
+from drivingseg.report.worker import STAGES
 
 __all__ = ["GalleryItem", "build_html", "render_html"]
 
@@ -327,9 +328,8 @@ def _frames(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
         return _section("frames", "Frames", _absent(why))
     seg_classes = list((report.get("segmentation") or {}).get("classes") or [])
     classes = class_columns([*seg_classes, *(c for f in frames for c in f.get("iou") or {})])
-    stages: list[str] = []
-    for f in frames:
-        stages += [s for s in f.get("latency_ms") or {} if s not in stages]
+    timed = {s for f in frames for s in f.get("latency_ms") or {}}
+    stages = [s for s in STAGES if s in timed] + sorted(timed - set(STAGES))  # as frames.csv
     num = ["mean IoU", *(f"{c} IoU" for c in classes), "pixel acc.", "proposals", "GT boxes"]
     num += [f"{s} ms" for s in stages] + ["total ms"]
     head = '<th data-type="num">input</th><th data-type="num">index</th><th class="t">frame</th>'

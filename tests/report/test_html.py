@@ -467,3 +467,16 @@ def test_empty_gallery_of_box_frames_says_no_box_was_missed() -> None:
     assert "no frame had ground truth" not in gallery
     assert ("no frame has per-pixel labels to rank by, and no ground-truth box was missed on "
             "the 3 frames with label_2 boxes.") in gallery
+
+
+def test_frame_table_stage_columns_are_in_pipeline_order() -> None:
+    """A fleet whose first input has no lidar timed ``fusion`` only on later frames: its
+    column used to come after ``metrics``, unlike frames.csv and the latency table."""
+    report = sample_report(4)
+    for f in report["frames"]:
+        f["latency_ms"] = {"read": 1.0, "inference": 2.0, "metrics": 0.5}
+    report["frames"][-1]["latency_ms"] = {"read": 1.0, "fusion": 3.0, "inference": 2.0,
+                                          "metrics": 0.5}
+    table = build_html(report, []).split('id="frames-table"', 1)[1].split("</thead>", 1)[0]
+    heads = re.findall(r"<th[^>]*>([^<]*) ms</th>", table)
+    assert heads == ["read", "fusion", "inference", "metrics", "total"]
