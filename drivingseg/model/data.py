@@ -55,6 +55,7 @@ __all__ = [
     "read_fine_labels",
     "read_labels",
     "synthetic_frames",
+    "synthetic_lidar",
 ]
 
 LAYOUTS = ("camvid", "kitti_road", "kitti_semantics", "synthetic", "plain")
@@ -355,4 +356,22 @@ def synthetic_frames(seed: int, frames: int, step: int = 1) -> list[tuple[Image,
     with SyntheticDrive(seed=seed, frames=frames) as drive:
         for i in range(0, frames, max(1, step)):
             out.append((drive.camera(i).image, drive.labels(i)))
+    return out
+
+
+def synthetic_lidar(seed: int, frames: int, step: int = 1) -> list[npt.NDArray[np.float32]]:
+    """The lidar channels (H x W x 4: depth, height, intensity, valid) of the frames that
+    :func:`synthetic_frames` gives, each from the scan of the same index, made as the
+    fusion node makes them, so that a lidar model trains on what the node feeds it."""
+    from drivingseg.fusion.channels import lidar_channels
+    from drivingseg.sensors.synthetic.drive import SyntheticDrive
+
+    out = []
+    with SyntheticDrive(seed=seed, frames=frames) as drive:
+        rig = drive.rig()
+        for i in range(0, frames, max(1, step)):
+            frame = drive.camera(i)
+            planes = lidar_channels(drive.lidar(i).points, rig, width=frame.width,
+                                    height=frame.height).stack()
+            out.append(np.ascontiguousarray(np.moveaxis(planes, 0, -1)))
     return out

@@ -86,18 +86,22 @@ ROAD = CLASS_NAMES.index("road")
 
 
 def load_sources(sources: tuple[DataSource, ...], *, fine: bool = False,
-                 num_classes: int = NUM_CLASSES) -> list[Sample]:
+                 num_classes: int = NUM_CLASSES, lidar: bool = False) -> list[Sample]:
     """Read every frame of ``sources`` into memory (images at full size), with ``fine``
-    labels as well (:func:`~drivingseg.model.data.read_fine_labels`); for a model of
-    ``num_classes`` 2 (background, road) a car is background, as it is "not road"."""
-    from drivingseg.model.data import synthetic_frames
+    labels as well (:func:`~drivingseg.model.data.read_fine_labels`) and, for a model
+    that takes them, ``lidar`` channels (synthetic drives only, checked by the config);
+    for a model of ``num_classes`` 2 (background, road) a car is background, as it is
+    "not road"."""
+    from drivingseg.model.data import synthetic_frames, synthetic_lidar
 
     samples: list[Sample] = []
     for src in sources:
         if src.synthetic_seed is not None:
-            frames = synthetic_frames(src.synthetic_seed, src.synthetic_frames, src.synthetic_step)
-            samples += [Sample(img, lbl, fine=fine_from_coarse(lbl) if fine else None)
-                        for img, lbl in frames]
+            seed, count, step = src.synthetic_seed, src.synthetic_frames, src.synthetic_step
+            frames = synthetic_frames(seed, count, step)
+            channels = synthetic_lidar(seed, count, step) if lidar else [None] * len(frames)
+            samples += [Sample(img, lbl, planes, fine=fine_from_coarse(lbl) if fine else None)
+                        for (img, lbl), planes in zip(frames, channels, strict=True)]
         else:
             samples += [Sample(*load_training_pair(f), fine=read_fine_labels(f) if fine else None)
                         for f in src.files()]
@@ -220,8 +224,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         check_resumable(cfg, read_state_info(out / "last"))
     t_load = time.perf_counter()
     classes = cfg.model.num_classes
-    train_samples = load_sources(cfg.train_sources, fine=cfg.fine_weight > 0, num_classes=classes)
-    val_samples = load_sources(cfg.val_sources, num_classes=classes) if main else []
+    lidar = cfg.model.uses_lidar
+    train_samples = load_sources(cfg.train_sources, fine=cfg.fine_weight > 0,
+                                 num_classes=classes, lidar=lidar)
+    val_samples = load_sources(cfg.val_sources, num_classes=classes, lidar=lidar) if main else []
     log.info("loaded %d training and %d validation frames in %.1f s", len(train_samples),
              len(val_samples), time.perf_counter() - t_load)
     weights = class_weights(train_samples, cfg.model.num_classes,

@@ -6,6 +6,8 @@ or ``ensemble``, as ``--weights`` takes it. A data source is
 either a labelled folder (any layout of :func:`drivingseg.model.data.discover`) with
 optional ``include_sequences`` / ``exclude_sequences`` (CamVid file-name prefixes, so the
 split is by drive, not by frame), or a synthetic drive ``{synthetic: {seed, frames, step}}``.
+A model that takes lidar channels (``model.in_channels: 7``) trains from synthetic drives
+only, each frame with the channels of its scan; a labelled folder has no lidar.
 ``init_from: CHECKPOINT`` starts from a saved model's weights (a fine-tuning stage) with
 a fresh optimiser and learning-rate schedule; the model may add a context module that the
 checkpoint lacks (it starts as the identity). ``distill_from: [CHECKPOINT, ...]`` adds a
@@ -322,10 +324,13 @@ def load_train_config(
                          "(0 turns the fine-class head off)", path=p)
     _check_distill_tta(kwargs, p)
     model = ModelConfig.from_dict(raw.get("model") or {}, p)
-    if model.uses_lidar:
+    train_sources, val_sources = _sources(data, "train", base, p), _sources(data, "val", base, p)
+    folders = [s.path for s in (*train_sources, *val_sources) if s.synthetic_seed is None]
+    if model.uses_lidar and folders:
         message = (f"model.in_channels: {model.in_channels} (RGB + lidar) cannot be trained "
-                   "from these data sources, which give RGB frames and labels only; train "
-                   "an RGB model (in_channels 3)")
+                   f"from the labelled folder {str(folders[0])!r}, which gives RGB frames and "
+                   "labels only; train it on synthetic drives (they have lidar) or train an "
+                   "RGB model (in_channels 3)")
         raise ModelError(message, path=p)
     folder = raw.get("out_dir", "runs/unet")  # a number is a folder name, a list is not
     folder = str(folder) if isinstance(folder, (int, float)) and not isinstance(folder, bool) \
@@ -334,8 +339,8 @@ def load_train_config(
     return TrainConfig(
         model=model,
         input=_input_spec(raw.get("input"), p),
-        train_sources=_sources(data, "train", base, p),
-        val_sources=_sources(data, "val", base, p),
+        train_sources=train_sources,
+        val_sources=val_sources,
         out_dir=out_dir if out_dir.is_absolute() else base / out_dir,
         seed=_seed(raw.get("seed", 0), p),
         path=p,

@@ -1006,3 +1006,28 @@ def test_a_new_run_cut_in_its_first_save_does_not_resume_the_run_before_it(
                                          r"save was interrupted"):
         train(new, resume=True, show_progress=False)
     assert [h["epoch"] for h in train(new, show_progress=False)["history"]] == [0, 1, 2, 3]
+
+
+def test_a_lidar_model_trains_on_the_synthetic_drive_with_its_lidar_channels(
+    tmp_path: Path,
+) -> None:
+    """An RGB + lidar model (in_channels 7) on synthetic drives: each sample carries the
+    lidar channels the fusion node makes from the frame's scan (H x W x 4, valid where a
+    point landed), and the run validates and saves a 7-channel checkpoint that the node's
+    Segmenter runs with lidar channels. The config used to refuse it outright."""
+    (sample,) = load_sources((DataSource(synthetic_seed=3, synthetic_frames=1),), lidar=True)
+    assert sample.lidar is not None and sample.lidar.shape == (*sample.labels.shape, 4)
+    valid = sample.lidar[..., 3] > 0
+    assert valid.sum() > 1000 and (sample.lidar[valid, 0] > 0).all()
+    cfg = {"out_dir": "run", "seed": 1,
+           "model": {"depth": 2, "base_channels": 4, "in_channels": 7},
+           "input": {"width": 64, "height": 32},
+           "data": {"train": [{"synthetic": {"seed": 3, "frames": 4, "step": 2}}],
+                    "val": [{"synthetic": {"seed": 4, "frames": 1}}]},
+           "train": {"epochs": 1, "batch_size": 2, "num_threads": 2, "warmup_steps": 1}}
+    path = tmp_path / "train.yaml"
+    path.write_text(json.dumps(cfg))
+    summary = train(load_train_config(path), show_progress=False)
+    assert summary["history"][0]["val"]["pixels"] == sample.labels.size
+    ckpt = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert ckpt.config.in_channels == 7

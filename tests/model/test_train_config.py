@@ -73,9 +73,10 @@ def test_data_keys_are_checked(tmp_path: Path, old: str, new: str, match: str) -
     ("train.batch_size=0", r"train\.batch_size: 0 must be >= 1"),
     ("train.device=1", r"train\.device: expected a string, got 1"),
     ("train.init_from=[a]", r"train\.init_from: expected a string, got \['a'\]"),
-    # the sources give no lidar channels: refused here, not after loading every frame
+    # a labelled folder gives no lidar channels: refused here, not after loading every frame
     ("model.in_channels=7", r"model\.in_channels: 7 \(RGB \+ lidar\) cannot be trained from "
-                            r"these data sources, which give RGB frames and labels only"),
+                            r"the labelled folder '.*camvid', which gives RGB frames and "
+                            r"labels only; train it on synthetic drives"),
 ])
 def test_train_values_must_have_the_right_type_and_range(
     tmp_path: Path, item: str, match: str,
@@ -180,3 +181,12 @@ def test_jitter_and_temperature_out_of_range_are_refused(
     good = BASE.replace("batch_size: 2}", "batch_size: 2, jitter: 0.4, distill_temperature: 2}")
     cfg = load_train_config(_config(tmp_path, good))
     assert (cfg.jitter, cfg.distill_temperature) == (0.4, 2.0)
+
+
+def test_a_lidar_model_trains_from_synthetic_drives_alone(tmp_path: Path) -> None:
+    """in_channels 7 was refused for every config, synthetic drives (which have lidar)
+    included; now only a labelled folder, without lidar, is refused."""
+    text = BASE.replace("    - {path: camvid, exclude_sequences: [0006R0]}\n", "")
+    text = text.replace("{path: camvid, include_sequences: [0006R0]}", "synthetic: {seed: 4}")
+    cfg = load_train_config(_config(tmp_path, text), ["model.in_channels=7"])
+    assert cfg.model.uses_lidar and [s.synthetic_seed for s in cfg.train_sources] == [3]
