@@ -201,7 +201,10 @@ def _seed_of(*entropy: int) -> int:
 def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Run the whole training described by ``cfg``; returns a summary (best scores, times)."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = torch_device(cfg.device, "train.device")
+    try:  # named with the config file, as every other key of it is
+        device = torch_device(cfg.device, "train.device")
+    except ModelError as exc:
+        raise ModelError(exc.message, path=exc.path or cfg.path) from exc
     if distributed:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend)

@@ -1031,3 +1031,17 @@ def test_a_lidar_model_trains_on_the_synthetic_drive_with_its_lidar_channels(
     assert summary["history"][0]["val"]["pixels"] == sample.labels.size
     ckpt = load_checkpoint(tmp_path / "run" / "last.safetensors")
     assert ckpt.config.in_channels == 7
+
+
+@pytest.mark.parametrize(("device", "match"), [
+    ("gpu", r"train\.device 'gpu' is not one of auto, cpu, cuda, cuda:N"),
+    ("cuda:99", r"train\.device 'cuda:99'"),
+])
+def test_a_bad_train_device_names_the_config_file(
+    tmp_path: Path, small_camvid: Path, device: str, match: str,
+) -> None:
+    """Every other config error names the file; train.device's did not (one line
+    'train.device 'gpu' is not one of ...' with no file to look in)."""
+    cfg = load_train_config(_write_config(tmp_path, small_camvid, device=device))
+    with pytest.raises(ModelError, match=r"train\.yaml: " + match):
+        train(cfg, show_progress=False)
