@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.model.checkpoint import load_checkpoint
 from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, RGB_CHANNELS, TTAConfig, tta_record
@@ -127,7 +128,8 @@ def evaluate(
     precision a deployment runs in. ``tta``: average over rescaled and mirrored views
     (:mod:`drivingseg.model.tta`; offline only, each view costs a forward pass).
     ``resize``: how frames become the network input
-    (:func:`~drivingseg.model.infer.input_size`).
+    (:func:`~drivingseg.model.infer.input_size`). A model that takes lidar channels is
+    scored on synthetic drives only (their scans lie beside the images), without TTA.
     """
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 frame, got {limit!r}")
@@ -149,9 +151,12 @@ def evaluate(
     files = files if limit is None else files[:limit]
     for f in files:  # a bad label found at frame 900 would cost all the scoring before it
         check_pair(f)
-    ckpt = load_checkpoint(weights, in_channels=RGB_CHANNELS, device=device)
-    seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16, resize=resize)
     layouts = sorted({f.layout for f in files})
+    with_lidar = layouts == ["synthetic"] and (tta is None or tta.identity)
+    ckpt = load_checkpoint(weights, in_channels=None if with_lidar else RGB_CHANNELS,
+                           device=device)
+    seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16, resize=resize)
+    rigs: dict[Path, Rig] = {}
     road_only = layouts == ["kitti_road"]
     classes = scored_classes(road_only)
     cm = ConfusionMatrix(classes)
@@ -160,7 +165,8 @@ def evaluate(
     iterable = wrap(files, len(files)) if wrap is not None else files
     for f in iterable:
         image, labels = load_pair(f)
-        out = seg(image, probabilities=road_pr is not None)
+        planes = _synthetic_lidar(f, image.shape, rigs) if ckpt.config.uses_lidar else None
+        out = seg(image, planes, probabilities=road_pr is not None)
         score = score_frame(labels, out.class_ids, classes, road_only=road_only)
         cm.merge(score.confusion)
         if road_pr is not None and out.probs is not None:
@@ -193,6 +199,23 @@ def evaluate(
     if road_pr is not None:
         report["kitti_road"] = road_pr.result()
     return report
+
+
+def _synthetic_lidar(f: LabelledFile, shape: tuple[int, ...], rigs: dict[Path, Rig]
+                     ) -> npt.NDArray[np.float32]:
+    """The lidar channels of a synthetic drive's frame (``drivingseg synth`` writes its
+    scans and calibration beside the images), made as the fusion node makes them, so a
+    lidar model trained on synthetic drives is scored on one."""
+    from drivingseg.fusion.channels import lidar_channels
+    from drivingseg.sensors.decode import read_velodyne_bin
+    from drivingseg.sensors.open import open_recording
+
+    drive = f.image.parents[2]
+    if drive not in rigs:
+        with open_recording(drive) as rec:
+            rigs[drive] = rec.require_rig()
+    points = read_velodyne_bin(drive / "velodyne_points" / "data" / f"{f.image.stem}.bin")
+    return lidar_channels(points, rigs[drive], width=shape[1], height=shape[0]).stack()
 
 
 def _sequences(files: Sequence[LabelledFile]) -> list[str]:

@@ -207,3 +207,38 @@ def test_every_label_is_checked_before_scoring(small_camvid: Path, fault: str,
     with pytest.raises(DrivingsegError, match=rf"{last.name}: {message}"):
         evaluate(small_camvid, "default")
     assert scored == []
+
+
+def test_a_lidar_model_is_scored_on_a_synthetic_drive_with_its_scans(tmp_path: Path) -> None:
+    """A model trained on synthetic drives with lidar channels (in_channels 7) was refused
+    by eval everywhere, its own kind of data included: a drive that ``drivingseg synth``
+    writes has the scans and calibration beside the images. Each frame is now scored with
+    the lidar channels the fusion node would give it."""
+    from drivingseg.fusion.channels import lidar_channels
+    from drivingseg.model.checkpoint import save_checkpoint
+    from drivingseg.model.config import InputSpec, ModelConfig, tta_preset
+    from drivingseg.model.infer import Segmenter
+    from drivingseg.model.unet import UNet
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+    from drivingseg.sensors.synthetic.writer import write_synthetic_drive
+
+    torch = importlib.import_module("torch")
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=2, base_channels=4, in_channels=7)
+    lidar = save_checkpoint(tmp_path / "lidar", UNet(cfg).eval(), cfg, InputSpec(64, 32))
+    drive = write_synthetic_drive(tmp_path / "synth", frames=2, seed=4)
+    report = evaluate(tmp_path / "synth", lidar)
+    assert report["frames"] == 2
+    seg = Segmenter(lidar, fp16=False)
+    cm = np.zeros((3, 3), np.int64)
+    with KittiRawDrive(drive) as rec:
+        for i in range(2):
+            frame = rec.camera(i)
+            planes = lidar_channels(rec.lidar(i).points, rec.require_rig()).stack()
+            pred = seg(frame.image, planes, probabilities=False).class_ids
+            labels = cv2.imread(str(drive / "gt" / "image_02" / f"{i:010d}.png"),
+                                cv2.IMREAD_UNCHANGED)
+            np.add.at(cm, (labels.ravel(), pred.ravel()), 1)
+    assert np.array_equal(np.asarray(report["confusion_matrix"]), cm)
+    with pytest.raises(DrivingsegError, match=r"checkpoint takes 7 input channels"):
+        evaluate(tmp_path / "synth", lidar, tta=tta_preset("flip"))  # TTA views are RGB only
