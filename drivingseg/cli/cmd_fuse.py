@@ -106,8 +106,10 @@ def run(args: argparse.Namespace) -> int:
         prepare_output(args.depth_png, error=ConfigError, what="the depth PNG")
     if args.overlay is not None:
         prepare_output(args.overlay, error=ConfigError, what="the overlay")
-        if not cv2.haveImageWriter(str(args.overlay)):
-            message = (f"OpenCV writes no image format of suffix {args.overlay.suffix!r}; "
+        # Only the suffix matters, and OpenCV crashes on a file name that is not UTF-8.
+        suffix = args.overlay.suffix
+        if not suffix.isascii() or not cv2.haveImageWriter(f"overlay{suffix}"):
+            message = (f"OpenCV writes no image format of suffix {suffix!r}; "
                        "use .png or .jpg")
             raise ConfigError(message, path=args.overlay)
     image, scan, rig = load_frame(args.input, args.frame, args.camera)

@@ -3,9 +3,13 @@ has the projection checks)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from drivingseg.cli import build_parser
@@ -36,3 +40,16 @@ def test_benchmark_root_with_only_the_test_split(
     args = build_parser().parse_args(["fuse", str(tmp_path / "root"), "--frame", "1"])
     assert args.func(args) == 0
     assert "frame 1: 86080 points" in capsys.readouterr().out
+
+
+def test_overlay_name_that_is_not_utf8_is_written(kitti_object_root: Path, tmp_path: Path) -> None:
+    """An overlay file name with a Latin-1 byte (``o\\xff.png``) crashed the process with a
+    segmentation fault (OpenCV's ``haveImageWriter`` got the undecodable name); it is
+    written like any other (run in a subprocess, so a crash fails only this test)."""
+    overlay = os.fsencode(tmp_path) + b"/o\xff.png"
+    argv = [os.fsencode(sys.executable), b"-m", b"drivingseg", b"fuse",
+            os.fsencode(kitti_object_root), b"--overlay", overlay]
+    done = subprocess.run(argv, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    image = cv2.imdecode(np.fromfile(os.fsdecode(overlay), np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.shape == (514, 616, 3)

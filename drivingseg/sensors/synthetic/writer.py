@@ -61,9 +61,16 @@ def drive_folder(out_dir: str | PathLike[str], drive: int = 1) -> Path:
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
+    """Encode in memory and write the bytes: ``cv2.imwrite`` crashes the process on a
+    file name that is not UTF-8 (``OUT_DIR`` from a Latin-1 file system)."""
     data = image[..., ::-1] if image.ndim == 3 else image
-    if not cv2.imwrite(str(path), np.ascontiguousarray(data)):
-        raise RecordingError("OpenCV could not write the PNG", path=path)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(data))
+    if not ok:
+        raise RecordingError("OpenCV could not encode the PNG", path=path)
+    try:
+        path.write_bytes(buf.tobytes())
+    except OSError as exc:
+        raise RecordingError(f"cannot write the PNG: {exc.strerror or exc}", path=path) from exc
 
 
 def _box_lines(drive: SyntheticDrive, i: int) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -130,3 +133,16 @@ def test_cli_writes_the_drive(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "wrote 2 frames (seed 2)" in out and "2024_05_01_drive_0001_sync" in out
     assert len(list(tmp_path.glob("*/*/image_02/data/*.png"))) == 2
+
+
+def test_out_dir_that_is_not_utf8_is_written(tmp_path: Path) -> None:
+    """``drivingseg synth`` into a folder with a Latin-1 byte in its name crashed with a
+    segmentation fault (``cv2.imwrite`` got the undecodable name); the drive is written
+    (run in a subprocess, so a crash fails only this test)."""
+    out = os.fsencode(tmp_path) + b"/drive\xff"
+    argv = [os.fsencode(sys.executable), b"-m", b"drivingseg", b"synth", out,
+            b"--frames", b"1", b"--workers", b"1"]
+    done = subprocess.run(argv, capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    with KittiRawDrive(writer.drive_folder(os.fsdecode(out))) as drive:
+        assert len(drive) == 1 and drive.camera(0).image.ndim == 3
