@@ -86,6 +86,15 @@ def _out_path(node: Node, param: str) -> Path:
     return Path(value)
 
 
+def _utf8(name: str) -> bool:
+    """Whether ``name`` encodes as UTF-8 (not so: a Latin-1 byte read as a surrogate)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 _MASK_PNG = re.compile(r"(0|[1-9][0-9]*)\.png")
 """The names :class:`MaskWriter` gives its PNGs (``<stamp_ns>.png``, no leading zeros, so
 KITTI's ``0000000000.png`` frames never match)."""
@@ -273,6 +282,10 @@ class VideoWriter(OverlayOutput):
     def setup(self) -> None:
         super().setup()
         path = _out_path(self, "path")
+        if not _utf8(str(path)):
+            # OpenCV's VideoWriter crashes the process on such a name instead of failing
+            raise self.config_error(f"{str(path)!r}: OpenCV writes videos only under "
+                                    "UTF-8 file names; choose another out_dir", "path")
         if len(self.p["fourcc"]) != 4:
             raise self.config_error(f"{self.p['fourcc']!r} is not four characters", "fourcc")
         if self.p["fps"] != 0.0 and self.p["fps"] < _MIN_FPS:

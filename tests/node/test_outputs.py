@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +439,26 @@ def test_a_signal_while_the_video_codec_is_probed_leaves_no_probe_file(
     with pytest.raises(KeyboardInterrupt):
         video.setup()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_video_path_that_is_not_utf8_is_refused_at_setup(tmp_path: Path) -> None:
+    """An ``out_dir`` with a Latin-1 byte in its name crashed the graph with a segmentation
+    fault (OpenCV's VideoWriter got the undecodable name); setup refuses it, naming the
+    path (run in a subprocess, so a crash fails only this test)."""
+    code = (
+        "import sys\n"
+        "from drivingseg.errors import ConfigError\n"
+        "from drivingseg.node import outputs\n"
+        "from drivingseg.node.graph import Graph\n"
+        "video = Graph().add(outputs.VideoWriter, 'video', {'path': sys.argv[1]})\n"
+        "try:\n"
+        "    video.setup()\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    path = os.fsencode(tmp_path) + b"/run\xff/overlay.mp4"
+    done = subprocess.run([os.fsencode(sys.executable), b"-c", code.encode(), path],
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert "run\\udcff/overlay.mp4" in done.stdout.decode()
+    assert "UTF-8" in done.stdout.decode()
