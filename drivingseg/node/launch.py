@@ -15,6 +15,7 @@ file's wins over its includes'). Errors name the file, the node and the paramete
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -219,6 +220,16 @@ def _substitute(value: Any, args: Mapping[str, Any], path: Path, context: str,
     return text
 
 
+def _did_you_mean(unknown: Sequence[str], declared: Collection[str]) -> str:
+    """`` (did you mean 'video'?)`` for the unknown names that look like a declared one
+    (``viedo:=false``), so that a typo is not hunted for in the list of every argument."""
+    close = {name: difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
+             for name in unknown}
+    hints = [f"{match[0]!r} for {name!r}" if len(unknown) > 1 else repr(match[0])
+             for name, match in close.items() if match]
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
+
+
 def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...], via: str = ""
           ) -> tuple[list[NodeSpec], str | None, dict[str, Any]]:
     """The nodes, overflow and arguments of ``path``; ``via`` names the include that
@@ -233,7 +244,8 @@ def _load(path: Path, given: Mapping[str, Any], stack: tuple[Path, ...], via: st
     if unknown:
         valid = ", ".join(sorted(declared)) or "none"
         passed = f" (passed by {via})" if via else ""
-        message = f"unknown arguments {unknown!r}{passed}; declared: {valid}"
+        hint = _did_you_mean(unknown, declared)
+        message = f"unknown arguments {unknown!r}{passed}{hint}; declared: {valid}"
         raise ConfigError(message, path=path)
     args: dict[str, Any] = {}
     names = list(declared)

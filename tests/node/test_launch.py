@@ -377,6 +377,19 @@ def test_missing_weights_file_names_the_parameter(tmp_path: Path) -> None:
         graph.setup()
 
 
+def test_a_mistyped_argument_gets_the_declared_name_suggested() -> None:
+    """``viedo:=false`` was refused with the list of all 21 arguments of demo.yaml, none
+    singled out; the error now names the one the user meant (each, for several typos)."""
+    with pytest.raises(ConfigError, match=r"demo\.yaml: unknown arguments \['viedo'\] "
+                       r"\(did you mean 'video'\?\); declared: budget_ms, "):
+        load_launch("demo", {"viedo": False})
+    with pytest.raises(ConfigError, match=r"unknown arguments \['budegt_ms', 'viedo'\] "
+                       r"\(did you mean 'budget_ms' for 'budegt_ms', 'video' for 'viedo'\?\)"):
+        load_launch("demo", {"viedo": False, "budegt_ms": 50})
+    with pytest.raises(ConfigError, match=r"unknown arguments \['zzz'\]; declared: "):
+        load_launch("demo", {"zzz": 1})
+
+
 def test_argument_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"replay_kitti\.yaml: argument 'input' is required"):
         load_launch("replay_kitti")
