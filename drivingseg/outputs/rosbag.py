@@ -10,16 +10,20 @@ written on a latching connection (``latching=1``), as ``rosbag record`` stores i
 As with the MCAP writer, leaving the ``with`` block, also through an exception, finalises
 the bag (index, or database commit and ``metadata.yaml``), so what was written stays
 readable. Only a ROS 1 write interrupted half way (a second Ctrl-C) leaves the bag
-unindexed (``rosbag reindex`` recovers it). An existing output is replaced: a ``.bag``
-file, or a folder that is a ROS 2 bag (``metadata.yaml``, or only ``.db3``/``.mcap``).
+unindexed (``rosbag reindex`` recovers it), and only a ROS 2 bag whose insert failed in
+sqlite (a full disk) is removed: sqlite rolled back every message. An existing output is
+replaced: a ``.bag`` file, or a folder that is a ROS 2 bag (``metadata.yaml``, or only
+``.db3``/``.mcap``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import shutil
+import sqlite3
 from collections import Counter
 from os import PathLike
 from pathlib import Path
@@ -81,6 +85,11 @@ def _to_ros1(msg: Any, store: Typestore, seq: int) -> Any:
     return cls(**values)
 
 
+_WRITE_ERRORS = (OSError, sqlite3.Error, Ros1WriterError, Ros2WriterError)
+"""What a bag write can fail with: sqlite reports a full disk as its own
+``OperationalError`` ("database or disk is full"), not as an ``OSError``."""
+
+
 def _clear(path: Path) -> None:
     """Remove an earlier output at ``path``: a file, or a folder that is a ROS 2 bag."""
     if path.is_dir():
@@ -126,7 +135,7 @@ class _BagWriter(SensorMessageWriter):
         try:
             _clear(self.path)
             self._start()
-        except (OSError, Ros1WriterError, Ros2WriterError) as exc:
+        except _WRITE_ERRORS as exc:
             message = f"cannot create {self.kind}: {getattr(exc, 'strerror', None) or exc}"
             raise RecordingError(message, path=self.path) from exc
         self._open = True
@@ -138,7 +147,7 @@ class _BagWriter(SensorMessageWriter):
         self._open = False
         try:
             self._finish(self._in_write)
-        except (OSError, Ros1WriterError, Ros2WriterError) as exc:
+        except _WRITE_ERRORS as exc:
             message = f"cannot finish {self.kind}: {getattr(exc, 'strerror', None) or exc}"
             raise RecordingError(message, path=self.path) from exc
 
@@ -174,7 +183,7 @@ class _BagWriter(SensorMessageWriter):
                 known = (self._connect(topic, msgtype), msgtype)
                 self._connections[topic] = known
             self._put(known[0], msg, msgtype, int(stamp_ns))
-        except (OSError, Ros1WriterError, Ros2WriterError) as exc:
+        except _WRITE_ERRORS as exc:
             self._in_write = False
             message = f"cannot write {topic!r}: {getattr(exc, 'strerror', None) or exc}"
             raise RecordingError(message, path=self.path) from exc
@@ -234,6 +243,7 @@ class Ros2Sqlite3Writer(_BagWriter):
     def __init__(self, path: str | PathLike[str]) -> None:
         super().__init__(sqlite3_bag_folder(path))
         self._writer: Ros2Writer | None = None
+        self._lost = False
 
     def _start(self) -> None:
         self._writer = Ros2Writer(self.path, version=8, storage_plugin=StoragePlugin.SQLITE3)
@@ -246,10 +256,24 @@ class Ros2Sqlite3Writer(_BagWriter):
 
     def _put(self, connection: Connection, msg: Any, msgtype: str, stamp_ns: int) -> None:
         assert self._writer is not None
-        self._writer.write(connection, stamp_ns, self.typestore.serialize_cdr(msg, msgtype))
+        try:
+            self._writer.write(connection, stamp_ns, self.typestore.serialize_cdr(msg, msgtype))
+        except sqlite3.Error:
+            # rosbags commits once, at close: a failed insert (a full disk) rolled back
+            # every message so far, so metadata.yaml would count messages the bag lacks
+            self._lost = True
+            raise
 
     def _finish(self, torn: bool) -> None:
         # an sqlite insert is whole or absent: even after a torn write the bag is committed
         writer, self._writer = self._writer, None
-        if writer is not None:
+        if writer is None:
+            return
+        if not self._lost:
             writer.close()
+            return
+        with contextlib.suppress(*_WRITE_ERRORS):
+            writer.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        log.warning("%s: removed: the database lost its messages when a write failed",
+                    self.path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import yaml
 from rosbags.highlevel import AnyReader
 
 from drivingseg.errors import ConfigError, RecordingError
+from drivingseg.outputs import rosbag
 from drivingseg.outputs.convert import McapTopics, convert_recording, output_kind
 from drivingseg.sensors import kitti_raw
 from drivingseg.sensors.kitti_raw import KittiRawDrive
@@ -99,6 +101,32 @@ def test_a_failure_half_way_leaves_a_readable_bag(
         convert_recording(drive, out, max_frames=5)
     images, scans, rig = _read_all(out)
     assert len(images) == 2 and len(scans) >= 1 and rig is not None
+
+
+@pytest.mark.parametrize("name", ["drive.db3", "drive_folder"])
+def test_a_full_disk_is_one_error_and_leaves_no_bag_that_counts_lost_messages(
+    kitti_raw_drive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """sqlite reports a full disk as ``sqlite3.OperationalError``, which escaped as a
+    traceback, and rolled back every message (rosbags commits at close) while the
+    metadata.yaml then written counted them: ``info`` showed a bag of messages it lacked.
+    Now a RecordingError naming the bag, and the folder is removed."""
+    real_write = rosbag.Ros2Writer.write
+    calls: list[int] = []
+
+    def write(self: object, connection: object, timestamp: int, data: bytes) -> None:
+        calls.append(timestamp)
+        if len(calls) == 4:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_write(self, connection, timestamp, data)
+
+    monkeypatch.setattr(rosbag.Ros2Writer, "write", write)
+    out = tmp_path / name
+    with KittiRawDrive(kitti_raw_drive, camera=2) as drive, \
+            pytest.raises(RecordingError, match=r"drive(_folder)?: cannot write .*"
+                                                r"database or disk is full"):
+        convert_recording(drive, out, max_frames=5)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_existing_output_is_replaced_but_not_a_foreign_folder(
