@@ -80,6 +80,12 @@ def write_atomic(
             tmp.unlink()
 
 
+_UNENCODABLE = "backslashreplace"
+"""How a text file shows a character UTF-8 cannot encode: a file name with a byte that is
+not UTF-8 (``cv\xff/val``, decoded by Python as the surrogate ``\udcff``), quoted in a
+report, is written as ``\udcff`` instead of failing the write after all the work."""
+
+
 def write_texts_together(
     texts: Mapping[Path, str],
     *,
@@ -100,7 +106,7 @@ def write_texts_together(
             try:
                 tmp = _temp_beside(target)
                 temps.append((tmp, target))
-                tmp.write_text(text, encoding="utf-8", newline="\n")
+                tmp.write_text(text, encoding="utf-8", errors=_UNENCODABLE, newline="\n")
                 _sync(tmp)
             except OSError as exc:
                 raise error(f"cannot write {what}: {exc.strerror or exc}", path=target) from exc
@@ -181,10 +187,11 @@ def write_bytes_atomic(
 def write_text_atomic(
     path: str | PathLike[str], text: str, *, error: type[DrivingsegError], what: str
 ) -> None:
-    """Write UTF-8 ``text`` (with ``\\n`` line ends) to ``path`` atomically."""
+    """Write UTF-8 ``text`` (with ``\\n`` line ends; see :data:`_UNENCODABLE`) to ``path``
+    atomically."""
     write_atomic(
         path,
-        lambda p: p.write_text(text, encoding="utf-8", newline="\n"),
+        lambda p: p.write_text(text, encoding="utf-8", errors=_UNENCODABLE, newline="\n"),
         error=error,
         what=what,
     )

@@ -12,7 +12,7 @@ import pytest
 
 from drivingseg import fileio
 from drivingseg.errors import ConfigError, ModelError
-from drivingseg.fileio import read_yaml_mapping, write_texts_together
+from drivingseg.fileio import read_yaml_mapping, write_text_atomic, write_texts_together
 from drivingseg.model.train_config import load_train_config
 from drivingseg.signals import sigterm_interrupts
 
@@ -67,3 +67,16 @@ def test_ctrl_c_between_renames_leaves_the_new_set_whole(
         done.set()
     assert [p.read_text() for p in targets] == ["new"] * len(targets)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporaries
+
+
+def test_a_file_name_that_is_not_utf8_quoted_in_a_text_is_written(tmp_path: Path) -> None:
+    """``drivingseg report 'cv\\xff/val' --out rep`` scored every frame, then died with a
+    UnicodeEncodeError traceback writing the page that quotes the input's name (Python
+    decodes the byte as the surrogate ``\\udcff``); the name is written as ``\\udcff``."""
+    name = os.fsdecode(b"cv\xff/val")
+    write_texts_together({tmp_path / "a.csv": f"input,{name}\n", tmp_path / "b.json": name},
+                         error=ConfigError, what="the report")
+    write_text_atomic(tmp_path / "c.html", f"<p>{name}</p>", error=ConfigError, what="page")
+    assert (tmp_path / "a.csv").read_text(encoding="utf-8") == "input,cv\\udcff/val\n"
+    assert (tmp_path / "b.json").read_text(encoding="utf-8") == "cv\\udcff/val"
+    assert (tmp_path / "c.html").read_text(encoding="utf-8") == "<p>cv\\udcff/val</p>"
