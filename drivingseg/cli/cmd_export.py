@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="before writing: onnx.checker, then onnxruntime against the torch "
                    "model on frames of --check-input (every class's logits within tolerance, "
                    "no file written otherwise)")
-    p.add_argument("--check-input", default="synthetic", metavar="INPUT",
+    p.add_argument("--check-input", default=None, metavar="INPUT",
                    help="recording whose first frames --check runs (default: the built-in "
                    "synthetic drive; e.g. a KITTI raw drive)")
     p.set_defaults(func=run)
@@ -82,11 +82,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dynamic and args.width is not None:
         raise ConfigError("give either --height/--width or --dynamic, not both")
+    if args.check_input is not None and not args.check:
+        # the check it names would silently not run
+        message = (f"--check-input {args.check_input!r} names the frames of --check; "
+                   "add --check, or leave --check-input out")
+        raise ConfigError(message)
     ckpt = load_checkpoint(args.weights)
     data = onnx_bytes(ckpt, height=args.height, width=args.width, dynamic=args.dynamic,
                       fp16=args.fp16)
     if args.check:
-        frames = _check_frames(args.check_input, ckpt.config.uses_lidar)
+        frames = _check_frames(args.check_input or "synthetic", ckpt.config.uses_lidar)
         result = check_export(data, ckpt, frames, args.onnx)
         print(f"check: {result.summary()}")
     out = write_onnx(data, args.onnx)

@@ -146,6 +146,18 @@ def test_cli_export_fp16_and_check(tmp_path: Path, tiny_weights: Path,
     assert "either --height/--width or --dynamic" in capsys.readouterr().err
 
 
+def test_check_input_without_check_is_refused(tmp_path: Path, tiny_weights: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``--check-input DRIVE`` without ``--check`` wrote the model unchecked with status 0,
+    however unreadable DRIVE was; it is refused before anything is exported."""
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--weights", str(tiny_weights), "--onnx", str(out),
+                 "--check-input", str(tmp_path / "nonexistent")]) == 2
+    err = capsys.readouterr().err
+    assert "--check-input " in err and "nonexistent' names the frames of --check" in err
+    assert not out.exists()
+
+
 def test_mismatched_config_says_what_the_weights_hold(tmp_path: Path, tiny_weights: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     _, meta_path = checkpoint_paths(tiny_weights)
