@@ -28,6 +28,7 @@ from drivingseg.fusion.projection import (
     visible_points,
 )
 from drivingseg.fusion.zbuffer import zbuffer
+from drivingseg.sensors.decode import read_image_unchanged
 
 __all__ = [
     "DEPTH_PNG_MAX_M",
@@ -93,9 +94,9 @@ def write_depth_png(path: str | PathLike[str], depth_m: npt.ArrayLike) -> None:
 
 def read_depth_png(path: str | PathLike[str]) -> npt.NDArray[np.float32]:
     """Read a KITTI 16-bit depth PNG as float32 metres."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.dtype != np.uint16 or img.ndim != 2:
-        got = "nothing" if img is None else f"{img.dtype} shape {img.shape!r}"
+    img = read_image_unchanged(path)
+    if img.dtype != np.uint16 or img.ndim != 2:
+        got = f"{img.dtype} shape {img.shape!r}"
         message = f"not a 16-bit single-channel depth PNG (read {got})"
         raise RecordingError(message, path=path)
     return decode_depth_png(np.asarray(img, dtype=np.uint16))

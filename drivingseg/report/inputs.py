@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
-
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.model.data import discover
 from drivingseg.model.evaluate import frame_names
+from drivingseg.sensors.decode import read_image_unchanged
 from drivingseg.sensors.kitti_benchmark import png_size
 
 __all__ = ["FrameRef", "ReportInput", "check_disjoint", "check_label_sizes", "classify_input",
@@ -211,9 +210,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     p = Path(path)
     if p.suffix.lower() == ".png":
         return png_size(p)
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise RecordingError("cannot read image (missing, truncated or not an image)", path=p)
+    img = read_image_unchanged(p)
     return int(img.shape[1]), int(img.shape[0])
 
 

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from drivingseg.errors import RecordingError
 
 __all__ = ["BAYER_TO_RGB", "YUV422_TO_RGB", "decode_compressed", "decode_image", "read_image_rgb",
-           "read_velodyne_bin", "scale_to_8bit"]
+           "read_image_unchanged", "read_velodyne_bin", "scale_to_8bit"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"
@@ -197,6 +197,20 @@ def read_image_rgb(path: str | PathLike[str]) -> npt.NDArray[np.uint8]:
     except OSError as exc:
         raise RecordingError(f"cannot read image: {exc.strerror}", path=p) from exc
     return decode_image(data, p)
+
+
+def read_image_unchanged(path: str | PathLike[str]) -> npt.NDArray[Any]:
+    """Read a PNG or JPEG file as OpenCV decodes it (BGR order, any depth); errors name it.
+
+    The bytes are read by Python and decoded in memory: ``cv2.imread`` crashes the process
+    on a file name that is not UTF-8.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise RecordingError(f"cannot read image: {exc.strerror}", path=p) from exc
+    return _decode_unchanged(data, p)
 
 
 def read_velodyne_bin(path: str | PathLike[str]) -> npt.NDArray[np.float32]:

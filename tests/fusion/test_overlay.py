@@ -85,3 +85,24 @@ def test_overlay_refuses_bad_max_depth(
     image = np.zeros((375, 1242, 3), np.uint8)
     with pytest.raises(ConfigError, match=rf"max_depth_m must be .*got {max_depth!r}"):
         draw_overlay(image, raw_scan, raw_rig, max_depth_m=max_depth)
+
+
+def test_read_depth_png_of_a_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """``cv2.imread`` crashed the process on a file name with a Latin-1 byte; the bytes
+    are now read by Python (run in a subprocess, so a crash fails only this test)."""
+    import os
+    import subprocess
+    import sys
+
+    name = os.fsencode(tmp_path) + b"/depth\xff.png"
+    depth = np.array([[0.0, 1.5], [80.0, 12.25]])
+    ok, buf = cv2.imencode(".png", depth_to_png16(depth))
+    assert ok
+    with open(name, "wb") as f:
+        f.write(buf.tobytes())
+    code = ("import os, sys\nfrom drivingseg.fusion.overlay import read_depth_png\n"
+            "print(read_depth_png(os.fsdecode(sys.argv[1])).tolist())\n")
+    done = subprocess.run([os.fsencode(sys.executable), b"-c", code.encode(), name],
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.decode().strip() == "[[0.0, 1.5], [80.0, 12.25]]"
