@@ -40,16 +40,22 @@ __all__ = [
 def prepare_output(
     path: str | PathLike[str], *, error: type[DrivingsegError], what: str
 ) -> Path:
-    """Check, before any long work, that ``path`` can be written: its folder is created and
-    it is not a folder itself. Returns it as a :class:`Path`."""
+    """Check, before any long work, that ``path`` can be written: it is not a folder and its
+    nearest existing folder is a writable folder. Nothing is created (the atomic write
+    makes the folders), so a command stopped or failing before it writes leaves no empty
+    folder behind. Returns it as a :class:`Path`."""
     target = Path(path)
     if target.is_dir():
         raise error(f"cannot write {what}: it is a folder", path=target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        message = f"cannot write {what}: cannot create its folder ({exc.strerror or exc})"
-        raise error(message, path=target) from exc
+    parent = target.absolute().parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        message = f"cannot write {what}: {str(parent)!r} is not a folder"
+        raise error(message, path=target)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        message = f"cannot write {what}: folder {str(parent)!r} is not writable"
+        raise error(message, path=target)
     return target
 
 

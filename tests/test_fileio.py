@@ -80,3 +80,18 @@ def test_a_file_name_that_is_not_utf8_quoted_in_a_text_is_written(tmp_path: Path
     assert (tmp_path / "a.csv").read_text(encoding="utf-8") == "input,cv\\udcff/val\n"
     assert (tmp_path / "b.json").read_text(encoding="utf-8") == "cv\\udcff/val"
     assert (tmp_path / "c.html").read_text(encoding="utf-8") == "<p>cv\\udcff/val</p>"
+
+
+def test_prepare_output_checks_without_creating_folders(tmp_path: Path) -> None:
+    """The output's folders are made by the atomic write, not by the check: a command
+    stopped between them leaves no empty folder; a file or a folder as an ancestor is
+    still refused up front."""
+    out = tmp_path / "a" / "b" / "out.json"
+    assert fileio.prepare_output(out, error=ConfigError, what="the report") == out
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"the report: .*file' is not a folder"):
+        fileio.prepare_output(tmp_path / "file" / "x" / "o.json", error=ConfigError,
+                              what="the report")
+    with pytest.raises(ConfigError, match="it is a folder"):
+        fileio.prepare_output(tmp_path, error=ConfigError, what="the report")

@@ -72,8 +72,22 @@ def test_eval_json_path_that_cannot_be_written_fails_before_scoring(
                 "--json", str(tmp_path / "taken" / "eval.json")])
     captured = capsys.readouterr()
     assert rc == 2
-    assert "cannot write the JSON report: cannot create its folder" in captured.err
+    assert "cannot write the JSON report: " in captured.err
+    assert "taken' is not a folder" in captured.err
     assert "Traceback" not in captured.err and "mean IoU" not in captured.out
+
+
+def test_eval_that_fails_before_writing_leaves_no_json_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--json NEW/out.json`` with a run that stops before the report (a bad folder here,
+    Ctrl-C alike): no empty ``NEW`` folder is left behind (it was created up front)."""
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "new" / "deeper" / "eval.json"
+    rc = _main(["eval", "--data", str(tmp_path / "empty"), "--weights", "default",
+                "--json", str(out)])
+    assert rc == 2 and "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
 
 
 def test_eval_bad_folder_is_one_error(tmp_path: Path) -> None:
