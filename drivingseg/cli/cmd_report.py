@@ -61,7 +61,7 @@ def _pct(value: float | None) -> str:
 
 def format_summary(report: dict[str, Any]) -> str:
     """A short table in the style of ``drivingseg eval``."""
-    from drivingseg.model.evaluate import tta_text
+    from drivingseg.model.evaluate import pct_text, tta_text
 
     n_frames = len(report["frames"])
     lines = [f"{n_frames} frames from {len(report['inputs'])} input(s), {report['executor']}, "
@@ -76,11 +76,11 @@ def format_summary(report: dict[str, Any]) -> str:
             lines.append(f"{name:<12}{_pct(s['iou']):>8}{_pct(s['precision']):>8}"
                          f"{_pct(s['recall']):>10}{_pct(s['f1']):>8}")
         averaged = ", ".join(seg.get("mean_iou_classes") or ["road", "car"])
-        lines.append(f"mean IoU ({averaged}): {_pct(seg['mean_iou_road_car']).strip()} %")
+        lines.append(f"mean IoU ({averaged}): {pct_text(seg['mean_iou_road_car'])}")
     if report["kitti_road"]:
         k = report["kitti_road"]
-        lines.append(f"KITTI road (perspective): MaxF {_pct(k['max_f']).strip()} %, "
-                     f"AP {_pct(k['ap']).strip()} %")
+        lines.append(f"KITTI road (perspective): MaxF {pct_text(k['max_f'])}, "
+                     f"AP {pct_text(k['ap'])}")
     if report["by_range"]:
         cells = [f"{b['lo_m']:g}-{b['hi_m']:g} m {_pct(b['iou']).strip()}"
                  for b in report["by_range"]["car"]]
@@ -89,7 +89,7 @@ def format_summary(report: dict[str, Any]) -> str:
     if det:
         from drivingseg.detect.gt import MODERATE_MIN_HEIGHT_PX
 
-        aps = ", ".join(f"AP@{t} {_pct(v).strip()} %" for t, v in det["ap"].items())
+        aps = ", ".join(f"AP@{t} {pct_text(v)}" for t, v in det["ap"].items())
         lines.append(f"boxes ({'/'.join(det['classes'])}): {det['n_gt']} ground truth, "
                      f"{det['n_proposals']} proposals, {det['n_det']} scored at IoU "
                      f"{min(det['thresholds']):g} (unmatched ones on don't-care or under "

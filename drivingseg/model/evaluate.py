@@ -229,6 +229,11 @@ def _pct(value: float | None) -> str:
     return "   n/a" if value is None else f"{100 * value:6.2f}"
 
 
+def pct_text(value: float | None) -> str:
+    """A fraction as ``"12.34 %"`` in running text, or ``"n/a"`` (no unit after it)."""
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
 def tta_text(tta: dict[str, Any] | None) -> str:
     """The header's note on a report's recorded ``tta`` (empty without augmentation)."""
     return f"; test-time augmentation: {tta['summary']}" if tta else ""
@@ -248,11 +253,11 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{_pct(s['recall']):>10}{_pct(s['f1']):>8}")
     averaged = report.get("mean_iou_classes", ["road", "car"])  # KITTI road: road alone
     lines.append(f"mean IoU ({', '.join(averaged) or 'road, car'}): "
-                 f"{_pct(report['mean_iou_road_car']).strip()} %")
+                 f"{pct_text(report['mean_iou_road_car'])}")
     if "kitti_road" in report:
         k = report["kitti_road"]
-        lines.append(f"KITTI road (perspective): MaxF {_pct(k['max_f']).strip()} %, "
-                     f"AP {_pct(k['ap']).strip()} %")
+        lines.append(f"KITTI road (perspective): MaxF {pct_text(k['max_f'])}, "
+                     f"AP {pct_text(k['ap'])}")
     lines.append("confusion matrix (rows: label, columns: prediction; "
                  + ", ".join(report["classes"]) + ")")
     lines += ["  " + " ".join(f"{v:>10d}" for v in row) for row in report["confusion_matrix"]]

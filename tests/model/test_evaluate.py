@@ -256,3 +256,17 @@ def test_a_lidar_model_is_scored_on_a_synthetic_drive_with_its_scans(tmp_path: P
     assert np.array_equal(np.asarray(report["confusion_matrix"]), cm)
     with pytest.raises(DrivingsegError, match=r"checkpoint takes 7 input channels"):
         evaluate(tmp_path / "synth", lidar, tta=tta_preset("flip"))  # TTA views are RGB only
+
+
+def test_format_report_writes_no_unit_after_n_a() -> None:
+    """A mean IoU or KITTI AP that cannot be computed read 'n/a %'; it is 'n/a' alone."""
+    report = {"frames": 1, "layouts": ["kitti_road"], "data": "d", "weights": "w",
+              "input_size": [384, 288], "resize": "keep_aspect", "precision": "float32",
+              "tta": None, "classes": ["not_road", "road"],
+              "per_class": {"road": {"iou": None, "precision": None, "recall": None,
+                                     "f1": None}},
+              "mean_iou_classes": [], "mean_iou_road_car": None,
+              "kitti_road": {"max_f": 0.25, "ap": None}, "confusion_matrix": [[1, 0], [0, 0]]}
+    text = format_report(report)
+    assert "n/a %" not in text
+    assert "mean IoU (road, car): n/a" in text and "MaxF 25.00 %, AP n/a" in text

@@ -129,3 +129,23 @@ def test_summary_names_proposals_and_scored_detections() -> None:
     assert format_summary(report).splitlines()[-1] == (
         "boxes (Car/Van): 52 ground truth, 100 proposals, 27 scored at IoU 0.5 (unmatched "
         "ones on don't-care or under 25 px dropped); AP@0.5 25.00 %, AP@0.7 12.50 %")
+
+
+def test_summary_writes_no_unit_after_n_a() -> None:
+    """An AP or mean IoU that cannot be computed (no ground truth box, no class present)
+    read 'AP@0.5 n/a %'; it is 'n/a' alone."""
+    from drivingseg.cli.cmd_report import format_summary
+
+    det = {"classes": ["Car"], "thresholds": [0.5, 0.7], "n_gt": 0, "n_det": 3,
+           "n_proposals": 3, "ap": {"0.5": None, "0.7": None}}
+    seg = {"per_class": {"road": {"iou": None, "precision": None, "recall": None, "f1": None}},
+           "mean_iou_classes": [], "mean_iou_road_car": None}
+    report = {"frames": [], "inputs": [{}], "executor": "local processes x1", "wall_s": 1.0,
+              "weights": "w.safetensors", "input_size": [384, 288], "tta": None,
+              "segmentation": seg, "kitti_road": {"max_f": 0.5, "ap": None}, "by_range": None,
+              "detection": det, "latency": {"stages": {}}}
+    text = format_summary(report)
+    assert "n/a %" not in text
+    assert text.splitlines()[-1].endswith("AP@0.5 n/a, AP@0.7 n/a")
+    assert "mean IoU (road, car): n/a" in text
+    assert "MaxF 50.00 %, AP n/a" in text
