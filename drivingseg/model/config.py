@@ -61,6 +61,41 @@ def _fail(message: str, path: str | PathLike[str] | None) -> ModelError:
     return ModelError(message, path=path)
 
 
+def _check_model(c: dict[str, Any], path: str | PathLike[str] | None, section: str) -> None:
+    """The checks of :meth:`ModelConfig.validate` on its fields as a mapping ``c``."""
+    def key(name: str) -> str:
+        return f"{section}.{name}" if section else name
+
+    if c["norm"] not in NORMS:
+        message = f"unknown {key('norm')} {c['norm']!r}; valid choices: {', '.join(NORMS)}"
+        raise _fail(message, path)
+    if c["context"] not in CONTEXTS:
+        message = (f"unknown {key('context')} {c['context']!r}; valid choices: "
+                   f"{', '.join(CONTEXTS)}")
+        raise _fail(message, path)
+    for name, lo, hi in (("depth", 1, 6), ("base_channels", 4, 128),
+                         ("num_classes", 2, NUM_CLASSES)):
+        value = c[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            message = f"{key(name)} must be an integer in [{lo}, {hi}], got {value!r}"
+            if name == "num_classes":  # checkpoints, inference and scoring name them
+                message += f" (the classes are {', '.join(CLASS_NAMES)}, in that order)"
+            raise _fail(message, path)
+    channels = c["in_channels"]
+    if (not isinstance(channels, int) or isinstance(channels, bool)
+            or channels not in (RGB_CHANNELS, RGB_CHANNELS + LIDAR_CHANNELS)):
+        message = (
+            f"{key('in_channels')} must be {RGB_CHANNELS} (RGB) or "
+            f"{RGB_CHANNELS + LIDAR_CHANNELS} (RGB + lidar depth_m, height_m, intensity, "
+            f"valid), got {channels!r}"
+        )
+        raise _fail(message, path)
+    if c["norm"] == "group" and c["base_channels"] % 4:
+        message = (f"{key('norm')} 'group' needs {key('base_channels')} divisible by 4, got "
+                   f"{c['base_channels']!r}")
+        raise _fail(message, path)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """U-Net shape: ``depth`` down/up levels, ``base_channels`` at the first level (doubling
@@ -77,33 +112,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         self.validate()
 
-    def validate(self, path: str | PathLike[str] | None = None) -> None:
-        """Raise :class:`ModelError` naming the bad value and the valid choices."""
-        if self.norm not in NORMS:
-            raise _fail(f"unknown norm {self.norm!r}; valid choices: {', '.join(NORMS)}", path)
-        if self.context not in CONTEXTS:
-            message = f"unknown context {self.context!r}; valid choices: {', '.join(CONTEXTS)}"
-            raise _fail(message, path)
-        for name, value, lo, hi in (
-            ("depth", self.depth, 1, 6),
-            ("base_channels", self.base_channels, 4, 128),
-            ("num_classes", self.num_classes, 2, NUM_CLASSES),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-                message = f"{name} must be an integer in [{lo}, {hi}], got {value!r}"
-                if name == "num_classes":  # checkpoints, inference and scoring name them
-                    message += f" (the classes are {', '.join(CLASS_NAMES)}, in that order)"
-                raise _fail(message, path)
-        if (not isinstance(self.in_channels, int) or isinstance(self.in_channels, bool)
-                or self.in_channels not in (RGB_CHANNELS, RGB_CHANNELS + LIDAR_CHANNELS)):
-            message = (
-                f"in_channels must be {RGB_CHANNELS} (RGB) or {RGB_CHANNELS + LIDAR_CHANNELS} "
-                f"(RGB + lidar depth_m, height_m, intensity, valid), got {self.in_channels!r}"
-            )
-            raise _fail(message, path)
-        if self.norm == "group" and self.base_channels % 4:
-            message = f"norm 'group' needs base_channels divisible by 4, got {self.base_channels!r}"
-            raise _fail(message, path)
+    def validate(self, path: str | PathLike[str] | None = None, section: str = "") -> None:
+        """Raise :class:`ModelError` naming the bad value and the valid choices; with a
+        ``section`` (``"model"``) the key is named as the file spells it (``model.depth``)."""
+        _check_model(asdict(self), path, section)
 
     @property
     def uses_lidar(self) -> bool:
@@ -119,21 +131,21 @@ class ModelConfig:
 
     @classmethod
     def from_dict(
-        cls, data: object, path: str | PathLike[str] | None = None
+        cls, data: object, path: str | PathLike[str] | None = None, section: str = "model"
     ) -> ModelConfig:
-        """Build from a JSON/YAML mapping; unknown keys are refused with the valid ones."""
+        """Build from a JSON/YAML mapping, its errors naming the key in its ``section``
+        (``model.depth``); unknown keys are refused with the valid ones."""
         if not isinstance(data, dict):
-            raise _fail(f"model config must be a mapping, got {type(data).__name__}", path)
+            message = f"{section}: model config must be a mapping, got {type(data).__name__}"
+            raise _fail(message, path)
         valid = tuple(cls.__dataclass_fields__)
         unknown = sorted(set(data) - set(valid))
         if unknown:
-            message = f"unknown model config keys {unknown!r}; valid keys: {', '.join(valid)}"
+            message = (f"{section}: unknown model config keys {unknown!r}; valid keys: "
+                       f"{', '.join(valid)}")
             raise _fail(message, path)
-        try:
-            config = cls(**data)
-        except ModelError as exc:
-            raise _fail(exc.message, path) from exc
-        return config
+        _check_model({**asdict(cls()), **data}, path, section)
+        return cls(**data)
 
 
 @dataclass(frozen=True)

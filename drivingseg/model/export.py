@@ -239,7 +239,8 @@ def read_metadata(meta: dict[str, str], source: str = "") -> ExportedMetadata:
         message = (f"not a drivingseg ONNX export: metadata format is {meta.get('format')!r}, "
                    f"expected {FORMAT!r}")
         raise ModelError(message, path=source or None)
-    config = ModelConfig.from_dict(_field(meta, "model_config", source), source or None)
+    config = ModelConfig.from_dict(_field(meta, "model_config", source), source or None,
+                                   section="model_config")
     dynamic = bool(_field(meta, "dynamic", source))
     # A dynamic graph takes any size: frames are resized to the training input size.
     size = _field(meta, "training_input", source) if dynamic else {

@@ -136,7 +136,7 @@ def test_bad_or_missing_config(saved: tuple[Path, UNet]) -> None:
     meta = json.loads(meta_path.read_text())
     meta["model"]["norm"] = "layer"
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match=r"m\.json: unknown norm 'layer'; valid choices"):
+    with pytest.raises(ModelError, match=r"m\.json: unknown model\.norm 'layer'; valid choices"):
         load_checkpoint(path)
     meta_path.write_text("{not json")
     with pytest.raises(ModelError, match=r"not valid JSON"):
