@@ -19,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from drivingseg.calibration.types import Rig
-from drivingseg.errors import ConfigError, RecordingError
-from drivingseg.model.checkpoint import load_checkpoint
-from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, RGB_CHANNELS, TTAConfig, tta_record
+from drivingseg.errors import ConfigError, ModelError, RecordingError
+from drivingseg.model.checkpoint import Checkpoint, load_checkpoint
+from drivingseg.model.config import CLASS_NAMES, IGNORE_INDEX, TTAConfig, tta_record
 from drivingseg.model.data import (
     LabelledFile,
     camvid_sequence,
@@ -152,9 +152,9 @@ def evaluate(
     for f in files:  # a bad label found at frame 900 would cost all the scoring before it
         check_pair(f)
     layouts = sorted({f.layout for f in files})
-    with_lidar = layouts == ["synthetic"] and (tta is None or tta.identity)
-    ckpt = load_checkpoint(weights, in_channels=None if with_lidar else RGB_CHANNELS,
-                           device=device)
+    ckpt = load_checkpoint(weights, device=device)
+    if ckpt.config.uses_lidar:
+        _check_lidar_scoring(ckpt, layouts, tta, data)
     seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16, resize=resize)
     rigs: dict[Path, Rig] = {}
     road_only = layouts == ["kitti_road"]
@@ -199,6 +199,24 @@ def evaluate(
     if road_pr is not None:
         report["kitti_road"] = road_pr.result()
     return report
+
+
+def _check_lidar_scoring(ckpt: Checkpoint, layouts: list[str], tta: TTAConfig | None,
+                         data: str | os.PathLike[str]) -> None:
+    """Refuse to score a lidar model where it cannot be, saying why: only a synthetic
+    drive has scans beside its labelled frames, and it is scored without TTA."""
+    name = ckpt.path.name if ckpt.path is not None else str(ckpt.config)
+    if layouts != ["synthetic"]:
+        message = (f"the model {name!r} takes lidar channels (in_channels "
+                   f"{ckpt.config.in_channels}), but frames of layout {', '.join(layouts)!r} "
+                   "have no lidar scans; score it on a drivingseg synth drive, or use RGB "
+                   "weights (in_channels 3)")
+        raise ModelError(message, path=data)
+    if tta is not None and not tta.identity:
+        message = (f"test-time augmentation (--tta: {tta.summary()}) is not run for a model "
+                   f"that takes lidar channels ({name!r}, in_channels "
+                   f"{ckpt.config.in_channels}); score it without --tta")
+        raise ModelError(message, path=data)
 
 
 def _synthetic_lidar(f: LabelledFile, shape: tuple[int, ...], rigs: dict[Path, Rig]

@@ -141,8 +141,9 @@ def test_eval_refuses_lidar_weights_and_bad_devices_up_front(
 
     cfg = ModelConfig(depth=2, base_channels=4, in_channels=7)
     lidar = save_checkpoint(tmp_path / "lidar", UNet(cfg).eval(), cfg, InputSpec(64, 48))
-    with pytest.raises(DrivingsegError, match=r"lidar\.json: checkpoint takes 7 input channels "
-                                              r"but 3 are given"):
+    with pytest.raises(DrivingsegError, match=r"the model 'lidar\.safetensors' takes lidar "
+                                              r"channels \(in_channels 7\), but frames of layout "
+                                              r"'camvid' have no lidar scans"):
         evaluate(small_camvid, lidar)
     with pytest.raises(DrivingsegError, match=r"device 'gpu' is not one of auto, cpu, cuda"):
         evaluate(small_camvid, "default", device="gpu")
@@ -254,8 +255,20 @@ def test_a_lidar_model_is_scored_on_a_synthetic_drive_with_its_scans(tmp_path: P
                                 cv2.IMREAD_UNCHANGED)
             np.add.at(cm, (labels.ravel(), pred.ravel()), 1)
     assert np.array_equal(np.asarray(report["confusion_matrix"]), cm)
-    with pytest.raises(DrivingsegError, match=r"checkpoint takes 7 input channels"):
-        evaluate(tmp_path / "synth", lidar, tta=tta_preset("flip"))  # TTA views are RGB only
+    with pytest.raises(DrivingsegError, match=r"synth: test-time augmentation \(--tta: scales "
+                       r"1, each mirrored too \(2 views\)\) is not run for a model that takes "
+                       r"lidar channels \('lidar\.safetensors', in_channels 7\); score it "
+                       r"without --tta"):
+        evaluate(tmp_path / "synth", lidar, tta=tta_preset("flip"))
+    labelled = tmp_path / "plain"
+    (labelled / "images").mkdir(parents=True)
+    (labelled / "labels").mkdir()
+    cv2.imwrite(str(labelled / "images" / "a.png"), np.zeros((32, 64, 3), np.uint8))
+    cv2.imwrite(str(labelled / "labels" / "a.png"), np.zeros((32, 64), np.uint8))
+    with pytest.raises(DrivingsegError, match=r"plain: the model 'lidar\.safetensors' takes "
+                       r"lidar channels \(in_channels 7\), but frames of layout '\w+' have "
+                       r"no lidar scans"):
+        evaluate(labelled, lidar)
 
 
 def test_format_report_writes_no_unit_after_n_a() -> None:
