@@ -174,10 +174,19 @@ def _by_range(frames: Sequence[FrameResult], edges_m: Sequence[float]) -> dict[s
     scored = [f for f in frames if f.range_counts is not None]
     if not scored:
         return None
-    per_input = [{"input": index, "frames": len(group), "car": _range_bins(group, edges_m)}
+    per_input = [{"input": index, "frames": len(group), "frames_with_car": _with_car(group),
+                  "car": _range_bins(group, edges_m)}
                  for index, group in _groups(scored).items()]
     return {"bin_edges_m": list(edges_m), "note": RANGE_NOTE, "frames": len(scored),
-            "car": _range_bins(scored, edges_m), "per_input": per_input}
+            "frames_with_car": _with_car(scored), "car": _range_bins(scored, edges_m),
+            "per_input": per_input}
+
+
+def _with_car(frames: Sequence[FrameResult]) -> int:
+    """How many of ``frames`` have labelled car pixels hit by lidar (car TP + FN): the
+    others add false positives only, so 'frames with car labels' would overstate them."""
+    return sum(1 for f in frames
+               if f.range_counts is not None and int(f.range_counts[:, [0, 2]].sum()) > 0)
 
 
 def _box_scores(frames: Sequence[FrameResult]) -> dict[str, Any]:

@@ -245,7 +245,9 @@ def _by_range(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
         for b in by_range.get("car") or []
     ]
     over = ("" if by_range.get("frames") is None else
-            f", over {_count(by_range['frames'])} frames with lidar and car labels")
+            f", over {_count(by_range['frames'])} frames with lidar and per-pixel labels")
+    if by_range.get("frames") is not None and by_range.get("frames_with_car") is not None:
+        over += f" ({_count(by_range['frames_with_car'])} of them with car pixels hit by lidar)"
     note = f'<p class="muted">{escape(str(by_range.get("note", "")))}{over}.</p>'
     table = _table(("range", "pixels", "TP", "FP", "FN", "car IoU"), rows)
     bins = [escape(f"{float(b.get('lo_m', 0)):g}-{float(b.get('hi_m', 0)):g} m")

@@ -219,6 +219,8 @@ def test_every_section_is_also_given_per_input() -> None:
     assert [(e["input"], e["frames"]) for e in rng["per_input"]] == [(4, 1), (5, 1)]
     assert [e["car"][0]["iou"] for e in rng["per_input"]] == [0.9, 0.5]
     assert rng["car"][0]["tp"] == sum(e["car"][0]["tp"] for e in rng["per_input"]) == 10
+    assert rng["frames_with_car"] == 2
+    assert [e["frames_with_car"] for e in rng["per_input"]] == [1, 1]
     seg = report["segmentation"]["per_input"]
     assert [(e["input"], e["frames"]) for e in seg] == [(2, 1), (3, 1), (4, 1), (5, 1)]
 
@@ -284,3 +286,22 @@ def test_gallery_entries_name_one_frame_of_a_folder_of_drives(tmp_path: Path,
         assert entry["frame"].split("/")[0] in entry["image"]
     evaluated = evaluate(two_drives, "default")
     assert [r["frame"] for r in evaluated["per_frame"]] == [f["frame"] for f in report["frames"]]
+
+
+def test_by_range_counts_the_frames_with_car_pixels_apart() -> None:
+    """The section said 'over N frames with lidar and car labels' where N counted every
+    labelled frame with lidar, those without a single car pixel too (they add false
+    positives only): the frames with labelled car pixels under lidar are counted apart."""
+    edges = (0.0, 10.0, 20.0)
+    syn = ReportInput(0, "sy", "synthetic", tuple(FrameRef(j, f"s{j}", "s.png")
+                                                  for j in range(3)), True, False, True)
+    frames = []
+    for i, counts in enumerate(([[5, 1, 2, 40], [0, 0, 0, 9]],   # cars near
+                                [[0, 3, 0, 30], [0, 0, 0, 8]],   # no car: one false positive
+                                [[0, 0, 0, 30], [0, 0, 4, 8]])):  # a car missed far away
+        frames.append(FrameResult(0, i, f"s{i}", "s.png", {"read": 1.0}, b"",
+                                  confusion=np.eye(3, dtype=np.int64),
+                                  range_counts=np.array(counts, dtype=np.int64)))
+    rng = build_report([syn], frames, [], meta={}, range_edges_m=edges)["by_range"]
+    assert rng["frames"] == 3 and rng["frames_with_car"] == 2
+    assert rng["car"][0]["fp"] == 4

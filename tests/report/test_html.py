@@ -358,7 +358,7 @@ def test_every_section_says_over_how_many_frames() -> None:
     frames all read alike."""
     report = sample_report(24)
     report["kitti_road"]["frames"] = 5
-    report["by_range"]["frames"] = 7
+    report["by_range"].update(frames=7, frames_with_car=5)
     report["detection"]["frames"] = 3
     page = build_html(report, [])
     chips = re.findall(r'<div class="chip"><b>[^<]*</b><span>([^<]*)</span>'
@@ -368,7 +368,8 @@ def test_every_section_says_over_how_many_frames() -> None:
                      ("box AP@0.7", "3"), ("latency p50 per frame", "24"),
                      ("latency p99 per frame", "24")]
     assert "<p>Over 5 frames of the KITTI road input(s)" in _section(page, "kitti-road")
-    assert "over 7 frames with lidar and car labels." in _section(page, "by-range")
+    assert ("over 7 frames with lidar and per-pixel labels (5 of them with car pixels hit "
+            "by lidar).") in _section(page, "by-range")
     detection = _section(page, "detection")
     assert "Classes Car, Van over 3 frames: 40 ground-truth boxes" in detection
     assert "<th>matched boxes (IoU ≥ 0.5, with lidar points)</th>" in detection
