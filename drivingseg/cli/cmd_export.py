@@ -59,15 +59,15 @@ def _check_frames(path: str, uses_lidar: bool) -> list[CheckFrame]:
             frames: list[CheckFrame] = [
                 (f.image, None) for f in itertools.islice(rec.camera_frames(), CHECK_FRAMES)]
         else:
-            from drivingseg.fusion.channels import lidar_channels
+            from drivingseg.fusion.channels import StreamNotes, lidar_channels
             from drivingseg.sync import synchronize
 
-            rig = rec.require_rig()
+            rig, notes = rec.require_rig(), StreamNotes(str(path))
             pairs = itertools.islice(synchronize(rec.camera_frames(), rec.lidar_scans()),
                                      CHECK_FRAMES)
             frames = [(pair.camera.image,
                        lidar_channels(pair.lidar.points, rig, width=pair.camera.image.shape[1],
-                                      height=pair.camera.image.shape[0]).stack())
+                                      height=pair.camera.image.shape[0], notes=notes).stack())
                       for pair in pairs]
     if not frames:
         what = "camera and lidar pairs" if uses_lidar else "camera frames"

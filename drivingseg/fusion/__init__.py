@@ -1,6 +1,12 @@
 """Fusion: lidar points in image space, z-buffered depth, lidar image channels, ground/clusters."""
 
-from drivingseg.fusion.channels import CHANNEL_NAMES, LidarChannels, densify_depth, lidar_channels
+from drivingseg.fusion.channels import (
+    CHANNEL_NAMES,
+    LidarChannels,
+    StreamNotes,
+    densify_depth,
+    lidar_channels,
+)
 from drivingseg.fusion.ground import (
     Cluster,
     GroundPlane,
@@ -34,6 +40,7 @@ __all__ = [
     "LidarChannels",
     "Projection",
     "SceneSegmentation",
+    "StreamNotes",
     "calibration_offset_px",
     "check_image_size",
     "densify_depth",

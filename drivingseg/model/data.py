@@ -363,15 +363,16 @@ def synthetic_lidar(seed: int, frames: int, step: int = 1) -> list[npt.NDArray[n
     """The lidar channels (H x W x 4: depth, height, intensity, valid) of the frames that
     :func:`synthetic_frames` gives, each from the scan of the same index, made as the
     fusion node makes them, so that a lidar model trains on what the node feeds it."""
-    from drivingseg.fusion.channels import lidar_channels
+    from drivingseg.fusion.channels import StreamNotes, lidar_channels
     from drivingseg.sensors.synthetic.drive import SyntheticDrive
 
     out = []
+    notes = StreamNotes(f"synthetic drive {seed}")
     with SyntheticDrive(seed=seed, frames=frames) as drive:
         rig = drive.rig()
         for i in range(0, frames, max(1, step)):
             frame = drive.camera(i)
             planes = lidar_channels(drive.lidar(i).points, rig, width=frame.width,
-                                    height=frame.height).stack()
+                                    height=frame.height, notes=notes).stack()
             out.append(np.ascontiguousarray(np.moveaxis(planes, 0, -1)))
     return out

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,9 @@ from drivingseg.model.metrics import (
     scores_of,
 )
 from drivingseg.model.tta import scoring_segmenter
+
+if TYPE_CHECKING:
+    from drivingseg.fusion.channels import StreamNotes
 
 __all__ = ["FrameScore", "evaluate", "format_report", "frame_names",
            "score_frame", "scored_classes"]
@@ -156,7 +159,7 @@ def evaluate(
     if ckpt.config.uses_lidar:
         _check_lidar_scoring(ckpt, layouts, tta, data)
     seg = scoring_segmenter(ckpt, tta, device=device, fp16=fp16, resize=resize)
-    rigs: dict[Path, Rig] = {}
+    rigs: dict[Path, tuple[Rig, StreamNotes]] = {}
     road_only = layouts == ["kitti_road"]
     classes = scored_classes(road_only)
     cm = ConfusionMatrix(classes)
@@ -219,21 +222,22 @@ def _check_lidar_scoring(ckpt: Checkpoint, layouts: list[str], tta: TTAConfig | 
         raise ModelError(message, path=data)
 
 
-def _synthetic_lidar(f: LabelledFile, shape: tuple[int, ...], rigs: dict[Path, Rig]
-                     ) -> npt.NDArray[np.float32]:
+def _synthetic_lidar(f: LabelledFile, shape: tuple[int, ...],
+                     rigs: dict[Path, tuple[Rig, StreamNotes]]) -> npt.NDArray[np.float32]:
     """The lidar channels of a synthetic drive's frame (``drivingseg synth`` writes its
     scans and calibration beside the images), made as the fusion node makes them, so a
     lidar model trained on synthetic drives is scored on one."""
-    from drivingseg.fusion.channels import lidar_channels
+    from drivingseg.fusion.channels import StreamNotes, lidar_channels
     from drivingseg.sensors.decode import read_velodyne_bin
     from drivingseg.sensors.open import open_recording
 
     drive = f.image.parents[2]
     if drive not in rigs:
         with open_recording(drive) as rec:
-            rigs[drive] = rec.require_rig()
+            rigs[drive] = (rec.require_rig(), StreamNotes(str(drive)))
+    rig, notes = rigs[drive]
     points = read_velodyne_bin(drive / "velodyne_points" / "data" / f"{f.image.stem}.bin")
-    return lidar_channels(points, rigs[drive], width=shape[1], height=shape[0]).stack()
+    return lidar_channels(points, rig, width=shape[1], height=shape[0], notes=notes).stack()
 
 
 def _sequences(files: Sequence[LabelledFile]) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 from drivingseg.calibration.load import load_rig_any
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import DrivingsegError
-from drivingseg.fusion.channels import lidar_channels
+from drivingseg.fusion.channels import StreamNotes, lidar_channels
 from drivingseg.fusion.ground import preload_open3d
 from drivingseg.fusion.projection import scale_rig
 from drivingseg.model.config import LIDAR_CHANNELS
@@ -193,6 +193,10 @@ class FusionNode(Node):
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("channels", str, "auto", "compute lidar channels", choices=("auto", "on", "off")),
         Param("densify", bool, False, "fill the depth channel (IP-Basic)"),
+        Param("intensity_scale", float, 0.0, "divide lidar intensity by this to 0..1 (0 = "
+              "auto per scan: 1, 255 or 65535, the smallest at or above its largest value, "
+              "so KITTI's 0..1 and a Velodyne driver's 0..255 both give 0..1)",
+              "raw intensity", min=0.0, max=1e9),
         Param("calibration", str, "", "rig file or KITTI calibration (for the camera "
               "source's camera) overriding the camera's ('' = camera's)"),
     )
@@ -205,6 +209,7 @@ class FusionNode(Node):
         self._scaled_rig: tuple[Rig | None, tuple[int, int], Rig | None] = (None, (0, 0), None)
         self.compute = self.p["channels"] == "on"
         self.frames_without_scan = 0  # kept frames without a scan, given empty channels
+        self.notes = StreamNotes(self.name)  # scans without ground, intensity scale: warned once
 
     def setup(self) -> None:
         if self.p["calibration"]:
@@ -265,7 +270,8 @@ class FusionNode(Node):
                                         "calibration")
             channels = lidar_channels(
                 scan.points, rig, width=frame.width, height=frame.height,
-                densify=self.p["densify"],
+                densify=self.p["densify"], intensity_scale=self.p["intensity_scale"] or None,
+                notes=self.notes,
             ).stack()
         if rig is not None and rig.camera.image_size != (frame.width, frame.height):
             rig = self._scaled(rig, frame.width, frame.height)  # CameraInfo fits the image
@@ -274,6 +280,9 @@ class FusionNode(Node):
                                     None if rig is not None else msg.camera.camera_model))
 
     def after_run(self) -> None:
+        no_ground = self.notes.summary()
+        if no_ground is not None:
+            log.warning(no_ground)
         if self.frames_without_scan:
             log.warning("%s: %d frames came without a lidar scan and got empty lidar channels",
                         self.name, self.frames_without_scan)

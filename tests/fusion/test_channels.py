@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError
-from drivingseg.fusion.channels import CHANNEL_NAMES, densify_depth, lidar_channels
+from drivingseg.fusion.channels import CHANNEL_NAMES, StreamNotes, densify_depth, lidar_channels
 from drivingseg.fusion.ground import fit_ground_plane
 from drivingseg.fusion.zbuffer import depth_image
 
@@ -101,3 +103,57 @@ def test_densify_treats_nan_and_inf_as_empty() -> None:
         assert np.array_equal(densify_depth(holed), expected)
     with pytest.raises(ConfigError, match=r"max_depth_m=nan must exceed"):
         densify_depth(one, max_depth_m=float("nan"))
+
+
+def _wall(n: int = 4000) -> np.ndarray:
+    """A vertical wall 10 m ahead and nothing else: no ground plane to fit."""
+    rng = np.random.default_rng(0)
+    return np.stack([np.full(n, 10.0), rng.uniform(-5, 5, n), rng.uniform(-1.5, 2.0, n),
+                     np.full(n, 0.5)], axis=1).astype(np.float32)
+
+
+def test_a_velodyne_drivers_0_255_intensity_gives_kittis_0_1_channel(
+    raw_scan: np.ndarray, raw_rig: Rig, object_scan: np.ndarray, object_rig: Rig,
+) -> None:
+    """A Velodyne ROS driver publishes intensity 0..255 (float32), KITTI 0..1: the channel
+    passed it raw, so a model trained on KITTI or synthetic scans got inputs 255x larger
+    from a bag. Each scan's scale is found (1, 255 or 65535) and divided out."""
+    kitti = lidar_channels(raw_scan, raw_rig, plane=[0.0, 0.0, 1.0, 1.73])
+    driver = raw_scan.copy()
+    driver[:, 3] = np.round(driver[:, 3] * 255.0)
+    bag = lidar_channels(driver, raw_rig, plane=[0.0, 0.0, 1.0, 1.73])
+    valid = kitti.valid > 0
+    assert kitti.intensity_scale == 1.0 and bag.intensity_scale == 255.0
+    assert bag.intensity.max() <= 1.0
+    np.testing.assert_allclose(bag.intensity[valid], kitti.intensity[valid], atol=0.5 / 255)
+    sixteen = raw_scan.copy()
+    sixteen[:, 3] *= 65535.0
+    assert lidar_channels(sixteen, raw_rig, plane=[0.0, 0.0, 1.0, 1.73]).intensity_scale == 65535
+    given = lidar_channels(driver, raw_rig, plane=[0.0, 0.0, 1.0, 1.73], intensity_scale=100.0)
+    assert given.intensity_scale == 100.0 and given.intensity.max() == 1.0  # clipped
+    argoverse = lidar_channels(object_scan, object_rig, plane=[0.0, 0.0, 1.0, 1.73])
+    assert argoverse.intensity_scale == 1.0  # its copies are all 1.0: left as they are
+    for bad in (0.0, -1.0, float("nan"), "x"):
+        with pytest.raises(ConfigError, match=r"intensity_scale must be a positive number"):
+            lidar_channels(raw_scan, raw_rig, intensity_scale=bad)  # type: ignore[arg-type]
+
+
+def test_no_ground_warns_once_per_stream_and_counts(
+    raw_rig: Rig, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without a ground plane every call logged 'height channel left at 0': a fusion node
+    warned at 10 Hz. With a stream's notes it warns once and counts; a lone call warns."""
+    notes = StreamNotes("fusion")
+    with caplog.at_level(logging.WARNING, logger="drivingseg.fusion.channels"):
+        for _ in range(3):
+            channels = lidar_channels(_wall(), raw_rig, notes=notes)
+    assert channels.no_ground is not None and not channels.height_m.any()
+    assert [r.getMessage() for r in caplog.records if "height channel" in r.getMessage()] == [
+        f"fusion: height channel left at 0: {channels.no_ground}; warned once, counted"]
+    assert notes.scans == notes.scans_without_ground == 3
+    assert notes.summary() == ("fusion: 3 of 3 lidar scans had no ground plane; their height "
+                               "channel is 0")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drivingseg.fusion.channels"):
+        lidar_channels(_wall(), raw_rig)
+    assert any("height channel left at 0" in r.getMessage() for r in caplog.records)

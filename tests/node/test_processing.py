@@ -280,3 +280,41 @@ def test_lidar_channels_import_open3d_at_start_not_in_the_first_frame(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_fusion_warns_once_without_ground_and_normalises_driver_intensity(
+    kitti_raw_drive: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Scans without a ground plane logged 'height channel left at 0' on every frame (10 Hz
+    of warnings); now once, and counted at the end. A Velodyne driver's 0..255 intensity
+    reached the model raw; it is 0..1 as in KITTI, or divided by ``intensity_scale``."""
+    import logging
+
+    from drivingseg.node.messages import CameraImage, LidarCloud, SyncedFrames, Timing
+    from drivingseg.sensors.frames import CameraFrame, LidarScan
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    with KittiRawDrive(kitti_raw_drive) as rec:
+        rig, image = rec.require_rig(), rec.camera(0).image
+    rng = np.random.default_rng(0)
+    wall = np.stack([np.full(4000, 10.0), rng.uniform(-5, 5, 4000), rng.uniform(-1.5, 2, 4000),
+                     rng.integers(0, 256, 4000)], axis=1).astype(np.float32)
+    for scale, top in ((0.0, 1.0), (1000.0, 0.255)):
+        graph = Graph()
+        fusion = graph.add(FusionNode, "fusion", {"channels": "on", "intensity_scale": scale})
+        sent: list[Any] = []
+        fusion.pub.publish = sent.append  # type: ignore[method-assign]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            for i in range(3):
+                timing = Timing(i, i, 0)
+                fusion.on_synced(SyncedFrames(
+                    CameraImage(CameraFrame(i, image, "cam", index=i), rig, timing),
+                    LidarCloud(LidarScan(i, wall, index=i), timing), timing))
+            fusion.after_run()
+        warned = [r.getMessage() for r in caplog.records if "ground" in r.getMessage()]
+        assert len(warned) == 2, warned  # the first scan, and the count at the end
+        assert warned[1] == ("fusion: 3 of 3 lidar scans had no ground plane; their height "
+                             "channel is 0")
+        intensity = sent[0].channels[2][sent[0].channels[3] > 0]
+        assert 0.9 * top < intensity.max() <= top
