@@ -46,7 +46,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--out", default="runs/replay", help="output folder (default runs/replay)")
     parser.add_argument("--weights", default="default",
                         help="model checkpoint: default, ensemble or a path")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present; default), cpu, cuda or cuda:N")
     add_recording_args(parser)
     parser.add_argument("arguments", nargs="*", metavar="name:=value",
                         help="further launch-file arguments")

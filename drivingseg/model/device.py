@@ -3,11 +3,22 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from drivingseg.errors import ModelError
 
-__all__ = ["torch_device"]
+__all__ = ["check_device_name", "torch_device"]
+
+_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
+def check_device_name(name: str, what: str = "device") -> None:
+    """:class:`ModelError` unless ``name`` is spelled ``auto``, ``cpu``, ``cuda`` or ``cuda:N``,
+    whatever this machine has (for a backend that does not run on it, e.g. onnxruntime)."""
+    if not _NAME.fullmatch(name):
+        raise ModelError(f"{what} {name!r} is not one of auto, cpu, cuda, cuda:N")
 
 
 def torch_device(name: str | torch.device, what: str = "device") -> torch.device:

@@ -312,8 +312,8 @@ class SegmentationNode(Node):
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("weights", str, "default", "checkpoint or ensemble manifest ('default' = the "
               "shipped weights, 'ensemble' = the shipped 3-network ensemble, ~3x the time)"),
-        Param("device", str, "auto", "where to run (auto = CUDA when present)",
-              choices=("auto", "cpu", "cuda")),
+        Param("device", str, "auto", "where the torch backend runs: auto (CUDA when "
+              "present), cpu, cuda or cuda:N (the N-th GPU)"),
         Param("fp16", str, "auto", "half precision: float16 on CUDA, bfloat16 on the CPU "
               "(auto = on CUDA, and on a CPU with native bfloat16 for the torch backend)",
               choices=("auto", "on", "off")),
@@ -364,18 +364,19 @@ class SegmentationNode(Node):
 
         from drivingseg.model.backends import check_providers, make_segmenter
         from drivingseg.model.checkpoint import resolve_weights
-        from drivingseg.model.device import torch_device
+        from drivingseg.model.device import check_device_name, torch_device
         from drivingseg.model.infer import RunOptions, cpu_has_native_bf16
 
         if self.p["num_threads"]:
             torch.set_num_threads(self.p["num_threads"])
         device = self.p["device"]
-        if self.p["backend"] == "torch":  # onnxruntime runs where its providers say
-            try:  # checked here, so that a missing CUDA names 'device', not 'weights'
+        try:  # checked here, so that a missing CUDA names 'device', not 'weights'
+            check_device_name(device)
+            if self.p["backend"] == "torch":  # onnxruntime runs where its providers say
                 device = str(torch_device(device))
-            except DrivingsegError as exc:
-                raise self.config_error(str(exc), "device") from exc
-        elif device == "auto":
+        except DrivingsegError as exc:
+            raise self.config_error(str(exc), "device") from exc
+        if self.p["backend"] != "torch" and device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         fp16 = None if self.p["fp16"] == "auto" else self.p["fp16"] == "on"
         if fp16 is None and device == "cpu" and self.p["backend"] == "torch":

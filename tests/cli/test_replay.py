@@ -60,3 +60,21 @@ def test_rate_given_as_an_argument_brings_its_overflow(
     monkeypatch.setattr(cmd_replay, "launch", fake_launch)
     assert main(["replay", str(kitti_raw_drive), *given]) == 0
     assert launched["overflow"] == overflow
+
+
+def test_a_gpu_named_by_index_reaches_the_launch_file(
+    kitti_raw_drive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--device cuda:1`` stopped at argparse's choices (auto, cpu, cuda); the segmentation
+    node checks it against the machine's GPUs (``device:=cuda:1`` went through already)."""
+    from drivingseg.cli import cmd_replay
+
+    launched: dict[str, Any] = {}
+
+    def fake_launch(file: str, arguments: dict[str, Any], **kwargs: Any) -> int:
+        launched.update(arguments)
+        return 0
+
+    monkeypatch.setattr(cmd_replay, "launch", fake_launch)
+    assert main(["replay", str(kitti_raw_drive), "--device", "cuda:1"]) == 0
+    assert launched["device"] == "cuda:1"

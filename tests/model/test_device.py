@@ -46,3 +46,16 @@ def test_a_torch_device_of_another_kind_is_refused_too() -> None:
     ("PyTorch is not linked with support for mps devices") when the model moved."""
     with pytest.raises(ModelError, match=r"^device 'mps' is not one of auto, cpu, cuda, cuda:N"):
         torch_device(torch.device("mps"))
+
+
+def test_device_names_are_checked_without_asking_the_machine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spelling alone, for a backend that does not run on torch's device (onnxruntime)."""
+    from drivingseg.model.device import check_device_name
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("auto", "cpu", "cuda", "cuda:0", "cuda:12"):
+        check_device_name(name)
+    for name in ("gpu", "cuda:", "cuda:-1", "CPU", " cpu", "cuda:1 "):
+        with pytest.raises(ModelError, match=r"^node\.device .* is not one of auto, cpu, cuda"):
+            check_device_name(name, "node.device")

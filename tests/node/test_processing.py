@@ -318,3 +318,34 @@ def test_fusion_warns_once_without_ground_and_normalises_driver_intensity(
                              "channel is 0")
         intensity = sent[0].channels[2][sent[0].channels[3] > 0]
         assert 0.9 * top < intensity.max() <= top
+
+
+def test_the_node_runs_on_the_gpu_named_by_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``device: cuda:1`` (the second GPU of a vehicle) was refused by the parameter's
+    choices (auto, cpu, cuda) although every other command takes ``cuda:N``; it now goes to
+    the one device parser: taken where the GPU exists, a clear error where it does not."""
+    import drivingseg.model.backends as backends
+
+    made: dict[str, Any] = {}
+
+    def fake_make_segmenter(weights: Path, **kwargs: Any) -> Any:
+        made.update(kwargs)
+        raise backends.ModelError("stop here")
+
+    monkeypatch.setattr(backends, "make_segmenter", fake_make_segmenter)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    node = Graph().add(SegmentationNode, "segmentation", {"device": "cuda:1"})
+    with pytest.raises(ConfigError, match=r"stop here"):
+        node.setup()
+    assert made["device"] == "cuda:1" and made["fp16"] is None
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"parameter 'device': device 'cuda:1': this machine "
+                                          r"has 1 CUDA device\(s\), cuda:0 to cuda:0"):
+        Graph().add(SegmentationNode, "segmentation", {"device": "cuda:1"}).setup()
+    for backend in ("torch", "onnxruntime"):  # a typo is refused whichever backend runs
+        bad = Graph().add(SegmentationNode, "segmentation", {"device": "gpu",
+                                                              "backend": backend})
+        with pytest.raises(ConfigError, match=r"parameter 'device': device 'gpu' is not one "
+                                              r"of auto, cpu, cuda, cuda:N"):
+            bad.setup()
