@@ -378,19 +378,26 @@ class Segmenter:
 
     def _replay(self) -> torch.Tensor:
         """Capture the forward on the fixed-size input once (after warm-up runs on a side
-        stream, as CUDA graphs need), then replay it; the input buffer is updated in place."""
-        if self._graph is None:
-            forward = self._forward
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(3):
-                    forward(self._input)  # type: ignore[operator]
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._graph_out = forward(self._input)  # type: ignore[operator]
-            self._graph = graph
-        self._graph.replay()
+        stream, as CUDA graphs need), then replay it; the input buffer is updated in place.
+
+        Both happen in the context of the segmenter's GPU, on a side stream made there: the
+        calling thread's current GPU is cuda:0 unless it set another, and a capture on one
+        GPU's stream of the work of another records nothing (every replay would give the
+        first frame's logits) or fails."""
+        with torch.cuda.device(self.device):
+            if self._graph is None:
+                forward = self._forward
+                current = torch.cuda.current_stream(self.device)
+                stream = torch.cuda.Stream(self.device)
+                stream.wait_stream(current)
+                with torch.cuda.stream(stream):
+                    for _ in range(3):
+                        forward(self._input)  # type: ignore[operator]
+                current.wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=stream):
+                    self._graph_out = forward(self._input)  # type: ignore[operator]
+                self._graph = graph
+            self._graph.replay()
         assert self._graph_out is not None
         return self._graph_out

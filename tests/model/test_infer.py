@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -344,3 +345,85 @@ def test_segmenters_of_a_model_in_training_parse_the_device(
     assert seg.device == torch.device("cpu") and not seg.fp16
     with pytest.raises(ModelError, match=r"device 'cuda' asked for but CUDA is not available"):
         Segmenter.from_model(model, InputSpec(64, 48), device="cuda")
+
+
+class _FakeGpus:
+    """torch.cuda's stream and graph calls on a machine without a GPU: it keeps the calling
+    thread's current GPU (cuda:0, as torch's) and logs on which GPU each stream is made,
+    each capture records and each replay runs. The forward itself runs on the CPU."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import contextlib
+
+        self.current = 0
+        self.log: list[tuple[str, int]] = []
+        fake = self
+
+        class Stream:
+            def __init__(self, device: object = None) -> None:
+                self.index = fake.current if device is None else fake.index(device)
+                fake.log.append(("stream", self.index))
+
+            def wait_stream(self, other: Stream) -> None:
+                pass
+
+        class Graph:
+            def replay(self) -> None:
+                fake.log.append(("replay", fake.current))
+
+        @contextlib.contextmanager
+        def on(index: int) -> Iterator[None]:
+            before, fake.current = fake.current, index
+            try:
+                yield
+            finally:
+                fake.current = before
+
+        @contextlib.contextmanager
+        def graph(g: Graph, pool: object = None, stream: Stream | None = None
+                  ) -> Iterator[None]:
+            capture = stream if stream is not None else Stream()
+            with on(capture.index):  # as torch.cuda.stream: the stream's GPU is current
+                fake.log.append(("capture", capture.index))
+                yield
+
+        monkeypatch.setattr(torch.cuda, "Stream", Stream)
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+        monkeypatch.setattr(torch.cuda, "graph", graph)
+        monkeypatch.setattr(torch.cuda, "device", lambda d: on(fake.index(d)))
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: on(s.index))
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda d=None: Stream(d))
+
+    def index(self, device: object) -> int:
+        index = torch.device(device).index if not isinstance(device, int) else device
+        return self.current if index is None else index
+
+
+def test_cuda_graphs_are_captured_and_replayed_on_the_models_gpu(
+        tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cuda_graph`` on ``cuda:1`` (a vehicle's second GPU): the capture used streams of the
+    thread's current GPU, cuda:0, so it recorded none of the model's work. Here on fake GPUs:
+    every stream, capture and replay is on cuda:1; a new input size is captured once, and an
+    earlier size's graph is replayed again."""
+    gpus = _FakeGpus(monkeypatch)
+    seg = Segmenter(tiny_weights, resize="keep_aspect")
+    cpu, gpu = seg.device, torch.device("cuda", 1)
+    seg.options = RunOptions(cuda_graph=True)
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 255, (48, 128, 3), dtype=np.uint8)
+    square = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+    def logits(image: np.ndarray) -> torch.Tensor:
+        seg.device = cpu  # the buffers are made on the CPU, the graph calls go to "cuda:1"
+        seg._prepare(image, None)
+        seg.device = gpu
+        return seg.logits().clone()
+
+    first = logits(square)
+    with torch.inference_mode():
+        np.testing.assert_allclose(first.numpy(), seg.model(seg._input)[0].numpy(), atol=1e-6)
+    logits(wide)
+    logits(square)
+    assert {index for _, index in gpus.log} == {1}, gpus.log
+    assert [kind for kind, _ in gpus.log if kind != "stream"] == [
+        "capture", "replay", "capture", "replay", "replay"]
