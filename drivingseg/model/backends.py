@@ -37,6 +37,7 @@ from drivingseg.model.infer import (
 __all__ = [
     "BACKENDS",
     "DEFAULT_PROVIDERS",
+    "GPU_PROVIDERS",
     "FrameSegmenter",
     "OnnxSegmenter",
     "available_providers",
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime")
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+"""Providers that run on a GPU: ``fp16`` auto exports a checkpoint in float16 for them."""
 
 
 class FrameSegmenter(Protocol):
@@ -208,8 +211,9 @@ def make_segmenter(
     resize: str = "keep_aspect",
 ) -> Segmenter | OnnxSegmenter:
     """The backend asked for. For ``onnxruntime``, ``weights`` is an ``.onnx`` file, or a
-    checkpoint exported in memory (float16 graph when ``fp16``; any input size for
-    ``keep_aspect``, else the checkpoint's)."""
+    checkpoint exported in memory (float16 graph when ``fp16``, or when it is None (auto)
+    and the first provider is a GPU's, as the torch backend runs float16 on CUDA; any input
+    size for ``keep_aspect``, else the checkpoint's)."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     check_resize(resize)
@@ -220,12 +224,14 @@ def make_segmenter(
         message = (f"torch options {options!r} do not apply to backend 'onnxruntime'; "
                    "leave channels_last, pin_memory, compile and cuda_graph at their defaults")
         raise ModelError(message)
-    check_providers(providers)
+    wanted = check_providers(providers)
     path = resolve_weights(weights)
     if path.suffix == ".onnx":
         return OnnxSegmenter(path, providers, num_threads=num_threads, resize=resize)
     from drivingseg.model.export import onnx_bytes
 
-    log.info("exporting %s to ONNX in memory for onnxruntime", path.name)
-    data = onnx_bytes(load_checkpoint(path), fp16=bool(fp16), dynamic=resize != "stretch")
+    half = wanted[0] in GPU_PROVIDERS if fp16 is None else fp16
+    log.info("exporting %s to ONNX (%s) in memory for onnxruntime", path.name,
+             "float16" if half else "float32")
+    data = onnx_bytes(load_checkpoint(path), fp16=half, dynamic=resize != "stretch")
     return OnnxSegmenter(data, providers, num_threads=num_threads, resize=resize)

@@ -315,7 +315,9 @@ class SegmentationNode(Node):
         Param("device", str, "auto", "where the torch backend runs: auto (CUDA when "
               "present), cpu, cuda or cuda:N (the N-th GPU)"),
         Param("fp16", str, "auto", "half precision: float16 on CUDA, bfloat16 on the CPU "
-              "(auto = on CUDA, and on a CPU with native bfloat16 for the torch backend)",
+              "(auto = on CUDA, onnxruntime's CUDA or TensorRT provider first included, and "
+              "on a CPU with native bfloat16 for the torch backend; an .onnx file keeps the "
+              "precision it was exported in)",
               choices=("auto", "on", "off")),
         Param("num_threads", int, 0, "torch intra-op threads (0 = torch's default)", "threads",
               min=0, max=256),

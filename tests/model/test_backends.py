@@ -268,3 +268,37 @@ def test_a_provider_that_does_not_start_is_not_reported_as_running(
         seg = OnnxSegmenter(path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert seg.providers == ["CPUExecutionProvider"]
     assert "['CUDAExecutionProvider'] did not start; running on CPUExecutionProvider" in caplog.text
+
+
+@pytest.mark.parametrize(("providers", "fp16", "half"), [
+    (["CUDAExecutionProvider", "CPUExecutionProvider"], None, True),
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider"], None, True),
+    (["CPUExecutionProvider"], None, False),
+    (["CPUExecutionProvider", "CUDAExecutionProvider"], None, False),
+    (["CUDAExecutionProvider"], False, False),
+    (["CPUExecutionProvider"], True, True),
+])
+def test_half_precision_auto_follows_the_leading_onnxruntime_provider(
+        tiny_weights: Path, monkeypatch: pytest.MonkeyPatch, providers: list[str],
+        fp16: bool | None, half: bool) -> None:
+    """``fp16: auto`` (None) with a checkpoint and onnxruntime's CUDA provider exported a
+    float32 graph, where the torch backend and the launch files' "auto (float16 on CUDA)"
+    run float16. Shown on a CPU build: the GPU providers listed as installed, and the
+    export's precision caught before a session would start."""
+    import onnxruntime
+
+    import drivingseg.model.export as export
+
+    listed = [*onnxruntime.get_available_providers(), "CUDAExecutionProvider",
+              "TensorrtExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: listed)
+    exported: list[bool] = []
+
+    def fake_onnx_bytes(ckpt: object, *, fp16: bool, **kwargs: object) -> bytes:
+        exported.append(fp16)
+        raise ModelError("exported")
+
+    monkeypatch.setattr(export, "onnx_bytes", fake_onnx_bytes)
+    with pytest.raises(ModelError, match="exported"):
+        make_segmenter(tiny_weights, backend="onnxruntime", providers=providers, fp16=fp16)
+    assert exported == [half]
