@@ -429,6 +429,10 @@ class SegmentationNode(Node):
         if self.p["car_probability"] and self.car_index is None:
             log.warning("%s: the model has no 'car' class (%s); no car probability",
                         self.name, ", ".join(classes))
+        if fp16 is not None and self.segmenter.fp16 != fp16:  # an .onnx file's own precision
+            log.warning("%s: fp16 %r does not apply to %s, exported in %s ('drivingseg export "
+                        "--fp16' makes a float16 one); it runs so", self.name, self.p["fp16"],
+                        path.name, "float16" if self.segmenter.fp16 else "float32")
         where = device if backend == "torch" else ",".join(self.segmenter.providers)
         log.info("%s: %s with %s on %s, checkpoint input %dx%d, resize %s", self.name,
                  path.name, backend, where,

@@ -349,3 +349,33 @@ def test_the_node_runs_on_the_gpu_named_by_index(monkeypatch: pytest.MonkeyPatch
         with pytest.raises(ConfigError, match=r"parameter 'device': device 'gpu' is not one "
                                               r"of auto, cpu, cuda, cuda:N"):
             bad.setup()
+
+
+@pytest.mark.parametrize(("exported_fp16", "asked"), [(False, "on"), (True, "off")])
+def test_an_onnx_files_precision_that_differs_from_fp16_is_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, exported_fp16: bool,
+        asked: str) -> None:
+    """An .onnx file runs in the precision it was exported in: ``fp16: on`` with a float32
+    file (or off with a float16 one) was ignored without a word, so the vehicle ran another
+    precision than its launch file said."""
+    pytest.importorskip("onnxruntime")
+    from drivingseg.model.export import export_onnx
+
+    torch.manual_seed(0)
+    config = ModelConfig(depth=2, base_channels=4)
+    weights = save_checkpoint(tmp_path / "tiny", UNet(config).eval(), config, InputSpec(64, 48))
+    onnx_path = export_onnx(weights, tmp_path / "tiny.onnx", fp16=exported_fp16)
+    node = Graph().add(SegmentationNode, "segmentation", {
+        "weights": str(onnx_path), "backend": "onnxruntime", "fp16": asked})
+    with caplog.at_level("WARNING", logger="drivingseg.node.processing"):
+        node.setup()
+    precision = "float16" if exported_fp16 else "float32"
+    assert (f"segmentation: fp16 '{asked}' does not apply to tiny.onnx, exported in "
+            f"{precision}") in caplog.text
+    caplog.clear()
+    same = Graph().add(SegmentationNode, "segmentation", {
+        "weights": str(onnx_path), "backend": "onnxruntime",
+        "fp16": "on" if exported_fp16 else "off"})
+    with caplog.at_level("WARNING", logger="drivingseg.node.processing"):
+        same.setup()
+    assert "does not apply" not in caplog.text
