@@ -246,15 +246,23 @@ def test_a_lidar_model_is_scored_on_a_synthetic_drive_with_its_scans(tmp_path: P
     assert report["frames"] == 2
     seg = Segmenter(lidar, fp16=False)
     cm = np.zeros((3, 3), np.int64)
+    cm_blind = np.zeros((3, 3), np.int64)  # the same frames with empty lidar channels
     with KittiRawDrive(drive) as rec:
         for i in range(2):
             frame = rec.camera(i)
             planes = lidar_channels(rec.lidar(i).points, rec.require_rig()).stack()
-            pred = seg(frame.image, planes, probabilities=False).class_ids
             labels = cv2.imread(str(drive / "gt" / "image_02" / f"{i:010d}.png"),
                                 cv2.IMREAD_UNCHANGED)
-            np.add.at(cm, (labels.ravel(), pred.ravel()), 1)
-    assert np.array_equal(np.asarray(report["confusion_matrix"]), cm)
+            for lidar_planes, matrix in ((planes, cm), (np.zeros_like(planes), cm_blind)):
+                pred = seg(frame.image, lidar_planes, probabilities=False).class_ids
+                np.add.at(matrix, (labels.ravel(), pred.ravel()), 1)
+    # An untrained network's logits tie closely: another thread count (set by an earlier
+    # test) flips a few pixels, so agreement is to 0.01 % of the pixels, where frames scored
+    # without their lidar channels differ by far more.
+    scored = np.asarray(report["confusion_matrix"])
+    tolerance = cm.sum() // 10000
+    assert np.abs(scored - cm).sum() <= tolerance
+    assert np.abs(scored - cm_blind).sum() > 10 * tolerance
     with pytest.raises(DrivingsegError, match=r"synth: test-time augmentation \(--tta: scales "
                        r"1, each mirrored too \(2 views\)\) is not run for a model that takes "
                        r"lidar channels \('lidar\.safetensors', in_channels 7\); score it "
