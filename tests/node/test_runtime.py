@@ -97,7 +97,10 @@ def test_stop_drains_and_abort_leaves() -> None:
     talker.pub.close()
     thread = threading.Thread(target=listener.run)
     thread.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30  # a busy machine may start the thread late
+    while len(listener.sub) == 5:  # abort while the node handles the first message
+        assert time.monotonic() < deadline, "the listener never took a message"
+        time.sleep(0.005)
     graph.abort()
     thread.join(2.0)
     assert not thread.is_alive()
