@@ -58,6 +58,8 @@ def _open(path: Path, camera: int) -> KittiRawDrive | KittiBenchmark:
     """A KITTI raw or benchmark reader for ``path``, chosen by the folder layout; a
     benchmark root is read at its ``training/`` (else ``testing/``) split, as every other
     command reads it."""
+    if not path.exists():
+        raise RecordingError("no such folder", path=path)
     if not (path / f"image_{camera}").is_dir():
         path = benchmark_split(path)
     if (path / f"image_0{camera}").is_dir() and (path / "velodyne_points").is_dir():
@@ -98,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(message)
     if not 0 <= args.min_depth < math.inf:
         raise ConfigError(f"--min-depth must be a number of metres >= 0, got {args.min_depth!r}")
+    if args.min_depth >= args.max_depth:
+        message = (f"--min-depth {args.min_depth!r} must be below --max-depth "
+                   f"{args.max_depth!r} (metres)")
+        raise ConfigError(message)
     if args.frame < 0:
         raise ConfigError(f"--frame must be 0 or more, got {args.frame!r}")
     if args.depth_png is not None:

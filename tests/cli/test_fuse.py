@@ -53,3 +53,24 @@ def test_overlay_name_that_is_not_utf8_is_written(kitti_object_root: Path, tmp_p
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     image = cv2.imdecode(np.fromfile(os.fsdecode(overlay), np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape == (514, 616, 3)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--min-depth", "100", "--max-depth", "10"],
+         r"--min-depth 100\.0 must be below --max-depth 10\.0 \(metres\)"),
+        ([], r"nowhere: no such folder"),
+    ],
+)
+def test_fuse_refuses_a_depth_range_upside_down_and_a_missing_folder(
+    kitti_object_root: Path, tmp_path: Path, extra: list[str], match: str
+) -> None:
+    """``--min-depth 100 --max-depth 10`` drew no point and exited 0; a missing folder was
+    called 'not a KITTI folder'."""
+    from drivingseg.errors import DrivingsegError
+
+    path = kitti_object_root if extra else tmp_path / "nowhere"
+    args = build_parser().parse_args(["fuse", str(path), *extra])
+    with pytest.raises(DrivingsegError, match=match):
+        args.func(args)
