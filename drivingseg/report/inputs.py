@@ -146,6 +146,11 @@ def _labelled(index: int, path: Path) -> ReportInput | None:
         frames.append(FrameRef(index=i, name=name, image=str(f.image), label=str(f.label),
                                layout=f.layout, lidar=scan, calib=calib, calib_kind=calib_kind))
     has_lidar = bool(frames) and all(fr.lidar is not None for fr in frames)
+    missing = [fr for fr in frames if fr.lidar is None]
+    if missing and len(missing) < len(frames):
+        log.warning("%s: %d of %d frames have no lidar scan or calibration (first: %r), so the "
+                    "input is scored without lidar (no car IoU by range)", path, len(missing),
+                    len(frames), missing[0].image)
     if not has_lidar:
         frames = [replace(fr, lidar=None, calib=None, calib_kind=None) for fr in frames]
     return ReportInput(index, str(path), kind, tuple(frames), segmentation_gt=True, box_gt=False,

@@ -182,3 +182,21 @@ def test_image_size_of_a_jpeg_whose_name_is_not_utf8(tmp_path: Path) -> None:
                           capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stdout.decode().strip() == "(40, 30)"
+
+
+def test_a_drive_missing_one_scan_says_why_it_has_no_lidar(
+    tmp_path: Path, synthetic_drive: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One scan missing made the whole input lidar-less (no car IoU by range) with no word
+    but 'lidar: no' in the page's inputs table."""
+    import logging
+
+    drive = tmp_path / synthetic_drive.parent.name / synthetic_drive.name
+    shutil.copytree(synthetic_drive.parent, drive.parent)
+    scans = sorted((drive / "velodyne_points" / "data").glob("*.bin"))
+    scans[-1].unlink()
+    with caplog.at_level(logging.WARNING, logger="drivingseg.report.inputs"):
+        spec = classify_input(drive)
+    assert not spec.lidar
+    n = len(spec.frames)
+    assert f"1 of {n} frames have no lidar scan or calibration" in caplog.text
