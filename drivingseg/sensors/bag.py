@@ -6,7 +6,9 @@ read with rosbags' ``AnyReader``. A ``.mcap`` file that rosbags refuses (one wit
 summary, left by a killed writer) is read sequentially with the ``mcap`` library and
 rosbags' typestore, up to its last complete chunk; so is the one ``.mcap`` of a bag folder
 without ``metadata.yaml`` (which ``ros2 bag record`` writes on a clean close only), and the
-one ``.db3`` of such a folder is read as a single file.
+one ``.db3`` of such a folder is read as a single file. A ROS 1 bag without index (a killed
+``rosbag record``'s ``.bag.active``, a bag cut short) is indexed by reading it front to
+back once (:mod:`.bag_ros1_scan`), up to its last complete message.
 
 Frames stream lazily: each iterator opens its own reader, so ``messages()`` can merge the
 camera and lidar iterators without ever loading the bag whole. Stamps are the messages'
@@ -32,6 +34,7 @@ from typing import Any
 from drivingseg.calibration.types import CameraModel, Rig, RigidTransform
 from drivingseg.errors import RecordingError
 from drivingseg.sensors.bag_calib import BagCalibration, Timeline
+from drivingseg.sensors.bag_ros1_scan import is_ros1_bag
 from drivingseg.sensors.bag_sources import (
     ROSBAGS_ERRORS,
     TOPIC_KINDS,
@@ -118,7 +121,7 @@ class BagRecording(BagCalibration, Recording):
                            f"holds exactly one .mcap or .db3 file; it holds {found!r}; "
                            "'ros2 bag reindex' writes it)")
                 raise RecordingError(message, path=p)
-        elif p.suffix.lower() not in (".bag", ".db3", ".mcap"):
+        elif p.suffix.lower() not in (".bag", ".db3", ".mcap") and not is_ros1_bag(p):
             message = (
                 f"unsupported file type {p.suffix!r}; expected a ROS 1 .bag, a ROS 2 bag "
                 "folder, a .db3 or a .mcap file"

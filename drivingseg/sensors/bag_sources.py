@@ -23,7 +23,6 @@ import zstandard
 from mcap.exceptions import McapError
 from mcap.records import Channel, Header, Message, Schema
 from mcap.stream_reader import StreamReader
-from rosbags.highlevel import AnyReader
 from rosbags.highlevel.anyreader import AnyReaderError
 from rosbags.rosbag1 import ReaderError as Rosbag1ReaderError
 from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
@@ -31,6 +30,7 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 
 from drivingseg.errors import RecordingError
+from drivingseg.sensors.bag_ros1_scan import open_any_reader
 
 __all__ = ["ROSBAGS_ERRORS", "TOPIC_KINDS", "Ends", "McapStreamSource", "RosbagsSource",
            "Source", "Topic", "UnpackedBag", "mark_lidar_images", "unpacked_copy"]
@@ -228,15 +228,7 @@ class RosbagsSource:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-        try:
-            self._reader.open()
-        except (AnyReaderError, Rosbag1ReaderError) as exc:
-            if "not indexed" not in str(exc):
-                raise
-            message = (f"cannot read bag: it has no index (rosbag record was stopped before "
-                       f"closing it); run 'rosbag reindex {path.name}' and read it again")
-            raise RecordingError(message, path=path) from exc
+        self._reader = open_any_reader(path, get_typestore(Stores.ROS2_HUMBLE))
         self.topics = {
             name: Topic(name, info.msgtype or "", info.msgcount)
             for name, info in self._reader.topics.items()

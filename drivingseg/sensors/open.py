@@ -18,7 +18,8 @@ FORMATS = {
     "kitti_raw": "KITTI raw drive folder (image_0N/ and/or velodyne_points/ with timestamps.txt)",
     "kitti_benchmark": "KITTI object or road folder (image_2/, velodyne/, calib/) or its root "
                        "(training/, else testing/)",
-    "rosbag": "ROS 1 .bag, ROS 2 bag folder (metadata.yaml), .db3 or .mcap file",
+    "rosbag": "ROS 1 .bag (or a killed recorder's .bag.active), ROS 2 bag folder "
+              "(metadata.yaml), .db3 or .mcap file",
     "synthetic": "the built-in synthetic drive: 'synthetic' or 'synthetic:SEED'",
 }
 
@@ -39,12 +40,8 @@ def detect_format(path: str | PathLike[str]) -> str:
     if not p.exists():
         raise RecordingError("no such file or folder", path=p)
     if p.is_file():
-        if p.suffix.lower() in (".bag", ".db3", ".mcap"):
-            return "rosbag"
-        if p.name.endswith(".bag.active"):
-            message = ("an unfinished ROS 1 bag (rosbag record was stopped before closing it); "
-                       f"run 'rosbag reindex {p.name}', rename it to {p.name[:-7]!r} and read that")
-            raise RecordingError(message, path=p)
+        if p.suffix.lower() in (".bag", ".db3", ".mcap") or p.name.lower().endswith(".bag.active"):
+            return "rosbag"  # .bag.active: a killed rosbag record's, read without its index
     elif (p / "metadata.yaml").is_file() or len([*p.glob("*.mcap"), *p.glob("*.db3")]) == 1:
         return "rosbag"  # one .mcap or .db3 without metadata.yaml: a killed ros2 bag record's
     elif any((p / f"image_0{n}").is_dir() for n in range(4)) or (p / "velodyne_points").is_dir():
