@@ -6,7 +6,8 @@ half-rendered drive) stay and outputs are not finalised. Within :func:`sigterm_i
 (the CLI runs every command in it) it raises ``KeyboardInterrupt`` instead, which the
 commands already handle (the CLI exits with status 130). Code that must not be interrupted
 in the middle of a write defers it with :func:`sigterm_deferred`; a node graph installs its
-own handler while it runs (the first signal drains the graph).
+own handler while it runs (the first signal drains the graph). A short write that must not
+be cut at all (a ROS 1 bag's index) holds Ctrl-C and SIGTERM with :func:`signals_held`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-__all__ = ["StopRequest", "raise_interrupt", "restore_sigterm", "sigterm_deferred",
-           "sigterm_interrupts"]
+__all__ = ["StopRequest", "raise_interrupt", "restore_sigterm", "signals_held",
+           "sigterm_deferred", "sigterm_interrupts"]
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +82,34 @@ def sigterm_deferred(what: str) -> Iterator[StopRequest]:
         yield request
     finally:
         restore_sigterm(previous)
+
+
+@contextlib.contextmanager
+def signals_held(what: str) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM (any number of them) are only noted, with a
+    warning naming ``what`` is being finished; afterwards the handlers before it are back
+    and each signal that came is raised again, so it acts as if it came just after the
+    block (Ctrl-C raises ``KeyboardInterrupt``). For short writes that a second Ctrl-C must
+    not cut in half; outside the main thread nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        if signum not in came:
+            came.append(signum)
+        log.warning("interrupted (%s): finishing %s first", signal.Signals(signum).name, what)
+
+    previous: dict[int, Any] = {}
+    for signum in (int(signal.SIGINT), int(signal.SIGTERM)):
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: a handler installed from C, left alone
+            previous[signum] = signal.signal(signum, note)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in came:
+            signal.raise_signal(signum)

@@ -6,7 +6,12 @@ import signal
 
 import pytest
 
-from drivingseg.signals import raise_interrupt, sigterm_deferred, sigterm_interrupts
+from drivingseg.signals import (
+    raise_interrupt,
+    signals_held,
+    sigterm_deferred,
+    sigterm_interrupts,
+)
 
 
 def test_deferred_sigterm_is_noted_then_a_second_one_raises() -> None:
@@ -20,3 +25,21 @@ def test_deferred_sigterm_is_noted_then_a_second_one_raises() -> None:
             with pytest.raises(KeyboardInterrupt):
                 signal.raise_signal(signal.SIGTERM)
         assert signal.getsignal(signal.SIGTERM) is raise_interrupt
+
+
+def test_held_signals_act_once_the_block_is_done() -> None:
+    """Ctrl-C (twice) and SIGTERM within the block wait for its end (a bag's index is
+    written whole), then act through the handlers that were in place before."""
+    done: list[str] = []
+    with sigterm_interrupts(), sigterm_deferred("closing the file") as stop:
+        with pytest.raises(KeyboardInterrupt), signals_held("the index"):
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)
+            done.append("index")
+        assert done == ["index"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with signals_held("the index"):
+            signal.raise_signal(signal.SIGTERM)
+            assert not stop.requested
+        assert stop.requested  # the deferring handler got it afterwards

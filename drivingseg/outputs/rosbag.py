@@ -9,8 +9,9 @@ written on a latching connection (``latching=1``), as ``rosbag record`` stores i
 
 As with the MCAP writer, leaving the ``with`` block, also through an exception, finalises
 the bag (index, or database commit and ``metadata.yaml``), so what was written stays
-readable. Only a ROS 1 write interrupted half way (a second Ctrl-C) leaves the bag
-unindexed (``rosbag reindex`` recovers it), and only a ROS 2 bag whose insert failed in
+readable; Ctrl-C and SIGTERM wait while a ROS 1 bag's index is written. Only a ROS 1 write
+interrupted half way (a second Ctrl-C) leaves the bag unindexed (drivingseg reads it as it
+is; ``rosbag reindex`` recovers it for ROS tools), and only a ROS 2 bag whose insert failed in
 sqlite (a full disk) is removed: sqlite rolled back every message. An existing output is
 replaced: a ``.bag`` file, or a folder that is a ROS 2 bag (``metadata.yaml``, or only
 ``.db3``/``.mcap``).
@@ -44,6 +45,7 @@ from drivingseg.outputs.mcap import SensorMessageWriter, offered_qos
 from drivingseg.sensors.ros_msgs import (
     ros2_typestore,
 )
+from drivingseg.signals import signals_held
 
 __all__ = ["Ros1BagWriter", "Ros2Sqlite3Writer", "ros1_typestore", "sqlite3_bag_folder"]
 
@@ -227,10 +229,11 @@ class Ros1BagWriter(_BagWriter):
             return
         if torn:
             log.warning("%s: a write was interrupted half way; the bag is left without its "
-                        "index ('rosbag reindex' recovers it)", self.path)
+                        "index (drivingseg reads it; 'rosbag reindex' recovers it)", self.path)
             writer.abort()
             return
-        writer.close()
+        with signals_held(f"the index of {self.path}"):  # a second Ctrl-C leaves it whole
+            writer.close()
 
 
 class Ros2Sqlite3Writer(_BagWriter):

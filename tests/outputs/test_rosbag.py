@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 from rosbags.highlevel import AnyReader
+from rosbags.rosbag1 import Writer as Ros1Writer
 
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.outputs import rosbag
@@ -127,6 +130,44 @@ def test_a_full_disk_is_one_error_and_leaves_no_bag_that_counts_lost_messages(
                                                 r"database or disk is full"):
         convert_recording(drive, out, max_frames=5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_ctrl_c_while_the_index_is_written_leaves_it_whole(
+    kitti_raw_drive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C, then Ctrl-C again while the .bag's last chunk and index are written: the
+    second one cut the index half way, leaving a bag without index; it now waits for the
+    index, then interrupts."""
+    real_read, real_close, real_write_chunk = (kitti_raw.read_image_rgb, Ros1Writer.close,
+                                               Ros1Writer.write_chunk)
+    closing: list[bool] = []
+
+    def read_image_rgb(path: Path) -> np.ndarray:
+        if path.name == "0000000002.png":
+            signal.raise_signal(signal.SIGINT)  # the first Ctrl-C
+        return real_read(path)
+
+    def close(self: Ros1Writer) -> None:
+        closing.append(True)
+        real_close(self)
+
+    def write_chunk(self: Ros1Writer, chunk: Any) -> None:
+        if closing == [True]:
+            closing.append(True)
+            signal.raise_signal(signal.SIGINT)  # the second, while the index is written
+        real_write_chunk(self, chunk)
+
+    monkeypatch.setattr(kitti_raw, "read_image_rgb", read_image_rgb)
+    monkeypatch.setattr(Ros1Writer, "close", close)
+    monkeypatch.setattr(Ros1Writer, "write_chunk", write_chunk)
+    out = tmp_path / "drive.bag"
+    with KittiRawDrive(kitti_raw_drive, camera=2) as drive, pytest.raises(KeyboardInterrupt):
+        convert_recording(drive, out, max_frames=5)
+    assert len(closing) == 2
+    with AnyReader([out]) as reader:  # indexed: rosbags reads it without a scan
+        counts = {name: topic.msgcount for name, topic in reader.topics.items()}
+    topics = McapTopics()
+    assert counts[topics.image] == counts[topics.camera_info] >= 2
 
 
 def test_an_existing_output_is_replaced_but_not_a_foreign_folder(
