@@ -152,8 +152,11 @@ def _scan_records(bio: BinaryIO, size: int, scan: _Scan) -> Iterator[int]:
             compression = header.get_string("compression")
             if compression not in decompressors:
                 raise Ros1ReaderError(f"Compression {compression!r} is not supported.")
+            unsized = data_size == 0 and header.get("size") == bytes(4)
+            if unsized:  # rosbag record fills in a chunk's sizes when it closes it: a killed
+                data_size = size - data_pos  # one's open chunk runs to the end of the file
             data = bio.read(data_size)
-            whole = len(data) == data_size
+            whole = len(data) == data_size and not unsized
             decompress = decompressors[compression] if whole else _partial(compression)
             try:
                 raw = decompress(data)
@@ -162,8 +165,10 @@ def _scan_records(bio: BinaryIO, size: int, scan: _Scan) -> Iterator[int]:
                 return
             complete = scan.add_chunk(pos, Chunk(len(data), data_pos, decompress), raw)
             if not whole:
-                scan.cut = (f"the cut end of the chunk at byte {pos} (it holds {len(data)} of "
-                            f"its {data_size} bytes; its complete messages are kept)")
+                held = (f"{len(data)} bytes, its size never written" if unsized
+                        else f"{len(data)} of its {data_size} bytes")
+                scan.cut = (f"the cut end of the chunk at byte {pos} ({held}; its complete "
+                            "messages are kept)")
                 return
             if not complete:
                 scan.cut = (f"the chunk at byte {pos} from a damaged record on (its messages "

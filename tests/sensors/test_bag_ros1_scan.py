@@ -159,15 +159,43 @@ def test_every_complete_message_before_the_cut_reads_back_identical(
         for keep_header in ((False, True) if where == "in the index" else (False,)):
             path = _unindexed(data, cut, tmp_path / f"cut{cut}{keep_header}.bag.active",
                               keep_header=keep_header)
-            got = _read_back(path)
-            in_file = [(s.topic, s.time_ns, s.raw) for s in stored]
-            whole_chunks = [m for m, s in zip(in_file, stored, strict=True) if s.chunk_end <= cut]
-            assert got == sorted(got, key=lambda m: m[1]), where
-            got_in_file_order = sorted(got, key=in_file.index)
-            assert got_in_file_order == in_file[:len(got)], where  # a prefix, identical
-            assert len(got) >= len(whole_chunks), where
-            if compression == "none":
-                assert len(got) == sum(s.record_end <= cut for s in stored), where
+            _check_prefix(_read_back(path), stored, cut, compression, where)
+
+
+@pytest.mark.parametrize("compression", ["none", "bz2", "lz4"])
+def test_a_killed_recorders_open_chunk_without_its_sizes_is_read(
+        kitti_raw_drive: Path, tmp_path: Path, compression: str) -> None:
+    """rosbag record writes a chunk's header with sizes 0 and fills them in when it closes
+    the chunk: a killed one leaves its last chunk so, its data running to the end of the
+    file. Its complete messages are read, not taken for top-level records and lost."""
+    _write_kitti_bag(kitti_raw_drive, tmp_path / "written.bag")
+    intact = _rechunk(tmp_path / "written.bag", tmp_path / "intact.bag", compression)
+    data = bytearray(intact.read_bytes())
+    stored = _stored(intact)
+    bounds = _chunk_bounds(bytes(data))
+    several = [s.chunk_end for s in stored if 0 < s.record_end < s.chunk_end]
+    start, end = next(b for b in bounds if b[1] == several[-1]) if several else bounds[-2]
+    (head,) = struct.unpack_from("<I", data, start)
+    size_at = data.index(b"size=", start, start + 4 + head) + len(b"size=")
+    data[size_at:size_at + 4] = bytes(4)
+    data[start + 4 + head:start + 8 + head] = bytes(4)
+    followed = [s for s in stored if start < s.record_end < s.chunk_end == end]
+    cut = followed[-1].record_end + 3 if followed else (start + end) // 2
+    path = _unindexed(bytes(data), cut, tmp_path / "drive.bag.active")
+    assert followed or compression != "none"  # a whole message in the open chunk
+    _check_prefix(_read_back(path), stored, cut, compression, "open chunk")
+
+
+def _check_prefix(got: list[tuple[str, int, bytes]], stored: list[Stored], cut: int,
+                  compression: str, where: str) -> None:
+    """``got`` is in time order, the bag's messages from its start in file order, byte for
+    byte; all of those in chunks before the cut, and (uncompressed) all whole records."""
+    in_file = [(s.topic, s.time_ns, s.raw) for s in stored]
+    assert got == sorted(got, key=lambda m: m[1]), where
+    assert sorted(got, key=in_file.index) == in_file[:len(got)], where
+    assert len(got) >= sum(s.chunk_end <= cut for s in stored), where
+    if compression == "none":
+        assert len(got) == sum(s.record_end <= cut for s in stored), where
 
 
 def test_a_killed_recorders_bag_active_replays_with_a_warning(
