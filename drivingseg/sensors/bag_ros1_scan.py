@@ -231,9 +231,15 @@ class UnindexedReader(Ros1Reader):
     """rosbags' ROS 1 reader over a bag indexed in memory by a front-to-back scan."""
 
     def open(self) -> None:
-        """Open the file and take the (shared) index of its scan."""
-        if self.bio is not None:
-            raise Ros1ReaderError("Reader is already open.")
+        """Open the file with its own index where it has a readable one (a ``.bag.active``
+        renamed by hand), else take the (shared) index of its scan."""
+        try:
+            super().open()
+        except Ros1ReaderError as exc:
+            if not any(m in str(exc) for m in _UNINDEXED_MESSAGES):
+                raise
+        else:
+            return
         scan = _cached_scan(Path(str(self.path)))
         self.bio = self.path.open("rb")
         self.connections = [c._replace(owner=self) for c in scan.connections.values()
