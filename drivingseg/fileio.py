@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import yaml
 
 from drivingseg.errors import DrivingsegError
+from drivingseg.signals import signals_held
 
 __all__ = [
     "find_duplicate_key",
@@ -116,7 +114,7 @@ def write_texts_together(
                 _sync(tmp)
             except OSError as exc:
                 raise error(f"cannot write {what}: {exc.strerror or exc}", path=target) from exc
-        with _interrupts_held():  # Ctrl-C between two renames would leave a mixed set
+        with signals_held(what):  # Ctrl-C between two renames would leave a mixed set
             for stale in remove:
                 try:
                     if stale.exists() or stale.is_symlink():
@@ -134,38 +132,6 @@ def write_texts_together(
         for tmp, _ in temps:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back for the block: a signal that comes meanwhile is noted
-    and handed to its own handler when the block ends (KeyboardInterrupt, or the default
-    action), so that a set of renames is done whole. Python runs signal handlers in the
-    main thread only, so elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-
-    def note(signum: int, frame: FrameType | None) -> None:
-        caught.append(signum)
-
-    previous: dict[signal.Signals, Any] = {}
-    for held in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(held) is not None:  # None: a handler from C, left alone
-            previous[held] = signal.signal(held, note)
-    try:
-        yield
-    finally:
-        for held, handler in previous.items():
-            signal.signal(held, handler)
-        if caught:
-            first = signal.Signals(caught[0])
-            handler = previous[first]
-            if callable(handler):
-                handler(first, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(first)
 
 
 def _temp_beside(target: Path) -> Path:
