@@ -20,9 +20,9 @@ class ReplayClock:
     """The time base of the paced sources: ``start_ns`` (``perf_counter_ns``) is when the
     start of the replay window is released.
 
-    Reaching a pass's first message means reading (decoding) every message before the
-    window (``start_s``), again on each ``loop`` pass, which can take longer than the
-    window itself. So the paced sources meet there (:meth:`meet`): once every one of them
+    Reaching a pass's first message means seeking to the window (``start_s``), again on
+    each ``loop`` pass (a bag is read, not decoded, up to it), which can take longer than
+    the window itself. So the paced sources meet there (:meth:`meet`): once every one of them
     holds its first message of the pass, the clock moves on by as much as the pass is late,
     and seeking delays the replay instead of making the pass's first frames late (released
     in a burst, their latency counting the seek). A source that ends calls :meth:`leave`.

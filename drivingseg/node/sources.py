@@ -12,10 +12,11 @@ takes them and latency counts from the end of reading. ``start_s``/``end_s`` cut
 (seconds from the start of the recording's camera and lidar streams); ``loop`` replays the
 window again and again with the stamps shifted by the window length rounded down to whole
 periods (of those streams) plus one period, so time keeps increasing at the recorded rate.
-The messages before the window are read (and skipped) on each pass; the paced sources
-wait for each other at a pass's first message and the clock starts that pass no earlier
-than then (:class:`~drivingseg.node.clock.ReplayClock`), so skipping delays the replay
-rather than making its first frames late. The sources of a graph must share ``rate``,
+Each pass starts at the window (:meth:`~drivingseg.sensors.base.Recording.camera_frames_from`:
+the readers skip what comes before it without decoding it, a bag still reads past it); the
+paced sources wait for each other at a pass's first message and the clock starts that pass
+no earlier than then (:class:`~drivingseg.node.clock.ReplayClock`), so seeking delays the
+replay rather than making its first frames late. The sources of a graph must share ``rate``,
 ``loop`` and the window (checked at start), and a camera source's window must hold some of
 its frames.
 
@@ -202,7 +203,8 @@ class RecordingSource(Node):
             self.recording.close()
 
     def items(self) -> Iterator[Any]:
-        """The recording's messages of this source's kind, in recorded order."""
+        """The recording's messages of this source's kind from the window's start on, in
+        recorded order."""
         raise NotImplementedError
 
     def restamp(self, item: Any, stamp_ns: int) -> Any:
@@ -426,7 +428,7 @@ class CameraSource(RecordingSource):
 
     def items(self) -> Iterator[CameraFrame]:
         assert self.recording is not None
-        return iter(self.recording.camera_frames())
+        return iter(self.recording.camera_frames_from(self._window_ns[0]))
 
     def message(self, item: CameraFrame, timing: Timing) -> CameraImage:
         rec = self.recording
@@ -468,7 +470,7 @@ class LidarSource(RecordingSource):
 
     def items(self) -> Iterator[LidarScan]:
         assert self.recording is not None
-        return iter(self.recording.lidar_scans())
+        return iter(self.recording.lidar_scans_from(self._window_ns[0]))
 
     def message(self, item: LidarScan, timing: Timing) -> LidarCloud:
         return LidarCloud(item, timing)

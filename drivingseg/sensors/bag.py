@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 _SENSOR_KINDS = ("camera", "lidar", "camera_info", "lidar_image")
 _WATCHED_KINDS = ("camera", "lidar", "lidar_image")  # whose stamps are checked (.checks)
+_FIRST_NS = -(1 << 63)  # before every stamp: ``*_from(_FIRST_NS)`` reads a whole topic
 
 
 class BagRecording(BagCalibration, Recording):
@@ -288,6 +289,11 @@ class BagRecording(BagCalibration, Recording):
 
     def camera_frames(self) -> Iterator[CameraFrame]:
         """Frames of ``image_topic`` in bag order, one decoded at a time."""
+        return self.camera_frames_from(_FIRST_NS)
+
+    def camera_frames_from(self, start_ns: int) -> Iterator[CameraFrame]:
+        """Frames stamped at or after ``start_ns``; the earlier ones are read for their stamp
+        (and frame number) only, not decoded."""
         self._check_open()
         self._check_chosen("camera")
         if self.image_topic is None:
@@ -300,6 +306,8 @@ class BagRecording(BagCalibration, Recording):
             cameras = self._over_time()[0]  # read here, as the frames are (a replay counts it)
         for index, (stamp_ns, msg) in enumerate(self._messages(self.image_topic)):
             self._frame_stamps[index] = stamp_ns
+            if stamp_ns < start_ns:
+                continue
             frame = CameraFrame(
                 stamp_ns=stamp_ns,
                 image=image_from_msg(msg, source),
@@ -316,12 +324,18 @@ class BagRecording(BagCalibration, Recording):
 
     def lidar_scans(self) -> Iterator[LidarScan]:
         """Scans of ``lidar_topic`` in bag order, one decoded at a time."""
+        return self.lidar_scans_from(_FIRST_NS)
+
+    def lidar_scans_from(self, start_ns: int) -> Iterator[LidarScan]:
+        """Scans stamped at or after ``start_ns``; the earlier ones are not decoded."""
         self._check_open()
         self._check_chosen("lidar")
         if self.lidar_topic is None:
             return
         source = self._source_name(self.lidar_topic)
         for index, (stamp_ns, msg) in enumerate(self._messages(self.lidar_topic)):
+            if stamp_ns < start_ns:
+                continue
             yield LidarScan(
                 stamp_ns=stamp_ns,
                 points=points_from_pointcloud2(msg, source),

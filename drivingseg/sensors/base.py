@@ -138,6 +138,17 @@ class Recording(ABC):
     def lidar_scans(self) -> Iterator[LidarScan]:
         """Lidar scans in recorded order, loaded one at a time."""
 
+    def camera_frames_from(self, start_ns: int) -> Iterator[CameraFrame]:
+        """:meth:`camera_frames` stamped at or after ``start_ns``, in recorded order.
+
+        A replay window late in a long drive starts here: readers that know a frame's stamp
+        before decoding it skip the earlier frames unread (this default decodes them)."""
+        return (f for f in self.camera_frames() if f.stamp_ns >= start_ns)
+
+    def lidar_scans_from(self, start_ns: int) -> Iterator[LidarScan]:
+        """:meth:`lidar_scans` stamped at or after ``start_ns`` (as :meth:`camera_frames_from`)."""
+        return (s for s in self.lidar_scans() if s.stamp_ns >= start_ns)
+
     def rig(self) -> Rig | None:
         """The calibration that comes with the recording, if any."""
         return None

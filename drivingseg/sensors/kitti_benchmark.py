@@ -312,3 +312,14 @@ class KittiBenchmark(Recording):
         self._check_open()
         n = len(self._ids) if self._has_lidar else 0
         return (self.lidar(i) for i in range(n))
+
+    def camera_frames_from(self, start_ns: int) -> Iterator[CameraFrame]:
+        """Frames stamped at or after ``start_ns``, the earlier ones not read."""
+        self._check_open()
+        return (self.camera(i) for i in range(len(self._ids)) if self.stamp_ns(i) >= start_ns)
+
+    def lidar_scans_from(self, start_ns: int) -> Iterator[LidarScan]:
+        """Scans stamped at or after ``start_ns``, the earlier ones not read."""
+        self._check_open()
+        n = len(self._ids) if self._has_lidar else 0
+        return (self.lidar(i) for i in range(n) if self.stamp_ns(i) >= start_ns)

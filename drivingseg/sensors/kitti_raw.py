@@ -63,6 +63,7 @@ EXTRACT_HINT = (
 )
 _EMPTY_STAMPS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 _EMPTY_STAMPS.setflags(write=False)
+_FIRST_NS = -(1 << 63)  # before every stamp: ``*_from(_FIRST_NS)`` reads a whole stream
 
 
 @dataclass(frozen=True)
@@ -436,14 +437,26 @@ class KittiRawDrive(Recording):
         return self._lidar_at(stream, pos)
 
     def camera_frames(self) -> Iterator[CameraFrame]:
-        self._check_open()
-        stream = self._camera
-        return iter(()) if stream is None else (
-            self._camera_at(stream, pos) for pos in range(len(stream.files)))
+        return self.camera_frames_from(_FIRST_NS)
 
     def lidar_scans(self) -> Iterator[LidarScan]:
         """The scans present, in order; ``index`` is the frame number (dropped ones skipped)."""
+        return self.lidar_scans_from(_FIRST_NS)
+
+    def camera_frames_from(self, start_ns: int) -> Iterator[CameraFrame]:
+        """Frames stamped at or after ``start_ns``, the earlier ones not read."""
+        self._check_open()
+        stream = self._camera
+        if stream is None:
+            return iter(())
+        kept = np.flatnonzero(stream.stamps_ns >= start_ns)
+        return (self._camera_at(stream, int(pos)) for pos in kept)
+
+    def lidar_scans_from(self, start_ns: int) -> Iterator[LidarScan]:
+        """Scans stamped at or after ``start_ns``, the earlier ones not read."""
         self._check_open()
         stream = self._lidar
-        return iter(()) if stream is None else (
-            self._lidar_at(stream, pos) for pos in range(len(stream.files)))
+        if stream is None:
+            return iter(())
+        kept = np.flatnonzero(stream.stamps_ns >= start_ns)
+        return (self._lidar_at(stream, int(pos)) for pos in kept)

@@ -1016,3 +1016,30 @@ def test_a_camera_only_bag_keeps_its_camera_info(tmp_path: Path) -> None:
     with BagRecording(write_bag(tmp_path / "c", "mcap", no_info)) as bag:
         assert bag.camera_model() is None
         assert bag.rig_note == "no CameraInfo topic (and no lidar topic)"
+
+
+def test_frames_from_a_stamp_decode_none_before_it(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay window late in a multi-GB bag: the frames and scans before it were decoded
+    (a JPEG or a dense cloud each) only to be skipped; now they keep only their numbers."""
+    import drivingseg.sensors.bag as bag_module
+
+    decoded: list[str] = []
+
+    def counting(real: Any) -> Any:
+        def wrapped(msg: Any, source: str) -> Any:
+            decoded.append(source.rsplit(":", 1)[1])
+            return real(msg, source)
+        return wrapped
+
+    monkeypatch.setattr(bag_module, "image_from_msg", counting(bag_module.image_from_msg))
+    monkeypatch.setattr(bag_module, "points_from_pointcloud2",
+                        counting(bag_module.points_from_pointcloud2))
+    with BagRecording(make_standard_bag("mcap_file", tmp_path)) as bag:
+        frames = list(bag.camera_frames_from(CAM_NS[2]))
+        scans = list(bag.lidar_scans_from(LIDAR_NS[1]))
+        assert [(f.index, f.stamp_ns) for f in frames] == [(2, CAM_NS[2])]
+        np.testing.assert_array_equal(frames[0].image, IMAGES[2])
+        assert [(s.index, s.stamp_ns) for s in scans] == [(1, LIDAR_NS[1]), (2, LIDAR_NS[2])]
+        assert decoded == ["/cam/image_rect", "/velo/points", "/velo/points"]
+        assert bag.frame_rig(2) is not None  # frame numbers and their calibration as before

@@ -6,6 +6,7 @@ import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -557,3 +558,28 @@ def test_camera_and_velodyne_of_different_lengths_are_warned(
     with KittiRawDrive(make_drive(tmp_path / "c", n_cam=3, n_lidar=3)):
         pass
     assert "frames but" not in caplog.text
+
+
+def test_frames_from_a_stamp_read_no_file_before_it(kitti_raw_drive: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay window at the end of a minutes-long drive read (decoded) every PNG and scan
+    before it; the stamps come from timestamps.txt, so those files are now left unread."""
+    read: list[str] = []
+
+    def counting(real: Any) -> Any:
+        def wrapped(path: Path) -> Any:
+            read.append(Path(path).stem)
+            return real(path)
+        return wrapped
+
+    for name in ("read_image_rgb", "read_velodyne_bin"):
+        monkeypatch.setattr(kitti_raw, name, counting(getattr(kitti_raw, name)))
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        start_ns = int(drive.camera_stamps_ns[27])
+        frames = list(drive.camera_frames_from(start_ns))
+        scans = list(drive.lidar_scans_from(int(drive.lidar_stamps_ns[28])))
+        assert [f.index for f in frames] == [27, 28, 29]
+        assert [f.stamp_ns for f in frames] == [int(s) for s in drive.camera_stamps_ns[27:]]
+        assert [s.index for s in scans] == [28, 29]
+        np.testing.assert_array_equal(frames[0].image, drive.camera(27).image)
+    assert read == [f"{n:010d}" for n in (27, 28, 29, 28, 29, 27)]

@@ -317,6 +317,16 @@ class SyntheticDrive(Recording):
         self._check_open()
         return (self.lidar(i) for i in range(self.frames))
 
+    def camera_frames_from(self, start_ns: int) -> Iterator[CameraFrame]:
+        """Frames stamped at or after ``start_ns``, the earlier ones not rendered."""
+        self._check_open()
+        return (self.camera(i) for i in range(self.frames) if self.camera_stamp_ns(i) >= start_ns)
+
+    def lidar_scans_from(self, start_ns: int) -> Iterator[LidarScan]:
+        """Scans stamped at or after ``start_ns``, the earlier ones not rendered."""
+        self._check_open()
+        return (self.lidar(i) for i in range(self.frames) if self.lidar_stamp_ns(i) >= start_ns)
+
     def info(self) -> RecordingInfo:
         self._check_open()
         n = self.frames

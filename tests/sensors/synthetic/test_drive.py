@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -195,3 +197,23 @@ def test_car_ids_do_not_depend_on_the_drive_length() -> None:
     short, long = boxes(5), boxes(60)
     assert short == long
     assert any(car_id >= 100_000 for car_id, _ in short)  # a cross street's car is in view
+
+
+def test_frames_from_a_stamp_render_none_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay window late in ``synthetic`` rendered every earlier frame (~0.3 s each)."""
+    rendered: list[tuple[str, int]] = []
+
+    def counting(name: str, real: Callable[[int], Any]) -> Callable[[int], Any]:
+        def wrapped(i: int) -> Any:
+            rendered.append((name, i))
+            return real(i)
+        return wrapped
+
+    with SyntheticDrive(seed=3, frames=20) as d:
+        for name in ("_render", "_scan"):
+            monkeypatch.setattr(d, name, counting(name, getattr(d, name)))
+        frames = list(d.camera_frames_from(d.camera_stamp_ns(18)))
+        scans = list(d.lidar_scans_from(d.lidar_stamp_ns(19)))
+        assert [f.index for f in frames] == [18, 19]
+        assert [s.index for s in scans] == [19]
+    assert rendered == [("_render", 18), ("_render", 19), ("_scan", 19)]
