@@ -26,9 +26,9 @@ from drivingseg.node.latency import (
 )
 from drivingseg.node.messages import CameraImage, Diagnostics, LidarCloud, Mask, MaskTiming, Timing
 from drivingseg.node.params import Param
-from drivingseg.node.processing import SyncNode
 from drivingseg.node.recorder import McapRecorder
 from drivingseg.node.runtime import Node
+from drivingseg.node.sync_node import SyncNode
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 IMG = np.zeros((4, 6, 3), np.uint8)

@@ -19,8 +19,9 @@ from drivingseg.node.launch import (
     parse_cli_arguments,
 )
 from drivingseg.node.params import Scalar
-from drivingseg.node.processing import SegmentationNode, SyncNode
+from drivingseg.node.processing import SegmentationNode
 from drivingseg.node.runtime import Node
+from drivingseg.node.sync_node import SyncNode
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -17,9 +17,10 @@ from drivingseg.model.config import InputSpec, ModelConfig
 from drivingseg.model.unet import UNet
 from drivingseg.node.graph import Graph
 from drivingseg.node.messages import Mask
-from drivingseg.node.processing import FusionNode, SegmentationNode, SyncNode
+from drivingseg.node.processing import FusionNode, SegmentationNode
 from drivingseg.node.runtime import Node
 from drivingseg.node.sources import CameraSource, LidarSource
+from drivingseg.node.sync_node import SyncNode
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +260,8 @@ def test_lidar_channels_import_open3d_at_start_not_in_the_first_frame(
     code = (
         "import sys\n"
         "from drivingseg.node.graph import Graph\n"
-        "from drivingseg.node.processing import FusionNode, SegmentationNode, SyncNode\n"
+        "from drivingseg.node.processing import FusionNode, SegmentationNode\n"
+        "from drivingseg.node.sync_node import SyncNode\n"
         "from drivingseg.node.sources import CameraSource, LidarSource\n"
         "def graph(channels):\n"
         "    g = Graph(overflow='block')\n"

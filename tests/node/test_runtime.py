@@ -18,8 +18,9 @@ from drivingseg.node.latency import LatencyTracker
 from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.messages import CameraImage, Diagnostics, FusedInput, LidarCloud, Timing
 from drivingseg.node.params import Param
-from drivingseg.node.processing import SegmentationNode, SyncNode
+from drivingseg.node.processing import SegmentationNode
 from drivingseg.node.runtime import Node
+from drivingseg.node.sync_node import SyncNode
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
 
