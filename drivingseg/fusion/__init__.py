@@ -24,6 +24,7 @@ from drivingseg.fusion.overlay import (
 from drivingseg.fusion.projection import (
     DEFAULT_MIN_DEPTH_M,
     Projection,
+    calibration_offset_px,
     check_image_size,
     project_points,
     scale_camera,
