@@ -189,28 +189,24 @@ def _to_rgb(img: npt.NDArray[np.uint8], source: str | PathLike[str], *,
     return np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
-def read_image_rgb(path: str | PathLike[str]) -> npt.NDArray[np.uint8]:
-    """Read a PNG or JPEG file as RGB uint8 HxWx3; errors name the file."""
+def _image_bytes(path: str | PathLike[str]) -> tuple[bytes, Path]:
+    """An image file's bytes, read by Python (``cv2.imread`` crashes the process on a file
+    name that is not UTF-8); errors name the file."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        return p.read_bytes(), p
     except OSError as exc:
         raise RecordingError(f"cannot read image: {exc.strerror}", path=p) from exc
-    return decode_image(data, p)
+
+
+def read_image_rgb(path: str | PathLike[str]) -> npt.NDArray[np.uint8]:
+    """Read a PNG or JPEG file as RGB uint8 HxWx3; errors name the file."""
+    return decode_image(*_image_bytes(path))
 
 
 def read_image_unchanged(path: str | PathLike[str]) -> npt.NDArray[Any]:
-    """Read a PNG or JPEG file as OpenCV decodes it (BGR order, any depth); errors name it.
-
-    The bytes are read by Python and decoded in memory: ``cv2.imread`` crashes the process
-    on a file name that is not UTF-8.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise RecordingError(f"cannot read image: {exc.strerror}", path=p) from exc
-    return _decode_unchanged(data, p)
+    """Read a PNG or JPEG file as OpenCV decodes it (BGR order, any depth); errors name it."""
+    return _decode_unchanged(*_image_bytes(path))
 
 
 def read_velodyne_bin(path: str | PathLike[str]) -> npt.NDArray[np.float32]:

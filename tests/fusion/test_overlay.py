@@ -90,19 +90,11 @@ def test_overlay_refuses_bad_max_depth(
 def test_read_depth_png_of_a_name_that_is_not_utf8(tmp_path: Path) -> None:
     """``cv2.imread`` crashed the process on a file name with a Latin-1 byte; the bytes
     are now read by Python (run in a subprocess, so a crash fails only this test)."""
-    import os
-    import subprocess
-    import sys
+    from support.non_utf8 import run_on, write_latin1_named
 
-    name = os.fsencode(tmp_path) + b"/depth\xff.png"
-    depth = np.array([[0.0, 1.5], [80.0, 12.25]])
-    ok, buf = cv2.imencode(".png", depth_to_png16(depth))
+    ok, buf = cv2.imencode(".png", depth_to_png16(np.array([[0.0, 1.5], [80.0, 12.25]])))
     assert ok
-    with open(name, "wb") as f:
-        f.write(buf.tobytes())
+    path = write_latin1_named(tmp_path, b"depth\xff.png", buf.tobytes())
     code = ("import os, sys\nfrom drivingseg.fusion.overlay import read_depth_png\n"
             "print(read_depth_png(os.fsdecode(sys.argv[1])).tolist())\n")
-    done = subprocess.run([os.fsencode(sys.executable), b"-c", code.encode(), name],
-                          capture_output=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    assert done.stdout.decode().strip() == "[[0.0, 1.5], [80.0, 12.25]]"
+    assert run_on(code, path) == "[[0.0, 1.5], [80.0, 12.25]]"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.kitti_links import linked_drive
 
 from drivingseg.calibration.load import load_rig_any
 from drivingseg.errors import ConfigError
@@ -23,17 +24,8 @@ def resolved(file: str, *cli_arguments: str) -> dict[str, Node]:
 
 
 def right_camera_drive(kitti_raw_root: Path, tmp_path: Path) -> Path:
-    """A KITTI raw drive of camera 3 (the real drive's images and scans, linked in place,
-    under a date folder linking the real calibration files)."""
-    real = kitti_raw_root / "2011_09_26_drive_0000_sync"
-    date = tmp_path / kitti_raw_root.name
-    drive = date / real.name
-    drive.mkdir(parents=True)
-    for calib in kitti_raw_root.glob("calib_*.txt"):
-        (date / calib.name).symlink_to(calib)
-    (drive / "image_03").symlink_to(real / "image_02")
-    (drive / "velodyne_points").symlink_to(real / "velodyne_points")
-    return drive
+    """A KITTI raw drive of camera 3 (the real drive's images and scans, linked in place)."""
+    return linked_drive(kitti_raw_root, tmp_path, 3)
 
 
 def test_calibration_override_is_loaded_for_the_camera_in_use(

@@ -225,15 +225,11 @@ def test_the_fusion_calibration_is_loaded_for_the_camera_in_use(
     """The fusion node's own ``calibration`` (a KITTI date folder) was loaded for camera 2
     whatever camera the source replays: camera 3's frames were projected with camera 2's
     matrix (0.54 m of stereo baseline off), silently."""
+    from support.kitti_links import linked_drive
+
     from drivingseg.calibration.load import load_rig_any
 
-    real = kitti_raw_root / "2011_09_26_drive_0000_sync"
-    drive = tmp_path / kitti_raw_root.name / real.name
-    drive.mkdir(parents=True)
-    for calib in kitti_raw_root.glob("calib_*.txt"):
-        (drive.parent / calib.name).symlink_to(calib)
-    (drive / "image_03").symlink_to(real / "image_02")
-    (drive / "velodyne_points").symlink_to(real / "velodyne_points")
+    drive = linked_drive(kitti_raw_root, tmp_path, 3)
     graph = Graph()
     graph.add(CameraSource, "camera", {"input": str(drive), "camera": 3})
     graph.add(SyncNode, "sync", {})

@@ -528,12 +528,9 @@ def test_a_rig_file_for_another_camera_is_warned_about(
 ) -> None:
     """A rig YAML names no KITTI camera: ``camera:=3`` with camera 2's rig file projected
     the lidar ~40 px off on camera 3's frames and recorded camera 2's CameraInfo, silently."""
-    real = kitti_raw_root / "2011_09_26_drive_0000_sync"
-    drive = tmp_path / kitti_raw_root.name / real.name
-    drive.mkdir(parents=True)
-    for calib in kitti_raw_root.glob("calib_*.txt"):
-        (drive.parent / calib.name).symlink_to(calib)
-    (drive / f"image_0{camera}").symlink_to(real / "image_02")
+    from support.kitti_links import linked_drive
+
+    drive = linked_drive(kitti_raw_root, tmp_path, camera, lidar=False)
     rig_file = Path(__file__).parents[2] / "calibration" / "kitti_2011_09_26.yaml"
     source = Graph().add(CameraSource, "camera", {
         "input": str(drive), "camera": camera, "calibration": str(rig_file)})

@@ -166,22 +166,14 @@ def test_an_image_linked_into_another_layout_with_its_own_labels_is_kept(
 def test_image_size_of_a_jpeg_whose_name_is_not_utf8(tmp_path: Path) -> None:
     """``cv2.imread`` crashed the process on a JPEG frame's name with a Latin-1 byte (a
     PNG's size comes from its header); run in a subprocess, so a crash fails only this."""
-    import os
-    import subprocess
-    import sys
+    from support.non_utf8 import run_on, write_latin1_named
 
-
-    name = os.fsencode(tmp_path) + b"/frame\xff.jpg"
     ok, buf = cv2.imencode(".jpg", np.full((30, 40, 3), 128, np.uint8))
     assert ok
-    with open(name, "wb") as f:
-        f.write(buf.tobytes())
+    path = write_latin1_named(tmp_path, b"frame\xff.jpg", buf.tobytes())
     code = ("import os, sys\nfrom drivingseg.report.inputs import image_size\n"
             "print(image_size(os.fsdecode(sys.argv[1])))\n")
-    done = subprocess.run([os.fsencode(sys.executable), b"-c", code.encode(), name],
-                          capture_output=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    assert done.stdout.decode().strip() == "(40, 30)"
+    assert run_on(code, path) == "(40, 30)"
 
 
 def test_a_drive_missing_one_scan_says_why_it_has_no_lidar(
