@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from tqdm import tqdm
 
@@ -16,7 +16,7 @@ from drivingseg.sensors.open import FORMATS, detect_format, open_recording
 
 __all__ = ["TTA_CHOICES", "add_recording_args", "add_tta_argument", "check_recording_args",
            "help_text",
-           "open_from_args", "progress"]
+           "open_from_args", "progress", "progress_in_steps"]
 
 T = TypeVar("T")
 
@@ -35,6 +35,19 @@ def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
     """Wrap a long job's iterable in a progress bar on stderr (hidden when not a TTY);
     ``unit`` names what one item is (a training epoch counts batches)."""
     yield from tqdm(items, total=total, desc=desc, unit=unit, file=sys.stderr, disable=None)
+
+
+def progress_in_steps(steps: Iterable[int], *, total: int, desc: str = "",
+                      unit: str = "frame", file: TextIO | None = None) -> Iterator[int]:
+    """A progress bar over work that ends in batches (a report's chunks of frames): each
+    item of ``steps`` is the number of units just done, added at once. Ticking them one by
+    one made the bar show the first of a batch only, and its rate one unit per batch, so
+    the first ETA was a batch's size times too long (hidden when ``file``, stderr by
+    default, is not a TTY)."""
+    with tqdm(total=total, desc=desc, unit=unit, file=file or sys.stderr, disable=None) as bar:
+        for n in steps:
+            bar.update(n)
+            yield n
 
 
 def add_recording_args(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ import argparse
 import shlex
 from typing import Any
 
-from drivingseg.cli._common import add_tta_argument, progress
+from drivingseg.cli._common import add_tta_argument, progress_in_steps
 
 __all__ = ["add_parser", "check_distinct", "command_line", "format_summary", "run"]
 
@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
                              ray=args.ray, gallery=args.gallery, limit=args.limit,
                              device=args.device, command=command_line(args),
                              tta=tta_preset(args.tta),
-                             progress=lambda items, n: progress(items, total=n, desc="report"))
+                             progress=lambda sizes, n: progress_in_steps(sizes, total=n,
+                                                                        desc="report"))
     print(format_summary(report))
     out = Path(args.out)
     print("wrote " + ", ".join(str(out / name) for name in REPORT_FILES))

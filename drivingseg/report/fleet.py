@@ -8,7 +8,9 @@ already received are kept, tasks that never started are run again in a fresh poo
 each task that was running when it broke is run alone in a pool of its own; if that
 kills its worker too, the task is a failure (never retried again). On Ray every task is
 one remote call with ``max_retries=0``: an error or a crashed worker fails that task
-only. Progress is counted in task sizes (frames) through ``progress(iterable, total)``.
+only. Progress is counted in task sizes (frames) through ``progress(iterable, total)``:
+each item is the size of a task that just ended, so a bar adds a chunk's frames at once
+(its count and rate, hence its ETA, are those of the frames done).
 An interrupt (Ctrl-C, or SIGTERM inside :func:`sigterm_interrupts`) terminates the local
 workers at once (on Ray it cancels the run's tasks, killing those running, also on an
 instance the caller started), and a worker whose parent process is gone exits by itself,
@@ -41,6 +43,7 @@ __all__ = ["FleetResult", "Progress", "TaskFailure", "cpu_count", "describe_exec
 T = TypeVar("T")
 R = TypeVar("R")
 Progress = Callable[[Iterable[int], int], Iterable[int]]
+"""``progress(sizes, total)`` wraps the sizes of the tasks as they end (``total``: their sum)."""
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +310,7 @@ def run_tasks(
 
     ``ray`` is None (local processes), ``"auto"`` (start a local Ray instance, or use the
     one this process already started) or a cluster address. ``sizes[i]`` is task i's
-    weight in the progress count (default 1).
+    weight in the progress count (default 1); ``progress`` gets each task's size as it ends.
     """
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers!r}")
@@ -325,9 +328,8 @@ def run_tasks(
         local = _LocalRun(fn, tasks, weights)
         results, failures = local.results, local.failures
         ticks = local.run(workers)
-    frames = (1 for size in ticks for _ in range(size))
-    try:
-        for _ in progress(frames, sum(weights)) if progress is not None else frames:
+    try:  # whole sizes: frame by frame, a bar showed a chunk's first frame as all it had done
+        for _ in progress(ticks, sum(weights)) if progress is not None else ticks:
             pass
     finally:  # on an interrupt in the progress bar: stop the workers now, not at collection
         close = getattr(ticks, "close", None)
