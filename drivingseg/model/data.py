@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
 from drivingseg.model.config import FINE_CLASSES, IGNORE_INDEX, NOT_ROAD_INDEX
-from drivingseg.sensors.decode import decode_image, read_image_rgb
+from drivingseg.sensors.decode import decode_stored, read_image_rgb, stored_to_rgb
 
 __all__ = [
     "LAYOUTS",
@@ -257,23 +256,22 @@ def _read_raw(file: LabelledFile) -> Labels:
         data = file.label.read_bytes()
     except OSError as exc:
         raise RecordingError(f"cannot read label image: {exc.strerror}", path=file.label) from exc
-    rgb = decode_image(data, file.label)  # integrity checks (truncation) with a clear error
+    raw = decode_stored(data, file.label)  # integrity checks (truncation), one decode
     if file.layout != "kitti_road" and _is_palette_png(data):
         return _palette_indices(data, file.label)
-    raw = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if file.layout == "kitti_road":
-        if raw is not None and raw.ndim == 2:  # grey ids: small ids would pass as black
+        if raw.ndim == 2:  # grey ids: small ids would pass as black
             ids = [int(v) for v in np.unique(raw)[:8]]
             message = (f"KITTI road label is a single-channel (grey) image of values {ids!r} "
                        "(ids?); gt_image_2 labels are colour: magenta (255, 0, 255) road, "
                        "red (255, 0, 0) not road, black don't care")
             raise RecordingError(message, path=file.label)
-        return rgb
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 2:
-        shape = None if raw is None else (raw.shape, str(raw.dtype))
+        return stored_to_rgb(raw, file.label, grayscale_ok=True)
+    if raw.ndim != 2:
+        shape = (raw.shape, str(raw.dtype))
         message = f"expected a single-channel 8-bit label image, got {shape!r}"
         raise RecordingError(message, path=file.label)
-    return np.asarray(raw, dtype=np.uint8)
+    return raw
 
 
 def read_labels(file: LabelledFile) -> Labels:

@@ -19,8 +19,9 @@ import numpy.typing as npt
 
 from drivingseg.errors import RecordingError
 
-__all__ = ["BAYER_TO_RGB", "YUV422_TO_RGB", "decode_compressed", "decode_image", "read_image_rgb",
-           "read_image_unchanged", "read_velodyne_bin", "scale_to_8bit"]
+__all__ = ["BAYER_TO_RGB", "YUV422_TO_RGB", "decode_compressed", "decode_image", "decode_stored",
+           "read_image_rgb", "read_image_unchanged", "read_velodyne_bin", "scale_to_8bit",
+           "stored_to_rgb"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"
@@ -158,7 +159,7 @@ def decode_compressed(data: bytes, encoding: str,
                        f"{img.shape[2] if img.ndim == 3 else 1} channels")
             raise RecordingError(message, path=source)
         return np.ascontiguousarray(cv2.cvtColor(img, BAYER_TO_RGB[encoding[:10]]))
-    return _to_rgb(img, source, grayscale_ok=True)
+    return stored_to_rgb(img, source, grayscale_ok=True)
 
 
 def decode_image(
@@ -169,15 +170,22 @@ def decode_image(
     Grey images are expanded to three channels; 16-bit images are refused (they are
     depth or label images, not camera frames).
     """
+    return stored_to_rgb(decode_stored(data, source), source, grayscale_ok=grayscale_ok)
+
+
+def decode_stored(data: bytes, source: str | PathLike[str]) -> npt.NDArray[np.uint8]:
+    """PNG or JPEG bytes, checked whole, as 8-bit pixels in the channels stored (grey, BGR
+    or BGRA): what :func:`decode_image` turns into RGB, for a reader that needs the stored
+    channels as well (a label image) without decoding the file twice."""
     img = _decode_unchanged(data, source)
     if img.dtype != np.uint8:
         raise RecordingError(
             f"expected an 8-bit camera image, got dtype {img.dtype}", path=source
         )
-    return _to_rgb(img, source, grayscale_ok=grayscale_ok)
+    return np.asarray(img, dtype=np.uint8)
 
 
-def _to_rgb(img: npt.NDArray[np.uint8], source: str | PathLike[str], *,
+def stored_to_rgb(img: npt.NDArray[np.uint8], source: str | PathLike[str], *,
             grayscale_ok: bool) -> npt.NDArray[np.uint8]:
     """OpenCV's grey, BGR or BGRA pixels as RGB."""
     if img.ndim == 2:

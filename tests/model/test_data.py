@@ -444,3 +444,25 @@ def test_check_pair_reads_only_the_image_header_and_names_a_bad_file(
     with pytest.raises(RecordingError, match=r"label image is 480x360 but its camera image "
                                              rf"'{image.name}' is 481x360"):
         check_pair(f)
+
+
+@pytest.mark.parametrize("layout", ["camvid", "kitti_road"])
+def test_a_label_image_is_decoded_once(
+    layout: str, camvid_root: Path, kitti_road_from_camvid: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The label reader decoded each label PNG twice (once only to check it, once for its
+    ids), in every frame ``eval`` and ``report`` score and every training sample."""
+    root = camvid_root / "val" if layout == "camvid" else kitti_road_from_camvid
+    file = next(f for f in discover(root) if f.layout == layout)
+    expected = read_labels(file)
+    calls: list[int] = []
+    real = cv2.imdecode
+
+    def counting(buf: np.ndarray, flags: int) -> np.ndarray | None:
+        calls.append(flags)
+        return real(buf, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", counting)
+    np.testing.assert_array_equal(read_labels(file), expected)
+    assert len(calls) == 1
