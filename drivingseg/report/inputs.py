@@ -26,7 +26,6 @@ from pathlib import Path
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.model.data import discover
 from drivingseg.model.evaluate import frame_names
-from drivingseg.sensors.decode import read_image_unchanged
 from drivingseg.sensors.kitti_benchmark import png_size
 
 __all__ = ["FrameRef", "ReportInput", "check_disjoint", "check_label_sizes", "classify_input",
@@ -211,12 +210,22 @@ def check_disjoint(specs: Sequence[ReportInput]) -> None:
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(width, height)`` of an image: from the PNG header, else by decoding it."""
+    """``(width, height)`` of an image from its header (PNG's, else the one Pillow reads: a
+    JPEG's frame header), not by decoding it: every frame of every input is checked before
+    the first is scored, and decoding each JPEG frame here cost a fleet of them as much
+    time again, in one process, before any worker started."""
+    from PIL import Image, UnidentifiedImageError
+
     p = Path(path)
     if p.suffix.lower() == ".png":
         return png_size(p)
-    img = read_image_unchanged(p)
-    return int(img.shape[1]), int(img.shape[0])
+    try:
+        with Image.open(p) as im:
+            width, height = im.size
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        message = f"cannot read image (missing, truncated or not an image): {exc}"
+        raise RecordingError(message, path=p) from exc
+    return int(width), int(height)
 
 
 def check_label_sizes(spec: ReportInput) -> None:

@@ -192,3 +192,37 @@ def test_a_drive_missing_one_scan_says_why_it_has_no_lidar(
     assert not spec.lidar
     n = len(spec.frames)
     assert f"1 of {n} frames have no lidar scan or calibration" in caplog.text
+
+
+def test_jpeg_frames_are_size_checked_from_their_headers_without_decoding(
+        tmp_path: Path, camvid_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Classifying decoded every JPEG frame of every input (cv2.imread) just for its size,
+    in one process before any worker started: for a fleet of JPEG frames, a second full
+    decode of each. The header says the size; a bad label size is still refused, and an
+    empty JPEG is still left to its worker."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    names = ("0016E5_07959", "0016E5_07961", "0016E5_07963")
+    for name in names:
+        image = cv2.imread(str(camvid_root / "val" / f"{name}.png"))
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.jpg"), image)
+        label = np.asarray(cv2.imread(str(camvid_root / "valannot" / f"{name}.png"),
+                                      cv2.IMREAD_UNCHANGED), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / "labels" / f"{name}.png"), np.minimum(label, 2))
+    (tmp_path / "images" / f"{names[2]}.jpg").write_bytes(b"")
+
+    def no_decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an image was decoded to classify the input")
+
+    monkeypatch.setattr(cv2, "imread", no_decode)
+    monkeypatch.setattr(cv2, "imdecode", no_decode)
+    spec = classify_input(tmp_path)
+    assert spec.kind == "plain" and [f.name for f in spec.frames] == list(names)
+    small = np.zeros((180, 240), dtype=np.uint8)
+    monkeypatch.undo()
+    cv2.imwrite(str(tmp_path / "labels" / f"{names[1]}.png"), small)
+    monkeypatch.setattr(cv2, "imread", no_decode)
+    monkeypatch.setattr(cv2, "imdecode", no_decode)
+    with pytest.raises(RecordingError, match=rf"labels/{names[1]}\.png: label image is 240x180 "
+                       rf"but its camera image '{names[1]}\.jpg' is 480x360"):
+        classify_input(tmp_path)
