@@ -52,15 +52,19 @@ from drivingseg.model.ensemble import Ensemble
 from drivingseg.model.finish import Segmentation, finish_numpy, finish_torch
 from drivingseg.model.unet import UNet
 
-__all__ = ["COMPILE_BACKENDS", "RESIZE_MODES", "RunOptions", "Segmentation", "Segmenter",
-           "check_class_prob", "check_frame", "check_resize", "cpu_has_native_bf16",
-           "fuse_batch_norm", "input_size"]
+__all__ = ["COMPILE_BACKENDS", "GRAPH_COMPILE_BACKENDS", "RESIZE_MODES", "RunOptions",
+           "Segmentation", "Segmenter", "check_class_prob", "check_frame", "check_resize",
+           "cpu_has_native_bf16", "fuse_batch_norm", "input_size"]
 
 _Model = TypeVar("_Model", bound=nn.Module)
 log = logging.getLogger(__name__)
 
 COMPILE_BACKENDS = ("off", "inductor", "cudagraphs", "aot_eager", "eager")
 """``RunOptions.compile`` values: off, or the ``torch.compile`` backend to use."""
+
+GRAPH_COMPILE_BACKENDS = ("cudagraphs",)
+"""``compile`` backends that capture CUDA graphs themselves: ``cuda_graph`` around them would
+be a capture inside a capture, which fails at the first call."""
 
 RESIZE_MODES = ("keep_aspect", "stretch")
 """How a frame is resized to the network input (see the module docstring); the first is
@@ -149,6 +153,11 @@ class RunOptions:
         if self.trace and self.compile != "off":
             message = (f"trace and compile {self.compile!r} both replace the eager forward; "
                        "choose one (set compile off or trace off)")
+            raise ModelError(message)
+        if self.cuda_graph and self.compile in GRAPH_COMPILE_BACKENDS:
+            message = (f"cuda_graph and compile {self.compile!r} both capture the forward as "
+                       "CUDA graphs, one inside the other, which fails at the first frame; "
+                       "choose one (set cuda_graph off, or compile off or inductor)")
             raise ModelError(message)
         if self.cuda_graph and device.type != "cuda":
             message = (f"CUDA graph capture needs a CUDA device, the model runs on "

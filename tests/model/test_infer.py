@@ -427,3 +427,16 @@ def test_cuda_graphs_are_captured_and_replayed_on_the_models_gpu(
     assert {index for _, index in gpus.log} == {1}, gpus.log
     assert [kind for kind, _ in gpus.log if kind != "stream"] == [
         "capture", "replay", "capture", "replay", "replay"]
+
+
+@pytest.mark.parametrize("device", [torch.device("cuda", 0), torch.device("cpu")])
+def test_cuda_graph_around_a_compile_backend_that_captures_is_refused(
+        device: torch.device) -> None:
+    """``cuda_graph`` with ``compile: cudagraphs`` captured a CUDA graph around torch.compile's
+    own capture, which failed at warm-up with a torch traceback; it is refused at start, on
+    the GPU as on the CPU, naming both options."""
+    with pytest.raises(ModelError, match=r"cuda_graph and compile 'cudagraphs' both capture "
+                       r"the forward as CUDA graphs.*set cuda_graph off, or compile off"):
+        RunOptions(cuda_graph=True, compile="cudagraphs").check(device)
+    RunOptions(cuda_graph=True, compile="inductor").check(torch.device("cuda", 0))
+    RunOptions(compile="cudagraphs").check(torch.device("cuda", 0))

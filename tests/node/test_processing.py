@@ -377,3 +377,17 @@ def test_an_onnx_files_precision_that_differs_from_fp16_is_warned_about(
     with caplog.at_level("WARNING", logger="drivingseg.node.processing"):
         same.setup()
     assert "does not apply" not in caplog.text
+
+
+
+def test_cuda_graph_with_compile_cudagraphs_is_refused_at_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nested CUDA graph capture failed at warm-up on the GPU; refused before the model
+    loads, naming the parameter (on a fake GPU)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    node = Graph().add(SegmentationNode, "segmentation", {
+        "device": "cuda", "cuda_graph": True, "compile": "cudagraphs"})
+    with pytest.raises(ConfigError, match=r"parameter 'cuda_graph': cuda_graph and compile "
+                       r"'cudagraphs' both capture"):
+        node.setup()
