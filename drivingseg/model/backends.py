@@ -23,6 +23,7 @@ import torch
 from drivingseg.errors import ModelError
 from drivingseg.model.checkpoint import load_checkpoint, resolve_weights
 from drivingseg.model.config import LIDAR_CHANNELS, InputSpec, ModelConfig
+from drivingseg.model.device import cuda_index
 from drivingseg.model.finish import finish_numpy
 from drivingseg.model.infer import (
     RunOptions,
@@ -110,13 +111,23 @@ def _started_providers(wanted: Sequence[str], started: Sequence[str], source: st
     return list(started)
 
 
+def _with_device(providers: Sequence[str], device_id: int | None
+                 ) -> list[str | tuple[str, dict[str, int]]]:
+    """``providers`` as onnxruntime takes them, the GPU ones with ``device_id`` as their
+    option: without it they run on GPU 0, whatever GPU the ``device`` asked for."""
+    if device_id is None:
+        return list(providers)
+    return [(p, {"device_id": device_id}) if p in GPU_PROVIDERS else p for p in providers]
+
+
 class OnnxSegmenter:
     """An ONNX Runtime session ready for frames: ``OnnxSegmenter("model.onnx")(rgb)``.
 
-    ``model`` is an exported file or its bytes; the frame is resized on the host into a
-    preallocated uint8 buffer (as :class:`Segmenter` does, by ``resize``; a graph exported
-    at a fixed size can only ``stretch``), the logits are upsampled and arg-maxed with the
-    same numpy code as the torch backend on the CPU.
+    ``model`` is an exported file or its bytes; ``device_id`` is the GPU the CUDA and
+    TensorRT providers run on (None: onnxruntime's default, GPU 0). The frame is resized on
+    the host into a preallocated uint8 buffer (as :class:`Segmenter` does, by ``resize``; a
+    graph exported at a fixed size can only ``stretch``), the logits are upsampled and
+    arg-maxed with the same numpy code as the torch backend on the CPU.
     """
 
     def __init__(
@@ -126,6 +137,7 @@ class OnnxSegmenter:
         *,
         num_threads: int = 0,
         resize: str = "keep_aspect",
+        device_id: int | None = None,
     ) -> None:
         from drivingseg.model.export import read_metadata
 
@@ -141,7 +153,7 @@ class OnnxSegmenter:
         try:
             self.session = ort.InferenceSession(
                 model if isinstance(model, bytes) else str(model), sess_options=options,
-                providers=self.providers)
+                providers=_with_device(self.providers, device_id))
         except Exception as exc:  # onnxruntime's own (InvalidProtobuf, Fail, ...): Exception only
             message = f"onnxruntime cannot load the model: {exc}"
             raise ModelError(message, path=None if isinstance(model, bytes) else source) from exc
@@ -210,7 +222,8 @@ def make_segmenter(
     num_threads: int = 0,
     resize: str = "keep_aspect",
 ) -> Segmenter | OnnxSegmenter:
-    """The backend asked for. For ``onnxruntime``, ``weights`` is an ``.onnx`` file, or a
+    """The backend asked for. For ``onnxruntime``, ``device`` ``cuda:N`` puts the CUDA and
+    TensorRT providers on GPU N, and ``weights`` is an ``.onnx`` file, or a
     checkpoint exported in memory (float16 graph when ``fp16``, or when it is None (auto)
     and the first provider is a GPU's, as the torch backend runs float16 on CUDA; any input
     size for ``keep_aspect``, else the checkpoint's)."""
@@ -224,14 +237,17 @@ def make_segmenter(
         message = (f"torch options {options!r} do not apply to backend 'onnxruntime'; "
                    "leave channels_last, pin_memory, compile and cuda_graph at their defaults")
         raise ModelError(message)
+    device_id = cuda_index(device)
     wanted = check_providers(providers)
     path = resolve_weights(weights)
     if path.suffix == ".onnx":
-        return OnnxSegmenter(path, providers, num_threads=num_threads, resize=resize)
+        return OnnxSegmenter(path, providers, num_threads=num_threads, resize=resize,
+                             device_id=device_id)
     from drivingseg.model.export import onnx_bytes
 
     half = wanted[0] in GPU_PROVIDERS if fp16 is None else fp16
     log.info("exporting %s to ONNX (%s) in memory for onnxruntime", path.name,
              "float16" if half else "float32")
     data = onnx_bytes(load_checkpoint(path), fp16=half, dynamic=resize != "stretch")
-    return OnnxSegmenter(data, providers, num_threads=num_threads, resize=resize)
+    return OnnxSegmenter(data, providers, num_threads=num_threads, resize=resize,
+                         device_id=device_id)

@@ -9,7 +9,7 @@ import torch
 
 from drivingseg.errors import ModelError
 
-__all__ = ["check_device_name", "torch_device"]
+__all__ = ["check_device_name", "cuda_index", "torch_device"]
 
 _NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
@@ -19,6 +19,15 @@ def check_device_name(name: str, what: str = "device") -> None:
     whatever this machine has (for a backend that does not run on it, e.g. onnxruntime)."""
     if not _NAME.fullmatch(name):
         raise ModelError(f"{what} {name!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def cuda_index(name: str) -> int | None:
+    """The GPU index ``name`` gives (``cuda:N``: N), for a backend that picks its GPU by number
+    (onnxruntime's ``device_id``); None for ``auto``, ``cpu`` and ``cuda`` (that backend's own
+    default GPU). :class:`ModelError` when ``name`` is misspelled."""
+    check_device_name(name)
+    prefix, _, index = name.partition(":")
+    return int(index) if prefix == "cuda" and index else None
 
 
 def torch_device(name: str | torch.device, what: str = "device") -> torch.device:

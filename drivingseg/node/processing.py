@@ -170,10 +170,11 @@ class SegmentationNode(Node):
 
     ``backend: torch`` runs :class:`~drivingseg.model.infer.Segmenter` on ``device`` with the
     torch options (channels_last, pin_memory, compile, cuda_graph); ``backend: onnxruntime``
-    runs :class:`~drivingseg.model.backends.OnnxSegmenter` with ``providers`` (``device`` and
-    the torch options do not apply: channels_last and pin_memory, performance hints a launch
-    file may set for either backend, are ignored; compile and cuda_graph are refused).
-    Every combination is checked at start-up.
+    runs :class:`~drivingseg.model.backends.OnnxSegmenter` with ``providers`` (``device``
+    ``cuda:N`` puts its CUDA and TensorRT providers on GPU N; the torch options do not
+    apply: channels_last and pin_memory, performance hints a launch file may set for either
+    backend, are ignored; compile and cuda_graph are refused). Every combination is checked
+    at start-up.
     """
 
     type_name = "segmentation"
@@ -182,7 +183,8 @@ class SegmentationNode(Node):
         Param("weights", str, "default", "checkpoint or ensemble manifest ('default' = the "
               "shipped weights, 'ensemble' = the shipped 3-network ensemble, ~3x the time)"),
         Param("device", str, "auto", "where the torch backend runs: auto (CUDA when "
-              "present), cpu, cuda or cuda:N (the N-th GPU)"),
+              "present), cpu, cuda or cuda:N (the N-th GPU; with onnxruntime, the GPU of its "
+              "CUDA and TensorRT providers)"),
         Param("fp16", str, "auto", "half precision: float16 on CUDA, bfloat16 on the CPU "
               "(auto = on CUDA, onnxruntime's CUDA or TensorRT provider first included, and "
               "on a CPU with native bfloat16 for the torch backend; an .onnx file keeps the "

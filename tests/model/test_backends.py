@@ -302,3 +302,36 @@ def test_half_precision_auto_follows_the_leading_onnxruntime_provider(
     with pytest.raises(ModelError, match="exported"):
         make_segmenter(tiny_weights, backend="onnxruntime", providers=providers, fp16=fp16)
     assert exported == [half]
+
+
+@pytest.mark.parametrize(("device", "expected"), [
+    ("cuda:1", [("CUDAExecutionProvider", {"device_id": 1}),
+                ("TensorrtExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]),
+    ("cuda", ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]),
+    ("cpu", ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]),
+])
+def test_onnxruntime_runs_on_the_gpu_named_by_index(
+        tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch, device: str,
+        expected: list[object]) -> None:
+    """``backend: onnxruntime device: cuda:1`` ran on GPU 0: the CUDA and TensorRT providers
+    got no ``device_id``. Shown on a CPU build: the GPU providers listed as installed, and
+    what reaches onnxruntime.InferenceSession captured (a file and an in-memory export)."""
+    import onnxruntime
+
+    listed = [*onnxruntime.get_available_providers(), "CUDAExecutionProvider",
+              "TensorrtExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: listed)
+    passed: list[object] = []
+
+    def fake_session(model: object, sess_options: object = None,
+                     providers: list[object] | None = None) -> object:
+        passed.append(providers)
+        raise RuntimeError("no GPU here")
+
+    onnx_path = export_onnx(tiny_weights, tmp_path / "tiny.onnx")
+    monkeypatch.setattr(onnxruntime, "InferenceSession", fake_session)
+    providers = ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
+    for weights in (onnx_path, tiny_weights):
+        with pytest.raises(ModelError, match="onnxruntime cannot load the model: no GPU here"):
+            make_segmenter(weights, backend="onnxruntime", device=device, providers=providers)
+    assert passed == [expected, expected]
