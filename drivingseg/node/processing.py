@@ -22,7 +22,7 @@ import numpy as np
 
 from drivingseg.calibration.load import load_rig_any
 from drivingseg.calibration.types import Rig
-from drivingseg.errors import DrivingsegError
+from drivingseg.errors import ConfigError, DrivingsegError
 from drivingseg.fusion.channels import StreamNotes, lidar_channels
 from drivingseg.fusion.ground import preload_open3d
 from drivingseg.fusion.projection import scale_rig
@@ -174,7 +174,8 @@ class SegmentationNode(Node):
     ``cuda:N`` puts its CUDA and TensorRT providers on GPU N; the torch options do not
     apply: channels_last and pin_memory, performance hints a launch file may set for either
     backend, are ignored; compile and cuda_graph are refused). Every combination is checked
-    at start-up.
+    at start-up, and a GPU out of memory at start-up (another process holding it) is one
+    error naming the device.
     """
 
     type_name = "segmentation"
@@ -227,6 +228,7 @@ class SegmentationNode(Node):
         self.pub = self.create_publisher("/segmentation/mask", Mask)
         self.segmenter: Any = None
         self.car_index: int | None = None
+        self.device = ""  # where the model runs, as setup resolved ``device``
 
     @property
     def wants_lidar_channels(self) -> bool:
@@ -287,6 +289,7 @@ class SegmentationNode(Node):
             if changed:
                 message = f"is a torch option; backend is {backend!r}"
                 raise self.config_error(message, changed[0])
+        self.device = device
         try:
             self.segmenter = make_segmenter(
                 path, backend=backend, device=device, fp16=fp16, providers=providers,
@@ -294,6 +297,11 @@ class SegmentationNode(Node):
                 num_threads=self.p["num_threads"], resize=self.p["resize"])
         except DrivingsegError as exc:
             raise self.config_error(str(exc), "weights") from exc
+        except RuntimeError as exc:
+            error = self._out_of_memory(exc, f"loading {path.name} onto it")
+            if error is None:
+                raise
+            raise error from exc
         classes = tuple(self.segmenter.classes)
         self.context.mask_classes[self.pub.topic.name] = classes
         self.car_index = classes.index("car") if "car" in classes else None
@@ -315,7 +323,28 @@ class SegmentationNode(Node):
         spec = self.segmenter.spec
         sizes = set(self.context.frame_sizes.values()) or {(spec.height, spec.width)}
         for height, width in sorted(sizes):
-            self._warm_up(height, width)
+            try:
+                self._warm_up(height, width)
+            except RuntimeError as exc:
+                doing = "capturing the CUDA graph" if self.p["cuda_graph"] else "warming up"
+                error = self._out_of_memory(exc, f"{doing} for {width}x{height} frames")
+                if error is None:
+                    raise
+                raise error from exc
+
+    def _out_of_memory(self, exc: RuntimeError, doing: str) -> ConfigError | None:
+        """A GPU out of memory at start-up (most often another process holding it) as one
+        line naming this node, the device and what to do; None for any other error."""
+        import torch
+
+        text = str(exc).strip()
+        if not (isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text):
+            return None
+        detail = text.splitlines()[0].split(" Of the allocated memory")[0] if text else ""
+        message = (f"{self.device!r} ran out of GPU memory while {doing} ({detail[:240]}); "
+                   "another process may hold the GPU (see nvidia-smi): free it, pick another "
+                   "GPU (device cuda:N) or run on the CPU (device cpu)")
+        return self.config_error(message, "device")
 
     def _warm_up(self, height: int, width: int, calls: int = 6) -> None:
         """Run the network on blank frames of a size before the first real one: the first

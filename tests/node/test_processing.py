@@ -379,6 +379,69 @@ def test_an_onnx_files_precision_that_differs_from_fp16_is_warned_about(
     assert "does not apply" not in caplog.text
 
 
+_OOM = ("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 1 has a total capacity of 79.19 "
+        "GiB of which 5.06 MiB is free. Process 4242 has 79.17 GiB memory in use. Of the "
+        "allocated memory 12.00 MiB is allocated by PyTorch, and 2.00 MiB is reserved by "
+        "PyTorch but unallocated.")
+
+
+class _OomSegmenter:
+    """A segmenter whose every call finds the GPU full (warm-up, CUDA graph capture)."""
+
+    classes = ("background", "road", "car")
+    fp16 = True
+    spec = InputSpec(64, 48)
+    config = ModelConfig(depth=2, base_channels=4)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise torch.cuda.OutOfMemoryError(_OOM)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_a_gpu_out_of_memory_at_start_is_one_error_naming_the_device(
+        monkeypatch: pytest.MonkeyPatch, cuda_graph: bool) -> None:
+    """Another process holding the GPU: the model's move to it, its warm-up or its CUDA graph
+    capture raised torch's OutOfMemoryError, a traceback instead of the node's one line
+    naming the node, the device and what to do. On fake GPUs: make_segmenter raises it, or
+    the segmenter it returns does at warm-up."""
+    import drivingseg.model.backends as backends
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+    def full_gpu(weights: Path, **kwargs: Any) -> Any:
+        raise torch.cuda.OutOfMemoryError(_OOM)
+
+    monkeypatch.setattr(backends, "make_segmenter", full_gpu)
+    node = Graph().add(SegmentationNode, "segmentation", {"device": "cuda:1",
+                                                          "cuda_graph": cuda_graph})
+    with pytest.raises(ConfigError, match=r"node 'segmentation' \(segmentation\): parameter "
+                       r"'device': 'cuda:1' ran out of GPU memory while loading "
+                       r"unet_rgb\.safetensors onto it \(CUDA out of memory\. .* 5\.06 MiB "
+                       r"is free\. Process 4242 has 79\.17 GiB memory in use\.\); another "
+                       r"process may hold the GPU .*or run on the CPU \(device cpu\)$"):
+        node.setup()
+    monkeypatch.setattr(backends, "make_segmenter", lambda weights, **kwargs: _OomSegmenter())
+    node = Graph().add(SegmentationNode, "segmentation", {"device": "cuda:1",
+                                                          "cuda_graph": cuda_graph})
+    node.setup()
+    doing = "capturing the CUDA graph" if cuda_graph else "warming up"
+    with pytest.raises(ConfigError, match=rf"parameter 'device': 'cuda:1' ran out of GPU memory "
+                       rf"while {doing} for 64x48 frames \(CUDA out of memory\."):
+        node.ready()
+
+
+def test_other_runtime_errors_at_start_are_not_called_out_of_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import drivingseg.model.backends as backends
+
+    def broken(weights: Path, **kwargs: Any) -> Any:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(backends, "make_segmenter", broken)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        Graph().add(SegmentationNode, "segmentation", {"device": "cpu"}).setup()
+
 
 def test_cuda_graph_with_compile_cudagraphs_is_refused_at_start(
         monkeypatch: pytest.MonkeyPatch) -> None:
