@@ -9,9 +9,11 @@ from drivingseg.fusion.channels import (
 )
 from drivingseg.fusion.ground import (
     Cluster,
+    GroundKeeper,
     GroundPlane,
     SceneSegmentation,
     fit_ground_plane,
+    ground_support,
     segment_scene,
 )
 from drivingseg.fusion.overlay import (
@@ -37,6 +39,7 @@ __all__ = [
     "CHANNEL_NAMES",
     "DEFAULT_MIN_DEPTH_M",
     "Cluster",
+    "GroundKeeper",
     "GroundPlane",
     "LidarChannels",
     "Projection",
@@ -49,6 +52,7 @@ __all__ = [
     "depth_to_png16",
     "draw_overlay",
     "fit_ground_plane",
+    "ground_support",
     "lidar_channels",
     "project_points",
     "read_depth_png",

@@ -36,7 +36,12 @@ import numpy.typing as npt
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.fusion._backend import backend_of
-from drivingseg.fusion.ground import GroundPlane, as_ground_plane, fit_ground_plane
+from drivingseg.fusion.ground import (
+    GroundKeeper,
+    GroundPlane,
+    as_ground_plane,
+    fit_ground_plane,
+)
 from drivingseg.fusion.projection import (
     DEFAULT_MIN_DEPTH_M,
     check_rig,
@@ -181,9 +186,10 @@ class StreamNotes:
                 "ground plane; their height channel is 0")
 
 
-def _plane_or_none(points: Any, quiet: bool) -> tuple[GroundPlane | None, str | None]:
+def _plane_or_none(points: Any, quiet: bool,
+                   keeper: GroundKeeper | None) -> tuple[GroundPlane | None, str | None]:
     try:
-        return fit_ground_plane(points), None
+        return (fit_ground_plane(points) if keeper is None else keeper.plane_for(points)), None
     except RecordingError as exc:
         if not quiet:
             log.warning("height channel left at 0: %s", exc)
@@ -214,6 +220,7 @@ def lidar_channels(
     min_depth_m: float = DEFAULT_MIN_DEPTH_M,
     intensity_scale: float | None = None,
     notes: StreamNotes | None = None,
+    ground_keeper: GroundKeeper | None = None,
 ) -> LidarChannels:
     """Lidar channels of a scan (Nx4 with intensity, or Nx3) in a ``width`` x ``height`` image.
 
@@ -222,7 +229,9 @@ def lidar_channels(
     ``(a, b, c, d)``; without one it is fitted with
     :func:`~drivingseg.fusion.ground.fit_ground_plane` (when that finds no ground, the
     height channel stays 0 and a warning is logged, or with ``notes``, the stream's
-    :class:`StreamNotes`, once per stream and counted). Intensity: see the module doc.
+    :class:`StreamNotes`, once per stream and counted). ``ground_keeper``, a stream's
+    :class:`~drivingseg.fusion.ground.GroundKeeper`, may give a plane kept from an earlier
+    scan instead of a fit on this one. Intensity: see the module doc.
     """
     check_rig(rig)
     ground = None if plane is None else as_ground_plane(plane)
@@ -239,7 +248,7 @@ def lidar_channels(
     images[0, pixel] = be.to_numpy(depth[win])
     no_ground = None
     if ground is None and pts.shape[0]:
-        ground, no_ground = _plane_or_none(pts, quiet=notes is not None)
+        ground, no_ground = _plane_or_none(pts, notes is not None, ground_keeper)
     if ground is not None and winners.size:
         images[1, pixel] = ground.height_m(pts[winners, :3])
     scale = 1.0

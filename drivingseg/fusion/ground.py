@@ -10,6 +10,11 @@ aside and RANSAC runs again on the rest. Points more than
 their voxels, and each point inherits its voxel's label. open3d's random generator is
 seeded, so the same scan always gives the same plane and clusters.
 
+A stream may keep its plane for a few scans (:class:`GroundKeeper`): the ground moves slowly
+relative to the sensor, and RANSAC costs 25-120 ms a scan on a 2-core CPU. The kept plane is
+checked on every scan by the share of near points within the fit's distance threshold of
+it (numpy, ~2 ms), and refitted when that share falls well below the one it had when fitted.
+
 The results give lidar hints for segmentation: ground points hint at road, clusters of
 car-like size at cars, and the signed distance to the plane is the height channel.
 """
@@ -29,14 +34,20 @@ from drivingseg.fusion.projection import point_array
 
 __all__ = [
     "Cluster",
+    "GroundKeeper",
     "GroundPlane",
     "SceneSegmentation",
     "as_ground_plane",
     "fit_ground_plane",
+    "ground_support",
     "preload_open3d",
     "segment_scene",
 ]
 
+FIT_DISTANCE_M = 0.15
+"""A point this close to the plane supports it (``fit_ground_plane``'s default threshold)."""
+FIT_RANGE_M = 40.0
+"""Points this far from the lidar (horizontally) are used for the fit and its support."""
 BELOW_MARGIN_M = 0.5
 """A point this far below a candidate ground plane counts against it."""
 CAR_HEIGHT_M = (1.0, 2.6)
@@ -207,9 +218,9 @@ def fit_ground_plane(
     points: Any,
     *,
     voxel_size_m: float = 0.2,
-    distance_threshold_m: float = 0.15,
+    distance_threshold_m: float = FIT_DISTANCE_M,
     num_iterations: int = 300,
-    max_range_m: float = 40.0,
+    max_range_m: float = FIT_RANGE_M,
     max_tilt_deg: float = 15.0,
     band_m: float = 1.5,
     max_below_fraction: float = 0.1,
@@ -267,6 +278,70 @@ def fit_ground_plane(
         f"{int(near.sum())} points within {max_range_m!r} m"
     )
     raise RecordingError(message)
+
+
+def ground_support(
+    plane: GroundPlane | npt.ArrayLike,
+    points: Any,
+    *,
+    distance_threshold_m: float = FIT_DISTANCE_M,
+    max_range_m: float = FIT_RANGE_M,
+) -> float:
+    """Share of the scan's finite points within ``max_range_m`` (horizontally) that lie within
+    ``distance_threshold_m`` of ``plane`` (0 when there are none): how well a plane fitted
+    on an earlier scan still fits this one, at a fraction of a RANSAC fit's cost."""
+    _check_positive(distance_threshold_m=distance_threshold_m, max_range_m=max_range_m)
+    coefficients = as_ground_plane(plane).coefficients
+    xyz, finite = _xyz(points)
+    xyz = xyz[finite]
+    near = xyz[np.hypot(xyz[:, 0], xyz[:, 1]) <= max_range_m]
+    if not near.shape[0]:
+        return 0.0
+    on_plane = np.abs(near @ coefficients[:3] + coefficients[3]) <= distance_threshold_m
+    return float(np.count_nonzero(on_plane)) / near.shape[0]
+
+
+class GroundKeeper:
+    """A stream's ground plane, refitted every ``refit_every`` scans, or sooner when the kept
+    plane's :func:`ground_support` on a scan falls below ``min_support_ratio`` times its
+    support on the scan it was fitted on (a crest, a ramp, a jump in a looped replay).
+
+    ``refit_every=1`` fits every scan, exactly as :func:`fit_ground_plane` alone does. A scan
+    without ground keeps no plane, so the next one is fitted. ``fits``, ``reused`` and
+    ``forced`` count the scans fitted (with or without ground found), given the kept plane,
+    and fitted early.
+    """
+
+    def __init__(self, refit_every: int = 1, min_support_ratio: float = 0.8) -> None:
+        _check_count(refit_every=refit_every)
+        if not 0.0 <= min_support_ratio <= 1.0:  # NaN too
+            raise ConfigError(f"min_support_ratio must be in [0, 1], got {min_support_ratio!r}")
+        self.refit_every = int(refit_every)
+        self.min_support_ratio = float(min_support_ratio)
+        self.plane: GroundPlane | None = None
+        self._support = 0.0
+        self._age = 0
+        self.fits = 0
+        self.reused = 0
+        self.forced = 0
+
+    def plane_for(self, points: Any) -> GroundPlane:
+        """The ground plane for this scan: the kept one while it fits, else a new fit
+        (:class:`RecordingError` when the scan has no ground)."""
+        kept = self.plane
+        if kept is not None and self._age < self.refit_every:
+            support = ground_support(kept, points)
+            if support > 0.0 and support >= self.min_support_ratio * self._support:
+                self._age += 1
+                self.reused += 1
+                return kept
+            self.forced += 1
+        self.plane = None
+        self.fits += 1
+        plane = fit_ground_plane(points)
+        if self.refit_every > 1:
+            self.plane, self._support, self._age = plane, ground_support(plane, points), 1
+        return plane
 
 
 def _trace_labels(cloud: Any, voxel_size_m: float, n: int) -> tuple[Any, npt.NDArray[np.int64]]:

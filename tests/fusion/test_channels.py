@@ -10,7 +10,7 @@ import pytest
 from drivingseg.calibration.types import Rig
 from drivingseg.errors import ConfigError
 from drivingseg.fusion.channels import CHANNEL_NAMES, StreamNotes, densify_depth, lidar_channels
-from drivingseg.fusion.ground import fit_ground_plane
+from drivingseg.fusion.ground import GroundKeeper, fit_ground_plane
 from drivingseg.fusion.zbuffer import depth_image
 
 
@@ -157,3 +157,23 @@ def test_no_ground_warns_once_per_stream_and_counts(
     with caplog.at_level(logging.WARNING, logger="drivingseg.fusion.channels"):
         lidar_channels(_wall(), raw_rig)
     assert any("height channel left at 0" in r.getMessage() for r in caplog.records)
+
+
+def test_channels_take_the_streams_kept_ground_plane(raw_scan: np.ndarray, raw_rig: Rig) -> None:
+    """With a stream's ``ground_keeper`` the height channel of a later scan uses the plane
+    kept from an earlier one, with no RANSAC fit of its own; without one, each scan is
+    fitted as before (training and eval)."""
+    keeper = GroundKeeper(refit_every=4)
+    first = lidar_channels(raw_scan, raw_rig, ground_keeper=keeper)
+    kept = keeper.plane
+    assert kept is not None
+    moved = raw_scan.copy()
+    moved[:, 2] += 0.05  # the next scan: the car rose 5 cm, the ground still fits
+    second = lidar_channels(moved, raw_rig, ground_keeper=keeper)
+    assert (keeper.fits, keeper.reused) == (1, 1)
+    np.testing.assert_array_equal(second.height_m, lidar_channels(moved, raw_rig,
+                                                                  plane=kept).height_m)
+    rows, cols = slice(340, 375), slice(560, 680)  # the road ahead
+    road_m = [float(np.median(ch.height_m[rows, cols][ch.valid[rows, cols] > 0]))
+              for ch in (first, second)]
+    assert road_m[1] - road_m[0] == pytest.approx(0.05, abs=0.01)

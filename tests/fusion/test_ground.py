@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from drivingseg.errors import ConfigError, RecordingError
-from drivingseg.fusion.ground import GroundPlane, fit_ground_plane, segment_scene
+from drivingseg.fusion.ground import (
+    GroundKeeper,
+    GroundPlane,
+    fit_ground_plane,
+    ground_support,
+    segment_scene,
+)
 
 
 def test_raw_ground_plane_is_level_at_lidar_height(raw_scan: np.ndarray) -> None:
@@ -192,3 +198,86 @@ def test_tilted_ground_plane_keeps_its_tilt() -> None:
 def test_bad_ground_plane_refused(coefficients: Any, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         GroundPlane(coefficients, 0)
+
+
+def _scan(drive: Path, index: int) -> np.ndarray:
+    path = drive / "velodyne_points" / "data" / f"{index:010d}.bin"
+    return np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+
+
+def _pitched(scan: np.ndarray, deg: float) -> np.ndarray:
+    """``scan`` as the lidar sees it pitched by ``deg`` (a crest or a ramp ahead)."""
+    a = np.radians(deg)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    out = scan.copy()
+    out[:, :3] = scan[:, :3] @ rot.T
+    return out
+
+
+def test_ground_support_is_the_fits_inlier_share(raw_scan: np.ndarray) -> None:
+    """The keeper's cheap check counts what the fit's ``n_inliers`` counts, so a plane's
+    share on the scan it was fitted on is its n_inliers over the near points."""
+    plane = fit_ground_plane(raw_scan)
+    near = np.hypot(raw_scan[:, 0], raw_scan[:, 1]) <= 40.0
+    assert ground_support(plane, raw_scan) == pytest.approx(plane.n_inliers / near.sum())
+    assert ground_support(plane, _pitched(raw_scan, 3.0)) < 0.2 * plane.n_inliers / near.sum()
+    assert ground_support(plane, np.zeros((0, 4), np.float32)) == 0.0
+
+
+def test_ground_keeper_reuses_the_plane_and_refits_on_schedule(kitti_raw_drive: Path) -> None:
+    """The fusion node fitted RANSAC on every scan (25-120 ms on 2 cores); a keeper with
+    ``refit_every=3`` fits scans 0 and 3 of six real ones and keeps each plane in between;
+    ``refit_every=1`` fits every scan."""
+    scans = [_scan(kitti_raw_drive, i) for i in range(6)]
+    keeper = GroundKeeper(refit_every=3)
+    planes = [keeper.plane_for(scan) for scan in scans]
+    assert (keeper.fits, keeper.reused, keeper.forced) == (2, 4, 0)
+    assert planes[0] is planes[1] is planes[2] and planes[3] is planes[4] is planes[5]
+    assert planes[0] is not planes[3]
+    every = GroundKeeper()
+    fitted = [every.plane_for(scan) for scan in scans[:3]]
+    assert len({id(plane) for plane in fitted}) == 3
+    assert (every.fits, every.reused) == (3, 0)
+
+
+def test_ground_keeper_refits_early_when_the_plane_stops_fitting(raw_scan: np.ndarray) -> None:
+    """A kept plane is checked on each scan: pitched 2 degrees (a ramp ahead), its share of
+    near points falls from ~0.29 to ~0.10, and the scan is fitted anew, not given the old
+    plane; ``min_support_ratio=0`` never refits early."""
+    keeper = GroundKeeper(refit_every=10)
+    kept = keeper.plane_for(raw_scan)
+    assert keeper.plane_for(raw_scan) is kept
+    pitched = _pitched(raw_scan, 2.0)
+    refitted = keeper.plane_for(pitched)
+    assert refitted is not kept and (keeper.fits, keeper.forced) == (2, 1)
+    turn_deg = np.degrees(np.arccos(np.clip(refitted.normal @ kept.normal, -1.0, 1.0)))
+    assert turn_deg == pytest.approx(2.0, abs=0.5)
+    assert ground_support(refitted, pitched) > 0.9 * ground_support(kept, raw_scan)
+    lax = GroundKeeper(refit_every=10, min_support_ratio=0.0)
+    kept = lax.plane_for(raw_scan)
+    assert lax.plane_for(pitched) is kept and lax.forced == 0
+
+
+def test_ground_keeper_fits_again_after_a_scan_without_ground(raw_scan: np.ndarray) -> None:
+    """A scan without ground keeps no plane: the next scan is fitted, not given nothing."""
+    rng = np.random.default_rng(0)
+    wall = np.c_[np.full(4000, 10.0), rng.uniform(-5, 5, 4000), rng.uniform(-1.5, 2, 4000)]
+    keeper = GroundKeeper(refit_every=5)
+    with pytest.raises(RecordingError, match="no ground plane"):
+        keeper.plane_for(wall)
+    assert keeper.plane_for(raw_scan).normal[2] > 0.995
+    assert keeper.fits == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"refit_every": 0}, r"refit_every must be a whole number >= 1, got 0"),
+        ({"refit_every": 2.5}, r"refit_every must be a whole number >= 1, got 2\.5"),
+        ({"min_support_ratio": 1.5}, r"min_support_ratio must be in \[0, 1\], got 1\.5"),
+        ({"min_support_ratio": float("nan")}, r"min_support_ratio must be in .*got nan"),
+    ],
+)
+def test_ground_keeper_refuses_bad_settings(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        GroundKeeper(**kwargs)

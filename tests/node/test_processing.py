@@ -454,3 +454,44 @@ def test_cuda_graph_with_compile_cudagraphs_is_refused_at_start(
     with pytest.raises(ConfigError, match=r"parameter 'cuda_graph': cuda_graph and compile "
                        r"'cudagraphs' both capture"):
         node.setup()
+
+
+def test_fusion_keeps_the_ground_plane_for_ground_refit_every_scans(
+    kitti_raw_drive: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The fusion node fitted a RANSAC ground plane on every scan for the height channel
+    (25-120 ms on 2 cores, a 10 Hz budget out of reach). ``ground_refit_every: 3`` fits
+    scans 0 and 3 of four real ones and keeps the plane in between; the default fits each,
+    as training does; 0 is refused when the graph is built."""
+    import logging
+
+    from drivingseg.fusion.channels import lidar_channels
+    from drivingseg.node.messages import CameraImage, LidarCloud, SyncedFrames, Timing
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    with KittiRawDrive(kitti_raw_drive) as rec:
+        rig = rec.require_rig()
+        pairs = [(rec.camera(i), rec.lidar(i)) for i in range(4)]
+    for every, fits in ((3, 2), (1, 4)):
+        fusion = Graph().add(FusionNode, "fusion",
+                             {"channels": "on", "ground_refit_every": every})
+        sent: list[Any] = []
+        fusion.pub.publish = sent.append  # type: ignore[method-assign]
+        planes = []
+        for frame, scan in pairs:
+            timing = Timing(frame.stamp_ns, frame.stamp_ns, 0)
+            fusion.on_synced(SyncedFrames(CameraImage(frame, rig, timing),
+                                          LidarCloud(scan, timing), timing))
+            planes.append(fusion.ground.plane)
+        assert (fusion.ground.fits, fusion.ground.reused) == (fits, 4 - fits)
+        if every == 3:
+            kept = planes[0]
+            assert kept is not None and planes[1] is planes[2] is kept
+            expected = lidar_channels(pairs[2][1].points, rig, plane=kept).height_m
+            np.testing.assert_array_equal(sent[2].channels[1], expected)
+            with caplog.at_level(logging.INFO, logger="drivingseg.node.processing"):
+                fusion.after_run()
+            assert ("fusion: ground plane fitted on 2 scans (0 of them early, the kept plane "
+                    "no longer fitting), kept for 2") in caplog.messages
+    with pytest.raises(ConfigError, match=r"'ground_refit_every'.*0"):
+        Graph().add(FusionNode, "fusion", {"ground_refit_every": 0})
