@@ -32,7 +32,7 @@ it is otherwise :data:`LEARNED_PERIOD_FRACTION` of the shortest interval between
 consecutive messages of that stream seen so far, once :data:`LEARN_AFTER_INTERVALS`
 intervals have been seen (a dropped message only lengthens an interval, so the shortest one
 is at least the period; under a half of it stays safe even when each of the first
-intervals spans a drop, and covers jitter).
+intervals spans a drop, and covers jitter). The bounds are :mod:`drivingseg.sync_period`'s.
 
 Messages whose stamp does not increase on their stream are dropped and counted as out of
 order; the first of each stream is logged as a warning (a clock stepping back drops every
@@ -60,13 +60,18 @@ from __future__ import annotations
 
 import heapq
 import logging
-import numbers
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 from drivingseg.errors import SyncError
+from drivingseg.sync_period import (
+    LEARN_AFTER_INTERVALS,
+    LEARNED_PERIOD_FRACTION,
+    PeriodBound,
+    check_ns,
+)
 
 __all__ = [
     "DEFAULT_TOLERANCE_NS", "LEARNED_PERIOD_FRACTION", "LEARN_AFTER_INTERVALS", "PUSHED_OUT_KEPT",
@@ -82,14 +87,6 @@ PUSHED_OUT_KEPT = 1000
 """Stamps of scans pushed out of a full lidar queue kept until a camera frame tells
 whether they were lost (100 s of a 10 Hz lidar; bounded, so a camera that never starts
 costs no growing memory)."""
-
-LEARN_AFTER_INTERVALS = 2
-"""Intervals of a stream seen before its learned period bound is used."""
-
-LEARNED_PERIOD_FRACTION = 0.45
-"""A learned bound: this fraction of the shortest interval seen. Under a half: when every
-interval seen so far spans one dropped message (twice the period), the bound still stays
-below the real period; the rest is the jitter margin."""
 
 
 class Stamped(Protocol):
@@ -137,41 +134,6 @@ class SyncStats:
         return asdict(self)
 
 
-def _check_ns(name: str, value_ns: object) -> None:
-    """SyncError unless ``value_ns`` is a whole number of nanoseconds >= 0 (a tolerance
-    given in seconds, 0.05, became 0 ns and paired nothing)."""
-    if not (isinstance(value_ns, numbers.Real) and not isinstance(value_ns, bool)
-            and float(value_ns) >= 0 and float(value_ns).is_integer()):
-        message = (f"{name} must be a whole number of nanoseconds >= 0 (50 ms is "
-                   f"50_000_000), got {value_ns!r}")
-        raise SyncError(message)
-
-
-class _Period:
-    """Lower bound of one stream's period: given, or learned from its intervals."""
-
-    def __init__(self, name: str, given_ns: int, learn: bool) -> None:
-        _check_ns(name, given_ns)
-        self.given_ns = int(given_ns)
-        self.learn = learn
-        self.shortest_ns: int | None = None
-        self.intervals = 0
-
-    def observe(self, interval_ns: int) -> None:
-        shortest = self.shortest_ns
-        self.shortest_ns = interval_ns if shortest is None else min(shortest, interval_ns)
-        self.intervals += 1
-
-    @property
-    def bound_ns(self) -> int:
-        if self.given_ns > 0:
-            return self.given_ns
-        if not self.learn or self.intervals < LEARN_AFTER_INTERVALS:
-            return 0
-        assert self.shortest_ns is not None
-        return int(LEARNED_PERIOD_FRACTION * self.shortest_ns)
-
-
 class ApproximateTimeSync(Generic[C, L]):
     """Streaming camera-lidar pairing; feed messages with ``add_camera`` / ``add_lidar``."""
 
@@ -186,15 +148,15 @@ class ApproximateTimeSync(Generic[C, L]):
         learn_camera_period: bool = False,
         keep_unmatched: bool = False,
     ) -> None:
-        _check_ns("tolerance_ns", tolerance_ns)
+        check_ns("tolerance_ns", tolerance_ns)
         if queue_size is not None and queue_size < 1:
             raise SyncError(f"queue_size must be >= 1, got {queue_size!r}")
         self.tolerance_ns = int(tolerance_ns)
         self.queue_size = None if queue_size is None else int(queue_size)
-        self._lidar_period = _Period("lidar_min_period_ns", lidar_min_period_ns,
-                                     learn_lidar_period)
-        self._camera_period = _Period("camera_min_period_ns", camera_min_period_ns,
-                                      learn_camera_period)
+        self._lidar_period = PeriodBound("lidar_min_period_ns", lidar_min_period_ns,
+                                         learn_lidar_period)
+        self._camera_period = PeriodBound("camera_min_period_ns", camera_min_period_ns,
+                                          learn_camera_period)
         self.keep_unmatched = keep_unmatched
         self.stats = SyncStats()
         self._cameras: deque[C] = deque()
@@ -329,7 +291,7 @@ class ApproximateTimeSync(Generic[C, L]):
                 break
         return best
 
-    def _next_min_ns(self, last: int | None, period: _Period) -> int | None:
+    def _next_min_ns(self, last: int | None, period: PeriodBound) -> int | None:
         """Earliest stamp the next message of a stream can have (None: unknown)."""
         known = None if last is None else last + max(1, period.bound_ns)
         wm = self._watermark_ns
