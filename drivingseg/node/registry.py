@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from drivingseg.node.detection import ProposalNode
 from drivingseg.node.latency import LatencyTracker
-from drivingseg.node.outputs import LiveView, MaskWriter, VideoWriter
+from drivingseg.node.outputs import LiveView, MaskWriter
 from drivingseg.node.processing import FusionNode, SegmentationNode
 from drivingseg.node.recorder import McapRecorder
 from drivingseg.node.runtime import Node
 from drivingseg.node.sources import CameraSource, LidarSource
 from drivingseg.node.sync_node import SyncNode
+from drivingseg.node.video_writer import VideoWriter
 
 __all__ = ["NODE_TYPES", "describe_node_types"]
 

@@ -28,9 +28,9 @@ from drivingseg.node.graph import Graph
 from drivingseg.node.latency import RECENT_FRAMES, LatencyTracker
 from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.messages import DETECTION_STAGES, Detection, Detections, Mask, Timing
-from drivingseg.node.outputs import VideoWriter
 from drivingseg.node.recorder import McapRecorder
 from drivingseg.node.runtime import Node
+from drivingseg.node.video_writer import VideoWriter
 from drivingseg.sensors.frames import CameraFrame
 from drivingseg.sensors.kitti_raw import KittiRawDrive
 

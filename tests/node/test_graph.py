@@ -23,11 +23,12 @@ from drivingseg.node.graph import Graph
 from drivingseg.node.latency import LatencyTracker
 from drivingseg.node.launch import build_graph, load_launch
 from drivingseg.node.messages import Timing
-from drivingseg.node.outputs import MaskWriter, VideoWriter
+from drivingseg.node.outputs import MaskWriter
 from drivingseg.node.processing import SegmentationNode
 from drivingseg.node.recorder import McapRecorder
 from drivingseg.node.runtime import Node
 from drivingseg.node.sources import CameraSource
+from drivingseg.node.video_writer import VideoWriter
 from drivingseg.sensors.kitti_raw import KittiRawDrive
 
 

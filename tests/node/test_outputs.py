@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from drivingseg.errors import ConfigError
-from drivingseg.node import outputs
+from drivingseg.node import outputs, video_writer
 from drivingseg.node.detection import BOX_COLOUR_RGB, DETECTIONS_TOPIC
 from drivingseg.node.graph import Graph
 from drivingseg.node.messages import Detection, Detections, Mask, Timing
@@ -156,7 +156,7 @@ def test_a_video_of_odd_sized_frames_keeps_every_row(tmp_path: Path) -> None:
     Frames are padded to even sides, so the whole frame is in the video."""
     path = tmp_path / "overlay.mp4"
     graph = Graph()
-    video = graph.add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False})
+    video = graph.add(video_writer.VideoWriter, "video", {"path": str(path), "boxes": False})
     video.setup()
     ids = np.zeros((75, 121), np.uint8)
     ids[-1, :] = 1  # the last row is road: magenta in the overlay
@@ -206,7 +206,7 @@ def test_masks_the_video_held_for_their_boxes_when_it_ended_are_lost(tmp_path: P
     what every queue held at that moment is reported lost."""
     graph = Graph()
     graph.add(MaskAndBoxes, "segmentation")  # detections are published: masks wait
-    video = graph.add(outputs.VideoWriter, "video", {"path": str(tmp_path / "overlay.mp4")})
+    video = graph.add(video_writer.VideoWriter, "video", {"path": str(tmp_path / "overlay.mp4")})
     video.setup()
     for k in range(3):  # their detections have not come yet
         video.on_mask(mask(k, np.zeros((40, 60), np.uint8)))
@@ -261,7 +261,7 @@ def test_a_run_that_writes_no_frame_leaves_no_earlier_video(tmp_path: Path) -> N
     wrote no frame (stopped before its first mask)."""
     path = tmp_path / "overlay.mp4"
     path.write_bytes(b"an earlier run's video")
-    video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False})
+    video = Graph().add(video_writer.VideoWriter, "video", {"path": str(path), "boxes": False})
     video.setup()
     assert path.exists()
     video.open_outputs()
@@ -284,8 +284,8 @@ def test_video_fps_0_runs_at_the_masks_rate(tmp_path: Path, count: int) -> None:
     every frame, the first held over the dropped one, also when fewer frames come than
     measure the rate."""
     path = tmp_path / "overlay.mp4"
-    video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False,
-                                                       "fps": 0.0})
+    video = Graph().add(video_writer.VideoWriter, "video", {"path": str(path), "boxes": False,
+                                                            "fps": 0.0})
     video.setup()
     video.open_outputs()
     stamps = [0, 100_000_000, 150_000_000, 200_000_000, 250_000_000, 300_000_000][:count]
@@ -308,8 +308,8 @@ def test_a_video_of_a_replay_that_dropped_frames_plays_as_long_as_the_drive(
     (frame numbers tell a dropped frame from a slower camera), each mask held until the
     next one's stamp."""
     path = tmp_path / "overlay.mp4"
-    video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False,
-                                                       "fps": 0.0})
+    video = Graph().add(video_writer.VideoWriter, "video", {"path": str(path), "boxes": False,
+                                                            "fps": 0.0})
     video.setup()
     video.open_outputs()
     numbers = [0, 2, 5, 9, 13, 16, 20, 23, 26, 28, 29]
@@ -337,8 +337,8 @@ def test_a_video_of_a_drive_with_jittered_stamps_has_one_frame_per_frame(
     32 frames for 30, frames 7-30 showing the mask of the frame before. Now 30 frames at
     about 10 fps, frame k showing mask k."""
     path = tmp_path / "overlay.mp4"
-    video = Graph().add(outputs.VideoWriter, "video", {"path": str(path), "boxes": False,
-                                                       "fps": 0.0})
+    video = Graph().add(video_writer.VideoWriter, "video", {"path": str(path), "boxes": False,
+                                                            "fps": 0.0})
     video.setup()
     video.open_outputs()
     jitter_ms = (0.0, -6.2, 4.0, 3.1, -5.0, 6.0, -2.0, 4.5, -5.8, 1.0) * 3
@@ -362,7 +362,7 @@ def test_a_video_of_a_drive_with_jittered_stamps_has_one_frame_per_frame(
 def test_a_fixed_fps_unlike_the_camera_rate_is_warned(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, step_ns: int, warned: bool) -> None:
     """A 20 Hz bag in the default 10 fps video played at half speed without a word."""
-    video = Graph().add(outputs.VideoWriter, "video", {
+    video = Graph().add(video_writer.VideoWriter, "video", {
         "path": str(tmp_path / "overlay.mp4"), "boxes": False, "fps": 10.0})
     video.setup()
     for k in range(5):
@@ -403,7 +403,7 @@ def test_video_fps_0_with_stamps_no_video_can_play_at_falls_back_to_10_fps(
     """Masks stamped 1 ns apart measure 1e9 Hz, which OpenCV refused to open a video at
     (the graph stopped with a codec error); such a rate falls back to 10 fps, warned."""
     path = tmp_path / "overlay.mp4"
-    video = Graph().add(outputs.VideoWriter, "video",
+    video = Graph().add(video_writer.VideoWriter, "video",
                         {"path": str(path), "boxes": False, "fps": 0.0})
     video.setup()
     with caplog.at_level(logging.WARNING):
@@ -434,8 +434,8 @@ def test_a_signal_while_the_video_codec_is_probed_leaves_no_probe_file(
     """A Ctrl-C while the video writer tried its codec on a scratch file at start left the
     hidden ``.overlay.probe.mp4`` beside the outputs."""
     monkeypatch.setattr(cv2, "VideoWriter", _InterruptedProbe)
-    video = Graph().add(outputs.VideoWriter, "video", {"path": str(tmp_path / "overlay.mp4"),
-                                                       "boxes": False})
+    video = Graph().add(video_writer.VideoWriter, "video", {"path": str(tmp_path / "overlay.mp4"),
+                                                            "boxes": False})
     with pytest.raises(KeyboardInterrupt):
         video.setup()
     assert list(tmp_path.iterdir()) == []
@@ -448,9 +448,9 @@ def test_video_path_that_is_not_utf8_is_refused_at_setup(tmp_path: Path) -> None
     code = (
         "import sys\n"
         "from drivingseg.errors import ConfigError\n"
-        "from drivingseg.node import outputs\n"
+        "from drivingseg.node import video_writer\n"
         "from drivingseg.node.graph import Graph\n"
-        "video = Graph().add(outputs.VideoWriter, 'video', {'path': sys.argv[1]})\n"
+        "video = Graph().add(video_writer.VideoWriter, 'video', {'path': sys.argv[1]})\n"
         "try:\n"
         "    video.setup()\n"
         "except ConfigError as exc:\n"

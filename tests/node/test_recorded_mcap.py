@@ -19,7 +19,7 @@ from mcap_ros2.decoder import DecoderFactory
 from drivingseg.calibration.kitti import load_kitti_raw_rig
 from drivingseg.errors import ConfigError
 from drivingseg.node.graph import Graph
-from drivingseg.node.outputs import VideoWriter
+from drivingseg.node.video_writer import VideoWriter
 
 FRAMES = 5
 
