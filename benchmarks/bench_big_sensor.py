@@ -63,7 +63,8 @@ from drivingseg.node.recorder import McapRecorder  # noqa: E402
 from drivingseg.outputs.mcap import Ros2McapWriter  # noqa: E402
 from drivingseg.sensors import open_recording  # noqa: E402
 from drivingseg.sensors.frames import CameraFrame, LidarScan  # noqa: E402
-from drivingseg.sensors.ros_msgs import pointcloud2_to_msg, points_from_pointcloud2  # noqa: E402
+from drivingseg.sensors.ros_msgs import points_from_pointcloud2  # noqa: E402
+from drivingseg.sensors.ros_msgs_write import pointcloud2_to_msg  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))  # the replaced proposal steps, kept for the tests
 from support.proposals_reference import reference_proposals  # noqa: E402

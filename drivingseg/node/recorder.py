@@ -32,7 +32,7 @@ from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node
 from drivingseg.outputs.mcap import BoxAnnotation, Ros2McapWriter
 from drivingseg.sensors.frames import CameraFrame
-from drivingseg.sensors.ros_msgs import header, image_to_msg, pointcloud2_to_msg
+from drivingseg.sensors.ros_msgs_write import header, image_to_msg, pointcloud2_to_msg
 
 __all__ = ["McapRecorder"]
 

@@ -58,7 +58,7 @@ from drivingseg.outputs.foxglove import (
     image_annotations_msg,
 )
 from drivingseg.sensors.frames import CameraFrame, LidarScan
-from drivingseg.sensors.ros_msgs import (
+from drivingseg.sensors.ros_msgs_write import (
     camera_info_to_msg,
     compressed_image_to_msg,
     image_to_msg,

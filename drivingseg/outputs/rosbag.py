@@ -2,7 +2,7 @@
 
 A ROS 1 (Noetic) user needs a ``.bag``, a ROS 2 Humble user with the default storage a
 sqlite3 bag folder (``metadata.yaml`` and one ``.db3``); both are written through rosbags'
-writers. Messages are built as ROS 2 messages (:mod:`drivingseg.sensors.ros_msgs`); for
+writers. Messages are built as ROS 2 messages (:mod:`drivingseg.sensors.ros_msgs_write`); for
 ROS 1 they are copied into the Noetic types, where ``Header`` has a ``seq`` and
 ``CameraInfo`` spells its matrices ``D``, ``K``, ``R``, ``P``, and ``/tf_static`` is
 written on a latching connection (``latching=1``), as ``rosbag record`` stores it.
@@ -42,7 +42,7 @@ from rosbags.typesys.store import Typestore
 
 from drivingseg.errors import RecordingError
 from drivingseg.outputs.mcap import SensorMessageWriter, offered_qos
-from drivingseg.sensors.ros_msgs import (
+from drivingseg.sensors.ros_msgs_write import (
     ros2_typestore,
 )
 from drivingseg.signals import signals_held

@@ -18,7 +18,8 @@ import numpy as np
 
 from drivingseg.calibration.types import RigidTransform
 from drivingseg.errors import RecordingError
-from drivingseg.sensors.ros_msgs import quaternion_from_matrix, transform_from_tf
+from drivingseg.sensors.ros_msgs import transform_from_tf
+from drivingseg.sensors.ros_msgs_write import quaternion_from_matrix
 
 __all__ = ["TF_FIXED_TOLERANCE_M", "TF_FIXED_TOLERANCE_RAD", "TfLookup", "TfTree"]
 

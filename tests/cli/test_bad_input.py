@@ -14,7 +14,7 @@ from mcap_ros2.decoder import DecoderFactory
 from drivingseg.cli import main
 from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.sensors.frames import CameraFrame
-from drivingseg.sensors.ros_msgs import header, ros2_typestore
+from drivingseg.sensors.ros_msgs_write import header, ros2_typestore
 
 
 def copy_drive(kitti_raw_root: Path, dst: Path, frames: int = 3) -> Path:

@@ -26,7 +26,7 @@ from drivingseg.errors import RecordingError
 from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.sensors.bag import BagRecording
 from drivingseg.sensors.frames import CameraFrame, LidarScan
-from drivingseg.sensors.ros_msgs import header
+from drivingseg.sensors.ros_msgs_write import header
 
 RNG = np.random.default_rng(11)
 IMG = RNG.integers(0, 256, size=(4, 6, 3), dtype=np.uint8)

@@ -15,17 +15,19 @@ from drivingseg.calibration.types import CameraModel, RigidTransform
 from drivingseg.errors import RecordingError
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.ros_msgs import (
-    camera_info_to_msg,
     camera_model_from_camera_info,
-    compressed_image_to_msg,
     image_from_msg,
+    points_from_pointcloud2,
+    stamp_ns_of,
+    transform_from_tf,
+)
+from drivingseg.sensors.ros_msgs_write import (
+    camera_info_to_msg,
+    compressed_image_to_msg,
     image_to_msg,
     pointcloud2_to_msg,
-    points_from_pointcloud2,
     quaternion_from_matrix,
-    stamp_ns_of,
     tf_static_msg,
-    transform_from_tf,
 )
 
 ROS2 = get_typestore(Stores.ROS2_HUMBLE)

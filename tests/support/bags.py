@@ -15,7 +15,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from drivingseg.calibration.types import RigidTransform
-from drivingseg.sensors.ros_msgs import quaternion_from_matrix
+from drivingseg.sensors.ros_msgs_write import quaternion_from_matrix
 
 ROS1 = get_typestore(Stores.ROS1_NOETIC)
 ROS1.register(get_types_from_msg("geometry_msgs/TransformStamped[] transforms",
