@@ -2,8 +2,8 @@
 
 ``inputs`` classifies and checks what was given, ``worker`` scores chunks of frames,
 ``fleet`` runs chunks on local processes or Ray, ``aggregate`` merges them exactly,
-``write`` writes JSON, CSV and the HTML page (``html`` with ``html_cells``, ``plots``,
-``gallery``), ``browser`` renders that page in headless Chromium. The report dict is
+``write`` writes JSON, CSV and the HTML page (``html`` with ``html_cells`` and ``html_gallery``,
+``plots``, ``gallery``), ``browser`` renders that page in headless Chromium. The report dict is
 described in ``docs/REPORT.md``.
 """
 

@@ -26,7 +26,7 @@ from drivingseg.report.inputs import ReportInput
 from drivingseg.sensors.decode import read_image_rgb
 
 if TYPE_CHECKING:
-    from drivingseg.report.html import GalleryItem
+    from drivingseg.report.html_gallery import GalleryItem
 
 __all__ = ["CLASS_COLOURS", "box_panel", "colourise", "error_map", "gallery_items"]
 
@@ -116,8 +116,8 @@ def _panels(spec: ReportInput, pick: GalleryPick) -> tuple[tuple[str, Image], ..
 
 
 def gallery_items(specs: Sequence[ReportInput], picks: Sequence[GalleryPick]) -> list[GalleryItem]:
-    """One :class:`~drivingseg.report.html.GalleryItem` per pick, in order."""
-    from drivingseg.report.html import GalleryItem
+    """One :class:`~drivingseg.report.html_gallery.GalleryItem` per pick, in order."""
+    from drivingseg.report.html_gallery import GalleryItem
 
     items = []
     for pick in picks:

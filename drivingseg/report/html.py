@@ -2,8 +2,9 @@
 
 One file, nothing outside it: inline CSS, a few lines of inline script (both kept in
 ``assets/`` beside this module), and every image embedded as a ``data:`` URI (plots as
-PNG, gallery panels as JPEG: photo panels are about five times smaller that way), so the
-page can be mailed, archived or opened offline.
+PNG, gallery panels as JPEG: photo panels are about five times smaller that way, see
+:mod:`drivingseg.report.html_gallery`), so the page can be mailed, archived or opened
+offline.
 Every string that comes from the data is escaped.
 
 The ``<body>`` carries ``data-report-status``: ``"loading"`` until the window's load
@@ -17,14 +18,9 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from html import escape
 from importlib import resources
 from typing import Any
-
-import cv2
-import numpy as np
-import numpy.typing as npt
 
 from drivingseg.errors import ConfigError
 from drivingseg.fileio import write_text_atomic
@@ -34,10 +30,8 @@ from drivingseg.report.html_cells import (
     _absent,
     _alias_note,
     _averaged,
-    _box_only_all_found,
     _count,
     _has_input,
-    _img,
     _metric_row,
     _ms,
     _not_scored,
@@ -51,50 +45,16 @@ from drivingseg.report.html_cells import (
     _section,
     _table,
 )
+from drivingseg.report.html_gallery import GalleryItem, gallery_section
 from drivingseg.report.plots import all_plots
 from drivingseg.report.worker import STAGES
 
 __all__ = ["GalleryItem", "build_html", "render_html"]
 
-_PANEL_MAX_WIDTH_PX = 480
-_PANEL_JPEG_QUALITY = 85
-
-
 @functools.cache
 def _asset(name: str) -> str:
     """The text of a file in ``drivingseg/report/assets`` (the page's CSS and scripts)."""
     return resources.files("drivingseg.report").joinpath("assets", name).read_text("utf-8")
-
-
-@dataclass(frozen=True)
-class GalleryItem:
-    """One worst frame: a title and its panels (caption, RGB ``H x W x 3`` uint8 image)."""
-
-    title: str
-    panels: tuple[tuple[str, npt.NDArray[np.uint8]], ...]
-
-
-def _panel_jpeg(caption: str, image: npt.NDArray[np.uint8]) -> bytes:
-    """Encode one gallery panel as JPEG, scaled down to at most the panel width."""
-    array: npt.NDArray[Any] = np.asarray(image)
-    if array.dtype != np.uint8 or not (
-        array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)
-    ):
-        message = (
-            f"gallery panel {caption!r} must be an RGB H x W x 3 uint8 image, got "
-            f"shape {array.shape!r} dtype {str(array.dtype)!r}"
-        )
-        raise ConfigError(message)
-    height, width = array.shape[:2]
-    if width > _PANEL_MAX_WIDTH_PX:
-        size = (_PANEL_MAX_WIDTH_PX, max(1, round(height * _PANEL_MAX_WIDTH_PX / width)))
-        array = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
-    if array.ndim == 3:
-        array = cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR)
-    ok, buffer = cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, _PANEL_JPEG_QUALITY])
-    if not ok:
-        raise ConfigError(f"cannot encode gallery panel {caption!r} as JPEG")
-    return bytes(buffer.tobytes())
 
 
 def _header(report: Mapping[str, Any]) -> str:
@@ -367,38 +327,6 @@ def _frames(report: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     return _section("frames", "Frames", _plots(figures, "per_frame_iou") + hint + table)
 
 
-def _gallery(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str:
-    if not gallery:
-        reasons = [
-            f"{escape(str(g.get('frame', '')))}: {escape(str(g.get('reason', '')))}"
-            for g in report.get("gallery") or []
-        ]
-        if reasons:
-            return _section("gallery", "Worst frames", "<ul><li>" + "</li><li>".join(reasons)
-                            + "</li></ul>")
-        if report.get("gallery_k") == 0:
-            why = "No gallery: it was turned off (--gallery 0)."
-        elif not report.get("frames"):
-            why = "No gallery: no frame was scored (see Failures)."
-        elif _box_only_all_found(report.get("frames") or []):
-            n = sum(1 for f in report.get("frames") or [] if f.get("n_gt_boxes") is not None)
-            why = (f"No gallery: no frame has per-pixel labels to rank by, and no ground-truth "
-                   f"box was missed on the {n:,} frames with label_2 boxes.")
-        else:
-            why = "No gallery: no frame had ground truth to rank frames by."
-        return _section("gallery", "Worst frames", _absent(why))
-    items = []
-    for item in gallery:
-        panels = "".join(
-            f"<figure>{_img(_panel_jpeg(caption, image), caption, 'image/jpeg')}"
-            f"<figcaption>{escape(caption)}</figcaption></figure>"
-            for caption, image in item.panels
-        )
-        items.append(f'<div class="item"><h3>{escape(item.title)}</h3>'
-                     f'<div class="panels">{panels}</div></div>')
-    return _section("gallery", "Worst frames", "".join(items))
-
-
 def _failures(report: Mapping[str, Any]) -> str:
     failures: Sequence[Mapping[str, Any]] = report.get("failures") or []
     if not failures:
@@ -448,7 +376,7 @@ def build_html(report: Mapping[str, Any], gallery: Sequence[GalleryItem]) -> str
         _detection(report, figures),
         _latency(report, figures),
         _frames(report, figures),
-        _gallery(report, gallery),
+        gallery_section(report, gallery),
         _failures(report),
         "</main><script>" + _asset("sort.js") + "</script></body></html>",
     ]

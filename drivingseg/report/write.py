@@ -34,7 +34,7 @@ from drivingseg.report.worker import (
 
 if TYPE_CHECKING:
     from drivingseg.model.config import TTAConfig
-    from drivingseg.report.html import GalleryItem
+    from drivingseg.report.html_gallery import GalleryItem
 
 __all__ = ["CHUNK_FRAMES", "REPORT_FILES", "classes_csv", "created_for_the_report", "frames_csv",
            "make_report", "report_folder", "report_json", "write_report"]

@@ -14,7 +14,8 @@ import pytest
 
 from drivingseg.errors import ConfigError
 from drivingseg.report import plots
-from drivingseg.report.html import GalleryItem, build_html, render_html
+from drivingseg.report.html import build_html, render_html
+from drivingseg.report.html_gallery import GalleryItem
 
 EVIL = "<script>alert(1)</script>"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
