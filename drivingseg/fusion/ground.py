@@ -8,7 +8,10 @@ from the lidar's z axis, or with more than ``max_below_fraction`` of the points 
 aside and RANSAC runs again on the rest. Points more than
 ``ground_threshold_m`` above the plane are clustered with DBSCAN (``cluster_dbscan``) on
 their voxels, and each point inherits its voxel's label. open3d's random generator is
-seeded, so the same scan always gives the same plane and clusters.
+seeded, so the same scan gives the same plane and clusters on a quiet machine; open3d
+draws RANSAC's samples from several threads, so under load a repeat may land on another,
+equally supported plane (a reviewer saw 2-3 of 20 repeats differ; 40 of 40 agreed here
+when idle).
 
 A stream may keep its plane for a few scans (:class:`GroundKeeper`): the ground moves slowly
 relative to the sensor, and RANSAC costs 25-120 ms a scan on a 2-core CPU. The kept plane is
@@ -226,7 +229,7 @@ def fit_ground_plane(
     max_below_fraction: float = 0.1,
     seed: int = 0,
 ) -> GroundPlane:
-    """Fit the ground plane of a scan (lidar frame) with RANSAC; deterministic per seed.
+    """Fit the ground plane of a scan (lidar frame) with RANSAC, seeded (see the module doc on repeats).
 
     Its ``n_inliers`` counts the scan's points within ``max_range_m`` that lie within
     ``distance_threshold_m`` of the plane, not the voxels RANSAC ran on (about one in six
