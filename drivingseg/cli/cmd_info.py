@@ -8,9 +8,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 from drivingseg.cli._common import add_recording_args, open_from_args
-from drivingseg.sensors.base import RecordingInfo
+from drivingseg.sensors.base import STAMPS, RecordingInfo
 
-__all__ = ["add_parser", "format_info", "run"]
+__all__ = ["add_parser", "add_stamps_arg", "format_info", "run"]
+
+
+def add_stamps_arg(parser: argparse.ArgumentParser) -> None:
+    """``--stamps header|receive``: what stamps a bag's frames and scans."""
+    parser.add_argument(
+        "--stamps", choices=STAMPS, default="header",
+        help="bag: stamp messages by their header stamps (default) or their receive times "
+             "(sensors on clocks of their own, e.g. an Ouster on its internal oscillator)")
 
 
 def add_parser(sub: Any) -> None:
@@ -23,6 +31,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("path", help="KITTI raw drive, KITTI object/road folder, ROS 1 .bag, "
                    "ROS 2 bag folder, .db3 or .mcap, or synthetic[:SEED]")
     add_recording_args(p)
+    add_stamps_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -67,6 +76,7 @@ def format_info(info: RecordingInfo, rig_line: str) -> str:
 def run(args: argparse.Namespace) -> int:
     # SIGTERM is Ctrl-C (cli.main): the recording closes, a file-compressed bag's copy goes
     with open_from_args(args.path, args) as rec:
+        rec.use_stamps(args.stamps)
         if args.camera is not None:
             rec.require_camera()
         info = rec.info()

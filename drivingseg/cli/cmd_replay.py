@@ -6,6 +6,8 @@ graph goes; queues then block instead of dropping, so no frame is lost). ``--sta
 Bags use ``launch/replay_bag.yaml``, everything else ``launch/replay_kitti.yaml``; any of
 their arguments can be set as ``name:=value`` (``rate:=0`` blocks like ``--fast``, any
 other rate drops the oldest, unless ``overflow:=`` is given too).
+``--stamps receive`` stamps a bag's frames and scans by their receive times instead of their
+header stamps (sensors on clocks of their own, e.g. an Ouster on its internal oscillator).
 Outputs go to ``--out`` (``runs/replay``).
 """
 
@@ -19,9 +21,11 @@ from drivingseg.cli._common import (
     check_recording_args,
     help_text,
 )
+from drivingseg.cli.cmd_info import add_stamps_arg
 from drivingseg.cli.cmd_launch import add_run_options, launch, pair_overflow
 from drivingseg.errors import ConfigError
 from drivingseg.node.launch import parse_cli_arguments
+from drivingseg.sensors.open import FORMATS
 
 __all__ = ["add_parser", "run"]
 
@@ -49,6 +53,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present; default), cpu, cuda or cuda:N")
     add_recording_args(parser)
+    add_stamps_arg(parser)
     parser.add_argument("arguments", nargs="*", metavar="name:=value",
                         help="further launch-file arguments")
     add_run_options(parser)
@@ -58,7 +63,12 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.fast and args.rate <= 0:
         raise ConfigError(f"--rate must be above 0 (or use --fast), got {args.rate!r}")
-    bag = check_recording_args(args.input, args) == "rosbag"
+    fmt = check_recording_args(args.input, args)
+    bag = fmt == "rosbag"
+    if not bag and args.stamps != "header":
+        message = (f"--stamps {args.stamps!r} only applies to bags, which record a receive "
+                   f"time per message; {args.input!r} is not one ({FORMATS[fmt]})")
+        raise ConfigError(message)
     arguments: dict[str, Any] = {
         "input": args.input, "loop": args.loop, "start_s": args.start, "end_s": args.end,
         "max_frames": args.frames, "out_dir": args.out, "weights": args.weights,
@@ -68,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if bag:
         arguments.update(image_topic=args.image_topic or "", lidar_topic=args.lidar_topic or "",
-                         camera_info_topic=args.camera_info_topic or "")
+                         camera_info_topic=args.camera_info_topic or "", stamps=args.stamps)
     else:
         arguments["camera"] = 2 if args.camera is None else args.camera
     given = parse_cli_arguments(args.arguments)

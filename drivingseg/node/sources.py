@@ -41,7 +41,7 @@ from drivingseg.fusion.projection import calibration_offset_px
 from drivingseg.node.messages import CameraImage, LidarCloud, Timing
 from drivingseg.node.params import Param
 from drivingseg.node.runtime import Node, Publisher
-from drivingseg.sensors.base import Recording, StreamInfo
+from drivingseg.sensors.base import STAMPS, Recording, StreamInfo
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.open import FORMATS, open_recording
 
@@ -66,6 +66,8 @@ class RecordingSource(Node):
         Param("image_topic", str, "", "bag: camera topic ('' = the only one)"),
         Param("lidar_topic", str, "", "bag: PointCloud2 topic ('' = the only one)"),
         Param("camera_info_topic", str, "", "bag: CameraInfo topic ('' = the only one)"),
+        Param("stamps", str, "header", "stamp messages by their header stamp, or (bag) by "
+              "their receive time, for sensors on clocks of their own", choices=STAMPS),
         Param("rate", float, 1.0, "replay speed (1 = recorded rate, 0 = as fast as possible)",
               "x", min=0.0, max=1000.0),
         Param("loop", bool, False, "replay the window again and again"),
@@ -121,6 +123,10 @@ class RecordingSource(Node):
         except DrivingsegError as exc:
             raise self.config_error(f"{exc} (input {self.p['input']!r})", "input") from exc
         self.recording = rec
+        try:
+            rec.use_stamps(self.p["stamps"])
+        except DrivingsegError as exc:
+            raise self.config_error(f"{exc} (input {self.p['input']!r})", "stamps") from exc
         info = rec.info()
         topics = [n for n in ("image_topic", "lidar_topic", "camera_info_topic") if self.p[n]]
         if topics and info.format != "rosbag":  # as the CLI refuses --image-topic there
@@ -172,11 +178,14 @@ class RecordingSource(Node):
         (a, a_first, a_last), (b, b_first, _) = sorted(spans, key=lambda v: v[1])
         gap_ns = b_first - a_last
         if gap_ns > _CLOCK_GAP_NS:
+            bag = self.recording is not None and self.recording.format == "rosbag"
+            hint = ("replay the bag by its receive times with stamps:=receive, or "
+                    if bag and self.p["stamps"] == "header" else "")
             message = (f"the stamps of {a} ({a_first / 1e9:.1f} to {a_last / 1e9:.1f} s) end "
                        f"{gap_ns / 1e9:.1f} s before those of {b} begin "
                        f"({b_first / 1e9:.1f} s): the sensors' clocks are not synchronised, and "
-                       "pairing and pacing use the header stamps (stamp the sensors with one "
-                       "clock, e.g. ouster-ros timestamp_mode TIME_FROM_ROS_TIME)")
+                       f"pairing and pacing use the {self.p['stamps']} stamps ({hint}stamp the "
+                       "sensors with one clock, e.g. ouster-ros timestamp_mode TIME_FROM_ROS_TIME)")
             raise self.config_error(message, "input")
 
     def _check_own_stream(self, sensors: list[StreamInfo], first_ns: int) -> None:

@@ -15,7 +15,9 @@ camera and lidar iterators without ever loading the bag whole. Stamps are the me
 ``header.stamp`` in nanoseconds (the log time when a header stamp is zero); a zero stamp, a
 stamp more than 10 s from its log time, a stamp not after the one before, an image
 topic that changes size and images not of their CameraInfo's size (once the rig is read)
-are warned about once per topic (:mod:`.checks`). The rig's
+are warned about once per topic (:mod:`.checks`). With ``stamps="receive"`` every message
+is stamped by its log (receive) time instead, unchecked: the way to replay sensors stamped
+by clocks of their own (an Ouster on its internal oscillator). The rig's
 lidar->camera transform chains /tf_static, completed by /tf links that stay fixed over the
 bag (:class:`.bag_tf.TfTree`); each camera frame gets the CameraInfo and /tf_static in force
 at its stamp (:mod:`.bag_calib`).
@@ -48,7 +50,7 @@ from drivingseg.sensors.bag_sources import (
 )
 from drivingseg.sensors.bag_tf import TfTree
 from drivingseg.sensors.bag_topics import pick_among
-from drivingseg.sensors.base import Recording, RecordingInfo, StreamInfo
+from drivingseg.sensors.base import STAMPS, Recording, RecordingInfo, StreamInfo
 from drivingseg.sensors.checks import SizeWatch, StampWatch
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 from drivingseg.sensors.ros_msgs import (
@@ -80,8 +82,10 @@ class BagRecording(BagCalibration, Recording):
     format = "rosbag"
 
     def __init__(self, path: str | PathLike[str], *, image_topic: str | None = None,
-                 lidar_topic: str | None = None, camera_info_topic: str | None = None) -> None:
+                 lidar_topic: str | None = None, camera_info_topic: str | None = None,
+                 stamps: str = "header") -> None:
         super().__init__(path)
+        self._stamps = "header"
         self._want = {"camera": image_topic, "lidar": lidar_topic,
                       "camera_info": camera_info_topic}
         self.image_topic: str | None = None
@@ -107,6 +111,26 @@ class BagRecording(BagCalibration, Recording):
         self._live: weakref.WeakSet[Generator[tuple[int, Any], None, None]] = weakref.WeakSet()
         self._watches: dict[str, StampWatch] = {}
         self._sizes: dict[str, SizeWatch] = {}
+        self.use_stamps(stamps)
+
+    def use_stamps(self, stamps: str) -> None:
+        """Stamp messages by their ``header`` stamp (the default) or their ``receive`` (log)
+        time; what was read under the other stamps (span, calibration over time) is dropped."""
+        if stamps not in STAMPS:
+            message = f"stamps {stamps!r} is not one of {', '.join(STAMPS)}"
+            raise RecordingError(message, path=self.path)
+        if stamps != self._stamps:
+            self._stamps = stamps
+            self._forget_stamps()
+
+    def _forget_stamps(self) -> None:
+        self._info = None
+        self._rig = self._camera = self._calib_over_time = None
+        self._rig_done = False
+        self._frame_stamps, self._frame_rigs, self._tf_static = {}, {}, []
+        self._tf_dynamic = self._tf_over_time = None
+        self.rig_note = ""
+        self._watches = {}
 
     # ------------------------------------------------------------------ opening
 
@@ -176,13 +200,7 @@ class BagRecording(BagCalibration, Recording):
         if self._unpacked is not None:
             self._unpacked.cleanup()
         self._source = self._unpacked = None
-        self._info = None
-        self._rig = self._camera = self._calib_over_time = None
-        self._rig_done = False
-        self._frame_stamps, self._frame_rigs, self._tf_static = {}, {}, []
-        self._tf_dynamic = self._tf_over_time = None
-        self.rig_note = ""
-        self._watches = {}
+        self._forget_stamps()
         self._sizes = {}
 
     def _topic_list(self) -> str:
@@ -264,13 +282,17 @@ class BagRecording(BagCalibration, Recording):
 
     def _read_messages(self, topic: str) -> Generator[tuple[int, Any], None, None]:
         meta = self._topics[topic]
-        watch = self._watch(topic) if meta.kind in _WATCHED_KINDS else None
+        receive = self._stamps == "receive"
+        watch = self._watch(topic) if meta.kind in _WATCHED_KINDS and not receive else None
         source = self._new_source()
         prev: int | None = None
         with closing(source):
             try:
                 for index, (_, log_ns, raw) in enumerate(source.raw_messages({topic})):
                     msg = source.deserialize(raw, meta.msgtype)
+                    if receive:
+                        yield log_ns, msg
+                        continue
                     header_ns = stamp_ns_of(msg) if hasattr(msg, "header") else 0
                     if watch is None:
                         yield (header_ns or log_ns), msg
@@ -353,7 +375,7 @@ class BagRecording(BagCalibration, Recording):
         first and last message, so a multi-GB bag is not read whole. Sensor streams
         (camera, lidar, camera_info) span the header stamps of those two messages (the log
         time for a zero stamp; one far from its log time is warned about); every other topic
-        spans its log (receive) times.
+        spans its log (receive) times, and so does every topic with ``stamps="receive"``.
         """
         self._check_open()
         if self._info is None:
@@ -370,7 +392,7 @@ class BagRecording(BagCalibration, Recording):
                     if ends is None:
                         continue
                     stamps = [log_ns for log_ns, _ in ends]
-                    if meta.kind in _SENSOR_KINDS:
+                    if meta.kind in _SENSOR_KINDS and self._stamps == "header":
                         heads = [stamp_ns_of(source.deserialize(raw, meta.msgtype))
                                  for _, raw in ends]
                         stamps = [h or log_ns for h, log_ns in zip(heads, stamps, strict=True)]

@@ -21,9 +21,13 @@ from drivingseg.calibration.types import CameraModel, Rig
 from drivingseg.errors import CalibrationError, RecordingError
 from drivingseg.sensors.frames import CameraFrame, LidarScan
 
-__all__ = ["Recording", "RecordingInfo", "StreamInfo"]
+__all__ = ["STAMPS", "Recording", "RecordingInfo", "StreamInfo"]
 
 R = TypeVar("R", bound="Recording")
+
+STAMPS = ("header", "receive")
+"""What stamps a recording's frames and scans: their ``header`` stamp (the default) or, in a
+bag, each message's ``receive`` (record) time, for sensors stamped by clocks of their own."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,17 @@ class Recording(ABC):
     def lidar_scans_from(self, start_ns: int) -> Iterator[LidarScan]:
         """:meth:`lidar_scans` stamped at or after ``start_ns`` (as :meth:`camera_frames_from`)."""
         return (s for s in self.lidar_scans() if s.stamp_ns >= start_ns)
+
+    def use_stamps(self, stamps: str) -> None:
+        """Stamp frames and scans by ``stamps`` (one of :data:`STAMPS`). Only a bag records
+        a receive time per message: other formats take ``header`` (their own stamps) only."""
+        if stamps not in STAMPS:
+            message = f"stamps {stamps!r} is not one of {', '.join(STAMPS)}"
+            raise RecordingError(message, path=self.path)
+        if stamps != "header":
+            message = (f"stamps {stamps!r} only applies to bags, which record a receive time "
+                       f"per message; this {self.format} recording has its own stamps only")
+            raise RecordingError(message, path=self.path)
 
     def rig(self) -> Rig | None:
         """The calibration that comes with the recording, if any."""

@@ -146,3 +146,33 @@ def test_info_says_a_kitti_object_folder_has_no_calib_folder(
         (folder / name).symlink_to(kitti_object_root / name, target_is_directory=True)
     assert main(["info", str(folder), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rig"] == "none (no calib/ folder beside image_2/)"
+
+
+def test_info_by_receive_time_shows_a_lidar_on_its_own_clock_beside_the_camera(
+    kitti_raw_drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lidar stamping by its oscillator (ouster-ros by default) spans 41 years before the
+    camera by header stamps; ``--stamps receive`` shows the spans a replay with
+    ``stamps:=receive`` uses. A KITTI drive, with no receive times, refuses it."""
+    import dataclasses
+
+    from drivingseg.outputs.mcap import Ros2McapWriter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+    from drivingseg.sensors.ros_msgs import pointcloud2_to_msg
+
+    bag = tmp_path / "osc.mcap"
+    with KittiRawDrive(kitti_raw_drive) as rec, Ros2McapWriter(bag) as writer:
+        for i in range(2):
+            writer.write_image("/camera", rec.camera(i))
+            scan = rec.lidar(i)
+            oscillator = dataclasses.replace(scan, stamp_ns=1_234_000_000_000 + i * 100_000_000)
+            writer.write("/ouster/points", pointcloud2_to_msg(oscillator, writer.typestore),
+                         "sensor_msgs/msg/PointCloud2", scan.stamp_ns + 20_000_000)
+        lidar_ns = [rec.lidar(i).stamp_ns + 20_000_000 for i in range(2)]
+    for stamps, span in (("header", [1_234_000_000_000, 1_234_100_000_000]),
+                         ("receive", lidar_ns)):
+        assert main(["info", str(bag), "--stamps", stamps, "--json"]) == 0
+        streams = {s["name"]: s for s in json.loads(capsys.readouterr().out)["streams"]}
+        assert [streams["/ouster/points"][k] for k in ("first_ns", "last_ns")] == span
+    assert main(["info", str(kitti_raw_drive), "--stamps", "receive"]) == 2
+    assert f"{kitti_raw_drive}: stamps 'receive' only applies to bags" in capsys.readouterr().err

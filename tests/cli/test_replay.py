@@ -78,3 +78,29 @@ def test_a_gpu_named_by_index_reaches_the_launch_file(
     monkeypatch.setattr(cmd_replay, "launch", fake_launch)
     assert main(["replay", str(kitti_raw_drive), "--device", "cuda:1"]) == 0
     assert launched["device"] == "cuda:1"
+
+
+def test_receive_stamps_reach_the_bag_launch_file_and_are_refused_elsewhere(
+    kitti_raw_drive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A bag of sensors on two clocks was refused with no way to replay it: ``--stamps
+    receive`` replays it by its receive times; a KITTI drive has none to use."""
+    from drivingseg.cli import cmd_replay
+
+    launched: dict[str, Any] = {}
+
+    def fake_launch(file: str, arguments: dict[str, Any], **kwargs: Any) -> int:
+        launched.update(arguments, file=file)
+        return 0
+
+    monkeypatch.setattr(cmd_replay, "launch", fake_launch)
+    bag = tmp_path / "drive.mcap"
+    bag.touch()
+    assert main(["replay", str(bag), "--stamps", "receive"]) == 0
+    assert (launched["file"], launched["stamps"]) == ("replay_bag.yaml", "receive")
+    launched.clear()
+    assert main(["replay", str(kitti_raw_drive), "--stamps", "receive"]) == 2
+    assert launched == {}
+    err = capsys.readouterr().err
+    assert "--stamps 'receive' only applies to bags" in err and "(KITTI raw drive" in err

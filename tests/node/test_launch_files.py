@@ -58,6 +58,14 @@ def test_replay_bag_passes_calibration_to_the_camera_source() -> None:
     assert nodes["fusion"].p["calibration"] == ""
 
 
+def test_replay_bag_passes_stamps_to_both_sources() -> None:
+    """A bag of two clocks replays by receive time only if both sources read it so."""
+    nodes = resolved("replay_bag", "input:=synthetic", "stamps:=receive")
+    assert (nodes["camera"].p["stamps"], nodes["lidar"].p["stamps"]) == ("receive", "receive")
+    nodes = resolved("replay_bag", "input:=synthetic")
+    assert (nodes["camera"].p["stamps"], nodes["lidar"].p["stamps"]) == ("header", "header")
+
+
 @pytest.mark.parametrize("file", ["demo", "vehicle", "replay_kitti", "replay_bag"])
 def test_record_lidar_reaches_the_recorder(file: str) -> None:
     """README.md promises ``record_lidar:=true`` for the demo's masks.mcap (and the replay

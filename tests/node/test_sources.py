@@ -23,6 +23,8 @@ from drivingseg.node.messages import CameraImage, FusedInput, LidarCloud, Synced
 from drivingseg.node.processing import FusionNode
 from drivingseg.node.runtime import Node
 from drivingseg.node.sources import CameraSource, LidarSource
+from drivingseg.node.sync_node import SyncNode
+from drivingseg.sensors.ros_msgs import image_to_msg
 
 SKIP_READ_S = 0.03
 """Added read time of each message before the window (a bag is read up to it)."""
@@ -495,6 +497,18 @@ def test_bag_topics_for_a_recording_that_is_no_bag_are_refused(
     camera.shutdown()
 
 
+def test_receive_stamps_for_a_recording_that_is_no_bag_are_refused(
+    kitti_raw_drive: Path
+) -> None:
+    """Only a bag records a receive time per message."""
+    camera = Graph().add(CameraSource, "camera", {"input": str(kitti_raw_drive),
+                                                  "stamps": "receive"})
+    with pytest.raises(ConfigError, match=r"parameter 'stamps': .*drive_0000_sync: stamps "
+                                          r"'receive' only applies to bags"):
+        camera.setup()
+    camera.shutdown()
+
+
 @pytest.mark.parametrize(("param", "camera_value", "match"), [
     ("start_s", 1.0, r"'start_s': 1\.0 differs from 0\.0 of source 'lidar'"),
     ("rate", 2.0, r"'rate': 2\.0 differs from 1\.0 of source 'lidar'"),
@@ -573,8 +587,49 @@ def test_camera_and_lidar_stamps_of_two_clocks_are_refused_at_start(
         graph.add(source, "src", {"input": str(path)})
         with pytest.raises(ConfigError, match=r"parameter 'input': the stamps of /ouster/points "
                                               r"\(1234\.0 to 1234\.1 s\) end 1317040765\.9 s "
-                                              r"before those of /camera begin"):
+                                              r"before those of /camera begin .* \(replay the "
+                                              r"bag by its receive times with stamps:=receive"):
             graph.setup()
+
+
+def test_a_bag_of_two_clocks_replays_by_receive_time(
+    kitti_raw_drive: Path, tiny_weights: Path, tmp_path: Path,
+    run_launch: Callable[..., tuple[Graph, Any, Any]],
+) -> None:
+    """A bag with the lidar on its own oscillator and the camera on ROS time, both received
+    by one recorder, was refused and could not be replayed at all: ``stamps:=receive``
+    pairs the frames with their scans and stamps the masks by the frames' receive time."""
+    import dataclasses
+
+    from drivingseg.outputs.mcap import Ros2McapWriter
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+    from drivingseg.sensors.ros_msgs import pointcloud2_to_msg
+
+    path = tmp_path / "osc.mcap"
+    received: list[int] = []
+    with KittiRawDrive(kitti_raw_drive) as rec, Ros2McapWriter(path) as writer:
+        rig = rec.rig()
+        assert rig is not None
+        writer.write_tf_static(rig.T_cam_velo, rec.camera(0).stamp_ns, "/tf_static")
+        for i in range(3):
+            frame = rec.camera(i)
+            received.append(frame.stamp_ns + 30_000_000)  # the driver's delivery, 30 ms on
+            writer.write(
+                "/camera", image_to_msg(frame, writer.typestore), "sensor_msgs/msg/Image",
+                received[-1])
+            writer.write_camera_info("/camera_info", rig.camera, frame.stamp_ns)
+            scan = rec.lidar(i)
+            oscillator = dataclasses.replace(scan, stamp_ns=1_234_000_000_000 + i * 100_000_000)
+            writer.write("/ouster/points", pointcloud2_to_msg(oscillator, writer.typestore),
+                         "sensor_msgs/msg/PointCloud2", scan.stamp_ns + 20_000_000)
+    graph, _, tracker = run_launch(
+        "replay_bag", input=str(path), stamps="receive", weights=str(tiny_weights), rate=0.0,
+        overflow="block", out_dir=str(tmp_path / "out"), record=False, video=False,
+        masks=False, status=False, live=False)
+    sync = next(n for n in graph.nodes if isinstance(n, SyncNode))
+    assert sync.sync.stats.matched == 3
+    assert [f.stamp_ns for f in tracker.frames] == received
+    assert graph.drops() == {} and graph.losses() == {}
 
 
 def test_a_window_at_the_end_of_a_drive_reads_no_frame_before_it(

@@ -165,6 +165,34 @@ def test_reads_frames_scans_info_and_rig(standard_bag: Path) -> None:
         np.testing.assert_allclose(rig.T_cam_velo.matrix, T_CAM_VELO.matrix, atol=1e-9)
 
 
+def test_receive_stamps_are_each_messages_log_time(standard_bag: Path) -> None:
+    """A bag whose lidar stamps by its own oscillator (ouster-ros by default) could only be
+    read by its header stamps, decades from the camera's: ``stamps="receive"`` stamps every
+    message by its record time, the one clock of the recorder."""
+    with BagRecording(standard_bag, stamps="receive") as bag:
+        assert [f.stamp_ns for f in bag.camera_frames()] == [t + LOG_DELAY for t in CAM_NS]
+        assert [s.stamp_ns for s in bag.lidar_scans()] == [t + LOG_DELAY for t in LIDAR_NS]
+        lidar = next(s for s in bag.info().streams if s.name == "/velo/points")
+        assert (lidar.first_ns, lidar.last_ns) == (LIDAR_NS[0] + LOG_DELAY,
+                                                   LIDAR_NS[-1] + LOG_DELAY)
+        rig = bag.frame_rig(2)  # the CameraInfo in force at a receive-stamped frame
+        assert rig is not None and rig.lidar_frame == "velo"
+    with BagRecording(standard_bag) as bag:  # chosen after the header stamps were read
+        camera = next(s for s in bag.info().streams if s.name == "/cam/image_rect")
+        assert camera.first_ns == CAM_NS[0]
+        bag.use_stamps("receive")
+        camera = next(s for s in bag.info().streams if s.name == "/cam/image_rect")
+        assert camera.first_ns == CAM_NS[0] + LOG_DELAY
+        assert next(iter(bag.camera_frames())).stamp_ns == CAM_NS[0] + LOG_DELAY
+
+
+def test_unknown_stamps_are_refused(tmp_path: Path) -> None:
+    path = make_standard_bag("mcap_file", tmp_path)
+    with pytest.raises(RecordingError, match=rf"{path}: stamps 'log' is not one of header, "
+                                             "receive"):
+        BagRecording(path, stamps="log")
+
+
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_compressed_images(tmp_path: Path, ext: str) -> None:
     entries: list[Entry] = [

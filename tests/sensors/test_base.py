@@ -32,3 +32,14 @@ def test_require_rig_names_a_recording_without_calibration(kitti_raw_drive: Path
             drive.require_rig()
     with pytest.raises(RecordingError, match="is not open"):
         drive.require_rig()
+
+
+def test_receive_stamps_are_refused_where_no_receive_time_is_recorded(
+    kitti_raw_drive: Path
+) -> None:
+    """Only a bag records a receive time per message: a KITTI drive has its own stamps."""
+    with KittiRawDrive(kitti_raw_drive) as drive:
+        drive.use_stamps("header")
+        with pytest.raises(RecordingError, match=rf"{kitti_raw_drive}: stamps 'receive' only "
+                                                 "applies to bags"):
+            drive.use_stamps("receive")
