@@ -229,7 +229,7 @@ def fit_ground_plane(
     max_below_fraction: float = 0.1,
     seed: int = 0,
 ) -> GroundPlane:
-    """Fit the ground plane of a scan (lidar frame) with RANSAC, seeded (see the module doc on repeats).
+    """Fit the ground plane of a scan (lidar frame) with seeded RANSAC (module doc: repeats).
 
     Its ``n_inliers`` counts the scan's points within ``max_range_m`` that lie within
     ``distance_threshold_m`` of the plane, not the voxels RANSAC ran on (about one in six

@@ -57,8 +57,8 @@ class StampWatch(_Once):
             if abs(header_ns - log_ns) > STAMP_LOG_WARN_NS:
                 self.warn("far", "message %d has header stamp %r ns, %.1f s from its receive "
                           "time %r ns: a sensor clock not synchronised with the recorder's; "
-                          "pairing uses the header stamps", index, header_ns,
-                          (header_ns - log_ns) / 1e9, log_ns)
+                          "pairing uses the header stamps (replay by receive time with "
+                          "stamps:=receive)", index, header_ns, (header_ns - log_ns) / 1e9, log_ns)
         if prev is not None and stamp <= prev:
             self.warn("order", "message %d has stamp %r ns, not after the one before (%r ns); "
                       "it is yielded in recorded order, and the synchroniser drops it",
