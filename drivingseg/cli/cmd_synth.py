@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from drivingseg.cli._common import progress
-from drivingseg.errors import ConfigError
+from drivingseg.errors import ConfigError, RecordingError
+from drivingseg.sensors.open import detect_format
 from drivingseg.sensors.synthetic.writer import write_synthetic_drive
 
-__all__ = ["add_parser", "run", "write_with_progress"]
+__all__ = ["add_parser", "check_out_dir", "run", "write_with_progress"]
+
+_RECORDING_KINDS = {"kitti_raw": "a KITTI raw drive", "kitti_benchmark": "a KITTI object or "
+                    "road folder", "rosbag": "a ROS bag", "synthetic": "the synthetic drive"}
 
 
 def add_parser(sub: Any) -> None:
@@ -23,7 +27,9 @@ def add_parser(sub: Any) -> None:
         "calibration/synthetic.yaml) into OUT_DIR in the KITTI raw layout, with per-pixel "
         "and per-point labels (0 background, 1 road, 2 car) and car boxes under gt/.",
     )
-    p.add_argument("out_dir", type=Path, help="folder to write into (created if missing)")
+    p.add_argument("out_dir", type=Path,
+                   help="folder to write into (created if missing; an earlier synth output's "
+                        "drive is replaced; a recording's own folder is refused)")
     p.add_argument("--frames", type=int, default=100, help="camera/lidar pairs (default 100)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     p.add_argument(
@@ -51,6 +57,29 @@ def write_with_progress(
                                  workers=workers, wrap=wrap)
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an OUT_DIR that is a recording (a KITTI raw drive or date folder, a KITTI
+    benchmark folder, a bag): the drive would be written inside it (a ``2024_05_01/`` in a
+    KITTI drive), mixing a synthetic drive into real data."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"OUT_DIR {str(out_dir)!r} is a file, not a folder")
+    if not out_dir.is_dir():
+        return
+    try:
+        kind = _RECORDING_KINDS[detect_format(out_dir.absolute())]
+    except RecordingError:
+        try:
+            drives = [d.name for d in out_dir.iterdir() if "_drive_" in d.name and d.is_dir()]
+        except OSError:
+            return
+        if not drives:
+            return
+        kind = f"a KITTI raw date folder (holding {drives[0]!r})"
+    message = (f"OUT_DIR {str(out_dir)!r} is {kind}; write the synthetic drive "
+               "to an empty or new folder, or to an earlier synth OUT_DIR")
+    raise ConfigError(message)
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the options, render, print where the drive went."""
     if args.frames < 1:
@@ -59,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seed must be 0 or more, got {args.seed!r}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers!r}")
+    check_out_dir(args.out_dir)
     start = time.perf_counter()
     drive_dir = write_with_progress(args.out_dir, args.frames, args.seed, rig_path=args.rig,
                                     workers=args.workers)
