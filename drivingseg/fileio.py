@@ -23,6 +23,7 @@ from drivingseg.signals import signals_held
 
 __all__ = [
     "find_duplicate_key",
+    "mkdir_problem",
     "parse_yaml",
     "prepare_output",
     "read_text",
@@ -55,6 +56,16 @@ def prepare_output(
         message = f"cannot write {what}: folder {str(parent)!r} is not writable"
         raise error(message, path=target)
     return target
+
+
+def mkdir_problem(folder: str | PathLike[str], exc: OSError) -> str:
+    """Why ``folder`` could not be created: a file in the way is named ("'x' is a file, not
+    a folder"; ``mkdir`` says only 'File exists' or 'Not a directory'), else the OS reason."""
+    target = Path(folder).absolute()
+    for path in (target, *target.parents):
+        if path.exists() and not path.is_dir():
+            return f"{str(path)!r} is a file, not a folder"
+    return exc.strerror or str(exc)
 
 
 def write_atomic(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drivingseg.errors import ConfigError, RecordingError
-from drivingseg.fileio import write_texts_together
+from drivingseg.fileio import mkdir_problem, write_texts_together
 from drivingseg.report.aggregate import class_value, scoring_precision
 from drivingseg.report.fleet import Progress, cpu_count, describe_executor, run_tasks
 from drivingseg.report.worker import (
@@ -98,7 +98,7 @@ def report_folder(out_dir: str | os.PathLike[str]) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RecordingError(f"cannot create the report folder: {exc.strerror}",
+        raise RecordingError(f"cannot create the report folder: {mkdir_problem(out, exc)}",
                              path=out) from exc
     return out
 

@@ -18,7 +18,7 @@ from drivingseg.report.aggregate import build_report
 from drivingseg.report.fleet import Progress
 from drivingseg.report.inputs import FrameRef, ReportInput
 from drivingseg.report.worker import FrameResult
-from drivingseg.report.write import REPORT_FILES, make_report, write_report
+from drivingseg.report.write import REPORT_FILES, make_report, report_folder, write_report
 
 CLASSES = ("background", "road", "car")
 
@@ -58,10 +58,24 @@ def test_out_that_is_a_file_fails_before_any_frame_is_scored(
     """It used to fail only when writing, after every frame of every input was scored."""
     (tmp_path / "taken").write_text("a file")
     seen: list[int] = []
-    with pytest.raises(RecordingError, match=r"taken: cannot create the report folder"):
+    with pytest.raises(RecordingError, match=r"taken: cannot create the report folder: .*"
+                                              r"taken' is a file, not a folder"):
         make_report([camvid_root / "val"], "default", tmp_path / "taken", workers=1, limit=1,
                     progress=_counting(seen))
     assert seen == []
+
+
+@pytest.mark.parametrize("below", ["", "runs/report"])
+def test_out_that_is_a_file_is_named_as_a_file(tmp_path: Path, below: str) -> None:
+    """--out FILE (or a folder below a file) said 'cannot create the report folder: File
+    exists' (or 'Not a directory'), not which path is a file."""
+    taken = tmp_path / "report.html"
+    taken.write_text("a file")
+    out = taken / below if below else taken
+    message = f"cannot create the report folder: {str(taken)!r} is a file, not a folder"
+    with pytest.raises(RecordingError, match=re.escape(message)):
+        report_folder(out)
+    assert taken.read_text() == "a file"
 
 
 def test_a_report_that_stops_before_writing_leaves_no_folder(
