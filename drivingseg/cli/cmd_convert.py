@@ -53,7 +53,8 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "output", type=Path,
-        help="output: OUT.mcap (ROS 2 MCAP), OUT.bag (ROS 1), OUT.db3 or OUT_DIR (ROS 2 sqlite3)")
+        help="output: OUT.mcap (ROS 2 MCAP), OUT.bag (ROS 1), OUT.db3 or OUT_DIR (ROS 2 "
+             "sqlite3); missing folders above it are created")
     add_recording_args(parser)
     parser.add_argument(
         "--max-frames",

@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 
 from drivingseg.calibration.types import Rig
-from drivingseg.errors import ConfigError
+from drivingseg.errors import ConfigError, RecordingError
+from drivingseg.fileio import mkdir_problem
 from drivingseg.outputs.mcap import Ros2McapWriter
 from drivingseg.outputs.rosbag import Ros1BagWriter, Ros2Sqlite3Writer, sqlite3_bag_folder
 from drivingseg.sensors.base import Recording, RecordingInfo
@@ -244,9 +245,21 @@ def output_location(out_path: str | PathLike[str]) -> Path:
     return sqlite3_bag_folder(path) if output_kind(path) == ".db3" else path
 
 
+def _make_parent(out_path: Path) -> None:
+    """Create the folder the output goes in, as every other command's outputs do (the MCAP
+    and ROS 1 writers failed with 'No such file or directory')."""
+    parent = output_location(out_path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"cannot create the output's folder: {mkdir_problem(parent, exc)}"
+        raise RecordingError(message, path=out_path) from exc
+
+
 def _writer(out_path: Path, compression: str) -> Writer:
-    """The writer for ``out_path``'s suffix."""
+    """The writer for ``out_path``'s suffix, its folder created."""
     kind = output_kind(out_path)
+    _make_parent(out_path)
     if kind == ".mcap":
         return Ros2McapWriter(out_path, compression=compression)
     if kind == ".bag":
@@ -265,6 +278,7 @@ def convert_to_mcap(
 ) -> ConvertStats:
     """Write ``recording`` to ``out_path`` as a ROS 2 MCAP, whatever its suffix
     (see :func:`convert_recording`)."""
+    _make_parent(Path(out_path))
     writer = Ros2McapWriter(Path(out_path), compression=compression)
     return _convert(recording, writer, topics, max_frames, progress)
 
@@ -279,7 +293,8 @@ def convert_recording(
     compression: str = "zstd",
 ) -> ConvertStats:
     """Write ``recording`` (open) to ``out_path``, as the suffix says (:data:`OUTPUT_KINDS`):
-    a ROS 2 MCAP, a ROS 1 bag or a ROS 2 sqlite3 bag; an existing output is replaced.
+    a ROS 2 MCAP, a ROS 1 bag or a ROS 2 sqlite3 bag; an existing output is replaced and
+    missing folders above it are created.
 
     ``max_frames`` keeps the first N camera frames and the first N lidar scans, and stops
     reading once every stream of ``recording.info()`` has N.

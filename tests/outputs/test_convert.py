@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from support.bags import ROS2, header, write_bag
 
-from drivingseg.outputs.convert import bag_topics, convert_to_mcap
+from drivingseg.errors import RecordingError
+from drivingseg.outputs.convert import (
+    bag_topics,
+    convert_recording,
+    convert_to_mcap,
+    output_location,
+)
 from drivingseg.sensors.bag import BagRecording
+from drivingseg.sensors.open import open_recording
 
 T0 = 1_600_000_000_000_000_000
 K9 = [700.0, 0.0, 4.0, 0.0, 700.0, 3.0, 0.0, 0.0, 1.0]
@@ -46,3 +55,30 @@ def test_a_camera_only_bag_keeps_its_camera_info(tmp_path: Path) -> None:
         camera = again.camera_model()
         assert camera is not None and camera.frame_id == "cam_optical"
         np.testing.assert_array_equal(camera.K.ravel(), K9)
+
+
+@pytest.mark.parametrize("name", ["drive.mcap", "drive.bag", "drive.db3", "drive"])
+def test_missing_folders_above_the_output_are_created(
+    kitti_raw_drive: Path, tmp_path: Path, name: str
+) -> None:
+    """An OUT.mcap or OUT.bag in a missing folder failed with 'No such file or directory'
+    while fuse, eval, report and export create their output's folders."""
+    out = tmp_path / "runs" / "bags" / name
+    with open_recording(kitti_raw_drive) as drive:
+        stats = convert_recording(drive, out, max_frames=1)
+    assert stats.total == 4
+    with open_recording(output_location(out)) as back:
+        assert back.info().duration_s == 0.0 and next(back.camera_frames()).index == 0
+
+
+@pytest.mark.parametrize("below", ["", "sub/"])
+def test_a_file_in_the_way_of_the_outputs_folder_is_named(
+    kitti_raw_drive: Path, tmp_path: Path, below: str
+) -> None:
+    taken = tmp_path / "runs"
+    taken.write_text("a file")
+    message = f"cannot create the output's folder: {str(taken)!r} is a file, not a folder"
+    with open_recording(kitti_raw_drive) as drive, pytest.raises(
+            RecordingError, match=re.escape(message)):
+        convert_recording(drive, taken / f"{below}drive.mcap", max_frames=1)
+    assert taken.read_text() == "a file"
