@@ -2,8 +2,10 @@
 
 Writes an ensemble manifest (:mod:`drivingseg.model.ensemble`): the members' paths relative
 to the manifest, checked to load together (same input size, normalisation, channels and
-classes) before anything is written. Any ``--weights`` option and the segmentation node's
-``weights`` parameter then take the manifest as one model.
+classes) before anything is written. An earlier manifest at ``OUT.json`` is replaced, as
+``eval --json`` and ``export`` replace their one small file (``convert``'s ``--force``
+guards recordings); any other file there is refused. Any ``--weights`` option and the
+segmentation node's ``weights`` parameter then take the manifest as one model.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Write a manifest that runs several U-Net checkpoints as one model "
                     "(their class probabilities averaged).",
     )
-    p.add_argument("out", metavar="OUT.json", help="manifest to write")
+    p.add_argument("out", metavar="OUT.json",
+                   help="manifest to write (folders created); an earlier manifest there is "
+                        "replaced, as eval --json and export replace their file, any other "
+                        "existing file is refused")
     p.add_argument("members", nargs="+", metavar="CHECKPOINT",
                    help="member checkpoints (x, x.safetensors or x.json; 'default' = shipped)")
     p.add_argument("--note", action="append", default=[], metavar="KEY=TEXT",

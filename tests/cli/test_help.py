@@ -93,3 +93,22 @@ def test_fuse_help_states_depth_defaults(
     options = help_text("fuse", capsys).split("options:", 1)[1]
     described = options.split(f"{option} {option[2:].upper().replace('-', '_')}", 1)[1]
     assert f"default {default})" in described.split(" --", 1)[0]
+
+
+def test_ensemble_says_it_replaces_a_manifest_and_refuses_other_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ensemble replaced an earlier manifest without a word in its help, while convert
+    refuses without --force; it now says what it does, as eval --json and export do it."""
+    text = help_text("ensemble", capsys)
+    assert ("an earlier manifest there is replaced, as eval --json and export replace their "
+            "file, any other existing file is refused") in text
+    out = tmp_path / "pair.json"
+    assert main(["ensemble", str(out), "default"]) == 0
+    assert main(["ensemble", str(out), "default", "--note", "run=2"]) == 0
+    assert '"run": "2"' in out.read_text()
+    other = tmp_path / "other.json"
+    other.write_text('{"model": {}}\n')
+    assert main(["ensemble", str(other), "default"]) == 2
+    assert "exists and is not an ensemble manifest" in capsys.readouterr().err
+    assert other.read_text() == '{"model": {}}\n'
