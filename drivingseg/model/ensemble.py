@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from drivingseg.errors import ModelError
-from drivingseg.fileio import write_atomic
+from drivingseg.fileio import mkdir_problem, write_atomic
 from drivingseg.model.config import ModelConfig
 from drivingseg.model.unet import UNet
 
@@ -115,7 +115,7 @@ def save_ensemble(
     try:  # members are found relative to the folder, which must exist for that
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        message = f"cannot create the manifest's folder: {exc.strerror or exc}"
+        message = f"cannot create the manifest's folder: {mkdir_problem(target.parent, exc)}"
         raise ModelError(message, path=target) from exc
     try:
         load_ensemble(meta, target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -235,3 +236,14 @@ def test_a_refused_manifest_leaves_none_of_the_folders_it_made(tmp_path: Path) -
     with pytest.raises(ModelError, match=r"ensemble member 1 \('nope\.safetensors'\)"):
         save_ensemble(tmp_path / "new" / "deeper" / "pair.json", [member, folder / "nope"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+@pytest.mark.parametrize("below", ["", "deeper/"])
+def test_a_file_in_the_way_of_the_manifests_folder_is_named(tmp_path: Path, below: str) -> None:
+    """It said 'cannot create the manifest's folder: File exists', not which path is a file."""
+    taken = tmp_path / "runs"
+    taken.write_text("a file")
+    message = f"cannot create the manifest's folder: {str(taken)!r} is a file, not a folder"
+    with pytest.raises(ModelError, match=re.escape(message)):
+        save_ensemble(taken / f"{below}pair.json", ["default"])
+    assert taken.read_text() == "a file"
