@@ -158,7 +158,7 @@ def test_info_by_receive_time_shows_a_lidar_on_its_own_clock_beside_the_camera(
 
     from drivingseg.outputs.mcap import Ros2McapWriter
     from drivingseg.sensors.kitti_raw import KittiRawDrive
-    from drivingseg.sensors.ros_msgs import pointcloud2_to_msg
+    from drivingseg.sensors.ros_msgs_write import pointcloud2_to_msg
 
     bag = tmp_path / "osc.mcap"
     with KittiRawDrive(kitti_raw_drive) as rec, Ros2McapWriter(bag) as writer:

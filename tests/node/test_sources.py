@@ -24,7 +24,7 @@ from drivingseg.node.processing import FusionNode
 from drivingseg.node.runtime import Node
 from drivingseg.node.sources import CameraSource, LidarSource
 from drivingseg.node.sync_node import SyncNode
-from drivingseg.sensors.ros_msgs import image_to_msg
+from drivingseg.sensors.ros_msgs_write import image_to_msg
 
 SKIP_READ_S = 0.03
 """Added read time of each message before the window (a bag is read up to it)."""
@@ -129,7 +129,7 @@ def test_a_reader_slower_than_the_rate_delays_the_replay_instead_of_making_frame
     graph.add(LidarSource, "lidar", params)
     collector = graph.add(Collector, "collector")
     graph.setup()
-    with caplog.at_level(logging.WARNING, logger="drivingseg.node.sources"):
+    with caplog.at_level(logging.WARNING, logger="drivingseg.node"):
         graph.run(handle_signals=False, timeout_s=TIMEOUT_S)
 
     images = collector.images
@@ -285,7 +285,7 @@ def test_a_camera_only_recording_is_segmented_without_lidar(
     every frame dropped at the sync for want of a scan: no mask, exit status 0. An RGB
     model needs no scan: the frames go on without one, with a warning."""
     path = camera_only_mcap(kitti_raw_drive, tmp_path / "camera_only.mcap", 4)
-    with caplog.at_level(logging.WARNING, logger="drivingseg.node.sources"):
+    with caplog.at_level(logging.WARNING, logger="drivingseg.node"):
         graph, _, tracker = run_launch(
             "replay_bag", input=str(path), weights=str(tiny_weights), rate=0.0,
             overflow="block", out_dir=str(tmp_path / "out"), record=False, video=False,
@@ -431,7 +431,7 @@ def test_a_recording_without_calibration_says_what_it_costs(
     for name in ("image_02", "velodyne_points"):  # no calib_*.txt beside the drive
         (drive / name).symlink_to(kitti_raw_drive / name)
     camera = Graph().add(CameraSource, "camera", {"input": str(drive)})
-    with caplog.at_level(logging.WARNING, logger="drivingseg.node.sources"):
+    with caplog.at_level(logging.WARNING, logger="drivingseg.node"):
         camera.setup()
     camera.shutdown()
     assert camera.rig is None
@@ -549,7 +549,7 @@ def test_a_rig_file_for_another_camera_is_warned_about(
     source = Graph().add(CameraSource, "camera", {
         "input": str(drive), "camera": camera, "calibration": str(rig_file)})
     try:
-        with caplog.at_level(logging.WARNING, logger="drivingseg.node.sources"):
+        with caplog.at_level(logging.WARNING, logger="drivingseg.node"):
             source.setup()
     finally:
         source.shutdown()
@@ -603,7 +603,7 @@ def test_a_bag_of_two_clocks_replays_by_receive_time(
 
     from drivingseg.outputs.mcap import Ros2McapWriter
     from drivingseg.sensors.kitti_raw import KittiRawDrive
-    from drivingseg.sensors.ros_msgs import pointcloud2_to_msg
+    from drivingseg.sensors.ros_msgs_write import pointcloud2_to_msg
 
     path = tmp_path / "osc.mcap"
     received: list[int] = []
