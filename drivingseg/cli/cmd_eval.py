@@ -30,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--weights", default="default",
                    help="checkpoint (.safetensors beside its .json), ensemble manifest (.json), "
                    "'default' (shipped) or 'ensemble' (3 shipped networks, ~3x the time)")
-    p.add_argument("--json", dest="json_out", help="write the full report (per frame) here")
+    p.add_argument("--json", dest="json_out",
+                   help="write the full report (per frame) here; an existing file is replaced")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--sequences", nargs="+", default=[], metavar="SEQ",
                    help="only frames of these CamVid sequences (file-name prefix, e.g. 0006R0)")

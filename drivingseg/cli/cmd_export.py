@@ -31,7 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--weights", default="default",
                    help="checkpoint (.safetensors beside its .json), ensemble manifest (.json), "
                    "'default' (shipped) or 'ensemble' (3 shipped networks, ~3x the time)")
-    p.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write")
+    p.add_argument("--onnx", required=True, metavar="OUT",
+                   help="ONNX file to write; an existing file is replaced")
     p.add_argument("--fp16", action="store_true", help="run the network in float16")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--dynamic", action="store_true",
