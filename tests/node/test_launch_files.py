@@ -152,3 +152,10 @@ def test_the_vehicle_graph_can_capture_cuda_graphs() -> None:
     assert resolved("vehicle", "input:=synthetic", "cuda_graph:=true"
                     )["segmentation"].p["cuda_graph"] is True
     assert resolved("vehicle", "input:=synthetic")["segmentation"].p["cuda_graph"] is False
+
+
+def test_the_pipeline_passes_ground_refit_every_to_fusion() -> None:
+    """The fusion node's ``ground_refit_every`` could be set only by editing a launch file."""
+    assert resolved("pipeline", "input:=synthetic", "ground_refit_every:=5"
+                    )["fusion"].p["ground_refit_every"] == 5
+    assert resolved("pipeline", "input:=synthetic")["fusion"].p["ground_refit_every"] == 1
