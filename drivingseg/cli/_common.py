@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -14,11 +15,13 @@ from drivingseg.errors import ConfigError
 from drivingseg.sensors.base import Recording
 from drivingseg.sensors.open import FORMATS, detect_format, open_recording
 
-__all__ = ["TTA_CHOICES", "add_recording_args", "add_tta_argument", "check_recording_args",
-           "help_text",
+__all__ = ["TTA_CHOICES", "add_recording_args", "add_tta_argument", "check_camera",
+           "check_recording_args", "help_text",
            "open_from_args", "progress", "progress_in_steps"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 TTA_CHOICES = ("off", "flip", "multiscale")
 """The names of ``drivingseg.model.config.TTA_PRESETS``, here so that building the parser
@@ -101,3 +104,20 @@ def open_from_args(path: str | Path, args: argparse.Namespace) -> Recording:
         lidar_topic=args.lidar_topic,
         camera_info_topic=args.camera_info_topic,
     )
+
+
+def check_camera(rec: Recording, camera: int | None) -> None:
+    """Refuse a recording without the camera asked for, or a KITTI raw drive without the
+    default image_02/ when it has other cameras (``info`` listed only its lidar, ``convert``
+    wrote point clouds only); a drive without any camera folder is read for its lidar."""
+    from drivingseg.sensors.kitti_raw import KittiRawDrive
+
+    if camera is not None:
+        rec.require_camera()
+        return
+    if not isinstance(rec, KittiRawDrive) or rec.camera_files:
+        return
+    if not rec.other_cameras():
+        log.warning("%s has no image_0N/ folder: its lidar only", rec.path)
+        return
+    rec.require_camera()

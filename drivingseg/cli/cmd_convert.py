@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from drivingseg.cli._common import add_recording_args, open_from_args, progress
+from drivingseg.cli._common import add_recording_args, check_camera, open_from_args, progress
 from drivingseg.errors import ConfigError, RecordingError
 from drivingseg.outputs.convert import (
     OUTPUT_KINDS,
@@ -22,8 +22,6 @@ from drivingseg.outputs.convert import (
     output_kind,
     output_location,
 )
-from drivingseg.sensors.base import Recording
-from drivingseg.sensors.kitti_raw import KittiRawDrive
 from drivingseg.signals import StopRequest, sigterm_deferred
 
 __all__ = ["add_parser", "run"]
@@ -67,17 +65,6 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_camera(drive: Recording, camera: int | None) -> None:
-    """Refuse a KITTI raw drive without the camera folder asked for (or, by default, image_02
-    when the drive has other cameras); a drive without any camera converts its lidar only."""
-    if not isinstance(drive, KittiRawDrive) or drive.camera_files:
-        return
-    if camera is None and not drive.other_cameras():
-        log.warning("%s has no image_0N/ folder: writing point clouds only", drive.path)
-        return
-    drive.require_camera()
-
-
 def _until_stopped(messages: Iterable[Message], stop: StopRequest) -> Iterator[Message]:
     """``messages`` until a SIGTERM is requested: the message being written is finished and
     the output finalised (the CLI runs every command with SIGTERM as Ctrl-C,
@@ -110,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames!r}")
     camera: int | None = args.camera
     with open_from_args(args.input, args) as drive:
-        _check_camera(drive, camera)
+        check_camera(drive, camera)
         chosen = None  # a bag converts its chosen image and lidar topics only
         names = kitti_topics(2 if camera is None else camera)
         if drive.format == "rosbag":

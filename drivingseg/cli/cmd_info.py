@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from drivingseg.cli._common import add_recording_args, open_from_args
+from drivingseg.cli._common import add_recording_args, check_camera, open_from_args
 from drivingseg.sensors.base import STAMPS, RecordingInfo
 
 __all__ = ["add_parser", "add_stamps_arg", "format_info", "run"]
@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM is Ctrl-C (cli.main): the recording closes, a file-compressed bag's copy goes
     with open_from_args(args.path, args) as rec:
         rec.use_stamps(args.stamps)
-        if args.camera is not None:
-            rec.require_camera()
+        check_camera(rec, args.camera)
         info = rec.info()
         ambiguous = getattr(rec, "ambiguous_topics", {})
         rig = None if ambiguous else rec.rig()

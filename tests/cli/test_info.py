@@ -33,6 +33,21 @@ def test_info_refuses_a_camera_the_drive_lacks(
     assert main(["info", str(kitti_raw_drive), "--camera", "2"]) == 0
 
 
+def test_info_of_a_drive_with_only_camera_3_says_which_to_pick(
+    kitti_raw_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A drive with image_03/ only was described as its lidar alone (the default camera 2
+    missing), with no hint that ``--camera 3`` reads its frames."""
+    from support.kitti_links import linked_drive
+
+    drive = linked_drive(kitti_raw_root, tmp_path, 3)
+    assert main(["info", str(drive)]) == 2
+    err = capsys.readouterr().err
+    assert f"{drive}: camera 2: image_02/ does not exist (it has image_03/); pick one" in err
+    assert main(["info", str(drive), "--camera", "3"]) == 0
+    assert "image_03" in capsys.readouterr().out
+
+
 def test_options_of_another_recording_kind_are_refused(
     kitti_raw_drive: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
